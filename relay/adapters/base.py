@@ -1,0 +1,57 @@
+"""What every dialect adapter is: pure functions from requests to HTTP calls and from
+HTTP replies to normalized values. Adapters never do I/O; ``relay.providers`` sends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from relay.models import ProviderFault, ProviderTask
+
+
+@dataclass(frozen=True, slots=True)
+class HttpCall:
+    """A request to make, relative to the provider's base URL and path prefix."""
+
+    method: str
+    path: str
+    json: Mapping[str, Any] | None = None
+    params: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class HttpReply:
+    status_code: int
+    headers: Mapping[str, str]
+    """Header names are lower-case."""
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Created:
+    """A provider accepted a new task."""
+
+    provider_task_id: str
+    task: ProviderTask | None = None
+    """What the create answer already says about the task, when it says anything."""
+
+
+class Dialect(Protocol):
+    """One provider API dialect (``ark``, ``unified``, ``seedance2ink``)."""
+
+    name: str
+
+    def build_create(self, body: Mapping[str, Any]) -> HttpCall:
+        """The call that submits ``body`` (the provider's native create body)."""
+        ...
+
+    def parse_create(self, reply: HttpReply, now: datetime) -> Created | ProviderFault: ...
+
+    def build_query(self, provider_task_id: str) -> HttpCall: ...
+
+    def parse_query(
+        self, reply: HttpReply, provider_task_id: str, now: datetime
+    ) -> ProviderTask | ProviderFault: ...

@@ -1,0 +1,73 @@
+"""One error tree for the relay. Exceptions are for bugs and boundaries; expected outcomes
+(a provider fault, a failed delivery) are values (``relay.models``, ``relay.policy``).
+
+::
+
+    RelayError
+    ├── ConfigError          the configuration is invalid; names the key path
+    ├── StoreError           the database refused or is unreachable
+    │   └── MigrationError   the schema cannot be brought to this version
+    └── ApiError             a request the API answers with a 4xx (code, message, status)
+        ├── BadRequest       400: malformed or invalid input
+        ├── Unauthorized     401: missing or unknown API key
+        ├── NotFound         404: no such object in the caller's account
+        ├── Conflict         409: the object exists or is in the wrong state
+        └── PayloadTooLarge  413: the body is over the limit
+"""
+
+from __future__ import annotations
+
+
+class RelayError(Exception):
+    """The root of every error the relay raises on purpose."""
+
+
+class ConfigError(RelayError):
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(f"{path}: {message}" if path else message)
+        self.path = path
+        self.message = message
+
+
+class StoreError(RelayError):
+    pass
+
+
+class MigrationError(StoreError):
+    pass
+
+
+class ApiError(RelayError):
+    status_code = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+
+
+class BadRequest(ApiError):
+    status_code = 400
+    code = "invalid_request"
+
+
+class Unauthorized(ApiError):
+    status_code = 401
+    code = "unauthorized"
+
+
+class NotFound(ApiError):
+    status_code = 404
+    code = "not_found"
+
+
+class Conflict(ApiError):
+    status_code = 409
+    code = "conflict"
+
+
+class PayloadTooLarge(ApiError):
+    status_code = 413
+    code = "payload_too_large"

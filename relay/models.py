@@ -1,0 +1,289 @@
+"""Frozen domain values: the normalized task, events, deliveries and what providers answer.
+
+Nothing here does I/O. Times are timezone-aware UTC ``datetime`` values throughout.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+JSON = dict[str, Any]
+
+
+class TaskStatus(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self not in (TaskStatus.QUEUED, TaskStatus.RUNNING)
+
+    @property
+    def rank(self) -> int:
+        """Statuses only move forward in rank: queued < running < any terminal."""
+        if self is TaskStatus.QUEUED:
+            return 0
+        if self is TaskStatus.RUNNING:
+            return 1
+        return 2
+
+
+class EventType(enum.StrEnum):
+    TASK_QUEUED = "task.queued"
+    TASK_RUNNING = "task.running"
+    TASK_PROGRESS = "task.progress"
+    TASK_SUCCEEDED = "task.succeeded"
+    TASK_FAILED = "task.failed"
+    TASK_EXPIRED = "task.expired"
+    TASK_CANCELLED = "task.cancelled"
+    RELAY_TEST = "relay.test"
+
+    @classmethod
+    def for_status(cls, status: TaskStatus) -> EventType:
+        return cls("task." + status.value)
+
+
+TERMINAL_EVENT_TYPES: frozenset[EventType] = frozenset(
+    {EventType.TASK_SUCCEEDED, EventType.TASK_FAILED, EventType.TASK_EXPIRED,
+     EventType.TASK_CANCELLED}
+)
+"""What a destination with no explicit filter receives (DESIGN §3)."""
+
+
+class ErrorCode(enum.StrEnum):
+    """The small normalized error-code set of a task's ``error`` (DESIGN §3)."""
+
+    CONTENT_POLICY = "content_policy"
+    INVALID_REQUEST = "invalid_request"
+    QUOTA_EXCEEDED = "quota_exceeded"
+    PROVIDER_ERROR = "provider_error"
+    TIMEOUT = "timeout"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+    NOT_FOUND = "task_not_found"
+
+
+@dataclass(frozen=True, slots=True)
+class TaskError:
+    code: ErrorCode
+    message: str
+    retryable: bool = False
+    provider_code: str | None = None
+    """The provider's own code, kept verbatim so nothing is lost in translation."""
+
+    def to_json(self) -> JSON:
+        return {"code": self.code.value, "message": self.message,
+                "retryable": self.retryable, "provider_code": self.provider_code}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> TaskError:
+        return cls(code=ErrorCode(data["code"]), message=str(data["message"]),
+                   retryable=bool(data.get("retryable", False)),
+                   provider_code=data.get("provider_code"))
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderTask:
+    """One provider answer about one task, normalized by a dialect adapter.
+
+    ``status`` is ``None`` when the provider said something non-committal (``unknown``,
+    an unrecognized string): the relay keeps the task as it was and never emits a
+    completion from it. Fields the provider did not report are ``None``.
+    """
+
+    provider_task_id: str
+    status: TaskStatus | None
+    raw_status: str | None = None
+    progress: int | None = None
+    model: str | None = None
+    video_url: str | None = None
+    video_url_expires_at: datetime | None = None
+    last_frame_url: str | None = None
+    error: TaskError | None = None
+    usage: JSON | None = None
+    resolution: str | None = None
+    ratio: str | None = None
+    duration: int | None = None
+    fps: int | None = None
+    seed: int | None = None
+
+
+class FaultKind(enum.StrEnum):
+    """Why a provider call gave no usable task answer. None of these is the task's fault."""
+
+    NOT_FOUND = "not_found"
+    UNAUTHORIZED = "unauthorized"
+    RATE_LIMITED = "rate_limited"
+    UNAVAILABLE = "unavailable"
+    BAD_RESPONSE = "bad_response"
+    INVALID_REQUEST = "invalid_request"
+    TIMEOUT = "timeout"
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderFault:
+    kind: FaultKind
+    retryable: bool
+    message: str
+    status_code: int | None = None
+    provider_code: str | None = None
+    retry_after: float | None = None
+    """Seconds, from a ``Retry-After`` header, when the provider sent one."""
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    id: str
+    name: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """The normalized task, as stored and as delivered in an event's ``data``."""
+
+    id: str
+    account_id: str
+    provider: str
+    provider_task_id: str | None
+    status: TaskStatus
+    created_at: datetime
+    updated_at: datetime
+    sequence: int = 0
+    """The ``sequence`` of the last event emitted for this task."""
+    model: str | None = None
+    progress: int | None = None
+    video_url: str | None = None
+    video_url_expires_at: datetime | None = None
+    last_frame_url: str | None = None
+    error: TaskError | None = None
+    usage: JSON | None = None
+    resolution: str | None = None
+    ratio: str | None = None
+    duration: int | None = None
+    fps: int | None = None
+    seed: int | None = None
+    reference: str | None = None
+    metadata: JSON = field(default_factory=dict)
+    callback_url: str | None = None
+    callback_events: frozenset[EventType] | None = None
+    completed_at: datetime | None = None
+    next_poll_at: datetime | None = None
+    poll_count: int = 0
+    not_found_count: int = 0
+
+    def to_json(self) -> JSON:
+        """The public shape (DESIGN §3): every field present, ``null`` when unknown."""
+        return {
+            "id": self.id,
+            "provider": self.provider,
+            "provider_task_id": self.provider_task_id,
+            "model": self.model,
+            "status": self.status.value,
+            "progress": self.progress,
+            "video_url": self.video_url,
+            "video_url_expires_at": iso(self.video_url_expires_at),
+            "last_frame_url": self.last_frame_url,
+            "error": self.error.to_json() if self.error else None,
+            "usage": self.usage,
+            "resolution": self.resolution,
+            "ratio": self.ratio,
+            "duration": self.duration,
+            "fps": self.fps,
+            "seed": self.seed,
+            "reference": self.reference,
+            "metadata": self.metadata,
+            "created_at": iso(self.created_at),
+            "updated_at": iso(self.updated_at),
+            "completed_at": iso(self.completed_at),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    id: str
+    account_id: str
+    task_id: str | None
+    type: EventType
+    sequence: int
+    created_at: datetime
+    body: str
+    """The envelope exactly as delivered: serialized once, signed and sent as these bytes."""
+
+
+class DeliveryStatus(enum.StrEnum):
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    """Gave up after the whole schedule; stays replayable."""
+    STOPPED = "stopped"
+    """The receiver said 410 Gone, or the destination was removed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    """Where events go: a task's callback URL or (later) a subscription."""
+
+    id: str
+    account_id: str
+    kind: str
+    url: str
+    event_types: frozenset[EventType] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    id: str
+    account_id: str
+    event_id: str
+    destination_id: str
+    url: str
+    status: DeliveryStatus
+    attempt_count: int
+    next_attempt_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    delivery_id: str
+    number: int
+    started_at: datetime
+    latency_ms: float
+    outcome: str
+    status_code: int | None = None
+    error: str | None = None
+    response_snippet: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DueDelivery:
+    """A claimed delivery with everything needed to send it, and nothing more."""
+
+    pk: int
+    id: str
+    event_id: str
+    destination_key: str
+    url: str
+    body: str
+    secrets: tuple[str, ...]
+    attempt_count: int
+
+
+def utc(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+def iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

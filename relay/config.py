@@ -1,0 +1,453 @@
+"""Configuration: a YAML file with ``${ENV}`` references → frozen, validated :class:`Settings`.
+
+Every problem is one :class:`~relay.errors.ConfigError` naming the dotted key path
+(``providers.apiyi.poll.min_interval``, ``delivery.retry_schedule.2``). When several keys are wrong
+the message lists them all, one ``path: problem`` per line, so one restart shows every mistake.
+
+``${NAME}``, ``${NAME:-default}`` (the default also replaces an empty value, as in the shell) and
+``$${`` (a literal ``${``) are expanded in string values, never keys, before validation; pydantic's
+lax mode then turns ``"8001"`` into an int. An empty section (``server:`` with its children
+commented out) means its defaults, and ``""`` for a key that may be null means null, so
+``secret_key: ${RELAY_SECRET_KEY:-}`` can leave it unset.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Hashable, Mapping
+from types import MappingProxyType
+from typing import Annotated, Any, Literal, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    ValidationInfo,
+    WrapSerializer,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails, PydanticCustomError
+
+from relay.errors import ConfigError
+
+SANDBOX = "sandbox"
+"""The built-in provider's name: the relay's own emulation of the provider APIs."""
+
+PROVIDER_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def _freeze(value: Mapping[K, V]) -> Mapping[K, V]:
+    # A frozen model whose dict fields can still be mutated is not frozen.
+    return MappingProxyType(dict(value))
+
+
+def _thaw(value: Mapping[Any, Any], handler: SerializerFunctionWrapHandler) -> Any:
+    # pydantic's dict serializer warns on a mappingproxy; hand it the dict it expects.
+    return handler(dict(value))
+
+
+FrozenMap = Annotated[Mapping[K, V], AfterValidator(_freeze), WrapSerializer(_thaw)]
+
+
+def _check_provider_name(name: str) -> str:
+    if not PROVIDER_NAME.match(name):
+        raise ValueError(f"provider name must match {PROVIDER_NAME.pattern}")
+    return name
+
+
+ProviderName = Annotated[str, AfterValidator(_check_provider_name)]
+DialectName = Literal["ark", "unified", "seedance2ink"]
+LogLevel = Literal["debug", "info", "warning", "error"]
+
+
+def _http_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"must be an http:// or https:// URL, got {url!r}")
+    if parts.query or parts.fragment:
+        raise ValueError("must not have a query string or fragment")
+    # Paths are appended to it, so a trailing slash would double up.
+    return url.rstrip("/")
+
+
+def _sqlite_file(url: str) -> str:
+    rest = url.removeprefix("sqlite://")
+    if not rest.startswith("/") or rest == "/":
+        raise ValueError("write sqlite:///relative/path.db or sqlite:////absolute/path.db")
+    path = rest[1:]
+    if "?" in path or "#" in path:
+        raise ValueError("SQLite URLs take no query parameters")
+    if path == ":memory:" or path.startswith("file:"):
+        # Migrations, the server and operator commands each open the database themselves.
+        raise ValueError("an in-memory SQLite database is not allowed: the relay needs a file "
+                         "that other processes can reopen")
+    return path
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _blank_means_default(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        out = dict(data)
+        for name, field in cls.model_fields.items():
+            if name not in out:
+                continue
+            if out[name] is None and field.default_factory is not None:
+                del out[name]  # an empty section: YAML reads it as null
+            elif out[name] == "" and field.default is None and not field.is_required():
+                out[name] = None  # `${VAR:-}` left a nullable key unset
+        return out
+
+
+class ServerSettings(_Model):
+    host: str = Field(default="127.0.0.1", min_length=1)
+    port: int = Field(default=8000, ge=1, le=65535)
+    public_url: str | None = None
+    """The externally reachable base URL (inbound webhook URLs are built on it)."""
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        return None if value is None else _http_url(value)
+
+
+class LimitsSettings(_Model):
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+
+
+class PollingSettings(_Model):
+    tick_seconds: float = Field(default=1.0, gt=0)
+    max_age: float = Field(default=172_800.0, gt=0)
+    batch_size: int = Field(default=200, ge=1)
+
+
+class DeliverySettings(_Model):
+    timeout: float = Field(default=15.0, gt=0)
+    retry_schedule: tuple[Annotated[float, Field(gt=0)], ...] = Field(
+        default=(5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 50400.0, 72000.0, 86400.0),
+        min_length=1)
+    jitter: float = Field(default=0.2, ge=0, le=0.5)
+    max_in_flight: int = Field(default=256, ge=1)
+    max_in_flight_per_destination: int = Field(default=64, ge=1)
+    retry_after_max: float = Field(default=3600.0, gt=0)
+    tick_seconds: float = Field(default=1.0, gt=0)
+    response_snippet_bytes: int = Field(default=1024, ge=0)
+
+
+class SandboxSettings(_Model):
+    enabled: bool = True
+    queued_seconds: float = Field(default=2.0, ge=0)
+    running_seconds: float = Field(default=6.0, ge=0)
+
+
+class PollSettings(_Model):
+    min_interval: float = Field(default=5.0, gt=0)
+    max_interval: float = Field(default=60.0, gt=0, validate_default=True)
+    expected_duration: float = Field(default=120.0, gt=0)
+    jitter: float = Field(default=0.1, ge=0, le=0.5)
+
+    @field_validator("max_interval")
+    @classmethod
+    def _not_below_min(cls, value: float, info: ValidationInfo) -> float:
+        low = info.data.get("min_interval")  # absent when min_interval itself is invalid
+        if low is not None and value < low:
+            raise ValueError(f"max_interval ({value:g}) must be >= min_interval ({low:g})")
+        return value
+
+
+class ProviderSettings(_Model):
+    dialect: DialectName
+    base_url: str | None = None
+    """None only for the built-in sandbox: this relay's own address."""
+    path_prefix: str = ""
+    """Between base_url and the dialect's paths, e.g. ``/seedance/api/v3``."""
+    api_key: str | None = None
+    headers: FrozenMap[str, str] = Field(default_factory=dict, validate_default=True)
+    timeout: float = Field(default=30.0, gt=0)
+    max_concurrency: int = Field(default=8, ge=1)
+    poll: PollSettings = Field(default_factory=PollSettings)
+    max_age: float | None = Field(default=None, gt=0)
+    """None: ``polling.max_age``."""
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: str | None) -> str | None:
+        return None if value is None else _http_url(value)
+
+    @field_validator("path_prefix")
+    @classmethod
+    def _path_prefix(cls, value: str) -> str:
+        if value and not value.startswith("/"):
+            raise ValueError(f"must be empty or start with '/', got {value!r}")
+        if "?" in value or "#" in value:
+            raise ValueError("must be a plain path")
+        return value.rstrip("/")
+
+
+def _builtin_sandbox(sandbox: SandboxSettings) -> ProviderSettings:
+    # Its tasks finish after queued + running seconds, so that is the honest expected duration.
+    expected = max(sandbox.queued_seconds + sandbox.running_seconds, 1.0)
+    return ProviderSettings(
+        dialect="ark", base_url=None, path_prefix="/sandbox/ark/api/v3", api_key="sandbox",
+        poll=PollSettings(min_interval=1.0, max_interval=10.0, expected_duration=expected))
+
+
+class Settings(_Model):
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    database_url: str = "sqlite:///relay.db"
+    secret_key: str | None = Field(default=None, min_length=16)
+    """Signs cursors and tokens; None: generated once and kept in the database."""
+    log_level: LogLevel = "info"
+    limits: LimitsSettings = Field(default_factory=LimitsSettings)
+    polling: PollingSettings = Field(default_factory=PollingSettings)
+    delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    # Declared before providers: the providers validator reads it.
+    sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
+    providers: FrozenMap[ProviderName, ProviderSettings] = Field(
+        default_factory=dict, validate_default=True)
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, url: str) -> str:
+        if url.startswith("postgres://"):  # the spelling Heroku-style platforms hand out
+            url = "postgresql://" + url.removeprefix("postgres://")
+        if url.startswith("sqlite://"):
+            _sqlite_file(url)
+        elif not url.startswith("postgresql://"):
+            raise ValueError("must start with sqlite:// or postgresql://")
+        return url
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _log_level(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("providers")
+    @classmethod
+    def _providers(
+        cls, value: Mapping[str, ProviderSettings], info: ValidationInfo
+    ) -> Mapping[str, ProviderSettings]:
+        sandbox = info.data.get("sandbox")
+        if not isinstance(sandbox, SandboxSettings):
+            return value  # sandbox is invalid and already reported
+        if not value and not sandbox.enabled:
+            raise ValueError("no providers are configured and the sandbox is disabled")
+        providers = dict(value)
+        if sandbox.enabled and SANDBOX not in providers:
+            providers[SANDBOX] = _builtin_sandbox(sandbox)
+        for name, provider in providers.items():
+            if provider.base_url is None and not (name == SANDBOX and sandbox.enabled):
+                raise PydanticCustomError(
+                    "relay_subpath", "{message}",
+                    {"subpath": f"{name}.base_url", "message": "base_url is required (null "
+                     "means this relay's own sandbox, only for the enabled 'sandbox' provider)"})
+        return MappingProxyType(providers)
+
+    @classmethod
+    def from_mapping(
+        cls, data: Mapping[str, Any], env: Mapping[str, str] | None = None
+    ) -> Settings:
+        """Interpolate ``${ENV}`` from ``env`` (default ``os.environ``) and validate."""
+        problems: list[tuple[str, str]] = []
+        resolved = _interpolate(dict(data), "", os.environ if env is None else env, problems)
+        if problems:
+            raise _config_error(problems)
+        try:
+            return cls.model_validate(resolved)
+        except ValidationError as exc:
+            raise _config_error([_describe(e) for e in exc.errors()]) from exc
+
+    def provider(self, name: str) -> ProviderSettings | None:
+        return self.providers.get(name)
+
+    def provider_max_age(self, name: str) -> float:
+        """A task's maximum age at provider ``name`` (its own, else ``polling.max_age``)."""
+        provider = self.providers.get(name)
+        if provider is None or provider.max_age is None:
+            return self.polling.max_age
+        return provider.max_age
+
+    @property
+    def sqlite_path(self) -> str | None:
+        """The database file for a sqlite URL (relative to the working directory), else None."""
+        if not self.database_url.startswith("sqlite://"):
+            return None
+        return _sqlite_file(self.database_url)
+
+
+# --- interpolation --------------------------------------------------------------------------
+
+_REFERENCE = re.compile(r"\$\$\{|\$\{([^}]*)\}|\$\{")
+_BODY = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?::-(.*))?", re.DOTALL)
+
+
+def _interpolate(
+    node: Any, path: str, env: Mapping[str, str], problems: list[tuple[str, str]]
+) -> Any:
+    if isinstance(node, str):
+        return _interpolate_str(node, path, env, problems)
+    if isinstance(node, Mapping):
+        return {key: _interpolate(value, f"{path}.{key}" if path else str(key), env, problems)
+                for key, value in node.items()}
+    if isinstance(node, list):
+        return [_interpolate(item, f"{path}.{i}" if path else str(i), env, problems)
+                for i, item in enumerate(node)]
+    return node
+
+
+def _interpolate_str(
+    text: str, path: str, env: Mapping[str, str], problems: list[tuple[str, str]]
+) -> str:
+    def replace(match: re.Match[str]) -> str:
+        if match.group(0) == "$${":
+            return "${"
+        body = match.group(1)
+        if body is None:
+            problems.append((path, "unterminated ${ (write $${ for a literal ${)"))
+            return ""
+        ref = _BODY.fullmatch(body)
+        if ref is None:
+            problems.append((path, f"invalid environment reference ${{{body}}}"))
+            return ""
+        name, default = ref.group(1), ref.group(2)
+        if default is not None and "${" in default:
+            problems.append((path, f"nested references are not supported in ${{{body}}}"))
+            return ""
+        value = env.get(name)
+        if default is not None and not value:
+            return default
+        if value is None:
+            problems.append((path, f"environment variable {name} is not set"))
+            return ""
+        return value
+
+    return _REFERENCE.sub(replace, text)
+
+
+# --- errors ---------------------------------------------------------------------------------
+
+_SECRET_KEYS = frozenset({"api_key", "secret_key", "headers", "database_url"})
+
+
+def _describe(error: ErrorDetails) -> tuple[str, str]:
+    """One pydantic error as (dotted path, readable message)."""
+    # "[key]" marks an error in a mapping's key; the key itself is already the previous item.
+    loc = [str(part) for part in error["loc"] if part != "[key]"]
+    kind, ctx, value = error["type"], error.get("ctx", {}), error["input"]
+    if kind == "relay_subpath":
+        return ".".join([*loc, str(ctx["subpath"])]), str(ctx["message"])
+    if kind == "value_error":
+        message = str(ctx["error"])
+    elif kind == "extra_forbidden":
+        message = "unknown key (extra inputs are not permitted)"
+    elif kind == "missing":
+        message = "required key is missing"
+    elif kind in ("model_type", "dict_type"):
+        message = f"should be a mapping of keys to values, got {type(value).__name__}"
+    else:
+        message = error["msg"]
+        # Echo the bad value, except where it may be a credential.
+        if isinstance(value, str | int | float) and not _SECRET_KEYS.intersection(loc):
+            message += f" (got {value!r})"
+    return ".".join(loc), message
+
+
+def _config_error(problems: list[tuple[str, str]]) -> ConfigError:
+    (path, message), *rest = problems
+    lines = [message, *(f"{p}: {m}" if p else m for p, m in rest)]
+    return ConfigError(path, "\n".join(lines))
+
+
+# --- loading --------------------------------------------------------------------------------
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """safe_load that refuses duplicate keys: silently keeping the last one hides mistakes."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
+        seen: set[tuple[str, str]] = set()
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
+                continue
+            if (key_node.tag, key_node.value) in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping", node.start_mark,
+                    f"found duplicate key {key_node.value!r}", key_node.start_mark)
+            seen.add((key_node.tag, key_node.value))
+        return super().construct_mapping(node, deep)
+
+
+def _read_yaml(path: str, origin: str) -> Any:
+    try:
+        with open(path, encoding="utf-8") as file:
+            return yaml.load(file, Loader=_StrictLoader)  # a SafeLoader subclass
+    except FileNotFoundError:
+        raise ConfigError("", f"config file {path}{origin} does not exist") from None
+    except OSError as exc:
+        raise ConfigError("", f"cannot read config file {path}{origin}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError("", f"config file {path} is not valid YAML: {exc}") from exc
+
+
+def load_settings(path: str | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Settings from ``path``, else from the file named by ``RELAY_CONFIG``, else the defaults.
+
+    ``env`` (default ``os.environ``) supplies both ``RELAY_CONFIG`` and the ``${...}`` values.
+    """
+    environ: Mapping[str, str] = os.environ if env is None else env
+    origin = ""
+    if path is None and environ.get("RELAY_CONFIG"):
+        path, origin = environ["RELAY_CONFIG"], " (from RELAY_CONFIG)"
+    if path is None:
+        return Settings.from_mapping({}, environ)
+    data = _read_yaml(path, origin)
+    if data is None:  # an empty file
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError("", f"config file {path} must hold a mapping of keys at the top level, "
+                              f"got {type(data).__name__}")
+    return Settings.from_mapping(data, environ)
+
+
+_SENSITIVE_HEADER = re.compile(r"auth|key|token|secret|cookie|signature|password", re.IGNORECASE)
+
+
+def _redact_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user = userinfo.partition(":")[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{hostport}"))
+
+
+def redacted(settings: Settings) -> dict[str, Any]:
+    """The settings as plain JSON-ready data with credentials replaced by ``"***"``.
+
+    Besides api_key and secret_key: a database password and header values whose name suggests a
+    credential (``Authorization``, ``X-Api-Key``, …). Null stays null: it says "not set".
+    """
+    data = settings.model_dump(mode="json")
+    if data["secret_key"] is not None:
+        data["secret_key"] = "***"
+    data["database_url"] = _redact_url(settings.database_url)
+    for provider in data["providers"].values():
+        if provider["api_key"] is not None:
+            provider["api_key"] = "***"
+        provider["headers"] = {name: "***" if _SENSITIVE_HEADER.search(name) else value
+                               for name, value in provider["headers"].items()}
+    return data

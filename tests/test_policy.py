@@ -1,0 +1,354 @@
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from relay.policy import (
+    AttemptResult,
+    Dead,
+    Delivered,
+    Gone,
+    PollPolicy,
+    RetryAt,
+    RetryPolicy,
+    classify_attempt,
+    estimated_duration,
+    is_past_max_age,
+    next_poll_delay,
+    provider_backoff,
+    retry_delay,
+)
+
+NOW = datetime(2026, 6, 6, 16, 0, 0, tzinfo=UTC)
+EXACT = RetryPolicy(jitter=0)
+SCHEDULE = EXACT.schedule
+POLL = PollPolicy(jitter=0)  # min 5, max 60, E 120
+
+
+class Edge(random.Random):
+    """A generator whose ``uniform`` always returns one end of the range, to pin jitter."""
+
+    def __init__(self, high: bool) -> None:
+        super().__init__(0)
+        self.high = high
+
+    def uniform(self, a: float, b: float) -> float:
+        return b if self.high else a
+
+
+def rng() -> random.Random:
+    return random.Random(1234)
+
+
+def after(seconds: float) -> datetime:
+    return NOW + timedelta(seconds=seconds)
+
+
+# --- delivery outcomes ---------------------------------------------------------------------
+
+def test_default_schedule_is_the_documented_one() -> None:
+    assert SCHEDULE == (5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400)
+    assert sum(SCHEDULE) == 272105  # about three days, DESIGN §5
+
+
+@pytest.mark.parametrize(("attempt", "wait"), list(enumerate(SCHEDULE, start=1)))
+def test_every_schedule_step(attempt: int, wait: float) -> None:
+    outcome = classify_attempt(AttemptResult(500), attempt, EXACT, NOW, rng())
+    assert outcome == RetryAt(after(wait), "HTTP 500")
+    assert retry_delay(attempt, EXACT, rng()) == wait
+
+
+def test_dead_after_the_last_step() -> None:
+    outcome = classify_attempt(AttemptResult(500), 10, EXACT, NOW, rng())
+    assert outcome == Dead("schedule exhausted after 10 attempts: HTTP 500")
+    assert retry_delay(10, EXACT, rng()) is None
+
+
+def test_custom_schedule() -> None:
+    policy = RetryPolicy(schedule=(1, 2), jitter=0)
+    assert classify_attempt(AttemptResult(None, error="timeout"), 2, policy, NOW, rng()) \
+        == RetryAt(after(2), "timeout")
+    assert classify_attempt(AttemptResult(None, error="timeout"), 3, policy, NOW, rng()) \
+        == Dead("schedule exhausted after 3 attempts: timeout")
+
+
+def test_attempts_made_must_count_the_attempt_just_made() -> None:
+    with pytest.raises(ValueError, match="attempts_made"):
+        retry_delay(0, EXACT, rng())
+
+
+@pytest.mark.parametrize("status", [200, 201, 204, 299])
+def test_2xx_is_delivered(status: int) -> None:
+    assert classify_attempt(AttemptResult(status), 1, EXACT, NOW, rng()) == Delivered()
+    # Even on the last attempt: success beats an exhausted schedule.
+    assert classify_attempt(AttemptResult(status), 10, EXACT, NOW, rng()) == Delivered()
+
+
+@pytest.mark.parametrize("status", [301, 302, 304, 307, 308])
+def test_redirect_is_a_failure(status: int) -> None:
+    outcome = classify_attempt(AttemptResult(status), 2, EXACT, NOW, rng())
+    assert outcome == RetryAt(after(300), f"HTTP {status} (redirects are not followed)")
+
+
+def test_410_is_gone_even_when_the_schedule_is_exhausted() -> None:
+    assert classify_attempt(AttemptResult(410), 1, EXACT, NOW, rng()) == Gone("HTTP 410 Gone")
+    assert classify_attempt(AttemptResult(410), 10, EXACT, NOW, rng()) == Gone("HTTP 410 Gone")
+
+
+@pytest.mark.parametrize("status", [100, 400, 401, 404, 409, 413, 500, 501, 599])
+def test_other_statuses_retry(status: int) -> None:
+    outcome = classify_attempt(AttemptResult(status), 1, EXACT, NOW, rng())
+    assert outcome == RetryAt(after(5), f"HTTP {status}")
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [("timeout", "timeout"), ("connection refused", "connection refused"), (None, "no response")],
+)
+def test_no_response_retries(error: str | None, reason: str) -> None:
+    outcome = classify_attempt(AttemptResult(None, error=error), 3, EXACT, NOW, rng())
+    assert outcome == RetryAt(after(1800), reason)
+
+
+@pytest.mark.parametrize("status", [429, 502, 503, 504])
+@pytest.mark.parametrize(
+    ("attempt", "retry_after", "wait"),
+    [
+        (1, 120, 120),  # larger than the schedule's 5 s: honoured
+        (1, 7200, 3600),  # larger than retry_after_max: capped
+        (1, 2, 5),  # smaller than the schedule: the schedule wins
+        (2, 60, 300),
+        (4, 3601, 7200),  # capped at 3600, and the schedule's 7200 is later still
+        (1, 0, 5),
+        (1, -30, 5),
+        (1, float("inf"), 5),  # a nonsense header is ignored, not trusted
+        (1, None, 5),
+    ],
+)
+def test_retry_after_on_slow_down_statuses(
+    status: int, attempt: int, retry_after: float | None, wait: float
+) -> None:
+    outcome = classify_attempt(AttemptResult(status, retry_after), attempt, EXACT, NOW, rng())
+    assert outcome == RetryAt(after(wait), f"HTTP {status}")
+
+
+@pytest.mark.parametrize("status", [500, 400, 302])
+def test_retry_after_is_ignored_on_other_statuses(status: int) -> None:
+    outcome = classify_attempt(AttemptResult(status, 600), 1, EXACT, NOW, rng())
+    assert isinstance(outcome, RetryAt)
+    assert outcome.at == after(5)
+
+
+def test_retry_after_does_not_extend_the_schedule() -> None:
+    outcome = classify_attempt(AttemptResult(503, 60), 10, EXACT, NOW, rng())
+    assert outcome == Dead("schedule exhausted after 10 attempts: HTTP 503")
+
+
+def test_retry_after_max_is_configurable() -> None:
+    policy = RetryPolicy(jitter=0, retry_after_max=60)
+    outcome = classify_attempt(AttemptResult(429, 600), 1, policy, NOW, rng())
+    assert outcome == RetryAt(after(60), "HTTP 429")
+
+
+@pytest.mark.parametrize(("attempt", "wait"), [(1, 5), (2, 300), (9, 86400)])
+def test_retry_jitter_stays_within_twenty_percent(attempt: int, wait: float) -> None:
+    policy = RetryPolicy()
+    r = rng()
+    draws = [retry_delay(attempt, policy, r) for _ in range(2000)]
+    values = [d for d in draws if d is not None]
+    assert len(values) == 2000
+    assert all(0.8 * wait <= d <= 1.2 * wait for d in values)
+    # Actually spread, not pinned to one end.
+    assert min(values) < 0.82 * wait
+    assert max(values) > 1.18 * wait
+    assert retry_delay(attempt, policy, Edge(high=False)) == pytest.approx(0.8 * wait)
+    assert retry_delay(attempt, policy, Edge(high=True)) == pytest.approx(1.2 * wait)
+
+
+def test_jitter_never_lets_retry_after_go_below_the_schedule() -> None:
+    outcome = classify_attempt(AttemptResult(503, 2), 1, RetryPolicy(), NOW, Edge(high=True))
+    assert outcome == RetryAt(after(6), "HTTP 503")
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"jitter": 1.0}, {"jitter": -0.1}, {"schedule": (5, -1)}, {"retry_after_max": -1}]
+)
+def test_retry_policy_rejects_nonsense(kwargs: dict[str, object]) -> None:
+    with pytest.raises(ValueError):  # noqa: PT011 - any of several messages
+        RetryPolicy(**kwargs)  # type: ignore[arg-type]
+
+
+# --- poll planning --------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("age", "delay"),
+    [
+        (0, 5),  # early: catch fast failures
+        (17.9, 5),
+        (18, 45),  # middle: half of the 90 s left to 0.9·E
+        (20, 44),
+        (60, 24),
+        (80, 14),
+        (93.5, 14.5),  # 0.9·E is within 3 x min away: jump straight to it
+        (95, 13),
+        (106, 5),  # never below min
+        (108, 5),  # near the finish: dense
+        (120, 5),
+        (156, 5),
+        (171, 7.5),  # overdue by E/8: 5 · (1 + 4/8)
+        (186, 10),
+        (276, 25),
+        (1000, 60),  # capped
+    ],
+)
+def test_next_poll_delay_phases(age: float, delay: float) -> None:
+    assert next_poll_delay(age, None, POLL, rng()) == pytest.approx(delay)
+
+
+def test_early_phase_is_shorter_for_short_tasks() -> None:
+    # E = 60: the early phase ends at 0.15·E = 9 s.
+    assert next_poll_delay(8, None, POLL, rng(), expected=60) == 5
+    assert next_poll_delay(9, None, POLL, rng(), expected=60) == pytest.approx(22.5)
+
+
+def test_expected_overrides_the_policy() -> None:
+    assert next_poll_delay(100, None, POLL, rng()) == pytest.approx(8)
+    assert next_poll_delay(100, None, POLL, rng(), expected=600) == 60
+    assert next_poll_delay(500, None, POLL, rng(), expected=600) == pytest.approx(20)
+    assert next_poll_delay(600, None, POLL, rng(), expected=600) == 5
+
+
+@pytest.mark.parametrize(
+    ("age", "progress", "estimate"),
+    [
+        (60, None, 120),
+        (60, 5, 120),  # below 10 %: noise, ignored
+        (60, 50, 120),  # on track
+        (60, 80, 97.5),  # ahead: 60 / 0.8 = 75, averaged with 120
+        (30, 90, 90),  # far ahead: bounded to 0.5·E = 60, then averaged
+        (60, 10, 240),  # far behind: bounded to 3·E = 360, then averaged
+        (100, 100, 110),
+        (60, 101, 120),  # out of range: ignored
+    ],
+)
+def test_progress_refines_the_estimate(age: float, progress: int | None, estimate: float) -> None:
+    assert estimated_duration(age, progress, 120) == pytest.approx(estimate)
+
+
+def test_progress_moves_the_dense_window() -> None:
+    # Without progress, age 90 is still sparse (gap 18 → 9 s); at 80 % the task looks
+    # due at 0.5·(120 + 112.5) = 116.25, but 90 < 0.9 · 116.25 = 104.6: gap 14.6 → jump.
+    assert next_poll_delay(90, None, POLL, rng()) == pytest.approx(9)
+    assert next_poll_delay(90, 80, POLL, rng()) == pytest.approx(0.9 * 116.25 - 90)
+    # At 95 % and age 100 the estimate is 0.5·(120 + 105.3) = 112.6: already dense.
+    assert next_poll_delay(100, 95, POLL, rng()) == 5
+    # Slow progress pushes the window out: at 20 % after 60 s, E' = 0.5·(120 + 300) = 210.
+    assert next_poll_delay(60, 20, POLL, rng()) == pytest.approx(60)
+    assert next_poll_delay(150, None, POLL, rng()) == 5
+
+
+def test_poll_jitter_spreads_within_bounds() -> None:
+    policy = PollPolicy()  # jitter 0.1
+    r = rng()
+    early = [next_poll_delay(0, None, policy, r) for _ in range(2000)]
+    assert all(4.5 <= d <= 5.5 for d in early)
+    assert min(early) < 4.55
+    assert max(early) > 5.45
+    assert next_poll_delay(20, None, policy, Edge(high=False)) == pytest.approx(44 * 0.9)
+    assert next_poll_delay(20, None, policy, Edge(high=True)) == pytest.approx(44 * 1.1)
+
+
+@pytest.mark.parametrize("expected", [10.0, 60.0, 120.0, 600.0])
+@pytest.mark.parametrize("progress", [None, 0, 10, 50, 99, 100])
+def test_poll_delay_never_leaves_the_bounds(expected: float, progress: int | None) -> None:
+    policy = PollPolicy()
+    low, high = 5.0 * 0.9, 60.0 * 1.1
+    r = rng()
+    for step in range(1001):
+        age = step * expected / 100  # 0 .. 10·E
+        delay = next_poll_delay(age, progress, policy, r, expected=expected)
+        assert low <= delay <= high, (age, delay)
+
+
+def _simulate(expected: float, policy: PollPolicy, r: random.Random) -> tuple[int, float]:
+    """Poll from age 0 until past ``expected``; return the polls made before it and the age of
+    the first poll at or after it."""
+    age, polls = 0.0, 0
+    while age < expected:
+        polls += 1
+        age += next_poll_delay(age, None, policy, r, expected=expected)
+    return polls, age
+
+
+def test_adaptive_polling_is_sparse_yet_punctual_exact() -> None:
+    polls, first_after = _simulate(120, POLL, rng())
+    # 0, 5, 10, 15, 20, 64, 86, 97, 108, 113, 118: 11 polls against 24 at a fixed 5 s.
+    assert polls == 11
+    assert first_after == pytest.approx(123)
+
+
+@pytest.mark.parametrize("seed", range(50))
+def test_adaptive_polling_is_sparse_yet_punctual_jittered(seed: int) -> None:
+    policy = PollPolicy()
+    polls, first_after = _simulate(120, policy, random.Random(seed))
+    assert polls < (120 / 5) / 2
+    assert 120 <= first_after <= 120 + 5 * 1.1
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"min_interval": 0}, {"min_interval": 70}, {"expected_duration": 0}, {"jitter": 1.0}],
+)
+def test_poll_policy_rejects_nonsense(kwargs: dict[str, object]) -> None:
+    with pytest.raises(ValueError):  # noqa: PT011 - any of several messages
+        PollPolicy(**kwargs)  # type: ignore[arg-type]
+
+
+def test_expected_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="expected duration"):
+        next_poll_delay(10, None, POLL, rng(), expected=0)
+
+
+# --- provider backoff and max age ----------------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("faults", "middle"), [(1, 2), (2, 4), (3, 8), (6, 64), (8, 256), (9, 300), (5000, 300)]
+)
+def test_provider_backoff_is_exponential_with_jitter_under_the_cap(
+    faults: int, middle: float
+) -> None:
+    assert provider_backoff(faults, None, rng=Edge(high=False)) == pytest.approx(0.8 * middle)
+    assert provider_backoff(faults, None, rng=Edge(high=True)) == pytest.approx(
+        min(1.2 * middle, 300)
+    )
+    r = rng()
+    for _ in range(500):
+        assert 0.8 * middle <= provider_backoff(faults, None, rng=r) <= min(1.2 * middle, 300)
+
+
+def test_provider_backoff_base_and_cap() -> None:
+    assert provider_backoff(3, None, base=1, cap=10, rng=Edge(high=True)) == pytest.approx(4.8)
+    assert provider_backoff(5, None, base=1, cap=10, rng=Edge(high=True)) == 10
+
+
+def test_no_faults_no_backoff() -> None:
+    assert provider_backoff(0, None, rng=rng()) == 0
+    assert provider_backoff(0, 30, rng=rng()) == 0
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "delay"), [(30, 30), (1, 2.4), (1000, 300), (-5, 2.4), (None, 2.4)]
+)
+def test_provider_backoff_honours_retry_after_within_the_cap(
+    retry_after: float | None, delay: float
+) -> None:
+    assert provider_backoff(1, retry_after, rng=Edge(high=True)) == pytest.approx(delay)
+
+
+@pytest.mark.parametrize(
+    ("age", "past"), [(0, False), (172799, False), (172800, False), (172801, True)]
+)
+def test_is_past_max_age(age: float, past: bool) -> None:
+    assert is_past_max_age(NOW, NOW + timedelta(seconds=age), 48 * 3600) is past

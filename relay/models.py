@@ -159,6 +159,8 @@ class Task:
     updated_at: datetime
     sequence: int = 0
     """The ``sequence`` of the last event emitted for this task."""
+    version: int = 0
+    """Bumped on every write; saves are conditional on it (optimistic concurrency)."""
     model: str | None = None
     progress: int | None = None
     video_url: str | None = None
@@ -236,7 +238,12 @@ class Destination:
     account_id: str
     kind: str
     url: str
+    key: str
+    """What per-destination concurrency is counted on (a callback URL's origin)."""
     event_types: frozenset[EventType] | None
+    task_id: str | None = None
+    secret: str | None = None
+    """``None``: deliveries are signed with the account's callback secret."""
 
 
 @dataclass(frozen=True, slots=True)

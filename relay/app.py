@@ -1,0 +1,146 @@
+"""The composition root: builds the store, providers, tracker, delivery engine, HTTP app and
+scheduler from settings, and runs them for the app's lifespan.
+
+APScheduler drives the periodic ticks (claim due polls, claim due deliveries); it never owns
+work in flight, and new work is dispatched at once through the engines' ``wake``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from httpx_aiohttp import AiohttpTransport
+from starlette.applications import Starlette
+from starlette.routing import Mount
+
+from relay.adapters.ark import ArkDialect
+from relay.adapters.base import Dialect
+from relay.api.http import api_error, error_response
+from relay.api.routes import routes
+from relay.clock import Clock, SystemClock
+from relay.config import ProviderSettings, Settings
+from relay.delivery import DeliveryEngine, DeliverySettings
+from relay.errors import ApiError, ConfigError
+from relay.ids import new_id
+from relay.policy import PollPolicy, RetryPolicy
+from relay.providers import ProviderClient
+from relay.sandbox.app import sandbox_app
+from relay.sandbox.simulation import SandboxSettings
+from relay.services import Services
+from relay.signing import Tokens
+from relay.store import open_store
+from relay.tracker import ProviderPlan, Tracker
+
+log = logging.getLogger("relay")
+
+DIALECTS: dict[str, Dialect] = {"ark": ArkDialect()}
+
+
+def http_client(max_connections: int) -> httpx.AsyncClient:
+    """The one shared client. httpx is the API; aiohttp underneath is the fast transport.
+    Redirects are never followed (DESIGN §5)."""
+    limits = httpx.Limits(max_connections=max_connections, keepalive_expiry=30)
+    return httpx.AsyncClient(transport=AiohttpTransport(limits=limits),
+                             follow_redirects=False, trust_env=False)
+
+
+def own_address(settings: Settings) -> str:
+    host = settings.server.host
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{settings.server.port}"
+
+
+def _provider(name: str, p: ProviderSettings, settings: Settings, http: httpx.AsyncClient,
+              clock: Clock, rng: random.Random) -> ProviderPlan:
+    dialect = DIALECTS.get(p.dialect)
+    if dialect is None:
+        raise ConfigError(f"providers.{name}.dialect",
+                          f"the {p.dialect!r} dialect is not available in this version")
+    base = (p.base_url or own_address(settings)).rstrip("/") + p.path_prefix
+    client = ProviderClient(name=name, dialect=dialect, base_url=base, api_key=p.api_key,
+                            headers=p.headers, timeout=p.timeout,
+                            max_concurrency=p.max_concurrency, http=http, clock=clock, rng=rng)
+    poll = PollPolicy(min_interval=p.poll.min_interval, max_interval=p.poll.max_interval,
+                      expected_duration=p.poll.expected_duration, jitter=p.poll.jitter)
+    return ProviderPlan(client=client, poll=poll, max_age=settings.provider_max_age(name))
+
+
+def create_app(settings: Settings, *, clock: Clock | None = None) -> Starlette:
+    clock = clock or SystemClock()
+    rng = random.Random()
+    owner = new_id("relay")
+    d = settings.delivery
+    delivery_settings = DeliverySettings(
+        timeout=d.timeout, max_in_flight=d.max_in_flight,
+        max_in_flight_per_destination=d.max_in_flight_per_destination,
+        snippet_bytes=d.response_snippet_bytes,
+        retry=RetryPolicy(schedule=tuple(d.retry_schedule), jitter=d.jitter,
+                          retry_after_max=d.retry_after_max))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        store = open_store(settings.database_url)
+        http = http_client(d.max_in_flight + 64)
+        scheduler = AsyncIOScheduler(timezone="UTC")
+        try:
+            applied = await store.migrate()
+            if applied:
+                log.info("database migrated to version %d", applied[-1])
+            # SQLite is one instance: leases left by a killed process are ours to reclaim.
+            await store.release_leases()
+            tokens = Tokens(settings.secret_key or await store.secret_key())
+            plans = {name: _provider(name, p, settings, http, clock, rng)
+                     for name, p in settings.providers.items()}
+            engine = DeliveryEngine(store=store, http=http, clock=clock, rng=rng,
+                                    settings=delivery_settings, owner=owner)
+            tracker = Tracker(store=store, providers=plans, clock=clock, rng=rng,
+                              on_events=engine.wake, batch_size=settings.polling.batch_size)
+            app.state.services = Services(
+                store=store, tracker=tracker, delivery=engine, tokens=tokens, clock=clock,
+                providers={n: p.client for n, p in plans.items()},
+                max_body_bytes=settings.limits.max_body_bytes)
+            scheduler.add_job(tracker.poll_due, "interval", seconds=settings.polling.tick_seconds,
+                              id="poll-due", max_instances=1, coalesce=True)
+            scheduler.add_job(engine.pump, "interval", seconds=d.tick_seconds,
+                              id="deliver-due", max_instances=1, coalesce=True)
+            scheduler.start()
+            tracker.wake()
+            engine.wake()
+            log.info("relay ready on %s (providers: %s)", own_address(settings),
+                     ", ".join(plans))
+            yield
+            scheduler.shutdown(wait=False)
+            await engine.stop(grace=d.timeout + 1)
+            await tracker.drain()
+        finally:
+            if scheduler.running:
+                scheduler.shutdown(wait=False)
+            await http.aclose()
+            await store.close()
+
+    mounts: list[Any] = list(routes())
+    if settings.sandbox.enabled:
+        sandbox = SandboxSettings(queued_seconds=settings.sandbox.queued_seconds,
+                                  running_seconds=settings.sandbox.running_seconds)
+        mounts.append(Mount("/sandbox", app=sandbox_app(sandbox, clock)))
+    return Starlette(
+        routes=mounts, lifespan=lifespan,
+        exception_handlers={ApiError: api_error, 404: _not_found, 405: _not_allowed})
+
+
+async def _not_found(request: Any, exc: Exception) -> Any:
+    return error_response(404, "not_found", f"no route {request.url.path}")
+
+
+async def _not_allowed(request: Any, exc: Exception) -> Any:
+    return error_response(405, "method_not_allowed",
+                          f"{request.method} is not allowed on {request.url.path}")

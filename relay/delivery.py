@@ -1,0 +1,307 @@
+"""The delivery engine: claims due deliveries, signs them, POSTs them, records every attempt.
+
+Flow: ``pump`` claims as many due deliveries as there are free slots (skipping destinations
+at their concurrency cap) and starts one send each. A finished send is classified by the pure
+``relay.policy.classify_attempt`` into a record that the ``_Recorder`` writes in batches, one
+transaction per batch, which is what lets a durable relay keep up with a bare HTTP loop.
+Until its record is written a delivery stays leased, so a crash at any moment leaves it due
+again once the lease is released (at-least-once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+
+from relay.clock import Clock
+from relay.models import Attempt, DeliveryStatus, DueDelivery
+from relay.policy import (
+    AttemptResult,
+    Dead,
+    Delivered,
+    DeliveryOutcome,
+    Gone,
+    RetryAt,
+    RetryPolicy,
+    classify_attempt,
+    describe_attempt,
+)
+from relay.signing import sign, webhook_key
+from relay.store.interface import AttemptRecord, Store
+
+log = logging.getLogger("relay.delivery")
+
+USER_AGENT = "seedance-relay/0.1 (+https://github.com/seedance-relay)"
+
+
+@dataclass(frozen=True, slots=True)
+class DeliverySettings:
+    timeout: float = 15.0
+    max_in_flight: int = 256
+    max_in_flight_per_destination: int = 64
+    lease_seconds: float = 300.0
+    snippet_bytes: int = 1024
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+
+def outcome_fields(outcome: DeliveryOutcome) -> tuple[str, DeliveryStatus, datetime | None]:
+    """(attempt outcome label, the delivery's new status, its next attempt time)."""
+    match outcome:
+        case Delivered():
+            return "delivered", DeliveryStatus.SUCCEEDED, None
+        case RetryAt(at=at):
+            return "retry", DeliveryStatus.PENDING, at
+        case Dead():
+            return "failed", DeliveryStatus.FAILED, None
+        case Gone():
+            return "gone", DeliveryStatus.STOPPED, None
+    raise AssertionError(outcome)  # pragma: no cover - the match is exhaustive
+
+
+class DeliveryEngine:
+    def __init__(
+        self, *, store: Store, http: httpx.AsyncClient, clock: Clock, rng: random.Random,
+        settings: DeliverySettings, owner: str,
+    ) -> None:
+        self._store = store
+        self._http = http
+        self._clock = clock
+        self._rng = rng
+        self._settings = settings
+        self._owner = owner
+        self._recorder = _Recorder(store, owner)
+        self._sends: set[asyncio.Task[None]] = set()
+        self._per_key: defaultdict[str, int] = defaultdict(int)
+        self._waiting: defaultdict[str, deque[DueDelivery]] = defaultdict(deque)
+        self._keys: dict[str, bytes] = {}
+        self._pumping = False
+        self._again = False
+        self._backlog = False
+        self._stopping = False
+        self._timer: asyncio.TimerHandle | None = None
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._sends)
+
+    def wake(self) -> None:
+        """New work was written: send it now, not at the next tick."""
+        if self._stopping:
+            return
+        if self._pumping:
+            self._again = True
+            return
+        task = asyncio.ensure_future(self.pump())
+        task.add_done_callback(_log_crash)
+
+    async def pump(self) -> None:
+        if self._pumping or self._stopping:
+            self._again = True
+            return
+        self._pumping = True
+        try:
+            while not self._stopping:
+                self._again = False
+                free = self._settings.max_in_flight - len(self._sends) - self._queued()
+                if free <= 0:
+                    self._backlog = True
+                    break
+                due = await self._store.claim_due_deliveries(
+                    self._clock.now(), free, self._settings.lease_seconds, self._owner,
+                    self._saturated())
+                for delivery in due:
+                    self._start_or_queue(delivery)
+                self._backlog = len(due) == free
+                if not (self._backlog or self._again):
+                    break
+        finally:
+            self._pumping = False
+        if not self._backlog:
+            await self._arm_timer()
+
+    async def stop(self, grace: float) -> None:
+        """Stop claiming, let attempts in flight finish (up to ``grace`` s), write them."""
+        self._stopping = True
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._sends:
+            _, pending = await asyncio.wait(set(self._sends), timeout=grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
+        await self._recorder.flush()
+
+    async def _arm_timer(self) -> None:
+        """Wake exactly when the next retry falls due, if that is before the next tick."""
+        due = await self._store.next_delivery_at()
+        if due is None or self._stopping:
+            return
+        delay = max(0.0, (due - self._clock.now()).total_seconds())
+        if delay < 5.0:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = asyncio.get_running_loop().call_later(delay, self.wake)
+
+    def _queued(self) -> int:
+        return sum(len(q) for q in self._waiting.values())
+
+    def _saturated(self) -> list[str]:
+        cap = self._settings.max_in_flight_per_destination
+        return [k for k, n in self._per_key.items() if n >= cap]
+
+    def _start_or_queue(self, delivery: DueDelivery) -> None:
+        if self._per_key[delivery.destination_key] >= self._settings.max_in_flight_per_destination:
+            self._waiting[delivery.destination_key].append(delivery)
+            return
+        self._per_key[delivery.destination_key] += 1
+        task = asyncio.ensure_future(self._send(delivery))
+        self._sends.add(task)
+        task.add_done_callback(self._sent)
+
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        self._sends.discard(task)
+        _log_crash(task)
+        if self._backlog and not self._stopping and (
+                len(self._sends) <= self._settings.max_in_flight * 3 // 4):
+            self.wake()
+
+    async def _send(self, delivery: DueDelivery) -> None:
+        key = delivery.destination_key
+        try:
+            await self._attempt(delivery)
+        finally:
+            self._per_key[key] -= 1
+            waiting = self._waiting.get(key)
+            if waiting:
+                self._start_or_queue(self._next_in_lease(waiting))
+            if not self._per_key[key]:
+                del self._per_key[key]
+                self._waiting.pop(key, None)
+
+    def _next_in_lease(self, waiting: deque[DueDelivery]) -> DueDelivery:
+        return waiting.popleft()
+
+    async def _attempt(self, d: DueDelivery) -> None:
+        started = self._clock.now()
+        stamp = int(started.timestamp())
+        body = d.body.encode()
+        headers = {
+            "content-type": "application/json",
+            "user-agent": USER_AGENT,
+            "webhook-id": d.event_id,
+            "webhook-timestamp": str(stamp),
+            "webhook-signature": sign(d.event_id, stamp, body, map(self._key, d.secrets)),
+        }
+        t0 = time.perf_counter()
+        snippet: str | None = None
+        try:
+            async with self._http.stream("POST", d.url, content=body, headers=headers,
+                                         timeout=self._settings.timeout) as response:
+                snippet = await _read_snippet(response, self._settings.snippet_bytes)
+                result = AttemptResult(response.status_code,
+                                       retry_after=_retry_after(response.headers))
+        except httpx.TimeoutException:
+            result = AttemptResult(None, error=f"timeout after {self._settings.timeout:g} s")
+        except httpx.HTTPError as exc:
+            result = AttemptResult(None, error=f"{type(exc).__name__}: {exc}"[:300])
+        latency_ms = (time.perf_counter() - t0) * 1000
+        number = d.attempt_count + 1
+        outcome = classify_attempt(result, number, self._settings.retry, self._clock.now(),
+                                   self._rng)
+        label, status, next_at = outcome_fields(outcome)
+        error = None if isinstance(outcome, Delivered) else describe_attempt(result)
+        self._recorder.add(AttemptRecord(
+            delivery_pk=d.pk,
+            attempt=Attempt(delivery_id=d.id, number=number, started_at=started,
+                            latency_ms=round(latency_ms, 3), outcome=label,
+                            status_code=result.status_code, error=error,
+                            response_snippet=snippet),
+            status=status, next_attempt_at=next_at))
+        if not isinstance(outcome, Delivered):
+            log.info("delivery %s of %s to %s: %s", d.id, d.event_id, d.url,
+                     error if isinstance(outcome, RetryAt) else outcome)
+
+    def _key(self, secret: str) -> bytes:
+        key = self._keys.get(secret)
+        if key is None:
+            if len(self._keys) > 10_000:
+                self._keys.clear()
+            key = self._keys[secret] = webhook_key(secret)
+        return key
+
+
+class _Recorder:
+    """Writes finished attempts in batches: whatever finished while the last write ran goes
+    into the next one, so the batch size follows the load by itself."""
+
+    def __init__(self, store: Store, owner: str) -> None:
+        self._store = store
+        self._owner = owner
+        self._pending: list[AttemptRecord] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    def add(self, record: AttemptRecord) -> None:
+        self._pending.append(record)
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.ensure_future(self._write())
+            self._writer.add_done_callback(_log_crash)
+
+    async def _write(self) -> None:
+        await asyncio.sleep(0)  # let the sends finishing in this loop turn join the batch
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                await self._store.record_attempts(batch, self._owner)
+            except Exception:
+                # Leases keep these deliveries due: they are sent again, never lost.
+                log.exception("could not record %d attempts; they will be retried", len(batch))
+
+    async def flush(self) -> None:
+        while self._writer is not None and not self._writer.done():
+            await self._writer
+        if self._pending:
+            await self._write()
+
+
+async def _read_snippet(response: httpx.Response, limit: int) -> str:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_raw():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size >= limit:
+            break
+    return b"".join(chunks)[:limit].decode("utf-8", errors="replace")
+
+
+def _retry_after(headers: httpx.Headers) -> float | None:
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        return max(0.0, (when - datetime.now(when.tzinfo)).total_seconds())
+
+
+def _log_crash(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("delivery task crashed", exc_info=task.exception())
+
+
+__all__ = ["DeliveryEngine", "DeliverySettings", "outcome_fields", "timedelta"]

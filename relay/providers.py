@@ -1,0 +1,130 @@
+"""Talking to providers: sends what a dialect adapter builds, hands the reply back to it, and
+keeps each provider's health (consecutive faults, back-off) so a provider outage slows the
+relay down instead of failing tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+import httpx
+
+from relay.adapters.base import Created, Dialect, HttpCall, HttpReply
+from relay.clock import Clock
+from relay.models import FaultKind, ProviderFault, ProviderTask
+from relay.policy import provider_backoff
+
+log = logging.getLogger("relay.providers")
+
+R = TypeVar("R")
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderHealth:
+    name: str
+    dialect: str
+    consecutive_faults: int
+    last_fault: str | None
+    last_fault_at: datetime | None
+    backoff_until: datetime | None
+    in_flight: int
+
+    def to_json(self) -> dict[str, Any]:
+        from relay.models import iso
+
+        return {"name": self.name, "dialect": self.dialect,
+                "healthy": self.consecutive_faults == 0,
+                "consecutive_faults": self.consecutive_faults, "last_fault": self.last_fault,
+                "last_fault_at": iso(self.last_fault_at),
+                "backoff_until": iso(self.backoff_until), "in_flight": self.in_flight}
+
+
+class ProviderClient:
+    """One configured provider account: its dialect, address, key and concurrency cap."""
+
+    def __init__(
+        self, *, name: str, dialect: Dialect, base_url: str, api_key: str | None,
+        headers: Mapping[str, str], timeout: float, max_concurrency: int,
+        http: httpx.AsyncClient, clock: Clock, rng: random.Random,
+    ) -> None:
+        self.name = name
+        self.dialect = dialect
+        self._base = base_url.rstrip("/")
+        self._headers = dict(headers)
+        if api_key:
+            self._headers["authorization"] = f"Bearer {api_key}"
+        self._timeout = timeout
+        self._slots = asyncio.Semaphore(max_concurrency)
+        self._http = http
+        self._clock = clock
+        self._rng = rng
+        self._faults = 0
+        self._last_fault: str | None = None
+        self._last_fault_at: datetime | None = None
+        self._backoff_until: datetime | None = None
+        self._in_flight = 0
+
+    def health(self) -> ProviderHealth:
+        return ProviderHealth(self.name, self.dialect.name, self._faults, self._last_fault,
+                              self._last_fault_at, self._backoff_until, self._in_flight)
+
+    def backoff_until(self) -> datetime | None:
+        """While the provider is backed off, polls wait until this time."""
+        until = self._backoff_until
+        return until if until is not None and until > self._clock.now() else None
+
+    async def create(self, body: Mapping[str, Any]) -> Created | ProviderFault:
+        reply = await self._send(self.dialect.build_create(body))
+        if isinstance(reply, ProviderFault):
+            return reply
+        return self._note(self.dialect.parse_create(reply, self._clock.now()))
+
+    async def query(self, provider_task_id: str) -> ProviderTask | ProviderFault:
+        reply = await self._send(self.dialect.build_query(provider_task_id))
+        if isinstance(reply, ProviderFault):
+            return reply
+        return self._note(self.dialect.parse_query(reply, provider_task_id, self._clock.now()))
+
+    async def _send(self, call: HttpCall) -> HttpReply | ProviderFault:
+        async with self._slots:
+            self._in_flight += 1
+            try:
+                response = await self._http.request(
+                    call.method, self._base + call.path, json=call.json,
+                    params=dict(call.params) or None, headers=self._headers,
+                    timeout=self._timeout)
+            except httpx.TimeoutException:
+                return self._note(ProviderFault(FaultKind.TIMEOUT, True,
+                                                f"no answer within {self._timeout:g} s"))
+            except httpx.HTTPError as exc:
+                return self._note(ProviderFault(FaultKind.UNAVAILABLE, True,
+                                                f"{type(exc).__name__}: {exc}"))
+            finally:
+                self._in_flight -= 1
+        return HttpReply(response.status_code, response.headers, response.content)
+
+    def _note(self, result: R) -> R:
+        """Count provider faults (not task answers) for health and back-off."""
+        if isinstance(result, ProviderFault) and result.kind is not FaultKind.NOT_FOUND \
+                and result.kind is not FaultKind.INVALID_REQUEST:
+            now = self._clock.now()
+            self._faults += 1
+            self._last_fault = f"{result.kind.value}: {result.message}"
+            self._last_fault_at = now
+            if result.retryable or result.kind is FaultKind.UNAUTHORIZED:
+                delay = provider_backoff(self._faults, result.retry_after, rng=self._rng)
+                self._backoff_until = now + timedelta(seconds=delay)
+            log.warning("provider %s fault (%d in a row): %s", self.name, self._faults,
+                        self._last_fault)
+        elif not isinstance(result, ProviderFault):
+            if self._faults:
+                log.info("provider %s answers again after %d faults", self.name, self._faults)
+            self._faults = 0
+            self._backoff_until = None
+        return result

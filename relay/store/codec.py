@@ -1,0 +1,153 @@
+"""How domain values map to database rows, shared by every backend.
+
+A task's filterable fields are columns; its descriptive fields travel as one JSON document,
+so adding a reported field never needs a migration.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from relay.models import (
+    Account,
+    Attempt,
+    Delivery,
+    DeliveryStatus,
+    Event,
+    EventType,
+    Task,
+    TaskError,
+    TaskStatus,
+    utc,
+)
+
+
+def ts(value: datetime | None) -> float | None:
+    return None if value is None else value.timestamp()
+
+
+def dt(value: float | None) -> datetime | None:
+    return None if value is None else utc(value)
+
+
+def event_types_json(types: frozenset[EventType] | None) -> str | None:
+    return None if types is None else json.dumps(sorted(t.value for t in types))
+
+
+def event_types_from(text: str | None) -> frozenset[EventType] | None:
+    return None if text is None else frozenset(EventType(t) for t in json.loads(text))
+
+
+TASK_COLUMNS = (
+    "id, account_id, provider, provider_task_id, status, reference, version, sequence, data, "
+    "created_at, updated_at, next_poll_at"
+)
+
+
+def task_params(task: Task) -> dict[str, Any]:
+    data = {
+        "model": task.model,
+        "progress": task.progress,
+        "video_url": task.video_url,
+        "video_url_expires_at": ts(task.video_url_expires_at),
+        "last_frame_url": task.last_frame_url,
+        "error": task.error.to_json() if task.error else None,
+        "usage": task.usage,
+        "resolution": task.resolution,
+        "ratio": task.ratio,
+        "duration": task.duration,
+        "fps": task.fps,
+        "seed": task.seed,
+        "metadata": task.metadata,
+        "callback_url": task.callback_url,
+        "callback_events": (
+            None if task.callback_events is None
+            else sorted(t.value for t in task.callback_events)),
+        "completed_at": ts(task.completed_at),
+        "poll_count": task.poll_count,
+        "not_found_count": task.not_found_count,
+    }
+    return {
+        "id": task.id,
+        "account_id": task.account_id,
+        "provider": task.provider,
+        "provider_task_id": task.provider_task_id,
+        "status": task.status.value,
+        "reference": task.reference,
+        "version": task.version,
+        "sequence": task.sequence,
+        "data": json.dumps(data, separators=(",", ":"), ensure_ascii=False),
+        "created_at": ts(task.created_at),
+        "updated_at": ts(task.updated_at),
+        "next_poll_at": ts(task.next_poll_at),
+    }
+
+
+def task_from_row(row: Sequence[Any]) -> Task:
+    """A row selected with ``TASK_COLUMNS``."""
+    (id_, account_id, provider, provider_task_id, status, reference, version, sequence, data,
+     created_at, updated_at, next_poll_at) = row
+    d = json.loads(data)
+    events = d["callback_events"]
+    return Task(
+        id=id_, account_id=account_id, provider=provider, provider_task_id=provider_task_id,
+        status=TaskStatus(status), reference=reference, version=version, sequence=sequence,
+        created_at=utc(created_at), updated_at=utc(updated_at), next_poll_at=dt(next_poll_at),
+        model=d["model"], progress=d["progress"], video_url=d["video_url"],
+        video_url_expires_at=dt(d["video_url_expires_at"]),
+        last_frame_url=d["last_frame_url"],
+        error=TaskError.from_json(d["error"]) if d["error"] else None,
+        usage=d["usage"], resolution=d["resolution"], ratio=d["ratio"],
+        duration=d["duration"], fps=d["fps"], seed=d["seed"], metadata=d["metadata"],
+        callback_url=d["callback_url"],
+        callback_events=None if events is None else frozenset(EventType(e) for e in events),
+        completed_at=dt(d["completed_at"]), poll_count=d["poll_count"],
+        not_found_count=d["not_found_count"],
+    )
+
+
+EVENT_COLUMNS = "id, account_id, task_id, type, sequence, created_at, body"
+
+
+def event_from_row(row: Sequence[Any]) -> Event:
+    id_, account_id, task_id, type_, sequence, created_at, body = row
+    return Event(id=id_, account_id=account_id, task_id=task_id, type=EventType(type_),
+                 sequence=sequence, created_at=utc(created_at), body=body)
+
+
+ACCOUNT_COLUMNS = "id, name, created_at"
+
+
+def account_from_row(row: Sequence[Any]) -> Account:
+    return Account(id=row[0], name=row[1], created_at=utc(row[2]))
+
+
+DELIVERY_COLUMNS = (
+    "d.pk, d.id, d.account_id, e.id, d.destination_id, d.url, d.status, d.attempt_count, "
+    "d.next_attempt_at, d.created_at, d.updated_at"
+)
+
+
+def delivery_from_row(row: Sequence[Any]) -> Delivery:
+    """A row selected with ``DELIVERY_COLUMNS`` (its leading pk is skipped)."""
+    (_pk, id_, account_id, event_id, destination_id, url, status, attempt_count,
+     next_attempt_at, created_at, updated_at) = row
+    return Delivery(id=id_, account_id=account_id, event_id=event_id,
+                    destination_id=destination_id, url=url, status=DeliveryStatus(status),
+                    attempt_count=attempt_count, next_attempt_at=dt(next_attempt_at),
+                    created_at=utc(created_at), updated_at=utc(updated_at))
+
+
+ATTEMPT_COLUMNS = (
+    "number, started_at, latency_ms, outcome, status_code, error, response_snippet"
+)
+
+
+def attempt_from_row(delivery_id: str, row: Sequence[Any]) -> Attempt:
+    number, started_at, latency_ms, outcome, status_code, error, snippet = row
+    return Attempt(delivery_id=delivery_id, number=number, started_at=utc(started_at),
+                   latency_ms=latency_ms, outcome=outcome, status_code=status_code,
+                   error=error, response_snippet=snippet)

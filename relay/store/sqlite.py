@@ -1,0 +1,340 @@
+"""The SQLite store: the embedded default, for one relay instance (WAL mode)."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from relay.errors import StoreError
+from relay.ids import new_id
+from relay.models import Account, Delivery, DeliveryStatus, Destination, DueDelivery, Event, Task
+from relay.store import codec
+from relay.store.codec import (
+    ACCOUNT_COLUMNS,
+    ATTEMPT_COLUMNS,
+    DELIVERY_COLUMNS,
+    EVENT_COLUMNS,
+    TASK_COLUMNS,
+    ts,
+)
+from relay.store.interface import (
+    AttemptRecord,
+    DeliveryView,
+    DuplicateTask,
+    EventQuery,
+    Page,
+    TaskQuery,
+)
+from relay.store.sqlite_runner import SqliteRunner, migrate
+from relay.transitions import Change, fan_out
+
+_DESTINATION_COLUMNS = "id, account_id, kind, url, key, event_types, task_id, secret"
+
+
+def _destination(row: Sequence[Any]) -> Destination:
+    return Destination(id=row[0], account_id=row[1], kind=row[2], url=row[3], key=row[4],
+                       event_types=codec.event_types_from(row[5]), task_id=row[6],
+                       secret=row[7])
+
+
+class SqliteStore:
+    def __init__(self, path: str) -> None:
+        try:
+            self._db = SqliteRunner(path)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open SQLite database {path!r}: {exc}") from exc
+
+    async def migrate(self) -> list[int]:
+        return await self._db.write_untransacted(migrate)
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    async def ping(self) -> None:
+        await self._db.read(lambda c: c.execute("SELECT 1").fetchone())
+
+    async def secret_key(self) -> str:
+        def get(c: sqlite3.Connection) -> str:
+            c.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('secret_key', ?)",
+                      (secrets.token_urlsafe(32),))
+            return str(c.execute("SELECT value FROM meta WHERE key = 'secret_key'").fetchone()[0])
+        return await self._db.write(get)
+
+    # accounts
+
+    async def create_account(self, account: Account, key_hash: str, callback_secret: str) -> None:
+        def insert(c: sqlite3.Connection) -> None:
+            c.execute("INSERT INTO accounts (id, name, callback_secret, created_at) "
+                      "VALUES (?, ?, ?, ?)",
+                      (account.id, account.name, callback_secret, ts(account.created_at)))
+            c.execute("INSERT INTO api_keys (key_hash, account_id, created_at) VALUES (?, ?, ?)",
+                      (key_hash, account.id, ts(account.created_at)))
+        await self._db.write(insert)
+
+    async def account_by_key_hash(self, key_hash: str) -> Account | None:
+        def get(c: sqlite3.Connection) -> Account | None:
+            row = c.execute(
+                f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = "
+                "(SELECT account_id FROM api_keys WHERE key_hash = ?)", (key_hash,)).fetchone()
+            return codec.account_from_row(row) if row else None
+        return await self._db.read(get)
+
+    async def callback_secret(self, account_id: str) -> str | None:
+        def get(c: sqlite3.Connection) -> str | None:
+            row = c.execute("SELECT callback_secret FROM accounts WHERE id = ?",
+                            (account_id,)).fetchone()
+            return str(row[0]) if row else None
+        return await self._db.read(get)
+
+    # tasks
+
+    async def create_task(self, change: Change, callback: Destination | None) -> None:
+        def insert(c: sqlite3.Connection) -> None:
+            t = change.task
+            existing = c.execute(
+                "SELECT id FROM tasks WHERE account_id = ? AND provider = ? "
+                "AND provider_task_id = ?",
+                (t.account_id, t.provider, t.provider_task_id)).fetchone()
+            if existing:
+                raise DuplicateTask(existing[0])
+            c.execute(f"INSERT INTO tasks ({TASK_COLUMNS}) VALUES (:id, :account_id, :provider, "
+                      ":provider_task_id, :status, :reference, :version, :sequence, :data, "
+                      ":created_at, :updated_at, :next_poll_at)", codec.task_params(t))
+            if callback is not None:
+                c.execute(f"INSERT INTO destinations ({_DESTINATION_COLUMNS}, created_at) "
+                          "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                          (callback.id, callback.account_id, callback.kind, callback.url,
+                           callback.key, codec.event_types_json(callback.event_types),
+                           callback.task_id, callback.secret, ts(t.created_at)))
+            _write_events(c, change.events)
+        await self._db.write(insert)
+
+    async def save_task(self, change: Change, expected_version: int) -> bool:
+        def update(c: sqlite3.Connection) -> bool:
+            params = codec.task_params(change.task)
+            params["expected"] = expected_version
+            params["version"] = expected_version + 1
+            cur = c.execute(
+                "UPDATE tasks SET provider_task_id = :provider_task_id, status = :status, "
+                "version = :version, sequence = :sequence, data = :data, "
+                "updated_at = :updated_at, next_poll_at = :next_poll_at, "
+                "poll_lease_until = NULL WHERE id = :id AND version = :expected", params)
+            if cur.rowcount != 1:
+                return False
+            _write_events(c, change.events)
+            return True
+        return await self._db.write(update)
+
+    async def get_task(self, account_id: str, task_id: str) -> Task | None:
+        def get(c: sqlite3.Connection) -> Task | None:
+            row = c.execute(f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = ? AND account_id = ?",
+                            (task_id, account_id)).fetchone()
+            return codec.task_from_row(row) if row else None
+        return await self._db.read(get)
+
+    async def list_tasks(self, account_id: str, query: TaskQuery) -> Page[Task]:
+        where, params = ["account_id = ?"], [account_id]
+        for column, value in (("status", query.status), ("provider", query.provider),
+                              ("reference", query.reference)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        rows = await self._db.read(
+            lambda c: _page(c, "tasks", f"pk, {TASK_COLUMNS}", where, params, query.after,
+                            query.limit, query.order))
+        return _paged(rows, query.limit, codec.task_from_row)
+
+    async def claim_due_polls(self, now: datetime, limit: int, lease_seconds: float) -> list[Task]:
+        t = now.timestamp()
+
+        def claim(c: sqlite3.Connection) -> list[Task]:
+            rows = c.execute(
+                f"UPDATE tasks SET poll_lease_until = ? WHERE pk IN (SELECT pk FROM tasks "
+                "WHERE next_poll_at <= ? AND (poll_lease_until IS NULL OR poll_lease_until < ?) "
+                f"ORDER BY next_poll_at LIMIT ?) RETURNING {TASK_COLUMNS}",
+                (t + lease_seconds, t, t, limit)).fetchall()
+            return [codec.task_from_row(r) for r in rows]
+        return await self._db.write(claim)
+
+    async def next_poll_at(self) -> datetime | None:
+        def get(c: sqlite3.Connection) -> float | None:
+            row = c.execute("SELECT min(max(next_poll_at, coalesce(poll_lease_until, 0))) "
+                            "FROM tasks WHERE next_poll_at IS NOT NULL").fetchone()
+            return row[0] if row else None
+        return codec.dt(await self._db.read(get))
+
+    # events
+
+    async def get_event(self, account_id: str, event_id: str) -> Event | None:
+        def get(c: sqlite3.Connection) -> Event | None:
+            row = c.execute(f"SELECT {EVENT_COLUMNS} FROM events WHERE id = ? AND account_id = ?",
+                            (event_id, account_id)).fetchone()
+            return codec.event_from_row(row) if row else None
+        return await self._db.read(get)
+
+    async def list_events(self, account_id: str, query: EventQuery) -> Page[Event]:
+        where: list[str] = ["account_id = ?"]
+        params: list[Any] = [account_id]
+        if query.type is not None:
+            where.append("type = ?")
+            params.append(query.type.value)
+        if query.task_id is not None:
+            where.append("task_id = ?")
+            params.append(query.task_id)
+        if query.since is not None:
+            where.append("created_at >= ?")
+            params.append(query.since.timestamp())
+        if query.until is not None:
+            where.append("created_at < ?")
+            params.append(query.until.timestamp())
+        rows = await self._db.read(
+            lambda c: _page(c, "events", f"pk, {EVENT_COLUMNS}", where, params, query.after,
+                            query.limit, query.order))
+        return _paged(rows, query.limit, codec.event_from_row)
+
+    async def event_deliveries(self, account_id: str, event_id: str) -> list[DeliveryView]:
+        def get(c: sqlite3.Connection) -> list[DeliveryView]:
+            rows = c.execute(
+                f"SELECT {DELIVERY_COLUMNS} FROM deliveries d JOIN events e ON e.pk = d.event_pk "
+                "WHERE e.id = ? AND e.account_id = ? ORDER BY d.pk", (event_id, account_id)
+            ).fetchall()
+            views = []
+            for row in rows:
+                delivery = codec.delivery_from_row(row)
+                attempts = c.execute(f"SELECT {ATTEMPT_COLUMNS} FROM attempts "
+                                     "WHERE delivery_pk = ? ORDER BY pk", (row[0],)).fetchall()
+                views.append(DeliveryView(
+                    delivery, [codec.attempt_from_row(delivery.id, a) for a in attempts]))
+            return views
+        return await self._db.read(get)
+
+    async def redeliver(
+        self, account_id: str, event_id: str, destination_id: str | None, now: datetime
+    ) -> list[Delivery]:
+        def insert(c: sqlite3.Connection) -> list[Delivery]:
+            event = c.execute("SELECT pk FROM events WHERE id = ? AND account_id = ?",
+                              (event_id, account_id)).fetchone()
+            if event is None:
+                return []
+            rows = c.execute(
+                f"SELECT {_DESTINATION_COLUMNS} FROM destinations WHERE id IN "
+                "(SELECT destination_id FROM deliveries WHERE event_pk = ?) "
+                "AND (? IS NULL OR id = ?) ORDER BY id",
+                (event[0], destination_id, destination_id)).fetchall()
+            return [_insert_delivery(c, event[0], event_id, _destination(r), now) for r in rows]
+        return await self._db.write(insert)
+
+    # deliveries
+
+    async def claim_due_deliveries(
+        self, now: datetime, limit: int, lease_seconds: float, owner: str,
+        exclude_keys: Sequence[str] = (),
+    ) -> list[DueDelivery]:
+        t = now.timestamp()
+
+        def claim(c: sqlite3.Connection) -> list[DueDelivery]:
+            pks = [r[0] for r in c.execute(
+                "UPDATE deliveries SET lease_owner = ?, lease_until = ? WHERE pk IN "
+                "(SELECT pk FROM deliveries WHERE next_attempt_at <= ? "
+                "AND (lease_until IS NULL OR lease_until < ?) "
+                "AND destination_key NOT IN (SELECT value FROM json_each(?)) "
+                "ORDER BY next_attempt_at LIMIT ?) RETURNING pk",
+                (owner, t + lease_seconds, t, t, json.dumps(list(exclude_keys)), limit))]
+            if not pks:
+                return []
+            rows = c.execute(
+                "SELECT d.pk, d.id, e.id, d.destination_key, d.url, e.body, "
+                "coalesce(dst.secret, a.callback_secret), d.attempt_count "
+                "FROM deliveries d JOIN events e ON e.pk = d.event_pk "
+                "JOIN destinations dst ON dst.id = d.destination_id "
+                "JOIN accounts a ON a.id = d.account_id "
+                "WHERE d.pk IN (SELECT value FROM json_each(?)) ORDER BY d.next_attempt_at",
+                (json.dumps(pks),)).fetchall()
+            return [DueDelivery(pk=r[0], id=r[1], event_id=r[2], destination_key=r[3], url=r[4],
+                                body=r[5], secrets=(r[6],), attempt_count=r[7]) for r in rows]
+        return await self._db.write(claim)
+
+    async def record_attempts(self, records: Sequence[AttemptRecord], owner: str) -> None:
+        def write(c: sqlite3.Connection) -> None:
+            c.executemany(
+                "INSERT INTO attempts (delivery_pk, number, started_at, latency_ms, outcome, "
+                "status_code, error, response_snippet) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(r.delivery_pk, r.attempt.number, ts(r.attempt.started_at),
+                  r.attempt.latency_ms, r.attempt.outcome, r.attempt.status_code,
+                  r.attempt.error, r.attempt.response_snippet) for r in records])
+            c.executemany(
+                "UPDATE deliveries SET status = ?, attempt_count = ?, next_attempt_at = ?, "
+                "lease_owner = NULL, lease_until = NULL, last_status_code = ?, last_error = ?, "
+                "updated_at = ? WHERE pk = ? AND lease_owner = ?",
+                [(r.status.value, r.attempt.number, ts(r.next_attempt_at),
+                  r.attempt.status_code, r.attempt.error,
+                  ts(r.attempt.started_at), r.delivery_pk, owner) for r in records])
+        await self._db.write(write)
+
+    async def next_delivery_at(self) -> datetime | None:
+        def get(c: sqlite3.Connection) -> float | None:
+            row = c.execute("SELECT min(max(next_attempt_at, coalesce(lease_until, 0))) "
+                            "FROM deliveries WHERE next_attempt_at IS NOT NULL").fetchone()
+            return row[0] if row else None
+        return codec.dt(await self._db.read(get))
+
+    async def release_leases(self) -> None:
+        def release(c: sqlite3.Connection) -> None:
+            c.execute("UPDATE deliveries SET lease_owner = NULL, lease_until = NULL "
+                      "WHERE lease_until IS NOT NULL")
+            c.execute("UPDATE tasks SET poll_lease_until = NULL "
+                      "WHERE poll_lease_until IS NOT NULL")
+        await self._db.write(release)
+
+
+def _write_events(c: sqlite3.Connection, events: Sequence[Event]) -> None:
+    """Insert events and fan them out to the destinations that want them."""
+    if not events:
+        return
+    task_ids = {e.task_id for e in events}
+    destinations = [_destination(r) for task_id in task_ids for r in c.execute(
+        f"SELECT {_DESTINATION_COLUMNS} FROM destinations WHERE task_id = ?", (task_id,))]
+    pks = {}
+    for e in events:
+        cur = c.execute(f"INSERT INTO events ({EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (e.id, e.account_id, e.task_id, e.type.value, e.sequence,
+                         ts(e.created_at), e.body))
+        pks[e.id] = cur.lastrowid
+    for event, destination in fan_out(events, destinations):
+        if destination.task_id == event.task_id:
+            _insert_delivery(c, pks[event.id], event.id, destination, event.created_at)
+
+
+def _insert_delivery(c: sqlite3.Connection, event_pk: int | None, event_id: str,
+                     d: Destination, now: datetime) -> Delivery:
+    delivery = Delivery(id=new_id("dlv"), account_id=d.account_id, event_id=event_id,
+                        destination_id=d.id, url=d.url, status=DeliveryStatus.PENDING,
+                        attempt_count=0, next_attempt_at=now, created_at=now, updated_at=now)
+    c.execute("INSERT INTO deliveries (id, account_id, event_pk, destination_id, destination_key, "
+              "url, status, next_attempt_at, created_at, updated_at) "
+              "VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
+              (delivery.id, d.account_id, event_pk, d.id, d.key, d.url, ts(now), ts(now),
+               ts(now)))
+    return delivery
+
+
+def _page(c: sqlite3.Connection, table: str, columns: str, where: list[str], params: list[Any],
+          after: int | None, limit: int, order: str) -> list[Any]:
+    # Filter columns and the table name are fixed strings of this module, never input.
+    if after is not None:
+        where = [*where, "pk < ?" if order == "desc" else "pk > ?"]
+        params = [*params, after]
+    direction = "DESC" if order == "desc" else "ASC"
+    return c.execute(f"SELECT {columns} FROM {table} WHERE {' AND '.join(where)} "
+                     f"ORDER BY pk {direction} LIMIT ?", [*params, limit + 1]).fetchall()
+
+
+def _paged(rows: list[Any], limit: int, decode: Any) -> Page[Any]:
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return Page(items=[decode(r[1:]) for r in rows],
+                next_after=rows[-1][0] if more and rows else None)

@@ -1,0 +1,265 @@
+"""Registers tasks, polls the ones that are due, and applies what providers answer.
+
+The decisions are pure (``relay.transitions`` for status changes, ``relay.policy`` for when to
+poll next); this module only sequences I/O around them. Every write goes through the store's
+conditional ``save_task``: if a refresh and a scheduled poll race, the loser re-reads the task
+and applies its answer again, which the monotonic rules make harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+from relay.adapters.base import Created
+from relay.clock import Clock
+from relay.errors import BadRequest, Conflict, NotFound
+from relay.ids import new_id
+from relay.models import (
+    Account,
+    Destination,
+    ErrorCode,
+    EventType,
+    FaultKind,
+    ProviderFault,
+    ProviderTask,
+    Task,
+    TaskError,
+    TaskStatus,
+)
+from relay.policy import PollPolicy, is_past_max_age, next_poll_delay
+from relay.providers import ProviderClient
+from relay.store.interface import DuplicateTask, Store
+from relay.transitions import Change, apply_answer, registered, terminate
+
+log = logging.getLogger("relay.tracker")
+
+NOT_FOUND_LIMIT = 3
+"""Consecutive "no such task" answers before a task is given up (a just-created task can
+briefly be unknown to a gateway's replica)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    provider: str
+    provider_task_id: str | None = None
+    input: Mapping[str, Any] | None = None
+    callback_url: str | None = None
+    callback_events: frozenset[EventType] | None = None
+    reference: str | None = None
+    metadata: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderPlan:
+    """How the tracker polls one provider."""
+
+    client: ProviderClient
+    poll: PollPolicy
+    max_age: float
+
+
+class ProviderRejected(Exception):
+    def __init__(self, fault: ProviderFault) -> None:
+        super().__init__(fault.message)
+        self.fault = fault
+
+
+class Tracker:
+    def __init__(
+        self, *, store: Store, providers: Mapping[str, ProviderPlan], clock: Clock,
+        rng: random.Random, on_events: Callable[[], None], batch_size: int = 200,
+        lease_seconds: float = 120.0,
+    ) -> None:
+        self._store = store
+        self._providers = providers
+        self._clock = clock
+        self._rng = rng
+        self._on_events = on_events
+        self._batch = batch_size
+        self._lease = lease_seconds
+        self._running: set[asyncio.Task[None]] = set()
+        self._pumping = False
+        self._again = False
+        self._timer: asyncio.TimerHandle | None = None
+
+    # registration
+
+    async def register(self, account: Account, reg: Registration) -> Task:
+        plan = self._providers.get(reg.provider)
+        if plan is None:
+            raise BadRequest(f"unknown provider {reg.provider!r}", code="unknown_provider")
+        now = self._clock.now()
+        created: Created | None = None
+        provider_task_id = reg.provider_task_id
+        if reg.input is not None:
+            answer = await plan.client.create(reg.input)
+            if isinstance(answer, ProviderFault):
+                raise ProviderRejected(answer)
+            created = answer
+            provider_task_id = answer.provider_task_id
+        task_id = new_id("task")
+        task = Task(
+            id=task_id, account_id=account.id, provider=reg.provider,
+            provider_task_id=provider_task_id, status=TaskStatus.QUEUED, created_at=now,
+            updated_at=now, reference=reg.reference, metadata=dict(reg.metadata or {}),
+            callback_url=reg.callback_url, callback_events=reg.callback_events,
+            next_poll_at=now if created is None else now + timedelta(
+                seconds=next_poll_delay(0, None, plan.poll, self._rng)),
+        )
+        change = registered(task, now, _event_id)
+        if created is not None and created.task is not None:
+            later = apply_answer(change.task, created.task, now, _event_id)
+            change = Change(later.task, change.events + later.events)
+        callback = None
+        if reg.callback_url is not None:
+            callback = Destination(
+                id=new_id("dst"), account_id=account.id, kind="callback", url=reg.callback_url,
+                key=_origin(reg.callback_url), event_types=reg.callback_events, task_id=task_id)
+        try:
+            await self._store.create_task(change, callback)
+        except DuplicateTask as dup:
+            raise Conflict(f"this provider task is already tracked as {dup.existing_id}",
+                           code="task_exists") from None
+        self._after_write(change)
+        self.wake()
+        return change.task
+
+    async def refresh(self, account_id: str, task_id: str) -> Task:
+        """Poll one task now, whatever its schedule."""
+        task = await self._store.get_task(account_id, task_id)
+        if task is None:
+            raise NotFound(f"no task {task_id}")
+        return await self._poll(task)
+
+    # polling
+
+    def wake(self) -> None:
+        """Look for due polls now, not at the next tick."""
+        if self._pumping:
+            self._again = True
+            return
+        self._spawn(self.poll_due())
+
+    async def poll_due(self) -> None:
+        """Claim due tasks and poll each under its provider's concurrency cap."""
+        if self._pumping:
+            self._again = True
+            return
+        self._pumping = True
+        try:
+            while True:
+                self._again = False
+                tasks = await self._store.claim_due_polls(self._clock.now(), self._batch,
+                                                          self._lease)
+                for task in tasks:
+                    self._spawn(self._poll_quietly(task))
+                if len(tasks) < self._batch and not self._again:
+                    break
+        finally:
+            self._pumping = False
+        await self._arm_timer()
+
+    async def drain(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        while self._running:
+            await asyncio.gather(*self._running, return_exceptions=True)
+
+    async def _arm_timer(self) -> None:
+        """Wake again exactly when the next poll falls due, if that is soon."""
+        due = await self._store.next_poll_at()
+        if due is None:
+            return
+        delay = max(0.0, (due - self._clock.now()).total_seconds())
+        if delay < 5.0:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = asyncio.get_running_loop().call_later(delay, self.wake)
+
+    async def _poll_quietly(self, task: Task) -> None:
+        try:
+            await self._poll(task)
+        except Exception:  # a bug in one poll must not stop the others
+            log.exception("poll of %s failed", task.id)
+
+    async def _poll(self, task: Task) -> Task:
+        plan = self._providers.get(task.provider)
+        for _ in range(3):
+            now = self._clock.now()
+            if task.status.terminal:
+                return task
+            if plan is None:
+                change = terminate(task, TaskStatus.FAILED, TaskError(
+                    ErrorCode.INVALID_REQUEST,
+                    f"provider {task.provider!r} is no longer configured"), now, _event_id)
+            elif is_past_max_age(task.created_at, now, plan.max_age):
+                change = terminate(task, TaskStatus.EXPIRED, TaskError(
+                    ErrorCode.EXPIRED,
+                    f"the task did not finish within {plan.max_age:g} s"), now, _event_id)
+            else:
+                change = await self._ask(task, plan)
+            if await self._store.save_task(change, task.version):
+                self._after_write(change)
+                return replace(change.task, version=task.version + 1)
+            again = await self._store.get_task(task.account_id, task.id)
+            if again is None:
+                return task
+            task = again
+        return task
+
+    async def _ask(self, task: Task, plan: ProviderPlan) -> Change:
+        backoff = plan.client.backoff_until()
+        if backoff is not None or task.provider_task_id is None:
+            return Change(replace(task, next_poll_at=backoff or self._clock.now()))
+        answer = await plan.client.query(task.provider_task_id)
+        now = self._clock.now()
+        task = replace(task, poll_count=task.poll_count + 1)
+        if isinstance(answer, ProviderTask):
+            change = apply_answer(replace(task, not_found_count=0), answer, now, _event_id)
+        elif answer.kind is FaultKind.NOT_FOUND:
+            change = self._unknown(task, answer, now)
+        else:
+            change = Change(task)
+        ended = change.task.status.terminal
+        later = None if ended else now + timedelta(seconds=self._delay(change.task, plan, now))
+        if not ended and plan.client.backoff_until() is not None:
+            later = max(later or now, plan.client.backoff_until() or now)
+        return Change(replace(change.task, next_poll_at=later), change.events)
+
+    def _unknown(self, task: Task, fault: ProviderFault, now: datetime) -> Change:
+        count = task.not_found_count + 1
+        task = replace(task, not_found_count=count)
+        if count < NOT_FOUND_LIMIT:
+            return Change(task)
+        return terminate(task, TaskStatus.FAILED, TaskError(
+            ErrorCode.NOT_FOUND, f"the provider does not know this task: {fault.message}",
+            provider_code=fault.provider_code), now, _event_id)
+
+    def _delay(self, task: Task, plan: ProviderPlan, now: datetime) -> float:
+        age = (now - task.created_at).total_seconds()
+        return next_poll_delay(age, task.progress, plan.poll, self._rng)
+
+    def _after_write(self, change: Change) -> None:
+        if change.events:
+            self._on_events()
+
+    def _spawn(self, coro: Any) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+
+def _event_id() -> str:
+    return new_id("evt")
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()

@@ -260,12 +260,16 @@ class SqliteStore:
 
     async def record_attempts(self, records: Sequence[AttemptRecord], owner: str) -> None:
         def write(c: sqlite3.Connection) -> None:
+            # Only the lease holder's attempts count: one whose lease expired and was taken
+            # over must not leave a second "attempt 1" on the delivery.
             c.executemany(
                 "INSERT INTO attempts (delivery_pk, number, started_at, latency_ms, outcome, "
-                "status_code, error, response_snippet) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "status_code, error, response_snippet) SELECT ?, ?, ?, ?, ?, ?, ?, ? "
+                "WHERE EXISTS (SELECT 1 FROM deliveries WHERE pk = ? AND lease_owner = ?)",
                 [(r.delivery_pk, r.attempt.number, ts(r.attempt.started_at),
                   r.attempt.latency_ms, r.attempt.outcome, r.attempt.status_code,
-                  r.attempt.error, r.attempt.response_snippet) for r in records])
+                  r.attempt.error, r.attempt.response_snippet, r.delivery_pk, owner)
+                 for r in records])
             c.executemany(
                 "UPDATE deliveries SET status = ?, attempt_count = ?, next_attempt_at = ?, "
                 "lease_owner = NULL, lease_until = NULL, last_status_code = ?, last_error = ?, "

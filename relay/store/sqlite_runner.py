@@ -74,6 +74,9 @@ def _in_tx(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], R], begi
         raise StoreError(f"sqlite: {exc}") from exc
     try:
         result = fn(conn)
+    except sqlite3.Error as exc:
+        conn.execute("ROLLBACK")
+        raise StoreError(f"sqlite: {exc}") from exc
     except BaseException:
         conn.execute("ROLLBACK")
         raise

@@ -15,7 +15,6 @@ from typing import Any
 
 import httpx
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from httpx_aiohttp import AiohttpTransport
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
@@ -36,18 +35,11 @@ from relay.services import Services
 from relay.signing import Tokens
 from relay.store import open_store
 from relay.tracker import ProviderPlan, Tracker
+from relay.transport import RelayTransport
 
 log = logging.getLogger("relay")
 
 DIALECTS: dict[str, Dialect] = {"ark": ArkDialect()}
-
-
-def http_client(max_connections: int) -> httpx.AsyncClient:
-    """The one shared client. httpx is the API; aiohttp underneath is the fast transport.
-    Redirects are never followed (DESIGN §5)."""
-    limits = httpx.Limits(max_connections=max_connections, keepalive_expiry=30)
-    return httpx.AsyncClient(transport=AiohttpTransport(limits=limits),
-                             follow_redirects=False, trust_env=False)
 
 
 def own_address(settings: Settings) -> str:
@@ -89,7 +81,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         store = open_store(settings.database_url)
-        http = http_client(d.max_in_flight + 64)
+        transport = RelayTransport(max_connections=d.max_in_flight + 64)
+        http = httpx.AsyncClient(transport=transport, follow_redirects=False, trust_env=False)
         scheduler = AsyncIOScheduler(timezone="UTC")
         try:
             applied = await store.migrate()
@@ -100,7 +93,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Starlette:
             tokens = Tokens(settings.secret_key or await store.secret_key())
             plans = {name: _provider(name, p, settings, http, clock, rng)
                      for name, p in settings.providers.items()}
-            engine = DeliveryEngine(store=store, http=http, clock=clock, rng=rng,
+            engine = DeliveryEngine(store=store, transport=transport, clock=clock, rng=rng,
                                     settings=delivery_settings, owner=owner)
             tracker = Tracker(store=store, providers=plans, clock=clock, rng=rng,
                               on_events=engine.wake, batch_size=settings.polling.batch_size)

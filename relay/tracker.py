@@ -115,8 +115,7 @@ class Tracker:
         )
         change = registered(task, now, _event_id)
         if created is not None and created.task is not None:
-            later = apply_answer(change.task, created.task, now, _event_id)
-            change = Change(later.task, change.events + later.events)
+            change = _chain(change, apply_answer(change.task, created.task, now, _event_id))
         callback = None
         if reg.callback_url is not None:
             callback = Destination(
@@ -167,10 +166,14 @@ class Tracker:
         await self._arm_timer()
 
     async def drain(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        while self._running:
-            await asyncio.gather(*self._running, return_exceptions=True)
+        """Wait for polls in flight; a poll finishing meanwhile may re-arm the timer, so it
+        is cancelled until nothing runs."""
+        while self._running or self._timer is not None:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            if self._running:
+                await asyncio.gather(*self._running, return_exceptions=True)
 
     async def _arm_timer(self) -> None:
         """Wake again exactly when the next poll falls due, if that is soon."""
@@ -199,12 +202,15 @@ class Tracker:
                 change = terminate(task, TaskStatus.FAILED, TaskError(
                     ErrorCode.INVALID_REQUEST,
                     f"provider {task.provider!r} is no longer configured"), now, _event_id)
-            elif is_past_max_age(task.created_at, now, plan.max_age):
-                change = terminate(task, TaskStatus.EXPIRED, TaskError(
-                    ErrorCode.EXPIRED,
-                    f"the task did not finish within {plan.max_age:g} s"), now, _event_id)
             else:
                 change = await self._ask(task, plan)
+                # Past its maximum age a task gets one last look (it may have finished
+                # while the provider was backed off) before the relay gives up on it.
+                if not change.task.status.terminal and is_past_max_age(
+                        task.created_at, now, plan.max_age):
+                    change = _chain(change, terminate(change.task, TaskStatus.EXPIRED, TaskError(
+                        ErrorCode.EXPIRED, f"the task did not finish within {plan.max_age:g} s"
+                    ), self._clock.now(), _event_id))
             if await self._store.save_task(change, task.version):
                 self._after_write(change)
                 return replace(change.task, version=task.version + 1)
@@ -254,6 +260,10 @@ class Tracker:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
         self._running.add(task)
         task.add_done_callback(self._running.discard)
+
+
+def _chain(first: Change, then: Change) -> Change:
+    return Change(then.task, first.events + then.events)
 
 
 def _event_id() -> str:

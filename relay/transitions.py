@@ -116,7 +116,9 @@ def _move(
     progress = task.progress
     if status is TaskStatus.SUCCEEDED:
         progress = 100
-    elif answer.progress is not None and (progress is None or answer.progress > progress):
+    elif answer.progress is not None and answer.progress < 100 and (
+            progress is None or answer.progress > progress):
+        # 100 is reserved for a success the relay has accepted (with a video).
         progress = answer.progress
     moved = replace(
         task, status=status, progress=progress, updated_at=now,

@@ -295,6 +295,11 @@ def http_fault(
             provider_code=code, retry_after=parse_retry_after(reply.headers, now),
         )
 
+    if status == 404 and code is None:
+        # A 404 without the provider's own error body is a wrong base URL or path prefix,
+        # or a gateway mid-deploy, not an answer about the task: failing every task with
+        # task_not_found on it would be wrong. It backs the provider off instead.
+        return fault(FaultKind.UNAVAILABLE, True)
     if status == 404 or (400 <= status < 500 and code_matches(code, NOT_FOUND_CODES)):
         return fault(FaultKind.NOT_FOUND, False)
     if status in (401, 403):

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.schedulers.base import STATE_STOPPED
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
@@ -84,6 +85,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Starlette:
         transport = RelayTransport(max_connections=d.max_in_flight + 64)
         http = httpx.AsyncClient(transport=transport, follow_redirects=False, trust_env=False)
         scheduler = AsyncIOScheduler(timezone="UTC")
+        engine: DeliveryEngine | None = None
+        tracker: Tracker | None = None
         try:
             applied = await store.migrate()
             if applied:
@@ -111,12 +114,15 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Starlette:
             log.info("relay ready on %s (providers: %s)", own_address(settings),
                      ", ".join(plans))
             yield
-            scheduler.shutdown(wait=False)
-            await engine.stop(grace=d.timeout + 1)
-            await tracker.drain()
         finally:
-            if scheduler.running:
+            # AsyncIOScheduler.shutdown() only queues the stop, so `running` stays true
+            # for a moment: shut it down once, then let in-flight work finish.
+            if scheduler.state != STATE_STOPPED:
                 scheduler.shutdown(wait=False)
+            if engine is not None:
+                await engine.stop(grace=d.timeout + 1)
+            if tracker is not None:
+                await tracker.drain()
             await http.aclose()
             await store.close()
 

@@ -259,24 +259,32 @@ class SqliteStore:
         return await self._db.write(claim)
 
     async def record_attempts(self, records: Sequence[AttemptRecord], owner: str) -> None:
+        # The whole batch travels as one JSON parameter and is written by two statements:
+        # executemany would step SQLite once per row, handing the GIL back and forth with
+        # the event loop each time, which under load cost ~100 us a row instead of ~10.
+        batch = json.dumps([
+            [r.delivery_pk, r.attempt.number, ts(r.attempt.started_at), r.attempt.latency_ms,
+             r.attempt.outcome, r.attempt.status_code, r.attempt.error,
+             r.attempt.response_snippet, r.status.value, ts(r.next_attempt_at)]
+            for r in records])
+
         def write(c: sqlite3.Connection) -> None:
             # Only the lease holder's attempts count: one whose lease expired and was taken
             # over must not leave a second "attempt 1" on the delivery.
-            c.executemany(
+            c.execute(
                 "INSERT INTO attempts (delivery_pk, number, started_at, latency_ms, outcome, "
-                "status_code, error, response_snippet) SELECT ?, ?, ?, ?, ?, ?, ?, ? "
-                "WHERE EXISTS (SELECT 1 FROM deliveries WHERE pk = ? AND lease_owner = ?)",
-                [(r.delivery_pk, r.attempt.number, ts(r.attempt.started_at),
-                  r.attempt.latency_ms, r.attempt.outcome, r.attempt.status_code,
-                  r.attempt.error, r.attempt.response_snippet, r.delivery_pk, owner)
-                 for r in records])
-            c.executemany(
-                "UPDATE deliveries SET status = ?, attempt_count = ?, next_attempt_at = ?, "
-                "lease_owner = NULL, lease_until = NULL, last_status_code = ?, last_error = ?, "
-                "updated_at = ? WHERE pk = ? AND lease_owner = ?",
-                [(r.status.value, r.attempt.number, ts(r.next_attempt_at),
-                  r.attempt.status_code, r.attempt.error,
-                  ts(r.attempt.started_at), r.delivery_pk, owner) for r in records])
+                "status_code, error, response_snippet) "
+                "SELECT d.pk, r.value ->> 1, r.value ->> 2, r.value ->> 3, r.value ->> 4, "
+                "r.value ->> 5, r.value ->> 6, r.value ->> 7 "
+                "FROM json_each(?) AS r JOIN deliveries AS d ON d.pk = r.value ->> 0 "
+                "WHERE d.lease_owner = ?", (batch, owner))
+            c.execute(
+                "UPDATE deliveries SET status = r.value ->> 8, attempt_count = r.value ->> 1, "
+                "next_attempt_at = r.value ->> 9, lease_owner = NULL, lease_until = NULL, "
+                "last_status_code = r.value ->> 5, last_error = r.value ->> 6, "
+                "updated_at = r.value ->> 2 "
+                "FROM json_each(?) AS r WHERE deliveries.pk = r.value ->> 0 "
+                "AND deliveries.lease_owner = ?", (batch, owner))
         await self._db.write(write)
 
     async def next_delivery_at(self) -> datetime | None:

@@ -29,6 +29,7 @@ def _connect(path: str) -> sqlite3.Connection:
     # only an OS crash or power loss can drop the last transactions.
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA busy_timeout=10000")
+    conn.execute("PRAGMA wal_autocheckpoint=10000")
     conn.execute("PRAGMA foreign_keys=ON")
     return conn
 

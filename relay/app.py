@@ -25,7 +25,7 @@ from relay.api.http import api_error, error_response
 from relay.api.routes import routes
 from relay.clock import Clock, SystemClock
 from relay.config import ProviderSettings, Settings
-from relay.delivery import DeliveryEngine, DeliverySettings
+from relay.delivery import DeliveryEngine, EngineSettings
 from relay.errors import ApiError, ConfigError
 from relay.ids import new_id
 from relay.policy import PollPolicy, RetryPolicy
@@ -52,12 +52,22 @@ def own_address(settings: Settings) -> str:
     return f"http://{host}:{settings.server.port}"
 
 
+def check_runtime(settings: Settings) -> None:
+    """What valid settings can still ask that this version cannot do; ``relay check-config``
+    and ``relay serve`` both refuse it."""
+    for name, provider in settings.providers.items():
+        if provider.dialect not in DIALECTS:
+            raise ConfigError(f"providers.{name}.dialect",
+                              f"the {provider.dialect!r} dialect is not available in this "
+                              f"version (available: {', '.join(sorted(DIALECTS))})")
+    if settings.sqlite_path is None:
+        raise ConfigError("database_url", "only sqlite:/// databases are supported by this "
+                                          "version")
+
+
 def _provider(name: str, p: ProviderSettings, settings: Settings, http: httpx.AsyncClient,
               clock: Clock, rng: random.Random) -> ProviderPlan:
-    dialect = DIALECTS.get(p.dialect)
-    if dialect is None:
-        raise ConfigError(f"providers.{name}.dialect",
-                          f"the {p.dialect!r} dialect is not available in this version")
+    dialect = DIALECTS[p.dialect]
     base = (p.base_url or own_address(settings)).rstrip("/") + p.path_prefix
     client = ProviderClient(name=name, dialect=dialect, base_url=base, api_key=p.api_key,
                             headers=p.headers, timeout=p.timeout,
@@ -68,14 +78,17 @@ def _provider(name: str, p: ProviderSettings, settings: Settings, http: httpx.As
 
 
 def create_app(settings: Settings, *, clock: Clock | None = None) -> Starlette:
+    check_runtime(settings)
     clock = clock or SystemClock()
     rng = random.Random()
     owner = new_id("relay")
     d = settings.delivery
-    delivery_settings = DeliverySettings(
+    delivery_settings = EngineSettings(
         timeout=d.timeout, max_in_flight=d.max_in_flight,
         max_in_flight_per_destination=d.max_in_flight_per_destination,
         snippet_bytes=d.response_snippet_bytes,
+        # A lease must outlast any attempt (a send starts only right after its claim).
+        lease_seconds=max(300.0, 4 * d.timeout),
         retry=RetryPolicy(schedule=tuple(d.retry_schedule), jitter=d.jitter,
                           retry_after_max=d.retry_after_max))
 
@@ -106,7 +119,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Starlette:
                 max_body_bytes=settings.limits.max_body_bytes)
             scheduler.add_job(tracker.poll_due, "interval", seconds=settings.polling.tick_seconds,
                               id="poll-due", max_instances=1, coalesce=True)
-            scheduler.add_job(engine.pump, "interval", seconds=d.tick_seconds,
+            scheduler.add_job(engine.pump.run, "interval", seconds=d.tick_seconds,
                               id="deliver-due", max_instances=1, coalesce=True)
             scheduler.start()
             tracker.wake()
@@ -122,6 +135,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Starlette:
             if engine is not None:
                 await engine.stop(grace=d.timeout + 1)
             if tracker is not None:
+                tracker.stop()
                 await tracker.drain()
             await http.aclose()
             await store.close()

@@ -48,9 +48,13 @@ def serve(config: str | None, host: str | None, port: int | None) -> None:
     """Run the relay (API, polling and delivery); migrates the database first."""
     import uvicorn
 
-    from relay.app import create_app
+    from relay.app import check_runtime, create_app
 
     settings = _settings(config)
+    try:
+        check_runtime(settings)
+    except RelayError as exc:
+        raise click.ClickException(f"configuration: {exc}") from None
     overrides = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
     if overrides:
         settings = settings.model_copy(
@@ -87,7 +91,14 @@ def migrate(config: str | None) -> None:
 @config_option
 def check_config(config: str | None) -> None:
     """Validate the configuration and print it with secrets hidden."""
-    click.echo(json.dumps(redacted(_settings(config)), indent=2))
+    from relay.app import check_runtime
+
+    settings = _settings(config)
+    try:
+        check_runtime(settings)
+    except RelayError as exc:
+        raise click.ClickException(f"configuration: {exc}") from None
+    click.echo(json.dumps(redacted(settings), indent=2))
 
 
 @main.group()

@@ -1,9 +1,10 @@
 """The delivery engine: claims due deliveries, signs them, POSTs them, records every attempt.
 
-Flow: ``pump`` claims as many due deliveries as there are free slots (skipping destinations
-at their concurrency cap) and starts one send each. A finished send is classified by the pure
-``relay.policy.classify_attempt`` into a record that the ``_Recorder`` writes in batches, one
-transaction per batch, which is what lets a durable relay keep up with a bare HTTP loop.
+Flow: each pass of the pump claims as many due deliveries as there are free slots, never
+more for one destination than its concurrency cap leaves room for, and starts one send each.
+A finished send is classified by the pure ``relay.policy.classify_attempt`` into a record
+that the ``_Recorder`` writes in batches, one transaction per batch, which is what lets a
+durable relay keep up with a bare HTTP loop.
 Until its record is written a delivery stays leased, so a crash at any moment leaves it due
 again once the lease is released (at-least-once).
 """
@@ -14,13 +15,13 @@ import asyncio
 import logging
 import random
 import time
-from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import httpx
 
+from relay.adapters.common import parse_retry_after
 from relay.clock import Clock
 from relay.models import Attempt, DeliveryStatus, DueDelivery
 from relay.policy import (
@@ -35,6 +36,7 @@ from relay.policy import (
     classify_attempt,
     describe_attempt,
 )
+from relay.pump import Pump
 from relay.signing import sign, webhook_key
 from relay.store.interface import AttemptRecord, Store
 from relay.transport import BODY_LIMIT, TOTAL_TIMEOUT
@@ -45,13 +47,17 @@ USER_AGENT = b"seedance-relay/0.1"
 
 
 @dataclass(frozen=True, slots=True)
-class DeliverySettings:
+class EngineSettings:
     timeout: float = 15.0
     max_in_flight: int = 256
     max_in_flight_per_destination: int = 64
     lease_seconds: float = 300.0
     snippet_bytes: int = 1024
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+    def __post_init__(self) -> None:
+        if self.lease_seconds < 2 * self.timeout:
+            raise ValueError("a delivery's lease must cover at least two attempt timeouts")
 
 
 def outcome_fields(outcome: DeliveryOutcome) -> tuple[str, DeliveryStatus, datetime | None]:
@@ -71,33 +77,28 @@ def outcome_fields(outcome: DeliveryOutcome) -> tuple[str, DeliveryStatus, datet
 class DeliveryEngine:
     def __init__(
         self, *, store: Store, transport: httpx.AsyncBaseTransport, clock: Clock,
-        rng: random.Random, settings: DeliverySettings, owner: str,
+        rng: random.Random, settings: EngineSettings, owner: str,
     ) -> None:
         self._store = store
         # The shared client's transport, used directly: webhook POSTs need none of
-        # AsyncClient's per-request middleware (cookies, auth, redirects, event hooks), which
-        # cost about 40 % of delivery throughput (benchmarks/delivery.py).
+        # AsyncClient's per-request middleware (cookies, auth, redirects, event hooks).
         self._transport = transport
-        t = settings.timeout
-        self._extensions: dict[str, Any] = {
-            "timeout": {"connect": t, "read": t, "write": t, "pool": t},
-            TOTAL_TIMEOUT: t, BODY_LIMIT: settings.snippet_bytes}
-        self._urls: dict[str, httpx.URL] = {}
         self._clock = clock
         self._rng = rng
         self._settings = settings
         self._owner = owner
+        t = settings.timeout
+        self._extensions: dict[str, Any] = {
+            "timeout": {"connect": t, "read": t, "write": t, "pool": t},
+            TOTAL_TIMEOUT: t, BODY_LIMIT: settings.snippet_bytes}
         self._recorder = _Recorder(store, owner)
         self._sends: set[asyncio.Task[None]] = set()
-        self._per_key: defaultdict[str, int] = defaultdict(int)
-        self._waiting: defaultdict[str, deque[DueDelivery]] = defaultdict(deque)
-        self._queued = 0
+        self._per_key: dict[str, int] = {}
         self._keys: dict[str, bytes] = {}
-        self._pumping = False
-        self._again = False
+        self._urls: dict[str, httpx.URL] = {}
         self._backlog = False
         self._stopping = False
-        self._timer: asyncio.TimerHandle | None = None
+        self.pump = Pump("delivery", self._claim_and_send, self._seconds_to_next)
 
     @property
     def in_flight(self) -> int:
@@ -105,86 +106,60 @@ class DeliveryEngine:
 
     def wake(self) -> None:
         """New work was written: send it now, not at the next tick."""
-        if self._stopping:
-            return
-        if self._pumping:
-            self._again = True
-            return
-        task = asyncio.ensure_future(self.pump())
-        task.add_done_callback(_log_crash)
-
-    async def pump(self) -> None:
-        if self._pumping or self._stopping:
-            self._again = True
-            return
-        self._pumping = True
-        try:
-            while not self._stopping:
-                self._again = False
-                free = self._free()
-                if free <= 0:
-                    self._backlog = True
-                    break
-                due = await self._store.claim_due_deliveries(
-                    self._clock.now(), free, self._settings.lease_seconds, self._owner,
-                    self._saturated())
-                for delivery in due:
-                    self._start_or_queue(delivery)
-                self._backlog = len(due) == free
-                if not (self._backlog or self._again):
-                    break
-        finally:
-            self._pumping = False
-        if not self._backlog:
-            await self._arm_timer()
+        self.pump.wake()
 
     async def stop(self, grace: float) -> None:
-        """Stop claiming, let attempts in flight finish (up to ``grace`` s), write them."""
+        """Stop claiming, let attempts in flight finish (up to ``grace`` s), record them.
+        Deliveries claimed but not started stay leased and are sent after a restart."""
         self._stopping = True
-        if self._timer is not None:
-            self._timer.cancel()
-        if self._sends:
-            _, pending = await asyncio.wait(set(self._sends), timeout=grace)
-            for task in pending:
-                task.cancel()
-            if pending:
+        self.pump.stop()
+        await self.pump.settle()
+        deadline = time.monotonic() + grace
+        while self._sends:
+            _, pending = await asyncio.wait(set(self._sends),
+                                            timeout=max(0.0, deadline - time.monotonic()))
+            if pending and time.monotonic() >= deadline:
+                for task in pending:
+                    task.cancel()
                 await asyncio.wait(pending)
         await self._recorder.flush()
 
-    async def _arm_timer(self) -> None:
-        """Wake exactly when the next retry falls due, if that is before the next tick."""
+    async def _claim_and_send(self) -> bool:
+        free = self._settings.max_in_flight - len(self._sends)
+        if free <= 0:
+            self._backlog = True
+            return False
+        due = await self._store.claim_due_deliveries(
+            self._clock.now(), free, self._settings.lease_seconds, self._owner,
+            in_flight=self._per_key,
+            per_destination=self._settings.max_in_flight_per_destination)
+        if self._stopping:
+            return False  # claimed as the engine stopped: leased, sent after a restart
+        for delivery in due:
+            self._start(delivery)
+        self._backlog = len(due) == free
+        return self._backlog
+
+    async def _seconds_to_next(self) -> float | None:
+        if self._backlog:
+            return None  # sends finishing will wake the pump
         due = await self._store.next_delivery_at()
-        if due is None or self._stopping:
-            return
-        delay = max(0.0, (due - self._clock.now()).total_seconds())
-        if delay < 5.0:
-            if self._timer is not None:
-                self._timer.cancel()
-            self._timer = asyncio.get_running_loop().call_later(delay, self.wake)
+        return None if due is None else (due - self._clock.now()).total_seconds()
 
-    def _saturated(self) -> list[str]:
-        cap = self._settings.max_in_flight_per_destination
-        return [k for k, n in self._per_key.items() if n >= cap]
-
-    def _start_or_queue(self, delivery: DueDelivery) -> None:
-        if self._per_key[delivery.destination_key] >= self._settings.max_in_flight_per_destination:
-            self._waiting[delivery.destination_key].append(delivery)
-            self._queued += 1
-            return
-        self._per_key[delivery.destination_key] += 1
+    def _start(self, delivery: DueDelivery) -> None:
+        key = delivery.destination_key
+        self._per_key[key] = self._per_key.get(key, 0) + 1
         task = asyncio.ensure_future(self._send(delivery))
         self._sends.add(task)
         task.add_done_callback(self._sent)
-
-    def _free(self) -> int:
-        return self._settings.max_in_flight - len(self._sends) - self._queued
 
     def _sent(self, task: asyncio.Task[None]) -> None:
         self._sends.discard(task)
         _log_crash(task)
         # Claim again once a quarter of the slots is free: one claim per send would cost a
         # database round trip per delivery.
-        if self._backlog and self._free() >= max(1, self._settings.max_in_flight // 4):
+        free = self._settings.max_in_flight - len(self._sends)
+        if self._backlog and free >= max(1, self._settings.max_in_flight // 4):
             self.wake()
 
     async def _send(self, delivery: DueDelivery) -> None:
@@ -192,47 +167,38 @@ class DeliveryEngine:
         try:
             await self._attempt(delivery)
         finally:
-            self._per_key[key] -= 1
-            waiting = self._waiting.get(key)
-            if waiting:
-                self._queued -= 1
-                self._start_or_queue(waiting.popleft())
-            if not self._per_key[key]:
+            count = self._per_key[key]
+            if count == self._settings.max_in_flight_per_destination:
+                self.wake()  # claims skipped this destination while it was at its cap
+            if count > 1:
+                self._per_key[key] = count - 1
+            else:
                 del self._per_key[key]
-                self._waiting.pop(key, None)
 
     async def _attempt(self, d: DueDelivery) -> None:
         started = self._clock.now()
-        stamp = int(started.timestamp())
-        body = d.body.encode()
-        event_id = d.event_id.encode()
-        # Raw header pairs and a byte stream: httpx then skips re-encoding and re-measuring
-        # what is already bytes (5x cheaper than headers as a dict and content=).
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", b"%d" % len(body)),
-            (b"user-agent", USER_AGENT),
-            (b"webhook-id", event_id),
-            (b"webhook-timestamp", b"%d" % stamp),
-            (b"webhook-signature",
-             sign(d.event_id, stamp, body, map(self._key, d.secrets)).encode()),
-        ]
-        request = httpx.Request("POST", self._url(d.url), headers=headers,
-                                stream=httpx.ByteStream(body), extensions=self._extensions)
         t0 = time.perf_counter()
         snippet: str | None = None
         try:
-            response = await self._transport.handle_async_request(request)
+            response = await self._transport.handle_async_request(self._request(d, started))
             await response.aread()
             snippet = response.content[:self._settings.snippet_bytes].decode(
                 "utf-8", errors="replace")
             code = response.status_code
-            result = AttemptResult(code, retry_after=_retry_after(response.headers)
-                                   if code in SLOW_DOWN_STATUSES else None)
+            result = AttemptResult(
+                code, retry_after=parse_retry_after(response.headers, self._clock.now())
+                if code in SLOW_DOWN_STATUSES else None)
         except httpx.TimeoutException as exc:
             result = AttemptResult(None, error=f"timeout after {self._settings.timeout:g} s ("
                                    + _describe(exc) + ")")
         except httpx.HTTPError as exc:
+            result = AttemptResult(None, error=_describe(exc))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # Whatever went wrong, it is recorded as this attempt's outcome: a delivery must
+            # never crash without a record and be re-sent forever at each lease expiry.
+            log.exception("delivery %s to %s failed unexpectedly", d.id, d.url)
             result = AttemptResult(None, error=_describe(exc))
         latency_ms = (time.perf_counter() - t0) * 1000
         number = d.attempt_count + 1
@@ -250,6 +216,23 @@ class DeliveryEngine:
         if not isinstance(outcome, Delivered):
             log.info("delivery %s of %s to %s: %s", d.id, d.event_id, d.url,
                      error if isinstance(outcome, RetryAt) else outcome)
+
+    def _request(self, d: DueDelivery, started: datetime) -> httpx.Request:
+        stamp = int(started.timestamp())
+        body = d.body.encode()
+        # Raw header pairs and a byte stream: httpx then skips re-encoding and re-measuring
+        # what is already bytes (5x cheaper than headers as a dict and content=).
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", b"%d" % len(body)),
+            (b"user-agent", USER_AGENT),
+            (b"webhook-id", d.event_id.encode()),
+            (b"webhook-timestamp", b"%d" % stamp),
+            (b"webhook-signature",
+             sign(d.event_id, stamp, body, map(self._key, d.secrets)).encode()),
+        ]
+        return httpx.Request("POST", self._url(d.url), headers=headers,
+                             stream=httpx.ByteStream(body), extensions=self._extensions)
 
     def _url(self, url: str) -> httpx.URL:
         parsed = self._urls.get(url)
@@ -303,22 +286,6 @@ class _Recorder:
 
 def _describe(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"[:300]
-
-
-def _retry_after(headers: httpx.Headers) -> float | None:
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        from email.utils import parsedate_to_datetime
-
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        return max(0.0, (when - datetime.now(when.tzinfo)).total_seconds())
 
 
 def _log_crash(task: asyncio.Task[Any]) -> None:

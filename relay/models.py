@@ -126,6 +126,8 @@ class FaultKind(enum.StrEnum):
     BAD_RESPONSE = "bad_response"
     INVALID_REQUEST = "invalid_request"
     TIMEOUT = "timeout"
+    BACKED_OFF = "backed_off"
+    """Not asked at all: the relay is backing off this provider after earlier faults."""
 
 
 @dataclass(frozen=True, slots=True)

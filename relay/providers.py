@@ -17,7 +17,7 @@ import httpx
 
 from relay.adapters.base import Created, Dialect, HttpCall, HttpReply
 from relay.clock import Clock
-from relay.models import FaultKind, ProviderFault, ProviderTask
+from relay.models import FaultKind, ProviderFault, ProviderTask, iso
 from relay.policy import provider_backoff
 
 log = logging.getLogger("relay.providers")
@@ -36,13 +36,16 @@ class ProviderHealth:
     in_flight: int
 
     def to_json(self) -> dict[str, Any]:
-        from relay.models import iso
-
         return {"name": self.name, "dialect": self.dialect,
                 "healthy": self.consecutive_faults == 0,
                 "consecutive_faults": self.consecutive_faults, "last_fault": self.last_fault,
                 "last_fault_at": iso(self.last_fault_at),
                 "backoff_until": iso(self.backoff_until), "in_flight": self.in_flight}
+
+
+_NOT_PROVIDER_FAULTS = frozenset({FaultKind.NOT_FOUND, FaultKind.INVALID_REQUEST,
+                                  FaultKind.BACKED_OFF})
+"""Answers about one task or one request, not about the provider's health."""
 
 
 class ProviderClient:
@@ -93,6 +96,11 @@ class ProviderClient:
 
     async def _send(self, call: HttpCall) -> HttpReply | ProviderFault:
         async with self._slots:
+            # A call that waited for a slot may find the provider backed off meanwhile.
+            backoff = self.backoff_until()
+            if backoff is not None:
+                return ProviderFault(FaultKind.BACKED_OFF, True,
+                                     f"backing off this provider until {iso(backoff)}")
             self._in_flight += 1
             try:
                 response = await self._http.request(
@@ -111,8 +119,7 @@ class ProviderClient:
 
     def _note(self, result: R) -> R:
         """Count provider faults (not task answers) for health and back-off."""
-        if isinstance(result, ProviderFault) and result.kind is not FaultKind.NOT_FOUND \
-                and result.kind is not FaultKind.INVALID_REQUEST:
+        if isinstance(result, ProviderFault) and result.kind not in _NOT_PROVIDER_FAULTS:
             now = self._clock.now()
             self._faults += 1
             self._last_fault = f"{result.kind.value}: {result.message}"

@@ -15,7 +15,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
+
+import httpx
 
 from relay.adapters.base import Created
 from relay.clock import Clock
@@ -35,6 +36,7 @@ from relay.models import (
 )
 from relay.policy import PollPolicy, is_past_max_age, next_poll_delay
 from relay.providers import ProviderClient
+from relay.pump import Pump
 from relay.store.interface import DuplicateTask, Store
 from relay.transitions import Change, apply_answer, registered, terminate
 
@@ -85,9 +87,7 @@ class Tracker:
         self._batch = batch_size
         self._lease = lease_seconds
         self._running: set[asyncio.Task[None]] = set()
-        self._pumping = False
-        self._again = False
-        self._timer: asyncio.TimerHandle | None = None
+        self.pump = Pump("polls", self._claim_polls, self._seconds_to_next)
 
     # registration
 
@@ -96,6 +96,14 @@ class Tracker:
         if plan is None:
             raise BadRequest(f"unknown provider {reg.provider!r}", code="unknown_provider")
         now = self._clock.now()
+        task_id = new_id("task")
+        # Everything that can refuse the request is checked before the provider is asked:
+        # a task submitted and paid for must not then fail to be tracked.
+        callback = None
+        if reg.callback_url is not None:
+            callback = Destination(
+                id=new_id("dst"), account_id=account.id, kind="callback", url=reg.callback_url,
+                key=_origin(reg.callback_url), event_types=reg.callback_events, task_id=task_id)
         created: Created | None = None
         provider_task_id = reg.provider_task_id
         if reg.input is not None:
@@ -104,7 +112,6 @@ class Tracker:
                 raise ProviderRejected(answer)
             created = answer
             provider_task_id = answer.provider_task_id
-        task_id = new_id("task")
         task = Task(
             id=task_id, account_id=account.id, provider=reg.provider,
             provider_task_id=provider_task_id, status=TaskStatus.QUEUED, created_at=now,
@@ -116,15 +123,12 @@ class Tracker:
         change = registered(task, now, _event_id)
         if created is not None and created.task is not None:
             change = _chain(change, apply_answer(change.task, created.task, now, _event_id))
-        callback = None
-        if reg.callback_url is not None:
-            callback = Destination(
-                id=new_id("dst"), account_id=account.id, kind="callback", url=reg.callback_url,
-                key=_origin(reg.callback_url), event_types=reg.callback_events, task_id=task_id)
         try:
             await self._store.create_task(change, callback)
         except DuplicateTask as dup:
-            raise Conflict(f"this provider task is already tracked as {dup.existing_id}",
+            raise Conflict(f"this provider task is already tracked as {dup.existing_id}"
+                           if dup.existing_id else
+                           "this provider task is already tracked by another account",
                            code="task_exists") from None
         self._after_write(change)
         self.wake()
@@ -141,50 +145,33 @@ class Tracker:
 
     def wake(self) -> None:
         """Look for due polls now, not at the next tick."""
-        if self._pumping:
-            self._again = True
-            return
-        self._spawn(self.poll_due())
+        self.pump.wake()
 
     async def poll_due(self) -> None:
-        """Claim due tasks and poll each under its provider's concurrency cap."""
-        if self._pumping:
-            self._again = True
-            return
-        self._pumping = True
-        try:
-            while True:
-                self._again = False
-                tasks = await self._store.claim_due_polls(self._clock.now(), self._batch,
-                                                          self._lease)
-                for task in tasks:
-                    self._spawn(self._poll_quietly(task))
-                if len(tasks) < self._batch and not self._again:
-                    break
-        finally:
-            self._pumping = False
-        await self._arm_timer()
+        """Claim due tasks and poll each under its provider's concurrency cap (the tick)."""
+        await self.pump.run()
 
     async def drain(self) -> None:
         """Wait for polls in flight; a poll finishing meanwhile may re-arm the timer, so it
         is cancelled until nothing runs."""
-        while self._running or self._timer is not None:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
+        while self._running or self.pump.timer_armed or self.pump.busy:
+            self.pump.cancel_timer()
+            await self.pump.settle()
             if self._running:
                 await asyncio.gather(*self._running, return_exceptions=True)
 
-    async def _arm_timer(self) -> None:
-        """Wake again exactly when the next poll falls due, if that is soon."""
+    def stop(self) -> None:
+        self.pump.stop()
+
+    async def _claim_polls(self) -> bool:
+        tasks = await self._store.claim_due_polls(self._clock.now(), self._batch, self._lease)
+        for task in tasks:
+            self._spawn(self._poll_quietly(task))
+        return len(tasks) == self._batch
+
+    async def _seconds_to_next(self) -> float | None:
         due = await self._store.next_poll_at()
-        if due is None:
-            return
-        delay = max(0.0, (due - self._clock.now()).total_seconds())
-        if delay < 5.0:
-            if self._timer is not None:
-                self._timer.cancel()
-            self._timer = asyncio.get_running_loop().call_later(delay, self.wake)
+        return None if due is None else (due - self._clock.now()).total_seconds()
 
     async def _poll_quietly(self, task: Task) -> None:
         try:
@@ -203,10 +190,10 @@ class Tracker:
                     ErrorCode.INVALID_REQUEST,
                     f"provider {task.provider!r} is no longer configured"), now, _event_id)
             else:
-                change = await self._ask(task, plan)
-                # Past its maximum age a task gets one last look (it may have finished
+                change, asked = await self._ask(task, plan)
+                # Past its maximum age a task gets one last real look (it may have finished
                 # while the provider was backed off) before the relay gives up on it.
-                if not change.task.status.terminal and is_past_max_age(
+                if asked and not change.task.status.terminal and is_past_max_age(
                         task.created_at, now, plan.max_age):
                     change = _chain(change, terminate(change.task, TaskStatus.EXPIRED, TaskError(
                         ErrorCode.EXPIRED, f"the task did not finish within {plan.max_age:g} s"
@@ -220,10 +207,12 @@ class Tracker:
             task = again
         return task
 
-    async def _ask(self, task: Task, plan: ProviderPlan) -> Change:
+    async def _ask(self, task: Task, plan: ProviderPlan) -> tuple[Change, bool]:
+        """The change one provider query makes, and whether the provider really answered
+        (it is not asked while backed off)."""
         backoff = plan.client.backoff_until()
         if backoff is not None or task.provider_task_id is None:
-            return Change(replace(task, next_poll_at=backoff or self._clock.now()))
+            return Change(replace(task, next_poll_at=backoff or self._clock.now())), False
         answer = await plan.client.query(task.provider_task_id)
         now = self._clock.now()
         task = replace(task, poll_count=task.poll_count + 1)
@@ -237,7 +226,8 @@ class Tracker:
         later = None if ended else now + timedelta(seconds=self._delay(change.task, plan, now))
         if not ended and plan.client.backoff_until() is not None:
             later = max(later or now, plan.client.backoff_until() or now)
-        return Change(replace(change.task, next_poll_at=later), change.events)
+        asked = not (isinstance(answer, ProviderFault) and answer.kind is FaultKind.BACKED_OFF)
+        return Change(replace(change.task, next_poll_at=later), change.events), asked
 
     def _unknown(self, task: Task, fault: ProviderFault, now: datetime) -> Change:
         count = task.not_found_count + 1
@@ -271,5 +261,5 @@ def _event_id() -> str:
 
 
 def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}".lower()
+    parsed = httpx.URL(url)
+    return f"{parsed.scheme}://{parsed.netloc.decode('ascii')}".lower()

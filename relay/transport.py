@@ -47,6 +47,7 @@ class RelayTransport(httpx.AsyncBaseTransport):
         self._idle: dict[Origin, list[_Connection]] = {}
         self._open: set[_Connection] = set()
         self._closed = False
+        self._swept = time.monotonic()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if self._closed:
@@ -57,7 +58,10 @@ class RelayTransport(httpx.AsyncBaseTransport):
             raise httpx.UnsupportedProtocol(f"unsupported URL scheme {url.scheme!r}")
         if request.method == "HEAD":
             raise httpx.UnsupportedProtocol("HEAD is not supported by this transport")
-        origin: Origin = (scheme, url.host, url.port or (443 if scheme == b"https" else 80))
+        # The IDNA-encoded host httpx computed: what the Host header names is exactly where
+        # the connection goes (asyncio would re-encode a Unicode name under IDNA 2003).
+        host = url.raw_host.decode("ascii")
+        origin: Origin = (scheme, host, url.port or (443 if scheme == b"https" else 80))
         timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
         total = request.extensions.get(TOTAL_TIMEOUT) or timeouts.get("read")
         limit = int(request.extensions.get(BODY_LIMIT, DEFAULT_BODY_LIMIT))
@@ -74,7 +78,7 @@ class RelayTransport(httpx.AsyncBaseTransport):
             except BaseException:
                 conn.close()
                 raise
-            if reply.keep_alive and not self._closed:
+            if reply.keep_alive and conn.usable and not self._closed:
                 conn.idle_since = time.monotonic()
                 self._idle.setdefault(origin, []).append(conn)
             else:
@@ -86,8 +90,10 @@ class RelayTransport(httpx.AsyncBaseTransport):
 
     async def _connect(self, origin: Origin, connect_timeout: float | None,
                        request: httpx.Request) -> _Connection:
-        idle = self._idle.get(origin)
         now = time.monotonic()
+        if now - self._swept > self._keepalive:
+            self._sweep(now)
+        idle = self._idle.get(origin)
         while idle:
             conn = idle.pop()
             if conn.usable and now - conn.idle_since < self._keepalive:
@@ -108,6 +114,20 @@ class RelayTransport(httpx.AsyncBaseTransport):
             raise httpx.ConnectError(f"could not connect to {host}:{port}: {exc}",
                                      request=request) from None
         return conn
+
+    def _sweep(self, now: float) -> None:
+        """Close idle connections past their expiry, whatever origin they belong to (a
+        one-off callback host must not keep a socket open forever)."""
+        self._swept = now
+        for origin, idle in list(self._idle.items()):
+            keep = [c for c in idle if c.usable and now - c.idle_since < self._keepalive]
+            for conn in idle:
+                if conn not in keep:
+                    conn.close()
+            if keep:
+                self._idle[origin] = keep
+            else:
+                del self._idle[origin]
 
     async def aclose(self) -> None:
         self._closed = True
@@ -142,6 +162,7 @@ class _Connection(asyncio.Protocol):
 
     def _reset(self, limit: int) -> None:
         self._parser = httptools.HttpResponseParser(self)
+        self._complete = False
         self._limit = limit
         self._reason = b""
         self._headers: list[tuple[bytes, bytes]] = []
@@ -203,10 +224,20 @@ class _Connection(asyncio.Protocol):
 
     # httptools callbacks
 
+    def on_message_begin(self) -> None:
+        if self._complete:
+            # A second response nobody asked for: the server broke the protocol, so this
+            # connection must not carry another request. The reply already returned stays
+            # as it was (its fields are copies).
+            self.usable = False
+
     def on_status(self, status: bytes) -> None:
-        self._reason += status
+        if not self._complete:
+            self._reason += status
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self._complete:
+            return
         self._headers.append((name, value))
         lowered = name.lower()
         if lowered == b"content-length" or (
@@ -217,6 +248,8 @@ class _Connection(asyncio.Protocol):
         self._headers_done = True
 
     def on_body(self, body: bytes) -> None:
+        if self._complete:
+            return
         self._seen += len(body)
         if self._kept < self._limit:
             part = body[:self._limit - self._kept]
@@ -227,16 +260,18 @@ class _Connection(asyncio.Protocol):
             self.close()
 
     def on_message_complete(self) -> None:
-        self._finish(keep_alive=self._parser.should_keep_alive())
+        if not self._complete:
+            self._finish(keep_alive=self._parser.should_keep_alive())
 
     def _finish(self, *, keep_alive: bool) -> None:
+        self._complete = True
         if self._waiter is not None and not self._waiter.done():
             status = self._parser.get_status_code()
             if status < 200:  # 1xx: an interim answer we never asked for
                 self._fail(httpx.RemoteProtocolError(f"unexpected interim response {status}",
                                                      request=self._request))
                 return
-            self._waiter.set_result(_Reply(status, self._reason, self._headers,
+            self._waiter.set_result(_Reply(status, self._reason, list(self._headers),
                                            b"".join(self._body), keep_alive))
 
     def _fail(self, exc: Exception) -> None:

@@ -59,6 +59,13 @@ async def read_json(request: Request) -> dict[str, Any]:
             from None
     if not isinstance(data, dict):
         raise BadRequest("the body must be a JSON object", code="invalid_json")
+    try:
+        # "\udfff" escapes decode to lone surrogates, which no UTF-8 store or receiver
+        # can take: refuse them here rather than fail later with a 500.
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadRequest("the body holds an invalid \\u escape (a lone surrogate)",
+                         code="invalid_json") from None
     return data
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal, TypeVar
 
+import httpx
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -28,9 +29,17 @@ def _http_url(value: str) -> str:
     lowered = value.lower()
     if not lowered.startswith(("http://", "https://")):
         raise ValueError("must be an http:// or https:// URL")
-    rest = value.split("://", 1)[1]
-    if not rest or rest[0] in "/?#" or any(c.isspace() for c in value):
-        raise ValueError("must be an absolute URL with a host and no spaces")
+    if any(c.isspace() for c in value):
+        raise ValueError("must not contain spaces")
+    # Parsed the way the relay will send to it, so what is accepted can be delivered to.
+    try:
+        url = httpx.URL(value)
+    except (httpx.InvalidURL, ValueError) as exc:
+        raise ValueError(f"is not a valid URL ({exc})") from None
+    if not url.host:
+        raise ValueError("must be an absolute URL with a host")
+    if url.userinfo:
+        raise ValueError("must not carry credentials (use a static header later, or HMAC)")
     return value
 
 

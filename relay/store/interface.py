@@ -8,7 +8,7 @@ transaction (a transactional outbox), so no event is ever lost between two write
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Generic, Literal, Protocol, TypeVar
@@ -76,9 +76,10 @@ class DeliveryView:
 
 
 class DuplicateTask(Exception):
-    """The account already tracks this provider task."""
+    """This provider task is already tracked: by the same account (``existing_id`` names its
+    task) or by another one (``existing_id`` is None: nothing of theirs is revealed)."""
 
-    def __init__(self, existing_id: str) -> None:
+    def __init__(self, existing_id: str | None) -> None:
         super().__init__(existing_id)
         self.existing_id = existing_id
 
@@ -142,9 +143,12 @@ class Store(Protocol):
 
     # deliveries
     async def claim_due_deliveries(
-        self, now: datetime, limit: int, lease_seconds: float, owner: str,
-        exclude_keys: Sequence[str] = (),
-    ) -> list[DueDelivery]: ...
+        self, now: datetime, limit: int, lease_seconds: float, owner: str, *,
+        in_flight: Mapping[str, int] | None = None, per_destination: int | None = None,
+    ) -> list[DueDelivery]:
+        """Lease up to ``limit`` due deliveries, the longest due first, taking no more for a
+        destination key than ``per_destination`` minus its ``in_flight`` count allows."""
+        ...
 
     async def record_attempts(self, records: Sequence[AttemptRecord], owner: str) -> None: ...
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import secrets
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -34,6 +34,13 @@ from relay.transitions import Change, fan_out
 
 _DESTINATION_COLUMNS = "id, account_id, kind, url, key, event_types, task_id, secret"
 
+# A batch of attempt records passed as one JSON array of arrays (see record_attempts).
+_BATCH = (
+    "r (pk, number, started_at, latency_ms, outcome, status_code, error, snippet, status, "
+    "next_at) AS (SELECT " + ", ".join(f"json_extract(value, '$[{i}]')" for i in range(10))
+    + " FROM json_each(?))"
+)
+
 
 def _destination(row: Sequence[Any]) -> Destination:
     return Destination(id=row[0], account_id=row[1], kind=row[2], url=row[3], key=row[4],
@@ -41,8 +48,15 @@ def _destination(row: Sequence[Any]) -> Destination:
                        secret=row[7])
 
 
+MIN_SQLITE = (3, 35, 0)
+"""UPDATE … RETURNING and UPDATE … FROM, which the claims and the batched writes use."""
+
+
 class SqliteStore:
     def __init__(self, path: str) -> None:
+        if sqlite3.sqlite_version_info < MIN_SQLITE:
+            raise StoreError(f"SQLite {sqlite3.sqlite_version} is too old: the relay needs "
+                             f"{'.'.join(map(str, MIN_SQLITE))} or newer")
         try:
             self._db = SqliteRunner(path)
         except sqlite3.Error as exc:
@@ -96,11 +110,10 @@ class SqliteStore:
         def insert(c: sqlite3.Connection) -> None:
             t = change.task
             existing = c.execute(
-                "SELECT id FROM tasks WHERE account_id = ? AND provider = ? "
-                "AND provider_task_id = ?",
-                (t.account_id, t.provider, t.provider_task_id)).fetchone()
+                "SELECT id, account_id FROM tasks WHERE provider = ? AND provider_task_id = ?",
+                (t.provider, t.provider_task_id)).fetchone()
             if existing:
-                raise DuplicateTask(existing[0])
+                raise DuplicateTask(existing[0] if existing[1] == t.account_id else None)
             c.execute(f"INSERT INTO tasks ({TASK_COLUMNS}) VALUES (:id, :account_id, :provider, "
                       ":provider_task_id, :status, :reference, :version, :sequence, :data, "
                       ":created_at, :updated_at, :next_poll_at)", codec.task_params(t))
@@ -231,21 +244,35 @@ class SqliteStore:
     # deliveries
 
     async def claim_due_deliveries(
-        self, now: datetime, limit: int, lease_seconds: float, owner: str,
-        exclude_keys: Sequence[str] = (),
+        self, now: datetime, limit: int, lease_seconds: float, owner: str, *,
+        in_flight: Mapping[str, int] | None = None, per_destination: int | None = None,
     ) -> list[DueDelivery]:
         t = now.timestamp()
+        busy = dict(in_flight or {})
+        full = [k for k, n in busy.items() if per_destination is not None and n >= per_destination]
+        # Look a little past the limit, so one destination's backlog at the head of the
+        # queue does not hide the others' due work from this claim.
+        window = limit if per_destination is None else limit * 4
 
         def claim(c: sqlite3.Connection) -> list[DueDelivery]:
-            pks = [r[0] for r in c.execute(
-                "UPDATE deliveries SET lease_owner = ?, lease_until = ? WHERE pk IN "
-                "(SELECT pk FROM deliveries WHERE next_attempt_at <= ? "
-                "AND (lease_until IS NULL OR lease_until < ?) "
-                "AND destination_key NOT IN (SELECT value FROM json_each(?)) "
-                "ORDER BY next_attempt_at LIMIT ?) RETURNING pk",
-                (owner, t + lease_seconds, t, t, json.dumps(list(exclude_keys)), limit))]
-            if not pks:
+            picked: list[int] = []
+            for pk, key in c.execute(
+                    "SELECT pk, destination_key FROM deliveries WHERE next_attempt_at <= ? "
+                    "AND (lease_until IS NULL OR lease_until < ?) "
+                    "AND destination_key NOT IN (SELECT value FROM json_each(?)) "
+                    "ORDER BY next_attempt_at LIMIT ?", (t, t, json.dumps(full), window)):
+                if per_destination is not None:
+                    if busy.get(key, 0) >= per_destination:
+                        continue
+                    busy[key] = busy.get(key, 0) + 1
+                picked.append(pk)
+                if len(picked) == limit:
+                    break
+            if not picked:
                 return []
+            c.execute("UPDATE deliveries SET lease_owner = ?, lease_until = ? "
+                      "WHERE pk IN (SELECT value FROM json_each(?))",
+                      (owner, t + lease_seconds, json.dumps(picked)))
             rows = c.execute(
                 "SELECT d.pk, d.id, e.id, d.destination_key, d.url, e.body, "
                 "coalesce(dst.secret, a.callback_secret), d.attempt_count "
@@ -253,7 +280,7 @@ class SqliteStore:
                 "JOIN destinations dst ON dst.id = d.destination_id "
                 "JOIN accounts a ON a.id = d.account_id "
                 "WHERE d.pk IN (SELECT value FROM json_each(?)) ORDER BY d.next_attempt_at",
-                (json.dumps(pks),)).fetchall()
+                (json.dumps(picked),)).fetchall()
             return [DueDelivery(pk=r[0], id=r[1], event_id=r[2], destination_key=r[3], url=r[4],
                                 body=r[5], secrets=(r[6],), attempt_count=r[7]) for r in rows]
         return await self._db.write(claim)
@@ -272,19 +299,17 @@ class SqliteStore:
             # Only the lease holder's attempts count: one whose lease expired and was taken
             # over must not leave a second "attempt 1" on the delivery.
             c.execute(
-                "INSERT INTO attempts (delivery_pk, number, started_at, latency_ms, outcome, "
-                "status_code, error, response_snippet) "
-                "SELECT d.pk, r.value ->> 1, r.value ->> 2, r.value ->> 3, r.value ->> 4, "
-                "r.value ->> 5, r.value ->> 6, r.value ->> 7 "
-                "FROM json_each(?) AS r JOIN deliveries AS d ON d.pk = r.value ->> 0 "
+                f"WITH {_BATCH} INSERT INTO attempts (delivery_pk, number, started_at, "
+                "latency_ms, outcome, status_code, error, response_snippet) "
+                "SELECT d.pk, r.number, r.started_at, r.latency_ms, r.outcome, r.status_code, "
+                "r.error, r.snippet FROM r JOIN deliveries AS d ON d.pk = r.pk "
                 "WHERE d.lease_owner = ?", (batch, owner))
             c.execute(
-                "UPDATE deliveries SET status = r.value ->> 8, attempt_count = r.value ->> 1, "
-                "next_attempt_at = r.value ->> 9, lease_owner = NULL, lease_until = NULL, "
-                "last_status_code = r.value ->> 5, last_error = r.value ->> 6, "
-                "updated_at = r.value ->> 2 "
-                "FROM json_each(?) AS r WHERE deliveries.pk = r.value ->> 0 "
-                "AND deliveries.lease_owner = ?", (batch, owner))
+                f"WITH {_BATCH} UPDATE deliveries SET status = r.status, "
+                "attempt_count = r.number, next_attempt_at = r.next_at, lease_owner = NULL, "
+                "lease_until = NULL, last_status_code = r.status_code, last_error = r.error, "
+                "updated_at = r.started_at FROM r "
+                "WHERE deliveries.pk = r.pk AND deliveries.lease_owner = ?", (batch, owner))
         await self._db.write(write)
 
     async def next_delivery_at(self) -> datetime | None:

@@ -170,12 +170,11 @@ async def test_concurrent_duplicates_let_exactly_one_in(store: Store, alice: Acc
     assert len(await store.claim_due_deliveries(NOW, 10, 30, "w1")) == 1
 
 
-async def test_the_same_provider_task_in_another_account_or_provider_is_not_a_duplicate(
-    store: Store, alice: Account, bob: Account
+async def test_the_same_provider_task_in_another_provider_is_not_a_duplicate(
+    store: Store, alice: Account
 ) -> None:
     regs = [
         await register(store, alice, provider="apiyi", provider_task_id="cgt-1"),
-        await register(store, bob, provider="apiyi", provider_task_id="cgt-1"),
         await register(store, alice, provider="naci", provider_task_id="cgt-1"),
         # Tasks the relay submits itself have no provider id yet: never duplicates.
         await register(store, alice, provider="naci", provider_task_id=None),
@@ -183,6 +182,20 @@ async def test_the_same_provider_task_in_another_account_or_provider_is_not_a_du
     ]
     for reg in regs:
         assert await store.get_task(reg.task.account_id, reg.task.id) == reg.task
+
+
+async def test_another_account_cannot_track_a_provider_task_already_tracked(
+    store: Store, alice: Account, bob: Account
+) -> None:
+    # Provider accounts are the operator's, shared by every relay account: tracking another
+    # account's provider task id would hand over its video. Nothing of alice's is named.
+    mine = await register(store, alice, provider="apiyi", provider_task_id="cgt-1")
+    with pytest.raises(DuplicateTask) as refused:
+        await register(store, bob, provider="apiyi", provider_task_id="cgt-1")
+    assert refused.value.existing_id is None
+    page = await store.list_tasks(bob.id, TaskQuery())
+    assert page.items == []
+    assert await store.get_task(alice.id, mine.task.id) == mine.task
 
 
 # --- tasks: save and read --------------------------------------------------------------------
@@ -429,15 +442,22 @@ async def test_a_claimed_delivery_carries_what_sending_needs_and_is_leased(
     assert await store.claim_due_deliveries(at(seconds=31), 10, 30, "w2") == [due]
 
 
-async def test_claim_skips_excluded_destination_keys(store: Store, alice: Account) -> None:
-    a = await pending(store, alice, key="https://a.example")
-    b = await pending(store, alice, key="https://b.example")
-    [due] = await store.claim_due_deliveries(NOW, 10, 30, "w1", exclude_keys=["https://a.example"])
-    assert (due.event_id, due.destination_key) == (b.event.id, "https://b.example")
+async def test_claim_leaves_room_per_destination(store: Store, alice: Account) -> None:
+    a = [await pending(store, alice, at(seconds=s), key="https://a.example") for s in (0, 1, 2)]
+    b = await pending(store, alice, at(seconds=3), key="https://b.example")
+    # a.example already has one delivery in flight and may have two: one more of its three
+    # is claimed, and b.example's, although it is the latest due, is not crowded out.
+    due = await store.claim_due_deliveries(
+        at(seconds=10), 10, 30, "w1", in_flight={"https://a.example": 1}, per_destination=2)
+    assert [(d.event_id, d.destination_key) for d in due] == [
+        (a[0].event.id, "https://a.example"), (b.event.id, "https://b.example")]
+    # A destination at its cap gets nothing.
     assert await store.claim_due_deliveries(
-        NOW, 10, 30, "w1", exclude_keys=["https://a.example", "https://c.example"]) == []
-    [due] = await store.claim_due_deliveries(NOW, 10, 30, "w1")
-    assert (due.event_id, due.destination_key) == (a.event.id, "https://a.example")
+        at(seconds=10), 10, 30, "w1", in_flight={"https://a.example": 2},
+        per_destination=2) == []
+    # Without a cap, the rest of a.example's backlog comes, the longest due first.
+    rest = await store.claim_due_deliveries(at(seconds=10), 10, 30, "w1")
+    assert [d.event_id for d in rest] == [a[1].event.id, a[2].event.id]
 
 
 # --- deliveries: attempts and leases ---------------------------------------------------------

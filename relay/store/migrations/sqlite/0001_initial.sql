@@ -32,7 +32,8 @@ CREATE TABLE tasks (
     updated_at       REAL NOT NULL,
     next_poll_at     REAL,            -- NULL: not scheduled (terminal)
     poll_lease_until REAL,
-    UNIQUE (account_id, provider, provider_task_id)
+    -- One tracker per provider task: provider accounts are shared by all relay accounts.
+    UNIQUE (provider, provider_task_id)
 );
 CREATE INDEX tasks_poll_due ON tasks (next_poll_at) WHERE next_poll_at IS NOT NULL;
 CREATE INDEX tasks_account ON tasks (account_id, pk);

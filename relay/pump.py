@@ -1,0 +1,108 @@
+"""The dispatch loop shared by the poller and the delivery engine.
+
+New work is dispatched at once (``wake``), not at the next scheduler tick, yet never by two
+passes at the same time: a wake while a pass runs only asks for one more pass. After the last
+pass the pump arms a timer for the next known due time, when that is sooner than a tick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+log = logging.getLogger("relay.pump")
+
+TIMER_HORIZON = 5.0
+"""Due times further away than this are left to the scheduler's periodic tick."""
+
+MIN_TIMER_DELAY = 0.05
+"""Due work a pass did not take (its destination is at its cap, or it is leased) must not
+turn the timer into a busy loop."""
+
+
+class Pump:
+    def __init__(
+        self, name: str, one_pass: Callable[[], Awaitable[bool]],
+        seconds_to_next: Callable[[], Awaitable[float | None]],
+    ) -> None:
+        """``one_pass`` claims and dispatches one batch; True if it filled the batch (so more
+        may be due at once). ``seconds_to_next`` says when the next known work falls due."""
+        self._name = name
+        self._one_pass = one_pass
+        self._seconds_to_next = seconds_to_next
+        self._running = False
+        self._again = False
+        self._stopped = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._woken: set[asyncio.Task[None]] = set()
+
+    def wake(self) -> None:
+        if self._stopped:
+            return
+        if self._running:
+            self._again = True
+            return
+        task = asyncio.ensure_future(self.run())
+        self._woken.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._woken.discard(task)
+        _log_failure(task)
+
+    async def settle(self) -> None:
+        """Wait for passes started by ``wake`` to end."""
+        while self._woken:
+            await asyncio.gather(*self._woken, return_exceptions=True)
+
+    async def run(self) -> None:
+        """One or more passes, until nothing more is due at once; then arm the timer."""
+        if self._stopped:
+            return
+        if self._running:
+            self._again = True
+            return
+        self._running = True
+        try:
+            while not self._stopped:
+                self._again = False
+                if not await self._one_pass() and not self._again:
+                    break
+        finally:
+            self._running = False
+        await self._arm()
+
+    @property
+    def busy(self) -> bool:
+        return self._running or bool(self._woken)
+
+    @property
+    def timer_armed(self) -> bool:
+        return self._timer is not None and not self._timer.cancelled()
+
+    def cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def stop(self) -> None:
+        """No more passes, wakes or timers."""
+        self._stopped = True
+        self.cancel_timer()
+
+    async def _arm(self) -> None:
+        if self._stopped:
+            return
+        delay = await self._seconds_to_next()
+        if delay is None or delay >= TIMER_HORIZON or self._stopped:
+            return
+        self.cancel_timer()
+        self._timer = asyncio.get_running_loop().call_later(
+            max(MIN_TIMER_DELAY, delay), self.wake)
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        # The next wake or tick runs a fresh pass; a failing one must not go unseen.
+        log.error("a dispatch pass failed", exc_info=task.exception())

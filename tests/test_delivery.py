@@ -1,0 +1,83 @@
+"""The delivery engine against a real SQLite store, the relay's transport and a real receiver
+on loopback (the end-to-end suite covers the same engine inside a running relay)."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from relay.clock import SystemClock
+from relay.delivery import DeliveryEngine, EngineSettings
+from relay.ids import new_id
+from relay.models import Account, Destination, Task, TaskStatus
+from relay.policy import RetryPolicy
+from relay.signing import generate_webhook_secret
+from relay.store import open_store
+from relay.store.interface import Store
+from relay.transitions import registered
+from relay.transport import RelayTransport
+from tests.e2e.harness import Receiver, Reply, eventually
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    store = open_store(f"sqlite:///{tmp_path / 'relay.db'}")
+    await store.migrate()
+    yield store
+    await store.close()
+
+
+async def write_succeeded_tasks(store: Store, url: str, n: int) -> tuple[str, list[str]]:
+    """``n`` tasks whose task.succeeded event is due to ``url`` now: (account, event ids)."""
+    now = datetime.now(UTC)
+    account = Account(id=new_id("acct"), name="t", created_at=now)
+    await store.create_account(account, new_id("hash"), generate_webhook_secret())
+    event_ids = []
+    for _ in range(n):
+        task = Task(id=new_id("task"), account_id=account.id, provider="sandbox",
+                    provider_task_id=new_id("cgt"), status=TaskStatus.SUCCEEDED,
+                    created_at=now, updated_at=now, callback_url=url)
+        change = registered(task, now, lambda: new_id("evt"))
+        await store.create_task(change, Destination(
+            id=new_id("dst"), account_id=account.id, kind="callback", url=url,
+            key="one-key", event_types=None, task_id=task.id))
+        event_ids.append(change.events[0].id)
+    return account.id, event_ids
+
+
+async def test_a_delivery_that_waited_out_its_lease_is_not_sent_twice(store: Store) -> None:
+    # One destination, one request at a time, each answer (0.45 s) longer than what is left
+    # of a queued delivery's lease once a whole attempt (timeout 0.5 s) is set aside: the
+    # deliveries queued behind the first must be left to be claimed again when their lease
+    # ends, not sent on a lease another claim is about to take.
+    async with Receiver() as receiver:
+        receiver.default = Reply(204, delay=0.45)
+        account_id, events = await write_succeeded_tasks(store, receiver.url, 4)
+        transport = RelayTransport(max_connections=8)
+        engine = DeliveryEngine(
+            store=store, transport=transport, clock=SystemClock(), rng=random.Random(1),
+            owner="test", settings=EngineSettings(
+                timeout=0.5, max_in_flight=8, max_in_flight_per_destination=1,
+                lease_seconds=1.0,
+                retry=RetryPolicy(schedule=(0.1,), jitter=0)))
+        try:
+            engine.wake()
+            await receiver.wait_for(4, within=10)
+            await receiver.quiet_for(1.0)
+        finally:
+            await engine.stop(grace=1)
+            await transport.aclose()
+        received = Counter(r.webhook_id for r in receiver.requests)
+        assert received == Counter(events)  # each event exactly once
+        assert receiver.max_in_flight == 1
+
+        async def all_recorded() -> bool:
+            views = [await store.event_deliveries(account_id, e) for e in events]
+            return all(v[0].delivery.status.value == "succeeded" for v in views)
+
+        await eventually(all_recorded, within=2, what="every delivery recorded as succeeded")

@@ -190,10 +190,10 @@ class Tracker:
                     ErrorCode.INVALID_REQUEST,
                     f"provider {task.provider!r} is no longer configured"), now, _event_id)
             else:
-                change, asked = await self._ask(task, plan)
+                change, answered = await self._ask(task, plan)
                 # Past its maximum age a task gets one last real look (it may have finished
                 # while the provider was backed off) before the relay gives up on it.
-                if asked and not change.task.status.terminal and is_past_max_age(
+                if answered and not change.task.status.terminal and is_past_max_age(
                         task.created_at, now, plan.max_age):
                     change = _chain(change, terminate(change.task, TaskStatus.EXPIRED, TaskError(
                         ErrorCode.EXPIRED, f"the task did not finish within {plan.max_age:g} s"
@@ -208,8 +208,8 @@ class Tracker:
         return task
 
     async def _ask(self, task: Task, plan: ProviderPlan) -> tuple[Change, bool]:
-        """The change one provider query makes, and whether the provider really answered
-        (it is not asked while backed off)."""
+        """The change one provider query makes, and whether the provider answered about the
+        task (it is not asked while backed off, and a fault is no answer)."""
         backoff = plan.client.backoff_until()
         if backoff is not None or task.provider_task_id is None:
             return Change(replace(task, next_poll_at=backoff or self._clock.now())), False
@@ -226,8 +226,9 @@ class Tracker:
         later = None if ended else now + timedelta(seconds=self._delay(change.task, plan, now))
         if not ended and plan.client.backoff_until() is not None:
             later = max(later or now, plan.client.backoff_until() or now)
-        asked = not (isinstance(answer, ProviderFault) and answer.kind is FaultKind.BACKED_OFF)
-        return Change(replace(change.task, next_poll_at=later), change.events), asked
+        # Only an answer about the task counts as a look at it; a provider fault says nothing.
+        answered = isinstance(answer, ProviderTask) or answer.kind is FaultKind.NOT_FOUND
+        return Change(replace(change.task, next_poll_at=later), change.events), answered
 
     def _unknown(self, task: Task, fault: ProviderFault, now: datetime) -> Change:
         count = task.not_found_count + 1

@@ -409,6 +409,31 @@ async def test_a_task_past_its_maximum_age_expires(env: Env) -> None:
     assert await env.stored(task) == expired
 
 
+async def test_a_task_past_its_maximum_age_is_not_expired_while_its_provider_is_backed_off(
+    env: Env,
+) -> None:
+    # The task finishes at the provider while the relay backs the provider off, and its
+    # maximum age passes meanwhile: it must end succeeded (one real look), not expired.
+    tracker = env.tracker_with(max_age=9)
+    task = await env.register(tracker, input=create_body())
+    env.recorder.failing = 503
+    await env.step(5, tracker)  # T0+5: a fault; back-off for ~2 s
+    await env.step(5, tracker)  # T0+10: past max age, the provider fails again
+    backed_off = await env.stored(task)
+    assert backed_off.status is TaskStatus.QUEUED  # a fault is never a verdict
+    backoff = env.client.backoff_until()
+    assert backoff is not None
+    env.clock.current = backoff - timedelta(seconds=0.5)
+    await tracker.refresh(env.account.id, task.id)  # backed off: not asked, not expired
+    assert (await env.stored(task)).status is TaskStatus.QUEUED
+
+    env.recorder.failing = None
+    env.clock.current = backoff
+    await tracker.poll_due()
+    await tracker.drain()
+    assert (await env.stored(task)).status is TaskStatus.SUCCEEDED
+
+
 async def test_an_unknown_provider_task_fails_after_three_not_found(env: Env) -> None:
     task = await env.register(provider_task_id=BOGUS_ID)
     first = await env.stored(task)

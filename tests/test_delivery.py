@@ -81,3 +81,27 @@ async def test_a_delivery_that_waited_out_its_lease_is_not_sent_twice(store: Sto
             return all(v[0].delivery.status.value == "succeeded" for v in views)
 
         await eventually(all_recorded, within=2, what="every delivery recorded as succeeded")
+
+
+async def test_stop_lets_attempts_in_flight_finish_and_starts_no_more(store: Store) -> None:
+    async with Receiver() as receiver:
+        receiver.default = Reply(204, delay=0.3)
+        account_id, events = await write_succeeded_tasks(store, receiver.url, 6)
+        transport = RelayTransport(max_connections=8)
+        engine = DeliveryEngine(
+            store=store, transport=transport, clock=SystemClock(), rng=random.Random(1),
+            owner="test", settings=EngineSettings(
+                timeout=2, max_in_flight=8, max_in_flight_per_destination=2))
+        try:
+            engine.wake()
+            await receiver.wait_for(2, within=5)  # two in flight, four waiting their turn
+            await engine.stop(grace=5)
+            sent = len(receiver.requests)
+            await receiver.quiet_for(0.8)  # nothing is sent after stop() returned
+        finally:
+            await transport.aclose()
+        assert sent == 2
+        # The two attempts in flight finished and were recorded; the rest wait, pending.
+        statuses = sorted([(await store.event_deliveries(account_id, e))[0].delivery.status.value
+                           for e in events])
+        assert statuses == ["pending"] * 4 + ["succeeded"] * 2

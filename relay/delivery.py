@@ -98,6 +98,7 @@ class DeliveryEngine:
         self._urls: dict[str, httpx.URL] = {}
         self._backlog = False
         self._stopping = False
+        self._claimed_at = clock.now()
         self.pump = Pump("delivery", self._claim_and_send, self._seconds_to_next)
 
     @property
@@ -129,8 +130,9 @@ class DeliveryEngine:
         if free <= 0:
             self._backlog = True
             return False
+        self._claimed_at = self._clock.now()
         due = await self._store.claim_due_deliveries(
-            self._clock.now(), free, self._settings.lease_seconds, self._owner,
+            self._claimed_at, free, self._settings.lease_seconds, self._owner,
             in_flight=self._per_key,
             per_destination=self._settings.max_in_flight_per_destination)
         if self._stopping:
@@ -143,7 +145,8 @@ class DeliveryEngine:
     async def _seconds_to_next(self) -> float | None:
         if self._backlog:
             return None  # sends finishing will wake the pump
-        due = await self._store.next_delivery_at()
+        # Work due by the last claim was that claim's; anything later wants a timer.
+        due = await self._store.next_delivery_at(self._claimed_at)
         return None if due is None else (due - self._clock.now()).total_seconds()
 
     def _start(self, delivery: DueDelivery) -> None:
@@ -168,8 +171,12 @@ class DeliveryEngine:
             await self._attempt(delivery)
         finally:
             count = self._per_key[key]
-            if count == self._settings.max_in_flight_per_destination:
-                self.wake()  # claims skipped this destination while it was at its cap
+            cap = self._settings.max_in_flight_per_destination
+            if count - 1 <= cap - max(1, cap // 4):
+                # Claims may have left this destination's due work behind at its cap; claim
+                # again once a quarter of its room is free. Wakes while a pass runs fold into
+                # one more pass, so this is not a database round trip per delivery.
+                self.wake()
             if count > 1:
                 self._per_key[key] = count - 1
             else:

@@ -87,6 +87,7 @@ class Tracker:
         self._batch = batch_size
         self._lease = lease_seconds
         self._running: set[asyncio.Task[None]] = set()
+        self._claimed_at = clock.now()
         self.pump = Pump("polls", self._claim_polls, self._seconds_to_next)
 
     # registration
@@ -164,13 +165,15 @@ class Tracker:
         self.pump.stop()
 
     async def _claim_polls(self) -> bool:
-        tasks = await self._store.claim_due_polls(self._clock.now(), self._batch, self._lease)
+        self._claimed_at = self._clock.now()
+        tasks = await self._store.claim_due_polls(self._claimed_at, self._batch, self._lease)
         for task in tasks:
             self._spawn(self._poll_quietly(task))
         return len(tasks) == self._batch
 
     async def _seconds_to_next(self) -> float | None:
-        due = await self._store.next_poll_at()
+        # Work due by the last claim was that claim's; anything later wants a timer.
+        due = await self._store.next_poll_at(self._claimed_at)
         return None if due is None else (due - self._clock.now()).total_seconds()
 
     async def _poll_quietly(self, task: Task) -> None:

@@ -67,6 +67,8 @@ class RelayTransport(httpx.AsyncBaseTransport):
         limit = int(request.extensions.get(BODY_LIMIT, DEFAULT_BODY_LIMIT))
         payload = _serialize(request, await request.aread())
         async with self._slots:
+            if self._closed:  # closed while this request waited for a slot
+                raise RuntimeError("the transport is closed")
             conn = await self._connect(origin, timeouts.get("connect"), request)
             try:
                 async with asyncio.timeout(total):
@@ -162,8 +164,11 @@ class _Connection(asyncio.Protocol):
 
     def _reset(self, limit: int) -> None:
         self._parser = httptools.HttpResponseParser(self)
-        self._complete = False
         self._limit = limit
+        self._new_message()
+
+    def _new_message(self) -> None:
+        self._complete = False
         self._reason = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._body: list[bytes] = []
@@ -267,9 +272,10 @@ class _Connection(asyncio.Protocol):
         self._complete = True
         if self._waiter is not None and not self._waiter.done():
             status = self._parser.get_status_code()
-            if status < 200:  # 1xx: an interim answer we never asked for
-                self._fail(httpx.RemoteProtocolError(f"unexpected interim response {status}",
-                                                     request=self._request))
+            if status < 200 and status != 101:
+                # An interim answer (100 Continue, 103 Early Hints): RFC 9110 has clients
+                # skip it and read on for the final response on the same connection.
+                self._new_message()
                 return
             self._waiter.set_result(_Reply(status, self._reason, list(self._headers),
                                            b"".join(self._body), keep_alive))

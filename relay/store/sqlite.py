@@ -173,10 +173,11 @@ class SqliteStore:
             return [codec.task_from_row(r) for r in rows]
         return await self._db.write(claim)
 
-    async def next_poll_at(self) -> datetime | None:
+    async def next_poll_at(self, after: datetime) -> datetime | None:
+        # An index seek, not a scan: this runs after every dispatch pass.
         def get(c: sqlite3.Connection) -> float | None:
-            row = c.execute("SELECT min(max(next_poll_at, coalesce(poll_lease_until, 0))) "
-                            "FROM tasks WHERE next_poll_at IS NOT NULL").fetchone()
+            row = c.execute("SELECT min(next_poll_at) FROM tasks WHERE next_poll_at > ?",
+                            (after.timestamp(),)).fetchone()
             return row[0] if row else None
         return codec.dt(await self._db.read(get))
 
@@ -248,26 +249,25 @@ class SqliteStore:
         in_flight: Mapping[str, int] | None = None, per_destination: int | None = None,
     ) -> list[DueDelivery]:
         t = now.timestamp()
-        busy = dict(in_flight or {})
-        full = [k for k, n in busy.items() if per_destination is not None and n >= per_destination]
+        cap = per_destination if per_destination is not None else limit
+        room = {k: cap - n for k, n in (in_flight or {}).items()}
         # Look a little past the limit, so one destination's backlog at the head of the
-        # queue does not hide the others' due work from this claim.
+        # queue does not hide the others' due work from this claim; SQLite ranks each
+        # destination's candidates and keeps as many as its room allows.
         window = limit if per_destination is None else limit * 4
 
         def claim(c: sqlite3.Connection) -> list[DueDelivery]:
-            picked: list[int] = []
-            for pk, key in c.execute(
-                    "SELECT pk, destination_key FROM deliveries WHERE next_attempt_at <= ? "
-                    "AND (lease_until IS NULL OR lease_until < ?) "
-                    "AND destination_key NOT IN (SELECT value FROM json_each(?)) "
-                    "ORDER BY next_attempt_at LIMIT ?", (t, t, json.dumps(full), window)):
-                if per_destination is not None:
-                    if busy.get(key, 0) >= per_destination:
-                        continue
-                    busy[key] = busy.get(key, 0) + 1
-                picked.append(pk)
-                if len(picked) == limit:
-                    break
+            picked = [row[0] for row in c.execute(
+                "SELECT pk FROM (SELECT pk, next_attempt_at, destination_key, row_number() "
+                "OVER (PARTITION BY destination_key ORDER BY next_attempt_at, pk) AS rank "
+                "FROM (SELECT pk, next_attempt_at, destination_key FROM deliveries "
+                "WHERE next_attempt_at <= ? AND (lease_until IS NULL OR lease_until < ?) "
+                "AND destination_key NOT IN (SELECT key FROM json_each(?) WHERE value <= 0) "
+                "ORDER BY next_attempt_at LIMIT ?)) AS candidate "
+                "WHERE rank <= coalesce((SELECT value FROM json_each(?) "
+                "WHERE key = candidate.destination_key), ?) "
+                "ORDER BY next_attempt_at, pk LIMIT ?",
+                (t, t, json.dumps(room), window, json.dumps(room), cap, limit))]
             if not picked:
                 return []
             c.execute("UPDATE deliveries SET lease_owner = ?, lease_until = ? "
@@ -312,10 +312,10 @@ class SqliteStore:
                 "WHERE deliveries.pk = r.pk AND deliveries.lease_owner = ?", (batch, owner))
         await self._db.write(write)
 
-    async def next_delivery_at(self) -> datetime | None:
+    async def next_delivery_at(self, after: datetime) -> datetime | None:
         def get(c: sqlite3.Connection) -> float | None:
-            row = c.execute("SELECT min(max(next_attempt_at, coalesce(lease_until, 0))) "
-                            "FROM deliveries WHERE next_attempt_at IS NOT NULL").fetchone()
+            row = c.execute("SELECT min(next_attempt_at) FROM deliveries "
+                            "WHERE next_attempt_at > ?", (after.timestamp(),)).fetchone()
             return row[0] if row else None
         return codec.dt(await self._db.read(get))
 

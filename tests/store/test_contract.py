@@ -339,18 +339,20 @@ async def test_save_task_releases_the_poll_lease(store: Store, alice: Account) -
     assert (again.id, again.poll_count, again.version) == (task.id, 1, 1)
 
 
-async def test_next_poll_at_is_the_earliest(store: Store, alice: Account) -> None:
-    assert await store.next_poll_at() is None
+async def test_next_poll_at_is_the_earliest_after_a_time(store: Store, alice: Account) -> None:
+    assert await store.next_poll_at(NOW) is None
     for minutes in (5, 1, 3):
         await register(store, alice, next_poll_at=at(minutes=minutes))
-    assert await store.next_poll_at() == at(minutes=1)
+    assert await store.next_poll_at(NOW) == at(minutes=1)
+    # What is due already is the claim's business: the next poll after a time is later.
+    assert await store.next_poll_at(at(minutes=1)) == at(minutes=3)
 
 
 async def test_terminal_tasks_are_never_polled(store: Store, alice: Account) -> None:
     reg = await register(store, alice)
     await advance(store, reg.task, TaskStatus.SUCCEEDED, at(minutes=1))
     await register(store, alice, status=TaskStatus.FAILED, next_poll_at=None)
-    assert await store.next_poll_at() is None
+    assert await store.next_poll_at(NOW) is None
     assert await store.claim_due_polls(at(days=30), 10, 30) == []
 
 
@@ -472,7 +474,7 @@ async def test_a_successful_attempt_finishes_the_delivery(store: Store, alice: A
     assert state(view) == (SUCCEEDED, 1, None)
     assert view.attempts == [record.attempt]  # status code, latency, outcome and snippet
     assert await store.claim_due_deliveries(at(days=1), 10, 30, "w1") == []
-    assert await store.next_delivery_at() is None
+    assert await store.next_delivery_at(NOW) is None
 
 
 async def test_a_retry_keeps_the_delivery_pending_until_its_time(
@@ -540,14 +542,15 @@ async def test_release_leases_frees_deliveries_and_polls(store: Store, alice: Ac
 
 
 async def test_next_delivery_at_is_the_earliest_pending(store: Store, alice: Account) -> None:
-    assert await store.next_delivery_at() is None
+    assert await store.next_delivery_at(NOW) is None
     await register(store, alice, created_at=at(seconds=30))  # no delivery: default filter
     await pending(store, alice, at(minutes=2))
     await pending(store, alice, at(minutes=1))
-    assert await store.next_delivery_at() == at(minutes=1)
+    assert await store.next_delivery_at(NOW) == at(minutes=1)
+    assert await store.next_delivery_at(at(minutes=1)) == at(minutes=2)
     [due] = await store.claim_due_deliveries(at(minutes=1), 10, 30, "w1")
     await store.record_attempts([attempt(due, at(minutes=1), 204, status=SUCCEEDED)], "w1")
-    assert await store.next_delivery_at() == at(minutes=2)
+    assert await store.next_delivery_at(NOW) == at(minutes=2)
 
 
 # --- redeliver and delivery history ----------------------------------------------------------

@@ -35,6 +35,7 @@ from relay.sandbox.simulation import SandboxSettings
 from relay.services import Services
 from relay.signing import Tokens
 from relay.store import open_store
+from relay.store.sqlite_runner import InstanceLock
 from relay.tracker import ProviderPlan, Tracker
 from relay.transport import RelayTransport
 
@@ -94,51 +95,13 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        store = open_store(settings.database_url)
-        transport = RelayTransport(max_connections=d.max_in_flight + 64)
-        http = httpx.AsyncClient(transport=transport, follow_redirects=False, trust_env=False)
-        scheduler = AsyncIOScheduler(timezone="UTC")
-        engine: DeliveryEngine | None = None
-        tracker: Tracker | None = None
+        assert settings.sqlite_path is not None  # check_runtime refused anything else
+        lock = InstanceLock(settings.sqlite_path)
         try:
-            applied = await store.migrate()
-            if applied:
-                log.info("database migrated to version %d", applied[-1])
-            # SQLite is one instance: leases left by a killed process are ours to reclaim.
-            await store.release_leases()
-            tokens = Tokens(settings.secret_key or await store.secret_key())
-            plans = {name: _provider(name, p, settings, http, clock, rng)
-                     for name, p in settings.providers.items()}
-            engine = DeliveryEngine(store=store, transport=transport, clock=clock, rng=rng,
-                                    settings=delivery_settings, owner=owner)
-            tracker = Tracker(store=store, providers=plans, clock=clock, rng=rng,
-                              on_events=engine.wake, batch_size=settings.polling.batch_size)
-            app.state.services = Services(
-                store=store, tracker=tracker, delivery=engine, tokens=tokens, clock=clock,
-                providers={n: p.client for n, p in plans.items()},
-                max_body_bytes=settings.limits.max_body_bytes)
-            scheduler.add_job(tracker.poll_due, "interval", seconds=settings.polling.tick_seconds,
-                              id="poll-due", max_instances=1, coalesce=True)
-            scheduler.add_job(engine.pump.run, "interval", seconds=d.tick_seconds,
-                              id="deliver-due", max_instances=1, coalesce=True)
-            scheduler.start()
-            tracker.wake()
-            engine.wake()
-            log.info("relay ready on %s (providers: %s)", own_address(settings),
-                     ", ".join(plans))
-            yield
+            async with _running(app, settings, clock, rng, owner, delivery_settings):
+                yield
         finally:
-            # AsyncIOScheduler.shutdown() only queues the stop, so `running` stays true
-            # for a moment: shut it down once, then let in-flight work finish.
-            if scheduler.state != STATE_STOPPED:
-                scheduler.shutdown(wait=False)
-            if engine is not None:
-                await engine.stop(grace=d.timeout + 1)
-            if tracker is not None:
-                tracker.stop()
-                await tracker.drain()
-            await http.aclose()
-            await store.close()
+            lock.release()
 
     mounts: list[Any] = list(routes())
     if settings.sandbox.enabled:
@@ -148,6 +111,58 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Starlette:
     return Starlette(
         routes=mounts, lifespan=lifespan,
         exception_handlers={ApiError: api_error, 404: _not_found, 405: _not_allowed})
+
+
+@contextlib.asynccontextmanager
+async def _running(app: Starlette, settings: Settings, clock: Clock, rng: random.Random,
+                   owner: str, delivery_settings: EngineSettings) -> AsyncIterator[None]:
+    """The relay's moving parts, from opening the store to draining work at shutdown."""
+    d = settings.delivery
+    store = open_store(settings.database_url)
+    transport = RelayTransport(max_connections=d.max_in_flight + 64)
+    http = httpx.AsyncClient(transport=transport, follow_redirects=False, trust_env=False)
+    scheduler = AsyncIOScheduler(timezone="UTC")
+    engine: DeliveryEngine | None = None
+    tracker: Tracker | None = None
+    try:
+        applied = await store.migrate()
+        if applied:
+            log.info("database migrated to version %d", applied[-1])
+        # SQLite is one instance: leases left by a killed process are ours to reclaim.
+        await store.release_leases()
+        tokens = Tokens(settings.secret_key or await store.secret_key())
+        plans = {name: _provider(name, p, settings, http, clock, rng)
+                 for name, p in settings.providers.items()}
+        engine = DeliveryEngine(store=store, transport=transport, clock=clock, rng=rng,
+                                settings=delivery_settings, owner=owner)
+        tracker = Tracker(store=store, providers=plans, clock=clock, rng=rng,
+                          on_events=engine.wake, batch_size=settings.polling.batch_size)
+        app.state.services = Services(
+            store=store, tracker=tracker, delivery=engine, tokens=tokens, clock=clock,
+            providers={n: p.client for n, p in plans.items()},
+            max_body_bytes=settings.limits.max_body_bytes)
+        scheduler.add_job(tracker.poll_due, "interval", seconds=settings.polling.tick_seconds,
+                          id="poll-due", max_instances=1, coalesce=True)
+        scheduler.add_job(engine.pump.run, "interval", seconds=d.tick_seconds,
+                          id="deliver-due", max_instances=1, coalesce=True)
+        scheduler.start()
+        tracker.wake()
+        engine.wake()
+        log.info("relay ready on %s (providers: %s)", own_address(settings),
+                 ", ".join(plans))
+        yield
+    finally:
+        # AsyncIOScheduler.shutdown() only queues the stop, so `running` stays true
+        # for a moment: shut it down once, then let in-flight work finish.
+        if scheduler.state != STATE_STOPPED:
+            scheduler.shutdown(wait=False)
+        if engine is not None:
+            await engine.stop(grace=d.timeout + 1)
+        if tracker is not None:
+            tracker.stop()
+            await tracker.drain()
+        await http.aclose()
+        await store.close()
 
 
 async def _not_found(request: Any, exc: Exception) -> Any:

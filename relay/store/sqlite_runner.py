@@ -9,6 +9,7 @@ inside it. Here one hop runs one transaction, and the writer thread serializes w
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import sqlite3
 import time
 from collections.abc import Callable
@@ -87,6 +88,25 @@ def _in_tx(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], R], begi
         conn.execute("ROLLBACK")
         raise StoreError(f"sqlite: {exc}") from exc
     return result
+
+
+class InstanceLock:
+    """An exclusive lock beside the database file: SQLite serves one relay instance, and a
+    second one on the same file would reclaim the first one's leases on start."""
+
+    def __init__(self, db_path: str) -> None:
+        self._file = open(db_path + ".lock", "a")  # noqa: SIM115 - held for the lifetime
+        try:
+            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._file.close()
+            raise StoreError(
+                f"another relay is already serving {db_path}: SQLite is for one instance; "
+                "to run several, use PostgreSQL (database_url: postgresql://...)") from None
+
+    def release(self) -> None:
+        fcntl.flock(self._file, fcntl.LOCK_UN)
+        self._file.close()
 
 
 def migrations(dialect: str) -> list[tuple[int, str, str]]:

@@ -1,0 +1,25 @@
+"""The composition root: what starting the relay refuses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from relay.app import create_app
+from relay.config import Settings
+from relay.errors import StoreError
+
+
+async def test_a_second_relay_on_the_same_sqlite_file_is_refused(tmp_path: Path) -> None:
+    settings = Settings.from_mapping(
+        {"database_url": f"sqlite:///{tmp_path / 'relay.db'}", "server": {"port": 8799}},
+        env={})
+    first, second = create_app(settings), create_app(settings)
+    async with first.router.lifespan_context(first):
+        with pytest.raises(StoreError, match="SQLite is for one instance"):
+            async with second.router.lifespan_context(second):
+                pass  # pragma: no cover - must not start
+    # Once the first one has stopped, the file is free again.
+    async with second.router.lifespan_context(second):
+        pass

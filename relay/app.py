@@ -146,7 +146,8 @@ async def _running(app: Starlette, settings: Settings, clock: Clock, rng: random
         scheduler.add_job(engine.pump.run, "interval", seconds=d.tick_seconds,
                           id="deliver-due", max_instances=1, coalesce=True)
         scheduler.start()
-        tracker.wake()
+        # Deliveries left pending go out at once. Polls start at the first tick: the
+        # sandbox provider is this very server, which is not listening yet.
         engine.wake()
         log.info("relay ready on %s (providers: %s)", own_address(settings),
                  ", ".join(plans))

@@ -15,6 +15,7 @@ import asyncio
 import logging
 import random
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -91,7 +92,7 @@ class DeliveryEngine:
         self._extensions: dict[str, Any] = {
             "timeout": {"connect": t, "read": t, "write": t, "pool": t},
             TOTAL_TIMEOUT: t, BODY_LIMIT: settings.snippet_bytes}
-        self._recorder = _Recorder(store, owner)
+        self._recorder = _Recorder(store, owner, self._recorded)
         self._sends: set[asyncio.Task[None]] = set()
         self._per_key: dict[str, int] = {}
         self._keys: dict[str, bytes] = {}
@@ -140,7 +141,11 @@ class DeliveryEngine:
         for delivery in due:
             self._start(delivery)
         self._backlog = len(due) == free
-        return self._backlog
+        # A destination the claim filled up may have hidden others' due work behind its
+        # backlog; the next pass leaves it out and reaches them.
+        cap = self._settings.max_in_flight_per_destination
+        filled = any(self._per_key[d.destination_key] >= cap for d in due)
+        return self._backlog or (filled and len(due) < free)
 
     async def _seconds_to_next(self) -> float | None:
         if self._backlog:
@@ -148,6 +153,12 @@ class DeliveryEngine:
         # Work due by the last claim was that claim's; anything later wants a timer.
         due = await self._store.next_delivery_at(self._claimed_at)
         return None if due is None else (due - self._clock.now()).total_seconds()
+
+    def _recorded(self, records: Sequence[AttemptRecord]) -> None:
+        """Retries just written come due later: make sure the pump wakes for the first."""
+        retries = [r.next_attempt_at for r in records if r.next_attempt_at is not None]
+        if retries:
+            self.pump.due_in((min(retries) - self._clock.now()).total_seconds())
 
     def _start(self, delivery: DueDelivery) -> None:
         key = delivery.destination_key
@@ -262,9 +273,11 @@ class _Recorder:
     """Writes finished attempts in batches: whatever finished while the last write ran goes
     into the next one, so the batch size follows the load by itself."""
 
-    def __init__(self, store: Store, owner: str) -> None:
+    def __init__(self, store: Store, owner: str,
+                 written: Callable[[Sequence[AttemptRecord]], None]) -> None:
         self._store = store
         self._owner = owner
+        self._written = written
         self._pending: list[AttemptRecord] = []
         self._writer: asyncio.Task[None] | None = None
 
@@ -283,6 +296,8 @@ class _Recorder:
             except Exception:
                 # Leases keep these deliveries due: they are sent again, never lost.
                 log.exception("could not record %d attempts; they will be retried", len(batch))
+            else:
+                self._written(batch)
 
     async def flush(self) -> None:
         while self._writer is not None and not self._writer.done():

@@ -83,16 +83,19 @@ class ProviderClient:
         return until if until is not None and until > self._clock.now() else None
 
     async def create(self, body: Mapping[str, Any]) -> Created | ProviderFault:
+        started = self._clock.now()
         reply = await self._send(self.dialect.build_create(body))
         if isinstance(reply, ProviderFault):
-            return reply
-        return self._note(self.dialect.parse_create(reply, self._clock.now()))
+            return self._note(reply, started)
+        return self._note(self.dialect.parse_create(reply, self._clock.now()), started)
 
     async def query(self, provider_task_id: str) -> ProviderTask | ProviderFault:
+        started = self._clock.now()
         reply = await self._send(self.dialect.build_query(provider_task_id))
         if isinstance(reply, ProviderFault):
-            return reply
-        return self._note(self.dialect.parse_query(reply, provider_task_id, self._clock.now()))
+            return self._note(reply, started)
+        return self._note(
+            self.dialect.parse_query(reply, provider_task_id, self._clock.now()), started)
 
     async def _send(self, call: HttpCall) -> HttpReply | ProviderFault:
         async with self._slots:
@@ -108,19 +111,24 @@ class ProviderClient:
                     params=dict(call.params) or None, headers=self._headers,
                     timeout=self._timeout)
             except httpx.TimeoutException:
-                return self._note(ProviderFault(FaultKind.TIMEOUT, True,
-                                                f"no answer within {self._timeout:g} s"))
+                return ProviderFault(FaultKind.TIMEOUT, True,
+                                     f"no answer within {self._timeout:g} s")
             except httpx.HTTPError as exc:
-                return self._note(ProviderFault(FaultKind.UNAVAILABLE, True,
-                                                f"{type(exc).__name__}: {exc}"))
+                return ProviderFault(FaultKind.UNAVAILABLE, True,
+                                     f"{type(exc).__name__}: {exc}")
             finally:
                 self._in_flight -= 1
         return HttpReply(response.status_code, response.headers, response.content)
 
-    def _note(self, result: R) -> R:
-        """Count provider faults (not task answers) for health and back-off."""
+    def _note(self, result: R, started: datetime) -> R:
+        """Count provider faults (not task answers) for health and back-off. Calls that were
+        already under way when a fault was counted are the same outage, not new ones: eight
+        concurrent polls refused at once are one fault, not eight in a row."""
         if isinstance(result, ProviderFault) and result.kind not in _NOT_PROVIDER_FAULTS:
             now = self._clock.now()
+            if self._last_fault_at is not None and started < self._last_fault_at \
+                    and self._faults:
+                return result
             self._faults += 1
             self._last_fault = f"{result.kind.value}: {result.message}"
             self._last_fault_at = now
@@ -129,7 +137,9 @@ class ProviderClient:
                 self._backoff_until = now + timedelta(seconds=delay)
             log.warning("provider %s fault (%d in a row): %s", self.name, self._faults,
                         self._last_fault)
-        elif not isinstance(result, ProviderFault):
+        elif not isinstance(result, ProviderFault) and (
+                self._last_fault_at is None or started >= self._last_fault_at):
+            # (An answer to a call made before the last fault does not prove recovery.)
             if self._faults:
                 log.info("provider %s answers again after %d faults", self.name, self._faults)
             self._faults = 0

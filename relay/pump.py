@@ -36,6 +36,8 @@ class Pump:
         self._stopped = False
         self._timer: asyncio.TimerHandle | None = None
         self._woken: set[asyncio.Task[None]] = set()
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     def wake(self) -> None:
         if self._stopped:
@@ -52,9 +54,12 @@ class Pump:
         _log_failure(task)
 
     async def settle(self) -> None:
-        """Wait for passes started by ``wake`` to end."""
-        while self._woken:
-            await asyncio.gather(*self._woken, return_exceptions=True)
+        """Wait for every pass under way (woken or run by the scheduler) to end."""
+        while self._woken or self._running:
+            if self._woken:
+                await asyncio.gather(*self._woken, return_exceptions=True)
+            else:
+                await self._idle.wait()
 
     async def run(self) -> None:
         """One or more passes, until nothing more is due at once; then arm the timer."""
@@ -64,14 +69,33 @@ class Pump:
             self._again = True
             return
         self._running = True
+        self._idle.clear()
         try:
             while not self._stopped:
                 self._again = False
                 if not await self._one_pass() and not self._again:
                     break
+            await self._arm()
         finally:
             self._running = False
-        await self._arm()
+            self._idle.set()
+
+    def due_in(self, seconds: float) -> None:
+        """Work was just scheduled ``seconds`` from now (a poll's next time, a retry):
+        make sure the pump runs then, if that is sooner than the tick and the timer."""
+        if self._stopped or seconds >= TIMER_HORIZON:
+            return
+        loop = asyncio.get_running_loop()
+        when = loop.time() + max(MIN_TIMER_DELAY, seconds)
+        if self._timer is not None and not self._timer.cancelled() \
+                and self._timer.when() <= when:
+            return
+        self.cancel_timer()
+        self._timer = loop.call_at(when, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        self.wake()
 
     @property
     def busy(self) -> bool:
@@ -95,11 +119,8 @@ class Pump:
         if self._stopped:
             return
         delay = await self._seconds_to_next()
-        if delay is None or delay >= TIMER_HORIZON or self._stopped:
-            return
-        self.cancel_timer()
-        self._timer = asyncio.get_running_loop().call_later(
-            max(MIN_TIMER_DELAY, delay), self.wake)
+        if delay is not None:
+            self.due_in(delay)
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:

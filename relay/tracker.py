@@ -196,13 +196,20 @@ class Tracker:
                 change, answered = await self._ask(task, plan)
                 # Past its maximum age a task gets one last real look (it may have finished
                 # while the provider was backed off) before the relay gives up on it.
-                if answered and not change.task.status.terminal and is_past_max_age(
-                        task.created_at, now, plan.max_age):
+                # A provider that keeps failing for this task gets as long again: then the
+                # task expires without an answer rather than being polled forever.
+                if not change.task.status.terminal and (
+                        (answered and is_past_max_age(task.created_at, now, plan.max_age))
+                        or is_past_max_age(task.created_at, now, 2 * plan.max_age)):
                     change = _chain(change, terminate(change.task, TaskStatus.EXPIRED, TaskError(
                         ErrorCode.EXPIRED, f"the task did not finish within {plan.max_age:g} s"
                     ), self._clock.now(), _event_id))
             if await self._store.save_task(change, task.version):
                 self._after_write(change)
+                if change.task.next_poll_at is not None:
+                    # The pass that claimed this poll could not know its next time.
+                    self.pump.due_in((change.task.next_poll_at - self._clock.now())
+                                     .total_seconds())
                 return replace(change.task, version=task.version + 1)
             again = await self._store.get_task(task.account_id, task.id)
             if again is None:

@@ -66,7 +66,13 @@ class RelayTransport(httpx.AsyncBaseTransport):
         total = request.extensions.get(TOTAL_TIMEOUT) or timeouts.get("read")
         limit = int(request.extensions.get(BODY_LIMIT, DEFAULT_BODY_LIMIT))
         payload = _serialize(request, await request.aread())
-        async with self._slots:
+        try:
+            async with asyncio.timeout(timeouts.get("pool")):
+                await self._slots.acquire()
+        except TimeoutError:
+            raise httpx.PoolTimeout("no connection slot came free in time",
+                                    request=request) from None
+        try:
             if self._closed:  # closed while this request waited for a slot
                 raise RuntimeError("the transport is closed")
             conn = await self._connect(origin, timeouts.get("connect"), request)
@@ -85,6 +91,8 @@ class RelayTransport(httpx.AsyncBaseTransport):
                 self._idle.setdefault(origin, []).append(conn)
             else:
                 conn.close()
+        finally:
+            self._slots.release()
         return httpx.Response(
             status_code=reply.status, headers=reply.headers,
             stream=httpx.ByteStream(reply.body), request=request,
@@ -192,6 +200,9 @@ class _Connection(asyncio.Protocol):
             return
         try:
             self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail(httpx.RemoteProtocolError("the server switched protocols (101)",
+                                                 request=self._request))
         except httptools.HttpParserError as exc:
             self._fail(httpx.RemoteProtocolError(f"malformed HTTP response: {exc}",
                                                  request=self._request))

@@ -185,12 +185,8 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
         yield e
     finally:
         for t in e.trackers:
+            t.stop()
             await t.drain()
-            # drain() can leave a wake-up timer armed (see test_drain_leaves_no_wakeup_behind);
-            # cancel it so it cannot fire against the closed store.
-            timer = getattr(t, "_timer", None)
-            if timer is not None:
-                timer.cancel()
         await http.aclose()
         await store.close()
 
@@ -432,6 +428,20 @@ async def test_a_task_past_its_maximum_age_is_not_expired_while_its_provider_is_
     await tracker.poll_due()
     await tracker.drain()
     assert (await env.stored(task)).status is TaskStatus.SUCCEEDED
+
+
+async def test_a_task_the_provider_keeps_failing_on_expires_at_twice_its_maximum_age(
+    env: Env,
+) -> None:
+    tracker = env.tracker_with(max_age=9)
+    task = await env.register(tracker, input=create_body())
+    env.recorder.failing = 503
+    await env.step(12, tracker)  # T0+12: past 9 s, but a fault is no answer: no verdict
+    assert (await env.stored(task)).status is TaskStatus.QUEUED
+    await env.step(7, tracker)  # T0+19: past twice the maximum age, still only faults
+    expired = await env.stored(task)
+    assert (expired.status, expired.error) == (
+        TaskStatus.EXPIRED, TaskError(ErrorCode.EXPIRED, "the task did not finish within 9 s"))
 
 
 async def test_an_unknown_provider_task_fails_after_three_not_found(env: Env) -> None:

@@ -296,20 +296,22 @@ class SqliteStore:
             for r in records])
 
         def write(c: sqlite3.Connection) -> None:
-            # Only the lease holder's attempts count: one whose lease expired and was taken
-            # over must not leave a second "attempt 1" on the delivery.
+            # Only the lease holder's attempts count, and each attempt number once: a late
+            # record from a lease that expired and was claimed again (by another instance,
+            # or by this one) must not add a second "attempt 1" or clear the new lease.
             c.execute(
                 f"WITH {_BATCH} INSERT INTO attempts (delivery_pk, number, started_at, "
                 "latency_ms, outcome, status_code, error, response_snippet) "
                 "SELECT d.pk, r.number, r.started_at, r.latency_ms, r.outcome, r.status_code, "
                 "r.error, r.snippet FROM r JOIN deliveries AS d ON d.pk = r.pk "
-                "WHERE d.lease_owner = ?", (batch, owner))
+                "WHERE d.lease_owner = ? AND d.attempt_count = r.number - 1", (batch, owner))
             c.execute(
                 f"WITH {_BATCH} UPDATE deliveries SET status = r.status, "
                 "attempt_count = r.number, next_attempt_at = r.next_at, lease_owner = NULL, "
                 "lease_until = NULL, last_status_code = r.status_code, last_error = r.error, "
                 "updated_at = r.started_at FROM r "
-                "WHERE deliveries.pk = r.pk AND deliveries.lease_owner = ?", (batch, owner))
+                "WHERE deliveries.pk = r.pk AND deliveries.lease_owner = ? "
+                "AND deliveries.attempt_count = r.number - 1", (batch, owner))
         await self._db.write(write)
 
     async def next_delivery_at(self, after: datetime) -> datetime | None:

@@ -532,6 +532,23 @@ async def test_a_record_from_a_non_owner_leaves_no_attempt(store: Store, alice: 
     assert (await only_delivery(store, alice, reg.event.id)).attempts == [record.attempt]
 
 
+async def test_a_late_record_of_an_expired_lease_counts_once(store: Store, alice: Account) -> None:
+    """The same owner claims a delivery again after its lease ran out while the first attempt
+    was still under way: both attempts are number 1, and only the first record counts (it
+    must not add a second "attempt 1", nor clear the second claim's lease)."""
+    reg = await pending(store, alice)
+    [first] = await store.claim_due_deliveries(NOW, 10, 30, "w1")
+    [second] = await store.claim_due_deliveries(at(seconds=31), 10, 30, "w1")
+    assert (first.id, first.attempt_count) == (second.id, second.attempt_count)
+    late = attempt(first, NOW, 500, status=PENDING, next_attempt_at=at(minutes=5))
+    await store.record_attempts([late], "w1")
+    again = attempt(second, at(seconds=31), 200, status=SUCCEEDED)
+    await store.record_attempts([again], "w1")
+    view = await only_delivery(store, alice, reg.event.id)
+    assert view.attempts == [late.attempt]
+    assert state(view) == (PENDING, 1, at(minutes=5))
+
+
 async def test_release_leases_frees_deliveries_and_polls(store: Store, alice: Account) -> None:
     reg = await register(store, alice, events={Q})
     [due] = await store.claim_due_deliveries(NOW, 10, 30, "w1")

@@ -46,6 +46,9 @@ log = logging.getLogger("relay.delivery")
 
 USER_AGENT = b"seedance-relay/0.1"
 
+FILLED_RECHECK = 0.05
+"""Seconds before another claim when a destination reached its cap in the last one."""
+
 
 @dataclass(frozen=True, slots=True)
 class EngineSettings:
@@ -142,10 +145,12 @@ class DeliveryEngine:
             self._start(delivery)
         self._backlog = len(due) == free
         # A destination the claim filled up may have hidden others' due work behind its
-        # backlog; the next pass leaves it out and reaches them.
+        # backlog in the candidate window; a pass shortly after leaves it out and reaches
+        # them. Shortly, not at once: skipping a long backlog costs the claim a scan.
         cap = self._settings.max_in_flight_per_destination
-        filled = any(self._per_key[d.destination_key] >= cap for d in due)
-        return self._backlog or (filled and len(due) < free)
+        if not self._backlog and any(self._per_key[d.destination_key] >= cap for d in due):
+            self.pump.due_in(FILLED_RECHECK)
+        return self._backlog
 
     async def _seconds_to_next(self) -> float | None:
         if self._backlog:

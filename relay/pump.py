@@ -73,9 +73,11 @@ class Pump:
         try:
             while not self._stopped:
                 self._again = False
-                if not await self._one_pass() and not self._again:
+                if await self._one_pass() or self._again:
+                    continue
+                await self._arm()
+                if not self._again:  # a wake while arming the timer asks for another pass
                     break
-            await self._arm()
         finally:
             self._running = False
             self._idle.set()

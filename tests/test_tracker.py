@@ -44,6 +44,7 @@ from relay.sandbox.simulation import SandboxSettings
 from relay.store import open_store
 from relay.store.interface import EventQuery, Store, TaskQuery
 from relay.tracker import ProviderPlan, ProviderRejected, Registration, Tracker
+from tests.clock import FakeClock
 
 T0 = datetime(2026, 6, 6, 16, 0, 0, tzinfo=UTC)
 MODEL = "doubao-seedance-2-0-fast-260128"
@@ -62,19 +63,6 @@ def at(seconds: float) -> datetime:
 
 def create_body(prompt: str = "A red fox trotting through fresh snow, cinematic") -> dict[str, Any]:
     return {"model": MODEL, "content": [{"type": "text", "text": prompt}], "seed": SEED}
-
-
-class FakeClock:
-    """A ``relay.clock.Clock`` that moves only when the test says so."""
-
-    def __init__(self, now: datetime) -> None:
-        self.current = now
-
-    def now(self) -> datetime:
-        return self.current
-
-    def advance(self, seconds: float) -> None:
-        self.current += timedelta(seconds=seconds)
 
 
 class Recorder(httpx.AsyncBaseTransport):

@@ -27,6 +27,7 @@ from relay.sandbox.simulation import (
     status_at,
     updated_at,
 )
+from tests.clock import FakeClock
 
 T0 = datetime(2026, 6, 6, 8, 0, 57, tzinfo=UTC)  # apiyi's sample task: created_at 1780732857
 T0_UNIX = 1780732857
@@ -38,17 +39,6 @@ AUTH = {"Authorization": "Bearer sk-sandbox"}
 PROMPT = "Drone shot flying over an autumn valley, golden forests and a winding river, cinematic"
 ID_RE = re.compile(r"cgt-\d{14}-[a-z2-7]{40}")
 REQUEST_ID_RE = re.compile(r"021\d{13}[0-9a-f]{32}")
-
-
-class FakeClock:
-    def __init__(self, now: datetime) -> None:
-        self.current = now
-
-    def now(self) -> datetime:
-        return self.current
-
-    def advance(self, seconds: float) -> None:
-        self.current += timedelta(seconds=seconds)
 
 
 def mounted(clock: FakeClock, settings: SandboxSettings | None = None) -> Starlette:

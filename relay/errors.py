@@ -12,7 +12,9 @@
         ├── Unauthorized     401: missing or unknown API key
         ├── NotFound         404: no such object in the caller's account
         ├── Conflict         409: the object exists or is in the wrong state
-        └── PayloadTooLarge  413: the body is over the limit
+        ├── PayloadTooLarge  413: the body is over the limit
+        └── ProviderUnavailable  502: the provider could not take a task now (not the
+                             caller's fault, and never the relay's own failure)
 """
 
 from __future__ import annotations
@@ -71,3 +73,8 @@ class Conflict(ApiError):
 class PayloadTooLarge(ApiError):
     status_code = 413
     code = "payload_too_large"
+
+
+class ProviderUnavailable(ApiError):
+    status_code = 502
+    code = "provider_unavailable"

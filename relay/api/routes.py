@@ -12,7 +12,7 @@ from starlette.routing import Route
 
 from relay.api.http import authenticate, json_response, read_json, services
 from relay.api.schemas import CreateTask, EventList, Redeliver, TaskList, parse
-from relay.errors import ApiError, BadRequest, NotFound
+from relay.errors import ApiError, BadRequest, NotFound, ProviderUnavailable
 from relay.models import Attempt, Delivery, Event, FaultKind, iso
 from relay.store.interface import EventQuery, TaskQuery
 from relay.tracker import ProviderRejected, Registration
@@ -187,12 +187,9 @@ def _time(name: str, value: str | None) -> datetime | None:
 def _provider_error(rejected: ProviderRejected) -> ApiError:
     fault = rejected.fault
     if fault.kind is FaultKind.INVALID_REQUEST:
-        return ApiError(f"the provider refused the task: {fault.message}",
-                        code="provider_rejected")
-    error = ApiError(f"the provider could not take the task now: {fault.message}",
-                     code="provider_unavailable")
-    error.status_code = 502
-    return error
+        return BadRequest(f"the provider refused the task: {fault.message}",
+                          code="provider_rejected")
+    return ProviderUnavailable(f"the provider could not take the task now: {fault.message}")
 
 
 def routes() -> list[Route]:

@@ -109,13 +109,14 @@ def task_from_row(row: Sequence[Any]) -> Task:
     )
 
 
-EVENT_COLUMNS = "id, account_id, task_id, type, sequence, created_at, body"
+EVENT_COLUMNS = "id, account_id, task_id, type, sequence, created_at, body, url_expires_at"
 
 
 def event_from_row(row: Sequence[Any]) -> Event:
-    id_, account_id, task_id, type_, sequence, created_at, body = row
+    id_, account_id, task_id, type_, sequence, created_at, body, url_expires_at = row
     return Event(id=id_, account_id=account_id, task_id=task_id, type=EventType(type_),
-                 sequence=sequence, created_at=utc(created_at), body=body)
+                 sequence=sequence, created_at=utc(created_at), body=body,
+                 url_expires_at=dt(url_expires_at))
 
 
 ACCOUNT_COLUMNS = "id, name, created_at"

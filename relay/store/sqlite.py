@@ -5,13 +5,22 @@ from __future__ import annotations
 import json
 import secrets
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from relay.errors import StoreError
 from relay.ids import new_id
-from relay.models import Account, Delivery, DeliveryStatus, Destination, DueDelivery, Event, Task
+from relay.models import (
+    SUBSCRIPTION,
+    Account,
+    Delivery,
+    DeliveryStatus,
+    Destination,
+    DueDelivery,
+    Event,
+    Task,
+)
 from relay.store import codec
 from relay.store.codec import (
     ACCOUNT_COLUMNS,
@@ -29,17 +38,18 @@ from relay.store.interface import (
     Page,
     TaskQuery,
 )
+from relay.store.sqlite_retention import RetentionMixin
 from relay.store.sqlite_runner import SqliteRunner, migrate
+from relay.store.sqlite_subscriptions import (
+    ATTEMPT_BATCH,
+    SubscriptionsMixin,
+    note_destination_health,
+    signing_secrets,
+)
 from relay.transitions import Change, fan_out
 
 _DESTINATION_COLUMNS = "id, account_id, kind, url, key, event_types, task_id, secret"
 
-# A batch of attempt records passed as one JSON array of arrays (see record_attempts).
-_BATCH = (
-    "r (pk, number, started_at, latency_ms, outcome, status_code, error, snippet, status, "
-    "next_at) AS (SELECT " + ", ".join(f"json_extract(value, '$[{i}]')" for i in range(10))
-    + " FROM json_each(?))"
-)
 
 
 def _destination(row: Sequence[Any]) -> Destination:
@@ -52,7 +62,7 @@ MIN_SQLITE = (3, 35, 0)
 """UPDATE … RETURNING and UPDATE … FROM, which the claims and the batched writes use."""
 
 
-class SqliteStore:
+class SqliteStore(SubscriptionsMixin, RetentionMixin):
     def __init__(self, path: str) -> None:
         if sqlite3.sqlite_version_info < MIN_SQLITE:
             raise StoreError(f"SQLite {sqlite3.sqlite_version} is too old: the relay needs "
@@ -70,6 +80,9 @@ class SqliteStore:
 
     async def ping(self) -> None:
         await self._db.read(lambda c: c.execute("SELECT 1").fetchone())
+
+    async def listen(self, on_work: Callable[[str], None]) -> None:
+        """Nothing to hear: SQLite serves one instance, which wakes itself."""
 
     async def secret_key(self) -> str:
         def get(c: sqlite3.Connection) -> str:
@@ -205,6 +218,10 @@ class SqliteStore:
         if query.until is not None:
             where.append("created_at < ?")
             params.append(query.until.timestamp())
+        if query.delivery_status is not None:
+            where.append("pk IN (SELECT event_pk FROM deliveries WHERE account_id = ? "
+                         "AND status = ?)")
+            params += [account_id, query.delivery_status.value]
         rows = await self._db.read(
             lambda c: _page(c, "events", f"pk, {EVENT_COLUMNS}", where, params, query.after,
                             query.limit, query.order))
@@ -230,16 +247,18 @@ class SqliteStore:
         self, account_id: str, event_id: str, destination_id: str | None, now: datetime
     ) -> list[Delivery]:
         def insert(c: sqlite3.Connection) -> list[Delivery]:
-            event = c.execute("SELECT pk FROM events WHERE id = ? AND account_id = ?",
+            event = c.execute("SELECT pk, task_id FROM events WHERE id = ? AND account_id = ?",
                               (event_id, account_id)).fetchone()
             if event is None:
                 return []
+            # Disabled and deleted subscriptions are not sent to (enable one to resume).
             rows = c.execute(
                 f"SELECT {_DESTINATION_COLUMNS} FROM destinations WHERE id IN "
                 "(SELECT destination_id FROM deliveries WHERE event_pk = ?) "
-                "AND (? IS NULL OR id = ?) ORDER BY id",
+                "AND status = 'active' AND (? IS NULL OR id = ?) ORDER BY id",
                 (event[0], destination_id, destination_id)).fetchall()
-            return [_insert_delivery(c, event[0], event_id, _destination(r), now) for r in rows]
+            return [_insert_delivery(c, event[0], event_id, _destination(r), now, event[1])
+                    for r in rows]
         return await self._db.write(insert)
 
     # deliveries
@@ -260,9 +279,13 @@ class SqliteStore:
             picked = [row[0] for row in c.execute(
                 "SELECT pk FROM (SELECT pk, next_attempt_at, destination_key, row_number() "
                 "OVER (PARTITION BY destination_key ORDER BY next_attempt_at, pk) AS rank "
-                "FROM (SELECT pk, next_attempt_at, destination_key FROM deliveries "
+                "FROM (SELECT pk, next_attempt_at, destination_key FROM deliveries AS d "
                 "WHERE next_attempt_at <= ? AND (lease_until IS NULL OR lease_until < ?) "
                 "AND destination_key NOT IN (SELECT key FROM json_each(?) WHERE value <= 0) "
+                # A replayed event waits for the task's earlier ones to that destination.
+                "AND (ordered = 0 OR NOT EXISTS (SELECT 1 FROM deliveries AS e "
+                "WHERE e.destination_id = d.destination_id AND e.task_id = d.task_id "
+                "AND e.ordered = 1 AND e.status = 'pending' AND e.pk < d.pk)) "
                 "ORDER BY next_attempt_at LIMIT ?)) AS candidate "
                 "WHERE rank <= coalesce((SELECT value FROM json_each(?) "
                 "WHERE key = candidate.destination_key), ?) "
@@ -275,14 +298,23 @@ class SqliteStore:
                       (owner, t + lease_seconds, json.dumps(picked)))
             rows = c.execute(
                 "SELECT d.pk, d.id, e.id, d.destination_key, d.url, e.body, "
-                "coalesce(dst.secret, a.callback_secret), d.attempt_count "
+                "coalesce(dst.secret, a.callback_secret), d.attempt_count, d.account_id, "
+                "e.task_id, e.url_expires_at, "
+                "CASE WHEN dst.secret IS NULL THEN a.previous_callback_secret "
+                "ELSE dst.previous_secret END, "
+                "CASE WHEN dst.secret IS NULL THEN a.previous_callback_secret_until "
+                "ELSE dst.previous_secret_until END, dst.headers, dst.rate_limit "
                 "FROM deliveries d JOIN events e ON e.pk = d.event_pk "
                 "JOIN destinations dst ON dst.id = d.destination_id "
                 "JOIN accounts a ON a.id = d.account_id "
                 "WHERE d.pk IN (SELECT value FROM json_each(?)) ORDER BY d.next_attempt_at",
                 (json.dumps(picked),)).fetchall()
             return [DueDelivery(pk=r[0], id=r[1], event_id=r[2], destination_key=r[3], url=r[4],
-                                body=r[5], secrets=(r[6],), attempt_count=r[7]) for r in rows]
+                                body=r[5], secrets=signing_secrets(r[6], r[11], r[12], now),
+                                attempt_count=r[7], account_id=r[8], task_id=r[9],
+                                url_expires_at=codec.dt(r[10]),
+                                headers=_headers(r[13]), rate_limit=r[14])
+                    for r in rows]
         return await self._db.write(claim)
 
     async def record_attempts(self, records: Sequence[AttemptRecord], owner: str) -> None:
@@ -300,18 +332,21 @@ class SqliteStore:
             # record from a lease that expired and was claimed again (by another instance,
             # or by this one) must not add a second "attempt 1" or clear the new lease.
             c.execute(
-                f"WITH {_BATCH} INSERT INTO attempts (delivery_pk, number, started_at, "
+                f"WITH {ATTEMPT_BATCH} INSERT INTO attempts (delivery_pk, number, started_at, "
                 "latency_ms, outcome, status_code, error, response_snippet) "
                 "SELECT d.pk, r.number, r.started_at, r.latency_ms, r.outcome, r.status_code, "
                 "r.error, r.snippet FROM r JOIN deliveries AS d ON d.pk = r.pk "
                 "WHERE d.lease_owner = ? AND d.attempt_count = r.number - 1", (batch, owner))
             c.execute(
-                f"WITH {_BATCH} UPDATE deliveries SET status = r.status, "
+                f"WITH {ATTEMPT_BATCH} UPDATE deliveries SET status = r.status, "
                 "attempt_count = r.number, next_attempt_at = r.next_at, lease_owner = NULL, "
                 "lease_until = NULL, last_status_code = r.status_code, last_error = r.error, "
                 "updated_at = r.started_at FROM r "
                 "WHERE deliveries.pk = r.pk AND deliveries.lease_owner = ? "
-                "AND deliveries.attempt_count = r.number - 1", (batch, owner))
+                "AND deliveries.attempt_count = r.number - 1 "
+                # Stopped meanwhile (its subscription was disabled or deleted): it stays so.
+                "AND deliveries.status = 'pending'", (batch, owner))
+            note_destination_health(c, batch)
         await self._db.write(write)
 
     async def next_delivery_at(self, after: datetime) -> datetime | None:
@@ -337,28 +372,40 @@ def _write_events(c: sqlite3.Connection, events: Sequence[Event]) -> None:
     task_ids = {e.task_id for e in events}
     destinations = [_destination(r) for task_id in task_ids for r in c.execute(
         f"SELECT {_DESTINATION_COLUMNS} FROM destinations WHERE task_id = ?", (task_id,))]
+    for account_id in {e.account_id for e in events}:
+        destinations += [_destination(r) for r in c.execute(
+            f"SELECT {_DESTINATION_COLUMNS} FROM destinations WHERE account_id = ? "
+            "AND kind = 'subscription' AND status = 'active' ORDER BY rowid", (account_id,))]
     pks = {}
     for e in events:
-        cur = c.execute(f"INSERT INTO events ({EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        cur = c.execute(f"INSERT INTO events ({EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                         (e.id, e.account_id, e.task_id, e.type.value, e.sequence,
-                         ts(e.created_at), e.body))
+                         ts(e.created_at), e.body, ts(e.url_expires_at)))
         pks[e.id] = cur.lastrowid
     for event, destination in fan_out(events, destinations):
-        if destination.task_id == event.task_id:
-            _insert_delivery(c, pks[event.id], event.id, destination, event.created_at)
+        if destination.task_id == event.task_id or (
+                destination.kind == SUBSCRIPTION and destination.account_id == event.account_id):
+            _insert_delivery(c, pks[event.id], event.id, destination, event.created_at,
+                             event.task_id)
 
 
 def _insert_delivery(c: sqlite3.Connection, event_pk: int | None, event_id: str,
-                     d: Destination, now: datetime) -> Delivery:
+                     d: Destination, now: datetime, task_id: str | None) -> Delivery:
     delivery = Delivery(id=new_id("dlv"), account_id=d.account_id, event_id=event_id,
                         destination_id=d.id, url=d.url, status=DeliveryStatus.PENDING,
                         attempt_count=0, next_attempt_at=now, created_at=now, updated_at=now)
     c.execute("INSERT INTO deliveries (id, account_id, event_pk, destination_id, destination_key, "
-              "url, status, next_attempt_at, created_at, updated_at) "
-              "VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
+              "url, status, next_attempt_at, created_at, updated_at, task_id) "
+              "VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)",
               (delivery.id, d.account_id, event_pk, d.id, d.key, d.url, ts(now), ts(now),
-               ts(now)))
+               ts(now), task_id))
     return delivery
+
+
+def _headers(text: str | None) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted(json.loads(text).items())) if text else ()
+
+
 
 
 def _page(c: sqlite3.Connection, table: str, columns: str, where: list[str], params: list[Any],

@@ -140,6 +140,8 @@ def answer_change(task: Task, status: TaskStatus, when: datetime) -> Change:
     answer = ProviderTask(
         provider_task_id=task.provider_task_id or "cgt-unknown", status=status,
         video_url="https://cdn.example.com/v.mp4" if status is TaskStatus.SUCCEEDED else None,
+        video_url_expires_at=when + timedelta(hours=24)
+        if status is TaskStatus.SUCCEEDED else None,
         error=(TaskError(ErrorCode.PROVIDER_ERROR, "boom")
                if status is TaskStatus.FAILED else None),
     )

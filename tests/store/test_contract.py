@@ -438,10 +438,22 @@ async def test_a_claimed_delivery_carries_what_sending_needs_and_is_leased(
     [due] = await store.claim_due_deliveries(NOW, 10, 30, "w1")
     assert due == DueDelivery(
         pk=due.pk, id=view.delivery.id, event_id=reg.event.id, destination_key=HOOK_KEY,
-        url=HOOK_URL, body=reg.event.body, secrets=("whsec_alice",), attempt_count=0)
+        url=HOOK_URL, body=reg.event.body, secrets=("whsec_alice",), attempt_count=0,
+        account_id=alice.id, task_id=reg.task.id, url_expires_at=None)
     assert await store.claim_due_deliveries(at(seconds=1), 10, 30, "w2") == []
     assert await store.claim_due_deliveries(at(seconds=29), 10, 30, "w2") == []
     assert await store.claim_due_deliveries(at(seconds=31), 10, 30, "w2") == [due]
+
+
+async def test_a_success_event_keeps_when_its_video_url_expires(
+    store: Store, alice: Account
+) -> None:
+    reg = await register(store, alice, events={EventType.TASK_SUCCEEDED}, next_poll_at=None)
+    event = await advance(store, reg.task, TaskStatus.SUCCEEDED, at(seconds=5))
+    assert event.url_expires_at == at(seconds=5, hours=24)
+    assert await store.get_event(alice.id, event.id) == event
+    [due] = await store.claim_due_deliveries(at(seconds=6), 10, 30, "w1")
+    assert (due.event_id, due.url_expires_at) == (event.id, at(seconds=5, hours=24))
 
 
 async def test_claim_leaves_room_per_destination(store: Store, alice: Account) -> None:

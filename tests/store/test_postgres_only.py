@@ -1,0 +1,231 @@
+"""What only the PostgreSQL store does, so only PostgreSQL runs it (``conftest.BACKENDS``'
+"postgresql" entry: skipped without a server, failed under CI).
+
+The contract suite is the same for both backends; these are the promises SQLite does not
+make, because it serves one instance: wake-ups between instances (``listen``), migrations
+raced by instances starting together, a starting instance leaving the others' leases alone,
+and surviving a database that drops its connections or is not there at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import psycopg
+import pytest
+import pytest_asyncio
+from psycopg.conninfo import conninfo_to_dict
+
+from relay.errors import StoreError
+from relay.models import Account, DeliveryStatus, EventType, TaskStatus
+from relay.store import open_store, postgres_runner
+from relay.store.interface import ReplayQuery, Store
+from relay.store.postgres import PostgresStore
+from tests.store.conftest import BACKENDS
+from tests.store.factories import (
+    NOW,
+    advance,
+    at,
+    attempt,
+    make_account,
+    only_delivery,
+    pending,
+    register,
+)
+from tests.store.test_subscriptions import subscribed
+
+
+@pytest_asyncio.fixture
+async def pg_url(tmp_path: Path) -> AsyncIterator[str]:
+    async with BACKENDS["postgresql"](tmp_path) as url:
+        yield url
+
+
+@pytest_asyncio.fixture
+async def pg(pg_url: str) -> AsyncIterator[Store]:
+    s = open_store(pg_url)
+    await s.migrate()
+    yield s
+    await s.close()
+
+
+@pytest_asyncio.fixture
+async def peer(pg: Store, pg_url: str) -> AsyncIterator[Store]:
+    """Another instance on the same database."""
+    s = open_store(pg_url)
+    yield s
+    await s.close()
+
+
+@pytest_asyncio.fixture
+async def alice(pg: Store) -> Account:
+    return await make_account(pg, "alice")
+
+
+class Heard:
+    def __init__(self) -> None:
+        self.kinds: list[str] = []
+        self._changed = asyncio.Event()
+
+    def __call__(self, kind: str) -> None:
+        self.kinds.append(kind)
+        self._changed.set()
+
+    async def wait_for(self, *kinds: str) -> None:
+        async with asyncio.timeout(5):
+            while not set(kinds) <= set(self.kinds):
+                self._changed.clear()
+                await self._changed.wait()
+
+
+async def terminate(url: str, only_listener: bool = False) -> int:
+    """Drop a store's server connections, as a database restart does; how many."""
+    name = conninfo_to_dict(url)["application_name"]
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as admin:
+        cur = await admin.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE application_name = %s AND pid <> pg_backend_pid() "
+            "AND (NOT %s OR query LIKE 'LISTEN%%')", (name, only_listener))
+        row = await cur.fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+# --- wake-ups --------------------------------------------------------------------------------
+
+
+async def test_listen_hears_the_work_another_instance_writes(
+    pg: Store, peer: Store, alice: Account
+) -> None:
+    heard = Heard()
+    await peer.listen(heard)
+    await pending(pg, alice)  # a delivery due now
+    await heard.wait_for("deliveries")
+    # A registration with no delivery, polled later: a poller arms its timer for it.
+    await register(pg, alice, created_at=at(seconds=1), next_poll_at=at(minutes=5))
+    await heard.wait_for("polls")
+
+
+async def test_redeliveries_and_replays_wake_the_others(
+    pg: Store, peer: Store, alice: Account
+) -> None:
+    sub = await subscribed(pg, alice, event_types=frozenset(EventType))
+    reg = await register(pg, alice, callback_url=None, next_poll_at=None)
+    heard = Heard()
+    await peer.listen(heard)
+    assert await pg.redeliver(alice.id, reg.event.id, sub.id, at(seconds=1))
+    await heard.wait_for("deliveries")
+    heard.kinds.clear()
+    assert await pg.replay(alice.id, sub.id, ReplayQuery(), at(seconds=2), after=None,
+                           limit=10) == (1, None)
+    await heard.wait_for("deliveries")
+
+
+async def test_the_listener_comes_back_after_losing_its_connection(
+    pg: Store, peer: Store, pg_url: str, alice: Account, caplog: pytest.LogCaptureFixture
+) -> None:
+    heard = Heard()
+    await peer.listen(heard)
+    assert await terminate(pg_url, only_listener=True) == 1
+    # Back, it wakes for everything: what was written while it was deaf is due now.
+    await heard.wait_for("deliveries", "polls")
+    assert "wake-up listener lost its connection" in caplog.text
+    heard.kinds.clear()
+    await pending(pg, alice)
+    await heard.wait_for("deliveries")
+
+
+# --- instances starting together -------------------------------------------------------------
+
+
+async def test_instances_migrating_at_once_apply_each_migration_once(pg_url: str) -> None:
+    stores = [open_store(pg_url) for _ in range(3)]
+    try:
+        applied = await asyncio.gather(*(s.migrate() for s in stores))
+        assert sorted(applied, key=len) == [[], [], [1, 2, 3]]
+    finally:
+        for s in stores:
+            await s.close()
+
+
+async def test_a_starting_instance_leaves_a_live_instance_s_leases(
+    pg: Store, peer: Store, alice: Account
+) -> None:
+    reg = await register(pg, alice, events={EventType.TASK_QUEUED})
+    [due] = await pg.claim_due_deliveries(NOW, 10, 30, "w1")
+    assert [t.id for t in await pg.claim_due_polls(NOW, 10, 30)] == [reg.task.id]
+    await peer.release_leases()  # what the app does at startup
+    assert await peer.claim_due_deliveries(NOW, 10, 30, "w2") == []
+    assert await peer.claim_due_polls(NOW, 10, 30) == []
+    await pg.release_leases()  # its own, it may
+    assert await peer.claim_due_deliveries(NOW, 10, 30, "w2") == [due]
+
+
+# --- a database that goes away ---------------------------------------------------------------
+
+
+async def _until_it_works(call: Callable[[], Awaitable[object]]) -> int:
+    """Failures before ``call`` succeeds (it must within a few seconds)."""
+    failures = 0
+    async with asyncio.timeout(10):
+        while True:
+            try:
+                await call()
+                return failures
+            except StoreError:
+                failures += 1
+                await asyncio.sleep(0.05)
+
+
+async def test_the_pool_recovers_when_the_database_drops_its_connections(
+    pg: Store, pg_url: str, alice: Account
+) -> None:
+    reg = await pending(pg, alice)
+    await asyncio.gather(*(pg.ping() for _ in range(4)))  # several pooled connections
+    assert await terminate(pg_url) >= 1
+    # At most the call that finds a connection broken fails; its failure has the pool
+    # check the others, so the next call gets a working one.
+    assert await _until_it_works(pg.ping) <= 1
+    assert [d.event_id for d in await pg.claim_due_deliveries(NOW, 10, 30, "w1")] == [
+        reg.event.id]
+
+
+async def test_connections_idle_during_a_restart_are_checked_before_use(
+    pg: Store, pg_url: str, alice: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(postgres_runner, "IDLE_CHECK", 0.2)
+    await asyncio.gather(*(pg.ping() for _ in range(4)))
+    assert await terminate(pg_url) >= 1
+    await asyncio.sleep(0.3)  # longer than IDLE_CHECK: nobody used them meanwhile
+    assert await _until_it_works(pg.ping) == 0
+
+
+async def test_an_unreachable_database_raises_store_error_promptly() -> None:
+    store = PostgresStore("postgresql://postgres@127.0.0.1:1/test", timeout=0.5)
+    started = time.monotonic()
+    with pytest.raises(StoreError, match=r"no connection within 0\.5 s"):
+        await store.ping()
+    assert time.monotonic() - started < 3
+    with pytest.raises(StoreError, match="cannot listen"):
+        await store.listen(lambda kind: None)
+    await store.close()
+
+
+# --- text PostgreSQL cannot hold -------------------------------------------------------------
+
+
+async def test_a_response_body_with_nul_characters_is_recorded(
+    pg: Store, alice: Account, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    reg = await pending(pg, alice)
+    [due] = await pg.claim_due_deliveries(NOW, 10, 30, "w1")
+    await pg.record_attempts([attempt(due, NOW, 200, status=DeliveryStatus.SUCCEEDED,
+                                      snippet="\x00\x01binary")], "w1")
+    view = await only_delivery(pg, alice, reg.event.id)
+    assert view.attempts[0].response_snippet == "\ufffd\x01binary"
+    await advance(pg, reg.task, TaskStatus.SUCCEEDED, at(seconds=1))

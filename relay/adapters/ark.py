@@ -7,12 +7,13 @@ answers, and the unified dialect normalizes that nested object with it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Final
 from urllib.parse import quote
 
-from relay.adapters.base import Created, HttpCall, HttpReply
+from relay.adapters.base import CancelAccepted, Created, HttpCall, HttpReply
 from relay.adapters.common import (
     as_int,
     as_mapping,
@@ -21,7 +22,9 @@ from relay.adapters.common import (
     decode_json,
     empty_to_none,
     http_fault,
+    is_success,
     normalize_status,
+    not_an_object,
     provider_error_fields,
     signed_url_expiry,
     unix_to_datetime,
@@ -57,9 +60,27 @@ CANCELLED_MESSAGE: Final = "the task was cancelled at the provider"
 FAILED_MESSAGE: Final = "the provider reported the task failed"
 
 _CONTENT_POLICY_MARKERS = ("sensitivecontent", "policyviolation")
+_POLICY_WORDING = re.compile(r"policy restriction|sensitive content|content policy", re.I)
 _TRANSIENT_CODES = ("InternalServiceError", "InternalServerError", "ServerOverloaded")
 _QUOTA_CODES = ("QuotaExceeded", "AccountQuotaExceeded", "SetLimitExceeded", "AccountOverdueError")
 _INVALID_CODES = ("InvalidParameter", "MissingParameter")
+
+
+_ID_STAMP = re.compile(r"cgt-(\d{14})-")
+_BEIJING = timezone(timedelta(hours=8))
+
+
+def ark_id_created_at(provider_task_id: str) -> datetime | None:
+    """When an Ark task was created, from its id (``cgt-YYYYMMDDHHMMSS-…``, Beijing time),
+    for a task registered long after it was made; None for other ids."""
+    match = _ID_STAMP.match(provider_task_id)
+    if match is None:
+        return None
+    try:
+        local = datetime.strptime(match.group(1), "%Y%m%d%H%M%S")
+    except ValueError:
+        return None
+    return local.replace(tzinfo=_BEIJING).astimezone(UTC)
 
 
 def classify_ark_error_code(code: str | None) -> tuple[ErrorCode, bool] | None:
@@ -94,6 +115,10 @@ def ark_task_error(status: TaskStatus | None, error: object) -> TaskError | None
     if status is TaskStatus.CANCELLED:
         return TaskError(ErrorCode.CANCELLED, message or CANCELLED_MESSAGE, False, code)
     known = classify_ark_error_code(code)
+    if known is None and message is not None and _POLICY_WORDING.search(message):
+        # Mirrors with generic codes (cubicspaces' task_failed) keep Ark's moderation
+        # wording: "... may be related to policy restrictions."
+        known = (ErrorCode.CONTENT_POLICY, False)
     # An unknown failure may be a moderation refusal in disguise; resubmitting costs money.
     error_code, retryable = known or (ErrorCode.PROVIDER_ERROR, False)
     return TaskError(error_code, message or FAILED_MESSAGE, retryable, code)
@@ -155,13 +180,6 @@ def _reply_error(reply: HttpReply, now: datetime) -> ProviderFault:
     return http_fault(reply, now, code=code, message=message)
 
 
-def _not_an_object(reply: HttpReply) -> ProviderFault:
-    return bad_response(
-        f"provider answered HTTP {reply.status_code} with a body that is not a JSON object",
-        status_code=reply.status_code,
-    )
-
-
 def _error_in_success(reply: HttpReply, obj: Mapping[str, Any]) -> ProviderFault | None:
     # Some mirrors wrap refusals in a 2xx; keep their words rather than "no id".
     code, message = provider_error_fields(obj)
@@ -175,24 +193,28 @@ def _error_in_success(reply: HttpReply, obj: Mapping[str, Any]) -> ProviderFault
     return bad_response(text, status_code=reply.status_code, provider_code=code)
 
 
-def _is_success(reply: HttpReply) -> bool:
-    return 200 <= reply.status_code < 300
-
 
 class ArkDialect:
     """``POST``/``GET …/contents/generations/tasks``, relative to the provider's Ark prefix."""
 
     name: str = "ark"
+    # Ark's own callback_url pushes are unsigned hints; polling is what the relay relies on.
+    pushes: bool = False
+    # DELETE cancels a queued task; on a finished one it deletes the record (and its
+    # video), so the relay never sends it for anything but a queued task.
+    cancellable: frozenset[TaskStatus] = frozenset({TaskStatus.QUEUED})
 
-    def build_create(self, body: Mapping[str, Any]) -> HttpCall:
+    def build_create(
+        self, body: Mapping[str, Any], webhook_url: str | None = None
+    ) -> HttpCall:
         return HttpCall(method="POST", path=TASKS_PATH, json=body)
 
     def parse_create(self, reply: HttpReply, now: datetime) -> Created | ProviderFault:
-        if not _is_success(reply):
+        if not is_success(reply):
             return _reply_error(reply, now)
         obj = as_mapping(decode_json(reply.body))
         if obj is None:
-            return _not_an_object(reply)
+            return not_an_object(reply)
         task_id = empty_to_none(obj.get("id"))
         if task_id is None:
             return _error_in_success(reply, obj) or bad_response(
@@ -204,16 +226,31 @@ class ArkDialect:
         return Created(provider_task_id=task_id, task=task)
 
     def build_query(self, provider_task_id: str) -> HttpCall:
-        return HttpCall(method="GET", path=f"{TASKS_PATH}/{quote(provider_task_id, safe='')}")
+        return HttpCall(method="GET", path=_task_path(provider_task_id))
+
+    def build_cancel(self, provider_task_id: str) -> HttpCall | None:
+        return HttpCall(method="DELETE", path=_task_path(provider_task_id))
+
+    def parse_cancel(
+        self, reply: HttpReply, provider_task_id: str, now: datetime
+    ) -> CancelAccepted | ProviderFault:
+        if not is_success(reply):
+            return _reply_error(reply, now)
+        # Ark answers {} (some mirrors 204); a mirror that echoes the task is read too.
+        obj = as_mapping(decode_json(reply.body))
+        if obj is not None and empty_to_none(obj.get("id")) == provider_task_id \
+                and obj.get("status") is not None:
+            return CancelAccepted(normalize_ark_task(obj, now))
+        return CancelAccepted()
 
     def parse_query(
         self, reply: HttpReply, provider_task_id: str, now: datetime
     ) -> ProviderTask | ProviderFault:
-        if not _is_success(reply):
+        if not is_success(reply):
             return _reply_error(reply, now)
         obj = as_mapping(decode_json(reply.body))
         if obj is None:
-            return _not_an_object(reply)
+            return not_an_object(reply)
         items = obj.get("items")
         if "id" not in obj and isinstance(items, list):
             return _pick_from_list(reply, items, provider_task_id, now)
@@ -229,6 +266,10 @@ class ArkDialect:
                 status_code=reply.status_code,
             )
         return normalize_ark_task(obj, now)
+
+
+def _task_path(provider_task_id: str) -> str:
+    return f"{TASKS_PATH}/{quote(provider_task_id, safe='')}"
 
 
 def _pick_from_list(

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from relay.models import ProviderFault, ProviderTask
+from relay.models import ProviderFault, ProviderTask, TaskStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,13 +39,29 @@ class Created:
     """What the create answer already says about the task, when it says anything."""
 
 
+@dataclass(frozen=True, slots=True)
+class CancelAccepted:
+    """The provider took the cancel request. ``task`` is what its answer says about the
+    task, when it says anything (seedance2.ink echoes ``status: cancelled``; Ark answers
+    ``{}``)."""
+
+    task: ProviderTask | None = None
+
+
 class Dialect(Protocol):
     """One provider API dialect (``ark``, ``unified``, ``seedance2ink``)."""
 
     name: str
+    pushes: bool
+    """The provider POSTs the final result to a webhook URL given at creation."""
+    cancellable: frozenset[TaskStatus]
+    """The statuses a task may be cancelled in (empty: the dialect cannot cancel)."""
 
-    def build_create(self, body: Mapping[str, Any]) -> HttpCall:
-        """The call that submits ``body`` (the provider's native create body)."""
+    def build_create(
+        self, body: Mapping[str, Any], webhook_url: str | None = None
+    ) -> HttpCall:
+        """The call that submits ``body`` (the provider's native create body), asking the
+        provider to push the result to ``webhook_url`` when the dialect can."""
         ...
 
     def parse_create(self, reply: HttpReply, now: datetime) -> Created | ProviderFault: ...
@@ -55,3 +71,11 @@ class Dialect(Protocol):
     def parse_query(
         self, reply: HttpReply, provider_task_id: str, now: datetime
     ) -> ProviderTask | ProviderFault: ...
+
+    def build_cancel(self, provider_task_id: str) -> HttpCall | None:
+        """The call that cancels the task; None when the dialect has none."""
+        ...
+
+    def parse_cancel(
+        self, reply: HttpReply, provider_task_id: str, now: datetime
+    ) -> CancelAccepted | ProviderFault: ...

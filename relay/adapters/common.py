@@ -316,6 +316,17 @@ def http_fault(
     return fault(FaultKind.BAD_RESPONSE, True)
 
 
+def is_success(reply: HttpReply) -> bool:
+    return 200 <= reply.status_code < 300
+
+
+def not_an_object(reply: HttpReply) -> ProviderFault:
+    """A 2xx whose body is not the JSON object every dialect answers with."""
+    return bad_response(
+        f"provider answered HTTP {reply.status_code} with a body that is not a JSON object",
+        status_code=reply.status_code)
+
+
 def bad_response(message: str, *, status_code: int | None = None,
                  provider_code: str | None = None) -> ProviderFault:
     """A 2xx answer the relay cannot use; retryable because a later read may be whole."""

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from relay.adapters.ark import ARK_STATUSES, ArkDialect
+from relay.adapters.ark import ARK_STATUSES, ArkDialect, ark_id_created_at
 from relay.adapters.base import Created, Dialect, HttpCall, HttpReply
 from relay.adapters.common import (
     decode_json,
@@ -118,7 +118,8 @@ CASES = [
          query_id=CUBIC),
     Case("cubicspaces failed", file_reply("cubicspaces_failed.json"),
          ProviderTask(CUBIC, TaskStatus.FAILED, "failed", model=CUBIC_MODEL,
-                      error=TaskError(ErrorCode.PROVIDER_ERROR, POLICY_TEXT, False, "task_failed")),
+                      # A generic code, but Ark's moderation wording: content_policy.
+                      error=TaskError(ErrorCode.CONTENT_POLICY, POLICY_TEXT, False, "task_failed")),
          query_id=CUBIC),
     Case("naci raw=true body", file_reply("naci_raw_succeeded.json"), ProviderTask(
         "cgt-20260330164007-wnc8k", TaskStatus.SUCCEEDED, "succeeded",
@@ -412,3 +413,15 @@ def test_http_fault_on_a_redirect_and_a_dated_retry() -> None:
     assert http_fault(busy, NOW, code="ServerOverloaded", message="busy") == fault(
         FaultKind.UNAVAILABLE, True, "provider answered HTTP 503 [ServerOverloaded]: busy", 503,
         "ServerOverloaded", 60.0)
+
+
+@pytest.mark.parametrize(("task_id", "created"), [
+    # Ark stamps ids with Beijing time (UTC+8).
+    ("cgt-20260606160057-6bbjd", datetime(2026, 6, 6, 8, 0, 57, tzinfo=UTC)),
+    ("cgt-20260101050000-x", datetime(2025, 12, 31, 21, 0, 0, tzinfo=UTC)),
+    ("cgt-20261399000000-x", None),
+    ("task_abc", None),
+    ("req_1234567890", None),
+])
+def test_ark_ids_say_when_the_task_was_created(task_id: str, created: datetime | None) -> None:
+    assert ark_id_created_at(task_id) == created

@@ -1,30 +1,50 @@
 """The sandbox as one Starlette app, for the relay to mount (``Mount("/sandbox", app=...)``).
 
-Layout under the mount point::
+It emulates every provider preset at that provider's own paths, so a preset works with its
+base URL swapped for ``{relay}/sandbox/<flavor>``. Layout under the mount point::
 
-    /ark/api/v3/contents/generations/tasks[/{id}]   the Ark dialect (POST, GET, DELETE)
-    /files/{id}.mp4 | /files/{id}.png               what the signed video/last-frame URLs serve
+    /ark/api/v3/contents/generations/tasks[/{id}]                  Ark (POST, GET, DELETE)
+    /apiyi/seedance/api/v3/contents/generations/tasks[/{id}]       apiyi (Ark)
+    /cubicspaces/api/v3/contents/generations/tasks[/{id}]          cubicspaces' Ark mirror
+    /cubicspaces/v1/video/generations[/{id}]                       cubicspaces unified
+    /cubicspaces/v1/images/moderations, /cubicspaces/v1/assets/moderations
+    /naci/v1/video/generations[/{id}]                              naci unified
+    /vastnum/v1/video/generations[/{id}]                           vastnum unified
+    /newapi/v1/video/generations[/{id}], /newapi/v1/videos/{id}    plain new-api
+    /seedance2ink/api/open/v1/video/generations[/{id}[/cancel]]    seedance2.ink
+    /seedance2ink/api/open/v1/models
+    /files/{id}.mp4 | /files/{id}.png               what the signed (TOS-style) URLs serve
+    /pub-bucket/open-api-results/{id}.mp4           seedance2.ink's public result URLs
+    /_control/faults | /_control/requests | /_control/pushes     the control API
 
-so with the relay at ``http://host:port`` the Ark base URL is
-``http://host:port/sandbox/ark/api/v3``. The app also works unmounted (tests drive it
-directly); every URL it hands out is built from where it is actually served.
-
-Each app owns its task memory (:class:`~relay.sandbox.simulation.TaskBook`); two apps never
-share state, and a fresh app still answers for ids an earlier one issued.
+The app also works unmounted (tests drive it directly); every URL it hands out is built
+from where it is actually served. Each :class:`Sandbox` owns its memory (tasks it created,
+faults, request and push logs); two never share state, and a fresh one still answers for
+ids an earlier one issued. A mounted Starlette app gets no lifespan of its own, so whoever
+mounts it calls :meth:`Sandbox.aclose` at shutdown (it cancels pending seedance2.ink pushes
+and closes their HTTP client).
 """
 
 from __future__ import annotations
 
 import hmac
+from collections.abc import Sequence
 from datetime import timedelta
 
+import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from relay.clock import Clock
-from relay.sandbox.ark import ArkEmulation
+from relay.models import TaskStatus
+from relay.sandbox.ark import ARK_VARIANTS, ArkEmulation
+from relay.sandbox.control import Control
+from relay.sandbox.faults import Family
+from relay.sandbox.moderation import ModerationEmulation
+from relay.sandbox.push import PushScheduler
+from relay.sandbox.seedance2ink import InkEmulation
 from relay.sandbox.simulation import (
     URL_LIFETIME_SECONDS,
     SandboxSettings,
@@ -32,8 +52,9 @@ from relay.sandbox.simulation import (
     file_signature,
     parse_tos_date,
 )
-
-FILES_PATH = "/files"
+from relay.sandbox.timeline import Flavor
+from relay.sandbox.unified import UNIFIED_FLAVORS, UnifiedEmulation
+from relay.sandbox.web import BUCKET_PATH, FILES_PATH, Endpoint, SandboxContext
 
 # Just enough bytes for a downloader to see the right kind of file: an MP4 ``ftyp`` box
 # and the PNG signature.
@@ -42,21 +63,60 @@ _PNG = b"\x89PNG\r\n\x1a\n"
 _MEDIA = {"mp4": ("video/mp4", _MP4), "png": ("image/png", _PNG)}
 
 
-def sandbox_app(settings: SandboxSettings, clock: Clock) -> Starlette:
-    """A new sandbox with its own memory; mount it at ``/sandbox`` in the relay."""
-    sandbox = _Sandbox(settings, clock)
-    return Starlette(routes=sandbox.routes())
+class Sandbox:
+    """One sandbox instance: its ASGI ``app`` and what tests may inspect.
 
+    ``push_transport`` replaces the network for seedance2.ink pushes (tests inject an
+    ``httpx.MockTransport``); ``push_retry_delays`` are the pauses before each retry of a
+    push the receiver did not take with a 2xx.
+    """
 
-class _Sandbox:
-    def __init__(self, settings: SandboxSettings, clock: Clock) -> None:
+    def __init__(
+        self,
+        settings: SandboxSettings,
+        clock: Clock,
+        *,
+        push_transport: httpx.AsyncBaseTransport | None = None,
+        push_retry_delays: Sequence[float] = (1.0, 5.0),
+        push_timeout: float = 10.0,
+    ) -> None:
         self._clock = clock
         self.book = TaskBook()
-        self.ark = ArkEmulation(self.book, settings, clock, files_path=FILES_PATH)
+        self.pushes = PushScheduler(clock, transport=push_transport,
+                                    retry_delays=push_retry_delays, timeout=push_timeout)
+        self.control = Control(clock, self.pushes)
+        self._context = SandboxContext(self.book, settings, clock)
+        self.ink = InkEmulation(self._context, self.pushes)
+        self.app = Starlette(routes=self.routes())
+        self.app.state.sandbox = self
 
     def routes(self) -> list[BaseRoute]:
-        files = Route(FILES_PATH + "/{name}", self.file, methods=["GET"])
-        return [*self.ark.routes(), files]
+        guarded: list[tuple[Flavor, Family, Endpoint]] = []
+        for variant in ARK_VARIANTS:
+            for endpoint in ArkEmulation(self._context, variant).endpoints():
+                guarded.append((variant.flavor, Family.ARK, endpoint))
+        for flavor in UNIFIED_FLAVORS:
+            for endpoint in UnifiedEmulation(self._context, flavor).endpoints():
+                guarded.append((flavor, Family.GATEWAY, endpoint))
+        for endpoint in ModerationEmulation(self._context).endpoints():
+            guarded.append((Flavor.CUBICSPACES, Family.GATEWAY, endpoint))
+        for endpoint in self.ink.endpoints():
+            guarded.append((Flavor.SEEDANCE2INK, Family.SEEDANCE2INK, endpoint))
+        # Flat routes, not Mounts: a Mount would move ``root_path``, which locates the files.
+        routes: list[BaseRoute] = [
+            Route(endpoint.path, self.control.guard(flavor, family, endpoint.handler),
+                  methods=list(endpoint.methods))
+            for flavor, family, endpoint in guarded
+        ]
+        routes += [
+            Route(FILES_PATH + "/{name}", self.file, methods=["GET"]),
+            Route(BUCKET_PATH + "/open-api-results/{name}", self.bucket_file, methods=["GET"]),
+            *self.control.routes(),
+        ]
+        return routes
+
+    async def aclose(self) -> None:
+        await self.pushes.aclose()
 
     async def file(self, request: Request) -> Response:
         """Serve a signed file the way object storage does: the query string is the credential.
@@ -86,6 +146,30 @@ class _Sandbox:
         media_type, content = media
         return Response(content, media_type=media_type)
 
+    async def bucket_file(self, request: Request) -> Response:
+        """seedance2.ink's results sit in a public bucket: no credential, no expiry, there
+        for as long as the task is (and only once it has succeeded)."""
+        name = request.path_params["name"]
+        task_id, _, extension = name.rpartition(".")
+        view = self.ink.lookup(task_id) if extension == "mp4" else None
+        if view is None or view.status is not TaskStatus.SUCCEEDED:
+            return _storage_error(404, "NoSuchKey", "The specified key does not exist.")
+        return Response(_MP4, media_type="video/mp4")
+
+
+def sandbox_app(
+    settings: SandboxSettings,
+    clock: Clock,
+    *,
+    push_transport: httpx.AsyncBaseTransport | None = None,
+    push_retry_delays: Sequence[float] = (1.0, 5.0),
+) -> Starlette:
+    """A new sandbox with its own memory; mount it at ``/sandbox`` in the relay. The
+    :class:`Sandbox` is at ``app.state.sandbox`` (call its ``aclose()`` at shutdown)."""
+    return Sandbox(settings, clock, push_transport=push_transport,
+                   push_retry_delays=push_retry_delays).app
+
 
 def _storage_error(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"Code": code, "Message": message}, status_code=status)
+

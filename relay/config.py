@@ -33,9 +33,11 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_core import ErrorDetails, PydanticCustomError
+from pydantic_core import PydanticCustomError
 
+from relay.config_text import config_error, describe, interpolate
 from relay.errors import ConfigError
+from relay.presets import apply_preset
 
 SANDBOX = "sandbox"
 """The built-in provider's name: the relay's own emulation of the provider APIs."""
@@ -133,6 +135,8 @@ class PollingSettings(_Model):
     tick_seconds: float = Field(default=1.0, gt=0)
     max_age: float = Field(default=172_800.0, gt=0)
     batch_size: int = Field(default=200, ge=1)
+    lease_seconds: float = Field(default=120.0, gt=0)
+    """A claimed poll is another instance's to take after this (its claimer crashed)."""
 
 
 class DeliverySettings(_Model):
@@ -146,6 +150,37 @@ class DeliverySettings(_Model):
     retry_after_max: float = Field(default=3600.0, gt=0)
     tick_seconds: float = Field(default=1.0, gt=0)
     response_snippet_bytes: int = Field(default=1024, ge=0)
+    lease_seconds: float | None = Field(default=None, gt=0)
+    """A claimed delivery is another instance's to send after this (its claimer crashed);
+    None: the larger of 300 s and four attempt timeouts. At least two timeouts."""
+
+    @model_validator(mode="after")
+    def _lease_covers_attempts(self) -> DeliverySettings:
+        if self.lease_seconds is not None and self.lease_seconds < 2 * self.timeout:
+            raise ValueError(f"lease_seconds ({self.lease_seconds:g}) must be at least twice "
+                             f"the attempt timeout ({self.timeout:g})")
+        return self
+
+
+class SubscriptionSettings(_Model):
+    disable_after: float = Field(default=432_000.0, gt=0)
+    """A subscription whose deliveries have all failed this long is disabled (5 days)."""
+    rotation_grace: float = Field(default=86_400.0, ge=0)
+    """How long a rotated secret keeps signing next to the new one (24 h)."""
+    housekeeping_seconds: float = Field(default=60.0, gt=0)
+
+
+class RetentionSettings(_Model):
+    history_days: float | None = Field(default=90.0, gt=0)
+    """Events (with their deliveries and attempts) older than this are deleted; None: kept
+    forever. An event with a delivery still pending is always kept."""
+    batch_size: int = Field(default=1000, ge=1)
+    """Events deleted per transaction: short ones, so deliveries never wait long."""
+
+
+class IdempotencySettings(_Model):
+    ttl: float = Field(default=86_400.0, ge=86_400.0)
+    """How long an Idempotency-Key is remembered; at least 24 h."""
 
 
 class SandboxSettings(_Model):
@@ -159,6 +194,9 @@ class PollSettings(_Model):
     max_interval: float = Field(default=60.0, gt=0, validate_default=True)
     expected_duration: float = Field(default=120.0, gt=0)
     jitter: float = Field(default=0.1, ge=0, le=0.5)
+    learn: bool = True
+    """Learn how long this provider's tasks take and gather polls where they finish. Fewer
+    polls, at a price: a short intermediate state (``running``) may never be seen."""
 
     @field_validator("max_interval")
     @classmethod
@@ -171,26 +209,44 @@ class PollSettings(_Model):
 
 class ProviderSettings(_Model):
     dialect: DialectName
+    preset: str | None = None
+    """The preset (``relay.presets``) whose defaults this entry was filled from."""
+    sandbox: bool = False
+    """Talk to this relay's own emulation of the preset's provider instead of the real one."""
     base_url: str | None = None
-    """None only for the built-in sandbox: this relay's own address."""
+    """None only for sandbox providers: this relay's own address."""
     path_prefix: str = ""
     """Between base_url and the dialect's paths, e.g. ``/seedance/api/v3``."""
     api_key: str | None = None
     headers: FrozenMap[str, str] = Field(default_factory=dict, validate_default=True)
+    query_params: FrozenMap[str, str] = Field(default_factory=dict, validate_default=True)
+    """Added to every task query (naci's ``show_raw``/``show_usage``)."""
+    models: FrozenMap[str, str] = Field(default_factory=dict, validate_default=True)
+    """Neutral model names of the unified input → this provider's model names."""
+    moderation_path: str | None = None
+    """Image moderation endpoint under base_url (cubicspaces), passed through as is."""
     timeout: float = Field(default=30.0, gt=0)
     max_concurrency: int = Field(default=8, ge=1)
+    requests_per_second: float | None = Field(default=None, gt=0)
+    """The request budget towards this provider (polls, creates, cancels); None: only the
+    concurrency cap bounds it."""
     poll: PollSettings = Field(default_factory=PollSettings)
     max_age: float | None = Field(default=None, gt=0)
     """None: ``polling.max_age``."""
+    retention: float = Field(default=604_800.0, gt=0)
+    """How long the provider answers for a task (Ark: 7 days). A task it no longer knows
+    after this is ``expired``, not ``failed``."""
 
     @field_validator("base_url")
     @classmethod
     def _base_url(cls, value: str | None) -> str | None:
         return None if value is None else _http_url(value)
 
-    @field_validator("path_prefix")
+    @field_validator("path_prefix", "moderation_path")
     @classmethod
-    def _path_prefix(cls, value: str) -> str:
+    def _path_prefix(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         if value and not value.startswith("/"):
             raise ValueError(f"must be empty or start with '/', got {value!r}")
         if "?" in value or "#" in value:
@@ -215,6 +271,9 @@ class Settings(_Model):
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     polling: PollingSettings = Field(default_factory=PollingSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    subscriptions: SubscriptionSettings = Field(default_factory=SubscriptionSettings)
+    idempotency: IdempotencySettings = Field(default_factory=IdempotencySettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
     # Declared before providers: the providers validator reads it.
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     providers: FrozenMap[ProviderName, ProviderSettings] = Field(
@@ -250,11 +309,17 @@ class Settings(_Model):
         if sandbox.enabled and SANDBOX not in providers:
             providers[SANDBOX] = _builtin_sandbox(sandbox)
         for name, provider in providers.items():
-            if provider.base_url is None and not (name == SANDBOX and sandbox.enabled):
+            own = provider.sandbox or (name == SANDBOX and sandbox.enabled)
+            if provider.sandbox and not sandbox.enabled:
+                raise PydanticCustomError(
+                    "relay_subpath", "{message}",
+                    {"subpath": f"{name}.sandbox", "message": "this provider talks to the "
+                     "sandbox, which is disabled (sandbox.enabled: false)"})
+            if provider.base_url is None and not own:
                 raise PydanticCustomError(
                     "relay_subpath", "{message}",
                     {"subpath": f"{name}.base_url", "message": "base_url is required (null "
-                     "means this relay's own sandbox, only for the enabled 'sandbox' provider)"})
+                     "means this relay's own sandbox: set sandbox: true)"})
         return MappingProxyType(providers)
 
     @classmethod
@@ -263,13 +328,17 @@ class Settings(_Model):
     ) -> Settings:
         """Interpolate ``${ENV}`` from ``env`` (default ``os.environ``) and validate."""
         problems: list[tuple[str, str]] = []
-        resolved = _interpolate(dict(data), "", os.environ if env is None else env, problems)
+        environ = os.environ if env is None else env
+        resolved = interpolate(dict(data), "", environ, problems)
+        providers = resolved.get("providers")
+        if isinstance(providers, Mapping):
+            resolved["providers"] = _with_presets(providers, environ, problems)
         if problems:
-            raise _config_error(problems)
+            raise config_error(problems)
         try:
             return cls.model_validate(resolved)
         except ValidationError as exc:
-            raise _config_error([_describe(e) for e in exc.errors()]) from exc
+            raise config_error([describe(e) for e in exc.errors()]) from exc
 
     def provider(self, name: str) -> ProviderSettings | None:
         return self.providers.get(name)
@@ -289,87 +358,20 @@ class Settings(_Model):
         return _sqlite_file(self.database_url)
 
 
-# --- interpolation --------------------------------------------------------------------------
-
-_REFERENCE = re.compile(r"\$\$\{|\$\{([^}]*)\}|\$\{")
-_BODY = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?::-(.*))?", re.DOTALL)
-
-
-def _interpolate(
-    node: Any, path: str, env: Mapping[str, str], problems: list[tuple[str, str]]
-) -> Any:
-    if isinstance(node, str):
-        return _interpolate_str(node, path, env, problems)
-    if isinstance(node, Mapping):
-        return {key: _interpolate(value, f"{path}.{key}" if path else str(key), env, problems)
-                for key, value in node.items()}
-    if isinstance(node, list):
-        return [_interpolate(item, f"{path}.{i}" if path else str(i), env, problems)
-                for i, item in enumerate(node)]
-    return node
-
-
-def _interpolate_str(
-    text: str, path: str, env: Mapping[str, str], problems: list[tuple[str, str]]
-) -> str:
-    def replace(match: re.Match[str]) -> str:
-        if match.group(0) == "$${":
-            return "${"
-        body = match.group(1)
-        if body is None:
-            problems.append((path, "unterminated ${ (write $${ for a literal ${)"))
-            return ""
-        ref = _BODY.fullmatch(body)
-        if ref is None:
-            problems.append((path, f"invalid environment reference ${{{body}}}"))
-            return ""
-        name, default = ref.group(1), ref.group(2)
-        if default is not None and "${" in default:
-            problems.append((path, f"nested references are not supported in ${{{body}}}"))
-            return ""
-        value = env.get(name)
-        if default is not None and not value:
-            return default
-        if value is None:
-            problems.append((path, f"environment variable {name} is not set"))
-            return ""
-        return value
-
-    return _REFERENCE.sub(replace, text)
-
-
-# --- errors ---------------------------------------------------------------------------------
-
-_SECRET_KEYS = frozenset({"api_key", "secret_key", "headers", "database_url"})
-
-
-def _describe(error: ErrorDetails) -> tuple[str, str]:
-    """One pydantic error as (dotted path, readable message)."""
-    # "[key]" marks an error in a mapping's key; the key itself is already the previous item.
-    loc = [str(part) for part in error["loc"] if part != "[key]"]
-    kind, ctx, value = error["type"], error.get("ctx", {}), error["input"]
-    if kind == "relay_subpath":
-        return ".".join([*loc, str(ctx["subpath"])]), str(ctx["message"])
-    if kind == "value_error":
-        message = str(ctx["error"])
-    elif kind == "extra_forbidden":
-        message = "unknown key (extra inputs are not permitted)"
-    elif kind == "missing":
-        message = "required key is missing"
-    elif kind in ("model_type", "dict_type"):
-        message = f"should be a mapping of keys to values, got {type(value).__name__}"
-    else:
-        message = error["msg"]
-        # Echo the bad value, except where it may be a credential.
-        if isinstance(value, str | int | float) and not _SECRET_KEYS.intersection(loc):
-            message += f" (got {value!r})"
-    return ".".join(loc), message
-
-
-def _config_error(problems: list[tuple[str, str]]) -> ConfigError:
-    (path, message), *rest = problems
-    lines = [message, *(f"{p}: {m}" if p else m for p, m in rest)]
-    return ConfigError(path, "\n".join(lines))
+def _with_presets(providers: Mapping[str, Any], env: Mapping[str, str],
+                  problems: list[tuple[str, str]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, raw in providers.items():
+        if raw is None:
+            raw = {}  # `naci:` alone: everything from its preset
+        if not isinstance(raw, Mapping):
+            out[name] = raw  # validation names the problem
+            continue
+        out[name], problem = apply_preset(str(name), raw, env)
+        if problem is not None:
+            key, _, message = problem.partition(": ")
+            problems.append((f"providers.{name}.{key}", message))
+    return out
 
 
 # --- loading --------------------------------------------------------------------------------

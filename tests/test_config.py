@@ -242,8 +242,18 @@ def test_malformed_references(value: str, message: str) -> None:
          "provider name must match ^[a-z][a-z0-9_-]{0,39}$"),
         ({"providers": {"a" * 41: APIYI}}, "providers." + "a" * 41,
          "provider name must match ^[a-z][a-z0-9_-]{0,39}$"),
-        ({"providers": {"apiyi": {"base_url": "https://x.example"}}}, "providers.apiyi.dialect",
+        ({"providers": {"myark": {"base_url": "https://x.example"}}}, "providers.myark.dialect",
          "required key is missing"),
+        ({"providers": {"apiyi": {}}}, "providers.apiyi.api_key",
+         "not set; set the environment variable APIYI_API_KEY or api_key"),
+        ({"providers": {"mine": {"preset": "nope"}}}, "providers.mine.preset",
+         "unknown preset 'nope' (known: naci, apiyi, vastnum, cubicspaces, seedance2ink)"),
+        ({"providers": {"naci": {"preset": "naci", "dialect": "ark", "api_key": "k"}}},
+         "providers.naci.dialect",
+         "the naci preset speaks unified, not 'ark'"),
+        ({"sandbox": {"enabled": False}, "providers": {"naci": {"sandbox": True}}},
+         "providers.naci.sandbox",
+         "this provider talks to the sandbox, which is disabled (sandbox.enabled: false)"),
         ({"providers": {"apiyi": {**APIYI, "dialect": "sandbox"}}}, "providers.apiyi.dialect",
          "Input should be 'ark', 'unified' or 'seedance2ink' (got 'sandbox')"),
         ({"providers": {"apiyi": "ark"}}, "providers.apiyi",
@@ -261,14 +271,12 @@ def test_malformed_references(value: str, message: str) -> None:
         ({"providers": {"apiyi": {**APIYI, "path_prefix": "seedance"}}},
          "providers.apiyi.path_prefix", "must be empty or start with '/', got 'seedance'"),
         ({"providers": {"apiyi": {"dialect": "ark"}}}, "providers.apiyi.base_url",
-         "base_url is required (null means this relay's own sandbox, only for the enabled "
-         "'sandbox' provider)"),
+         "base_url is required (null means this relay's own sandbox: set sandbox: true)"),
         ({"sandbox": {"enabled": False}}, "providers",
          "no providers are configured and the sandbox is disabled"),
         ({"sandbox": {"enabled": False}, "providers": {"sandbox": {"dialect": "ark"}}},
          "providers.sandbox.base_url",
-         "base_url is required (null means this relay's own sandbox, only for the enabled "
-         "'sandbox' provider)"),
+         "base_url is required (null means this relay's own sandbox: set sandbox: true)"),
     ],
 )
 def test_validation_error_names_the_key_path(data: dict[str, Any], path: str, message: str) -> None:
@@ -433,7 +441,8 @@ def test_example_file_documents_every_key() -> None:
     text = EXAMPLE.read_text(encoding="utf-8")
     keys = set(re.findall(r"^\s*#?\s*([a-z_]+):", text, re.MULTILINE))
     expected = set(Settings.model_fields) | set(ProviderSettings.model_fields)
-    for section in ("server", "limits", "polling", "delivery", "sandbox"):
+    for section in ("server", "limits", "polling", "delivery", "subscriptions", "idempotency",
+                    "retention", "sandbox"):
         expected |= set(Settings.model_fields[section].annotation.model_fields)  # type: ignore[union-attr]
     expected |= set(PollSettings.model_fields)
     assert expected <= keys
@@ -450,8 +459,8 @@ def test_example_real_providers_load_when_uncommented(tmp_path: Path) -> None:
         "SEEDANCE2INK_API_KEY")}
     settings = load_settings(write(tmp_path, head + "\nproviders:\n" + uncommented), env=env)
     assert sorted(settings.providers) == [
-        "apiyi", "cubicspaces", "cubicspaces-unified", "naci", "sandbox", "seedance2ink",
-        "vastnum"]
+        "apiyi", "cubicspaces", "cubicspaces-unified", "naci", "naci-sandbox", "sandbox",
+        "seedance2ink", "vastnum"]
     apiyi = settings.providers["apiyi"]
     assert (apiyi.dialect, apiyi.base_url, apiyi.path_prefix) == (
         "ark", "https://api.apiyi.com", "/seedance/api/v3")
@@ -460,6 +469,39 @@ def test_example_real_providers_load_when_uncommented(tmp_path: Path) -> None:
     assert settings.providers["naci"].base_url == "https://api-cs-al.naci-tech.com"
     assert settings.providers["vastnum"].dialect == "unified"
     assert settings.providers["cubicspaces"].path_prefix == "/api/v3"
+    unified = settings.providers["cubicspaces-unified"]
+    assert (unified.dialect, unified.path_prefix, unified.moderation_path, unified.api_key) == (
+        "unified", "", "/v1/images/moderations", "key-cubicspaces_api_key")
+    naci = settings.providers["naci"]
+    assert dict(naci.query_params) == {"show_raw": "true", "show_usage": "true"}
+    assert (naci.poll.min_interval, naci.preset) == (15.0, "naci")
+    ink = settings.providers["seedance2ink"]
+    assert (ink.dialect, ink.base_url, ink.poll.min_interval) == (
+        "seedance2ink", "https://www.seedance2.ink", 30.0)
+    # A sandbox flavor needs no key and no base_url: it is this relay.
+    local = settings.providers["naci-sandbox"]
+    assert (local.sandbox, local.base_url, local.api_key, local.dialect) == (
+        True, None, None, "unified")
     assert settings.providers["cubicspaces-unified"].dialect == "unified"
     assert settings.providers["seedance2ink"].dialect == "seedance2ink"
     assert settings.providers["seedance2ink"].base_url == "https://www.seedance2.ink"
+
+
+def test_a_preset_fills_what_the_entry_leaves_out_and_yields_to_what_it_says() -> None:
+    settings = Settings.from_mapping({"providers": {"mine": {
+        "preset": "apiyi", "base_url": "https://staging.apiyi.example",
+        "headers": {"X-Team": "video"}, "poll": {"min_interval": 2}}}},
+        env={"APIYI_API_KEY": "sk-env"})
+    mine = settings.providers["mine"]
+    assert (mine.dialect, mine.base_url, mine.path_prefix, mine.api_key) == (
+        "ark", "https://staging.apiyi.example", "/seedance/api/v3", "sk-env")
+    # Mappings merge: the preset's header stays next to the entry's own.
+    assert dict(mine.headers) == {"Accept-Encoding": "identity", "X-Team": "video"}
+    assert (mine.poll.min_interval, mine.poll.max_interval) == (2.0, 60.0)
+    assert dict(mine.models)["seedance-2.0-fast"] == "doubao-seedance-2-0-fast-260128"
+
+
+def test_an_explicit_api_key_wins_over_the_presets_variable() -> None:
+    settings = Settings.from_mapping({"providers": {"naci": {"api_key": "sk-file"}}},
+                                     env={"NACI_API_KEY": "sk-env"})
+    assert settings.providers["naci"].api_key == "sk-file"

@@ -16,9 +16,9 @@ import logging
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -48,6 +48,12 @@ USER_AGENT = b"seedance-relay/0.1"
 
 FILLED_RECHECK = 0.05
 """Seconds before another claim when a destination reached its cap in the last one."""
+
+
+class Refresh(Protocol):
+    def needs_refresh(self, d: DueDelivery, now: datetime) -> bool: ...
+
+    async def body_for(self, d: DueDelivery) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,8 +88,12 @@ class DeliveryEngine:
     def __init__(
         self, *, store: Store, transport: httpx.AsyncBaseTransport, clock: Clock,
         rng: random.Random, settings: EngineSettings, owner: str,
+        refresh: Refresh | None = None,
     ) -> None:
+        """``refresh`` gives the body to send for a delivery whose event's video URL has
+        expired (``relay.outputs``); without it the stored body is sent."""
         self._store = store
+        self._refresh = refresh
         # The shared client's transport, used directly: webhook POSTs need none of
         # AsyncClient's per-request middleware (cookies, auth, redirects, event hooks).
         self._transport = transport
@@ -102,8 +112,18 @@ class DeliveryEngine:
         self._urls: dict[str, httpx.URL] = {}
         self._backlog = False
         self._stopping = False
+        self._gate = RateGate()
         self._claimed_at = clock.now()
         self.pump = Pump("delivery", self._claim_and_send, self._seconds_to_next)
+
+    @property
+    def owner(self) -> str:
+        """Whose leases this engine's claims are (a test send leases under it too)."""
+        return self._owner
+
+    @property
+    def lease_seconds(self) -> float:
+        return self._settings.lease_seconds
 
     @property
     def in_flight(self) -> int:
@@ -181,10 +201,24 @@ class DeliveryEngine:
         if self._backlog and free >= max(1, self._settings.max_in_flight // 4):
             self.wake()
 
+    async def send_now(self, delivery: DueDelivery) -> AttemptRecord:
+        """One attempt, now, recorded before returning, with no retry whatever it gets: a
+        test event shows the receiver's answer, it is not work to finish."""
+        record = await self._attempt(delivery)
+        if record.status is DeliveryStatus.PENDING:
+            record = replace(record, status=DeliveryStatus.FAILED, next_attempt_at=None,
+                             attempt=replace(record.attempt, outcome="failed"))
+        await self._store.record_attempts([record], self._owner)
+        return record
+
     async def _send(self, delivery: DueDelivery) -> None:
         key = delivery.destination_key
         try:
-            await self._attempt(delivery)
+            record = await self._attempt(delivery)
+            self._recorder.add(record)
+            if record.status is not DeliveryStatus.SUCCEEDED:
+                log.info("delivery %s of %s to %s: %s", delivery.id, delivery.event_id,
+                         delivery.url, record.attempt.error or record.attempt.outcome)
         finally:
             count = self._per_key[key]
             cap = self._settings.max_in_flight_per_destination
@@ -198,12 +232,18 @@ class DeliveryEngine:
             else:
                 del self._per_key[key]
 
-    async def _attempt(self, d: DueDelivery) -> None:
+    async def _attempt(self, d: DueDelivery) -> AttemptRecord:
+        if d.rate_limit:
+            await asyncio.sleep(self._gate.wait(d.destination_key, d.rate_limit))
         started = self._clock.now()
         t0 = time.perf_counter()
         snippet: str | None = None
         try:
-            response = await self._transport.handle_async_request(self._request(d, started))
+            body = d.body
+            if self._refresh is not None and self._refresh.needs_refresh(d, started):
+                body = await self._refresh.body_for(d)
+            response = await self._transport.handle_async_request(
+                self._request(d, body, started))
             await response.aread()
             snippet = response.content[:self._settings.snippet_bytes].decode(
                 "utf-8", errors="replace")
@@ -229,20 +269,17 @@ class DeliveryEngine:
                                    self._rng)
         label, status, next_at = outcome_fields(outcome)
         error = None if isinstance(outcome, Delivered) else describe_attempt(result)
-        self._recorder.add(AttemptRecord(
+        return AttemptRecord(
             delivery_pk=d.pk,
             attempt=Attempt(delivery_id=d.id, number=number, started_at=started,
                             latency_ms=round(latency_ms, 3), outcome=label,
                             status_code=result.status_code, error=error,
                             response_snippet=snippet),
-            status=status, next_attempt_at=next_at))
-        if not isinstance(outcome, Delivered):
-            log.info("delivery %s of %s to %s: %s", d.id, d.event_id, d.url,
-                     error if isinstance(outcome, RetryAt) else outcome)
+            status=status, next_attempt_at=next_at)
 
-    def _request(self, d: DueDelivery, started: datetime) -> httpx.Request:
+    def _request(self, d: DueDelivery, text: str, started: datetime) -> httpx.Request:
         stamp = int(started.timestamp())
-        body = d.body.encode()
+        body = text.encode()
         # Raw header pairs and a byte stream: httpx then skips re-encoding and re-measuring
         # what is already bytes (5x cheaper than headers as a dict and content=).
         headers = [
@@ -254,6 +291,9 @@ class DeliveryEngine:
             (b"webhook-signature",
              sign(d.event_id, stamp, body, map(self._key, d.secrets)).encode()),
         ]
+        # A subscription's static headers (a receiver's own token); the API refuses names
+        # that would shadow the ones above.
+        headers += [(name.encode(), value.encode()) for name, value in d.headers]
         return httpx.Request("POST", self._url(d.url), headers=headers,
                              stream=httpx.ByteStream(body), extensions=self._extensions)
 
@@ -272,6 +312,23 @@ class DeliveryEngine:
                 self._keys.clear()
             key = self._keys[secret] = webhook_key(secret)
         return key
+
+
+class RateGate:
+    """Spaces sends to one destination at most ``rate`` per second (Zapier takes about 30 a
+    second per hook): each send reserves the next free slot and waits for it."""
+
+    def __init__(self) -> None:
+        self._next: dict[str, float] = {}
+
+    def wait(self, key: str, rate: float) -> float:
+        """Seconds to wait before this send; reserves its slot."""
+        now = time.monotonic()
+        slot = max(now, self._next.get(key, now))
+        self._next[key] = slot + 1.0 / rate
+        if len(self._next) > 10_000:  # forget idle destinations
+            self._next = {k: v for k, v in self._next.items() if v > now}
+        return slot - now
 
 
 class _Recorder:

@@ -69,6 +69,8 @@ class ErrorCode(enum.StrEnum):
     CANCELLED = "cancelled"
     EXPIRED = "expired"
     NOT_FOUND = "task_not_found"
+    PAST_RETENTION = "past_provider_retention"
+    """The provider no longer keeps the task (Ark: 7 days after creation)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +223,8 @@ class Event:
     created_at: datetime
     body: str
     """The envelope exactly as delivered: serialized once, signed and sent as these bytes."""
+    url_expires_at: datetime | None = None
+    """For a ``task.succeeded`` event: when its ``video_url`` stops working."""
 
 
 class DeliveryStatus(enum.StrEnum):
@@ -234,18 +238,67 @@ class DeliveryStatus(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Destination:
-    """Where events go: a task's callback URL or (later) a subscription."""
+    """Where events go: a task's callback URL or a subscription."""
 
     id: str
     account_id: str
     kind: str
     url: str
     key: str
-    """What per-destination concurrency is counted on (a callback URL's origin)."""
+    """What per-destination concurrency is counted on (a callback URL's origin, a
+    subscription's id)."""
     event_types: frozenset[EventType] | None
     task_id: str | None = None
     secret: str | None = None
     """``None``: deliveries are signed with the account's callback secret."""
+
+
+CALLBACK = "callback"
+SUBSCRIPTION = "subscription"
+
+
+class SubscriptionStatus(enum.StrEnum):
+    ACTIVE = "active"
+    DISABLED = "disabled"
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """An account-wide REST hook: every event of the account its filter wants."""
+
+    id: str
+    account_id: str
+    url: str
+    event_types: frozenset[EventType] | None
+    status: SubscriptionStatus
+    created_at: datetime
+    updated_at: datetime
+    description: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    """Static headers sent with every delivery (a receiver's own auth token)."""
+    rate_limit: float | None = None
+    """Requests per second at most; None: only the concurrency cap."""
+    disabled_reason: str | None = None
+    disabled_at: datetime | None = None
+    failing_since: datetime | None = None
+    last_success_at: datetime | None = None
+    previous_secret_until: datetime | None = None
+
+    def to_json(self) -> JSON:
+        """The public shape: header values are secrets of the receiver's, so only names."""
+        return {
+            "id": self.id, "url": self.url,
+            "event_types": sorted(t.value for t in self.event_types)
+            if self.event_types is not None else None,
+            "description": self.description,
+            "headers": sorted(name for name, _ in self.headers),
+            "rate_limit": self.rate_limit, "status": self.status.value,
+            "disabled_reason": self.disabled_reason, "disabled_at": iso(self.disabled_at),
+            "failing_since": iso(self.failing_since),
+            "last_success_at": iso(self.last_success_at),
+            "previous_secret_expires_at": iso(self.previous_secret_until),
+            "created_at": iso(self.created_at), "updated_at": iso(self.updated_at),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,6 +339,13 @@ class DueDelivery:
     body: str
     secrets: tuple[str, ...]
     attempt_count: int
+    account_id: str = ""
+    task_id: str | None = None
+    url_expires_at: datetime | None = None
+    """When the event's video URL stops working; a send after it asks for a fresh one."""
+    headers: tuple[tuple[str, str], ...] = ()
+    """The destination's static headers."""
+    rate_limit: float | None = None
 
 
 def utc(ts: float) -> datetime:

@@ -70,7 +70,7 @@ class AttemptResult:
     error: str | None = None
 
 
-def _jittered(delay: float, jitter: float, rng: random.Random) -> float:
+def jittered(delay: float, jitter: float, rng: random.Random) -> float:
     # Multiplicative jitter spreads retries and polls that were scheduled together.
     return delay * rng.uniform(1 - jitter, 1 + jitter)
 
@@ -82,7 +82,7 @@ def retry_delay(attempts_made: int, policy: RetryPolicy, rng: random.Random) -> 
         raise ValueError(f"attempts_made must be >= 1, got {attempts_made}")
     if attempts_made > len(policy.schedule):
         return None
-    return _jittered(policy.schedule[attempts_made - 1], policy.jitter, rng)
+    return jittered(policy.schedule[attempts_made - 1], policy.jitter, rng)
 
 
 def describe_attempt(result: AttemptResult) -> str:
@@ -142,7 +142,7 @@ class PollPolicy:
             raise ValueError("jitter must be in [0, 1)")
 
 
-def _clamp(value: float, low: float, high: float) -> float:
+def clamp(value: float, low: float, high: float) -> float:
     return max(low, min(high, value))
 
 
@@ -155,7 +155,7 @@ def estimated_duration(age: float, progress: int | None, expected: float) -> flo
     """
     if progress is None or not 10 <= progress <= 100:
         return expected
-    from_progress = _clamp(age / (progress / 100), 0.5 * expected, 3 * expected)
+    from_progress = clamp(age / (progress / 100), 0.5 * expected, 3 * expected)
     return (expected + from_progress) / 2
 
 
@@ -202,14 +202,14 @@ def next_poll_delay(
         delay = low
     elif age < 0.9 * e:
         gap = 0.9 * e - age
-        delay = _clamp(gap if gap < 3 * low else gap / 2, low, high)
+        delay = clamp(gap if gap < 3 * low else gap / 2, low, high)
     elif age <= 1.3 * e:
         delay = low
     else:
-        delay = _clamp(low * (1 + (age - 1.3 * e) / e * 4), low, high)
+        delay = clamp(low * (1 + (age - 1.3 * e) / e * 4), low, high)
 
     j = policy.jitter
-    return _clamp(_jittered(delay, j, rng), low * (1 - j), high * (1 + j))
+    return clamp(jittered(delay, j, rng), low * (1 - j), high * (1 + j))
 
 
 def provider_backoff(
@@ -231,10 +231,16 @@ def provider_backoff(
         return 0.0
     # The exponent is bounded so a long outage cannot overflow the float.
     delay = min(base * 2.0 ** min(consecutive_faults - 1, 60), cap)
-    delay = min(_jittered(delay, 0.2, rng), cap)
-    if retry_after is not None and math.isfinite(retry_after) and retry_after > 0:
-        delay = max(delay, min(retry_after, cap))
-    return delay
+    delay = min(jittered(delay, 0.2, rng), cap)
+    return max(delay, retry_after_wait(retry_after, cap=cap))
+
+
+def retry_after_wait(retry_after: float | None, *, cap: float = 300.0) -> float:
+    """Seconds a provider's ``Retry-After`` asks the relay to stay away, within ``cap``;
+    0 when it sent none (or nothing usable: negative, NaN, infinite)."""
+    if retry_after is None or not math.isfinite(retry_after) or retry_after <= 0:
+        return 0.0
+    return min(retry_after, cap)
 
 
 def is_past_max_age(created_at: datetime, now: datetime, max_age: float) -> bool:

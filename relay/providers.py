@@ -15,10 +15,10 @@ from typing import Any, TypeVar
 
 import httpx
 
-from relay.adapters.base import Created, Dialect, HttpCall, HttpReply
+from relay.adapters.base import CancelAccepted, Created, Dialect, HttpCall, HttpReply
 from relay.clock import Clock
 from relay.models import FaultKind, ProviderFault, ProviderTask, iso
-from relay.policy import provider_backoff
+from relay.policy import provider_backoff, retry_after_wait
 
 log = logging.getLogger("relay.providers")
 
@@ -54,16 +54,21 @@ class ProviderClient:
     def __init__(
         self, *, name: str, dialect: Dialect, base_url: str, api_key: str | None,
         headers: Mapping[str, str], timeout: float, max_concurrency: int,
-        http: httpx.AsyncClient, clock: Clock, rng: random.Random,
+        http: httpx.AsyncClient, clock: Clock, rng: random.Random, path_prefix: str = "",
+        moderation_path: str | None = None, requests_per_second: float | None = None,
     ) -> None:
         self.name = name
         self.dialect = dialect
-        self._base = base_url.rstrip("/")
+        self.moderation_path = moderation_path
+        self._root = base_url.rstrip("/")
+        self._base = self._root + path_prefix
         self._headers = dict(headers)
         if api_key:
             self._headers["authorization"] = f"Bearer {api_key}"
         self._timeout = timeout
         self._slots = asyncio.Semaphore(max_concurrency)
+        self._spacing = 1.0 / requests_per_second if requests_per_second else 0.0
+        self._next_slot = 0.0
         self._http = http
         self._clock = clock
         self._rng = rng
@@ -82,9 +87,10 @@ class ProviderClient:
         until = self._backoff_until
         return until if until is not None and until > self._clock.now() else None
 
-    async def create(self, body: Mapping[str, Any]) -> Created | ProviderFault:
+    async def create(self, body: Mapping[str, Any],
+                     webhook_url: str | None = None) -> Created | ProviderFault:
         started = self._clock.now()
-        reply = await self._send(self.dialect.build_create(body))
+        reply = await self._send(self.dialect.build_create(body, webhook_url))
         if isinstance(reply, ProviderFault):
             return self._note(reply, started)
         return self._note(self.dialect.parse_create(reply, self._clock.now()), started)
@@ -97,8 +103,28 @@ class ProviderClient:
         return self._note(
             self.dialect.parse_query(reply, provider_task_id, self._clock.now()), started)
 
-    async def _send(self, call: HttpCall) -> HttpReply | ProviderFault:
+    async def cancel(self, provider_task_id: str) -> CancelAccepted | ProviderFault | None:
+        """Ask the provider to cancel; None when its dialect cannot."""
+        call = self.dialect.build_cancel(provider_task_id)
+        if call is None:
+            return None
+        started = self._clock.now()
+        reply = await self._send(call)
+        if isinstance(reply, ProviderFault):
+            return self._note(reply, started)
+        return self._note(
+            self.dialect.parse_cancel(reply, provider_task_id, self._clock.now()), started)
+
+    async def moderate(self, body: Mapping[str, Any]) -> HttpReply | ProviderFault:
+        """Pass an image moderation request through to the provider, answer untouched."""
+        assert self.moderation_path is not None
+        call = HttpCall(method="POST", path=self.moderation_path, json=body)
+        return await self._send(call, base=self._root)
+
+    async def _send(self, call: HttpCall, base: str | None = None) -> HttpReply | ProviderFault:
         async with self._slots:
+            if self._spacing:
+                await self._budget()
             # A call that waited for a slot may find the provider backed off meanwhile.
             backoff = self.backoff_until()
             if backoff is not None:
@@ -107,7 +133,7 @@ class ProviderClient:
             self._in_flight += 1
             try:
                 response = await self._http.request(
-                    call.method, self._base + call.path, json=call.json,
+                    call.method, (base or self._base) + call.path, json=call.json,
                     params=dict(call.params) or None, headers=self._headers,
                     timeout=self._timeout)
             except httpx.TimeoutException:
@@ -120,19 +146,37 @@ class ProviderClient:
                 self._in_flight -= 1
         return HttpReply(response.status_code, response.headers, response.content)
 
+    async def _budget(self) -> None:
+        """Wait for this request's turn under the provider's request budget: requests are
+        spaced ``1 / requests_per_second`` apart (on the event loop's clock)."""
+        # A slot is taken when it has come, not reserved ahead: after an event-loop stall,
+        # waiters whose reserved slots had all passed would otherwise go out together.
+        loop = asyncio.get_running_loop()
+        while (wait := self._next_slot - loop.time()) > 0:  # noqa: ASYNC110 - a clock, not an event
+            await asyncio.sleep(wait)
+        self._next_slot = loop.time() + self._spacing
+
     def _note(self, result: R, started: datetime) -> R:
         """Count provider faults (not task answers) for health and back-off. Calls that were
         already under way when a fault was counted are the same outage, not new ones: eight
         concurrent polls refused at once are one fault, not eight in a row."""
         if isinstance(result, ProviderFault) and result.kind not in _NOT_PROVIDER_FAULTS:
             now = self._clock.now()
+            backs_off = result.retryable or result.kind is FaultKind.UNAUTHORIZED
             if self._last_fault_at is not None and started < self._last_fault_at \
                     and self._faults:
+                # Not one more fault, but a Retry-After it brings still binds: a 429 that
+                # lands just after a concurrent 500 was counted must not be cut short.
+                wait = retry_after_wait(result.retry_after)
+                if backs_off and wait:
+                    until = now + timedelta(seconds=wait)
+                    if self._backoff_until is None or until > self._backoff_until:
+                        self._backoff_until = until
                 return result
             self._faults += 1
             self._last_fault = f"{result.kind.value}: {result.message}"
             self._last_fault_at = now
-            if result.retryable or result.kind is FaultKind.UNAUTHORIZED:
+            if backs_off:
                 delay = provider_backoff(self._faults, result.retry_after, rng=self._rng)
                 self._backoff_until = now + timedelta(seconds=delay)
             log.warning("provider %s fault (%d in a row): %s", self.name, self._faults,

@@ -11,6 +11,8 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
+from relay.errors import StoreError
+
 log = logging.getLogger("relay.pump")
 
 TIMER_HORIZON = 5.0
@@ -78,6 +80,10 @@ class Pump:
                 await self._arm()
                 if not self._again:  # a wake while arming the timer asks for another pass
                     break
+        except StoreError as exc:
+            # The database is away (a restart, a network blip): nothing was half-done, and
+            # the next tick tries again. A warning, not a crash report.
+            log.warning("%s pass skipped, the database is unavailable: %s", self._name, exc)
         finally:
             self._running = False
             self._idle.set()

@@ -22,3 +22,4 @@ class Services:
     clock: Clock
     providers: Mapping[str, ProviderClient]
     max_body_bytes: int
+    rotation_grace: float = 86_400.0

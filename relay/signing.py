@@ -1,5 +1,5 @@
 """Standard Webhooks signatures for what the relay sends, and itsdangerous tokens for what it
-hands out and reads back itself (pagination cursors, later inbound webhook URLs).
+hands out and reads back itself (pagination cursors, inbound webhook URLs).
 
 The signing is a few lines of ``hmac`` on purpose: it is the delivery hot path and must sign
 with several secrets at once during a rotation, which the ``standardwebhooks`` package cannot.
@@ -54,6 +54,21 @@ class Tokens:
 
     def __init__(self, secret_key: str) -> None:
         self._cursor = URLSafeSerializer(secret_key, salt="cursor")
+        self._inbound = URLSafeSerializer(secret_key, salt="inbound")
+
+    def inbound(self, provider: str, account_id: str, task_id: str) -> str:
+        """The credential in a push provider's webhook URL: it names one task, nothing more."""
+        return str(self._inbound.dumps([provider, account_id, task_id]))
+
+    def read_inbound(self, token: str) -> tuple[str, str, str] | None:
+        """``(provider, account_id, task_id)`` of a token we made, else ``None``."""
+        try:
+            value = self._inbound.loads(token)
+        except BadSignature:
+            return None
+        if isinstance(value, list) and len(value) == 3 and all(isinstance(v, str) for v in value):
+            return value[0], value[1], value[2]
+        return None
 
     def cursor(self, value: Any) -> str:
         return str(self._cursor.dumps(value))

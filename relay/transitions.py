@@ -66,6 +66,7 @@ def emit(task: Task, type_: EventType, now: datetime, new_id: IdFactory) -> Chan
         id=event_id, account_id=task.account_id, task_id=task.id, type=type_,
         sequence=task.sequence, created_at=now,
         body=envelope(event_id, type_, task.sequence, now, task.to_json()),
+        url_expires_at=task.video_url_expires_at if type_ is EventType.TASK_SUCCEEDED else None,
     )
     return Change(task, (event,))
 

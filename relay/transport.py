@@ -26,6 +26,12 @@ BODY_LIMIT = "relay.body_limit"
 """Request extension: keep at most this many bytes of the response body (a webhook attempt
 keeps a snippet). Past it the rest is read and dropped, up to ``DISCARD_LIMIT``."""
 
+RESENDABLE = "relay.resendable"
+"""Request extension: a non-idempotent request that may still be sent twice, so a stale
+kept-alive connection is retried once. Webhooks do not use it: a receiver that read the
+request and died before answering would get it twice within one recorded attempt; a failed
+attempt is recorded and retried on the schedule instead, where it is visible."""
+
 TOTAL_TIMEOUT = "relay.total_timeout"
 """Request extension: seconds the whole exchange may take. httpx's timeouts are per phase,
 so a receiver dripping one byte at a time would otherwise hold an attempt forever."""
@@ -78,9 +84,23 @@ class RelayTransport(httpx.AsyncBaseTransport):
         try:
             if self._closed:  # closed while this request waited for a slot
                 raise RuntimeError("the transport is closed")
-            conn = await self._connect(origin, timeouts.get("connect"), request)
+            conn, reused = await self._connect(origin, timeouts.get("connect"), request)
             try:
                 reply = await conn.exchange(payload, limit, request, total)
+            except httpx.TransportError:
+                conn.close()
+                if not (reused and not conn.answered and self._may_resend(request)):
+                    raise
+                # A kept-alive connection the server closed just as it was reused (its
+                # keep-alive timeout and ours crossed): nothing was answered, so the request
+                # goes once more on a new connection.
+                conn, _ = await self._connect(origin, timeouts.get("connect"), request,
+                                              fresh=True)
+                try:
+                    reply = await conn.exchange(payload, limit, request, total)
+                except BaseException:
+                    conn.close()
+                    raise
             except BaseException:
                 conn.close()
                 raise
@@ -96,16 +116,25 @@ class RelayTransport(httpx.AsyncBaseTransport):
             stream=httpx.ByteStream(reply.body), request=request,
             extensions={"http_version": b"HTTP/1.1", "reason_phrase": reply.reason})
 
+    @staticmethod
+    def _may_resend(request: httpx.Request) -> bool:
+        """Whether sending twice is harmless: idempotent methods, and requests that say so;
+        never a provider's create."""
+        return request.method in ("GET", "PUT", "DELETE", "OPTIONS") or bool(
+            request.extensions.get(RESENDABLE))
+
     async def _connect(self, origin: Origin, connect_timeout: float | None,
-                       request: httpx.Request) -> _Connection:
+                       request: httpx.Request, *, fresh: bool = False
+                       ) -> tuple[_Connection, bool]:
+        """A connection to ``origin``, and whether it is a kept-alive one being reused."""
         now = time.monotonic()
         if now - self._swept > self._keepalive:
             self._sweep(now)
-        idle = self._idle.get(origin)
+        idle = None if fresh else self._idle.get(origin)
         while idle:
             conn = idle.pop()
             if conn.usable and now - conn.idle_since < self._keepalive:
-                return conn
+                return conn, True
             conn.close()
         scheme, host, port = origin
         loop = asyncio.get_running_loop()
@@ -121,7 +150,7 @@ class RelayTransport(httpx.AsyncBaseTransport):
         except (OSError, ssl.SSLError) as exc:
             raise httpx.ConnectError(f"could not connect to {host}:{port}: {exc}",
                                      request=request) from None
-        return conn
+        return conn, False
 
     def _sweep(self, now: float) -> None:
         """Close idle connections past their expiry, whatever origin they belong to (a
@@ -166,6 +195,8 @@ class _Connection(asyncio.Protocol):
         self._waiter: asyncio.Future[_Reply] | None = None
         self.usable = False
         self.idle_since = 0.0
+        self.answered = False
+        """Whether any byte of a reply to the current request has arrived."""
         self._reset(0)
 
     def _reset(self, limit: int) -> None:
@@ -192,6 +223,7 @@ class _Connection(asyncio.Protocol):
         self._registry.add(self)
 
     def data_received(self, data: bytes) -> None:
+        self.answered = True
         if self._waiter is None:
             # Bytes while idle: the server broke the protocol; this connection is done.
             self.close()
@@ -227,6 +259,7 @@ class _Connection(asyncio.Protocol):
         assert self._transport is not None
         self._request = request
         self._reset(limit)
+        self.answered = False
         loop = asyncio.get_running_loop()
         self._waiter = loop.create_future()
         timer = None if total is None else loop.call_later(total, self._time_out, total)

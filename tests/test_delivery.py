@@ -3,18 +3,20 @@ on loopback (the end-to-end suite covers the same engine inside a running relay)
 
 from __future__ import annotations
 
+import json
 import random
 from collections import Counter
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from standardwebhooks import Webhook
 
 from relay.clock import SystemClock
 from relay.delivery import DeliveryEngine, EngineSettings
 from relay.ids import new_id
-from relay.models import Account, Destination, Task, TaskStatus
+from relay.models import Account, Destination, DueDelivery, Task, TaskStatus
 from relay.policy import RetryPolicy
 from relay.signing import generate_webhook_secret
 from relay.store import open_store
@@ -105,3 +107,55 @@ async def test_stop_lets_attempts_in_flight_finish_and_starts_no_more(store: Sto
         statuses = sorted([(await store.event_deliveries(account_id, e))[0].delivery.status.value
                            for e in events])
         assert statuses == ["pending"] * 4 + ["succeeded"] * 2
+
+
+class Relabel:
+    """A refresher that marks what it rewrote; it is asked only about expired URLs."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    def needs_refresh(self, d: DueDelivery, now: datetime) -> bool:
+        return d.url_expires_at is not None and d.url_expires_at <= now
+
+    async def body_for(self, d: DueDelivery) -> str:
+        self.asked.append(d.event_id)
+        envelope = json.loads(d.body)
+        envelope["relay_notice"] = {"code": "video_url_refreshed", "message": "test"}
+        return json.dumps(envelope)
+
+
+async def test_a_late_send_signs_and_sends_the_refreshed_body(store: Store) -> None:
+    async with Receiver() as receiver:
+        now = datetime.now(UTC)
+        account = Account(id=new_id("acct"), name="t", created_at=now)
+        secret = generate_webhook_secret()
+        await store.create_account(account, new_id("hash"), secret)
+        events = {}
+        for expires in (now - timedelta(hours=1), now + timedelta(hours=1)):
+            task = Task(id=new_id("task"), account_id=account.id, provider="sandbox",
+                        provider_task_id=new_id("cgt"), status=TaskStatus.SUCCEEDED,
+                        created_at=now, updated_at=now, callback_url=receiver.url,
+                        video_url="https://cdn.example.com/v.mp4", video_url_expires_at=expires)
+            change = registered(task, now, lambda: new_id("evt"))
+            await store.create_task(change, Destination(
+                id=new_id("dst"), account_id=account.id, kind="callback", url=receiver.url,
+                key="one-key", event_types=None, task_id=task.id))
+            events[expires < now] = change.events[0]
+        refresh = Relabel()
+        transport = RelayTransport(max_connections=8)
+        engine = DeliveryEngine(
+            store=store, transport=transport, clock=SystemClock(), rng=random.Random(1),
+            owner="test", refresh=refresh, settings=EngineSettings(timeout=2))
+        try:
+            engine.wake()
+            await receiver.wait_for(2, within=5)
+        finally:
+            await engine.stop(grace=2)
+            await transport.aclose()
+        assert refresh.asked == [events[True].id]
+        bodies = {r.webhook_id: Webhook(secret).verify(r.body, r.headers)
+                  for r in receiver.requests}
+        assert bodies[events[True].id]["relay_notice"]["code"] == "video_url_refreshed"
+        assert bodies[events[True].id]["id"] == events[True].id
+        assert receiver.with_id(events[False].id)[0].body == events[False].body.encode()

@@ -1,10 +1,20 @@
 from __future__ import annotations
 
+import itertools
+import math
 import random
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from relay.learned_polling import (
+    LEARNED_POLLING,
+    FinishModel,
+    LearnedPolling,
+    next_poll_delay_learned,
+)
+from relay.learning import DurationEstimate
 from relay.policy import (
     AttemptResult,
     Dead,
@@ -18,6 +28,7 @@ from relay.policy import (
     is_past_max_age,
     next_poll_delay,
     provider_backoff,
+    retry_after_wait,
     retry_delay,
 )
 
@@ -348,7 +359,219 @@ def test_provider_backoff_honours_retry_after_within_the_cap(
 
 
 @pytest.mark.parametrize(
+    ("retry_after", "wait"),
+    [(None, 0), (0, 0), (-5, 0), (float("nan"), 0), (float("inf"), 0), (2.5, 2.5), (30, 30),
+     (1000, 300)],
+)
+def test_retry_after_wait_is_the_providers_ask_within_the_cap(
+    retry_after: float | None, wait: float
+) -> None:
+    # What a fault that is not counted as a new one (the same outage) still holds the
+    # provider off for.
+    assert retry_after_wait(retry_after) == wait
+    assert retry_after_wait(retry_after, cap=10) == min(wait, 10)
+
+
+@pytest.mark.parametrize(
     ("age", "past"), [(0, False), (172799, False), (172800, False), (172801, True)]
 )
 def test_is_past_max_age(age: float, past: bool) -> None:
     assert is_past_max_age(NOW, NOW + timedelta(seconds=age), 48 * 3600) is past
+
+
+# --- poll planning with a learned duration --------------------------------------------------
+
+LEARN = PollPolicy(min_interval=2, max_interval=60, jitter=0)
+LEARNED = DurationEstimate(median=120, spread=0.1, observations=30)  # 90 % in 102-141 s
+
+
+def polls_until(limit: float, estimate: DurationEstimate | None, policy: PollPolicy = LEARN,
+                r: random.Random | None = None) -> list[float]:
+    """The ages at which a task that never finishes is polled, up to ``limit``."""
+    r = r or rng()
+    ages, age = [], 0.0
+    while age < limit:
+        age += next_poll_delay_learned(age, None, policy, estimate, r)
+        ages.append(age)
+    return ages
+
+
+def gaps(ages: list[float], low: float, high: float) -> list[float]:
+    return [b - a for a, b in itertools.pairwise(ages) if low <= a < high]
+
+
+@pytest.mark.parametrize("age", [0, 10, 17.9, 18, 60, 93.5, 108, 156, 171, 1000])
+@pytest.mark.parametrize("progress", [None, 50, 95])
+def test_without_an_estimate_the_learned_policy_is_todays(
+    age: float, progress: int | None
+) -> None:
+    for policy in (POLL, PollPolicy()):
+        assert next_poll_delay_learned(age, progress, policy, None, rng()) == \
+            next_poll_delay(age, progress, policy, rng())
+
+
+def test_learned_schedule() -> None:
+    # The docstring's example: 7 polls before 120 s (a fixed 5 s loop: 24), the first two
+    # for fast failures, then straight to the window.
+    ages = polls_until(150, LEARNED)
+    assert ages[:8] == pytest.approx(
+        [22.80, 61.37, 102.48, 108.32, 112.62, 116.21, 119.39, 122.30], abs=0.01)
+    assert sum(1 for a in ages if a < 120) == 7
+
+
+def test_sparse_before_the_window_dense_inside_backing_off_after() -> None:
+    ages = polls_until(3000, LEARNED)
+    low, high = LEARNED.interval(0.9)
+    assert (low, high) == pytest.approx((101.80, 141.45), abs=0.01)
+    # Inside the window: every 2.2-6 s (a fixed loop: 5 s), denser and denser as the
+    # chance that the finish is in the next few seconds, given no finish yet, grows.
+    inside = gaps(ages, low, high)
+    assert len(inside) == 13
+    assert all(2.2 < g < 6 for g in inside)
+    assert all(b < a + 0.001 for a, b in itertools.pairwise(inside))
+    assert inside[0] == pytest.approx(5.84, abs=0.01)
+    assert inside[-1] == pytest.approx(2.25, abs=0.01)
+    # Before it, after the early failures: nothing for 40 s.
+    assert gaps(ages, 30, low - 5) == pytest.approx([41.11], abs=0.01)
+    # After it: sparser and sparser, up to max_interval.
+    after = gaps(ages, 160, 3000)
+    assert all(b >= a - 0.5 for a, b in itertools.pairwise(after))
+    assert after[0] > 5
+    assert after[-1] == 60
+    assert 9 < gaps(ages, 300, 320)[0] < 11
+
+
+@pytest.mark.parametrize("age", [0.0, 10.0, 30.0, 60.0, 100.0, 110.0, 120.0, 135.0, 145.0])
+@pytest.mark.parametrize("estimate", [LEARNED, DurationEstimate(300, 0.2, 10, outlier_rate=0.1)])
+def test_each_gap_costs_the_poll_cost_in_expected_delay(
+    age: float, estimate: DurationEstimate
+) -> None:
+    """The defining property: a gap is as long as it can be while the detection delay it
+    adds, given that the task is still running, is ``poll_cost`` seconds. Checked against a
+    numerical integral of the finish density (from the survival function alone)."""
+    gap = next_poll_delay_learned(age, None, LEARN, estimate, rng())
+    finish = FinishModel.of(estimate.median, estimate.spread, estimate.outlier_rate)
+    steps = 4000
+    h = gap / steps
+    # E[(end - T); age < T <= end] = integral of P(age < T <= t) dt over [age, end]
+    survive = finish.survival(age)
+    area = h * sum((survive - finish.survival(age + (i + 0.5) * h)) for i in range(steps))
+    if LEARN.min_interval < gap < LEARN.max_interval:
+        assert area / survive == pytest.approx(LEARNED_POLLING.poll_cost, rel=1e-3)
+    else:
+        assert gap == LEARN.max_interval
+        assert area / survive < LEARNED_POLLING.poll_cost
+
+
+@pytest.mark.parametrize("median", [10.0, 40.0, 120.0, 400.0, 2000.0])
+@pytest.mark.parametrize("spread", [0.03, 0.1, 0.5])
+@pytest.mark.parametrize("outlier_rate", [0.0, 0.3])
+def test_learned_delay_never_leaves_the_bounds(
+    median: float, spread: float, outlier_rate: float
+) -> None:
+    estimate = DurationEstimate(median, spread, 10, outlier_rate=outlier_rate)
+    generators = (rng(), Edge(high=False), Edge(high=True))
+    for step in range(0, 2001, 7):
+        age = step * median / 100  # 0 .. 20 x the median
+        for progress in (None, 50):
+            for r in generators:
+                delay = next_poll_delay_learned(age, progress, PollPolicy(), estimate, r)
+                # Never closer than min_interval, even with jitter: the request budget.
+                assert 5.0 <= delay <= 60.0, (age, progress, delay)
+
+
+def test_jitter_spreads_learned_polls_without_breaking_min_interval() -> None:
+    policy = replace(LEARN, jitter=0.1)
+    base = next_poll_delay_learned(120, None, LEARN, LEARNED, rng())
+    assert base == pytest.approx(2.8629, abs=1e-4)
+    assert next_poll_delay_learned(120, None, policy, LEARNED, Edge(high=True)) == \
+        pytest.approx(base * 1.1)
+    # Jitter down from 2.86 would be 2.58: kept. Near min_interval it is clamped at it.
+    assert next_poll_delay_learned(120, None, policy, LEARNED, Edge(high=False)) == \
+        pytest.approx(base * 0.9)
+    short = DurationEstimate(40, 0.05, 30)
+    assert next_poll_delay_learned(40, None, LEARN, short, rng()) == 2
+    assert next_poll_delay_learned(40, None, policy, short, Edge(high=False)) == 2
+    r = rng()
+    spread = [next_poll_delay_learned(120, None, policy, LEARNED, r) for _ in range(500)]
+    assert min(spread) < 0.92 * base
+    assert max(spread) > 1.08 * base
+
+
+def test_a_lost_task_is_polled_at_max_interval() -> None:
+    assert next_poll_delay_learned(20 * 120, None, LEARN, LEARNED, rng()) == 60
+    assert next_poll_delay_learned(1e7, None, LEARN, LEARNED, rng()) == 60
+    # Overdue backoff: at 2.5 x the median (99 % end at 151 s), at least
+    # 2 x (1 + 2 x (300 - 151.1) / 120) = 6.96 s; the stall model asks more already.
+    assert next_poll_delay_learned(300, None, LEARN, LEARNED, rng()) == pytest.approx(
+        9.53, abs=0.01)
+    steep = LearnedPolling(overdue_slope=8)
+    assert next_poll_delay_learned(300, None, LEARN, LEARNED, rng(), tuning=steep) == \
+        pytest.approx(2 * (1 + 8 * (300 - 120 * math.exp(2.326 * 0.1)) / 120))
+
+
+def test_progress_moves_the_learned_window() -> None:
+    # At 80 % after 60 s the task looks due at 0.5·(120 + 75) = 97.5 s, as in
+    # estimated_duration.
+    assert estimated_duration(60, 80, 120) == 97.5
+    for age in (60.0, 85.0, 95.0):
+        due = estimated_duration(age, 80, 120)
+        assert next_poll_delay_learned(age, 80, LEARN, LEARNED, rng()) == \
+            next_poll_delay_learned(age, None, LEARN, replace(LEARNED, median=due), rng())
+    assert next_poll_delay_learned(60, 80, LEARN, LEARNED, rng()) < \
+        next_poll_delay_learned(60, None, LEARN, LEARNED, rng())
+
+
+def test_a_wider_estimate_polls_more_and_earlier() -> None:
+    narrow = polls_until(200, LEARNED)
+    wide = polls_until(200, replace(LEARNED, spread=0.3))
+    assert len(wide) > len(narrow)
+    assert min(a for a in wide if a > 30) < min(a for a in narrow if a > 30)
+
+
+def test_finish_model_shares() -> None:
+    assert FinishModel.of(120, 0.1, 0.0).slow == 0.02  # the floor
+    assert FinishModel.of(120, 0.1, 0.1).slow == 0.1  # learned
+    assert FinishModel.of(120, 0.1, 0.9).slow == 0.45  # capped
+    finish = FinishModel.of(120, 0.1, 0.0)
+    assert finish.survival(0) == 1
+    assert finish.survival(30) == pytest.approx(0.97, abs=1e-5)  # early failures are done
+    # At the median: half of the 95 % main share, and most of the stalls (median 240 s).
+    stalls = 0.5 * math.erfc(math.log(120 / 240) / (0.6 * math.sqrt(2)))
+    assert stalls == pytest.approx(0.8760, abs=1e-4)
+    assert finish.survival(120) == pytest.approx(0.95 * 0.5 + 0.02 * stalls)
+    excess, mass = finish.gap_delay(100, 130)
+    assert mass == pytest.approx(finish.survival(100) - finish.survival(130))
+    assert 0 < excess < 30 * mass
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"poll_cost": 0}, {"early_window": 0}, {"slow_spread": 0}, {"slow_factor": 0.5},
+     {"early_failure_rate": 0.5}, {"slow_rate": -0.1}, {"overdue_slope": -1}],
+)
+def test_learned_polling_rejects_nonsense(kwargs: dict[str, float]) -> None:
+    with pytest.raises(ValueError):  # noqa: PT011 - any of several messages
+        LearnedPolling(**kwargs)  # type: ignore[arg-type]
+
+
+def test_learned_polling_beats_a_fixed_loop() -> None:
+    """400 tasks whose kind's median (60-400 s) is known, ±7.5 % noise: a third of the polls
+    of a fixed 5 s loop, and a shorter mean delay (the full benchmark, with learning, stalls
+    and failures: benchmarks/polling_efficiency.py)."""
+    policy, r, workload = replace(LEARN, jitter=0.1), random.Random(11), random.Random(5)
+    polls = fixed_polls = 0
+    delay = fixed_delay = 0.0
+    for _ in range(400):
+        median = math.exp(workload.uniform(math.log(60), math.log(400)))
+        finish = median * math.exp(workload.gauss(0, 0.075))
+        estimate, age = DurationEstimate(median, 0.075, 30), 0.0
+        while age < finish:
+            age += next_poll_delay_learned(age, None, policy, estimate, r)
+            polls += 1
+        delay += age - finish
+        fixed_polls += math.ceil(finish / 5)
+        fixed_delay += math.ceil(finish / 5) * 5 - finish
+    assert fixed_polls / polls == pytest.approx(3.667, abs=0.001)
+    assert delay / 400 == pytest.approx(1.746, abs=0.001)
+    assert fixed_delay / 400 == pytest.approx(2.493, abs=0.001)

@@ -198,3 +198,15 @@ def test_tampered_cursor_is_none() -> None:
 def test_cursor_from_another_secret_key_is_none() -> None:
     token = Tokens("instance-a").cursor({"after": 42})
     assert Tokens("instance-b").read_cursor(token) is None
+
+
+def test_inbound_tokens_name_one_task_and_refuse_tampering() -> None:
+    tokens = Tokens("k" * 32)
+    token = tokens.inbound("seedance2ink", "acc_1", "task_1")
+    assert tokens.read_inbound(token) == ("seedance2ink", "acc_1", "task_1")
+    # Another purpose's token, another key, or one flipped character is not ours.
+    assert tokens.read_inbound(tokens.cursor(["seedance2ink", "acc_1", "task_1"])) is None
+    assert Tokens("x" * 32).read_inbound(token) is None
+    flipped = token[:-1] + ("A" if token[-1] != "A" else "B")
+    assert tokens.read_inbound(flipped) is None
+    assert tokens.read_inbound("") is None

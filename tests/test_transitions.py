@@ -79,6 +79,8 @@ def expected_event(event_id: str, type_: EventType, task: Task, when: datetime) 
         id=event_id, account_id=task.account_id, task_id=task.id, type=type_,
         sequence=task.sequence, created_at=when,
         body=envelope(event_id, type_, task.sequence, when, task.to_json()),
+        # Only a success event's URL can expire under a later redelivery.
+        url_expires_at=task.video_url_expires_at if type_ is EventType.TASK_SUCCEEDED else None,
     )
 
 
@@ -156,6 +158,7 @@ def test_queued_to_succeeded_directly_emits_only_task_succeeded(queued: Task) ->
     )
     assert change.task == done
     assert change.events == (expected_event("evt_1", EventType.TASK_SUCCEEDED, done, at(60)),)
+    assert change.events[0].url_expires_at == expires
     data = body(change.events[0])["data"]
     assert (data["status"], data["progress"], data["video_url"], data["completed_at"],
             data["video_url_expires_at"]) == (

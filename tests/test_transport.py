@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from relay.transport import BODY_LIMIT, TOTAL_TIMEOUT, RelayTransport
+from relay.transport import BODY_LIMIT, RESENDABLE, TOTAL_TIMEOUT, RelayTransport
 from tests.transport_server import Conn, RawServer, replies, response
 
 # --------------------------------------------------------------------------- helpers
@@ -665,3 +665,50 @@ async def test_https_untrusted_certificate_is_a_connect_error(
         finally:
             await transport.aclose()
     assert server.requests == []
+
+
+def closes_on_second_request() -> tuple[Callable[[Conn], Awaitable[None]], list[int]]:
+    """The first connection answers once, then closes as the next request arrives without
+    answering it (a server whose keep-alive timeout crossed ours); later ones answer."""
+    answered: list[int] = []
+
+    async def handler(conn: Conn) -> None:
+        while await conn.read_request() is not None:
+            if conn.number == 0 and answered.count(0) == 1:
+                conn.close()
+                return
+            answered.append(conn.number)
+            await conn.send(response(200, b"ok %d" % conn.number))
+        await conn.wait_eof()
+    return handler, answered
+
+
+@pytest.mark.parametrize(("method", "extensions"), [
+    ("GET", {}), ("DELETE", {}), ("POST", {RESENDABLE: True})])
+async def test_a_stale_kept_alive_connection_is_retried_once_when_resending_is_safe(
+    method: str, extensions: dict[str, Any]
+) -> None:
+    handler, answered = closes_on_second_request()
+    async with RawServer(handler) as server:
+        transport = RelayTransport()
+        try:
+            first = await send(transport, method, server.url + "/", extensions=extensions)
+            second = await send(transport, method, server.url + "/", extensions=extensions)
+        finally:
+            await transport.aclose()
+    assert (first.content, second.content) == (b"ok 0", b"ok 1")
+    assert [r.conn for r in server.requests] == [0, 0, 1]  # the stale one, then a new one
+    assert answered == [0, 1]
+
+
+async def test_a_post_that_is_not_resendable_is_not_sent_twice() -> None:
+    handler, _ = closes_on_second_request()
+    async with RawServer(handler) as server:
+        transport = RelayTransport()
+        try:
+            await send(transport, "POST", server.url + "/", content=b"{}")
+            with pytest.raises(httpx.RemoteProtocolError):
+                await send(transport, "POST", server.url + "/", content=b"{}")
+        finally:
+            await transport.aclose()
+    assert [r.conn for r in server.requests] == [0, 0]  # a provider's create goes once

@@ -7,11 +7,13 @@ work in flight, and new work is dispatched at once through the engines' ``wake``
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
+from typing import Any, Literal
 
 import httpx
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -21,27 +23,41 @@ from starlette.routing import Mount
 
 from relay.adapters.ark import ArkDialect
 from relay.adapters.base import Dialect
+from relay.adapters.seedance2ink import Seedance2InkDialect
+from relay.adapters.unified import UnifiedDialect
 from relay.api.http import api_error, error_response
 from relay.api.routes import routes
 from relay.clock import Clock, SystemClock
 from relay.config import ProviderSettings, Settings
 from relay.delivery import DeliveryEngine, EngineSettings
-from relay.errors import ApiError, ConfigError
+from relay.errors import ApiError, ConfigError, StoreError
 from relay.ids import new_id
+from relay.outputs import OutputRefresher
 from relay.policy import PollPolicy, RetryPolicy
 from relay.providers import ProviderClient
-from relay.sandbox.app import sandbox_app
+from relay.registration import ProviderPlan
+from relay.sandbox.app import Sandbox
 from relay.sandbox.simulation import SandboxSettings
 from relay.services import Services
 from relay.signing import Tokens
 from relay.store import open_store
+from relay.store.interface import Store
 from relay.store.sqlite_runner import InstanceLock
-from relay.tracker import ProviderPlan, Tracker
+from relay.tracker import Tracker
 from relay.transport import RelayTransport
 
 log = logging.getLogger("relay")
 
-DIALECTS: dict[str, Dialect] = {"ark": ArkDialect()}
+SANDBOX_FLAVORS = {"ark": "ark", "unified": "newapi", "seedance2ink": "seedance2ink"}
+"""Where a sandbox provider without a preset is emulated, by dialect (``/sandbox/<flavor>``)."""
+
+
+def dialect_for(p: ProviderSettings) -> Dialect:
+    if p.dialect == "unified":
+        return UnifiedDialect(query_params=p.query_params)
+    if p.dialect == "seedance2ink":
+        return Seedance2InkDialect()
+    return ArkDialect()
 
 
 def own_address(settings: Settings) -> str:
@@ -53,33 +69,52 @@ def own_address(settings: Settings) -> str:
     return f"http://{host}:{settings.server.port}"
 
 
-def check_runtime(settings: Settings) -> None:
+def public_address(settings: Settings) -> str:
+    """Where providers reach this relay (inbound webhooks)."""
+    return settings.server.public_url or own_address(settings)
+
+
+Role = Literal["all", "api", "worker"]
+ROLES: tuple[Role, ...] = ("all", "api", "worker")
+"""``api`` serves the HTTP API only (its writes wake the workers through the database);
+``worker`` polls providers and delivers (serving only /healthz, /readyz and the sandbox);
+``all`` does both in one process."""
+
+_WORKER_ROUTES = frozenset({"/healthz", "/readyz"})
+
+
+def check_runtime(settings: Settings, role: Role = "all") -> None:
     """What valid settings can still ask that this version cannot do; ``relay check-config``
     and ``relay serve`` both refuse it."""
-    for name, provider in settings.providers.items():
-        if provider.dialect not in DIALECTS:
-            raise ConfigError(f"providers.{name}.dialect",
-                              f"the {provider.dialect!r} dialect is not available in this "
-                              f"version (available: {', '.join(sorted(DIALECTS))})")
-    if settings.sqlite_path is None:
-        raise ConfigError("database_url", "only sqlite:/// databases are supported by this "
-                                          "version")
+    if role != "all" and settings.sqlite_path is not None:
+        raise ConfigError("database_url", f"--role {role} needs PostgreSQL: SQLite serves one "
+                          "relay instance, which must do all the work (--role all)")
 
 
 def _provider(name: str, p: ProviderSettings, settings: Settings, http: httpx.AsyncClient,
               clock: Clock, rng: random.Random) -> ProviderPlan:
-    dialect = DIALECTS[p.dialect]
-    base = (p.base_url or own_address(settings)).rstrip("/") + p.path_prefix
-    client = ProviderClient(name=name, dialect=dialect, base_url=base, api_key=p.api_key,
+    if p.sandbox:
+        flavor = p.preset or SANDBOX_FLAVORS[p.dialect]
+        base = f"{own_address(settings)}/sandbox/{flavor}"
+    else:
+        base = (p.base_url or own_address(settings)).rstrip("/")
+    client = ProviderClient(name=name, dialect=dialect_for(p), base_url=base,
+                            path_prefix=p.path_prefix, moderation_path=p.moderation_path,
+                            api_key=p.api_key if p.api_key is not None or not p.sandbox
+                            else "sandbox",
                             headers=p.headers, timeout=p.timeout,
-                            max_concurrency=p.max_concurrency, http=http, clock=clock, rng=rng)
+                            max_concurrency=p.max_concurrency,
+                            requests_per_second=p.requests_per_second, http=http, clock=clock,
+                            rng=rng)
     poll = PollPolicy(min_interval=p.poll.min_interval, max_interval=p.poll.max_interval,
                       expected_duration=p.poll.expected_duration, jitter=p.poll.jitter)
-    return ProviderPlan(client=client, poll=poll, max_age=settings.provider_max_age(name))
+    return ProviderPlan(client=client, poll=poll, max_age=settings.provider_max_age(name),
+                        retention=p.retention, models=p.models, learn=p.poll.learn)
 
 
-def create_app(settings: Settings, *, clock: Clock | None = None) -> Starlette:
-    check_runtime(settings)
+def create_app(settings: Settings, *, clock: Clock | None = None,
+               role: Role = "all") -> Starlette:
+    check_runtime(settings, role)
     clock = clock or SystemClock()
     rng = random.Random()
     owner = new_id("relay")
@@ -89,33 +124,42 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Starlette:
         max_in_flight_per_destination=d.max_in_flight_per_destination,
         snippet_bytes=d.response_snippet_bytes,
         # A lease must outlast any attempt (a send starts only right after its claim).
-        lease_seconds=max(300.0, 4 * d.timeout),
+        lease_seconds=d.lease_seconds or max(300.0, 4 * d.timeout),
         retry=RetryPolicy(schedule=tuple(d.retry_schedule), jitter=d.jitter,
                           retry_after_max=d.retry_after_max))
 
+    mounts: list[Any] = [r for r in routes()
+                         if role != "worker" or getattr(r, "path", "") in _WORKER_ROUTES]
+    sandbox: Sandbox | None = None
+    if settings.sandbox.enabled:
+        sandbox = Sandbox(SandboxSettings(queued_seconds=settings.sandbox.queued_seconds,
+                                          running_seconds=settings.sandbox.running_seconds),
+                          clock)
+        mounts.append(Mount("/sandbox", app=sandbox.app))
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        assert settings.sqlite_path is not None  # check_runtime refused anything else
-        lock = InstanceLock(settings.sqlite_path)
+        # SQLite is one instance; PostgreSQL coordinates several through leases.
+        lock = InstanceLock(settings.sqlite_path) if settings.sqlite_path else None
         try:
-            async with _running(app, settings, clock, rng, owner, delivery_settings):
+            async with _running(app, settings, clock, rng, owner, delivery_settings, role):
                 yield
         finally:
-            lock.release()
+            if sandbox is not None:  # a mounted app has no lifespan: its pushes end here
+                await sandbox.aclose()
+            if lock is not None:
+                lock.release()
 
-    mounts: list[Any] = list(routes())
-    if settings.sandbox.enabled:
-        sandbox = SandboxSettings(queued_seconds=settings.sandbox.queued_seconds,
-                                  running_seconds=settings.sandbox.running_seconds)
-        mounts.append(Mount("/sandbox", app=sandbox_app(sandbox, clock)))
     return Starlette(
         routes=mounts, lifespan=lifespan,
-        exception_handlers={ApiError: api_error, 404: _not_found, 405: _not_allowed})
+        exception_handlers={ApiError: api_error, StoreError: _store_unavailable,
+                            404: _not_found, 405: _not_allowed})
 
 
 @contextlib.asynccontextmanager
 async def _running(app: Starlette, settings: Settings, clock: Clock, rng: random.Random,
-                   owner: str, delivery_settings: EngineSettings) -> AsyncIterator[None]:
+                   owner: str, delivery_settings: EngineSettings,
+                   role: Role = "all") -> AsyncIterator[None]:
     """The relay's moving parts, from opening the store to draining work at shutdown."""
     d = settings.delivery
     store = open_store(settings.database_url)
@@ -128,28 +172,44 @@ async def _running(app: Starlette, settings: Settings, clock: Clock, rng: random
         applied = await store.migrate()
         if applied:
             log.info("database migrated to version %d", applied[-1])
-        # SQLite is one instance: leases left by a killed process are ours to reclaim.
+        # Leases left by this instance's killed predecessor are ours to reclaim (SQLite: all
+        # of them; PostgreSQL: they expire, another live instance's are never touched).
         await store.release_leases()
         tokens = Tokens(settings.secret_key or await store.secret_key())
         plans = {name: _provider(name, p, settings, http, clock, rng)
                  for name, p in settings.providers.items()}
+        refresher = OutputRefresher(store=store, providers=plans, clock=clock)
         engine = DeliveryEngine(store=store, transport=transport, clock=clock, rng=rng,
-                                settings=delivery_settings, owner=owner)
+                                settings=delivery_settings, owner=owner, refresh=refresher)
+        public = public_address(settings)
+
+        def inbound_url(provider: str, account_id: str, task_id: str) -> str:
+            token = tokens.inbound(provider, account_id, task_id)
+            return f"{public}/v1/inbound/{provider}/{token}"
+
         tracker = Tracker(store=store, providers=plans, clock=clock, rng=rng,
-                          on_events=engine.wake, batch_size=settings.polling.batch_size)
+                          on_events=engine.wake, batch_size=settings.polling.batch_size,
+                          lease_seconds=settings.polling.lease_seconds,
+                          inbound_url=inbound_url)
+        _warn_unreachable_pushes(settings)
         app.state.services = Services(
             store=store, tracker=tracker, delivery=engine, tokens=tokens, clock=clock,
             providers={n: p.client for n, p in plans.items()},
-            max_body_bytes=settings.limits.max_body_bytes)
-        scheduler.add_job(tracker.poll_due, "interval", seconds=settings.polling.tick_seconds,
-                          id="poll-due", max_instances=1, coalesce=True)
-        scheduler.add_job(engine.pump.run, "interval", seconds=d.tick_seconds,
-                          id="deliver-due", max_instances=1, coalesce=True)
-        scheduler.start()
-        # Deliveries left pending go out at once. Polls start at the first tick: the
-        # sandbox provider is this very server, which is not listening yet.
-        engine.wake()
-        log.info("relay ready on %s (providers: %s)", own_address(settings),
+            max_body_bytes=settings.limits.max_body_bytes,
+            rotation_grace=settings.subscriptions.rotation_grace)
+        if role == "api":
+            # No dispatch here: what the API writes wakes the workers through the database.
+            # (Test events and push confirmations still run in the request that asks.)
+            engine.pump.stop()
+            tracker.stop()
+        else:
+            _schedule(scheduler, settings, store, clock, tracker, engine)
+            await store.listen(_waker(tracker, engine))
+            scheduler.start()
+            # Deliveries left pending go out at once. Polls start at the first tick: the
+            # sandbox provider is this very server, which is not listening yet.
+            engine.wake()
+        log.info("relay ready on %s as %s (providers: %s)", own_address(settings), role,
                  ", ".join(plans))
         yield
     finally:
@@ -164,6 +224,70 @@ async def _running(app: Starlette, settings: Settings, clock: Clock, rng: random
             await tracker.drain()
         await http.aclose()
         await store.close()
+
+
+def _schedule(scheduler: AsyncIOScheduler, settings: Settings, store: Store, clock: Clock,
+              tracker: Tracker, engine: DeliveryEngine) -> None:
+    scheduler.add_job(tracker.poll_due, "interval", seconds=settings.polling.tick_seconds,
+                      id="poll-due", max_instances=1, coalesce=True)
+    scheduler.add_job(engine.pump.run, "interval", seconds=settings.delivery.tick_seconds,
+                      id="deliver-due", max_instances=1, coalesce=True)
+    scheduler.add_job(_housekeeping, "interval",
+                      seconds=settings.subscriptions.housekeeping_seconds,
+                      args=(store, clock, settings), id="housekeeping", max_instances=1,
+                      coalesce=True)
+
+
+def _waker(tracker: Tracker, engine: DeliveryEngine) -> Callable[[str], None]:
+    """What another instance's NOTIFY wakes here."""
+    def wake(kind: str) -> None:
+        if kind == "polls":
+            tracker.wake()
+        else:
+            engine.wake()
+    return wake
+
+
+async def _housekeeping(store: Store, clock: Clock, settings: Settings) -> None:
+    """Subscriptions that have failed too long are disabled; old idempotency keys and
+    history past its retention go."""
+    now = clock.now()
+    try:
+        for sub_id in await store.disable_failing_subscriptions(
+                now, settings.subscriptions.disable_after):
+            log.warning("subscription %s disabled: its deliveries have failed for %g s",
+                        sub_id, settings.subscriptions.disable_after)
+        await store.prune_idempotency_keys(now - timedelta(seconds=settings.idempotency.ttl))
+        days = settings.retention.history_days
+        if days is not None:
+            before = now - timedelta(days=days)
+            pruned = 0
+            # One short transaction per batch, with the event loop free in between.
+            while (n := await store.prune_history(before, settings.retention.batch_size)):
+                pruned += n
+                await asyncio.sleep(0)
+            if pruned:
+                log.info("retention: deleted %d events older than %g days", pruned, days)
+    except Exception:  # the next round tries again
+        log.exception("housekeeping failed")
+
+
+def _warn_unreachable_pushes(settings: Settings) -> None:
+    if settings.server.public_url is not None:
+        return
+    for name, p in settings.providers.items():
+        if p.dialect == "seedance2ink" and not p.sandbox:
+            log.warning("provider %s pushes results to this relay, but server.public_url is "
+                        "not set: it is told %s, which it likely cannot reach; results "
+                        "then arrive only by the slow safety poll", name, own_address(settings))
+
+
+async def _store_unavailable(request: Any, exc: Exception) -> Any:
+    # The database is down or refused: the request may be retried, nothing was half-done
+    # (every store call is one transaction).
+    log.error("database error on %s %s: %s", request.method, request.url.path, exc)
+    return error_response(503, "database_unavailable",
+                          "the database is unavailable; retry shortly")
 
 
 async def _not_found(request: Any, exc: Exception) -> Any:

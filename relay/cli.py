@@ -5,19 +5,32 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sys
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import click
 
+from relay import operations
 from relay.config import Settings, load_settings, redacted
 from relay.errors import RelayError
 from relay.ids import new_id
-from relay.models import Account
+from relay.models import (
+    Account,
+    Delivery,
+    DeliveryStatus,
+    Event,
+    EventType,
+    Subscription,
+    SubscriptionStatus,
+    iso,
+)
 from relay.signing import generate_api_key, generate_webhook_secret, hash_api_key
 from relay.store import open_store
+from relay.store.interface import EventQuery, ReplayQuery, Store
 
 T = TypeVar("T")
 
@@ -44,15 +57,20 @@ def main() -> None:
 @config_option
 @click.option("--host", default=None, help="Override server.host.")
 @click.option("--port", type=int, default=None, help="Override server.port.")
-def serve(config: str | None, host: str | None, port: int | None) -> None:
+@click.option("--role", type=click.Choice(["all", "api", "worker"]), default="all",
+              show_default=True,
+              help="api: the HTTP API only; worker: polling and delivery (serving only "
+                   "/healthz and /readyz); all: both. api and worker need PostgreSQL.")
+def serve(config: str | None, host: str | None, port: int | None, role: str) -> None:
     """Run the relay (API, polling and delivery); migrates the database first."""
     import uvicorn
 
-    from relay.app import check_runtime, create_app
+    from relay.app import ROLES, check_runtime, create_app
 
     settings = _settings(config)
+    chosen = next(r for r in ROLES if r == role)
     try:
-        check_runtime(settings)
+        check_runtime(settings, chosen)
     except RelayError as exc:
         raise click.ClickException(f"configuration: {exc}") from None
     overrides = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
@@ -64,7 +82,8 @@ def serve(config: str | None, host: str | None, port: int | None) -> None:
     # Every tick and every provider request at INFO would drown what matters.
     for noisy in ("apscheduler", "httpx"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
-    uvicorn.run(create_app(settings), host=settings.server.host, port=settings.server.port,
+    uvicorn.run(create_app(settings, role=chosen), host=settings.server.host,
+                port=settings.server.port,
                 log_level=settings.log_level, timeout_graceful_shutdown=int(
                     settings.delivery.timeout) + 5)
 
@@ -129,6 +148,200 @@ def accounts_create(config: str | None, name: str) -> None:
     click.echo(f"api key:         {api_key}")
     click.echo(f"callback secret: {secret}")
     click.echo("Keep both now: the relay stores only a hash of the key.", err=True)
+
+
+PICKED_UP = ("A running relay (`relay serve` on the same database) sends the new deliveries "
+             "by itself at its next delivery tick (delivery.tick_seconds, 1 s by default).")
+
+
+def _time(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
+    """ISO 8601 with ``Z`` or an offset; without one, UTC."""
+    if value is None:
+        return None
+    try:
+        return operations.parse_time(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not an ISO 8601 time (e.g. 2026-06-01T12:00:00Z, "
+            "2026-06-01T14:00+02:00, or 2026-06-01 for midnight UTC)", ctx, param) from None
+
+
+account_option = click.option(
+    "--account", "-a", "account_id", required=True, metavar="ACCOUNT_ID",
+    help="The account whose events or subscriptions these are.")
+since_option = click.option(
+    "--since", metavar="TIME", callback=_time,
+    help="Only events created at or after this time (ISO 8601; no offset means UTC).")
+
+
+@main.group()
+def events() -> None:
+    """Read an account's event feed and send events again."""
+
+
+@events.command("list", short_help="List an account's events, newest first.")
+@config_option
+@account_option
+@click.option("--type", "event_type", type=click.Choice([t.value for t in EventType]),
+              default=None, help="Only events of this type.")
+@click.option("--task-id", default=None, help="Only events of this task.")
+@since_option
+@click.option("--until", metavar="TIME", callback=_time,
+              help="Only events created before this time (ISO 8601; no offset means UTC).")
+@click.option("--failed", is_flag=True,
+              help="Only events with a delivery that failed (gave up after its whole retry "
+                   "schedule): what a receiver missed.")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True,
+              help="Print at most this many events.")
+def events_list(config: str | None, account_id: str, event_type: str | None,
+                task_id: str | None, since: datetime | None, until: datetime | None,
+                failed: bool, limit: int) -> None:
+    """List an account's events, newest first: id, type, task id, created at (UTC)."""
+    settings = _database_settings(config)
+    query = EventQuery(type=EventType(event_type) if event_type else None, task_id=task_id,
+                       since=since, until=until,
+                       delivery_status=DeliveryStatus.FAILED if failed else None)
+
+    async def run() -> int:
+        printed = 0
+        async with _store(settings) as store:
+            async for event in operations.iter_events(store, account_id, query, limit):
+                click.echo(_event_line(event))
+                printed += 1
+        return printed
+
+    if not _run(run()):
+        click.echo("no events match", err=True)
+
+
+@events.command("redeliver", epilog=PICKED_UP, short_help="Send a stored event again.")
+@config_option
+@click.argument("event_id")
+@account_option
+@click.option("--destination", "destination_id", default=None, metavar="DST_ID",
+              help="Send it only to this destination (a subscription id or a task callback's "
+                   "destination id); default: every active destination it was sent to.")
+def events_redeliver(config: str | None, event_id: str, account_id: str,
+                     destination_id: str | None) -> None:
+    """Send a stored event again: one new delivery per destination; prints them."""
+    settings = _database_settings(config)
+
+    async def run() -> list[Delivery]:
+        async with _store(settings) as store:
+            return await operations.redeliver(store, account_id, event_id, destination_id,
+                                              datetime.now(UTC))
+
+    for delivery in _run(run()):
+        click.echo(f"{delivery.id}  {delivery.destination_id}  {delivery.status.value}  "
+                   f"{delivery.url}")
+
+
+@main.group()
+def subscriptions() -> None:
+    """List an account's subscriptions and replay events to one."""
+
+
+@subscriptions.command("list", short_help="List an account's subscriptions.")
+@config_option
+@account_option
+def subscriptions_list(config: str | None, account_id: str) -> None:
+    """List an account's subscriptions, newest first: id, status, url, event types, and
+    since when it fails or why it was disabled."""
+    settings = _database_settings(config)
+
+    async def run() -> int:
+        printed = 0
+        async with _store(settings) as store:
+            async for subscription in operations.iter_subscriptions(store, account_id):
+                click.echo(_subscription_line(subscription))
+                printed += 1
+        return printed
+
+    if not _run(run()):
+        click.echo("no subscriptions", err=True)
+
+
+@subscriptions.command("replay", epilog=PICKED_UP,
+                       short_help="Send a subscription a time range of events again.")
+@config_option
+@click.argument("sub_id")
+@account_option
+@since_option
+@click.option("--until", metavar="TIME", callback=_time,
+              help="Only events created before this time (ISO 8601; no offset means UTC). "
+                   "Default: when the command starts.")
+@click.option("--only-failed", is_flag=True,
+              help="Only events whose deliveries to this subscription failed, none succeeding.")
+@click.option("--batch", type=click.IntRange(1, 10_000), default=1000, show_default=True,
+              help="Events written per transaction (each holds the database's write lock).")
+@click.option("--dry-run", is_flag=True, help="Only count what would be replayed.")
+def subscriptions_replay(config: str | None, sub_id: str, account_id: str,
+                         since: datetime | None, until: datetime | None, only_failed: bool,
+                         batch: int, dry_run: bool) -> None:
+    """Send the subscription its account's events of a time range again, each task's events
+    in their order (one waits until the one before it is done).
+
+    Only the event types the subscription wants are sent. It counts first, then writes the
+    deliveries in batches, showing progress; any number of events is fine (one batch is held
+    at a time). A disabled subscription must be enabled first."""
+    settings = _database_settings(config)
+    now = datetime.now(UTC)
+    query = ReplayQuery(since=since, until=until, only_failed=only_failed)
+
+    async def run() -> tuple[operations.ReplayPlan, int]:
+        async with _store(settings) as store:
+            plan = await operations.plan_replay(store, account_id, sub_id, query, now)
+            if dry_run or not plan.count:
+                return plan, 0
+            with click.progressbar(length=plan.count, label=f"replaying to {sub_id}",
+                                   show_pos=True, show_percent=True, file=sys.stderr) as bar:
+                replayed = await operations.run_replay(store, plan, now, batch, bar.update)
+            return plan, replayed
+
+    plan, replayed = _run(run())
+    target = f"{sub_id} ({plan.subscription.url})"
+    if dry_run:
+        click.echo(f"would replay {_events(plan.count)} to {target}")
+    else:
+        click.echo(f"replayed {_events(replayed)} to {target}")
+
+
+def _database_settings(config: str | None) -> Settings:
+    """Settings for a command that works on an existing database (never creates one)."""
+    settings = _settings(config)
+    path = settings.sqlite_path
+    if path is not None and not os.path.exists(path):
+        raise click.ClickException(
+            f"no database at {path}: check database_url, or run `relay migrate` first")
+    return settings
+
+
+@asynccontextmanager
+async def _store(settings: Settings) -> AsyncIterator[Store]:
+    store = open_store(settings.database_url)
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+def _event_line(event: Event) -> str:
+    return f"{event.id}  {event.type.value:<14}  {event.task_id or '-'}  {iso(event.created_at)}"
+
+
+def _subscription_line(s: Subscription) -> str:
+    types = (",".join(sorted(t.value for t in s.event_types)) if s.event_types is not None
+             else "terminal (default)")
+    line = f"{s.id}  {s.status.value:<8}  {s.url}  {types}"
+    if s.status is SubscriptionStatus.DISABLED:
+        line += f"  disabled {iso(s.disabled_at)}: {s.disabled_reason or 'no reason given'}"
+    elif s.failing_since is not None:
+        line += f"  failing since {iso(s.failing_since)}"
+    return line
+
+
+def _events(n: int) -> str:
+    return f"{n} event" if n == 1 else f"{n} events"
 
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:

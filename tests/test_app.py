@@ -8,7 +8,7 @@ import pytest
 
 from relay.app import create_app
 from relay.config import Settings
-from relay.errors import StoreError
+from relay.errors import ConfigError, StoreError
 
 
 async def test_a_second_relay_on_the_same_sqlite_file_is_refused(tmp_path: Path) -> None:
@@ -23,3 +23,20 @@ async def test_a_second_relay_on_the_same_sqlite_file_is_refused(tmp_path: Path)
     # Once the first one has stopped, the file is free again.
     async with second.router.lifespan_context(second):
         pass
+
+
+@pytest.mark.parametrize("role", ["api", "worker"])
+def test_split_roles_need_postgresql(tmp_path: Path, role: str) -> None:
+    settings = Settings.from_mapping(
+        {"database_url": f"sqlite:///{tmp_path / 'relay.db'}"}, env={})
+    with pytest.raises(ConfigError, match=f"--role {role} needs PostgreSQL"):
+        create_app(settings, role=role)  # type: ignore[arg-type]
+
+
+def test_a_worker_serves_only_health_and_the_sandbox(tmp_path: Path) -> None:
+    settings = Settings.from_mapping(
+        {"database_url": "postgresql://postgres@127.0.0.1:5432/test"}, env={})
+    paths = {getattr(r, "path", "") for r in create_app(settings, role="worker").routes}
+    assert paths == {"/healthz", "/readyz", "/sandbox"}
+    api = {getattr(r, "path", "") for r in create_app(settings, role="api").routes}
+    assert {"/v1/tasks", "/v1/subscriptions", "/healthz"} <= api

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import logging
 import math
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from relay.errors import ApiError, BadRequest, PayloadTooLarge, Unauthorized
-from relay.models import Account
+from relay.models import Account, Attempt, Delivery, iso
 from relay.services import Services
 from relay.signing import hash_api_key
 
@@ -92,3 +93,49 @@ async def authenticate(request: Request) -> Account:
     if account is None:
         raise Unauthorized("the API key is not valid")
     return account
+
+
+# --- shared by the route modules ---
+
+
+async def has_body(request: Request) -> bool:
+    return request.headers.get("content-length", "0") != "0" or \
+        "chunked" in request.headers.get("transfer-encoding", "")
+
+
+def delivery_json(d: Delivery) -> dict[str, Any]:
+    return {"id": d.id, "event_id": d.event_id, "destination_id": d.destination_id,
+            "url": d.url, "status": d.status.value, "attempt_count": d.attempt_count,
+            "next_attempt_at": iso(d.next_attempt_at), "created_at": iso(d.created_at),
+            "updated_at": iso(d.updated_at)}
+
+
+def attempt_json(a: Attempt) -> dict[str, Any]:
+    return {"number": a.number, "started_at": iso(a.started_at), "latency_ms": a.latency_ms,
+            "outcome": a.outcome, "status_code": a.status_code, "error": a.error,
+            "response_snippet": a.response_snippet}
+
+
+def cursor_position(request: Request, cursor: str | None, order: str) -> int | None:
+    if cursor is None:
+        return None
+    value = services(request).tokens.read_cursor(cursor)
+    if not (isinstance(value, list) and len(value) == 2 and value[1] == order
+            and isinstance(value[0], int)):
+        raise BadRequest("the cursor is not valid (or was made for another order)",
+                         code="invalid_cursor")
+    return value[0]
+
+
+def next_cursor(request: Request, after: int | None, order: str) -> str | None:
+    return None if after is None else services(request).tokens.cursor([after, order])
+
+
+def parse_time(name: str, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadRequest(f"{name}: not an ISO 8601 time", code="invalid_request") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

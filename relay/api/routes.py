@@ -3,19 +3,39 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from relay.api.http import authenticate, json_response, read_json, services
+from relay.api.http import (
+    attempt_json,
+    authenticate,
+    cursor_position,
+    delivery_json,
+    has_body,
+    json_response,
+    next_cursor,
+    parse_time,
+    read_json,
+    services,
+)
+from relay.api.idempotency import idempotent
 from relay.api.schemas import CreateTask, EventList, Redeliver, TaskList, parse
-from relay.errors import ApiError, BadRequest, NotFound, ProviderUnavailable
-from relay.models import Attempt, Delivery, Event, FaultKind, iso
+from relay.api.subscriptions import subscription_routes
+from relay.errors import (
+    ApiError,
+    BadRequest,
+    Conflict,
+    NotFound,
+    PayloadTooLarge,
+    ProviderUnavailable,
+)
+from relay.models import Account, Event, FaultKind, ProviderFault, iso
+from relay.providers import ProviderClient
+from relay.registration import ProviderRejected, Registration
 from relay.store.interface import EventQuery, TaskQuery
-from relay.tracker import ProviderRejected, Registration
 
 
 async def me(request: Request) -> Response:
@@ -32,12 +52,17 @@ async def callback_secret(request: Request) -> Response:
 
 async def create_task(request: Request) -> Response:
     account = await authenticate(request)
-    body = parse(CreateTask, await read_json(request))
+    raw = await read_json(request)
+    return await idempotent(request, account, raw, lambda: _create_task(request, account, raw))
+
+
+async def _create_task(request: Request, account: Account, raw: dict[str, Any]) -> Response:
+    body = parse(CreateTask, raw)
     reg = Registration(
         provider=body.provider, provider_task_id=body.provider_task_id, input=body.input,
         callback_url=body.callback_url,
         callback_events=frozenset(body.callback_events) if body.callback_events else None,
-        reference=body.reference, metadata=body.metadata)
+        reference=body.reference, metadata=body.metadata, input_format=body.input_format)
     try:
         task = await services(request).tracker.register(account, reg)
     except ProviderRejected as rejected:
@@ -51,10 +76,10 @@ async def list_tasks(request: Request) -> Response:
     svc = services(request)
     page = await svc.store.list_tasks(account.id, TaskQuery(
         status=q.status, provider=q.provider, reference=q.reference,
-        after=_after(request, q.cursor, q.order), limit=q.limit, order=q.order))
+        after=cursor_position(request, q.cursor, q.order), limit=q.limit, order=q.order))
     return json_response({
         "data": [t.to_json() for t in page.items],
-        "next_cursor": _cursor(request, page.next_after, q.order)})
+        "next_cursor": next_cursor(request, page.next_after, q.order)})
 
 
 async def get_task(request: Request) -> Response:
@@ -72,16 +97,81 @@ async def refresh_task(request: Request) -> Response:
     return json_response(task.to_json())
 
 
+async def cancel_task(request: Request) -> Response:
+    account = await authenticate(request)
+    task = await services(request).tracker.cancel(account.id, request.path_params["task_id"])
+    return json_response(task.to_json())
+
+
+INBOUND_BODY_LIMIT = 64 * 1024
+"""A push is only a hint, read for the log: more than this is not a webhook we expect."""
+
+
+async def inbound(request: Request) -> Response:
+    """A push provider's webhook: the token in the path is the credential and names the
+    task. Anything wrong with it is a 404 that changes nothing."""
+    svc = services(request)
+    provider = request.path_params["provider"]
+    named = svc.tokens.read_inbound(request.path_params["token"])
+    if named is None or named[0] != provider:
+        raise NotFound("no such inbound webhook")
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > INBOUND_BODY_LIMIT:
+            raise PayloadTooLarge(f"the body is over {INBOUND_BODY_LIMIT} bytes")
+    _, account_id, task_id = named
+    if not await svc.tracker.pushed(account_id, task_id):
+        raise NotFound("no such inbound webhook")
+    return json_response({"received": True}, status_code=202)
+
+
+async def list_providers(request: Request) -> Response:
+    await authenticate(request)
+    svc = services(request)
+    return json_response({"data": [_provider(p) for p in svc.providers.values()]})
+
+
+async def moderate(request: Request) -> Response:
+    """The provider's image moderation, passed through so callers keep one API: the
+    provider's answer comes back as it is, status and body."""
+    await authenticate(request)
+    svc = services(request)
+    name = request.path_params["provider"]
+    client = svc.providers.get(name)
+    if client is None:
+        raise NotFound(f"no provider {name}")
+    if client.moderation_path is None:
+        raise Conflict(f"provider {name!r} offers no image moderation", code="not_supported")
+    answer = await client.moderate(await read_json(request))
+    if isinstance(answer, ProviderFault):
+        raise ProviderUnavailable(f"the provider could not moderate now: {answer.message}")
+    if answer.status_code >= 500 or answer.status_code in (401, 403):
+        # The relay's own key or the provider failed: not the caller's doing, so not
+        # passed through as if it were (a 401 would read as "your relay key is wrong").
+        raise ProviderUnavailable(f"the provider answered HTTP {answer.status_code}")
+    content_type = answer.headers.get("content-type", "application/json")
+    return Response(answer.body, status_code=answer.status_code, media_type=content_type)
+
+
+def _provider(client: ProviderClient) -> dict[str, Any]:
+    health = client.health().to_json()
+    return {**health, "can_cancel": bool(client.dialect.cancellable),
+            "pushes": client.dialect.pushes,
+            "moderation": client.moderation_path is not None}
+
+
 async def list_events(request: Request) -> Response:
     account = await authenticate(request)
     q = parse(EventList, dict(request.query_params))
     page = await services(request).store.list_events(account.id, EventQuery(
-        type=q.type, task_id=q.task_id, since=_time("since", q.since),
-        until=_time("until", q.until), after=_after(request, q.cursor, q.order),
+        type=q.type, task_id=q.task_id, delivery_status=q.delivery_status,
+        since=parse_time("since", q.since),
+        until=parse_time("until", q.until), after=cursor_position(request, q.cursor, q.order),
         limit=q.limit, order=q.order))
     return json_response({
         "data": [_envelope(e) for e in page.items],
-        "next_cursor": _cursor(request, page.next_after, q.order)})
+        "next_cursor": next_cursor(request, page.next_after, q.order)})
 
 
 async def get_event(request: Request) -> Response:
@@ -95,14 +185,14 @@ async def event_deliveries(request: Request) -> Response:
     event = await _event(request, account.id)
     views = await services(request).store.event_deliveries(account.id, event.id)
     return json_response({"data": [
-        {**_delivery(v.delivery), "attempts": [_attempt(a) for a in v.attempts]}
+        {**delivery_json(v.delivery), "attempts": [attempt_json(a) for a in v.attempts]}
         for v in views]})
 
 
 async def redeliver_event(request: Request) -> Response:
     account = await authenticate(request)
     event = await _event(request, account.id)
-    raw = await read_json(request) if await _has_body(request) else {}
+    raw = await read_json(request) if await has_body(request) else {}
     body = parse(Redeliver, raw)
     svc = services(request)
     created = await svc.store.redeliver(account.id, event.id, body.destination_id,
@@ -111,7 +201,7 @@ async def redeliver_event(request: Request) -> Response:
         raise NotFound(f"event {event.id} has no destination "
                        f"{body.destination_id or ''}".rstrip())
     svc.delivery.wake()
-    return json_response({"data": [_delivery(d) for d in created]}, status_code=202)
+    return json_response({"data": [delivery_json(d) for d in created]}, status_code=202)
 
 
 async def healthz(request: Request) -> Response:
@@ -137,51 +227,14 @@ async def _event(request: Request, account_id: str) -> Event:
     return event
 
 
-async def _has_body(request: Request) -> bool:
-    return request.headers.get("content-length", "0") != "0" or \
-        "chunked" in request.headers.get("transfer-encoding", "")
-
 
 def _envelope(event: Event) -> Any:
     return json.loads(event.body)
 
 
-def _delivery(d: Delivery) -> dict[str, Any]:
-    return {"id": d.id, "event_id": d.event_id, "destination_id": d.destination_id,
-            "url": d.url, "status": d.status.value, "attempt_count": d.attempt_count,
-            "next_attempt_at": iso(d.next_attempt_at), "created_at": iso(d.created_at),
-            "updated_at": iso(d.updated_at)}
 
 
-def _attempt(a: Attempt) -> dict[str, Any]:
-    return {"number": a.number, "started_at": iso(a.started_at), "latency_ms": a.latency_ms,
-            "outcome": a.outcome, "status_code": a.status_code, "error": a.error,
-            "response_snippet": a.response_snippet}
 
-
-def _after(request: Request, cursor: str | None, order: str) -> int | None:
-    if cursor is None:
-        return None
-    value = services(request).tokens.read_cursor(cursor)
-    if not (isinstance(value, list) and len(value) == 2 and value[1] == order
-            and isinstance(value[0], int)):
-        raise BadRequest("the cursor is not valid (or was made for another order)",
-                         code="invalid_cursor")
-    return value[0]
-
-
-def _cursor(request: Request, after: int | None, order: str) -> str | None:
-    return None if after is None else services(request).tokens.cursor([after, order])
-
-
-def _time(name: str, value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise BadRequest(f"{name}: not an ISO 8601 time", code="invalid_request") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _provider_error(rejected: ProviderRejected) -> ApiError:
@@ -193,13 +246,17 @@ def _provider_error(rejected: ProviderRejected) -> ApiError:
 
 
 def routes() -> list[Route]:
-    return [
+    return [*subscription_routes(),
         Route("/v1/me", me),
         Route("/v1/callback-secret", callback_secret),
         Route("/v1/tasks", create_task, methods=["POST"]),
         Route("/v1/tasks", list_tasks, methods=["GET"]),
         Route("/v1/tasks/{task_id}", get_task),
         Route("/v1/tasks/{task_id}/refresh", refresh_task, methods=["POST"]),
+        Route("/v1/tasks/{task_id}/cancel", cancel_task, methods=["POST"]),
+        Route("/v1/providers", list_providers),
+        Route("/v1/providers/{provider}/moderations", moderate, methods=["POST"]),
+        Route("/v1/inbound/{provider}/{token}", inbound, methods=["POST"]),
         Route("/v1/events", list_events),
         Route("/v1/events/{event_id}", get_event),
         Route("/v1/events/{event_id}/deliveries", event_deliveries),

@@ -4,6 +4,7 @@ input with (and, later, documents in OpenAPI)."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Annotated, Any, Literal, TypeVar
 
 import httpx
@@ -18,7 +19,7 @@ from pydantic import (
 )
 
 from relay.errors import BadRequest
-from relay.models import EventType, TaskStatus
+from relay.models import DeliveryStatus, EventType, TaskStatus
 
 M = TypeVar("M", bound=BaseModel)
 METADATA_MAX_BYTES = 16 * 1024
@@ -54,6 +55,9 @@ class CreateTask(_Strict):
     provider: Annotated[str, Field(min_length=1, max_length=64)]
     provider_task_id: Annotated[str, Field(min_length=1, max_length=256)] | None = None
     input: dict[str, Any] | None = None
+    input_format: Literal["native", "unified"] | None = None
+    """How to read ``input``: the provider's own body, or the provider-neutral form the relay
+    translates. Omitted: neutral when every key is a neutral key (see the README)."""
     callback_url: HttpUrl | None = None
     callback_events: list[EventType] | None = None
     reference: Annotated[str, Field(max_length=256)] | None = None
@@ -64,6 +68,12 @@ class CreateTask(_Strict):
         if (self.provider_task_id is None) == (self.input is None):
             raise ValueError("give exactly one of provider_task_id (track a task you created) "
                              "or input (the relay creates it)")
+        return self
+
+    @model_validator(mode="after")
+    def _format_needs_input(self) -> CreateTask:
+        if self.input_format is not None and self.input is None:
+            raise ValueError("input_format describes input, which is missing")
         return self
 
     @field_validator("callback_events")
@@ -99,9 +109,100 @@ class EventList(_Strict):
     task_id: str | None = None
     since: Annotated[str, Field(max_length=40)] | None = None
     until: Annotated[str, Field(max_length=40)] | None = None
+    delivery_status: DeliveryStatus | None = None
     cursor: str | None = None
     limit: Annotated[int, Field(ge=1, le=200)] = 50
     order: Literal["asc", "desc"] = "desc"
+
+
+RESERVED_HEADERS = frozenset({
+    "content-type", "content-length", "user-agent", "host", "connection", "transfer-encoding",
+    "webhook-id", "webhook-timestamp", "webhook-signature", "expect", "te", "upgrade",
+    "keep-alive", "proxy-authorization", "trailer"})
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$")
+_VALUE = re.compile(r"^[\x20-\x7e]{0,1024}$")
+
+
+def _static_headers(value: dict[str, str] | None) -> dict[str, str] | None:
+    if value is None:
+        return None
+    if len(value) > 10:
+        raise ValueError("at most 10 headers")
+    for name, text in value.items():
+        if not _TOKEN.match(name):
+            raise ValueError(f"{name!r} is not a valid header name")
+        if name.lower() in RESERVED_HEADERS:
+            raise ValueError(f"{name} is set by the relay itself")
+        if not _VALUE.match(text):
+            raise ValueError(f"the value of {name} must be printable ASCII, at most 1024 "
+                             f"characters")
+    return value
+
+
+def _task_event_types(value: list[EventType]) -> list[EventType]:
+    wrong = [t.value for t in value if t not in TASK_EVENT_TYPES]
+    if wrong:
+        # relay.test goes to the subscription tested, whatever its filter.
+        raise ValueError(f"not task event types: {', '.join(wrong)}")
+    return value
+
+
+EventTypes = Annotated[list[EventType], Field(min_length=1, max_length=len(EventType)),
+                       AfterValidator(_task_event_types)]
+
+
+class CreateSubscription(_Strict):
+    url: HttpUrl | None = None
+    target_url: HttpUrl | None = None
+    """Zapier's name for ``url``."""
+    event_types: EventTypes | None = None
+    description: Annotated[str, Field(max_length=500)] | None = None
+    headers: Annotated[dict[str, str] | None, AfterValidator(_static_headers)] = None
+    rate_limit: Annotated[float, Field(gt=0, le=10_000)] | None = None
+
+    @model_validator(mode="after")
+    def _one_url(self) -> CreateSubscription:
+        if self.url is None and self.target_url is None:
+            raise ValueError("give url (or target_url, as Zapier calls it)")
+        if self.url is not None and self.target_url is not None \
+                and self.url != self.target_url:
+            raise ValueError("url and target_url differ; give one")
+        return self
+
+    @property
+    def destination(self) -> str:
+        found = self.url or self.target_url
+        assert found is not None
+        return found
+
+
+class UpdateSubscription(_Strict):
+    url: HttpUrl | None = None
+    target_url: HttpUrl | None = None
+    event_types: EventTypes | None = None
+    description: Annotated[str, Field(max_length=500)] | None = None
+    headers: Annotated[dict[str, str] | None, AfterValidator(_static_headers)] = None
+    rate_limit: Annotated[float, Field(gt=0, le=10_000)] | None = None
+
+
+class EnableSubscription(_Strict):
+    replay: bool = True
+    """Re-send what the subscription missed while it was disabled."""
+
+
+class RotateSecret(_Strict):
+    grace_seconds: Annotated[float, Field(ge=0, le=7 * 86400)] | None = None
+
+
+class ReplayRequest(_Strict):
+    since: Annotated[str, Field(max_length=40)] | None = None
+    until: Annotated[str, Field(max_length=40)] | None = None
+    only_failed: bool = False
+
+
+class SubscriptionList(_Strict):
+    cursor: str | None = None
+    limit: Annotated[int, Field(ge=1, le=200)] = 50
 
 
 class Redeliver(_Strict):

@@ -1,0 +1,250 @@
+"""The subscriber routes (DESIGN §7): REST-hook subscriptions, their secrets, test events,
+replays, and the callback secret's rotation."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from relay.api.http import (
+    authenticate,
+    cursor_position,
+    has_body,
+    json_response,
+    next_cursor,
+    parse_time,
+    read_json,
+    services,
+)
+from relay.api.idempotency import idempotent
+from relay.api.schemas import (
+    CreateSubscription,
+    EnableSubscription,
+    ReplayRequest,
+    RotateSecret,
+    SubscriptionList,
+    UpdateSubscription,
+    parse,
+)
+from relay.errors import BadRequest, Conflict, NotFound
+from relay.ids import new_id
+from relay.models import (
+    Account,
+    DeliveryStatus,
+    Event,
+    EventType,
+    Subscription,
+    SubscriptionStatus,
+    iso,
+)
+from relay.operations import plan_replay, run_replay
+from relay.signing import generate_webhook_secret
+from relay.store.interface import ReplayQuery
+from relay.transitions import envelope
+
+REPLAY_BATCH = 1000
+
+
+async def create_subscription(request: Request) -> Response:
+    account = await authenticate(request)
+    raw = await read_json(request)
+
+    async def answer() -> Response:
+        body = parse(CreateSubscription, raw)
+        svc = services(request)
+        now = svc.clock.now()
+        sub = Subscription(
+            id=new_id("sub"), account_id=account.id, url=body.destination,
+            event_types=frozenset(body.event_types) if body.event_types else None,
+            status=SubscriptionStatus.ACTIVE, created_at=now, updated_at=now,
+            description=body.description, headers=tuple(sorted((body.headers or {}).items())),
+            rate_limit=body.rate_limit)
+        secret = generate_webhook_secret()
+        await svc.store.create_subscription(sub, secret)
+        # The secret is shown here and on rotation only.
+        return json_response({**sub.to_json(), "secret": secret}, status_code=201)
+
+    return await idempotent(request, account, raw, answer)
+
+
+async def list_subscriptions(request: Request) -> Response:
+    account = await authenticate(request)
+    q = parse(SubscriptionList, dict(request.query_params))
+    page = await services(request).store.list_subscriptions(
+        account.id, cursor_position(request, q.cursor, "desc"), q.limit)
+    return json_response({"data": [s.to_json() for s in page.items],
+                          "next_cursor": next_cursor(request, page.next_after, "desc")})
+
+
+async def get_subscription(request: Request) -> Response:
+    account = await authenticate(request)
+    return json_response((await _subscription(request, account)).to_json())
+
+
+async def update_subscription(request: Request) -> Response:
+    account = await authenticate(request)
+    body = parse(UpdateSubscription, await read_json(request))
+    changes: dict[str, Any] = body.model_dump(exclude_unset=True)
+    if "target_url" in changes:
+        target = changes.pop("target_url")
+        if "url" in changes and changes["url"] != target:
+            raise BadRequest("url and target_url differ; give one", code="invalid_request")
+        changes["url"] = target
+    if not changes:
+        raise BadRequest("nothing to change", code="invalid_request")
+    if changes.get("url", "") is None:
+        raise BadRequest("url: cannot be null", code="invalid_request")
+    if "event_types" in changes and changes["event_types"] is not None:
+        changes["event_types"] = frozenset(EventType(t) for t in changes["event_types"])
+    svc = services(request)
+    sub_id = request.path_params["sub_id"]
+    updated = await svc.store.update_subscription(account.id, sub_id, changes, svc.clock.now())
+    if updated is None:
+        raise NotFound(f"no subscription {sub_id}")
+    return json_response(updated.to_json())
+
+
+async def delete_subscription(request: Request) -> Response:
+    account = await authenticate(request)
+    svc = services(request)
+    sub_id = request.path_params["sub_id"]
+    if not await svc.store.delete_subscription(account.id, sub_id, svc.clock.now()):
+        raise NotFound(f"no subscription {sub_id}")
+    return json_response({"id": sub_id, "deleted": True})
+
+
+async def enable_subscription(request: Request) -> Response:
+    account = await authenticate(request)
+    body = parse(EnableSubscription, await read_json(request) if await has_body(request)
+                 else {})
+    svc = services(request)
+    sub_id = request.path_params["sub_id"]
+    now = svc.clock.now()
+    enabled = await svc.store.enable_subscription(account.id, sub_id, now)
+    if enabled is None:
+        raise NotFound(f"no subscription {sub_id}")
+    sub, missed_since = enabled
+    replayed = 0
+    if body.replay and missed_since is not None and missed_since < now:
+        replayed = await _replay(request, account, sub.id, ReplayQuery(since=missed_since))
+    return json_response({**sub.to_json(), "replayed": replayed,
+                          "missed_since": iso(missed_since)})
+
+
+async def disable_subscription(request: Request) -> Response:
+    account = await authenticate(request)
+    svc = services(request)
+    sub = await _subscription(request, account)
+    disabled = await svc.store.disable_subscription(account.id, sub.id, "disabled through the API",
+                                                    svc.clock.now())
+    assert disabled is not None
+    return json_response(disabled.to_json())
+
+
+async def rotate_subscription_secret(request: Request) -> Response:
+    account = await authenticate(request)
+    body = parse(RotateSecret, await read_json(request) if await has_body(request) else {})
+    svc = services(request)
+    sub_id = request.path_params["sub_id"]
+    now = svc.clock.now()
+    until = now + timedelta(seconds=_grace(request, body))
+    secret = generate_webhook_secret()
+    sub = await svc.store.rotate_subscription_secret(account.id, sub_id, secret, until, now)
+    if sub is None:
+        raise NotFound(f"no subscription {sub_id}")
+    return json_response({**sub.to_json(), "secret": secret})
+
+
+async def rotate_callback_secret(request: Request) -> Response:
+    account = await authenticate(request)
+    body = parse(RotateSecret, await read_json(request) if await has_body(request) else {})
+    svc = services(request)
+    until = svc.clock.now() + timedelta(seconds=_grace(request, body))
+    secret = generate_webhook_secret()
+    await svc.store.rotate_callback_secret(account.id, secret, until)
+    return json_response({"secret": secret, "previous_secret_expires_at": iso(until)})
+
+
+async def test_subscription(request: Request) -> Response:
+    """Send a signed ``relay.test`` event now and answer with what the receiver said."""
+    account = await authenticate(request)
+    sub = await _subscription(request, account)
+    if sub.status is not SubscriptionStatus.ACTIVE:
+        raise Conflict("the subscription is disabled; enable it first", code="disabled")
+    svc = services(request)
+    now = svc.clock.now()
+    event_id = new_id("evt")
+    event = Event(id=event_id, account_id=account.id, task_id=None, type=EventType.RELAY_TEST,
+                  sequence=0, created_at=now, body=envelope(
+                      event_id, EventType.RELAY_TEST, 0, now,
+                      {"subscription_id": sub.id,
+                       "message": "A test event from the Seedance relay: answer 2xx."}))
+    due = await svc.store.insert_test_delivery(event, sub.id, svc.delivery.owner, now,
+                                               svc.delivery.lease_seconds)
+    if due is None:  # deleted meanwhile
+        raise NotFound(f"no subscription {sub.id}")
+    record = await svc.delivery.send_now(due)
+    a = record.attempt
+    return json_response({
+        "event_id": event_id, "delivery_id": due.id,
+        "delivered": record.status is DeliveryStatus.SUCCEEDED,
+        "status_code": a.status_code, "latency_ms": a.latency_ms, "error": a.error,
+        "response_snippet": a.response_snippet})
+
+
+async def replay_subscription(request: Request) -> Response:
+    account = await authenticate(request)
+    body = parse(ReplayRequest, await read_json(request) if await has_body(request) else {})
+    sub = await _subscription(request, account)
+    if sub.status is not SubscriptionStatus.ACTIVE:
+        raise Conflict("the subscription is disabled; enable it first (which replays what "
+                       "it missed)", code="disabled")
+    query = ReplayQuery(since=parse_time("since", body.since),
+                        until=parse_time("until", body.until), only_failed=body.only_failed)
+    replayed = await _replay(request, account, sub.id, query)
+    return json_response({"subscription_id": sub.id, "replayed": replayed}, status_code=202)
+
+
+async def _replay(request: Request, account: Account, sub_id: str, query: ReplayQuery) -> int:
+    """Write the replay in batches (the store never holds more than one), then send."""
+    svc = services(request)
+    now = svc.clock.now()
+    plan = await plan_replay(svc.store, account.id, sub_id, query, now)
+    total = await run_replay(svc.store, plan, now, REPLAY_BATCH)
+    svc.delivery.wake()
+    return total
+
+
+async def _subscription(request: Request, account: Account) -> Subscription:
+    sub_id = request.path_params["sub_id"]
+    sub = await services(request).store.get_subscription(account.id, sub_id)
+    if sub is None:
+        raise NotFound(f"no subscription {sub_id}")
+    return sub
+
+
+def _grace(request: Request, body: RotateSecret) -> float:
+    if body.grace_seconds is not None:
+        return body.grace_seconds
+    return services(request).rotation_grace
+
+
+def subscription_routes() -> list[Route]:
+    base = "/v1/subscriptions/{sub_id}"
+    return [
+        Route("/v1/subscriptions", create_subscription, methods=["POST"]),
+        Route("/v1/subscriptions", list_subscriptions, methods=["GET"]),
+        Route(base, get_subscription, methods=["GET"]),
+        Route(base, update_subscription, methods=["PATCH"]),
+        Route(base, delete_subscription, methods=["DELETE"]),
+        Route(base + "/enable", enable_subscription, methods=["POST"]),
+        Route(base + "/disable", disable_subscription, methods=["POST"]),
+        Route(base + "/rotate-secret", rotate_subscription_secret, methods=["POST"]),
+        Route(base + "/test", test_subscription, methods=["POST"]),
+        Route(base + "/replay", replay_subscription, methods=["POST"]),
+        Route("/v1/callback-secret/rotate", rotate_callback_secret, methods=["POST"]),
+    ]

@@ -15,19 +15,22 @@ import re
 import socket
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
 import httpx
+import psycopg
 import pytest
 import uvicorn
 import yaml
 from aiohttp import web
+from psycopg import sql
 
 from relay.app import create_app
 from relay.config import Settings
+from tests.store.conftest import _unavailable
 
 T = TypeVar("T")
 
@@ -92,15 +95,17 @@ def relay_config(
         "providers": {"sandbox": {
             "dialect": "ark", "base_url": None, "path_prefix": "/sandbox/ark/api/v3",
             "api_key": "sandbox",
-            "poll": {"min_interval": 0.1, "max_interval": 0.5, "expected_duration": 0.6}}},
+            # Every transition observed: the tests follow each task through all its events.
+            "poll": {"min_interval": 0.1, "max_interval": 0.5, "expected_duration": 0.6,
+                     "learn": False}}},
     }
     for name, values in sections.items():
         config[name] = {**config.get(name, {}), **values}
     return config
 
 
-def write_config(tmp_path: Path, config: Mapping[str, Any]) -> Path:
-    path = tmp_path / "relay.yaml"
+def write_config(tmp_path: Path, config: Mapping[str, Any], name: str = "relay.yaml") -> Path:
+    path = tmp_path / name
     path.write_text(yaml.safe_dump(dict(config), sort_keys=False), encoding="utf-8")
     return path
 
@@ -390,3 +395,61 @@ class RelayProcess:
             with contextlib.suppress(ProcessLookupError):
                 self.proc.kill()
             await self.proc.wait()
+
+
+# --- several processes: a shared provider, a shared PostgreSQL database --------------------
+
+
+def provider_config(tmp_path: Path, port: int, *, queued_seconds: float,
+                    running_seconds: float) -> dict[str, Any]:
+    """A relay process used only as the sandbox *provider* of other relays (on its own SQLite
+    file, tracking nothing). Unlike each relay's own sandbox it outlives a relay that is
+    killed, so its request log (:func:`provider_requests`) holds every poll of every relay."""
+    return relay_config(
+        tmp_path, port, polling={"tick_seconds": 5}, delivery={"tick_seconds": 5},
+        sandbox={"queued_seconds": queued_seconds, "running_seconds": running_seconds},
+    ) | {"database_url": f"sqlite:///{tmp_path / 'provider.db'}"}
+
+
+def sandbox_provider(base_url: str, **poll: float) -> dict[str, Any]:
+    """A ``providers.sandbox`` entry that talks to the Ark sandbox served at ``base_url``."""
+    return {"dialect": "ark", "base_url": base_url, "path_prefix": "/sandbox/ark/api/v3",
+            "api_key": "sandbox", "poll": dict(poll)}
+
+
+async def provider_requests(base_url: str) -> list[dict[str, Any]]:
+    """The provider API requests the sandbox served at ``base_url`` has logged, oldest first
+    (``GET /sandbox/_control/requests``; it keeps the last 10,000)."""
+    async with api_client(base_url) as client:
+        response = await client.get("/sandbox/_control/requests")
+        assert response.status_code == 200, response.text
+        records: list[dict[str, Any]] = response.json()["data"]
+        return records
+
+
+@contextlib.asynccontextmanager
+async def postgres_schema() -> AsyncIterator[str]:
+    """The URL of a fresh, empty schema in the database ``RELAY_TEST_POSTGRES_URL`` names,
+    dropped afterwards: what ``tests/store/conftest.py`` gives each contract test, here for
+    relay *processes* to share (they all get the same URL). Skips without PostgreSQL, fails
+    under ``CI=true``. Creating and dropping each open their own connection, so a test may
+    restart the database server in between."""
+    base = os.environ.get("RELAY_TEST_POSTGRES_URL")
+    if not base:
+        _unavailable("RELAY_TEST_POSTGRES_URL is not set "
+                     "(e.g. postgresql://postgres@127.0.0.1:5432/test)")
+    schema = f"relay_test_{os.urandom(8).hex()}"
+    try:
+        async with await psycopg.AsyncConnection.connect(
+                base, autocommit=True, connect_timeout=5) as admin:
+            await admin.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    except psycopg.Error as exc:
+        _unavailable(f"cannot connect to RELAY_TEST_POSTGRES_URL ({base}): {exc}")
+    try:
+        yield (f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{schema}"
+               f"&application_name={schema}")
+    finally:
+        async with await psycopg.AsyncConnection.connect(
+                base, autocommit=True, connect_timeout=5) as admin:
+            await admin.execute(
+                sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))

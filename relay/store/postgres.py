@@ -19,7 +19,6 @@ from relay.ids import new_id
 from relay.models import (
     Account,
     Delivery,
-    DeliveryStatus,
     Destination,
     DueDelivery,
     Event,
@@ -46,6 +45,7 @@ from relay.store.interface import (
 from relay.store.postgres_outbox import (
     CLAIM_DELIVERIES,
     DESTINATION_COLUMNS,
+    LOCK_SUBSCRIPTIONS,
     NO_SYNC,
     RECORD_ATTEMPTS,
     NewDelivery,
@@ -340,13 +340,14 @@ class PostgresStore(SubscriptionsMixin, RetentionMixin):
             "next": [ts(r.next_attempt_at) for r in records], "owner": owner}
 
         async def write(c: Conn) -> None:
-            # Fenced by lease owner and attempt number: see RECORD_ATTEMPTS.
+            # Bookkeeping: see NO_SYNC. The subscriptions first, then the record, fenced by
+            # lease owner and attempt number: see LOCK_SUBSCRIPTIONS and RECORD_ATTEMPTS.
+            await c.execute("SET LOCAL synchronous_commit = off")
+            await c.execute(LOCK_SUBSCRIPTIONS, params)
             for sub_id, account_id, at in await fetch_all(c, RECORD_ATTEMPTS, params):
                 await disable_in(c, sub_id, "the receiver answered 410 Gone", utc(at), account_id)
-        # One statement, unless a 410 may disable a subscription in the same transaction.
-        gone = any(r.status is DeliveryStatus.STOPPED and r.attempt.status_code == 410
-                   for r in records)
-        await self._db.run(write, transaction=gone)
+        # Pipelined: the statements go out together, one round trip until the commit.
+        await self._db.run(write, pipeline=True)
 
     async def next_delivery_at(self, after: datetime) -> datetime | None:
         row = await self._db.run(lambda c: fetch_one(

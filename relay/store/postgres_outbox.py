@@ -175,7 +175,8 @@ for a disk flush (milliseconds) on every claim and every batch. Losing the last 
 a database crash costs at most a duplicate attempt, which at-least-once delivery allows; the
 outbox writes (tasks, events, deliveries) keep the server's durability. ``set_config`` with
 ``is_local`` reverts at commit, so it never leaks into the pooled connection. A statement
-must join it where it writes: one that wrote nothing has no commit to flush."""
+must join it where it writes: one that wrote nothing has no commit to flush. (A transaction
+of several statements says ``SET LOCAL synchronous_commit = off`` instead.)"""
 
 CLAIM_DELIVERIES = (
     # The candidate window is locked as it is read, skipping rows another claim holds; the
@@ -228,21 +229,24 @@ def _if_pending(value: str, column: str) -> str:
     return f"{column} = CASE WHEN d.status = 'pending' THEN {value} ELSE d.{column} END"
 
 
+LOCK_SUBSCRIPTIONS = (
+    # Two instances may update the same subscriptions' health at once: each takes them in id
+    # order first, so they queue instead of deadlocking. In a statement of its own, before the
+    # record: a row lock taken inside the record's statement may have to follow the row to a
+    # version newer than that statement's snapshot, and the statement's UPDATE then asks for
+    # the older version's tuple lock again, which deadlocks with a third writer queued on it.
+    "SELECT id FROM destinations WHERE id = ANY(ARRAY(SELECT destination_id FROM deliveries "
+    "WHERE pk = ANY(%(pk)b::bigint[]))) AND kind = 'subscription' ORDER BY id "
+    "FOR NO KEY UPDATE")
+
 RECORD_ATTEMPTS = (
     # The batch, each record with its delivery's destination (rows fetched by primary key).
-    f"WITH {NO_SYNC}, b AS (SELECT u.*, d.destination_id, d.account_id "
+    "WITH r AS (SELECT u.*, d.destination_id, d.account_id "
     "FROM unnest(%(pk)b::bigint[], %(number)b::int[], %(started)b::float8[], "
     "%(latency)b::float8[], %(outcome)b::text[], %(code)b::int[], %(error)b::text[], "
     "%(snippet)b::text[], %(status)b::text[], %(next)b::float8[]) AS u (pk, number, "
     "started_at, latency_ms, outcome, status_code, error, snippet, status, next_at) "
     "JOIN deliveries AS d ON d.pk = u.pk), "
-    # Two instances may update the same subscriptions' health at once: each takes them in id
-    # order before it writes anything (the writes read the batch only after), so they queue
-    # instead of deadlocking.
-    "locked AS (SELECT id FROM destinations WHERE id = ANY(ARRAY(SELECT destination_id "
-    "FROM b)) AND kind = 'subscription' ORDER BY id FOR NO KEY UPDATE), "
-    "r AS (SELECT * FROM b WHERE (SELECT count(*) FROM locked) >= 0 "
-    "AND (SELECT off FROM no_sync) = 'off'), "
     # Only the lease holder's attempts count, and each attempt number once: a late record
     # from a lease that expired and was claimed again (by another instance, or by this one)
     # must not add a second "attempt 1" or clear the new lease. A delivery stopped meanwhile
@@ -261,10 +265,11 @@ RECORD_ATTEMPTS = (
     "r.outcome, r.status_code, r.error, r.snippet FROM r JOIN upd ON upd.pk = r.pk "
     "ORDER BY r.pk), "
     # A subscription's health from its attempts: the last success, since when it fails.
-    "h AS (SELECT destination_id AS id, "
-    "max(started_at) FILTER (WHERE status = 'succeeded') AS ok_at, "
-    "min(started_at) FILTER (WHERE status <> 'succeeded') AS fail_at "
-    "FROM r WHERE destination_id IN (SELECT id FROM locked) GROUP BY destination_id), "
+    "h AS (SELECT r.destination_id AS id, "
+    "max(r.started_at) FILTER (WHERE r.status = 'succeeded') AS ok_at, "
+    "min(r.started_at) FILTER (WHERE r.status <> 'succeeded') AS fail_at "
+    "FROM r JOIN destinations AS s ON s.id = r.destination_id "
+    "WHERE s.kind = 'subscription' GROUP BY r.destination_id), "
     "health AS (UPDATE destinations AS dst SET "
     "last_success_at = coalesce(h.ok_at, dst.last_success_at), "
     "failing_since = CASE WHEN h.fail_at IS NOT NULL "

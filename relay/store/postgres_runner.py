@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 import weakref
 from collections.abc import Awaitable, Callable
@@ -40,6 +41,12 @@ CHANNEL = "relay_work"
 
 MIGRATION_LOCK = 0x72656C6179
 """The advisory lock migrations run under, so instances starting together do not race."""
+
+CONFLICT_RETRIES = 4
+"""How many times an operation the server aborted for a deadlock or a serialization failure
+is run again. Such an abort rolls the whole transaction back, so running it again is safe;
+PostgreSQL's documentation asks applications to do exactly that. Between tries a short random
+pause lets the other transaction finish."""
 
 IDLE_CHECK = 2.0
 """A pooled connection idle longer than this is checked (one empty query) before use: after
@@ -95,6 +102,21 @@ class PgRunner:
         without waiting for the ones before, and a round trip happens only when ``fn``
         fetches a result (and at commit). ``fn`` must read results with the cursor's fetch
         methods only (``rowcount`` is not known before a fetch)."""
+        for retry in range(CONFLICT_RETRIES + 1):
+            try:
+                return await self._run_once(fn, transaction=transaction, pipeline=pipeline)
+            except (psycopg.errors.DeadlockDetected,
+                    psycopg.errors.SerializationFailure) as exc:
+                if retry == CONFLICT_RETRIES:
+                    raise StoreError(f"PostgreSQL: {describe(exc)} (tried "
+                                     f"{CONFLICT_RETRIES + 1} times)") from exc
+                log.info("%s; running the operation again", describe(exc))
+                await asyncio.sleep(random.uniform(0.005, 0.05) * 2 ** retry)
+        raise AssertionError("unreachable")
+
+    async def _run_once(self, fn: Callable[[Conn], Awaitable[R]], *, transaction: bool,
+                        pipeline: bool) -> R:
+        """One try of ``run``: a deadlock or a serialization failure passes through."""
         try:
             async with asyncio.timeout(self._op_timeout):
                 if not self._opened:
@@ -119,6 +141,8 @@ class PgRunner:
                              f"database up and reachable?): {describe(exc)}") from exc
         except TimeoutError as exc:
             raise StoreError(f"PostgreSQL: no answer within {self._op_timeout:g} s") from exc
+        except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
+            raise
         except psycopg.Error as exc:
             if isinstance(exc, psycopg.OperationalError):
                 self._check_pool()

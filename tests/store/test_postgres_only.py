@@ -204,6 +204,56 @@ async def test_connections_idle_during_a_restart_are_checked_before_use(
     assert await _until_it_works(pg.ping) == 0
 
 
+async def test_an_operation_the_server_aborts_for_a_deadlock_runs_again(pg_url: str) -> None:
+    """Two transactions take the same two rows in opposite orders: the server aborts one
+    (after its deadlock_timeout), the runner runs it again, and both take effect once."""
+    runner = postgres_runner.PgRunner(pg_url)
+    await runner.run(lambda c: c.execute(
+        b"CREATE TABLE pair (id int PRIMARY KEY, n int NOT NULL); "
+        b"INSERT INTO pair VALUES (1, 0), (2, 0)"), transaction=False)
+    holding = [asyncio.Event(), asyncio.Event()]
+    tries = [0, 0]
+
+    def take(first: int, second: int, me: int) -> Callable[[postgres_runner.Conn], Awaitable[None]]:
+        async def fn(c: postgres_runner.Conn) -> None:
+            tries[me] += 1
+            await c.execute("UPDATE pair SET n = n + 1 WHERE id = %s", (first,))
+            holding[me].set()
+            await holding[1 - me].wait()  # both hold one row: each now wants the other's
+            await c.execute("UPDATE pair SET n = n + 1 WHERE id = %s", (second,))
+        return fn
+
+    try:
+        await asyncio.gather(runner.run(take(1, 2, 0)), runner.run(take(2, 1, 1)))
+        rows = await runner.run(lambda c: fetch(c, "SELECT id, n FROM pair ORDER BY id"))
+        assert rows == [(1, 2), (2, 2)], "each transaction applied once"
+        assert sorted(tries) == [1, 2], "the aborted one ran again, the other once"
+    finally:
+        await runner.close()
+
+
+async def test_an_operation_aborted_again_and_again_fails_with_store_error(pg_url: str) -> None:
+    runner = postgres_runner.PgRunner(pg_url)
+    calls = 0
+
+    async def always(c: postgres_runner.Conn) -> None:
+        nonlocal calls
+        calls += 1
+        raise psycopg.errors.SerializationFailure("could not serialize access")
+
+    try:
+        with pytest.raises(StoreError, match="could not serialize access"):
+            await runner.run(always)
+        assert calls == postgres_runner.CONFLICT_RETRIES + 1
+    finally:
+        await runner.close()
+
+
+async def fetch(c: postgres_runner.Conn, query: str) -> list[tuple[object, ...]]:
+    cur = await c.execute(query)
+    return await cur.fetchall()
+
+
 async def test_an_unreachable_database_raises_store_error_promptly() -> None:
     store = PostgresStore("postgresql://postgres@127.0.0.1:1/test", timeout=0.5)
     started = time.monotonic()

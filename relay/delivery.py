@@ -17,13 +17,14 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import httpx
 
 from relay.adapters.common import parse_retry_after
 from relay.clock import Clock
+from relay.errors import StoreError
 from relay.models import Attempt, DeliveryStatus, DueDelivery
 from relay.policy import (
     SLOW_DOWN_STATUSES,
@@ -48,6 +49,10 @@ USER_AGENT = b"seedance-relay/0.1"
 
 FILLED_RECHECK = 0.05
 """Seconds before another claim when a destination reached its cap in the last one."""
+RECORD_RETRY_PAUSE = 0.25
+"""Seconds before writing again the attempts the database could not take; doubled each time
+it fails again, up to ``RECORD_RETRY_PAUSE_MAX``."""
+RECORD_RETRY_PAUSE_MAX = 4.0
 
 
 class Refresh(Protocol):
@@ -105,7 +110,8 @@ class DeliveryEngine:
         self._extensions: dict[str, Any] = {
             "timeout": {"connect": t, "read": t, "write": t, "pool": t},
             TOTAL_TIMEOUT: t, BODY_LIMIT: settings.snippet_bytes}
-        self._recorder = _Recorder(store, owner, self._recorded)
+        self._recorder = _Recorder(store, owner, self._recorded, clock,
+                                   settings.lease_seconds)
         self._sends: set[asyncio.Task[None]] = set()
         self._per_key: dict[str, int] = {}
         self._keys: dict[str, bytes] = {}
@@ -147,6 +153,7 @@ class DeliveryEngine:
                 for task in pending:
                     task.cancel()
                 await asyncio.wait(pending)
+        self._recorder.final = True
         await self._recorder.flush()
 
     async def _claim_and_send(self) -> bool:
@@ -333,15 +340,25 @@ class RateGate:
 
 class _Recorder:
     """Writes finished attempts in batches: whatever finished while the last write ran goes
-    into the next one, so the batch size follows the load by itself."""
+    into the next one, so the batch size follows the load by itself.
+
+    A batch the database could not take (it is restarting, unreachable) is written again,
+    with what finished meanwhile, for as long as its deliveries are still leased: a record
+    lost would have the delivery sent twice once its lease runs out. Past the lease another
+    instance may have sent it again, and the lease fence would refuse the record anyway."""
 
     def __init__(self, store: Store, owner: str,
-                 written: Callable[[Sequence[AttemptRecord]], None]) -> None:
+                 written: Callable[[Sequence[AttemptRecord]], None], clock: Clock,
+                 lease_seconds: float) -> None:
         self._store = store
         self._owner = owner
         self._written = written
+        self._clock = clock
+        self._lease = timedelta(seconds=lease_seconds)
         self._pending: list[AttemptRecord] = []
         self._writer: asyncio.Task[None] | None = None
+        self.final = False
+        """Stopping: a failed write is not tried again (the leases keep those deliveries)."""
 
     def add(self, record: AttemptRecord) -> None:
         self._pending.append(record)
@@ -351,14 +368,27 @@ class _Recorder:
 
     async def _write(self) -> None:
         await asyncio.sleep(0)  # let the sends finishing in this loop turn join the batch
+        pause = RECORD_RETRY_PAUSE
         while self._pending:
             batch, self._pending = self._pending, []
             try:
                 await self._store.record_attempts(batch, self._owner)
-            except Exception:
-                # Leases keep these deliveries due: they are sent again, never lost.
-                log.exception("could not record %d attempts; they will be retried", len(batch))
+            except Exception as exc:
+                # Whatever is not written again in time stays leased until the lease runs
+                # out, then it is sent again: never lost.
+                wake = self._clock.now() + timedelta(seconds=pause)
+                kept = [] if self.final else [
+                    r for r in batch if r.attempt.started_at + self._lease > wake]
+                log.warning("could not record %d attempts (%s); %s", len(batch), exc,
+                            f"trying {len(kept)} again in {pause:g} s" if kept else
+                            "they will be sent again when their leases run out",
+                            exc_info=not isinstance(exc, StoreError))
+                self._pending[:0] = kept
+                if kept:
+                    await asyncio.sleep(pause)
+                    pause = min(2 * pause, RECORD_RETRY_PAUSE_MAX)
             else:
+                pause = RECORD_RETRY_PAUSE
                 self._written(batch)
 
     async def flush(self) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import random
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,12 +15,13 @@ from standardwebhooks import Webhook
 
 from relay.clock import SystemClock
 from relay.delivery import DeliveryEngine, EngineSettings
+from relay.errors import StoreError
 from relay.ids import new_id
 from relay.models import Account, Destination, DueDelivery, Task, TaskStatus
 from relay.policy import RetryPolicy
 from relay.signing import generate_webhook_secret
 from relay.store import open_store
-from relay.store.interface import Store
+from relay.store.interface import AttemptRecord, Store
 from relay.transitions import registered
 from relay.transport import RelayTransport
 from tests.e2e.harness import Receiver, Reply, eventually
@@ -107,6 +108,59 @@ async def test_stop_lets_attempts_in_flight_finish_and_starts_no_more(store: Sto
         statuses = sorted([(await store.event_deliveries(account_id, e))[0].delivery.status.value
                            for e in events])
         assert statuses == ["pending"] * 4 + ["succeeded"] * 2
+
+
+class Outage:
+    """The store, except that its first ``failures`` attempt records fail as a database
+    that is down does."""
+
+    def __init__(self, store: Store, failures: int) -> None:
+        self._store = store
+        self.failures = failures
+        self.refused: list[int] = []
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._store, name)
+
+    async def record_attempts(self, records: Sequence[AttemptRecord], owner: str) -> None:
+        if self.failures > 0:
+            self.failures -= 1
+            self.refused.append(len(records))
+            raise StoreError("PostgreSQL: no connection within 5 s")
+        await self._store.record_attempts(records, owner)
+
+
+async def test_attempts_the_database_refused_are_recorded_once_it_is_back(
+        store: Store) -> None:
+    """Records that fail are written again while their leases hold, so a database that
+    comes back within a lease costs no second send."""
+    async with Receiver() as receiver:
+        receiver.default = Reply(204)
+        account_id, events = await write_succeeded_tasks(store, receiver.url, 3)
+        outage = Outage(store, failures=3)
+        transport = RelayTransport(max_connections=8)
+        engine = DeliveryEngine(
+            store=outage, transport=transport, clock=SystemClock(), rng=random.Random(1),
+            owner="test", settings=EngineSettings(timeout=1, max_in_flight=8,
+                                                  lease_seconds=10.0))
+        try:
+            engine.wake()
+            await receiver.wait_for(3, within=5)
+
+            async def all_recorded() -> bool:
+                views = [await store.event_deliveries(account_id, e) for e in events]
+                return all(v[0].delivery.status.value == "succeeded" for v in views)
+
+            await eventually(all_recorded, within=5, what="every attempt recorded")
+        finally:
+            await engine.stop(grace=1)
+            await transport.aclose()
+        assert outage.failures == 0
+        assert sum(outage.refused) >= 3, outage.refused
+        assert Counter(r.webhook_id for r in receiver.requests) == Counter(events)
+        for event_id in events:
+            [view] = await store.event_deliveries(account_id, event_id)
+            assert [a.number for a in view.attempts] == [1]
 
 
 class Relabel:

@@ -7,17 +7,22 @@
     ├── ConfigError          the configuration is invalid; names the key path
     ├── StoreError           the database refused or is unreachable
     │   └── MigrationError   the schema cannot be brought to this version
+    ├── DestinationRefused   the network policy forbids a webhook's address (also an
+    │                        httpx.ConnectError: a delivery records it as a failed attempt)
     └── ApiError             a request the API answers with a 4xx (code, message, status)
         ├── BadRequest       400: malformed or invalid input
         ├── Unauthorized     401: missing or unknown API key
         ├── NotFound         404: no such object in the caller's account
         ├── Conflict         409: the object exists or is in the wrong state
         ├── PayloadTooLarge  413: the body is over the limit
+        ├── TooManyRequests  429: too many failed authentications; retry after a while
         └── ProviderUnavailable  502: the provider could not take a task now (not the
                              caller's fault, and never the relay's own failure)
 """
 
 from __future__ import annotations
+
+import httpx
 
 
 class RelayError(Exception):
@@ -37,6 +42,10 @@ class StoreError(RelayError):
 
 class MigrationError(StoreError):
     pass
+
+
+class DestinationRefused(RelayError, httpx.ConnectError):
+    """Raised by the delivery transport instead of connecting (``relay.netguard``)."""
 
 
 class ApiError(RelayError):
@@ -73,6 +82,15 @@ class Conflict(ApiError):
 class PayloadTooLarge(ApiError):
     status_code = 413
     code = "payload_too_large"
+
+
+class TooManyRequests(ApiError):
+    status_code = 429
+    code = "too_many_requests"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class ProviderUnavailable(ApiError):

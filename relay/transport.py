@@ -11,6 +11,14 @@ per request.
 
 What it does not do, on purpose: proxies, HTTP/2, ``Expect: 100-continue``, ``HEAD``, and
 following redirects (the relay never follows them). Bodies are read whole, up to a bound.
+
+With a ``guard`` (the delivery engine's transport: webhooks go where callers say), each new
+connection first resolves the host and checks every address against the network policy
+(``relay.netguard``), then connects to a checked address, never to the name again (so DNS
+rebinding cannot slip a private address in between); the Host header and TLS (SNI and the
+certificate check) still use the name. A refused host raises ``DestinationRefused`` and
+nothing is sent. Provider calls go through a transport without a guard: their base URLs are
+the operator's own configuration.
 """
 
 from __future__ import annotations
@@ -18,9 +26,13 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
+from collections.abc import Sequence
 
 import httptools
 import httpx
+
+from relay.errors import DestinationRefused
+from relay.netguard import DestinationGuard, Refused
 
 BODY_LIMIT = "relay.body_limit"
 """Request extension: keep at most this many bytes of the response body (a webhook attempt
@@ -45,7 +57,9 @@ Origin = tuple[bytes, str, int]
 
 class RelayTransport(httpx.AsyncBaseTransport):
     def __init__(self, *, max_connections: int = 100, keepalive_expiry: float = 30.0,
-                 verify: ssl.SSLContext | bool = True) -> None:
+                 verify: ssl.SSLContext | bool = True,
+                 guard: DestinationGuard | None = None) -> None:
+        self._guard = guard
         self._slots = asyncio.Semaphore(max_connections)
         self._keepalive = keepalive_expiry
         self._ssl = verify if isinstance(verify, ssl.SSLContext) else \
@@ -137,13 +151,15 @@ class RelayTransport(httpx.AsyncBaseTransport):
                 return conn, True
             conn.close()
         scheme, host, port = origin
-        loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(connect_timeout):
-                _, conn = await loop.create_connection(
-                    lambda: _Connection(self._open, request), host, port,
-                    ssl=self._ssl if scheme == b"https" else None,
-                    server_hostname=host if scheme == b"https" else None)
+                targets: Sequence[str] = (host,)
+                if self._guard is not None:
+                    checked = await self._guard.resolve(host, port)
+                    if isinstance(checked, Refused):
+                        raise DestinationRefused(checked.message, request=request)
+                    targets = checked.addresses
+                conn = await self._open_to(targets, host, port, scheme == b"https", request)
         except TimeoutError:
             raise httpx.ConnectTimeout(f"could not connect to {host}:{port} within "
                                        f"{connect_timeout:g} s", request=request) from None
@@ -151,6 +167,23 @@ class RelayTransport(httpx.AsyncBaseTransport):
             raise httpx.ConnectError(f"could not connect to {host}:{port}: {exc}",
                                      request=request) from None
         return conn, False
+
+    async def _open_to(self, targets: Sequence[str], host: str, port: int, tls: bool,
+                       request: httpx.Request) -> _Connection:
+        """A connection to the first of ``targets`` that answers, speaking TLS for ``host``."""
+        loop = asyncio.get_running_loop()
+        failure: OSError | None = None
+        for target in targets:
+            try:
+                _, conn = await loop.create_connection(
+                    lambda: _Connection(self._open, request), target, port,
+                    ssl=self._ssl if tls else None, server_hostname=host if tls else None)
+            except OSError as exc:  # ssl.SSLError included
+                failure = exc
+                continue
+            return conn
+        assert failure is not None
+        raise failure
 
     def _sweep(self, now: float) -> None:
         """Close idle connections past their expiry, whatever origin they belong to (a

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import os
 import sys
 from collections.abc import AsyncIterator, Coroutine
@@ -18,6 +17,7 @@ from relay import operations
 from relay.config import Settings, load_settings, redacted
 from relay.errors import RelayError
 from relay.ids import new_id
+from relay.logs import LOG_FORMATS, configure_logging
 from relay.models import (
     Account,
     Delivery,
@@ -60,8 +60,13 @@ def main() -> None:
 @click.option("--role", type=click.Choice(["all", "api", "worker"]), default="all",
               show_default=True,
               help="api: the HTTP API only; worker: polling and delivery (serving only "
-                   "/healthz and /readyz); all: both. api and worker need PostgreSQL.")
-def serve(config: str | None, host: str | None, port: int | None, role: str) -> None:
+                   "/healthz, /readyz and /metrics); all: both. api and worker need "
+                   "PostgreSQL.")
+@click.option("--log-format", type=click.Choice(LOG_FORMATS), default=None,
+              help="Log lines as JSON (one object a line) or text (for people); default: "
+                   "$RELAY_LOG_FORMAT, else text on a terminal and JSON otherwise.")
+def serve(config: str | None, host: str | None, port: int | None, role: str,
+          log_format: str | None) -> None:
     """Run the relay (API, polling and delivery); migrates the database first."""
     import uvicorn
 
@@ -77,13 +82,13 @@ def serve(config: str | None, host: str | None, port: int | None, role: str) -> 
     if overrides:
         settings = settings.model_copy(
             update={"server": settings.server.model_copy(update=overrides)})
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    # Every tick and every provider request at INFO would drown what matters.
-    for noisy in ("apscheduler", "httpx"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+    fmt = log_format or os.environ.get("RELAY_LOG_FORMAT") or "auto"
+    if fmt not in LOG_FORMATS:
+        raise click.ClickException(f"RELAY_LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}")
+    configure_logging(settings.log_level, next(f for f in LOG_FORMATS if f == fmt))
+    # log_config=None: uvicorn's records go through the handler just configured.
     uvicorn.run(create_app(settings, role=chosen), host=settings.server.host,
-                port=settings.server.port,
+                port=settings.server.port, log_config=None,
                 log_level=settings.log_level, timeout_graceful_shutdown=int(
                     settings.delivery.timeout) + 5)
 

@@ -25,6 +25,8 @@ import httpx
 from relay.adapters.common import parse_retry_after
 from relay.clock import Clock
 from relay.errors import StoreError
+from relay.logs import ids, url_origin
+from relay.metrics import RelayMetrics
 from relay.models import Attempt, DeliveryStatus, DueDelivery
 from relay.policy import (
     SLOW_DOWN_STATUSES,
@@ -93,11 +95,13 @@ class DeliveryEngine:
     def __init__(
         self, *, store: Store, transport: httpx.AsyncBaseTransport, clock: Clock,
         rng: random.Random, settings: EngineSettings, owner: str,
-        refresh: Refresh | None = None,
+        refresh: Refresh | None = None, metrics: RelayMetrics | None = None,
     ) -> None:
         """``refresh`` gives the body to send for a delivery whose event's video URL has
-        expired (``relay.outputs``); without it the stored body is sent."""
+        expired (``relay.outputs``); without it the stored body is sent. ``metrics`` counts
+        the attempts (by default into a registry of the engine's own)."""
         self._store = store
+        self._metrics = metrics or RelayMetrics()
         self._refresh = refresh
         # The shared client's transport, used directly: webhook POSTs need none of
         # AsyncClient's per-request middleware (cookies, auth, redirects, event hooks).
@@ -215,6 +219,7 @@ class DeliveryEngine:
         if record.status is DeliveryStatus.PENDING:
             record = replace(record, status=DeliveryStatus.FAILED, next_attempt_at=None,
                              attempt=replace(record.attempt, outcome="failed"))
+        self._finished(delivery, record)
         await self._store.record_attempts([record], self._owner)
         return record
 
@@ -223,9 +228,7 @@ class DeliveryEngine:
         try:
             record = await self._attempt(delivery)
             self._recorder.add(record)
-            if record.status is not DeliveryStatus.SUCCEEDED:
-                log.info("delivery %s of %s to %s: %s", delivery.id, delivery.event_id,
-                         delivery.url, record.attempt.error or record.attempt.outcome)
+            self._finished(delivery, record)
         finally:
             count = self._per_key[key]
             cap = self._settings.max_in_flight_per_destination
@@ -238,6 +241,25 @@ class DeliveryEngine:
                 self._per_key[key] = count - 1
             else:
                 del self._per_key[key]
+
+    def _finished(self, d: DueDelivery, record: AttemptRecord) -> None:
+        a = record.attempt
+        self._metrics.attempt_finished(a.outcome, a.latency_ms / 1000)
+        delivered = record.status is DeliveryStatus.SUCCEEDED
+        if delivered and not log.isEnabledFor(logging.DEBUG):
+            return  # the hot path: nothing to build
+        extra = ids(delivery_id=d.id, event_id=d.event_id, task_id=d.task_id,
+                    outcome=a.outcome)
+        if delivered:
+            log.debug("delivery %s of %s to %s: attempt %d delivered (%s) in %.0f ms", d.id,
+                      d.event_id, url_origin(d.url), a.number, a.status_code, a.latency_ms,
+                      extra=extra)
+        else:
+            # The origin only: a destination's path or query may hold the receiver's token.
+            log.info("delivery %s of %s to %s: attempt %d %s (%s)%s", d.id, d.event_id,
+                     url_origin(d.url), a.number, a.outcome, a.error or a.status_code,
+                     f", next at {record.next_attempt_at.isoformat()}"
+                     if record.next_attempt_at is not None else "", extra=extra)
 
     async def _attempt(self, d: DueDelivery) -> AttemptRecord:
         if d.rate_limit:
@@ -268,7 +290,8 @@ class DeliveryEngine:
         except Exception as exc:
             # Whatever went wrong, it is recorded as this attempt's outcome: a delivery must
             # never crash without a record and be re-sent forever at each lease expiry.
-            log.exception("delivery %s to %s failed unexpectedly", d.id, d.url)
+            log.exception("delivery %s to %s failed unexpectedly", d.id, url_origin(d.url),
+                          extra=ids(delivery_id=d.id, event_id=d.event_id))
             result = AttemptResult(None, error=_describe(exc))
         latency_ms = (time.perf_counter() - t0) * 1000
         number = d.attempt_count + 1

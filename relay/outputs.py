@@ -126,5 +126,6 @@ class OutputRefresher:
                           last_frame_url=output.last_frame_url, updated_at=now)
         # No event: the status did not change. A lost race only means a later send asks again.
         if not await self._store.save_task(Change(updated), task.version):
-            log.info("task %s changed while its video URL was refreshed", task.id)
+            log.info("task %s changed while its video URL was refreshed", task.id,
+                     extra={"task_id": task.id, "provider": task.provider})
         return output, ""

@@ -9,7 +9,7 @@ import asyncio
 import logging
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -65,6 +65,10 @@ class ProviderClient:
         self._headers = dict(headers)
         if api_key:
             self._headers["authorization"] = f"Bearer {api_key}"
+        self._secrets = tuple(sorted({v for v in (api_key, *headers.values())
+                                      if v and len(v) >= 8}, key=len, reverse=True))
+        """The key and header values: a fault message (a provider echoing the key it
+        refused, an error naming a URL) must never carry them into logs or task errors."""
         self._timeout = timeout
         self._slots = asyncio.Semaphore(max_concurrency)
         self._spacing = 1.0 / requests_per_second if requests_per_second else 0.0
@@ -160,6 +164,11 @@ class ProviderClient:
         """Count provider faults (not task answers) for health and back-off. Calls that were
         already under way when a fault was counted are the same outage, not new ones: eight
         concurrent polls refused at once are one fault, not eight in a row."""
+        if isinstance(result, ProviderFault) and any(k in result.message for k in self._secrets):
+            message = result.message
+            for secret in self._secrets:
+                message = message.replace(secret, "***")
+            result = replace(result, message=message)
         if isinstance(result, ProviderFault) and result.kind not in _NOT_PROVIDER_FAULTS:
             now = self._clock.now()
             backs_off = result.retryable or result.kind is FaultKind.UNAUTHORIZED
@@ -180,7 +189,7 @@ class ProviderClient:
                 delay = provider_backoff(self._faults, result.retry_after, rng=self._rng)
                 self._backoff_until = now + timedelta(seconds=delay)
             log.warning("provider %s fault (%d in a row): %s", self.name, self._faults,
-                        self._last_fault)
+                        self._last_fault, extra={"provider": self.name})
         elif not isinstance(result, ProviderFault) and (
                 self._last_fault_at is None or started >= self._last_fault_at):
             # (An answer to a call made before the last fault does not prove recovery.)

@@ -25,6 +25,8 @@ from relay.errors import BadRequest, Conflict, NotFound, ProviderUnavailable
 from relay.ids import new_id
 from relay.learned_polling import next_poll_delay_learned
 from relay.learning import DurationKey, DurationModel
+from relay.logs import ids
+from relay.metrics import RelayMetrics
 from relay.models import (
     Account,
     Destination,
@@ -64,10 +66,12 @@ class Tracker:
         rng: random.Random, on_events: Callable[[], None], batch_size: int = 200,
         lease_seconds: float = 120.0,
         inbound_url: Callable[[str, str, str], str] | None = None,
+        metrics: RelayMetrics | None = None,
     ) -> None:
         """``inbound_url(provider, account_id, task_id)`` is the webhook URL handed to a push
-        provider for one task."""
+        provider for one task; ``metrics`` counts the polls."""
         self._store = store
+        self._metrics = metrics or RelayMetrics()
         self._providers = providers
         self._clock = clock
         self._rng = rng
@@ -263,7 +267,8 @@ class Tracker:
         try:
             await self._poll(task, recheck)
         except Exception:  # a bug in one poll must not stop the others
-            log.exception("poll of %s failed", task.id)
+            log.exception("poll of %s failed", task.id,
+                          extra=ids(task_id=task.id, provider=task.provider))
 
     async def _poll(self, task: Task, recheck: float | None = None) -> Task:
         """Ask the provider about ``task`` and save what it says; ``recheck`` brings the
@@ -319,9 +324,17 @@ class Tracker:
         task (it is not asked while backed off, and a fault is no answer)."""
         backoff = plan.client.backoff_until()
         if backoff is not None or task.provider_task_id is None:
+            if backoff is not None:
+                self._metrics.poll_finished(task.provider, FaultKind.BACKED_OFF.value)
             return Change(replace(task, next_poll_at=backoff or self._clock.now())), False
         answer = await plan.client.query(task.provider_task_id)
         now = self._clock.now()
+        outcome = "answered" if isinstance(answer, ProviderTask) else answer.kind.value
+        self._metrics.poll_finished(task.provider, outcome)
+        log.debug("poll of %s: %s", task.id, outcome if isinstance(answer, ProviderTask) else
+                  answer.message, extra=ids(task_id=task.id, provider=task.provider,
+                                            provider_task_id=task.provider_task_id,
+                                            outcome=outcome))
         task = replace(task, poll_count=task.poll_count + 1)
         if isinstance(answer, ProviderTask):
             change = apply_answer(replace(task, not_found_count=0), answer, now, _event_id)
@@ -377,6 +390,10 @@ class Tracker:
         self._running_age[after.id] = (polled_at - after.created_at).total_seconds()
 
     def _after_write(self, change: Change) -> None:
+        t = change.task
+        for event in change.events:
+            log.info("task %s: %s", t.id, event.type.value, extra=ids(
+                task_id=t.id, event_id=event.id, provider=t.provider, status=t.status.value))
         if change.events:
             self._on_events()
 

@@ -94,6 +94,18 @@ class AttemptRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsSnapshot:
+    """What the database holds, for ``/metrics`` (read at scrape time, not counted)."""
+
+    tasks: Mapping[TaskStatus, int]
+    """Tasks by status; a status with none is absent."""
+    due_deliveries: int
+    """Deliveries due now and not leased to a sender: the backlog."""
+    oldest_due_at: datetime | None
+    """When the longest-waiting of those came due."""
+
+
+@dataclass(frozen=True, slots=True)
 class DeliveryView:
     delivery: Delivery
     attempts: list[Attempt]
@@ -186,6 +198,10 @@ class Store(Protocol):
 
     async def next_delivery_at(self, after: datetime) -> datetime | None:
         """The earliest attempt scheduled later than ``after`` (due ones are for the claim)."""
+        ...
+
+    async def metrics_snapshot(self, now: datetime) -> MetricsSnapshot:
+        """Tasks by status and the backlog of due, unleased deliveries at ``now``."""
         ...
 
     async def release_leases(self) -> None:

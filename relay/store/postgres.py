@@ -42,6 +42,7 @@ from relay.store.interface import (
     Page,
     TaskQuery,
 )
+from relay.store.postgres_metrics import MetricsMixin
 from relay.store.postgres_outbox import (
     CLAIM_DELIVERIES,
     DESTINATION_COLUMNS,
@@ -92,7 +93,7 @@ def _polls_due(task: Task) -> bool:
     return task.next_poll_at is not None and task.next_poll_at <= task.updated_at
 
 
-class PostgresStore(SubscriptionsMixin, RetentionMixin):
+class PostgresStore(SubscriptionsMixin, RetentionMixin, MetricsMixin):
     def __init__(self, url: str, *, timeout: float = 5.0) -> None:
         """``url``: ``postgresql://user:password@host:port/database?param=value`` (libpq's
         parameters; ``options=-csearch_path%3Dschema`` picks a schema). ``timeout``: how

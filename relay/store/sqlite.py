@@ -38,6 +38,7 @@ from relay.store.interface import (
     Page,
     TaskQuery,
 )
+from relay.store.sqlite_metrics import MetricsMixin
 from relay.store.sqlite_retention import RetentionMixin
 from relay.store.sqlite_runner import SqliteRunner, migrate
 from relay.store.sqlite_subscriptions import (
@@ -62,7 +63,7 @@ MIN_SQLITE = (3, 35, 0)
 """UPDATE … RETURNING and UPDATE … FROM, which the claims and the batched writes use."""
 
 
-class SqliteStore(SubscriptionsMixin, RetentionMixin):
+class SqliteStore(SubscriptionsMixin, RetentionMixin, MetricsMixin):
     def __init__(self, path: str) -> None:
         if sqlite3.sqlite_version_info < MIN_SQLITE:
             raise StoreError(f"SQLite {sqlite3.sqlite_version} is too old: the relay needs "

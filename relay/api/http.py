@@ -1,4 +1,9 @@
-"""HTTP plumbing shared by the routes: bounded JSON bodies, API-key auth, error answers."""
+"""HTTP plumbing shared by the routes: bounded JSON bodies, API-key auth (rate-limited on
+failure), destination checks, error answers.
+
+Hostile input is bounded here before any model sees it: the body (``limits.max_body_bytes``,
+413), JSON nesting (``MAX_JSON_DEPTH``) and object keys (``MAX_JSON_KEY_CHARS``); string
+values are bounded per field by ``relay.api.schemas`` (and by the body limit)."""
 
 from __future__ import annotations
 
@@ -11,7 +16,13 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from relay.errors import ApiError, BadRequest, PayloadTooLarge, Unauthorized
+from relay.errors import (
+    ApiError,
+    BadRequest,
+    PayloadTooLarge,
+    TooManyRequests,
+    Unauthorized,
+)
 from relay.models import Account, Attempt, Delivery, iso
 from relay.services import Services
 from relay.signing import hash_api_key
@@ -35,7 +46,15 @@ def error_response(status_code: int, code: str, message: str) -> JSONResponse:
 
 async def api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    return error_response(exc.status_code, exc.code, exc.message)
+    response = error_response(exc.status_code, exc.code, exc.message)
+    if isinstance(exc, TooManyRequests):
+        response.headers["Retry-After"] = str(exc.retry_after)
+    return response
+
+
+MAX_JSON_DEPTH = 32
+"""Nested arrays and objects in a request body; the relay's own bodies need 6 at most."""
+MAX_JSON_KEY_CHARS = 256
 
 
 async def read_json(request: Request) -> dict[str, Any]:
@@ -60,6 +79,7 @@ async def read_json(request: Request) -> dict[str, Any]:
             from None
     if not isinstance(data, dict):
         raise BadRequest("the body must be a JSON object", code="invalid_json")
+    _check_shape(data)
     try:
         # "\udfff" escapes decode to lone surrogates, which no UTF-8 store or receiver
         # can take: refuse them here rather than fail later with a 500.
@@ -68,6 +88,26 @@ async def read_json(request: Request) -> dict[str, Any]:
         raise BadRequest("the body holds an invalid \\u escape (a lone surrogate)",
                          code="invalid_json") from None
     return data
+
+
+def _check_shape(data: Any) -> None:
+    """Refuse nesting deeper than ``MAX_JSON_DEPTH`` and keys longer than
+    ``MAX_JSON_KEY_CHARS`` (iteratively: a deep body must not exhaust the stack here)."""
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise BadRequest(f"the body nests arrays and objects deeper than {MAX_JSON_DEPTH} "
+                             f"levels", code="invalid_json")
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if len(key) > MAX_JSON_KEY_CHARS:
+                    raise BadRequest(f"the body has an object key of {len(key)} characters; "
+                                     f"the limit is {MAX_JSON_KEY_CHARS}", code="invalid_json")
+                if isinstance(value, dict | list):
+                    stack.append((value, depth + 1))
+        elif isinstance(node, list):
+            stack.extend((item, depth + 1) for item in node if isinstance(item, dict | list))
 
 
 def _not_json(name: str) -> Any:
@@ -83,16 +123,42 @@ def _finite(text: str) -> float:
     return value
 
 
+MAX_API_KEY_CHARS = 256
+
+
 async def authenticate(request: Request) -> Account:
+    """The caller's account. A client address that sent too many wrong keys is refused with
+    429 first, whatever key it sends now (``relay.api.auth_limit``).
+
+    The key is never compared as text: its SHA-256 is looked up, so how long a lookup takes
+    tells an attacker at most about a hash, which does not lead back to any key."""
     header = request.headers.get("authorization", "")
     key = header[7:].strip() if header[:7].lower() == "bearer " else None
     key = key or request.headers.get("x-api-key", "").strip() or None
     if not key:
         raise Unauthorized("send your API key as 'Authorization: Bearer <key>'")
-    account = await services(request).store.account_by_key_hash(hash_api_key(key))
+    svc = services(request)
+    client = request.client.host if request.client is not None else "unknown"
+    now = svc.clock.now().timestamp()
+    wait = svc.auth_failures.retry_after(client, now)
+    if wait is not None:
+        raise TooManyRequests("too many requests with a wrong API key from this address; "
+                              f"retry in {math.ceil(wait)} s", retry_after=math.ceil(wait))
+    account = None
+    if len(key) <= MAX_API_KEY_CHARS and key.isascii() and key.isprintable():
+        account = await svc.store.account_by_key_hash(hash_api_key(key))
     if account is None:
+        svc.auth_failures.failed(client, now)
         raise Unauthorized("the API key is not valid")
     return account
+
+
+async def check_destination(request: Request, field: str, url: str) -> None:
+    """Refuse (400, changing nothing) a callback or subscription URL whose host resolves to
+    an address the network policy forbids (loopback, private, link-local, metadata, ...)."""
+    reason = await services(request).destinations.check_url(url)
+    if reason is not None:
+        raise BadRequest(f"{field}: {reason}", code="destination_not_allowed")
 
 
 # --- shared by the route modules ---

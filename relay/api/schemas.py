@@ -13,6 +13,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
     ValidationError,
     field_validator,
     model_validator,
@@ -90,27 +91,34 @@ class CreateTask(_Strict):
     @field_validator("metadata")
     @classmethod
     def _small_metadata(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is not None and len(json.dumps(value)) > METADATA_MAX_BYTES:
+        # Measured as it is stored and sent: compact JSON in UTF-8.
+        if value is not None and len(json.dumps(value, separators=(",", ":"),
+                                                ensure_ascii=False).encode()) \
+                > METADATA_MAX_BYTES:
             raise ValueError(f"must be at most {METADATA_MAX_BYTES} bytes as JSON")
         return value
 
 
+Cursor = Annotated[str, Field(max_length=512)]
+Id = Annotated[str, Field(max_length=128)]
+
+
 class TaskList(_Strict):
     status: TaskStatus | None = None
-    provider: str | None = None
-    reference: str | None = None
-    cursor: str | None = None
+    provider: Annotated[str, Field(max_length=64)] | None = None
+    reference: Annotated[str, Field(max_length=256)] | None = None
+    cursor: Cursor | None = None
     limit: Annotated[int, Field(ge=1, le=200)] = 50
     order: Literal["asc", "desc"] = "desc"
 
 
 class EventList(_Strict):
     type: EventType | None = None
-    task_id: str | None = None
+    task_id: Id | None = None
     since: Annotated[str, Field(max_length=40)] | None = None
     until: Annotated[str, Field(max_length=40)] | None = None
     delivery_status: DeliveryStatus | None = None
-    cursor: str | None = None
+    cursor: Cursor | None = None
     limit: Annotated[int, Field(ge=1, le=200)] = 50
     order: Literal["asc", "desc"] = "desc"
 
@@ -158,7 +166,7 @@ class CreateSubscription(_Strict):
     event_types: EventTypes | None = None
     description: Annotated[str, Field(max_length=500)] | None = None
     headers: Annotated[dict[str, str] | None, AfterValidator(_static_headers)] = None
-    rate_limit: Annotated[float, Field(gt=0, le=10_000)] | None = None
+    rate_limit: Annotated[float, Field(gt=0, le=10_000, strict=True)] | None = None
 
     @model_validator(mode="after")
     def _one_url(self) -> CreateSubscription:
@@ -182,31 +190,31 @@ class UpdateSubscription(_Strict):
     event_types: EventTypes | None = None
     description: Annotated[str, Field(max_length=500)] | None = None
     headers: Annotated[dict[str, str] | None, AfterValidator(_static_headers)] = None
-    rate_limit: Annotated[float, Field(gt=0, le=10_000)] | None = None
+    rate_limit: Annotated[float, Field(gt=0, le=10_000, strict=True)] | None = None
 
 
 class EnableSubscription(_Strict):
-    replay: bool = True
+    replay: StrictBool = True
     """Re-send what the subscription missed while it was disabled."""
 
 
 class RotateSecret(_Strict):
-    grace_seconds: Annotated[float, Field(ge=0, le=7 * 86400)] | None = None
+    grace_seconds: Annotated[float, Field(ge=0, le=7 * 86400, strict=True)] | None = None
 
 
 class ReplayRequest(_Strict):
     since: Annotated[str, Field(max_length=40)] | None = None
     until: Annotated[str, Field(max_length=40)] | None = None
-    only_failed: bool = False
+    only_failed: StrictBool = False
 
 
 class SubscriptionList(_Strict):
-    cursor: str | None = None
+    cursor: Cursor | None = None
     limit: Annotated[int, Field(ge=1, le=200)] = 50
 
 
 class Redeliver(_Strict):
-    destination_id: str | None = None
+    destination_id: Id | None = None
 
 
 def parse(model: type[M], data: Any) -> M:

@@ -12,6 +12,7 @@ from starlette.routing import Route
 
 from relay.api.http import (
     authenticate,
+    check_destination,
     cursor_position,
     has_body,
     json_response,
@@ -55,6 +56,8 @@ async def create_subscription(request: Request) -> Response:
 
     async def answer() -> Response:
         body = parse(CreateSubscription, raw)
+        await check_destination(request, "url" if body.url else "target_url",
+                                body.destination)
         svc = services(request)
         now = svc.clock.now()
         sub = Subscription(
@@ -98,6 +101,8 @@ async def update_subscription(request: Request) -> Response:
         raise BadRequest("nothing to change", code="invalid_request")
     if changes.get("url", "") is None:
         raise BadRequest("url: cannot be null", code="invalid_request")
+    if "url" in changes:
+        await check_destination(request, "url" if body.url else "target_url", changes["url"])
     if "event_types" in changes and changes["event_types"] is not None:
         changes["event_types"] = frozenset(EventType(t) for t in changes["event_types"])
     svc = services(request)

@@ -44,7 +44,9 @@ class World:
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
     tmp: Path = tmp_path_factory.mktemp("bad_input")
-    config = relay_config(tmp, free_port())
+    # Its authentication tests send dozens of wrong keys from one address (the rate limit on
+    # them has its own tests, in test_auth_limit.py).
+    config = relay_config(tmp, free_port(), limits={"auth_failure_burst": 10_000})
     w = World()
     w.relay = await RelayServer(config, write_config(tmp, config)).start()
     w.receiver = await Receiver().start()
@@ -183,6 +185,16 @@ BAD_BODIES = [
                  id="unknown-field"),
     pytest.param(task(provider_task_id=TRACKED, metadata={"pad": "x" * MAX_BODY}), 413,
                  "payload_too_large", id="oversized-body"),
+    pytest.param(b'{"provider": "sandbox", "provider_task_id": "t", "metadata": '
+                 + b'{"a": ' * 40 + b"1" + b"}" * 40 + b"}", 400, "invalid_json",
+                 id="nested-deeper-than-32"),
+    pytest.param(b'{"provider": "sandbox", "provider_task_id": "t", "input": '
+                 + b"[" * 40 + b"]" * 40 + b"}", 400, "invalid_json",
+                 id="nested-arrays-deeper-than-32"),
+    pytest.param(task(provider_task_id=TRACKED, metadata={"k" * 257: 1}), 400, "invalid_json",
+                 id="object-key-too-long"),
+    pytest.param(task(provider_task_id=TRACKED, metadata={"blob": "\u00e9" * 8300}), 400,
+                 "invalid_request", id="metadata-over-16k-as-utf8"),
 ]
 
 
@@ -217,6 +229,74 @@ async def test_a_body_just_under_the_limit_is_read(client: httpx.AsyncClient) ->
     assert "metadata" in message
 
 
+async def test_the_nesting_limit_is_32_levels(client: httpx.AsyncClient) -> None:
+    def nested(depth: int) -> bytes:  # the body itself is level 1
+        return (b'{"provider": "sandbox", "provider_task_id": "t", "colour": '
+                + b"[" * (depth - 1) + b"]" * (depth - 1) + b"}")
+
+    # 32 levels pass the JSON bounds and are refused by the model (unknown field).
+    message = assert_error(await client.post("/v1/tasks", content=nested(32)), 400,
+                           "invalid_request")
+    assert "colour" in message
+    message = assert_error(await client.post("/v1/tasks", content=nested(33)), 400,
+                           "invalid_json")
+    assert "deeper than 32" in message
+
+
+BAD_IDEMPOTENCY_KEYS = [
+    pytest.param(b"k" * 256, id="too-long"),
+    pytest.param(b"two words", id="space"),
+    pytest.param(b"caf\xc3\xa9", id="not-ascii"),
+    pytest.param(b"tab\there", id="control-character"),
+]
+
+
+@pytest.mark.parametrize("key", BAD_IDEMPOTENCY_KEYS)
+async def test_bad_idempotency_keys_are_refused(client: httpx.AsyncClient, key: bytes) -> None:
+    response = await client.post("/v1/tasks", content=task(provider_task_id=TRACKED),
+                                 headers=[(b"Idempotency-Key", key)])
+    assert_error(response, 400, "invalid_idempotency_key")
+
+
+BAD_STATIC_HEADERS = [
+    pytest.param({"X-Token": "a\r\nX-Injected: 1"}, id="crlf-in-value"),
+    pytest.param({"X-Token": "a\nb"}, id="newline-in-value"),
+    pytest.param({"X-Token": "caf\u00e9"}, id="non-ascii-value"),
+    pytest.param({"X-Token": "v" * 1025}, id="value-too-long"),
+    pytest.param({"X Token": "v"}, id="space-in-name"),
+    pytest.param({"X-Token:": "v"}, id="colon-in-name"),
+    pytest.param({"": "v"}, id="empty-name"),
+    pytest.param({"Content-Type": "text/plain"}, id="reserved-name"),
+    pytest.param({"webhook-signature": "v1,forged"}, id="signature-name"),
+    pytest.param({f"X-H{i}": "v" for i in range(11)}, id="too-many"),
+    pytest.param({"X-Token": 5}, id="value-not-a-string"),
+]
+
+
+@pytest.mark.parametrize("headers", BAD_STATIC_HEADERS)
+async def test_bad_subscription_headers_are_refused(
+    client: httpx.AsyncClient, headers: dict[str, Any]
+) -> None:
+    response = await client.post("/v1/subscriptions", json={
+        "url": "https://hooks.example.com/in", "headers": headers})
+    assert_error(response, 400, "invalid_request")
+    assert (await client.get("/v1/subscriptions")).json()["data"] == []
+
+
+BAD_QUERY_LENGTHS = [
+    ("/v1/tasks", {"cursor": "c" * 600}), ("/v1/events", {"cursor": "c" * 600}),
+    ("/v1/subscriptions", {"cursor": "c" * 600}), ("/v1/events", {"task_id": "t" * 200}),
+    ("/v1/tasks", {"reference": "r" * 300}), ("/v1/tasks", {"provider": "p" * 100}),
+]
+
+
+@pytest.mark.parametrize(("path", "params"), BAD_QUERY_LENGTHS)
+async def test_overlong_query_values_are_400(
+    client: httpx.AsyncClient, path: str, params: dict[str, str]
+) -> None:
+    assert_error(await client.get(path, params=params), 400, "invalid_request")
+
+
 # --- authentication -------------------------------------------------------------------------
 
 AUTH_CASES = [
@@ -234,7 +314,14 @@ AUTHED_ROUTES = [
 ]
 
 
-@pytest.mark.parametrize("headers", AUTH_CASES)
+HOSTILE_KEYS = [
+    pytest.param({"X-API-Key": "rk_" + "x" * 8000}, id="huge-key"),
+    pytest.param({"Authorization": b"Bearer rk_\xff\xfe"}, id="non-ascii-key"),
+    pytest.param({"Authorization": "Bearer rk_a\tb"}, id="control-character-key"),
+]
+
+
+@pytest.mark.parametrize("headers", [*AUTH_CASES, *HOSTILE_KEYS])
 async def test_missing_or_wrong_api_key_is_401_everywhere(
     world: World, client: httpx.AsyncClient, headers: dict[str, str]
 ) -> None:

@@ -1,0 +1,54 @@
+"""Failed authentication is rate-limited per client address (issue 6 part 5): after the
+burst, every request carrying a key gets 429 with Retry-After, the right key included, and
+changes nothing; another address is not affected."""
+
+from __future__ import annotations
+
+import httpx
+
+from tests.e2e.conftest import RelayFactory
+from tests.e2e.harness import ark_input
+
+
+def assert_limited(response: httpx.Response) -> int:
+    assert response.status_code == 429, (response.status_code, response.text)
+    assert response.json()["error"]["code"] == "too_many_requests"
+    retry_after = int(response.headers["retry-after"])
+    assert 1 <= retry_after <= 60
+    return retry_after
+
+
+async def test_wrong_keys_are_rate_limited_per_address(start_relay: RelayFactory) -> None:
+    relay = await start_relay(limits={"auth_failure_burst": 3, "auth_failures_per_minute": 1})
+    account = await relay.account("alice")
+    async with relay.client(headers={"Authorization": "Bearer rk_guess"}) as guesser, \
+            relay.client(account) as owner:
+        for _ in range(3):
+            assert (await guesser.get("/v1/me")).status_code == 401
+        assert_limited(await guesser.get("/v1/me"))
+        assert_limited(await guesser.post("/v1/tasks", json={
+            "provider": "sandbox", "input": ark_input()}))
+        # The right key from the same address is refused too: a correct guess must not
+        # answer differently while guessing is blocked.
+        assert_limited(await owner.get("/v1/me"))
+        assert_limited(await owner.post("/v1/tasks", json={
+            "provider": "sandbox", "input": ark_input()}))
+        # No key at all guesses nothing: still the plain 401.
+        async with relay.client() as anonymous:
+            assert (await anonymous.get("/v1/me")).status_code == 401
+
+    # Another address (127.0.0.2 reaches the relay on 127.0.0.1 too) is served.
+    other = httpx.AsyncHTTPTransport(local_address="127.0.0.2")
+    async with httpx.AsyncClient(base_url=relay.url, transport=other, trust_env=False,
+                                 headers={"Authorization": f"Bearer {account.api_key}"}) as c:
+        me = await c.get("/v1/me")
+        assert me.status_code == 200, me.text
+        assert (await c.get("/v1/tasks")).json() == {"data": [], "next_cursor": None}
+
+
+async def test_successes_are_never_limited(start_relay: RelayFactory) -> None:
+    relay = await start_relay(limits={"auth_failure_burst": 1, "auth_failures_per_minute": 1})
+    account = await relay.account("alice")
+    async with relay.client(account) as owner:
+        for _ in range(30):
+            assert (await owner.get("/v1/me")).status_code == 200

@@ -12,6 +12,7 @@ from starlette.routing import Route
 from relay.api.http import (
     attempt_json,
     authenticate,
+    check_destination,
     cursor_position,
     delivery_json,
     has_body,
@@ -22,6 +23,7 @@ from relay.api.http import (
     services,
 )
 from relay.api.idempotency import idempotent
+from relay.api.openapi import openapi_routes
 from relay.api.schemas import CreateTask, EventList, Redeliver, TaskList, parse
 from relay.api.subscriptions import subscription_routes
 from relay.errors import (
@@ -58,6 +60,8 @@ async def create_task(request: Request) -> Response:
 
 async def _create_task(request: Request, account: Account, raw: dict[str, Any]) -> Response:
     body = parse(CreateTask, raw)
+    if body.callback_url is not None:
+        await check_destination(request, "callback_url", body.callback_url)
     reg = Registration(
         provider=body.provider, provider_task_id=body.provider_task_id, input=body.input,
         callback_url=body.callback_url,
@@ -115,6 +119,9 @@ async def inbound(request: Request) -> Response:
     named = svc.tokens.read_inbound(request.path_params["token"])
     if named is None or named[0] != provider:
         raise NotFound("no such inbound webhook")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > INBOUND_BODY_LIMIT:
+        raise PayloadTooLarge(f"the body is over {INBOUND_BODY_LIMIT} bytes")
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
@@ -263,4 +270,5 @@ def routes() -> list[Route]:
         Route("/v1/events/{event_id}/redeliver", redeliver_event, methods=["POST"]),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
+        *openapi_routes(),  # /openapi.json and /docs
     ]

@@ -1,0 +1,195 @@
+"""The dashboard's forms: sign in and out, and the buttons that act (redeliver an event; test,
+enable, disable, replay a subscription or rotate its secret).
+
+Every form is a POST that carries the session's CSRF token and is refused without it. The
+actions call what the JSON API calls (the store's own operations, ``relay.operations`` for
+replays, the delivery engine for test events) and then redirect (303) to a page that shows the
+result, except a secret rotation: its new secret is shown once, in the answer to that POST
+(never cached, never stored, never logged), as ``POST /v1/.../rotate-secret`` does.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from relay.api.http import services
+from relay.dashboard.render import NO_STORE, guarded, page, redirect
+from relay.dashboard.session import (
+    check_csrf,
+    flash,
+    read_form,
+    require_account,
+    sign_in,
+    signed_in,
+)
+from relay.dashboard.views import back_target
+from relay.errors import BadRequest, Conflict, NotFound
+from relay.ids import new_id
+from relay.models import DeliveryStatus, Event, EventType, Subscription, SubscriptionStatus
+from relay.operations import parse_time, plan_replay, redeliver, run_replay
+from relay.signing import generate_webhook_secret, hash_api_key
+from relay.store.interface import ReplayQuery
+from relay.transitions import envelope
+
+REPLAY_BATCH = 1000
+
+
+@guarded
+async def login_form(request: Request) -> Response:
+    if signed_in(request) is not None:
+        return redirect("/dashboard/tasks")
+    return page(request, "login.html", {"error": None})
+
+
+@guarded
+async def login(request: Request) -> Response:
+    form = await read_form(request)
+    check_csrf(request, form)
+    key = form.get("api_key", "").strip()
+    account = await services(request).store.account_by_key_hash(hash_api_key(key)) \
+        if key else None
+    if account is None:
+        # The key is never echoed back, logged or kept.
+        return page(request, "login.html", {"error": "That API key is not valid."},
+                    status_code=401)
+    sign_in(request, account.id, account.name)
+    return redirect("/dashboard/tasks")
+
+
+@guarded
+async def logout(request: Request) -> Response:
+    form = await read_form(request)
+    check_csrf(request, form)
+    request.session.clear()
+    return redirect("/dashboard/login")
+
+
+async def _acting(request: Request) -> tuple[str, dict[str, str]]:
+    """The signed-in account and the checked form of a button."""
+    who = require_account(request)
+    form = await read_form(request)
+    check_csrf(request, form)
+    return who.account_id, form
+
+
+@guarded
+async def redeliver_event(request: Request) -> Response:
+    account_id, form = await _acting(request)
+    svc = services(request)
+    event_id = request.path_params["event_id"]
+    created = await redeliver(svc.store, account_id, event_id,
+                              form.get("destination_id") or None, svc.clock.now())
+    svc.delivery.wake()
+    flash(request, f"Redelivery of {event_id} queued: {len(created)} new delivery"
+                   f"{'' if len(created) == 1 else 's'}.")
+    return redirect(back_target(form.get("back"), f"/dashboard/events/{event_id}"))
+
+
+SUBSCRIPTIONS = "/dashboard/subscriptions"
+
+
+@guarded
+async def test_subscription(request: Request) -> Response:
+    account_id, form = await _acting(request)
+    svc = services(request)
+    sub = await _active(request, account_id)
+    now = svc.clock.now()
+    event_id = new_id("evt")
+    event = Event(id=event_id, account_id=account_id, task_id=None, type=EventType.RELAY_TEST,
+                  sequence=0, created_at=now, body=envelope(
+                      event_id, EventType.RELAY_TEST, 0, now,
+                      {"subscription_id": sub.id,
+                       "message": "A test event from the Seedance relay: answer 2xx."}))
+    due = await svc.store.insert_test_delivery(event, sub.id, svc.delivery.owner, now,
+                                               svc.delivery.lease_seconds)
+    if due is None:
+        raise NotFound(f"no subscription {sub.id}")
+    record = await svc.delivery.send_now(due)
+    a = record.attempt
+    answer = f"HTTP {a.status_code}" if a.status_code is not None else (a.error or a.outcome)
+    verdict = "delivered" if record.status is DeliveryStatus.SUCCEEDED else "not delivered"
+    flash(request, f"Test event {event_id} to {sub.url}: {verdict} ({answer}, "
+                   f"{a.latency_ms:.0f} ms).")
+    return redirect(back_target(form.get("back"), SUBSCRIPTIONS))
+
+
+@guarded
+async def enable_subscription(request: Request) -> Response:
+    account_id, form = await _acting(request)
+    svc = services(request)
+    sub_id = request.path_params["sub_id"]
+    now = svc.clock.now()
+    enabled = await svc.store.enable_subscription(account_id, sub_id, now)
+    if enabled is None:
+        raise NotFound(f"no subscription {sub_id}")
+    _, missed_since = enabled
+    replayed = 0
+    if missed_since is not None and missed_since < now:
+        plan = await plan_replay(svc.store, account_id, sub_id,
+                                 ReplayQuery(since=missed_since), now)
+        replayed = await run_replay(svc.store, plan, now, REPLAY_BATCH)
+        svc.delivery.wake()
+    flash(request, f"Subscription {sub_id} enabled; {replayed} missed event(s) replayed.")
+    return redirect(back_target(form.get("back"), SUBSCRIPTIONS))
+
+
+@guarded
+async def disable_subscription(request: Request) -> Response:
+    account_id, form = await _acting(request)
+    svc = services(request)
+    sub_id = request.path_params["sub_id"]
+    disabled = await svc.store.disable_subscription(account_id, sub_id,
+                                                    "disabled from the dashboard",
+                                                    svc.clock.now())
+    if disabled is None:
+        raise NotFound(f"no subscription {sub_id}")
+    flash(request, f"Subscription {sub_id} disabled.")
+    return redirect(back_target(form.get("back"), SUBSCRIPTIONS))
+
+
+@guarded
+async def replay_subscription(request: Request) -> Response:
+    account_id, form = await _acting(request)
+    svc = services(request)
+    sub_id = request.path_params["sub_id"]
+    now = svc.clock.now()
+    try:
+        since = parse_time(form["since"]) if form.get("since") else None
+    except ValueError:
+        raise BadRequest("since: not an ISO 8601 time (e.g. 2026-11-21T10:00:00Z)") from None
+    query = ReplayQuery(since=since, only_failed=form.get("only_failed") == "on")
+    plan = await plan_replay(svc.store, account_id, sub_id, query, now)
+    total = await run_replay(svc.store, plan, now, REPLAY_BATCH)
+    svc.delivery.wake()
+    flash(request, f"Replay to {sub_id} queued: {total} event(s).")
+    return redirect(back_target(form.get("back"), SUBSCRIPTIONS))
+
+
+@guarded
+async def rotate_secret(request: Request) -> Response:
+    account_id, _ = await _acting(request)
+    svc = services(request)
+    sub_id = request.path_params["sub_id"]
+    now = svc.clock.now()
+    until = now + timedelta(seconds=svc.rotation_grace)
+    secret = generate_webhook_secret()
+    sub = await svc.store.rotate_subscription_secret(account_id, sub_id, secret, until, now)
+    if sub is None:
+        raise NotFound(f"no subscription {sub_id}")
+    response = page(request, "secret.html", {"subscription": sub, "secret": secret,
+                                             "until": until})
+    response.headers.update(NO_STORE)
+    return response
+
+
+async def _active(request: Request, account_id: str) -> Subscription:
+    sub_id = request.path_params["sub_id"]
+    sub = await services(request).store.get_subscription(account_id, sub_id)
+    if sub is None:
+        raise NotFound(f"no subscription {sub_id}")
+    if sub.status is not SubscriptionStatus.ACTIVE:
+        raise Conflict("the subscription is disabled; enable it first")
+    return sub

@@ -1,0 +1,142 @@
+"""The dashboard's pages: what the JSON API's read endpoints return, as HTML.
+
+Every list is one indexed, cursor-paginated store query (the same as ``GET /v1/tasks`` and
+``GET /v1/events``, with the same signed cursors), so a page costs the same with 100 tasks or
+100,000. A task's page reads its events (one indexed query) and each event's deliveries.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from relay.api.http import cursor_position, next_cursor, services
+from relay.dashboard import views
+from relay.dashboard.render import guarded, page, redirect
+from relay.dashboard.session import require_account
+from relay.errors import BadRequest, NotFound
+from relay.models import DeliveryStatus, EventType, TaskStatus
+from relay.store.interface import EventQuery, TaskQuery
+
+PAGE_SIZE = 50
+TASK_EVENTS = 200
+"""Events shown on a task's page (a task has a handful; progress steps can add more)."""
+
+
+def _choice(request: Request, name: str, allowed: type[Any]) -> Any:
+    value = request.query_params.get(name) or None
+    if value is None:
+        return None
+    try:
+        return allowed(value)
+    except ValueError:
+        raise BadRequest(f"{name}: {value[:40]!r} is not one of "
+                         f"{', '.join(v.value for v in allowed)}") from None
+
+
+def _query(**filters: str | None) -> str:
+    """The page's filters as a query string, for the next page's link."""
+    return urlencode({k: v for k, v in filters.items() if v})
+
+
+@guarded
+async def home(request: Request) -> Response:
+    require_account(request)
+    return redirect("/dashboard/tasks")
+
+
+@guarded
+async def tasks(request: Request) -> Response:
+    who = require_account(request)
+    svc = services(request)
+    status = _choice(request, "status", TaskStatus)
+    provider = request.query_params.get("provider") or None
+    page_ = await svc.store.list_tasks(who.account_id, TaskQuery(
+        status=status, provider=provider,
+        after=cursor_position(request, request.query_params.get("cursor"), "desc"),
+        limit=PAGE_SIZE))
+    return page(request, "tasks.html", {
+        "tasks": page_.items, "statuses": [s.value for s in TaskStatus],
+        "providers": sorted(svc.providers), "status": status.value if status else "",
+        "provider": provider or "",
+        "query": _query(status=status.value if status else None, provider=provider),
+        "next_cursor": next_cursor(request, page_.next_after, "desc")})
+
+
+@guarded
+async def task(request: Request) -> Response:
+    who = require_account(request)
+    svc = services(request)
+    task_id = request.path_params["task_id"]
+    found = await svc.store.get_task(who.account_id, task_id)
+    if found is None:
+        raise NotFound(f"no task {task_id}")
+    events = await svc.store.list_events(who.account_id, EventQuery(
+        task_id=task_id, order="asc", limit=TASK_EVENTS))
+    deliveries = {e.id: await svc.store.event_deliveries(who.account_id, e.id)
+                  for e in events.items}
+    return page(request, "task.html", {
+        "task": found, "events": events.items, "deliveries": deliveries,
+        "more_events": events.next_after is not None,
+        "timeline": views.timeline(found, events.items, deliveries),
+        "event_line": views.event_line})
+
+
+@guarded
+async def events(request: Request) -> Response:
+    who = require_account(request)
+    svc = services(request)
+    type_ = _choice(request, "type", EventType)
+    delivery_status = _choice(request, "delivery_status", DeliveryStatus)
+    task_id = request.query_params.get("task_id") or None
+    page_ = await svc.store.list_events(who.account_id, EventQuery(
+        type=type_, task_id=task_id, delivery_status=delivery_status,
+        after=cursor_position(request, request.query_params.get("cursor"), "desc"),
+        limit=PAGE_SIZE))
+    return page(request, "events.html", {
+        "events": page_.items, "types": [t.value for t in EventType],
+        "delivery_statuses": [s.value for s in DeliveryStatus],
+        "type": type_.value if type_ else "",
+        "delivery_status": delivery_status.value if delivery_status else "",
+        "task_id": task_id or "", "event_line": views.event_line,
+        "query": _query(type=type_.value if type_ else None, task_id=task_id,
+                        delivery_status=delivery_status.value if delivery_status else None),
+        "next_cursor": next_cursor(request, page_.next_after, "desc")})
+
+
+@guarded
+async def event(request: Request) -> Response:
+    who = require_account(request)
+    svc = services(request)
+    event_id = request.path_params["event_id"]
+    found = await svc.store.get_event(who.account_id, event_id)
+    if found is None:
+        raise NotFound(f"no event {event_id}")
+    deliveries = await svc.store.event_deliveries(who.account_id, event_id)
+    return page(request, "event.html", {"event": found, "deliveries": deliveries,
+                                        "event_line": views.event_line})
+
+
+@guarded
+async def subscriptions(request: Request) -> Response:
+    who = require_account(request)
+    svc = services(request)
+    page_ = await svc.store.list_subscriptions(
+        who.account_id, cursor_position(request, request.query_params.get("cursor"), "desc"),
+        PAGE_SIZE)
+    now = svc.clock.now()
+    return page(request, "subscriptions.html", {
+        "subscriptions": [(s, views.subscription_health(s, now)) for s in page_.items],
+        "query": "", "next_cursor": next_cursor(request, page_.next_after, "desc")})
+
+
+@guarded
+async def providers(request: Request) -> Response:
+    require_account(request)
+    clients = services(request).providers.values()
+    return page(request, "providers.html", {"providers": [
+        (c.health(), bool(c.dialect.cancellable), c.dialect.pushes,
+         c.moderation_path is not None) for c in clients]})

@@ -1,0 +1,80 @@
+"""Rendering for the dashboard: the Jinja2 environment, the context every page shares, and
+errors turned into pages (a browser gets HTML, never the API's JSON)."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.templating import Jinja2Templates
+
+from relay.api.http import services
+from relay.dashboard import views
+from relay.dashboard.session import csrf_token, signed_in, take_flash
+from relay.errors import ApiError, StoreError, Unauthorized
+
+log = logging.getLogger("relay.dashboard")
+
+TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+TEMPLATES.env.filters.update(when=views.when, snippet=views.snippet)
+
+NO_STORE = {"Cache-Control": "no-store", "X-Frame-Options": "DENY",
+            "Referrer-Policy": "same-origin", "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+                                       "img-src 'self'; form-action 'self'; "
+                                       "frame-ancestors 'none'"}
+"""Every dashboard page: never cached (it shows account data), never framed, no scripts."""
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def page(request: Request, template: str, context: Mapping[str, Any],
+         status_code: int = 200) -> Response:
+    now = services(request).clock.now()
+    shared = {"who": signed_in(request), "csrf": csrf_token(request),
+              "flash": take_flash(request), "now": now,
+              "age": functools.partial(views.age, now), "path": _here(request)}
+    return TEMPLATES.TemplateResponse(request, template, {**shared, **context},
+                                      status_code=status_code, headers=NO_STORE)
+
+
+def _here(request: Request) -> str:
+    """This page's dashboard path and query, for forms that come back to it."""
+    path = request.url.path
+    query = request.url.query
+    return f"{path}?{query}" if query else path
+
+
+def redirect(to: str) -> Response:
+    return RedirectResponse(to, status_code=303, headers={"Cache-Control": "no-store"})
+
+
+def guarded(handler: Handler) -> Handler:
+    """Errors as pages: a signed-out browser goes to the sign-in form, a refused request gets
+    a page saying why (messages never hold secrets: the API shows the same ones)."""
+    @functools.wraps(handler)
+    async def run(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except Unauthorized:
+            if request.method == "GET":
+                return redirect("/dashboard/login")
+            return page(request, "error.html", {"status": 401,
+                                                "message": "Your session ended: sign in again."},
+                        status_code=401)
+        except ApiError as exc:
+            return page(request, "error.html", {"status": exc.status_code,
+                                                "message": exc.message},
+                        status_code=exc.status_code)
+        except StoreError as exc:
+            log.error("database error on dashboard %s %s: %s", request.method,
+                      request.url.path, exc)
+            return page(request, "error.html", {
+                "status": 503, "message": "The database is unavailable; retry shortly."},
+                status_code=503)
+    return run

@@ -1,0 +1,162 @@
+"""What the dashboard's pages show, computed from domain values: pure, no I/O, the clock passed
+in. The routes read the store; these functions decide what a row or a timeline says."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from relay.models import (
+    Attempt,
+    Event,
+    EventType,
+    Subscription,
+    SubscriptionStatus,
+    Task,
+    TaskStatus,
+    iso,
+)
+from relay.store.interface import DeliveryView
+
+SNIPPET_CHARS = 300
+"""Response snippets are cut to this on the page (the store keeps what the config allows)."""
+
+
+def age(now: datetime, then: datetime | None) -> str:
+    """How long ago, coarsely: ``42s``, ``5m 3s``, ``2h 10m``, ``3d 4h``; ``-`` for never."""
+    if then is None:
+        return "-"
+    seconds = int((now - then).total_seconds())
+    if seconds < 0:
+        return f"in {_span(-seconds)}"
+    return _span(seconds)
+
+
+def _span(seconds: int) -> str:
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, s = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m {s}s"
+    hours, m = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours}h {m}m"
+    days, h = divmod(hours, 24)
+    return f"{days}d {h}h"
+
+
+def when(value: datetime | None) -> str:
+    """A time as the API writes it (UTC, ISO 8601), or ``-``."""
+    return iso(value) or "-"
+
+
+def snippet(text: str | None) -> str:
+    if not text:
+        return ""
+    return text if len(text) <= SNIPPET_CHARS else text[:SNIPPET_CHARS] + "…"
+
+
+def back_target(value: str | None, default: str) -> str:
+    """Where a form sends the browser after it: only a dashboard path, never another site."""
+    if value and value.startswith("/dashboard") and not value.startswith("//") \
+            and "\\" not in value and "\n" not in value and "\r" not in value:
+        return value
+    return default
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One line of a task's timeline."""
+
+    at: datetime
+    kind: str
+    """``task``, ``event``, ``delivery`` or ``attempt``: what the line is about."""
+    title: str
+    detail: str = ""
+    ok: bool | None = None
+    """True/False colours a line that succeeded or failed; None leaves it plain."""
+
+
+def event_data(event: Event) -> Mapping[str, Any]:
+    """The ``data`` object of the event's envelope (what its webhook carries)."""
+    try:
+        body = json.loads(event.body)
+    except ValueError:
+        return {}
+    data = body.get("data") if isinstance(body, dict) else None
+    return data if isinstance(data, dict) else {}
+
+
+def event_line(event: Event) -> str:
+    data = event_data(event)
+    parts = [f"status {data['status']}"] if data.get("status") else []
+    if data.get("progress") is not None:
+        parts.append(f"progress {data['progress']}%")
+    return ", ".join(parts)
+
+
+def attempt_line(a: Attempt) -> str:
+    answer = f"HTTP {a.status_code}" if a.status_code is not None else (a.error or a.outcome)
+    return f"attempt {a.number}: {answer} in {a.latency_ms:.0f} ms ({a.outcome})"
+
+
+def timeline(task: Task, events: Sequence[Event],
+             deliveries: Mapping[str, Sequence[DeliveryView]]) -> list[Step]:
+    """The task's history as the store keeps it: registration, each event the relay wrote
+    (one per status change or progress step), each delivery of it and every attempt, and the
+    finish. Polls and provider pushes are not stored one by one: the page shows their count
+    and the next poll from the task itself."""
+    steps = [Step(task.created_at, "task", "registered",
+                  f"provider {task.provider}"
+                  + (f", provider task {task.provider_task_id}" if task.provider_task_id
+                     else ""))]
+    finished = None if task.completed_at is None else Step(
+        task.completed_at, "task", f"finished: {task.status.value}",
+        task.error.message if task.error else "", ok=task.status is TaskStatus.SUCCEEDED)
+    for event in events:
+        steps.append(Step(event.created_at, "event", str(event.type.value), event_line(event)))
+        if finished is not None and event.type is EventType.for_status(task.status):
+            steps.append(finished)  # next to the event that says so, before its deliveries
+            finished = None
+        for view in deliveries.get(event.id, ()):
+            d = view.delivery
+            steps.append(Step(d.created_at, "delivery", f"delivery to {d.url}",
+                              f"{d.status.value}, {d.attempt_count} attempt(s)",
+                              ok=_delivery_ok(d.status.value)))
+            steps.extend(Step(a.started_at, "attempt", attempt_line(a),
+                              snippet(a.response_snippet), ok=a.outcome == "delivered")
+                         for a in view.attempts)
+    if finished is not None:
+        steps.append(finished)
+    # Stable: what happened at the same instant keeps its causal order.
+    return sorted(steps, key=lambda s: s.at)
+
+
+def _delivery_ok(status: str) -> bool | None:
+    if status == "succeeded":
+        return True
+    if status in ("failed", "stopped"):
+        return False
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    """A subscription's health in one word and a sentence."""
+
+    state: str
+    """``healthy``, ``failing``, ``disabled`` or ``new`` (nothing delivered yet)."""
+    detail: str
+
+
+def subscription_health(sub: Subscription, now: datetime) -> Health:
+    if sub.status is SubscriptionStatus.DISABLED:
+        return Health("disabled", sub.disabled_reason or "disabled")
+    if sub.failing_since is not None:
+        return Health("failing", f"failing for {age(now, sub.failing_since)}")
+    if sub.last_success_at is not None:
+        return Health("healthy", f"last success {age(now, sub.last_success_at)} ago")
+    return Health("new", "nothing delivered yet")

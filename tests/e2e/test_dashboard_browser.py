@@ -1,0 +1,182 @@
+"""The dashboard in a real browser: Debian's headless Chromium, driven by Selenium through
+Debian's chromedriver, against a real relay (uvicorn), a real receiver and the sandbox provider.
+
+A user signs in with an API key, opens a finished task, presses "Redeliver" on its
+``task.succeeded`` event, and sees the new attempt (HTTP 200, the receiver's answer) appear on
+the page; the receiver gets the same webhook id again. A screenshot of that page is written to
+the test's directory (its path is printed; ``pytest -s`` shows it).
+
+Without Chromium the test is skipped, except under ``CI=true``, where it fails: ``.ci/run``
+installs ``chromium`` and ``chromium-driver``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+import pytest
+
+from tests.e2e.conftest import ReceiverFactory, RelayFactory
+from tests.e2e.harness import Reply, ark_input, eventually
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+RECEIVER_ANSWER = "received by the test receiver"
+CLIENT_LOGGERS = ("selenium", "urllib3")
+FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--disable-dev-shm-usage", "--window-size=1280,2000")
+
+
+def _unavailable(why: str) -> NoReturn:
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"the dashboard browser test cannot run under CI: {why}", pytrace=False)
+    pytest.skip(f"dashboard browser test skipped: {why}")
+
+
+def _browser_paths() -> None:
+    for path, package in ((CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")):
+        if shutil.which(path) is None:
+            _unavailable(f"{path} is missing (apt-get install {package})")
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        _unavailable("selenium is not installed (pip install -e '.[test]')")
+
+
+@dataclass(frozen=True)
+class Seen:
+    attempts_before: int
+    attempts_after: int
+    last_status_code: str
+    last_snippet: str
+    flash: str
+    page_source: str
+
+
+def browse(base_url: str, api_key: str, task_id: str, event_id: str, profile: Path,
+           screenshot: Path) -> Seen:
+    """The user's clicks, in a blocking Selenium session (run in a thread: the relay serves
+    from the test's event loop meanwhile)."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.remote.webdriver import WebDriver
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (*FLAGS, f"--user-data-dir={profile}"):
+        options.add_argument(flag)
+    # An explicit driver path: Selenium Manager (which would download one) never runs.
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    try:
+        driver.set_page_load_timeout(20)
+
+        def until(what: str, check: Callable[[WebDriver], Any], within: float = 15) -> Any:
+            deadline = time.monotonic() + within
+            while True:
+                found = check(driver)
+                if found:
+                    return found
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"the page never showed {what}: {driver.current_url}\n"
+                                         f"{driver.page_source[:3000]}")
+                time.sleep(0.2)
+
+        # Signed out, the dashboard sends the browser to its sign-in form.
+        driver.get(f"{base_url}/dashboard/tasks")
+        assert driver.current_url == f"{base_url}/dashboard/login", driver.current_url
+        driver.find_element(By.ID, "api_key").send_keys(api_key)
+        driver.find_element(By.ID, "sign-in").click()
+        until("the task list", lambda d: d.current_url.endswith("/dashboard/tasks"))
+
+        driver.find_element(By.LINK_TEXT, task_id).click()
+        until("the task page", lambda d: d.current_url.endswith(f"/dashboard/tasks/{task_id}"))
+        assert driver.find_element(By.ID, "task-status").text == "succeeded"
+
+        def attempts(d: WebDriver) -> list[Any]:
+            table = d.find_element(By.ID, f"deliveries-{event_id}")
+            return list(table.find_elements(By.CSS_SELECTOR, "tr.attempt"))
+
+        before = len(until("the first attempt", attempts))
+        driver.find_element(By.ID, f"redeliver-{event_id}").click()
+        flash = until("the redelivery notice",
+                      lambda d: d.find_elements(By.ID, "flash"))[0].text
+
+        def one_more(d: WebDriver) -> list[Any] | None:
+            rows = attempts(d)
+            if len(rows) > before:
+                return rows
+            d.refresh()  # the attempt is made just after the redirect: look again
+            return None
+
+        rows = until("the new attempt", one_more)
+        last = rows[-1]
+        code = last.find_element(By.CSS_SELECTOR, "td.status-code").text
+        snippet = last.find_elements(By.TAG_NAME, "td")[-1].text
+        # The whole page (notice, timeline, both attempts) fits the window.
+        assert driver.save_screenshot(str(screenshot)), "no screenshot was written"
+        return Seen(before, len(rows), code, snippet, flash, driver.page_source)
+    finally:
+        driver.quit()
+
+
+async def test_sign_in_open_a_task_redeliver_and_see_the_new_attempt(
+        start_relay: RelayFactory, start_receiver: ReceiverFactory, tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    _browser_paths()
+    # The test's own browser client logs what it types and every page it reads: not the
+    # relay's logs. (Last, the root: caplog's handler takes the level of the last call.)
+    for client_logger in CLIENT_LOGGERS:
+        caplog.set_level(logging.WARNING, logger=client_logger)
+    caplog.set_level(logging.DEBUG)
+    relay = await start_relay()
+    receiver = await start_receiver(default=Reply(200, body=RECEIVER_ANSWER))
+    account = await relay.account("browser-user")
+    async with relay.client(account) as api:
+        created = await api.post("/v1/tasks", json={
+            "provider": "sandbox", "input": ark_input("a lighthouse at dusk"),
+            "callback_url": receiver.url, "reference": "browser-test"})
+        assert created.status_code == 201, created.text
+        task_id = created.json()["id"]
+
+        async def succeeded_event() -> str | None:
+            listed = await api.get("/v1/events", params={"task_id": task_id,
+                                                          "type": "task.succeeded"})
+            data = listed.json()["data"]
+            return str(data[0]["id"]) if data else None
+        event_id = await eventually(succeeded_event, within=15, what="task.succeeded")
+    (first,) = await receiver.wait_for(1)
+    assert first.webhook_id == event_id
+
+    screenshot = tmp_path / "dashboard-redelivered.png"
+    seen = await asyncio.to_thread(browse, relay.url, account.api_key, task_id, event_id,
+                                   tmp_path / "chromium-profile", screenshot)
+    print(f"\ndashboard screenshot: {screenshot}")
+
+    assert seen.attempts_before == 1
+    assert seen.attempts_after == 2
+    assert seen.last_status_code == "200"
+    assert RECEIVER_ANSWER in seen.last_snippet
+    assert f"Redelivery of {event_id} queued" in seen.flash
+    assert screenshot.stat().st_size > 10_000
+    assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # The receiver got the same event again: same webhook id, a fresh signature.
+    await receiver.wait_for(2)
+    assert len(receiver.with_id(event_id)) == 2
+    # Neither the page nor anything the relay (or its server) logged holds the key or the
+    # signing secret.
+    logged = [r.getMessage() for r in caplog.records
+              if r.name.split(".")[0] not in CLIENT_LOGGERS]
+    assert logged, "nothing was logged: the check below would prove nothing"
+    for secret in (account.api_key, account.secret):
+        assert secret not in seen.page_source
+        assert not [line for line in logged if secret in line]

@@ -454,6 +454,8 @@ def relay_config(tmp: Path, port: int, ink_port: int, log_level: str) -> Path:
         "database_url": f"sqlite:///{tmp / 'relay.db'}",
         "log_level": log_level,
         "sandbox": {"enabled": False},
+        # The receiver is on loopback, which the default network policy refuses.
+        "network": {"allow_networks": ["127.0.0.0/8", "::1"]},
         "providers": {PROVIDER: {"preset": "seedance2ink", "base_url": f"http://{HOST}:{ink_port}",
                                  "api_key": "sk-bench"}},
     }

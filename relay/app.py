@@ -19,19 +19,25 @@ import httpx
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.schedulers.base import STATE_STOPPED
 from starlette.applications import Starlette
-from starlette.routing import Mount
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Mount, Route
 
 from relay.adapters.ark import ArkDialect
 from relay.adapters.base import Dialect
 from relay.adapters.seedance2ink import Seedance2InkDialect
 from relay.adapters.unified import UnifiedDialect
+from relay.api.auth_limit import FailureLimiter
 from relay.api.http import api_error, error_response
 from relay.api.routes import routes
 from relay.clock import Clock, SystemClock
 from relay.config import ProviderSettings, Settings
+from relay.dashboard import dashboard_mount
 from relay.delivery import DeliveryEngine, EngineSettings
 from relay.errors import ApiError, ConfigError, StoreError
 from relay.ids import new_id
+from relay.metrics import CONTENT_TYPE, RelayMetrics, live_state
+from relay.netguard import DestinationGuard
 from relay.outputs import OutputRefresher
 from relay.policy import PollPolicy, RetryPolicy
 from relay.providers import ProviderClient
@@ -136,13 +142,20 @@ def create_app(settings: Settings, *, clock: Clock | None = None,
                                           running_seconds=settings.sandbox.running_seconds),
                           clock)
         mounts.append(Mount("/sandbox", app=sandbox.app))
+    if role != "worker" and settings.dashboard.enabled:
+        mounts.append(dashboard_mount(settings))
+    # Every role serves /metrics (no API key: aggregate counts only, no ids, URLs or
+    # secrets; keep it on an internal network, as /healthz).
+    metrics = RelayMetrics()
+    mounts.append(Route("/metrics", _metrics_endpoint(metrics), methods=["GET"]))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         # SQLite is one instance; PostgreSQL coordinates several through leases.
         lock = InstanceLock(settings.sqlite_path) if settings.sqlite_path else None
         try:
-            async with _running(app, settings, clock, rng, owner, delivery_settings, role):
+            async with _running(app, settings, clock, rng, owner, delivery_settings, role,
+                                metrics):
                 yield
         finally:
             if sandbox is not None:  # a mounted app has no lifespan: its pushes end here
@@ -159,12 +172,18 @@ def create_app(settings: Settings, *, clock: Clock | None = None,
 @contextlib.asynccontextmanager
 async def _running(app: Starlette, settings: Settings, clock: Clock, rng: random.Random,
                    owner: str, delivery_settings: EngineSettings,
-                   role: Role = "all") -> AsyncIterator[None]:
+                   role: Role = "all",
+                   metrics: RelayMetrics | None = None) -> AsyncIterator[None]:
     """The relay's moving parts, from opening the store to draining work at shutdown."""
     d = settings.delivery
     store = open_store(settings.database_url)
+    # Provider calls go to the operator's own base URLs; webhooks go where callers say, so
+    # their transport checks every address against the network policy (relay.netguard).
     transport = RelayTransport(max_connections=d.max_in_flight + 64)
     http = httpx.AsyncClient(transport=transport, follow_redirects=False, trust_env=False)
+    net = settings.network
+    guard = DestinationGuard(net.policy(), resolve_timeout=net.resolve_timeout)
+    webhooks = RelayTransport(max_connections=d.max_in_flight + 64, guard=guard)
     scheduler = AsyncIOScheduler(timezone="UTC")
     engine: DeliveryEngine | None = None
     tracker: Tracker | None = None
@@ -179,8 +198,9 @@ async def _running(app: Starlette, settings: Settings, clock: Clock, rng: random
         plans = {name: _provider(name, p, settings, http, clock, rng)
                  for name, p in settings.providers.items()}
         refresher = OutputRefresher(store=store, providers=plans, clock=clock)
-        engine = DeliveryEngine(store=store, transport=transport, clock=clock, rng=rng,
-                                settings=delivery_settings, owner=owner, refresh=refresher)
+        engine = DeliveryEngine(store=store, transport=webhooks, clock=clock, rng=rng,
+                                settings=delivery_settings, owner=owner, refresh=refresher,
+                                metrics=metrics)
         public = public_address(settings)
 
         def inbound_url(provider: str, account_id: str, task_id: str) -> str:
@@ -190,13 +210,19 @@ async def _running(app: Starlette, settings: Settings, clock: Clock, rng: random
         tracker = Tracker(store=store, providers=plans, clock=clock, rng=rng,
                           on_events=engine.wake, batch_size=settings.polling.batch_size,
                           lease_seconds=settings.polling.lease_seconds,
-                          inbound_url=inbound_url)
+                          inbound_url=inbound_url, metrics=metrics)
+        if metrics is not None:
+            metrics.attach(store, live_state(lambda: engine.in_flight if engine else 0,
+                                             {n: p.client.health for n, p in plans.items()}),
+                           clock.now)
         _warn_unreachable_pushes(settings)
         app.state.services = Services(
             store=store, tracker=tracker, delivery=engine, tokens=tokens, clock=clock,
             providers={n: p.client for n, p in plans.items()},
             max_body_bytes=settings.limits.max_body_bytes,
-            rotation_grace=settings.subscriptions.rotation_grace)
+            rotation_grace=settings.subscriptions.rotation_grace, destinations=guard,
+            auth_failures=FailureLimiter(settings.limits.auth_failures_per_minute,
+                                         settings.limits.auth_failure_burst))
         if role == "api":
             # No dispatch here: what the API writes wakes the workers through the database.
             # (Test events and push confirmations still run in the request that asks.)
@@ -222,7 +248,10 @@ async def _running(app: Starlette, settings: Settings, clock: Clock, rng: random
         if tracker is not None:
             tracker.stop()
             await tracker.drain()
+        if metrics is not None:
+            metrics.detach()
         await http.aclose()
+        await webhooks.aclose()
         await store.close()
 
 
@@ -280,6 +309,12 @@ def _warn_unreachable_pushes(settings: Settings) -> None:
             log.warning("provider %s pushes results to this relay, but server.public_url is "
                         "not set: it is told %s, which it likely cannot reach; results "
                         "then arrive only by the slow safety poll", name, own_address(settings))
+
+
+def _metrics_endpoint(metrics: RelayMetrics) -> Callable[[Request], Any]:
+    async def endpoint(request: Request) -> Response:
+        return Response(await metrics.render(), media_type=CONTENT_TYPE)
+    return endpoint
 
 
 async def _store_unavailable(request: Any, exc: Exception) -> Any:

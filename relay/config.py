@@ -37,6 +37,7 @@ from pydantic_core import PydanticCustomError
 
 from relay.config_text import config_error, describe, interpolate
 from relay.errors import ConfigError
+from relay.netpolicy import NetworkSettings
 from relay.presets import apply_preset
 
 SANDBOX = "sandbox"
@@ -129,6 +130,10 @@ class ServerSettings(_Model):
 
 class LimitsSettings(_Model):
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    auth_failures_per_minute: float = Field(default=10.0, ge=0)
+    """Failed API keys one client address may send per minute, once its burst is spent;
+    0 turns the limit off (``relay.api.auth_limit``)."""
+    auth_failure_burst: int = Field(default=20, ge=1)
 
 
 class PollingSettings(_Model):
@@ -181,6 +186,16 @@ class RetentionSettings(_Model):
 class IdempotencySettings(_Model):
     ttl: float = Field(default=86_400.0, ge=86_400.0)
     """How long an Idempotency-Key is remembered; at least 24 h."""
+
+
+class DashboardSettings(_Model):
+    enabled: bool = True
+    """Serve the dashboard at /dashboard (roles all and api)."""
+    session_secret: str | None = Field(default=None, min_length=16)
+    """Signs dashboard session cookies; None: derived from secret_key (or the key kept in the
+    database), which every instance on one database shares."""
+    session_max_age: int = Field(default=43_200, ge=60, le=30 * 86_400)
+    """How long a sign-in lasts, in seconds (12 h)."""
 
 
 class SandboxSettings(_Model):
@@ -274,6 +289,8 @@ class Settings(_Model):
     subscriptions: SubscriptionSettings = Field(default_factory=SubscriptionSettings)
     idempotency: IdempotencySettings = Field(default_factory=IdempotencySettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    network: NetworkSettings = Field(default_factory=NetworkSettings)
+    dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
     # Declared before providers: the providers validator reads it.
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     providers: FrozenMap[ProviderName, ProviderSettings] = Field(
@@ -446,6 +463,8 @@ def redacted(settings: Settings) -> dict[str, Any]:
     data = settings.model_dump(mode="json")
     if data["secret_key"] is not None:
         data["secret_key"] = "***"
+    if data["dashboard"]["session_secret"] is not None:
+        data["dashboard"]["session_secret"] = "***"
     data["database_url"] = _redact_url(settings.database_url)
     for provider in data["providers"].values():
         if provider["api_key"] is not None:

@@ -33,10 +33,10 @@ def test_split_roles_need_postgresql(tmp_path: Path, role: str) -> None:
         create_app(settings, role=role)  # type: ignore[arg-type]
 
 
-def test_a_worker_serves_only_health_and_the_sandbox(tmp_path: Path) -> None:
+def test_a_worker_serves_only_health_metrics_and_the_sandbox(tmp_path: Path) -> None:
     settings = Settings.from_mapping(
         {"database_url": "postgresql://postgres@127.0.0.1:5432/test"}, env={})
     paths = {getattr(r, "path", "") for r in create_app(settings, role="worker").routes}
-    assert paths == {"/healthz", "/readyz", "/sandbox"}
+    assert paths == {"/healthz", "/readyz", "/metrics", "/sandbox"}
     api = {getattr(r, "path", "") for r in create_app(settings, role="api").routes}
-    assert {"/v1/tasks", "/v1/subscriptions", "/healthz"} <= api
+    assert {"/v1/tasks", "/v1/subscriptions", "/healthz", "/metrics"} <= api

@@ -88,6 +88,8 @@ def relay_config(
         "database_url": f"sqlite:///{tmp_path / 'relay.db'}",
         "log_level": log_level,
         "limits": {"max_body_bytes": 65536},
+        # Receivers listen on 127.0.0.1, which the default network policy refuses.
+        "network": {"allow_networks": ["127.0.0.0/8", "::1"]},
         "polling": {"tick_seconds": 0.2},
         "delivery": {"tick_seconds": 0.2, "retry_schedule": list(retry_schedule), "jitter": 0,
                      "timeout": 3},

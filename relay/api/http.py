@@ -137,6 +137,13 @@ async def authenticate(request: Request) -> Account:
     key = key or request.headers.get("x-api-key", "").strip() or None
     if not key:
         raise Unauthorized("send your API key as 'Authorization: Bearer <key>'")
+    return await account_for_key(request, key)
+
+
+async def account_for_key(request: Request, key: str) -> Account:
+    """The account of ``key`` (from a header or the dashboard's sign-in form), under the
+    per-address limit on wrong keys: ``TooManyRequests`` while the address is blocked,
+    ``Unauthorized`` for a wrong key (which counts against the address)."""
     svc = services(request)
     client = request.client.host if request.client is not None else "unknown"
     now = svc.clock.now().timestamp()

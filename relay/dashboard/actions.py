@@ -15,7 +15,7 @@ from datetime import timedelta
 from starlette.requests import Request
 from starlette.responses import Response
 
-from relay.api.http import services
+from relay.api.http import account_for_key, services
 from relay.dashboard.render import NO_STORE, guarded, page, redirect
 from relay.dashboard.session import (
     check_csrf,
@@ -26,11 +26,11 @@ from relay.dashboard.session import (
     signed_in,
 )
 from relay.dashboard.views import back_target
-from relay.errors import BadRequest, Conflict, NotFound
+from relay.errors import BadRequest, Conflict, NotFound, TooManyRequests, Unauthorized
 from relay.ids import new_id
 from relay.models import DeliveryStatus, Event, EventType, Subscription, SubscriptionStatus
 from relay.operations import parse_time, plan_replay, redeliver, run_replay
-from relay.signing import generate_webhook_secret, hash_api_key
+from relay.signing import generate_webhook_secret
 from relay.store.interface import ReplayQuery
 from relay.transitions import envelope
 
@@ -49,10 +49,15 @@ async def login(request: Request) -> Response:
     form = await read_form(request)
     check_csrf(request, form)
     key = form.get("api_key", "").strip()
-    account = await services(request).store.account_by_key_hash(hash_api_key(key)) \
-        if key else None
-    if account is None:
-        # The key is never echoed back, logged or kept.
+    # The key is never echoed back, logged or kept. Wrong keys count against the address
+    # as they do on the API, so the form is no way around its limit.
+    try:
+        account = await account_for_key(request, key or " ")
+    except TooManyRequests as exc:
+        refused = page(request, "login.html", {"error": str(exc)}, status_code=429)
+        refused.headers["Retry-After"] = str(exc.retry_after)
+        return refused
+    except Unauthorized:
         return page(request, "login.html", {"error": "That API key is not valid."},
                     status_code=401)
     sign_in(request, account.id, account.name)

@@ -110,6 +110,32 @@ async def test_sign_in_keeps_the_account_not_the_key(dash: Dash) -> None:
     assert API_KEY not in tasks.text
 
 
+async def test_wrong_keys_in_the_form_count_against_the_address(tmp_path: Path) -> None:
+    """The sign-in form is no way around the API's limit on wrong keys: after the burst the
+    right key is refused too, on the form and on the API."""
+    app = create_app(settings_for(tmp_path, limits={"auth_failure_burst": 3,
+                                                    "auth_failures_per_minute": 1}),
+                     clock=FakeClock(NOW))
+    async with app.router.lifespan_context(app):
+        services: Services = app.state.services
+        account = Account(id="acct_dash", name="dash-team", created_at=NOW)
+        await services.store.create_account(account, hash_api_key(API_KEY), CALLBACK_SECRET)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            dash = Dash(c, services, account)
+            for _ in range(3):
+                assert (await dash.sign_in("rk_wrong")).status_code == 401
+            blocked = await dash.sign_in()
+            assert blocked.status_code == 429
+            assert int(blocked.headers["retry-after"]) > 0
+            assert "set-cookie" not in blocked.headers or "account_id" not in \
+                base64.b64decode(blocked.headers["set-cookie"].split("=", 1)[1]
+                                 .split(".")[0] + "==").decode(errors="replace")
+            api = await c.get("/v1/me", headers={"Authorization": f"Bearer {API_KEY}"})
+            assert api.status_code == 429
+            assert (await c.get("/dashboard/tasks")).status_code == 303  # not signed in
+
+
 async def test_a_sign_in_ends_after_its_max_age(dash: Dash) -> None:
     await dash.sign_in()
     clock = dash.services.clock

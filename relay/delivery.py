@@ -3,8 +3,8 @@
 Flow: each pass of the pump claims as many due deliveries as there are free slots, never
 more for one destination than its concurrency cap leaves room for, and starts one send each.
 A finished send is classified by the pure ``relay.policy.classify_attempt`` into a record
-that the ``_Recorder`` writes in batches, one transaction per batch, which is what lets a
-durable relay keep up with a bare HTTP loop.
+that ``relay.attempt_recorder`` writes in batches, one transaction per batch, which is what
+lets a durable relay keep up with a bare HTTP loop.
 Until its record is written a delivery stays leased, so a crash at any moment leaves it due
 again once the lease is released (at-least-once).
 """
@@ -15,16 +15,16 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Protocol
 
 import httpx
 
 from relay.adapters.common import parse_retry_after
+from relay.attempt_recorder import AttemptRecorder, log_crash
 from relay.clock import Clock
-from relay.errors import StoreError
 from relay.logs import ids, url_origin
 from relay.metrics import RelayMetrics
 from relay.models import Attempt, DeliveryStatus, DueDelivery
@@ -51,10 +51,6 @@ USER_AGENT = b"seedance-relay/0.1"
 
 FILLED_RECHECK = 0.05
 """Seconds before another claim when a destination reached its cap in the last one."""
-RECORD_RETRY_PAUSE = 0.25
-"""Seconds before writing again the attempts the database could not take; doubled each time
-it fails again, up to ``RECORD_RETRY_PAUSE_MAX``."""
-RECORD_RETRY_PAUSE_MAX = 4.0
 
 
 class Refresh(Protocol):
@@ -114,7 +110,7 @@ class DeliveryEngine:
         self._extensions: dict[str, Any] = {
             "timeout": {"connect": t, "read": t, "write": t, "pool": t},
             TOTAL_TIMEOUT: t, BODY_LIMIT: settings.snippet_bytes}
-        self._recorder = _Recorder(store, owner, self._recorded, clock,
+        self._recorder = AttemptRecorder(store, owner, self._recorded, clock,
                                    settings.lease_seconds)
         self._sends: set[asyncio.Task[None]] = set()
         self._per_key: dict[str, int] = {}
@@ -205,7 +201,7 @@ class DeliveryEngine:
 
     def _sent(self, task: asyncio.Task[None]) -> None:
         self._sends.discard(task)
-        _log_crash(task)
+        log_crash(task)
         # Claim again once a quarter of the slots is free: one claim per send would cost a
         # database round trip per delivery.
         free = self._settings.max_in_flight - len(self._sends)
@@ -361,71 +357,5 @@ class RateGate:
         return slot - now
 
 
-class _Recorder:
-    """Writes finished attempts in batches: whatever finished while the last write ran goes
-    into the next one, so the batch size follows the load by itself.
-
-    A batch the database could not take (it is restarting, unreachable) is written again,
-    with what finished meanwhile, for as long as its deliveries are still leased: a record
-    lost would have the delivery sent twice once its lease runs out. Past the lease another
-    instance may have sent it again, and the lease fence would refuse the record anyway."""
-
-    def __init__(self, store: Store, owner: str,
-                 written: Callable[[Sequence[AttemptRecord]], None], clock: Clock,
-                 lease_seconds: float) -> None:
-        self._store = store
-        self._owner = owner
-        self._written = written
-        self._clock = clock
-        self._lease = timedelta(seconds=lease_seconds)
-        self._pending: list[AttemptRecord] = []
-        self._writer: asyncio.Task[None] | None = None
-        self.final = False
-        """Stopping: a failed write is not tried again (the leases keep those deliveries)."""
-
-    def add(self, record: AttemptRecord) -> None:
-        self._pending.append(record)
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.ensure_future(self._write())
-            self._writer.add_done_callback(_log_crash)
-
-    async def _write(self) -> None:
-        await asyncio.sleep(0)  # let the sends finishing in this loop turn join the batch
-        pause = RECORD_RETRY_PAUSE
-        while self._pending:
-            batch, self._pending = self._pending, []
-            try:
-                await self._store.record_attempts(batch, self._owner)
-            except Exception as exc:
-                # Whatever is not written again in time stays leased until the lease runs
-                # out, then it is sent again: never lost.
-                wake = self._clock.now() + timedelta(seconds=pause)
-                kept = [] if self.final else [
-                    r for r in batch if r.attempt.started_at + self._lease > wake]
-                log.warning("could not record %d attempts (%s); %s", len(batch), exc,
-                            f"trying {len(kept)} again in {pause:g} s" if kept else
-                            "they will be sent again when their leases run out",
-                            exc_info=not isinstance(exc, StoreError))
-                self._pending[:0] = kept
-                if kept:
-                    await asyncio.sleep(pause)
-                    pause = min(2 * pause, RECORD_RETRY_PAUSE_MAX)
-            else:
-                pause = RECORD_RETRY_PAUSE
-                self._written(batch)
-
-    async def flush(self) -> None:
-        while self._writer is not None and not self._writer.done():
-            await self._writer
-        if self._pending:
-            await self._write()
-
-
 def _describe(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"[:300]
-
-
-def _log_crash(task: asyncio.Task[Any]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("delivery task crashed", exc_info=task.exception())
-

@@ -23,18 +23,26 @@ from urllib.parse import urlsplit, urlunsplit
 import yaml
 from pydantic import (
     AfterValidator,
-    BaseModel,
-    ConfigDict,
     Field,
     SerializerFunctionWrapHandler,
     ValidationError,
     ValidationInfo,
     WrapSerializer,
     field_validator,
-    model_validator,
 )
 from pydantic_core import PydanticCustomError
 
+from relay.config_sections import (
+    ConfigModel,
+    DashboardSettings,
+    DeliverySettings,
+    IdempotencySettings,
+    LimitsSettings,
+    PollingSettings,
+    RetentionSettings,
+    SandboxSettings,
+    SubscriptionSettings,
+)
 from relay.config_text import config_error, describe, interpolate
 from relay.errors import ConfigError
 from relay.netpolicy import NetworkSettings
@@ -97,26 +105,7 @@ def _sqlite_file(url: str) -> str:
     return path
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _blank_means_default(cls, data: Any) -> Any:
-        if not isinstance(data, Mapping):
-            return data
-        out = dict(data)
-        for name, field in cls.model_fields.items():
-            if name not in out:
-                continue
-            if out[name] is None and field.default_factory is not None:
-                del out[name]  # an empty section: YAML reads it as null
-            elif out[name] == "" and field.default is None and not field.is_required():
-                out[name] = None  # `${VAR:-}` left a nullable key unset
-        return out
-
-
-class ServerSettings(_Model):
+class ServerSettings(ConfigModel):
     host: str = Field(default="127.0.0.1", min_length=1)
     port: int = Field(default=8000, ge=1, le=65535)
     public_url: str | None = None
@@ -128,83 +117,7 @@ class ServerSettings(_Model):
         return None if value is None else _http_url(value)
 
 
-class LimitsSettings(_Model):
-    max_body_bytes: int = Field(default=1_048_576, ge=1024)
-    auth_failures_per_minute: float = Field(default=10.0, ge=0)
-    """Failed API keys one client address may send per minute, once its burst is spent;
-    0 turns the limit off (``relay.api.auth_limit``)."""
-    auth_failure_burst: int = Field(default=20, ge=1)
-
-
-class PollingSettings(_Model):
-    tick_seconds: float = Field(default=1.0, gt=0)
-    max_age: float = Field(default=172_800.0, gt=0)
-    batch_size: int = Field(default=200, ge=1)
-    lease_seconds: float = Field(default=120.0, gt=0)
-    """A claimed poll is another instance's to take after this (its claimer crashed)."""
-
-
-class DeliverySettings(_Model):
-    timeout: float = Field(default=15.0, gt=0)
-    retry_schedule: tuple[Annotated[float, Field(gt=0)], ...] = Field(
-        default=(5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 50400.0, 72000.0, 86400.0),
-        min_length=1)
-    jitter: float = Field(default=0.2, ge=0, le=0.5)
-    max_in_flight: int = Field(default=256, ge=1)
-    max_in_flight_per_destination: int = Field(default=64, ge=1)
-    retry_after_max: float = Field(default=3600.0, gt=0)
-    tick_seconds: float = Field(default=1.0, gt=0)
-    response_snippet_bytes: int = Field(default=1024, ge=0)
-    lease_seconds: float | None = Field(default=None, gt=0)
-    """A claimed delivery is another instance's to send after this (its claimer crashed);
-    None: the larger of 300 s and four attempt timeouts. At least two timeouts."""
-
-    @model_validator(mode="after")
-    def _lease_covers_attempts(self) -> DeliverySettings:
-        if self.lease_seconds is not None and self.lease_seconds < 2 * self.timeout:
-            raise ValueError(f"lease_seconds ({self.lease_seconds:g}) must be at least twice "
-                             f"the attempt timeout ({self.timeout:g})")
-        return self
-
-
-class SubscriptionSettings(_Model):
-    disable_after: float = Field(default=432_000.0, gt=0)
-    """A subscription whose deliveries have all failed this long is disabled (5 days)."""
-    rotation_grace: float = Field(default=86_400.0, ge=0)
-    """How long a rotated secret keeps signing next to the new one (24 h)."""
-    housekeeping_seconds: float = Field(default=60.0, gt=0)
-
-
-class RetentionSettings(_Model):
-    history_days: float | None = Field(default=90.0, gt=0)
-    """Events (with their deliveries and attempts) older than this are deleted; None: kept
-    forever. An event with a delivery still pending is always kept."""
-    batch_size: int = Field(default=1000, ge=1)
-    """Events deleted per transaction: short ones, so deliveries never wait long."""
-
-
-class IdempotencySettings(_Model):
-    ttl: float = Field(default=86_400.0, ge=86_400.0)
-    """How long an Idempotency-Key is remembered; at least 24 h."""
-
-
-class DashboardSettings(_Model):
-    enabled: bool = True
-    """Serve the dashboard at /dashboard (roles all and api)."""
-    session_secret: str | None = Field(default=None, min_length=16)
-    """Signs dashboard session cookies; None: derived from secret_key (or the key kept in the
-    database), which every instance on one database shares."""
-    session_max_age: int = Field(default=43_200, ge=60, le=30 * 86_400)
-    """How long a sign-in lasts, in seconds (12 h)."""
-
-
-class SandboxSettings(_Model):
-    enabled: bool = True
-    queued_seconds: float = Field(default=2.0, ge=0)
-    running_seconds: float = Field(default=6.0, ge=0)
-
-
-class PollSettings(_Model):
+class PollSettings(ConfigModel):
     min_interval: float = Field(default=5.0, gt=0)
     max_interval: float = Field(default=60.0, gt=0, validate_default=True)
     expected_duration: float = Field(default=120.0, gt=0)
@@ -222,7 +135,7 @@ class PollSettings(_Model):
         return value
 
 
-class ProviderSettings(_Model):
+class ProviderSettings(ConfigModel):
     dialect: DialectName
     preset: str | None = None
     """The preset (``relay.presets``) whose defaults this entry was filled from."""
@@ -277,7 +190,7 @@ def _builtin_sandbox(sandbox: SandboxSettings) -> ProviderSettings:
         poll=PollSettings(min_interval=1.0, max_interval=10.0, expected_duration=expected))
 
 
-class Settings(_Model):
+class Settings(ConfigModel):
     server: ServerSettings = Field(default_factory=ServerSettings)
     database_url: str = "sqlite:///relay.db"
     secret_key: str | None = Field(default=None, min_length=16)

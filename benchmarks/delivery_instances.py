@@ -82,6 +82,7 @@ import aiohttp
 import psycopg
 import uvloop  # what relay serve runs on too (uvicorn[standard])
 from delivery import aiohttp_loop, free_port, write_events
+from receiver import take_request
 
 from relay.errors import RelayError
 from relay.ids import new_id
@@ -125,20 +126,9 @@ class Counter(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
-        while True:
-            end = self.buffer.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            head = self.buffer[:end].lower()
-            at = head.find(b"content-length:")
-            length = 0
-            if at >= 0:
-                line_end = head.find(b"\r\n", at)
-                length = int(head[at + 15:line_end if line_end > 0 else None].strip())
-            total = end + 4 + length
-            if len(self.buffer) < total:
-                return
-            self.buffer = self.buffer[total:]
+        while (request := take_request(self.buffer)) is not None:
+            head, _, self.buffer = request
+            head = head.lower()
             if head.startswith(b"post "):
                 at = head.find(b"\r\nwebhook-id:")
                 if at >= 0:

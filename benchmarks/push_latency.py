@@ -80,6 +80,7 @@ from pathlib import Path
 import aiohttp
 import uvloop  # what relay serve runs on too (uvicorn[standard])
 from aiohttp import web
+from receiver import take_request
 
 HOST = "127.0.0.1"
 PROVIDER = "ink"
@@ -109,21 +110,10 @@ class Recorder(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
-        while True:
-            end = self.buffer.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            head = self.buffer[:end].lower()
-            at = head.find(b"content-length:")
-            length = 0
-            if at >= 0:
-                line_end = head.find(b"\r\n", at)
-                length = int(head[at + 15:line_end if line_end > 0 else None].strip())
-            total = end + 4 + length
-            if len(self.buffer) < total:
-                return
+        while (request := take_request(self.buffer)) is not None:
             arrived = time.monotonic()
-            body, self.buffer = self.buffer[end + 4:total], self.buffer[total:]
+            head, body, self.buffer = request
+            head = head.lower()
             if head.startswith(b"get /count"):
                 self._answer(str(len(Recorder.records)).encode())
             elif head.startswith(b"get "):

@@ -104,6 +104,7 @@ from pathlib import Path
 
 import aiohttp
 import uvloop  # what relay serve runs on too (uvicorn[standard])
+from receiver import take_request
 
 HOST = "127.0.0.1"
 PROVIDER = "fake"
@@ -164,22 +165,9 @@ class FakeArk(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
-        while True:
-            end = self.buffer.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            head = self.buffer[:end]
-            lower = head.lower()
-            at = lower.find(b"content-length:")
-            length = 0
-            if at >= 0:
-                line_end = lower.find(b"\r\n", at)
-                length = int(lower[at + 15:line_end if line_end > 0 else None].strip())
-            total = end + 4 + length
-            if len(self.buffer) < total:
-                return
+        while (request := take_request(self.buffer)) is not None:
             arrived = time.time()
-            self.buffer = self.buffer[total:]
+            head, _, self.buffer = request
             path = head.split(b" ", 2)[1].split(b"?", 1)[0]
             task_id = path.rsplit(b"/", 1)[1]
             state = self.state

@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import os
 import random
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -34,6 +33,7 @@ from pathlib import Path
 
 import aiohttp
 import httpx
+from relay_process import free_port
 
 from relay.clock import SystemClock
 from relay.delivery import DeliveryEngine, EngineSettings
@@ -46,12 +46,6 @@ from relay.transitions import registered
 from relay.transport import RelayTransport
 
 HERE = Path(__file__).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def sample_body() -> bytes:

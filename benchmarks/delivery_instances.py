@@ -81,8 +81,9 @@ from urllib.parse import quote
 import aiohttp
 import psycopg
 import uvloop  # what relay serve runs on too (uvicorn[standard])
-from delivery import aiohttp_loop, free_port, write_events
+from delivery import aiohttp_loop, write_events
 from receiver import take_request
+from relay_process import free_port, start_profiler, stop
 
 from relay.errors import RelayError
 from relay.ids import new_id
@@ -415,23 +416,6 @@ def trouble(log: str) -> tuple[int, str] | None:
     return len(bad), "\n    ".join(lines[bad[0]:min(end, bad[0] + 40)])
 
 
-def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
-    if proc.poll() is None:
-        proc.send_signal(sig)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def start_profiler(pid: int, out: Path) -> subprocess.Popen[bytes]:
-    spy = Path(sys.executable).with_name("py-spy")
-    return subprocess.Popen([str(spy), "record", "--pid", str(pid), "--nonblocking",
-                             "--rate", "250", "--format", "flamegraph", "--output", str(out)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
 # --- one configuration -------------------------------------------------------------------------
 
 
@@ -497,7 +481,7 @@ async def run_config(name: str, db: Database, instances: int, role: str,
         pids = [r.proc.pid for r in relays]
         await asyncio.sleep(max(0.0, t0 - 0.05 - time.time()))
         if args.profile:
-            spies = [start_profiler(pid, args.profile / f"{name}-{i + 1}.svg")
+            spies = [start_profiler(pid, args.profile / f"{name}-{i + 1}.svg", rate=250)
                      for i, pid in enumerate(pids)]
         ours = [*pids, receiver_pid, os.getpid()]
         before = cpu_sample(ours)

@@ -66,9 +66,7 @@ import json
 import math
 import os
 import random
-import re
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -81,18 +79,22 @@ import aiohttp
 import uvloop  # what relay serve runs on too (uvicorn[standard])
 from aiohttp import web
 from receiver import take_request
+from relay_process import (
+    cpu_seconds,
+    create_account,
+    free_port,
+    start_profiler,
+    start_relay,
+    stop,
+    tail,
+    wait_healthy,
+)
 
 HOST = "127.0.0.1"
 PROVIDER = "ink"
 INK_TASKS = "/api/open/v1/video/generations"
 TARGET_P99_MS = 50.0
-API_KEY_LINE = re.compile(r"^api key:\s+(\S+)$", re.MULTILINE)
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
 
 
 # --- the receiver (its own process) ------------------------------------------------------
@@ -454,68 +456,6 @@ def relay_config(tmp: Path, port: int, ink_port: int, log_level: str) -> Path:
     return path
 
 
-def create_account(config: Path) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "relay", "accounts", "create", "bench", "--config", str(config)],
-        capture_output=True, text=True, timeout=60, check=False)
-    found = API_KEY_LINE.search(done.stdout)
-    if done.returncode or not found:
-        raise RuntimeError(f"relay accounts create failed:\n{done.stdout}\n{done.stderr}")
-    return found.group(1)
-
-
-def start_relay(config: Path, log: Path) -> subprocess.Popen[bytes]:
-    with open(log, "wb") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "relay", "serve", "--config", str(config)],
-            stdout=out, stderr=out, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-
-
-def tail(log: Path) -> str:
-    return log.read_text(errors="replace")[-4000:]
-
-
-async def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 30
-    async with aiohttp.ClientSession() as session:
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"the relay exited with {proc.returncode}:\n{tail(log)}")
-            with contextlib.suppress(aiohttp.ClientError):
-                async with session.get(url + "/healthz") as r:
-                    if r.status == 200:
-                        return
-            await asyncio.sleep(0.1)
-    raise RuntimeError("the relay did not become healthy within 30 s")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process, all its threads (Linux); NaN elsewhere."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return math.nan
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def start_profiler(pid: int, out: str) -> subprocess.Popen[bytes]:
-    fmt = {".svg": "flamegraph", ".json": "speedscope"}.get(Path(out).suffix, "raw")
-    spy = Path(sys.executable).with_name("py-spy")
-    return subprocess.Popen([str(spy), "record", "--pid", str(pid), "--nonblocking",
-                             "--rate", "500", "--format", fmt, "--output", out],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-
-def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
-    if proc.poll() is None:
-        proc.send_signal(sig)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 # --- the run --------------------------------------------------------------------------------
 
 
@@ -526,7 +466,7 @@ async def measure(args: argparse.Namespace, tmp: Path, receiver_url: str) -> boo
     await runner.setup()
     await web.TCPSite(runner, HOST, ink_port, backlog=1024).start()
     config = relay_config(tmp, relay_port, ink_port, args.log_level)
-    api_key = await asyncio.to_thread(create_account, config)
+    _, api_key = await asyncio.to_thread(create_account, config)
     log = tmp / "relay.log"
     relay_url = f"http://{HOST}:{relay_port}"
     relay = start_relay(config, log)
@@ -542,7 +482,7 @@ async def measure(args: argparse.Namespace, tmp: Path, receiver_url: str) -> boo
         warm = await asyncio.gather(*(bench.life(-1 - i, 0.2) for i in range(8)))
         await bench.arrivals(len(warm), within=15)
         if args.profile and args.tasks:
-            spy = start_profiler(relay.pid, args.profile)
+            spy = start_profiler(relay.pid, args.profile, rate=500)
         stop_probes = asyncio.Event()
         probes = asyncio.ensure_future(bench.baseline(
             max(args.tasks, 200), args.rate, stop_probes))
@@ -558,7 +498,7 @@ async def measure(args: argparse.Namespace, tmp: Path, receiver_url: str) -> boo
             burst = await bench.create_many(args.burst, args.tasks)
             await asyncio.sleep(1.0)  # let the creates' own work settle
             if args.profile and spy is None:
-                spy = start_profiler(relay.pid, args.profile)
+                spy = start_profiler(relay.pid, args.profile, rate=500)
             used = cpu_seconds(relay.pid)
             await asyncio.gather(*(bench.push(task) for task in burst))
             arrived = await bench.arrivals(expected + len(burst), within=60)

@@ -88,9 +88,7 @@ import json
 import math
 import os
 import random
-import re
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -105,6 +103,15 @@ from pathlib import Path
 import aiohttp
 import uvloop  # what relay serve runs on too (uvicorn[standard])
 from receiver import take_request
+from relay_process import (
+    cpu_seconds,
+    create_account,
+    free_port,
+    start_profiler,
+    start_relay,
+    stop,
+    wait_healthy,
+)
 
 HOST = "127.0.0.1"
 PROVIDER = "fake"
@@ -120,13 +127,7 @@ HERD_GAP = 2.0
 """Seconds after the window when the herd's polls are all due."""
 TARGET_LATE_P99 = 2.0
 TARGET_RSS_MB = 300.0
-ACCOUNT_LINE = re.compile(r"^account:\s+(\S+)", re.MULTILINE)
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
 
 
 # --- the fake Ark (in this process) ------------------------------------------------------
@@ -256,41 +257,6 @@ def repoll_interval(args: argparse.Namespace) -> float:
     return max(MIN_INTERVAL, float(args.window) / (1 - JITTER))
 
 
-def create_account(config: Path) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "relay", "accounts", "create", "bench", "--config", str(config)],
-        capture_output=True, text=True, timeout=60, check=False)
-    found = ACCOUNT_LINE.search(done.stdout)
-    if done.returncode or not found:
-        raise RuntimeError(f"relay accounts create failed:\n{done.stdout}\n{done.stderr}")
-    return found.group(1)
-
-
-def start_relay(config: Path, log: Path) -> subprocess.Popen[bytes]:
-    with open(log, "ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "relay", "serve", "--config", str(config)],
-            stdout=out, stderr=out, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-
-
-def tail(log: Path) -> str:
-    return log.read_text(errors="replace")[-4000:]
-
-
-async def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 60
-    async with aiohttp.ClientSession() as session:
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"the relay exited with {proc.returncode}:\n{tail(log)}")
-            with contextlib.suppress(aiohttp.ClientError):
-                async with session.get(url + "/healthz") as r:
-                    if r.status == 200:
-                        return
-            await asyncio.sleep(0.05)
-    raise RuntimeError("the relay did not become healthy within 60 s")
-
-
 def memory_mb(pid: int) -> tuple[float, float]:
     """The process's (VmRSS, VmHWM) in MB: resident now, and its peak."""
     fields = {}
@@ -302,31 +268,6 @@ def memory_mb(pid: int) -> tuple[float, float]:
     return fields.get("VmRSS", math.nan), fields.get("VmHWM", math.nan)
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process, all its threads (Linux); NaN elsewhere."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return math.nan
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def start_profiler(pid: int, out: str) -> subprocess.Popen[bytes]:
-    fmt = {".svg": "flamegraph", ".json": "speedscope"}.get(Path(out).suffix, "raw")
-    spy = Path(sys.executable).with_name("py-spy")
-    return subprocess.Popen([str(spy), "record", "--pid", str(pid), "--nonblocking",
-                             "--threads", "--rate", "200", "--format", fmt, "--output", out],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-
-def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
-    if proc.poll() is None:
-        proc.send_signal(sig)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 # --- seeding ----------------------------------------------------------------------------------
@@ -664,14 +605,14 @@ async def measure(args: argparse.Namespace, tmp: Path) -> bool:
     sampler: asyncio.Task[None] | None = None
     watcher: asyncio.Task[None] | None = None
     try:
-        account_id = await asyncio.to_thread(create_account, config)
+        account_id, _ = await asyncio.to_thread(create_account, config)
 
         # Baseline: the relay on an empty database.
         relay = start_relay(config, log)
         await wait_healthy(relay_url, relay, log)
         await asyncio.sleep(3.0)
         run.empty_rss = memory_mb(relay.pid)[0]
-        await asyncio.to_thread(stop, relay)
+        await asyncio.to_thread(stop, relay, signal.SIGTERM, 60.0)
         relay = None
 
         # Baselines: the fake provider's capacity, and a bare loop at the relay's cap.
@@ -705,7 +646,7 @@ async def measure(args: argparse.Namespace, tmp: Path) -> bool:
             run.niced = os.nice(-10 - os.nice(0)) == -10
         watcher = asyncio.ensure_future(watch_lag(run.lag, stop_sampling))
         if args.profile:
-            spy = start_profiler(relay.pid, args.profile)
+            spy = start_profiler(relay.pid, args.profile, threads=True)
         cpu0 = cpu_seconds(relay.pid)
         load0 = os.getloadavg()[0]
         await asyncio.sleep(max(0.0, run.origin + args.window + args.tail - time.time()))
@@ -718,7 +659,7 @@ async def measure(args: argparse.Namespace, tmp: Path) -> bool:
         run.end_rss, run.peak_rss = memory_mb(relay.pid)
         run.stopped_at = time.time()
         run.load = (load0, os.getloadavg()[0])
-        await asyncio.to_thread(stop, relay)
+        await asyncio.to_thread(stop, relay, signal.SIGTERM, 60.0)
         run.stop_seconds = time.time() - run.stopped_at
         relay = None
     finally:
@@ -734,7 +675,7 @@ async def measure(args: argparse.Namespace, tmp: Path) -> bool:
         if spy is not None:
             stop(spy, signal.SIGINT)
         if relay is not None:
-            await asyncio.to_thread(stop, relay)
+            await asyncio.to_thread(stop, relay, signal.SIGTERM, 60.0)
         server.close()
         await server.wait_closed()
         if log.exists():

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -150,6 +150,34 @@ class Account:
     created_at: datetime
 
 
+LOOKS_KEPT = 10
+"""How many of a task's latest looks (``Task.looks``) are kept with it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Look:
+    """One query the relay made about a task (for its timeline): when, why (``poll`` on its
+    schedule, ``push`` to confirm a provider's push, ``refresh`` asked through the API),
+    and what came of it: ``answered`` with the provider's status and progress, or the
+    fault's kind (``not_found``, ``rate_limited``, ``timeout``, ...)."""
+
+    at: datetime
+    via: str
+    outcome: str
+    status: str | None = None
+    progress: int | None = None
+
+    def to_json(self) -> JSON:
+        return {"at": self.at.timestamp(), "via": self.via, "outcome": self.outcome,
+                "status": self.status, "progress": self.progress}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Look:
+        return cls(at=datetime.fromtimestamp(data["at"], UTC), via=data["via"],
+                   outcome=data["outcome"], status=data.get("status"),
+                   progress=data.get("progress"))
+
+
 @dataclass(frozen=True, slots=True)
 class Task:
     """The normalized task, as stored and as delivered in an event's ``data``."""
@@ -185,6 +213,13 @@ class Task:
     next_poll_at: datetime | None = None
     poll_count: int = 0
     not_found_count: int = 0
+    looks: tuple[Look, ...] = ()
+    """The latest queries about this task, oldest first, at most ``LOOKS_KEPT`` (kept for
+    the dashboard's timeline; not part of the public task)."""
+
+    def looked(self, look: Look) -> Task:
+        """This task with ``look`` added to its latest looks."""
+        return replace(self, looks=(*self.looks, look)[-LOOKS_KEPT:])
 
     def to_json(self) -> JSON:
         """The public shape (DESIGN §3): every field present, ``null`` when unknown."""

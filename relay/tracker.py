@@ -32,6 +32,7 @@ from relay.models import (
     Destination,
     ErrorCode,
     FaultKind,
+    Look,
     ProviderFault,
     ProviderTask,
     Task,
@@ -152,7 +153,7 @@ class Tracker:
         task = await self._store.get_task(account_id, task_id)
         if task is None:
             raise NotFound(f"no task {task_id}")
-        return await self._poll(task)
+        return await self._poll(task, via="refresh")
 
     async def pushed(self, account_id: str, task_id: str) -> bool:
         """A push provider said something happened to this task. The push is only a hint
@@ -179,7 +180,7 @@ class Tracker:
                            code="not_supported")
         # Look first: Ark's DELETE on a task that has finished meanwhile deletes it (and
         # its video) instead of cancelling, so only a task still cancellable is sent one.
-        task = await self._poll(task)
+        task = await self._poll(task, via="cancel")
         if task.status.terminal:
             raise Conflict(f"the task has already ended ({task.status.value})",
                            code="task_finished")
@@ -270,13 +271,14 @@ class Tracker:
             log.exception("poll of %s failed", task.id,
                           extra=ids(task_id=task.id, provider=task.provider))
 
-    async def _poll(self, task: Task, recheck: float | None = None) -> Task:
+    async def _poll(self, task: Task, recheck: float | None = None, via: str = "poll") -> Task:
         """Ask the provider about ``task`` and save what it says; ``recheck`` brings the
-        next poll forward to at most that many seconds away."""
+        next poll forward to at most that many seconds away. ``via``: why (``Look.via``)."""
         plan = self._providers.get(task.provider)
         left = self._unconfirmed.pop(task.id, 0)
         if left:
             recheck = PUSH_RECHECK if recheck is None else min(recheck, PUSH_RECHECK)
+            via = "push"
         for _ in range(3):
             now = self._clock.now()
             if task.status.terminal:
@@ -286,7 +288,7 @@ class Tracker:
                     ErrorCode.INVALID_REQUEST,
                     f"provider {task.provider!r} is no longer configured"), now, _event_id)
             else:
-                change, answered = await self._ask(task, plan)
+                change, answered = await self._ask(task, plan, via)
                 next_at = change.task.next_poll_at
                 if recheck is not None and next_at is not None:
                     soon = self._clock.now() + timedelta(seconds=recheck)
@@ -319,9 +321,10 @@ class Tracker:
             task = again
         return task
 
-    async def _ask(self, task: Task, plan: ProviderPlan) -> tuple[Change, bool]:
+    async def _ask(self, task: Task, plan: ProviderPlan, via: str) -> tuple[Change, bool]:
         """The change one provider query makes, and whether the provider answered about the
-        task (it is not asked while backed off, and a fault is no answer)."""
+        task (it is not asked while backed off, and a fault is no answer). The query is kept
+        among the task's latest looks."""
         backoff = plan.client.backoff_until()
         if backoff is not None or task.provider_task_id is None:
             if backoff is not None:
@@ -335,7 +338,10 @@ class Tracker:
                   answer.message, extra=ids(task_id=task.id, provider=task.provider,
                                             provider_task_id=task.provider_task_id,
                                             outcome=outcome))
-        task = replace(task, poll_count=task.poll_count + 1)
+        task = replace(task, poll_count=task.poll_count + 1).looked(
+            Look(now, via, outcome, answer.status.value if answer.status else answer.raw_status,
+                 answer.progress)
+            if isinstance(answer, ProviderTask) else Look(now, via, outcome))
         if isinstance(answer, ProviderTask):
             change = apply_answer(replace(task, not_found_count=0), answer, now, _event_id)
         elif answer.kind is FaultKind.NOT_FOUND:

@@ -24,6 +24,7 @@ from relay.models import (
     ErrorCode,
     EventType,
     FaultKind,
+    Look,
     Task,
     TaskError,
     TaskStatus,
@@ -89,6 +90,8 @@ async def test_register_by_provider_task_id_polls_at_once(env: Env) -> None:
         status=TaskStatus.QUEUED, created_at=T0, updated_at=T0, sequence=1, version=1,
         model=MODEL, resolution="720p", ratio="16:9", duration=5, fps=24, seed=SEED,
         next_poll_at=at(5), poll_count=1,
+        # The query is kept for the timeline, with what the provider said.
+        looks=(Look(T0, "poll", "answered", "queued"),),
     )
     assert env.recorder.requests == [POST, get(ptid)]
     assert await env.history(task) == [(EventType.TASK_QUEUED, 1)]
@@ -171,6 +174,8 @@ async def test_polls_move_the_task_to_succeeded(env: Env) -> None:
         usage={"completion_tokens": tokens, "total_tokens": tokens}, resolution="720p",
         ratio="16:9", duration=5, fps=24, seed=SEED, reference="order-1234",
         completed_at=at(10), next_poll_at=None, poll_count=2,
+        looks=(Look(at(5), "poll", "answered", "running"),
+               Look(at(10), "poll", "answered", "succeeded")),
     )
     events = await env.events(task)
     assert [(e.type, e.sequence, e.created_at) for e in events] == [

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from relay.errors import BadRequest, Conflict, NotFound
-from relay.models import ErrorCode, EventType, TaskStatus
+from relay.models import LOOKS_KEPT, ErrorCode, EventType, TaskStatus
 from relay.policy import PollPolicy
 from relay.registration import ProviderPlan, Registration
 from relay.tracker import Tracker
@@ -97,6 +97,9 @@ async def test_a_push_is_confirmed_by_a_query_before_anything_is_emitted(env: En
     assert env.recorder.requests == [POST, get(ptid)]
     assert await env.history(task) == [(EventType.TASK_QUEUED, 1),
                                        (EventType.TASK_SUCCEEDED, 2)]
+    # The timeline's record of it: a query made for the push, and what it found.
+    assert [(look.via, look.outcome, look.status) for look in (await env.stored(task)).looks] \
+        == [("push", "answered", "succeeded")]
     # Duplicates and late pushes for a finished task ask nothing and change nothing.
     assert await env.tracker.pushed(env.account.id, task.id)
     await env.tracker.drain()
@@ -215,8 +218,14 @@ async def test_a_push_keeps_bringing_looks_forward_while_the_provider_is_down(
             break
         assert stored.next_poll_at is not None
         await env.step(max(0.0, (stored.next_poll_at - env.clock.now()).total_seconds()))
-    assert (await env.stored(task)).status is TaskStatus.SUCCEEDED
+    done = await env.stored(task)
+    assert done.status is TaskStatus.SUCCEEDED
     assert (env.clock.now() - at(40)).total_seconds() < 15
+    # The looks the outage met are in the timeline with their fault, the last one answered.
+    outcomes = [look.outcome for look in done.looks]
+    assert outcomes[-1] == "answered"
+    assert "unavailable" in outcomes, outcomes
+    assert len(done.looks) <= LOOKS_KEPT
 
 
 # --- learning how long tasks take -------------------------------------------------------------

@@ -18,7 +18,7 @@ from relay.dashboard import views
 from relay.dashboard.render import guarded, page, redirect
 from relay.dashboard.session import require_account
 from relay.errors import BadRequest, NotFound
-from relay.models import DeliveryStatus, EventType, TaskStatus
+from relay.models import LOOKS_KEPT, DeliveryStatus, EventType, TaskStatus
 from relay.store.interface import EventQuery, TaskQuery
 
 PAGE_SIZE = 50
@@ -82,6 +82,7 @@ async def task(request: Request) -> Response:
         "task": found, "events": events.items, "deliveries": deliveries,
         "more_events": events.next_after is not None,
         "timeline": views.timeline(found, events.items, deliveries),
+        "looks_kept": LOOKS_KEPT,
         "event_line": views.event_line})
 
 

@@ -13,6 +13,7 @@ from relay.models import (
     Attempt,
     Event,
     EventType,
+    Look,
     Subscription,
     SubscriptionStatus,
     Task,
@@ -105,14 +106,17 @@ def attempt_line(a: Attempt) -> str:
 
 def timeline(task: Task, events: Sequence[Event],
              deliveries: Mapping[str, Sequence[DeliveryView]]) -> list[Step]:
-    """The task's history as the store keeps it: registration, each event the relay wrote
-    (one per status change or progress step), each delivery of it and every attempt, and the
-    finish. Polls and provider pushes are not stored one by one: the page shows their count
-    and the next poll from the task itself."""
+    """The task's history as the store keeps it: registration, its latest queries to the
+    provider (scheduled polls, the confirmations of provider pushes, refreshes: the last
+    ``LOOKS_KEPT``, with what each found), each event the relay wrote (one per status change
+    or progress step), each delivery of it and every attempt, and the finish."""
     steps = [Step(task.created_at, "task", "registered",
                   f"provider {task.provider}"
                   + (f", provider task {task.provider_task_id}" if task.provider_task_id
                      else ""))]
+    steps.extend(Step(look.at, look.via, look_title(look), look_line(look),
+                      ok=None if look.outcome == "answered" else False)
+                 for look in task.looks)
     finished = None if task.completed_at is None else Step(
         task.completed_at, "task", f"finished: {task.status.value}",
         task.error.message if task.error else "", ok=task.status is TaskStatus.SUCCEEDED)
@@ -133,6 +137,22 @@ def timeline(task: Task, events: Sequence[Event],
         steps.append(finished)
     # Stable: what happened at the same instant keeps its causal order.
     return sorted(steps, key=lambda s: s.at)
+
+
+def look_title(look: Look) -> str:
+    why = {"poll": "poll", "push": "push confirmed by a query", "refresh": "refresh",
+           "cancel": "look before cancelling"}.get(look.via, look.via)
+    return f"{why}: {look.outcome.replace('_', ' ')}"
+
+
+def look_line(look: Look) -> str:
+    if look.outcome != "answered":
+        return "no answer about the task" if look.outcome != "not_found" else \
+            "the provider does not know the task"
+    parts = [f"provider says {look.status or 'nothing definite'}"]
+    if look.progress is not None:
+        parts.append(f"{look.progress}%")
+    return ", ".join(parts)
 
 
 def _delivery_ok(status: str) -> bool | None:

@@ -18,6 +18,7 @@ from relay.models import (
     DeliveryStatus,
     Event,
     EventType,
+    Look,
     Task,
     TaskError,
     TaskStatus,
@@ -69,6 +70,7 @@ def task_params(task: Task) -> dict[str, Any]:
         "completed_at": ts(task.completed_at),
         "poll_count": task.poll_count,
         "not_found_count": task.not_found_count,
+        "looks": [look.to_json() for look in task.looks],
     }
     return {
         "id": task.id,
@@ -106,6 +108,8 @@ def task_from_row(row: Sequence[Any]) -> Task:
         callback_events=None if events is None else frozenset(EventType(e) for e in events),
         completed_at=dt(d["completed_at"]), poll_count=d["poll_count"],
         not_found_count=d["not_found_count"],
+        # Rows written before looks were kept have none.
+        looks=tuple(Look.from_json(look) for look in d.get("looks", ())),
     )
 
 

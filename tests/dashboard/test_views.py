@@ -22,6 +22,7 @@ from relay.models import (
     DeliveryStatus,
     Event,
     EventType,
+    Look,
     Subscription,
     SubscriptionStatus,
     Task,
@@ -78,7 +79,10 @@ def _event(task: Task, type_: EventType, seq: int, seconds: float, **data: objec
 def test_a_timeline_tells_the_task_in_order() -> None:
     task = Task(id="task_1", account_id="acct", provider="ark", provider_task_id="cgt-1",
                 status=TaskStatus.SUCCEEDED, created_at=NOW, updated_at=at(seconds=9),
-                completed_at=at(seconds=9))
+                completed_at=at(seconds=9), looks=(
+                    Look(at(seconds=4), "poll", "answered", "running", 40),
+                    Look(at(seconds=6), "poll", "rate_limited"),
+                    Look(at(seconds=9), "push", "answered", "succeeded")))
     queued = _event(task, EventType.TASK_QUEUED, 1, 0, status="queued")
     done = _event(task, EventType.TASK_SUCCEEDED, 2, 9, status="succeeded", progress=100)
     delivery = Delivery(id="dlv_1", account_id="acct", event_id=done.id, destination_id="dst",
@@ -92,6 +96,9 @@ def test_a_timeline_tells_the_task_in_order() -> None:
     assert [(s.kind, s.title) for s in steps] == [
         ("task", "registered"),
         ("event", "task.queued"),
+        ("poll", "poll: answered"),
+        ("poll", "poll: rate limited"),
+        ("push", "push confirmed by a query: answered"),
         ("event", "task.succeeded"),
         ("task", "finished: succeeded"),
         ("delivery", "delivery to https://hooks.example.com/x"),
@@ -99,10 +106,13 @@ def test_a_timeline_tells_the_task_in_order() -> None:
         ("attempt", "attempt 2: HTTP 200 in 12 ms (delivered)")]
     assert [s.ok for s in steps[-3:]] == [True, False, True]
     assert steps[-2].detail == "busy"
+    assert [s.detail for s in steps if s.kind in ("poll", "push")] == [
+        "provider says running, 40%", "no answer about the task", "provider says succeeded"]
+    assert [s.ok for s in steps if s.kind in ("poll", "push")] == [None, False, None]
     assert event_line(done) == "status succeeded, progress 100%"
     assert steps == sorted(steps, key=lambda s: s.at)
 
-    running = replace(task, status=TaskStatus.RUNNING, completed_at=None)
+    running = replace(task, status=TaskStatus.RUNNING, completed_at=None, looks=())
     assert [s.title for s in timeline(running, [queued], {})] == ["registered", "task.queued"]
 
 

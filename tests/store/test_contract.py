@@ -17,6 +17,7 @@ from relay.models import (
     DueDelivery,
     ErrorCode,
     EventType,
+    Look,
     ProviderTask,
     TaskError,
     TaskStatus,
@@ -101,7 +102,9 @@ async def test_created_task_reads_back_field_for_field(store: Store, alice: Acco
         ratio="16:9", duration=5, fps=24, seed=97151,
         metadata={"projectId": "proj_1001", "tags": ["a", "é"], "n": {"x": None}},
         callback_events=frozenset({R, S}), completed_at=at(minutes=3), poll_count=4,
-        not_found_count=1,
+        not_found_count=1, looks=(
+            Look(at(minutes=1, microseconds=250), "poll", "answered", "running", 40),
+            Look(at(minutes=2), "push", "timeout")),
     )
     change = registered(task, task.created_at, event_id)
     await store.create_task(change, None)

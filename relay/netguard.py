@@ -10,8 +10,10 @@ refused when any of them is: the attacker chooses which one a client tries.
 from __future__ import annotations
 
 import asyncio
+import functools
 import socket
 from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from ipaddress import ip_address
 
@@ -23,9 +25,16 @@ Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
 """``(host, port)`` → the addresses it resolves to, as text (IPv6 with a ``%zone`` kept)."""
 
 
+_LOOKUPS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="relay-dns")
+"""Destination lookups get threads of their own: a caller registering names on a zone that
+never answers ties up these (each for as long as the system resolver waits), never the
+event loop's default pool that provider calls and the database's reconnects resolve in."""
+
+
 async def system_resolver(host: str, port: int) -> Sequence[str]:
-    infos = await asyncio.get_running_loop().getaddrinfo(
-        host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+    infos = await asyncio.get_running_loop().run_in_executor(
+        _LOOKUPS, functools.partial(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM,
+                                    proto=socket.IPPROTO_TCP))
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
@@ -57,16 +66,23 @@ class DestinationGuard:
     async def resolve(self, host: str, port: int) -> Resolved | Refused:
         """Resolve ``host`` (an IP literal is itself) and check every address. A host that
         does not resolve raises ``OSError`` (``socket.gaierror``)."""
+        if "%" in host:
+            # No zone ids or escapes in a destination's host: "8.8.8.8%2e.evil.test" is no
+            # IP literal, and must not pass for one.
+            raise socket.gaierror(f"{host!r} is not a host name or an IP address")
         literal = _literal(host)
-        texts: Sequence[str] = (host.strip("[]"),) if literal else \
+        texts: Sequence[str] = (str(literal),) if literal is not None else \
             await self._resolve(host, port)
         if not texts:
             raise socket.gaierror(f"{host} resolves to no address")
-        for text in texts:
-            refusal = self.policy.refusal(_address(text))
+        addresses = [_address(text) for text in texts]
+        for address in addresses:
+            refusal = self.policy.refusal(address)
             if refusal is not None:
                 return Refused(host, refusal)
-        return Resolved(tuple(texts))
+        # The checked addresses, written as addresses: what the transport connects to
+        # (numerically, never resolved again).
+        return Resolved(tuple(dict.fromkeys(str(a) for a in addresses)))
 
     async def check_url(self, url: str) -> str | None:
         """Registration: why ``url`` may not be a destination, or None. A name that does
@@ -83,12 +99,12 @@ class DestinationGuard:
         return found.message if isinstance(found, Refused) else None
 
 
-def _literal(host: str) -> bool:
+def _literal(host: str) -> IPAddress | None:
+    """``host`` as an IP address when it is one, whole; None for a name."""
     try:
-        _address(host.strip("[]"))
+        return ip_address(host.strip("[]"))
     except ValueError:
-        return False
-    return True
+        return None
 
 
 def _address(text: str) -> IPAddress:

@@ -24,6 +24,7 @@ the operator's own configuration.
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 import time
 from collections.abc import Sequence
@@ -159,7 +160,8 @@ class RelayTransport(httpx.AsyncBaseTransport):
                     if isinstance(checked, Refused):
                         raise DestinationRefused(checked.message, request=request)
                     targets = checked.addresses
-                conn = await self._open_to(targets, host, port, scheme == b"https", request)
+                conn = await self._open_to(targets, host, port, scheme == b"https", request,
+                                           numeric=self._guard is not None)
         except TimeoutError:
             raise httpx.ConnectTimeout(f"could not connect to {host}:{port} within "
                                        f"{connect_timeout:g} s", request=request) from None
@@ -169,15 +171,18 @@ class RelayTransport(httpx.AsyncBaseTransport):
         return conn, False
 
     async def _open_to(self, targets: Sequence[str], host: str, port: int, tls: bool,
-                       request: httpx.Request) -> _Connection:
-        """A connection to the first of ``targets`` that answers, speaking TLS for ``host``."""
+                       request: httpx.Request, *, numeric: bool) -> _Connection:
+        """A connection to the first of ``targets`` that answers, speaking TLS for ``host``.
+        ``numeric``: the targets are checked addresses, which must never be resolved (as a
+        name) again."""
         loop = asyncio.get_running_loop()
         failure: OSError | None = None
         for target in targets:
             try:
                 _, conn = await loop.create_connection(
                     lambda: _Connection(self._open, request), target, port,
-                    ssl=self._ssl if tls else None, server_hostname=host if tls else None)
+                    ssl=self._ssl if tls else None, server_hostname=host if tls else None,
+                    flags=socket.AI_NUMERICHOST if numeric else 0)
             except OSError as exc:  # ssl.SSLError included
                 failure = exc
                 continue

@@ -146,6 +146,30 @@ async def test_dns_rebinding_is_refused_at_connect_time() -> None:
     assert server.conns == []
 
 
+async def test_a_name_dressed_as_an_ip_literal_is_never_looked_up(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """"8.8.8.8%2e.evil.test" is no IP literal: it must not pass the check as 8.8.8.8 and
+    then be looked up as a name at connect time, where a wildcard record under the
+    attacker's zone points it anywhere (here: the loopback receiver)."""
+    loop = asyncio.get_running_loop()
+    system = loop.getaddrinfo
+
+    async def attacker_dns(host: object, *args: object, **kwargs: object) -> object:
+        if isinstance(host, str) and host.endswith("evil.test"):
+            host = "127.0.0.1"
+        return await system(host, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(loop, "getaddrinfo", attacker_dns)
+    async with RawServer(replies(response(200, b"ok"))) as server:
+        transport = RelayTransport(guard=DestinationGuard(PUBLIC_ONLY, resolver=FakeDns({})))
+        try:
+            with pytest.raises(httpx.ConnectError, match="not a host name or an IP address"):
+                await post(transport, f"http://8.8.8.8%2e.evil.test:{server.port}/hook")
+        finally:
+            await transport.aclose()
+    assert server.conns == []
+
+
 async def test_the_connection_goes_to_the_checked_address_with_the_name_as_host() -> None:
     # "receiver.test" is unknown to the system's DNS: the request can only arrive if the
     # transport connected to the address the guard checked, not to the name again.

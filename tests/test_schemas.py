@@ -10,6 +10,7 @@ import pytest
 from pydantic import BaseModel
 
 from relay.api.schemas import (
+    CreateTask,
     EnableSubscription,
     ReplayRequest,
     RotateSecret,
@@ -39,3 +40,11 @@ def test_json_numbers_and_booleans_are_read() -> None:
     assert parse(UpdateSubscription, {"rate_limit": 2.5}).rate_limit == 2.5
     assert parse(EnableSubscription, {"replay": False}).replay is False
     assert parse(ReplayRequest, {"only_failed": True}).only_failed is True
+
+
+@pytest.mark.parametrize("url", ["http://8.8.8.8%2e.evil.test/hook",
+                                 "http://[fe80::1%25eth0]:8080/hook"])
+def test_a_destination_host_with_a_percent_sign_is_refused(url: str) -> None:
+    with pytest.raises(BadRequest, match="callback_url"):
+        parse(CreateTask, {"provider": "sandbox", "provider_task_id": "cgt-1",
+                           "callback_url": url})

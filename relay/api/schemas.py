@@ -40,6 +40,8 @@ def _http_url(value: str) -> str:
         raise ValueError(f"is not a valid URL ({exc})") from None
     if not url.host:
         raise ValueError("must be an absolute URL with a host")
+    if b"%" in url.raw_host:
+        raise ValueError("must have a plain host name or IP address (no '%' in the host)")
     if url.userinfo:
         raise ValueError("must not carry credentials (use a static header later, or HMAC)")
     return value

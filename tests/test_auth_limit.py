@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from starlette.requests import Request
 
 from relay.api.auth_limit import FailureLimiter
+from relay.api.http import client_address
 
 
 def test_a_burst_of_failures_then_a_wait_for_each_new_one() -> None:
@@ -59,3 +61,16 @@ def test_bad_parameters_are_refused() -> None:
     for kwargs in ({"per_minute": -1}, {"burst": 0}, {"max_clients": 0}):
         with pytest.raises(ValueError, match="need per_minute"):
             FailureLimiter(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("peer", "counted_as"), [
+    (("203.0.113.7", 5000), "203.0.113.7"),
+    (("2001:db8:1:2:aaaa::1", 5000), "2001:db8:1:2::/64"),
+    (("2001:db8:1:2:bbbb::9", 6000), "2001:db8:1:2::/64"),
+    (None, None),
+])
+def test_wrong_keys_count_against_the_address_or_its_ipv6_64(
+        peer: tuple[str, int] | None, counted_as: str | None) -> None:
+    """One IPv6 host holds a whole /64: counting /128s would not limit it at all."""
+    scope: dict[str, object] = {"type": "http", "headers": [], "client": peer}
+    assert client_address(Request(scope)) == counted_as

@@ -2,10 +2,10 @@
 parameter, in seconds), kept in memory by each relay instance.
 
 A client may send ``burst`` wrong API keys, then ``per_minute`` more each minute. While its
-bucket is empty every request that carries a key is answered 429 with ``Retry-After``, the
-right key included: answering a correct guess differently would let guessing go on at full
-speed. Requests without any key are not counted (they guess nothing). Successes do not
-refill the bucket, or one valid key would reset the count for the guesses around it.
+bucket is empty a wrong key is answered 429 with ``Retry-After`` instead of 401. A valid key
+always passes (``relay.api.http.account_for_key`` says why). Requests without any key are not
+counted (they guess nothing). Successes do not refill the bucket, or one valid key would
+reset the count for the guesses around it.
 """
 
 from __future__ import annotations

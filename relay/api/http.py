@@ -7,6 +7,7 @@ values are bounded per field by ``relay.api.schemas`` (and by the body limit).""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import math
@@ -127,8 +128,7 @@ MAX_API_KEY_CHARS = 256
 
 
 async def authenticate(request: Request) -> Account:
-    """The caller's account. A client address that sent too many wrong keys is refused with
-    429 first, whatever key it sends now (``relay.api.auth_limit``).
+    """The caller's account (``account_for_key``).
 
     The key is never compared as text: its SHA-256 is looked up, so how long a lookup takes
     tells an attacker at most about a hash, which does not lead back to any key."""
@@ -141,23 +141,45 @@ async def authenticate(request: Request) -> Account:
 
 
 async def account_for_key(request: Request, key: str) -> Account:
-    """The account of ``key`` (from a header or the dashboard's sign-in form), under the
-    per-address limit on wrong keys: ``TooManyRequests`` while the address is blocked,
-    ``Unauthorized`` for a wrong key (which counts against the address)."""
+    """The account of ``key`` (from a header or the dashboard's sign-in form). A valid key
+    always passes. A wrong one counts against the client's address, and once the address
+    has sent too many it is answered ``TooManyRequests`` instead of ``Unauthorized``
+    (``relay.api.auth_limit``).
+
+    Valid keys are never held back: they are 256 random bits, so a correct guess is not the
+    risk, and many tenants share an address (Zapier's, Make's egress), where one tenant's
+    stale key must not lock out the others."""
     svc = services(request)
-    client = request.client.host if request.client is not None else "unknown"
-    now = svc.clock.now().timestamp()
-    wait = svc.auth_failures.retry_after(client, now)
-    if wait is not None:
-        raise TooManyRequests("too many requests with a wrong API key from this address; "
-                              f"retry in {math.ceil(wait)} s", retry_after=math.ceil(wait))
     account = None
     if len(key) <= MAX_API_KEY_CHARS and key.isascii() and key.isprintable():
         account = await svc.store.account_by_key_hash(hash_api_key(key))
-    if account is None:
+    if account is not None:
+        return account
+    client = client_address(request)
+    if client is not None:
+        now = svc.clock.now().timestamp()
+        wait = svc.auth_failures.retry_after(client, now)
+        if wait is not None:
+            raise TooManyRequests("too many requests with a wrong API key from this "
+                                  f"address; retry in {math.ceil(wait)} s",
+                                  retry_after=math.ceil(wait))
         svc.auth_failures.failed(client, now)
-        raise Unauthorized("the API key is not valid")
-    return account
+    raise Unauthorized("the API key is not valid")
+
+
+def client_address(request: Request) -> str | None:
+    """Whom wrong keys are counted against: the client's IPv4 address, or its IPv6 /64 (one
+    host holds a whole /64). None without a peer address (a Unix socket: not limited)."""
+    if request.client is None:
+        return None
+    host = request.client.host
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if address.version == 6:
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
 
 
 async def check_destination(request: Request, field: str, url: str) -> None:

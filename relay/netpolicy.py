@@ -58,10 +58,12 @@ class Refusal:
     """Refused by ``network.deny_networks`` (rather than for not being public)."""
 
     def describe(self, host: str) -> str:
-        """One line for an attempt's error or a 400, naming the host, address and reason."""
+        """One line for an attempt's error or a 400, naming the host and the reason. Not the
+        address a name resolved to: callers read these, and must not learn how the relay's
+        network resolves internal names."""
         shown = host.strip("[]")
         where = f"{shown} is" if _same(shown, self.address) else \
-            f"{shown} resolves to {self.address}, which is"
+            f"{shown} resolves to"
         how = "" if self.denied else "; the operator can allow it with network.allow_networks"
         return f"refused: {where} {self.reason} (network policy{how})"
 

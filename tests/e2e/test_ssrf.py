@@ -29,8 +29,8 @@ def assert_refused(response: httpx.Response, field: str, *phrases: str) -> None:
 REFUSED_URLS = [
     # (a URL, what the refusal must say)
     ("http://127.0.0.1:{port}/hook", "127.0.0.1 is a loopback address"),
-    ("http://localhost:{port}/hook", "localhost resolves to 127.0.0.1, which is a loopback"),
-    ("http://2130706433:{port}/hook", "resolves to 127.0.0.1, which is a loopback"),
+    ("http://localhost:{port}/hook", "localhost resolves to a loopback"),
+    ("http://2130706433:{port}/hook", "resolves to a loopback"),
     ("http://[::1]:{port}/hook", "::1 is a loopback address"),
     ("http://[::ffff:127.0.0.1]:{port}/hook", "loopback address (127.0.0.1 in IPv6 form)"),
     ("http://10.0.0.5/hook", "10.0.0.5 is a private address"),

@@ -43,6 +43,7 @@ from relay.policy import PollPolicy, RetryPolicy
 from relay.providers import ProviderClient
 from relay.registration import ProviderPlan
 from relay.sandbox.app import Sandbox
+from relay.sandbox.push import PushRoutes
 from relay.sandbox.simulation import SandboxSettings
 from relay.services import Services
 from relay.signing import Tokens
@@ -138,9 +139,15 @@ def create_app(settings: Settings, *, clock: Clock | None = None,
                          if role != "worker" or getattr(r, "path", "") in _WORKER_ROUTES]
     sandbox: Sandbox | None = None
     if settings.sandbox.enabled:
+        net = settings.network
+        pushes = PushRoutes(
+            [own_address(settings), *filter(None, [settings.server.public_url])],
+            direct=RelayTransport(max_connections=16),
+            guarded=RelayTransport(max_connections=16, guard=DestinationGuard(
+                net.policy(), resolve_timeout=net.resolve_timeout)))
         sandbox = Sandbox(SandboxSettings(queued_seconds=settings.sandbox.queued_seconds,
                                           running_seconds=settings.sandbox.running_seconds),
-                          clock)
+                          clock, push_transport=pushes)
         mounts.append(Mount("/sandbox", app=sandbox.app))
     if role != "worker" and settings.dashboard.enabled:
         mounts.append(dashboard_mount(settings))

@@ -76,6 +76,31 @@ class _Push:
         self.runner: asyncio.Task[None] | None = None
 
 
+class PushRoutes(httpx.AsyncBaseTransport):
+    """How the relay's own sandbox pushes: to the relay itself (its inbound webhook, at
+    ``own`` base URLs) directly, anywhere else only through ``guarded``, the transport that
+    obeys the network policy webhooks do. Anyone may create a sandbox task with any
+    ``webhookUrl``, so without this the sandbox would post where deliveries may not."""
+
+    def __init__(self, own: Sequence[str], direct: httpx.AsyncBaseTransport,
+                 guarded: httpx.AsyncBaseTransport) -> None:
+        self._own = frozenset(_origin(httpx.URL(url)) for url in own)
+        self._direct = direct
+        self._guarded = guarded
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        via = self._direct if _origin(request.url) in self._own else self._guarded
+        return await via.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._direct.aclose()
+        await self._guarded.aclose()
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int]:
+    return url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80)
+
+
 class PushScheduler:
     def __init__(
         self,

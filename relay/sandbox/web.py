@@ -55,9 +55,17 @@ def api_key(request: Request) -> str | None:
     return token
 
 
+BODY_LIMIT = 1_048_576
+"""The most a sandbox request body may be: it is served on the relay's port to anyone."""
+
+
 async def read_json(request: Request) -> Any:
-    """The decoded body, or a :class:`NotJson`."""
-    raw = await request.body()
+    """The decoded body, or a :class:`NotJson` (also for one over ``BODY_LIMIT``)."""
+    raw = b""
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > BODY_LIMIT:
+            return NotJson(f"the body is over {BODY_LIMIT} bytes")
     try:
         return json.loads(raw)
     except ValueError as exc:

@@ -60,7 +60,9 @@ class AttemptRecorder:
                 # Whatever is not written again in time stays leased until the lease runs
                 # out, then it is sent again: never lost.
                 wake = self._clock.now() + timedelta(seconds=pause)
-                kept = [] if self.final else [
+                # Only the database's trouble passes; anything else (a bug, a record it
+                # can never take) would fail again and hold up every record batched after.
+                kept = [] if self.final or not isinstance(exc, StoreError) else [
                     r for r in batch if r.attempt.started_at + self._lease > wake]
                 log.warning("could not record %d attempts (%s); %s", len(batch), exc,
                             f"trying {len(kept)} again in {pause:g} s" if kept else

@@ -37,7 +37,9 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(re.escape(SECRET_PREFIX) + r"[A-Za-z0-9+/=_-]+"), SECRET_PREFIX + MASK),
     (re.compile(r"\b" + re.escape(API_KEY_PREFIX) + r"[A-Za-z0-9_-]{8,}"), API_KEY_PREFIX + MASK),
     (re.compile(r"(?i)\b(bearer|basic)\s+[^\s\"',;]+"), r"\1 " + MASK),
-    (re.compile(r"(?i)\b(authorization|x-api-key|api[_-]?key|secret|token|password)"
+    # Also inside longer names: access_token, client_secret, refresh_token, db_password.
+    (re.compile(r"(?i)(?<![a-z0-9])((?:[a-z0-9]+[_-])*(?:authorization|x-api-key|"
+                r"api[_-]?key|secret|token|password))"
                 r"(\"?\s*[:=]\s*\"?)(?!\*\*\*|(?:bearer|basic)\s)[^\s\"',;&}]+"),
      r"\1\2" + MASK),
     (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^\s/@\"']+@"), r"\1" + MASK + "@"),

@@ -65,8 +65,13 @@ class ProviderClient:
         self._headers = dict(headers)
         if api_key:
             self._headers["authorization"] = f"Bearer {api_key}"
-        self._secrets = tuple(sorted({v for v in (api_key, *headers.values())
-                                      if v and len(v) >= 8}, key=len, reverse=True))
+        # A header value and, for "Bearer <token>" / "Basic <credentials>", its credential
+        # alone: a provider echoing the token it refused echoes just that part.
+        values = [api_key, *headers.values()]
+        values += [v.split(None, 1)[1] for v in headers.values()
+                   if v.lower().startswith(("bearer ", "basic ")) and len(v.split(None, 1)) == 2]
+        self._secrets = tuple(sorted({v for v in values if v and len(v) >= 8},
+                                     key=len, reverse=True))
         """The key and header values: a fault message (a provider echoing the key it
         refused, an error naming a URL) must never carry them into logs or task errors."""
         self._timeout = timeout

@@ -95,6 +95,11 @@ def test_secrets_keys_and_tokens_are_masked() -> None:
     assert "/v1/inbound/seedance2ink/***" in text
     access = redact('127.0.0.1:5 - "GET /sandbox/v1/tasks/t1?sig=qp-123 HTTP/1.1" 200')
     assert access == '127.0.0.1:5 - "GET /sandbox/v1/tasks/t1?*** HTTP/1.1" 200'
+    # Credentials under longer names (OAuth's, a DSN's).
+    named = redact("access_token=at-123 client_secret: cs-456 refresh_token=\"rt-789\" "
+                   "db_password=pw-000")
+    for leaked in ("at-123", "cs-456", "rt-789", "pw-000"):
+        assert leaked not in named, named
     # What is not a credential stays readable.
     assert redact("delivery dlv_01h of evt_01h to https://hooks.example.com: retry (HTTP 500)"
                   ) == "delivery dlv_01h of evt_01h to https://hooks.example.com: retry " \

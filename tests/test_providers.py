@@ -126,3 +126,25 @@ async def test_the_request_budget_spaces_requests_to_a_provider() -> None:
     assert len(seen) == 6
     assert all(gap >= 0.045 for gap in gaps), gaps  # 20/s: 50 ms apart, not a burst of 6
     assert seen[-1] - seen[0] < 0.5
+
+
+async def test_a_token_set_as_a_bearer_header_is_scrubbed_from_fault_messages() -> None:
+    """A provider that echoes the token it refused: a token configured as a whole
+    ``Authorization: Bearer <token>`` header (not ``api_key``) must not reach the fault
+    message either, which tasks and logs carry."""
+    token = "sk-header-0123456789"
+
+    def echo(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(401, json={"error": {
+            "code": "invalid_api_key", "message": f"Incorrect API key provided: {token}"}})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(echo)) as http:
+        client = ProviderClient(
+            name="echo", dialect=ArkDialect(), base_url="https://provider.example",
+            api_key=None, headers={"Authorization": f"Bearer {token}"}, timeout=2,
+            max_concurrency=1, http=http, clock=SystemClock(), rng=random.Random(1))
+        answer = await client.query("cgt-1")
+    assert isinstance(answer, ProviderFault)
+    assert answer.kind is FaultKind.UNAUTHORIZED
+    assert token not in answer.message, answer.message
+    assert token not in (client.health().last_fault or "")

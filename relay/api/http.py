@@ -62,7 +62,7 @@ async def read_json(request: Request) -> dict[str, Any]:
     """The body as a JSON object, read no further than the configured limit."""
     limit = services(request).max_body_bytes
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"the body is over {limit} bytes")
     chunks, size = [], 0
     async for chunk in request.stream():

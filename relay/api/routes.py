@@ -120,7 +120,7 @@ async def inbound(request: Request) -> Response:
     if named is None or named[0] != provider:
         raise NotFound("no such inbound webhook")
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > INBOUND_BODY_LIMIT:
+    if declared.isascii() and declared.isdigit() and int(declared) > INBOUND_BODY_LIMIT:
         raise PayloadTooLarge(f"the body is over {INBOUND_BODY_LIMIT} bytes")
     size = 0
     async for chunk in request.stream():

@@ -109,6 +109,7 @@ class _StateCollector(Collector):
         self.source: _Source | None = None
         self._snapshot: MetricsSnapshot | None = None
         self._taken: datetime | None = None
+        self._failed_at: datetime | None = None
         self._lock = asyncio.Lock()
 
     async def refresh(self) -> None:
@@ -119,15 +120,18 @@ class _StateCollector(Collector):
             return
         async with self._lock:  # concurrent scrapes share one read
             now = source.now()
-            if self._taken is not None and 0 <= (now - self._taken).total_seconds() \
-                    < SNAPSHOT_TTL:
+            # A failed read is not tried again sooner than a good one is: scrapes during an
+            # outage must not add to the database's trouble.
+            last = self._taken or self._failed_at
+            if last is not None and 0 <= (now - last).total_seconds() < SNAPSHOT_TTL:
                 return
             try:
                 self._snapshot = await source.store.metrics_snapshot(now)
-                self._taken = now
+                self._taken, self._failed_at = now, None
             except Exception as exc:
                 log.warning("metrics: cannot read the database (%s)", type(exc).__name__)
                 self._snapshot = self._taken = None
+                self._failed_at = now
 
     def collect(self) -> Iterable[Metric]:
         source = self.source

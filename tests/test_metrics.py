@@ -8,6 +8,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from relay.errors import StoreError
 from relay.metrics import SNAPSHOT_TTL, LiveState, RelayMetrics, state_metrics
 from relay.models import TaskStatus
 from relay.providers import ProviderHealth
@@ -139,6 +140,19 @@ async def test_the_snapshot_is_read_at_most_once_per_ttl(tmp_path: Path) -> None
         samples = parse(await metrics.render())
         assert key("relay_tasks", status="queued") not in samples
         assert samples[key("relay_delivery_attempts_in_flight")] == 2
+        # ... and scrapes in the next TTL do not ask the database again.
+        asked = 0
+
+        async def counting(now: datetime) -> object:
+            nonlocal asked
+            asked += 1
+            raise StoreError("PostgreSQL: no connection within 5 s")
+        store.metrics_snapshot = counting  # type: ignore[method-assign]
+        await metrics.render()
+        assert asked == 0
+        clock.advance(SNAPSHOT_TTL)
+        await metrics.render()
+        assert asked == 1
 
         metrics.detach()
         assert key("relay_delivery_attempts_in_flight") not in parse(await metrics.render())

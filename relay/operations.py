@@ -120,6 +120,36 @@ async def run_replay(store: Store, plan: ReplayPlan, now: datetime, batch: int,
     return total
 
 
+REPLAY_BATCH = 1000
+"""Events a replay writes per transaction (``run_replay``'s batch) from the API and the
+dashboard: short transactions, and the store never holds more than one batch."""
+
+
+async def replay(store: Store, account_id: str, sub_id: str, query: ReplayQuery,
+                 now: datetime, wake: Callable[[], None]) -> int:
+    """Plan and write a replay now, then ``wake`` the sender; how many events it queued."""
+    plan = await plan_replay(store, account_id, sub_id, query, now)
+    total = await run_replay(store, plan, now, REPLAY_BATCH)
+    wake()
+    return total
+
+
+async def enable(store: Store, account_id: str, sub_id: str, now: datetime, *,
+                 replay_missed: bool, wake: Callable[[], None]
+                 ) -> tuple[Subscription, datetime | None, int]:
+    """Enable a subscription and, if asked, replay what it missed while disabled: the
+    subscription, since when it missed events (None: nothing), and how many were replayed."""
+    enabled = await store.enable_subscription(account_id, sub_id, now)
+    if enabled is None:
+        raise NotFound(f"no subscription {sub_id}")
+    sub, missed_since = enabled
+    replayed = 0
+    if replay_missed and missed_since is not None and missed_since < now:
+        replayed = await replay(store, account_id, sub.id, ReplayQuery(since=missed_since),
+                                now, wake)
+    return sub, missed_since, replayed
+
+
 async def active_subscription(store: Store, account_id: str, sub_id: str, *,
                               during: str | None = None) -> Subscription:
     subscription = await store.get_subscription(account_id, sub_id)

@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from relay import operations
 from relay.api.http import (
     authenticate,
     check_destination,
@@ -42,12 +43,9 @@ from relay.models import (
     SubscriptionStatus,
     iso,
 )
-from relay.operations import plan_replay, run_replay
 from relay.signing import generate_webhook_secret
 from relay.store.interface import ReplayQuery
 from relay.transitions import envelope
-
-REPLAY_BATCH = 1000
 
 
 async def create_subscription(request: Request) -> Response:
@@ -127,15 +125,9 @@ async def enable_subscription(request: Request) -> Response:
     body = parse(EnableSubscription, await read_json(request) if await has_body(request)
                  else {})
     svc = services(request)
-    sub_id = request.path_params["sub_id"]
-    now = svc.clock.now()
-    enabled = await svc.store.enable_subscription(account.id, sub_id, now)
-    if enabled is None:
-        raise NotFound(f"no subscription {sub_id}")
-    sub, missed_since = enabled
-    replayed = 0
-    if body.replay and missed_since is not None and missed_since < now:
-        replayed = await _replay(request, account, sub.id, ReplayQuery(since=missed_since))
+    sub, missed_since, replayed = await operations.enable(
+        svc.store, account.id, request.path_params["sub_id"], svc.clock.now(),
+        replay_missed=body.replay, wake=svc.delivery.wake)
     return json_response({**sub.to_json(), "replayed": replayed,
                           "missed_since": iso(missed_since)})
 
@@ -210,18 +202,10 @@ async def replay_subscription(request: Request) -> Response:
                        "it missed)", code="disabled")
     query = ReplayQuery(since=parse_time("since", body.since),
                         until=parse_time("until", body.until), only_failed=body.only_failed)
-    replayed = await _replay(request, account, sub.id, query)
-    return json_response({"subscription_id": sub.id, "replayed": replayed}, status_code=202)
-
-
-async def _replay(request: Request, account: Account, sub_id: str, query: ReplayQuery) -> int:
-    """Write the replay in batches (the store never holds more than one), then send."""
     svc = services(request)
-    now = svc.clock.now()
-    plan = await plan_replay(svc.store, account.id, sub_id, query, now)
-    total = await run_replay(svc.store, plan, now, REPLAY_BATCH)
-    svc.delivery.wake()
-    return total
+    replayed = await operations.replay(svc.store, account.id, sub.id, query, svc.clock.now(),
+                                       svc.delivery.wake)
+    return json_response({"subscription_id": sub.id, "replayed": replayed}, status_code=202)
 
 
 async def _subscription(request: Request, account: Account) -> Subscription:

@@ -15,6 +15,7 @@ from datetime import timedelta
 from starlette.requests import Request
 from starlette.responses import Response
 
+from relay import operations
 from relay.api.http import account_for_key, services
 from relay.dashboard.render import NO_STORE, guarded, page, redirect
 from relay.dashboard.session import (
@@ -29,12 +30,10 @@ from relay.dashboard.views import back_target
 from relay.errors import BadRequest, Conflict, NotFound, TooManyRequests, Unauthorized
 from relay.ids import new_id
 from relay.models import DeliveryStatus, Event, EventType, Subscription, SubscriptionStatus
-from relay.operations import parse_time, plan_replay, redeliver, run_replay
+from relay.operations import parse_time, redeliver
 from relay.signing import generate_webhook_secret
 from relay.store.interface import ReplayQuery
 from relay.transitions import envelope
-
-REPLAY_BATCH = 1000
 
 
 @guarded
@@ -126,17 +125,8 @@ async def enable_subscription(request: Request) -> Response:
     account_id, form = await _acting(request)
     svc = services(request)
     sub_id = request.path_params["sub_id"]
-    now = svc.clock.now()
-    enabled = await svc.store.enable_subscription(account_id, sub_id, now)
-    if enabled is None:
-        raise NotFound(f"no subscription {sub_id}")
-    _, missed_since = enabled
-    replayed = 0
-    if missed_since is not None and missed_since < now:
-        plan = await plan_replay(svc.store, account_id, sub_id,
-                                 ReplayQuery(since=missed_since), now)
-        replayed = await run_replay(svc.store, plan, now, REPLAY_BATCH)
-        svc.delivery.wake()
+    _, _, replayed = await operations.enable(svc.store, account_id, sub_id, svc.clock.now(),
+                                             replay_missed=True, wake=svc.delivery.wake)
     flash(request, f"Subscription {sub_id} enabled; {replayed} missed event(s) replayed.")
     return redirect(back_target(form.get("back"), SUBSCRIPTIONS))
 
@@ -166,9 +156,8 @@ async def replay_subscription(request: Request) -> Response:
     except ValueError:
         raise BadRequest("since: not an ISO 8601 time (e.g. 2026-11-21T10:00:00Z)") from None
     query = ReplayQuery(since=since, only_failed=form.get("only_failed") == "on")
-    plan = await plan_replay(svc.store, account_id, sub_id, query, now)
-    total = await run_replay(svc.store, plan, now, REPLAY_BATCH)
-    svc.delivery.wake()
+    total = await operations.replay(svc.store, account_id, sub_id, query, now,
+                                    svc.delivery.wake)
     flash(request, f"Replay to {sub_id} queued: {total} event(s).")
     return redirect(back_target(form.get("back"), SUBSCRIPTIONS))
 

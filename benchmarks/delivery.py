@@ -51,15 +51,22 @@ HERE = Path(__file__).parent
 def sample_body() -> bytes:
     """An envelope the size of a real task.succeeded event (~1 KB)."""
     now = datetime.now(UTC)
-    task = Task(id=new_id("task"), account_id="acct", provider="sandbox",
-                provider_task_id="cgt-20260606160057-6bbjd", status=TaskStatus.SUCCEEDED,
-                created_at=now, updated_at=now,
-                video_url="https://example.com/v.mp4?" + "x" * 300)
+    task = Task(
+        id=new_id("task"),
+        account_id="acct",
+        provider="sandbox",
+        provider_task_id="cgt-20260606160057-6bbjd",
+        status=TaskStatus.SUCCEEDED,
+        created_at=now,
+        updated_at=now,
+        video_url="https://example.com/v.mp4?" + "x" * 300,
+    )
     return registered(task, now, lambda: new_id("evt")).events[0].body.encode()
 
 
-async def bare_loop(send: Callable[[bytes, dict[str, str]], Awaitable[int]], n: int,
-                    concurrency: int, key: bytes) -> float:
+async def bare_loop(
+    send: Callable[[bytes, dict[str, str]], Awaitable[int]], n: int, concurrency: int, key: bytes
+) -> float:
     body = sample_body()
     todo = iter(range(n))
 
@@ -67,9 +74,12 @@ async def bare_loop(send: Callable[[bytes, dict[str, str]], Awaitable[int]], n: 
         for i in todo:
             stamp = int(time.time())
             msg_id = f"evt_{i}"
-            headers = {"content-type": "application/json", "webhook-id": msg_id,
-                       "webhook-timestamp": str(stamp),
-                       "webhook-signature": sign(msg_id, stamp, body, [key])}
+            headers = {
+                "content-type": "application/json",
+                "webhook-id": msg_id,
+                "webhook-timestamp": str(stamp),
+                "webhook-signature": sign(msg_id, stamp, body, [key]),
+            }
             status = await send(body, headers)
             assert 200 <= status < 300, status
 
@@ -80,18 +90,22 @@ async def bare_loop(send: Callable[[bytes, dict[str, str]], Awaitable[int]], n: 
 
 async def httpx_loop(url: str, n: int, concurrency: int, key: bytes) -> float:
     async with httpx.AsyncClient(limits=httpx.Limits(max_connections=concurrency)) as client:
+
         async def send(body: bytes, headers: dict[str, str]) -> int:
             return (await client.post(url, content=body, headers=headers)).status_code
+
         return await bare_loop(send, n, concurrency, key)
 
 
 async def aiohttp_loop(url: str, n: int, concurrency: int, key: bytes) -> float:
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:
+
         async def send(body: bytes, headers: dict[str, str]) -> int:
             async with session.post(url, data=body, headers=headers) as response:
                 await response.read()
                 return response.status
+
         return await bare_loop(send, n, concurrency, key)
 
 
@@ -100,11 +114,25 @@ async def write_events(store: Store, account: Account, url: str, n: int) -> list
     written = []
     for _ in range(n):
         now = datetime.now(UTC)
-        task = Task(id=new_id("task"), account_id=account.id, provider="sandbox",
-                    provider_task_id=new_id("cgt"), status=TaskStatus.SUCCEEDED,
-                    created_at=now, updated_at=now, callback_url=url)
-        dest = Destination(id=new_id("dst"), account_id=account.id, kind="callback", url=url,
-                           key=url.rsplit("/", 1)[0], event_types=None, task_id=task.id)
+        task = Task(
+            id=new_id("task"),
+            account_id=account.id,
+            provider="sandbox",
+            provider_task_id=new_id("cgt"),
+            status=TaskStatus.SUCCEEDED,
+            created_at=now,
+            updated_at=now,
+            callback_url=url,
+        )
+        dest = Destination(
+            id=new_id("dst"),
+            account_id=account.id,
+            kind="callback",
+            url=url,
+            key=url.rsplit("/", 1)[0],
+            event_types=None,
+            task_id=task.id,
+        )
         await store.create_task(registered(task, now, lambda: new_id("evt")), dest)
         written.append(time.time())
     return written
@@ -126,7 +154,8 @@ def finished(db: str) -> tuple[int, float | None, float | None]:
         count = done.fetchone()[0]
         first, last = conn.execute(
             "SELECT min(started_at), max(started_at + latency_ms / 1000.0) FROM attempts "
-            "WHERE outcome = 'delivered'").fetchone()
+            "WHERE outcome = 'delivered'"
+        ).fetchone()
     return count, first, last
 
 
@@ -139,10 +168,15 @@ async def relay_run(url: str, n: int, concurrency: int, rate_events: int) -> dic
         await store.create_account(account, "hash", generate_webhook_secret())
         transport = RelayTransport(max_connections=concurrency * 4)
         engine = DeliveryEngine(
-            store=store, transport=transport, clock=SystemClock(), rng=random.Random(1),
+            store=store,
+            transport=transport,
+            clock=SystemClock(),
+            rng=random.Random(1),
             owner="bench",
-            settings=EngineSettings(max_in_flight=concurrency * 4,
-                                      max_in_flight_per_destination=concurrency))
+            settings=EngineSettings(
+                max_in_flight=concurrency * 4, max_in_flight_per_destination=concurrency
+            ),
+        )
         try:
             # 1. Throughput: drain a backlog of n written events.
             await write_events(store, account, url, n)
@@ -179,7 +213,9 @@ def latency_ms(db: str, since: float) -> list[float]:
             "SELECT (a.started_at + a.latency_ms / 1000.0 - e.created_at) * 1000 "
             "FROM attempts a JOIN deliveries d ON d.pk = a.delivery_pk "
             "JOIN events e ON e.pk = d.event_pk "
-            "WHERE a.outcome = 'delivered' AND e.created_at >= ?", (since,)).fetchall()
+            "WHERE a.outcome = 'delivered' AND e.created_at >= ?",
+            (since,),
+        ).fetchall()
     return [r[0] for r in rows]
 
 
@@ -193,32 +229,46 @@ async def measure(url: str, args: argparse.Namespace) -> None:
     fast = await aiohttp_loop(url, n, c, key)
     relay = await relay_run(url, n, c, args.rate_events)
     loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
-    print(f"events: {n}, concurrency: {c}, event loop: {loop}, "
-          "receiver: benchmarks/receiver.py (another process)")
+    print(
+        f"events: {n}, concurrency: {c}, event loop: {loop}, "
+        "receiver: benchmarks/receiver.py (another process)"
+    )
     print(f"bare loop, plain httpx ({c} concurrent) {plain:8.0f} req/s")
     print(f"bare loop, plain httpx (4 concurrent)  {plain_best:8.0f} req/s")
     print(f"bare loop, aiohttp ({c} concurrent)     {fast:8.0f} req/s")
     print(f"relay, durable signed deliveries       {relay['throughput']:8.0f} events/s")
-    print(f"  relay / aiohttp loop                 {relay['throughput'] / fast:8.2f}"
-          "   (target >= 0.50)")
-    print(f"  relay / best plain httpx loop        "
-          f"{relay['throughput'] / max(plain, plain_best):8.2f}")
-    print(f"latency at 100 events/s, write -> receiver 2xx ({relay['samples']:.0f} events): "
-          f"p50 {relay['p50']:.1f} ms, p99 {relay['p99']:.1f} ms   (target p99 < 20 ms)")
+    print(
+        f"  relay / aiohttp loop                 {relay['throughput'] / fast:8.2f}"
+        "   (target >= 0.50)"
+    )
+    print(
+        f"  relay / best plain httpx loop        "
+        f"{relay['throughput'] / max(plain, plain_best):8.2f}"
+    )
+    print(
+        f"latency at 100 events/s, write -> receiver 2xx ({relay['samples']:.0f} events): "
+        f"p50 {relay['p50']:.1f} ms, p99 {relay['p99']:.1f} ms   (target p99 < 20 ms)"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--events", type=int, default=20000)
     parser.add_argument("--concurrency", type=int, default=64)
-    parser.add_argument("--rate-events", type=int, default=1000,
-                        help="events sent at 100/s for the latency figure")
-    parser.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop",
-                        help="event loop for all three (uvloop: what relay serve runs on)")
+    parser.add_argument(
+        "--rate-events", type=int, default=1000, help="events sent at 100/s for the latency figure"
+    )
+    parser.add_argument(
+        "--loop",
+        choices=["uvloop", "asyncio"],
+        default="uvloop",
+        help="event loop for all three (uvloop: what relay serve runs on)",
+    )
     args = parser.parse_args()
     port = free_port()
-    receiver = subprocess.Popen([sys.executable, str(HERE / "receiver.py"), str(port)],
-                                stdout=subprocess.PIPE, text=True)
+    receiver = subprocess.Popen(
+        [sys.executable, str(HERE / "receiver.py"), str(port)], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert receiver.stdout is not None
         assert receiver.stdout.readline().strip() == "ready"

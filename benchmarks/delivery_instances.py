@@ -134,7 +134,7 @@ class Counter(asyncio.Protocol):
                 at = head.find(b"\r\nwebhook-id:")
                 if at >= 0:
                     line_end = head.find(b"\r\n", at + 2)
-                    Counter.ids.add(head[at + 13:line_end if line_end > 0 else None].strip())
+                    Counter.ids.add(head[at + 13 : line_end if line_end > 0 else None].strip())
                 Counter.posts += 1
                 self.posts += 1
                 Counter.last = time.time()
@@ -146,10 +146,18 @@ class Counter(asyncio.Protocol):
                     conn.posts = 0
             for conn in Counter.live:
                 conn._tally()
-            payload = json.dumps({"posts": Counter.posts, "distinct": len(Counter.ids),
-                                  "last": Counter.last, "by_port": Counter.by_port}).encode()
-            self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                                 b"Content-Length: %d\r\n\r\n%s" % (len(payload), payload))
+            payload = json.dumps(
+                {
+                    "posts": Counter.posts,
+                    "distinct": len(Counter.ids),
+                    "last": Counter.last,
+                    "by_port": Counter.by_port,
+                }
+            ).encode()
+            self.transport.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n%s" % (len(payload), payload)
+            )
 
 
 async def serve_receiver(port: int) -> None:
@@ -159,8 +167,9 @@ async def serve_receiver(port: int) -> None:
         await server.serve_forever()
 
 
-async def receiver_stats(session: aiohttp.ClientSession, url: str,
-                         reset: bool = False) -> dict[str, Any]:
+async def receiver_stats(
+    session: aiohttp.ClientSession, url: str, reset: bool = False
+) -> dict[str, Any]:
     async with session.get(url + ("/reset" if reset else "/stats")) as r:
         return dict(await r.json())
 
@@ -208,8 +217,12 @@ def cpu_sample(pids: Sequence[int]) -> CpuSample:
 
 def cpu_seconds(before: CpuSample, after: CpuSample, pids: Sequence[int]) -> float:
     hz = os.sysconf("SC_CLK_TCK")
-    return sum(after.procs[p] - before.procs[p] for p in pids
-               if p in before.procs and p in after.procs) / hz
+    return (
+        sum(
+            after.procs[p] - before.procs[p] for p in pids if p in before.procs and p in after.procs
+        )
+        / hz
+    )
 
 
 def postgres_cpu(before: CpuSample, after: CpuSample, exclude: Sequence[int]) -> float:
@@ -325,8 +338,7 @@ class PostgresDatabase(Database):
         return str(self.execute("SELECT pg_postmaster_start_time()")[0][0])
 
     def wal(self) -> int | None:
-        return int(self.execute(
-            "SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn")[0][0])
+        return int(self.execute("SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn")[0][0])
 
     def remove(self) -> None:
         # Patiently: the server may be restarting (something else on the machine did that).
@@ -338,8 +350,7 @@ class PostgresDatabase(Database):
                 return
             except psycopg.OperationalError:
                 if time.monotonic() > deadline:
-                    print(f"could not drop schema {self.schema}; drop it by hand",
-                          file=sys.stderr)
+                    print(f"could not drop schema {self.schema}; drop it by hand", file=sys.stderr)
                     raise
                 time.sleep(1)
 
@@ -355,9 +366,12 @@ async def seed(db: Database, n: int, hook_url: str) -> float:
         started = time.perf_counter()
         # A few writers at once: PostgreSQL takes them side by side (SQLite queues them).
         writers = 8
-        await asyncio.gather(*(write_events(store, account, hook_url,
-                                            n // writers + (i < n % writers))
-                               for i in range(writers)))
+        await asyncio.gather(
+            *(
+                write_events(store, account, hook_url, n // writers + (i < n % writers))
+                for i in range(writers)
+            )
+        )
         return time.perf_counter() - started
     finally:
         await store.close()
@@ -373,29 +387,45 @@ class Relay:
     log: Path
 
 
-def start_relay(db: Database, role: str, tmp: Path, index: int,
-                script: Path | None = None) -> Relay:
+def start_relay(
+    db: Database, role: str, tmp: Path, index: int, script: Path | None = None
+) -> Relay:
     port = free_port()
-    config = {"server": {"host": HOST, "port": port}, "database_url": db.relay_url,
-              "log_level": "info",
-              # The receiver is on loopback, which the default network policy refuses.
-              "network": {"allow_networks": ["127.0.0.0/8", "::1"]}}
+    config = {
+        "server": {"host": HOST, "port": port},
+        "database_url": db.relay_url,
+        "log_level": "info",
+        # The receiver is on loopback, which the default network policy refuses.
+        "network": {"allow_networks": ["127.0.0.0/8", "::1"]},
+    }
     path = tmp / f"relay-{index}.yaml"
     path.write_text(json.dumps(config, indent=2), encoding="utf-8")  # JSON is YAML
     log = tmp / f"relay-{index}.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, *([str(script)] if script else ["-m", "relay"]), "serve",
-             "--config", str(path), "--role", role],
-            stdout=out, stderr=out, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            [
+                sys.executable,
+                *([str(script)] if script else ["-m", "relay"]),
+                "serve",
+                "--config",
+                str(path),
+                "--role",
+                role,
+            ],
+            stdout=out,
+            stderr=out,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
     return Relay(proc, f"http://{HOST}:{port}", log)
 
 
 async def wait_healthy(session: aiohttp.ClientSession, relay: Relay, until: float) -> None:
     while time.time() < until:
         if relay.proc.poll() is not None:
-            raise RuntimeError(f"a relay exited with {relay.proc.returncode}:\n"
-                               + relay.log.read_text(errors="replace")[-3000:])
+            raise RuntimeError(
+                f"a relay exited with {relay.proc.returncode}:\n"
+                + relay.log.read_text(errors="replace")[-3000:]
+            )
         with contextlib.suppress(aiohttp.ClientError):
             async with session.get(relay.url + "/healthz") as r:
                 if r.status == 200:
@@ -411,9 +441,10 @@ def trouble(log: str) -> tuple[int, str] | None:
     bad = [n for n, line in enumerate(lines) if " ERROR " in line or " WARNING " in line]
     if not bad:
         return None
-    end = next((n for n in range(bad[0] + 1, len(lines))
-                if lines[n][:4] == lines[bad[0]][:4]), len(lines))
-    return len(bad), "\n    ".join(lines[bad[0]:min(end, bad[0] + 40)])
+    end = next(
+        (n for n in range(bad[0] + 1, len(lines)) if lines[n][:4] == lines[bad[0]][:4]), len(lines)
+    )
+    return len(bad), "\n    ".join(lines[bad[0] : min(end, bad[0] + 40)])
 
 
 # --- one configuration -------------------------------------------------------------------------
@@ -450,20 +481,30 @@ class Result:
         return self.events / self.seconds
 
 
-async def run_config(name: str, db: Database, instances: int, role: str,
-                     args: argparse.Namespace, tmp: Path, hook: str, receiver_url: str,
-                     receiver_pid: int, session: aiohttp.ClientSession) -> Result:
+async def run_config(
+    name: str,
+    db: Database,
+    instances: int,
+    role: str,
+    args: argparse.Namespace,
+    tmp: Path,
+    hook: str,
+    receiver_url: str,
+    receiver_pid: int,
+    session: aiohttp.ClientSession,
+) -> Result:
     n = args.events
     seeded = await seed(db, n, hook)
     if args.quiet < 1:
         share = await wait_quiet(args.quiet, args.quiet_wait)
         if share >= args.quiet:
-            print(f"{name}: the machine stayed {share:.0%} busy with other work; measuring "
-                  "anyway", file=sys.stderr)
+            print(
+                f"{name}: the machine stayed {share:.0%} busy with other work; measuring anyway",
+                file=sys.stderr,
+            )
     # The baseline, right before: the machine's state drifts between configurations.
     await receiver_stats(session, receiver_url, reset=True)
-    baseline = await aiohttp_loop(hook, n, args.concurrency,
-                                  webhook_key(generate_webhook_secret()))
+    baseline = await aiohttp_loop(hook, n, args.concurrency, webhook_key(generate_webhook_secret()))
     await receiver_stats(session, receiver_url, reset=True)
 
     server_started = db.started()
@@ -481,8 +522,10 @@ async def run_config(name: str, db: Database, instances: int, role: str,
         pids = [r.proc.pid for r in relays]
         await asyncio.sleep(max(0.0, t0 - 0.05 - time.time()))
         if args.profile:
-            spies = [start_profiler(pid, args.profile / f"{name}-{i + 1}.svg", rate=250)
-                     for i, pid in enumerate(pids)]
+            spies = [
+                start_profiler(pid, args.profile / f"{name}-{i + 1}.svg", rate=250)
+                for i, pid in enumerate(pids)
+            ]
         ours = [*pids, receiver_pid, os.getpid()]
         before = cpu_sample(ours)
         wal_before = db.wal()
@@ -510,21 +553,26 @@ async def run_config(name: str, db: Database, instances: int, role: str,
         notes: list[str] = []
         for i, (r, size) in enumerate(zip(relays, running, strict=True)):
             text = r.log.read_bytes()
-            for part, when, into in ((text[:size], "while running", problems),
-                                     (text[size:], "as it stopped (SIGTERM)", notes)):
+            for part, when, into in (
+                (text[:size], "while running", problems),
+                (text[size:], "as it stopped (SIGTERM)", notes),
+            ):
                 found = trouble(part.decode(errors="replace"))
                 if found:
-                    into.append(f"relay {i + 1} logged {found[0]} warnings/errors {when}; "
-                                f"the first:\n    {found[1]}")
+                    into.append(
+                        f"relay {i + 1} logged {found[0]} warnings/errors {when}; "
+                        f"the first:\n    {found[1]}"
+                    )
 
     # The database's account, after a clean stop (every attempt recorded).
-    (succeeded, attempts, resent, first, last), = db.execute(
+    ((succeeded, attempts, resent, first, last),) = db.execute(
         "SELECT (SELECT count(*) FROM deliveries WHERE status = 'succeeded'), "
         "(SELECT count(*) FROM attempts), "
         "(SELECT count(*) FROM deliveries WHERE attempt_count > 1), "
         "(SELECT min(started_at) FROM attempts), "
         "(SELECT max(started_at + latency_ms / 1000.0) FROM attempts "
-        "WHERE outcome = 'delivered')")
+        "WHERE outcome = 'delivered')"
+    )
     if db.started() != server_started:
         problems.append("PostgreSQL restarted during the measurement: run it again")
     if stats["distinct"] < n:
@@ -532,8 +580,10 @@ async def run_config(name: str, db: Database, instances: int, role: str,
     if stats["posts"] != stats["distinct"]:
         problems.append(f"duplicates at the receiver: {stats['posts'] - stats['distinct']}")
     if succeeded != n or attempts != n or resent:
-        problems.append(f"database: {succeeded} of {n} deliveries succeeded, {attempts} "
-                        f"attempts, {resent} deliveries attempted more than once")
+        problems.append(
+            f"database: {succeeded} of {n} deliveries succeeded, {attempts} "
+            f"attempts, {resent} deliveries attempted more than once"
+        )
     if last is None or first is None:
         raise RuntimeError(f"{name}: nothing was delivered; " + "; ".join(problems))
     pg_cpu = postgres_cpu(before, after, exclude=ours)
@@ -541,14 +591,22 @@ async def run_config(name: str, db: Database, instances: int, role: str,
     in_processes = (after.machine[2] - before.machine[2]) / os.sysconf("SC_CLK_TCK")
     others = in_processes - cpu_seconds(before, after, ours) - pg_cpu
     return Result(
-        name=name, events=n, seconds=last - first, baseline=baseline,
-        lag_ms=(first - t0) * 1000, relay_cpu=cpu_seconds(before, after, pids),
+        name=name,
+        events=n,
+        seconds=last - first,
+        baseline=baseline,
+        lag_ms=(first - t0) * 1000,
+        relay_cpu=cpu_seconds(before, after, pids),
         receiver_cpu=cpu_seconds(before, after, [receiver_pid]),
         postgres_cpu=pg_cpu if db.backend == "PostgreSQL" else 0.0,
-        machine=machine_busy(before, after), others=others / window,
+        machine=machine_busy(before, after),
+        others=others / window,
         per_instance=per_instance,
-        problems=problems, notes=notes, seed_seconds=seeded,
-        wal_bytes=None if wal_before is None or wal_after is None else wal_after - wal_before)
+        problems=problems,
+        notes=notes,
+        seed_seconds=seeded,
+        wal_bytes=None if wal_before is None or wal_after is None else wal_after - wal_before,
+    )
 
 
 # --- the run ------------------------------------------------------------------------------
@@ -556,8 +614,7 @@ async def run_config(name: str, db: Database, instances: int, role: str,
 
 @contextlib.contextmanager
 def database(kind: str, tmp: Path, pg_url: str, pg_options: str) -> Iterator[Database]:
-    db: Database = (SqliteDatabase(tmp) if kind == "sqlite"
-                    else PostgresDatabase(pg_url, pg_options))
+    db: Database = SqliteDatabase(tmp) if kind == "sqlite" else PostgresDatabase(pg_url, pg_options)
     try:
         yield db
     finally:
@@ -570,9 +627,11 @@ CONFIGS: list[tuple[str, str, int, str]] = [
     ("postgres-1", "postgres", 1, "worker"),
     ("postgres-2", "postgres", 2, "worker"),
 ]
-LABELS = {"sqlite-1": "SQLite, 1 relay (--role all)",
-          "postgres-1": "PostgreSQL, 1 relay (--role worker)",
-          "postgres-2": "PostgreSQL, 2 relays (--role worker)"}
+LABELS = {
+    "sqlite-1": "SQLite, 1 relay (--role all)",
+    "postgres-1": "PostgreSQL, 1 relay (--role worker)",
+    "postgres-2": "PostgreSQL, 2 relays (--role worker)",
+}
 
 
 async def measure(args: argparse.Namespace, receiver_url: str, receiver_pid: int) -> bool:
@@ -586,10 +645,22 @@ async def measure(args: argparse.Namespace, receiver_url: str, receiver_pid: int
             for attempt in range(args.retries + 1):
                 again = "again" if attempt < args.retries else "giving up on it"
                 try:
-                    with tempfile.TemporaryDirectory(prefix=f"delivery-{name}-") as d, \
-                            database(kind, Path(d), args.pg_url, args.pg_options) as db:
-                        result = await run_config(name, db, instances, role, args, Path(d),
-                                                  hook, receiver_url, receiver_pid, session)
+                    with (
+                        tempfile.TemporaryDirectory(prefix=f"delivery-{name}-") as d,
+                        database(kind, Path(d), args.pg_url, args.pg_options) as db,
+                    ):
+                        result = await run_config(
+                            name,
+                            db,
+                            instances,
+                            role,
+                            args,
+                            Path(d),
+                            hook,
+                            receiver_url,
+                            receiver_pid,
+                            session,
+                        )
                 except (RuntimeError, OSError, psycopg.Error, RelayError) as exc:
                     # The server restarted under us, a relay died: say so, and retry.
                     failed[name] = f"{type(exc).__name__}: {exc}"
@@ -600,10 +671,12 @@ async def measure(args: argparse.Namespace, receiver_url: str, receiver_pid: int
                     results[name] = result
                 if result.others <= args.max_others:
                     break
-                print(f"{name}: other processes took {result.others:.2f} cores meanwhile "
-                      f"({result.rate:.0f} events/s); "
-                      + ("again" if attempt < args.retries else "keeping the least disturbed"),
-                      file=sys.stderr)
+                print(
+                    f"{name}: other processes took {result.others:.2f} cores meanwhile "
+                    f"({result.rate:.0f} events/s); "
+                    + ("again" if attempt < args.retries else "keeping the least disturbed"),
+                    file=sys.stderr,
+                )
             if name in results:
                 failed.pop(name, None)
                 results[name].tries = attempt + 1
@@ -615,35 +688,47 @@ async def measure(args: argparse.Namespace, receiver_url: str, receiver_pid: int
 
 def report(args: argparse.Namespace, results: dict[str, Result]) -> bool:
     loop = "uvloop"
-    print(f"events: {args.events} task.succeeded, one callback delivery each, one receiver "
-          f"(its own process); {os.cpu_count()} CPUs; event loop: {loop} everywhere")
-    print(f"baseline: bare aiohttp loop of benchmarks/delivery.py, {args.concurrency} "
-          "concurrent, run right before each configuration")
+    print(
+        f"events: {args.events} task.succeeded, one callback delivery each, one receiver "
+        f"(its own process); {os.cpu_count()} CPUs; event loop: {loop} everywhere"
+    )
+    print(
+        f"baseline: bare aiohttp loop of benchmarks/delivery.py, {args.concurrency} "
+        "concurrent, run right before each configuration"
+    )
     print()
-    head = (f"{'configuration':<38}{'events/s':>9}{'/ base':>8}{'base req/s':>11}"
-            f"{'lag ms':>8}{'relay CPU':>10}{'pg CPU':>8}{'rcv CPU':>8}{'machine':>8}"
-            f"{'others':>8}{'WAL':>8}  per relay")
+    head = (
+        f"{'configuration':<38}{'events/s':>9}{'/ base':>8}{'base req/s':>11}"
+        f"{'lag ms':>8}{'relay CPU':>10}{'pg CPU':>8}{'rcv CPU':>8}{'machine':>8}"
+        f"{'others':>8}{'WAL':>8}  per relay"
+    )
     print(head)
     print("-" * len(head))
     for name, r in results.items():
         wal = "-" if r.wal_bytes is None else f"{r.wal_bytes / r.events / 1024:.1f}KB"
-        print(f"{LABELS[name]:<38}{r.rate:>9.0f}{r.rate / r.baseline:>8.2f}"
-              f"{r.baseline:>11.0f}{r.lag_ms:>8.1f}"
-              f"{r.relay_cpu * 1e6 / r.events:>8.0f}us{r.postgres_cpu * 1e6 / r.events:>6.0f}us"
-              f"{r.receiver_cpu * 1e6 / r.events:>6.0f}us{r.machine:>8.0%}"
-              f"{r.others:>8.2f}{wal:>8}"
-              f"  {'/'.join(map(str, r.per_instance))}")
-    print("(/ base: relay events/s over the baseline run just before it; lag: from T0 to "
-          "the first attempt; CPU per event: all relays, all postgres processes, the "
-          "receiver; machine: busy share of all CPUs; others: cores used by other processes "
-          "meanwhile (not this benchmark's, not postgres); WAL: PostgreSQL's WAL per event; "
-          "per relay: POSTs the receiver got from each)")
+        print(
+            f"{LABELS[name]:<38}{r.rate:>9.0f}{r.rate / r.baseline:>8.2f}"
+            f"{r.baseline:>11.0f}{r.lag_ms:>8.1f}"
+            f"{r.relay_cpu * 1e6 / r.events:>8.0f}us{r.postgres_cpu * 1e6 / r.events:>6.0f}us"
+            f"{r.receiver_cpu * 1e6 / r.events:>6.0f}us{r.machine:>8.0%}"
+            f"{r.others:>8.2f}{wal:>8}"
+            f"  {'/'.join(map(str, r.per_instance))}"
+        )
+    print(
+        "(/ base: relay events/s over the baseline run just before it; lag: from T0 to "
+        "the first attempt; CPU per event: all relays, all postgres processes, the "
+        "receiver; machine: busy share of all CPUs; others: cores used by other processes "
+        "meanwhile (not this benchmark's, not postgres); WAL: PostgreSQL's WAL per event; "
+        "per relay: POSTs the receiver got from each)"
+    )
     if not results:
         return False
     base = statistics.median(r.baseline for r in results.values())
-    print(f"baseline median {base:.0f} req/s over {len(results)} runs "
-          f"(range {min(r.baseline for r in results.values()):.0f}-"
-          f"{max(r.baseline for r in results.values()):.0f})")
+    print(
+        f"baseline median {base:.0f} req/s over {len(results)} runs "
+        f"(range {min(r.baseline for r in results.values()):.0f}-"
+        f"{max(r.baseline for r in results.values()):.0f})"
+    )
     print()
     ratios: list[tuple[str, str, str]] = [
         ("PostgreSQL 1 relay / SQLite 1 relay", "postgres-1", "sqlite-1"),
@@ -661,9 +746,11 @@ def report(args: argparse.Namespace, results: dict[str, Result]) -> bool:
             for p in r.problems:
                 print(f"{LABELS[name]}: {p}")
         else:
-            print(f"{LABELS[name]}: all {r.events} delivered, each once at the receiver "
-                  f"and once in the database (0 duplicates); seeded in {r.seed_seconds:.0f} s"
-                  + (f"; the least disturbed of {r.tries} runs" if r.tries > 1 else ""))
+            print(
+                f"{LABELS[name]}: all {r.events} delivered, each once at the receiver "
+                f"and once in the database (0 duplicates); seeded in {r.seed_seconds:.0f} s"
+                + (f"; the least disturbed of {r.tries} runs" if r.tries > 1 else "")
+            )
         for note in r.notes:
             print(f"{LABELS[name]}: note: {note}")
     return ok
@@ -672,36 +759,77 @@ def report(args: argparse.Namespace, results: dict[str, Result]) -> bool:
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--events", type=int, default=20000)
-    parser.add_argument("--concurrency", type=int, default=64,
-                        help="the baseline loop's concurrency (the relays': their defaults)")
-    parser.add_argument("--pg-url", default=PG_URL,
-                        help="a PostgreSQL database to make fresh schemas in "
-                             "(default: $BENCH_PG_URL or %(default)s)")
-    parser.add_argument("--pg-options", default="", metavar="OPTIONS",
-                        help="server settings for the relays' PostgreSQL sessions, as libpq "
-                             "options (-clog_min_duration_statement=0 logs every statement "
-                             "with its duration, for profiling)")
-    parser.add_argument("--lead", type=float, default=6.0,
-                        help="seconds from making the work due ahead to it falling due: "
-                             "the relays must start in that time")
-    parser.add_argument("--timeout", type=float, default=600.0,
-                        help="give up on a configuration after this many seconds")
-    parser.add_argument("--quiet", type=float, default=0.15,
-                        help="before each configuration, wait until other work keeps less "
-                             "than this share of the CPUs busy (1: do not wait)")
-    parser.add_argument("--quiet-wait", type=float, default=300.0,
-                        help="... but no longer than this many seconds")
-    parser.add_argument("--max-others", type=float, default=0.25,
-                        help="a configuration during which other processes used more CPU "
-                             "than this (cores) is run again ...")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=64,
+        help="the baseline loop's concurrency (the relays': their defaults)",
+    )
+    parser.add_argument(
+        "--pg-url",
+        default=PG_URL,
+        help="a PostgreSQL database to make fresh schemas in "
+        "(default: $BENCH_PG_URL or %(default)s)",
+    )
+    parser.add_argument(
+        "--pg-options",
+        default="",
+        metavar="OPTIONS",
+        help="server settings for the relays' PostgreSQL sessions, as libpq "
+        "options (-clog_min_duration_statement=0 logs every statement "
+        "with its duration, for profiling)",
+    )
+    parser.add_argument(
+        "--lead",
+        type=float,
+        default=6.0,
+        help="seconds from making the work due ahead to it falling due: "
+        "the relays must start in that time",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=600.0,
+        help="give up on a configuration after this many seconds",
+    )
+    parser.add_argument(
+        "--quiet",
+        type=float,
+        default=0.15,
+        help="before each configuration, wait until other work keeps less "
+        "than this share of the CPUs busy (1: do not wait)",
+    )
+    parser.add_argument(
+        "--quiet-wait", type=float, default=300.0, help="... but no longer than this many seconds"
+    )
+    parser.add_argument(
+        "--max-others",
+        type=float,
+        default=0.25,
+        help="a configuration during which other processes used more CPU "
+        "than this (cores) is run again ...",
+    )
     parser.add_argument("--retries", type=int, default=2, help="... up to this many times")
-    parser.add_argument("--only", nargs="+", choices=[c[0] for c in CONFIGS],
-                        default=[c[0] for c in CONFIGS], help="run only these")
-    parser.add_argument("--relay-script", type=Path, metavar="FILE",
-                        help="run `python FILE serve ...` instead of `python -m relay serve "
-                             "...` (a relay patched for an experiment)")
-    parser.add_argument("--profile", type=Path, metavar="DIR",
-                        help="py-spy every relay into DIR/<configuration>-<n>.svg")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=[c[0] for c in CONFIGS],
+        default=[c[0] for c in CONFIGS],
+        help="run only these",
+    )
+    parser.add_argument(
+        "--relay-script",
+        type=Path,
+        metavar="FILE",
+        help="run `python FILE serve ...` instead of `python -m relay serve "
+        "...` (a relay patched for an experiment)",
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="py-spy every relay into DIR/<configuration>-<n>.svg",
+    )
     parser.add_argument("--serve-receiver", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_receiver:
@@ -710,8 +838,9 @@ def main() -> None:
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    receiver = subprocess.Popen([sys.executable, __file__, "--serve-receiver", str(port)],
-                                stdout=subprocess.PIPE, text=True)
+    receiver = subprocess.Popen(
+        [sys.executable, __file__, "--serve-receiver", str(port)], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert receiver.stdout is not None
         assert receiver.stdout.readline().strip() == "ready"

@@ -91,16 +91,17 @@ class Job:
     succeeds: bool
 
 
-def workload(n: int, seed: int, *, rate: float, noise: float, stall_rate: float,
-             fail_rate: float) -> list[Job]:
+def workload(
+    n: int, seed: int, *, rate: float, noise: float, stall_rate: float, fail_rate: float
+) -> list[Job]:
     rng = random.Random(seed)
     jobs, t = [], 0.0
     for _ in range(n):
         t += rng.expovariate(rate)
         provider, p_factor = rng.choice(PROVIDERS)
-        (model, m_factor), = rng.choices(MODELS, MODEL_WEIGHTS)
-        clip, = rng.choices(CLIP_SECONDS, CLIP_WEIGHTS)
-        (resolution, r_factor), = rng.choices(RESOLUTIONS, RESOLUTION_WEIGHTS)
+        ((model, m_factor),) = rng.choices(MODELS, MODEL_WEIGHTS)
+        (clip,) = rng.choices(CLIP_SECONDS, CLIP_WEIGHTS)
+        ((resolution, r_factor),) = rng.choices(RESOLUTIONS, RESOLUTION_WEIGHTS)
         median = (20 + 14 * clip * r_factor * m_factor) * p_factor
         seconds = median * math.exp(rng.gauss(0, noise))
         succeeds = True
@@ -148,8 +149,7 @@ def simulate(jobs: list[Job], plan: Planner, *, midpoint: bool) -> Outcome:
             if age >= job.seconds:
                 delays[i] = age - job.seconds
                 if job.succeeds:
-                    model.observe(job.key, age,
-                                  last_running=last_running[i] if midpoint else None)
+                    model.observe(job.key, age, last_running=last_running[i] if midpoint else None)
                 continue
             last_running[i] = age
         seq += 1
@@ -160,8 +160,11 @@ def simulate(jobs: list[Job], plan: Planner, *, midpoint: bool) -> Outcome:
 def fixed(jobs: list[Job]) -> Outcome:
     polls = [max(1, math.ceil(job.seconds / FIXED_INTERVAL)) for job in jobs]
     delays = [p * FIXED_INTERVAL - job.seconds for p, job in zip(polls, jobs, strict=True)]
-    times = [job.arrival + k * FIXED_INTERVAL
-             for p, job in zip(polls, jobs, strict=True) for k in range(1, p + 1)]
+    times = [
+        job.arrival + k * FIXED_INTERVAL
+        for p, job in zip(polls, jobs, strict=True)
+        for k in range(1, p + 1)
+    ]
     return Outcome(polls, delays, times)
 
 
@@ -183,8 +186,12 @@ def planners(policy: PollPolicy, seed: int, noise: float) -> dict[str, Planner]:
         truth = DurationEstimate(job.median, max(noise, 0.01), observations=1)
         return next_poll_delay_learned(age, None, policy, truth, rng_o)
 
-    return {"(b) adaptive": adaptive, "(b') adaptive, learned E": adaptive_learned_e,
-            "(c) learned": learned, "(o) oracle": oracle}
+    return {
+        "(b) adaptive": adaptive,
+        "(b') adaptive, learned E": adaptive_learned_e,
+        "(c) learned": learned,
+        "(o) oracle": oracle,
+    }
 
 
 def quantile(values: list[float], q: float) -> float:
@@ -212,9 +219,16 @@ class Row:
 def summarise(name: str, out: Outcome, jobs: list[Job], fixed_polls: float) -> Row:
     polls = sum(out.polls) / len(jobs)
     fails = [d for d, job in zip(out.delays, jobs, strict=True) if not job.succeeds]
-    return Row(name, polls, fixed_polls / polls, sum(out.delays) / len(jobs),
-               quantile(out.delays, 0.95), quantile(out.delays, 0.99),
-               sum(fails) / len(fails) if fails else math.nan, peak_rate(out.poll_times))
+    return Row(
+        name,
+        polls,
+        fixed_polls / polls,
+        sum(out.delays) / len(jobs),
+        quantile(out.delays, 0.95),
+        quantile(out.delays, 0.99),
+        sum(fails) / len(fails) if fails else math.nan,
+        peak_rate(out.poll_times),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -222,8 +236,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks", type=int, default=5000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--rate", type=float, default=0.5, help="arrivals per second")
-    parser.add_argument("--noise", type=float, default=0.075,
-                        help="log-sd of a task's duration around its kind's median")
+    parser.add_argument(
+        "--noise",
+        type=float,
+        default=0.075,
+        help="log-sd of a task's duration around its kind's median",
+    )
     parser.add_argument("--stall-rate", type=float, default=0.02)
     parser.add_argument("--fail-rate", type=float, default=0.03)
     parser.add_argument("--min-interval", type=float, default=2.0)
@@ -232,10 +250,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.tasks < 1:
         parser.error("--tasks must be >= 1")
     started = time.perf_counter()
-    jobs = workload(args.tasks, args.seed, rate=args.rate, noise=args.noise,
-                    stall_rate=args.stall_rate, fail_rate=args.fail_rate)
-    policy = PollPolicy(min_interval=args.min_interval, max_interval=60.0,
-                        expected_duration=120.0, jitter=0.1)
+    jobs = workload(
+        args.tasks,
+        args.seed,
+        rate=args.rate,
+        noise=args.noise,
+        stall_rate=args.stall_rate,
+        fail_rate=args.fail_rate,
+    )
+    policy = PollPolicy(
+        min_interval=args.min_interval, max_interval=60.0, expected_duration=120.0, jitter=0.1
+    )
     base = fixed(jobs)
     fixed_polls = sum(base.polls) / len(jobs)
     rows = [summarise("(a) fixed 5 s", base, jobs, fixed_polls)]
@@ -244,23 +269,33 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(summarise(name, out, jobs, fixed_polls))
 
     durations = [job.seconds for job in jobs if job.succeeds]
-    print(f"{len(jobs)} tasks, seed {args.seed}, noise {args.noise:g}, stalls "
-          f"{args.stall_rate:.0%}, fast failures {args.fail_rate:.0%}, min_interval "
-          f"{args.min_interval:g} s, learning from the {args.learn_from}")
-    print(f"true durations of successes: p5 {quantile(durations, .05):.0f} s, median "
-          f"{quantile(durations, .5):.0f} s, p95 {quantile(durations, .95):.0f} s")
-    print(f"{'policy':<26}{'polls/task':>11}{'fewer':>8}{'delay mean':>12}{'p95':>8}{'p99':>8}"
-          f"{'fast-fail':>11}{'peak/s':>8}")
+    print(
+        f"{len(jobs)} tasks, seed {args.seed}, noise {args.noise:g}, stalls "
+        f"{args.stall_rate:.0%}, fast failures {args.fail_rate:.0%}, min_interval "
+        f"{args.min_interval:g} s, learning from the {args.learn_from}"
+    )
+    print(
+        f"true durations of successes: p5 {quantile(durations, 0.05):.0f} s, median "
+        f"{quantile(durations, 0.5):.0f} s, p95 {quantile(durations, 0.95):.0f} s"
+    )
+    print(
+        f"{'policy':<26}{'polls/task':>11}{'fewer':>8}{'delay mean':>12}{'p95':>8}{'p99':>8}"
+        f"{'fast-fail':>11}{'peak/s':>8}"
+    )
     for r in rows:
         fail = "-" if math.isnan(r.fail_mean) else f"{r.fail_mean:.1f}s"
-        print(f"{r.name:<26}{r.polls:>11.2f}{r.ratio:>7.2f}x{r.mean:>11.2f}s{r.p95:>7.1f}s"
-              f"{r.p99:>7.1f}s{fail:>11}{r.peak:>8.1f}")
+        print(
+            f"{r.name:<26}{r.polls:>11.2f}{r.ratio:>7.2f}x{r.mean:>11.2f}s{r.p95:>7.1f}s"
+            f"{r.p99:>7.1f}s{fail:>11}{r.peak:>8.1f}"
+        )
     learned = next(r for r in rows if r.name.startswith("(c)"))
     baseline = rows[0]
     ok = learned.ratio >= 3 and learned.mean <= baseline.mean
-    print(f"target (c): >= 3x fewer polls ({learned.ratio:.2f}x) and mean delay <= fixed "
-          f"({learned.mean:.2f} s vs {baseline.mean:.2f} s): {'met' if ok else 'MISSED'}"
-          f"  [{time.perf_counter() - started:.1f} s]")
+    print(
+        f"target (c): >= 3x fewer polls ({learned.ratio:.2f}x) and mean delay <= fixed "
+        f"({learned.mean:.2f} s vs {baseline.mean:.2f} s): {'met' if ok else 'MISSED'}"
+        f"  [{time.perf_counter() - started:.1f} s]"
+    )
     return 0 if ok else 1
 
 

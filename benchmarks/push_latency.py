@@ -96,7 +96,6 @@ INK_TASKS = "/api/open/v1/video/generations"
 TARGET_P99_MS = 50.0
 
 
-
 # --- the receiver (its own process) ------------------------------------------------------
 
 
@@ -119,15 +118,18 @@ class Recorder(asyncio.Protocol):
             if head.startswith(b"get /count"):
                 self._answer(str(len(Recorder.records)).encode())
             elif head.startswith(b"get "):
-                self._answer(json.dumps([_named(when, raw) for when, raw in Recorder.records])
-                             .encode())
+                self._answer(
+                    json.dumps([_named(when, raw) for when, raw in Recorder.records]).encode()
+                )
             else:
                 Recorder.records.append((arrived, body))
                 self.transport.write(b"HTTP/1.1 204 No Content\r\nServer: bench\r\n\r\n")
 
     def _answer(self, payload: bytes) -> None:
-        self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                             b"Content-Length: %d\r\n\r\n%s" % (len(payload), payload))
+        self.transport.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(payload), payload)
+        )
 
 
 def _named(when: float, raw: bytes) -> list[object]:
@@ -179,44 +181,63 @@ class FakeInk:
         body = await request.json()
         request_id = f"req_bench{len(self.tasks):06d}"
         self.tasks[request_id] = InkTask(request_id, body["webhookUrl"])
-        return web.json_response({"success": True, "requestId": request_id,
-                                  "status": "queued", "creditsCharged": 40})
+        return web.json_response(
+            {"success": True, "requestId": request_id, "status": "queued", "creditsCharged": 40}
+        )
 
     async def get(self, request: web.Request) -> web.Response:
         now = time.monotonic()
         task = self.tasks.get(request.match_info["request_id"])
         if task is None:
-            return web.json_response({"success": False, "error": {
-                "code": "not_found", "message": "Task not found"}}, status=404)
+            return web.json_response(
+                {"success": False, "error": {"code": "not_found", "message": "Task not found"}},
+                status=404,
+            )
         if task.pushed_at is not None and task.queried_at is None:
             task.queried_at = now
         return web.json_response(self.body(task))
 
     def body(self, task: InkTask) -> dict[str, object]:
         done = task.done
-        return {"success": True, "requestId": task.request_id,
-                "status": "succeeded" if done else "processing", "model": "seedance-2.0",
-                "prompt": "a lighthouse at dawn, slow dolly in", "duration": 5,
-                "aspectRatio": "16:9",
-                "output": {"type": "video", "url": f"https://cdn.example.com/videos/"
-                           f"{task.request_id}.mp4"} if done else None,
-                "error": None}
+        return {
+            "success": True,
+            "requestId": task.request_id,
+            "status": "succeeded" if done else "processing",
+            "model": "seedance-2.0",
+            "prompt": "a lighthouse at dawn, slow dolly in",
+            "duration": 5,
+            "aspectRatio": "16:9",
+            "output": {
+                "type": "video",
+                "url": f"https://cdn.example.com/videos/{task.request_id}.mp4",
+            }
+            if done
+            else None,
+            "error": None,
+        }
 
 
 # --- driving the load --------------------------------------------------------------------
 
 
 class Bench:
-    def __init__(self, relay_url: str, api_key: str, receiver_url: str, ink: FakeInk,
-                 ink_url: str, rng: random.Random) -> None:
+    def __init__(
+        self,
+        relay_url: str,
+        api_key: str,
+        receiver_url: str,
+        ink: FakeInk,
+        ink_url: str,
+        rng: random.Random,
+    ) -> None:
         self.relay_url = relay_url
         self.receiver_url = receiver_url
         self.ink = ink
         self.ink_url = ink_url
         self.rng = rng
         self.api = aiohttp.ClientSession(
-            headers={"Authorization": f"Bearer {api_key}"},
-            connector=aiohttp.TCPConnector(limit=64))
+            headers={"Authorization": f"Bearer {api_key}"}, connector=aiohttp.TCPConnector(limit=64)
+        )
         # The provider's webhook sender and the baseline's plain POSTs: same client, same
         # pooling, no limit (a burst must not queue inside this benchmark).
         self.pusher = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
@@ -229,10 +250,19 @@ class Bench:
             await session.close()
 
     async def create(self, n: int) -> InkTask:
-        body = {"provider": PROVIDER, "input_format": "native",
-                "input": {"model": "seedance-2.0", "prompt": f"benchmark task {n}",
-                          "aspectRatio": "16:9", "duration": 5, "resolution": "720p"},
-                "callback_url": self.receiver_url + "/hook", "reference": f"bench-{n}"}
+        body = {
+            "provider": PROVIDER,
+            "input_format": "native",
+            "input": {
+                "model": "seedance-2.0",
+                "prompt": f"benchmark task {n}",
+                "aspectRatio": "16:9",
+                "duration": 5,
+                "resolution": "720p",
+            },
+            "callback_url": self.receiver_url + "/hook",
+            "reference": f"bench-{n}",
+        }
         async with self.api.post(self.relay_url + "/v1/tasks", json=body) as response:
             answer = await response.json()
             if response.status != 201:
@@ -245,8 +275,7 @@ class Bench:
         """The provider's webhook: the task ends, then its final body is POSTed."""
         task.done = True  # the query answers "succeeded" from now on
         content = json.dumps(self.ink.body(task)).encode()
-        headers = {"content-type": "application/json",
-                   "user-agent": "seedance2ink-webhook/1.0"}
+        headers = {"content-type": "application/json", "user-agent": "seedance2ink-webhook/1.0"}
         task.pushed_at = time.monotonic()
         async with self.pusher.post(task.webhook_url, data=content, headers=headers) as response:
             await response.read()
@@ -286,8 +315,9 @@ class Bench:
     async def _probe(self, i: int) -> None:
         body = json.dumps(_sample_envelope(f"probe_{i}")).encode()
         started = time.monotonic()
-        async with self.prober.post(self.receiver_url + "/hook", data=body,
-                                    headers={"content-type": "application/json"}) as r:
+        async with self.prober.post(
+            self.receiver_url + "/hook", data=body, headers={"content-type": "application/json"}
+        ) as r:
             await r.read()
         self.probes[f"probe_{i}"] = started
         started = time.monotonic()
@@ -302,6 +332,7 @@ class Bench:
         async def creator() -> None:
             for i in todo:
                 tasks.append(await self.create(i))
+
         await asyncio.gather(*(creator() for _ in range(8)))
         return tasks
 
@@ -314,24 +345,42 @@ class Bench:
             await asyncio.sleep(0.2)
         async with self.prober.get(self.receiver_url + "/arrivals") as r:
             rows = json.loads(await r.text())
-        return {str(task_id): at for task_id, kind, at in rows
-                if kind in ("task.succeeded", "probe")}
+        return {
+            str(task_id): at for task_id, kind, at in rows if kind in ("task.succeeded", "probe")
+        }
 
 
 def _sample_envelope(task_id: str) -> dict[str, object]:
     """A plain POST the size of a real task.succeeded callback (~1 KB)."""
-    return {"id": "evt_01JX0000000000000000000000", "type": "probe",
-            "timestamp": "2026-06-06T16:03:11Z", "sequence": 3,
-            "data": {"id": task_id, "provider": PROVIDER, "provider_task_id": "req_bench000000",
-                     "model": "seedance-2.0", "status": "succeeded", "progress": 100,
-                     "video_url": "https://cdn.example.com/videos/req_bench000000.mp4",
-                     "video_url_expires_at": None, "last_frame_url": None, "error": None,
-                     "usage": {"creditsCharged": 40}, "resolution": "720p", "ratio": "16:9",
-                     "duration": 5, "fps": None, "seed": None, "reference": "bench-0",
-                     "metadata": {"projectId": "proj_1001", "pad": "x" * 400},
-                     "created_at": "2026-06-06T16:00:57Z",
-                     "updated_at": "2026-06-06T16:03:11Z",
-                     "completed_at": "2026-06-06T16:03:11Z"}}
+    return {
+        "id": "evt_01JX0000000000000000000000",
+        "type": "probe",
+        "timestamp": "2026-06-06T16:03:11Z",
+        "sequence": 3,
+        "data": {
+            "id": task_id,
+            "provider": PROVIDER,
+            "provider_task_id": "req_bench000000",
+            "model": "seedance-2.0",
+            "status": "succeeded",
+            "progress": 100,
+            "video_url": "https://cdn.example.com/videos/req_bench000000.mp4",
+            "video_url_expires_at": None,
+            "last_frame_url": None,
+            "error": None,
+            "usage": {"creditsCharged": 40},
+            "resolution": "720p",
+            "ratio": "16:9",
+            "duration": 5,
+            "fps": None,
+            "seed": None,
+            "reference": "bench-0",
+            "metadata": {"projectId": "proj_1001", "pad": "x" * 400},
+            "created_at": "2026-06-06T16:00:57Z",
+            "updated_at": "2026-06-06T16:03:11Z",
+            "completed_at": "2026-06-06T16:03:11Z",
+        },
+    }
 
 
 # --- figures ---------------------------------------------------------------------------------
@@ -346,9 +395,11 @@ def percentile(values: list[float], p: float) -> float:
 def summary(values: list[float]) -> str:
     if not values:
         return "count 0"
-    return (f"count {len(values):4d}  p50 {percentile(values, 50):6.2f}  "
-            f"p90 {percentile(values, 90):6.2f}  p99 {percentile(values, 99):6.2f}  "
-            f"max {max(values):6.2f} ms")
+    return (
+        f"count {len(values):4d}  p50 {percentile(values, 50):6.2f}  "
+        f"p90 {percentile(values, 90):6.2f}  p99 {percentile(values, 99):6.2f}  "
+        f"max {max(values):6.2f} ms"
+    )
 
 
 @dataclass
@@ -362,13 +413,23 @@ class Phase:
     cpu_what: str
 
 
-STAGES = ("push -> relay's 202 (at the provider)", "push -> confirming query at provider",
-          "query -> event stamped (answer read)", "event -> delivery attempt starts",
-          "attempt starts -> callback arrives")
+STAGES = (
+    "push -> relay's 202 (at the provider)",
+    "push -> confirming query at provider",
+    "query -> event stamped (answer read)",
+    "event -> delivery attempt starts",
+    "attempt starts -> callback arrives",
+)
 
 
-def phase(name: str, tasks: list[InkTask], arrived: dict[str, float],
-          relay_side: dict[str, tuple[float, float]], cpu: float, cpu_what: str) -> Phase:
+def phase(
+    name: str,
+    tasks: list[InkTask],
+    arrived: dict[str, float],
+    relay_side: dict[str, tuple[float, float]],
+    cpu: float,
+    cpu_what: str,
+) -> Phase:
     """``relay_side``: task id -> (event created, first attempt started), monotonic;
     ``cpu``: the relay's CPU seconds per task."""
     out = Phase(name, [], {stage: [] for stage in STAGES}, 0, cpu * 1000, cpu_what)
@@ -398,22 +459,32 @@ def relay_stamps(db: Path, offset: float) -> dict[str, tuple[float, float]]:
         rows = conn.execute(
             "SELECT e.task_id, e.created_at, min(a.started_at) FROM events e "
             "JOIN deliveries d ON d.event_pk = e.pk JOIN attempts a ON a.delivery_pk = d.pk "
-            "WHERE e.type = 'task.succeeded' GROUP BY e.task_id").fetchall()
+            "WHERE e.type = 'task.succeeded' GROUP BY e.task_id"
+        ).fetchall()
     return {task_id: (created - offset, started - offset) for task_id, created, started in rows}
 
 
-def report(args: argparse.Namespace, relay_pid: int, base: list[float], query: list[float],
-           phases: list[Phase]) -> bool:
-    print(f"seedance2ink push -> signed callback; relay: python -m relay serve (pid {relay_pid},"
-          f" own process, SQLite, log_level {args.log_level}); {os.cpu_count()} CPUs; "
-          "p50/p90/p99/max in ms")
+def report(
+    args: argparse.Namespace,
+    relay_pid: int,
+    base: list[float],
+    query: list[float],
+    phases: list[Phase],
+) -> bool:
+    print(
+        f"seedance2ink push -> signed callback; relay: python -m relay serve (pid {relay_pid},"
+        f" own process, SQLite, log_level {args.log_level}); {os.cpu_count()} CPUs; "
+        "p50/p90/p99/max in ms"
+    )
     print(f"baseline, plain POST -> receiver          {summary(base)}")
     print(f"baseline, provider query round trip       {summary(query)}")
     base50, base99 = percentile(base, 50), percentile(base, 99)
     met = True
     for p in phases:
-        print(f"relay, {p.name:<35}{summary(p.latencies)}"
-              + (f"   MISSING {p.missing}" if p.missing else ""))
+        print(
+            f"relay, {p.name:<35}{summary(p.latencies)}"
+            + (f"   MISSING {p.missing}" if p.missing else "")
+        )
         if not p.latencies:
             met = False
             continue
@@ -422,18 +493,24 @@ def report(args: argparse.Namespace, relay_pid: int, base: list[float], query: l
         p99 = percentile(p.latencies, 99)
         if not math.isnan(p.cpu_ms):
             print(f"  relay CPU per task ({p.cpu_what}): {p.cpu_ms:.2f} ms")
-        print(f"  relay / plain POST: p50 {percentile(p.latencies, 50) / base50:.1f}x, "
-              f"p99 {p99 / base99:.1f}x")
+        print(
+            f"  relay / plain POST: p50 {percentile(p.latencies, 50) / base50:.1f}x, "
+            f"p99 {p99 / base99:.1f}x"
+        )
         ok = p99 <= TARGET_P99_MS and not p.missing
         steady = p.name.startswith("steady")
         met = met and (ok or not steady)
-        print(f"  p99 {p99:.1f} ms: {'' if steady else '(for information) '}target p99 <= "
-              f"{TARGET_P99_MS:g} ms {'met' if ok else 'MISSED'}")
+        print(
+            f"  p99 {p99:.1f} ms: {'' if steady else '(for information) '}target p99 <= "
+            f"{TARGET_P99_MS:g} ms {'met' if ok else 'MISSED'}"
+        )
         if not steady and not math.isnan(p.cpu_ms):
             # A burst is CPU-bound: its last callback waits for the relay's work on all of it.
-            print(f"  at {p.cpu_ms:.2f} ms of relay CPU a push, at most about "
-                  f"{TARGET_P99_MS / p.cpu_ms:.0f} pushes at once fit in {TARGET_P99_MS:g} ms "
-                  "on this machine")
+            print(
+                f"  at {p.cpu_ms:.2f} ms of relay CPU a push, at most about "
+                f"{TARGET_P99_MS / p.cpu_ms:.0f} pushes at once fit in {TARGET_P99_MS:g} ms "
+                "on this machine"
+            )
     return met
 
 
@@ -448,8 +525,13 @@ def relay_config(tmp: Path, port: int, ink_port: int, log_level: str) -> Path:
         "sandbox": {"enabled": False},
         # The receiver is on loopback, which the default network policy refuses.
         "network": {"allow_networks": ["127.0.0.0/8", "::1"]},
-        "providers": {PROVIDER: {"preset": "seedance2ink", "base_url": f"http://{HOST}:{ink_port}",
-                                 "api_key": "sk-bench"}},
+        "providers": {
+            PROVIDER: {
+                "preset": "seedance2ink",
+                "base_url": f"http://{HOST}:{ink_port}",
+                "api_key": "sk-bench",
+            }
+        },
     }
     path = tmp / "relay.yaml"
     path.write_text(json.dumps(config, indent=2), encoding="utf-8")  # JSON is YAML
@@ -470,8 +552,9 @@ async def measure(args: argparse.Namespace, tmp: Path, receiver_url: str) -> boo
     log = tmp / "relay.log"
     relay_url = f"http://{HOST}:{relay_port}"
     relay = start_relay(config, log)
-    bench = Bench(relay_url, api_key, receiver_url, ink, f"http://{HOST}:{ink_port}",
-                  random.Random(args.seed))
+    bench = Bench(
+        relay_url, api_key, receiver_url, ink, f"http://{HOST}:{ink_port}", random.Random(args.seed)
+    )
     spy: subprocess.Popen[bytes] | None = None
     steady: list[InkTask] = []
     burst: list[InkTask] = []
@@ -484,8 +567,7 @@ async def measure(args: argparse.Namespace, tmp: Path, receiver_url: str) -> boo
         if args.profile and args.tasks:
             spy = start_profiler(relay.pid, args.profile, rate=500)
         stop_probes = asyncio.Event()
-        probes = asyncio.ensure_future(bench.baseline(
-            max(args.tasks, 200), args.rate, stop_probes))
+        probes = asyncio.ensure_future(bench.baseline(max(args.tasks, 200), args.rate, stop_probes))
         used = cpu_seconds(relay.pid)
         if args.tasks:
             steady = await bench.steady(args.tasks, args.rate)
@@ -512,19 +594,36 @@ async def measure(args: argparse.Namespace, tmp: Path, receiver_url: str) -> boo
         await bench.close()
         await asyncio.to_thread(stop, relay)
         await runner.cleanup()
-        errors = [line for line in tail(log).splitlines()
-                  if " ERROR " in line or " WARNING " in line]
+        errors = [
+            line for line in tail(log).splitlines() if " ERROR " in line or " WARNING " in line
+        ]
         if errors:
             print(f"relay log: {len(errors)} warnings/errors, e.g. {errors[0][:300]}")
     offset = time.time() - time.monotonic()
     stamps = await asyncio.to_thread(relay_stamps, tmp / "relay.db", offset)
     phases = []
     if steady:
-        phases.append(phase(f"steady, Poisson {args.rate:g} tasks/s", steady, arrived, stamps,
-                            cpu["steady"] / len(steady), "create, push and callback"))
+        phases.append(
+            phase(
+                f"steady, Poisson {args.rate:g} tasks/s",
+                steady,
+                arrived,
+                stamps,
+                cpu["steady"] / len(steady),
+                "create, push and callback",
+            )
+        )
     if burst:
-        phases.append(phase(f"burst of {args.burst} pushes at once", burst, arrived, stamps,
-                            cpu["burst"] / len(burst), "push and callback"))
+        phases.append(
+            phase(
+                f"burst of {args.burst} pushes at once",
+                burst,
+                arrived,
+                stamps,
+                cpu["burst"] / len(burst),
+                "push and callback",
+            )
+        )
     base = [(arrived[k] - v) * 1000 for k, v in bench.probes.items() if k in arrived]
     return report(args, relay.pid, base, bench.query_rtts, phases)
 
@@ -532,24 +631,38 @@ async def measure(args: argparse.Namespace, tmp: Path, receiver_url: str) -> boo
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--tasks", type=int, default=1000, help="tasks in the steady phase")
-    parser.add_argument("--rate", type=float, default=50.0,
-                        help="tasks created (and, 1-3 s later, pushed) per second")
-    parser.add_argument("--burst", type=int, default=200,
-                        help="tasks pushed all at once after the steady phase (0: none)")
-    parser.add_argument("--log-level", default="info",
-                        help="the relay's log_level (info: its default, one access line "
-                             "per request)")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=50.0,
+        help="tasks created (and, 1-3 s later, pushed) per second",
+    )
+    parser.add_argument(
+        "--burst",
+        type=int,
+        default=200,
+        help="tasks pushed all at once after the steady phase (0: none)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        help="the relay's log_level (info: its default, one access line per request)",
+    )
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--profile", metavar="FILE",
-                        help="py-spy the relay into FILE (.svg, .json or collapsed stacks)")
+    parser.add_argument(
+        "--profile",
+        metavar="FILE",
+        help="py-spy the relay into FILE (.svg, .json or collapsed stacks)",
+    )
     parser.add_argument("--serve-receiver", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_receiver:
         uvloop.run(serve_receiver(args.serve_receiver))
         return
     port = free_port()
-    receiver = subprocess.Popen([sys.executable, __file__, "--serve-receiver", str(port)],
-                                stdout=subprocess.PIPE, text=True)
+    receiver = subprocess.Popen(
+        [sys.executable, __file__, "--serve-receiver", str(port)], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert receiver.stdout is not None
         assert receiver.stdout.readline().strip() == "ready"

@@ -27,11 +27,11 @@ def take_request(buffer: bytes) -> tuple[bytes, bytes, bytes] | None:
     length = 0
     if at >= 0:
         line_end = lower.find(b"\r\n", at)
-        length = int(lower[at + 15:line_end if line_end > 0 else None].strip())
+        length = int(lower[at + 15 : line_end if line_end > 0 else None].strip())
     total = end + 4 + length
     if len(buffer) < total:
         return None
-    return head, buffer[end + 4:total], buffer[total:]
+    return head, buffer[end + 4 : total], buffer[total:]
 
 
 class Receiver(asyncio.Protocol):

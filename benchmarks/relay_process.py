@@ -33,7 +33,11 @@ def create_account(config: Path) -> tuple[str, str]:
     """``relay accounts create``: (account id, API key)."""
     done = subprocess.run(
         [sys.executable, "-m", "relay", "accounts", "create", "bench", "--config", str(config)],
-        capture_output=True, text=True, timeout=60, check=False)
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     account, key = _ACCOUNT_LINE.search(done.stdout), _API_KEY_LINE.search(done.stdout)
     if done.returncode or not account or not key:
         raise RuntimeError(f"relay accounts create failed:\n{done.stdout}\n{done.stderr}")
@@ -45,15 +49,19 @@ def start_relay(config: Path, log: Path) -> subprocess.Popen[bytes]:
     with open(log, "ab") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "relay", "serve", "--config", str(config)],
-            stdout=out, stderr=out, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            stdout=out,
+            stderr=out,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
 
 
 def tail(log: Path) -> str:
     return log.read_text(errors="replace")[-4000:]
 
 
-async def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path,
-                       within: float = 60.0) -> None:
+async def wait_healthy(
+    url: str, proc: subprocess.Popen[bytes], log: Path, within: float = 60.0
+) -> None:
     deadline = time.monotonic() + within
     async with aiohttp.ClientSession() as session:
         while time.monotonic() < deadline:
@@ -76,19 +84,33 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def start_profiler(pid: int, out: str | Path, *, rate: int = 200,
-                   threads: bool = False) -> subprocess.Popen[bytes]:
+def start_profiler(
+    pid: int, out: str | Path, *, rate: int = 200, threads: bool = False
+) -> subprocess.Popen[bytes]:
     """py-spy (non-blocking) on ``pid`` into ``out``: .svg a flame graph, .json speedscope."""
     fmt = {".svg": "flamegraph", ".json": "speedscope"}.get(Path(out).suffix, "raw")
     spy = Path(sys.executable).with_name("py-spy")
-    return subprocess.Popen([str(spy), "record", "--pid", str(pid), "--nonblocking",
-                             *(["--threads"] if threads else []), "--rate", str(rate),
-                             "--format", fmt, "--output", str(out)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [
+            str(spy),
+            "record",
+            "--pid",
+            str(pid),
+            "--nonblocking",
+            *(["--threads"] if threads else []),
+            "--rate",
+            str(rate),
+            "--format",
+            fmt,
+            "--output",
+            str(out),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
 
 
-def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM,
-         timeout: float = 30.0) -> None:
+def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 30.0) -> None:
     """Signal ``proc`` and wait for it; killed if it outlasts ``timeout``."""
     if proc.poll() is None:
         proc.send_signal(sig)

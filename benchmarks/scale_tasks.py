@@ -129,7 +129,6 @@ TARGET_LATE_P99 = 2.0
 TARGET_RSS_MB = 300.0
 
 
-
 # --- the fake Ark (in this process) ------------------------------------------------------
 
 
@@ -185,10 +184,14 @@ class FakeArk(asyncio.Protocol):
         self.state.in_flight -= 1
         if self.transport.is_closing():
             return
-        body = (b'{"id":"%s","model":"%s","status":"running","created_at":1780000000,'
-                b'"updated_at":1780000000}' % (task_id, MODEL.encode()))
-        self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                             b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        body = (
+            b'{"id":"%s","model":"%s","status":"running","created_at":1780000000,'
+            b'"updated_at":1780000000}' % (task_id, MODEL.encode())
+        )
+        self.transport.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
 
 
 # --- the bare client loop (its own process) ------------------------------------------------
@@ -197,8 +200,7 @@ class FakeArk(asyncio.Protocol):
 async def load_loop(url: str, seconds: float, connections: int) -> None:
     """GET ``url`` from ``connections`` workers for ``seconds``; prints requests and CPU."""
     done = 0
-    async with aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=connections)) as session:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=connections)) as session:
         async with session.get(url) as r:  # warm up one connection
             await r.read()
         stop_at = time.monotonic() + seconds
@@ -213,6 +215,7 @@ async def load_loop(url: str, seconds: float, connections: int) -> None:
                     if r.status != 200:
                         raise RuntimeError(f"fake provider answered {r.status}")
                 done += 1
+
         await asyncio.gather(*(worker() for _ in range(connections)))
         elapsed = time.monotonic() - started
         cpu = time.process_time() - cpu
@@ -221,9 +224,13 @@ async def load_loop(url: str, seconds: float, connections: int) -> None:
 
 async def run_load(url: str, seconds: float, connections: int) -> dict[str, float]:
     done = await asyncio.to_thread(
-        subprocess.run, [sys.executable, __file__, "--serve-load", url, str(seconds),
-                         str(connections)], capture_output=True, text=True, timeout=120,
-        check=False)
+        subprocess.run,
+        [sys.executable, __file__, "--serve-load", url, str(seconds), str(connections)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     if done.returncode:
         raise RuntimeError(f"the load loop failed:\n{done.stderr[-2000:]}")
     result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -240,12 +247,22 @@ def relay_config(tmp: Path, port: int, provider_port: int, args: argparse.Namesp
         "log_level": args.log_level,
         "sandbox": {"enabled": False},
         "polling": {"batch_size": args.batch_size, "tick_seconds": 1.0},
-        "providers": {PROVIDER: {
-            "dialect": "ark", "base_url": f"http://{HOST}:{provider_port}",
-            "path_prefix": PREFIX, "api_key": "sk-bench",
-            "max_concurrency": args.concurrency, "requests_per_second": args.rps,
-            "poll": {"min_interval": MIN_INTERVAL, "max_interval": repoll_interval(args),
-                     "expected_duration": 120.0, "jitter": JITTER}}},
+        "providers": {
+            PROVIDER: {
+                "dialect": "ark",
+                "base_url": f"http://{HOST}:{provider_port}",
+                "path_prefix": PREFIX,
+                "api_key": "sk-bench",
+                "max_concurrency": args.concurrency,
+                "requests_per_second": args.rps,
+                "poll": {
+                    "min_interval": MIN_INTERVAL,
+                    "max_interval": repoll_interval(args),
+                    "expected_duration": 120.0,
+                    "jitter": JITTER,
+                },
+            }
+        },
     }
     path = tmp / "relay.yaml"
     path.write_text(json.dumps(config, indent=2), encoding="utf-8")  # JSON is YAML
@@ -268,8 +285,6 @@ def memory_mb(pid: int) -> tuple[float, float]:
     return fields.get("VmRSS", math.nan), fields.get("VmHWM", math.nan)
 
 
-
-
 # --- seeding ----------------------------------------------------------------------------------
 
 
@@ -281,8 +296,9 @@ def herd_offset(window: float) -> float:
     return window + HERD_GAP
 
 
-async def seed(db_url: str, account_id: str, n: int, herd: int, window: float,
-               rng: random.Random) -> tuple[dict[bytes, float], float]:
+async def seed(
+    db_url: str, account_id: str, n: int, herd: int, window: float, rng: random.Random
+) -> tuple[dict[bytes, float], float]:
     """Write ``n`` running tasks through the store API: the first ``herd`` with their first
     poll at ``herd_offset``, the others at offsets spread over 0..window (seconds from an
     origin of 0: ``shift`` moves them to real times); returns the offsets by provider task
@@ -303,10 +319,18 @@ async def seed(db_url: str, account_id: str, n: int, herd: int, window: float,
         offset = herd_offset(window) if i < herd else rng.uniform(0.0, window)
         pid = provider_task_id(i)
         offsets[pid.encode()] = offset
-        task = Task(id=new_id("task"), account_id=account_id, provider=PROVIDER,
-                    provider_task_id=pid, status=TaskStatus.RUNNING, created_at=created,
-                    updated_at=created, model=MODEL, reference=f"bench-{i}",
-                    next_poll_at=origin + timedelta(seconds=offset))
+        task = Task(
+            id=new_id("task"),
+            account_id=account_id,
+            provider=PROVIDER,
+            provider_task_id=pid,
+            status=TaskStatus.RUNNING,
+            created_at=created,
+            updated_at=created,
+            model=MODEL,
+            reference=f"bench-{i}",
+            next_poll_at=origin + timedelta(seconds=offset),
+        )
         await store.create_task(registered(task, now, lambda: new_id("evt")), None)
 
     try:
@@ -330,7 +354,8 @@ def after_stop(db: Path, stopped_at: float) -> tuple[int, float, int]:
     with contextlib.closing(sqlite3.connect(db)) as conn:
         overdue, oldest = conn.execute(
             "SELECT count(*), min(next_poll_at) FROM tasks WHERE next_poll_at < ?",
-            (stopped_at - 1.0,)).fetchone()
+            (stopped_at - 1.0,),
+        ).fetchone()
         polls = conn.execute(
             "SELECT coalesce(sum(json_extract(data, '$.poll_count')), 0) FROM tasks"
         ).fetchone()[0]
@@ -350,8 +375,10 @@ def summary(values: list[float], unit: str = "s", scale: float = 1.0) -> str:
     if not values:
         return "count 0"
     v = [x * scale for x in values]
-    return (f"count {len(v):6d}  p50 {percentile(v, 50):7.3f}  p90 {percentile(v, 90):7.3f}  "
-            f"p99 {percentile(v, 99):7.3f}  max {max(v):7.3f} {unit}")
+    return (
+        f"count {len(v):6d}  p50 {percentile(v, 50):7.3f}  p90 {percentile(v, 90):7.3f}  "
+        f"p99 {percentile(v, 99):7.3f}  max {max(v):7.3f} {unit}"
+    )
 
 
 def max_in_window(times: Iterable[float], width: float) -> int:
@@ -420,49 +447,67 @@ class Run:
     """Seconds the whole benchmark took, baselines and seeding included."""
 
 
-def report(args: argparse.Namespace, run: Run, offsets: dict[bytes, float],
-           arrivals: list[tuple[float, bytes]], state: ProviderState) -> bool:
+def report(
+    args: argparse.Namespace,
+    run: Run,
+    offsets: dict[bytes, float],
+    arrivals: list[tuple[float, bytes]],
+    state: ProviderState,
+) -> bool:
     n = len(offsets)
     herd = {provider_task_id(i).encode() for i in range(min(args.herd, n))}
     offered = (n - len(herd)) / args.window
-    print(f"{n} in-flight tasks: {n - len(herd)} with first polls over {args.window:g} s "
-          f"({offered:.0f} polls/s offered, {offered / args.rps:.0%} of the budget), a herd of "
-          f"{len(herd)} due at once {HERD_GAP:g} s later; relay: python -m relay serve, "
-          f"SQLite, batch_size {args.batch_size}; provider: requests_per_second {args.rps:g}, "
-          f"max_concurrency {args.concurrency}, answers after {args.latency * 1000:g} ms; "
-          f"{os.cpu_count()} CPUs, load average {run.load[0]:.1f} at the start, "
-          f"{run.load[1]:.1f} at the stop")
+    print(
+        f"{n} in-flight tasks: {n - len(herd)} with first polls over {args.window:g} s "
+        f"({offered:.0f} polls/s offered, {offered / args.rps:.0%} of the budget), a herd of "
+        f"{len(herd)} due at once {HERD_GAP:g} s later; relay: python -m relay serve, "
+        f"SQLite, batch_size {args.batch_size}; provider: requests_per_second {args.rps:g}, "
+        f"max_concurrency {args.concurrency}, answers after {args.latency * 1000:g} ms; "
+        f"{os.cpu_count()} CPUs, load average {run.load[0]:.1f} at the start, "
+        f"{run.load[1]:.1f} at the stop"
+    )
     raw_rate = run.raw["requests"] / run.raw["seconds"]
     capped_rate = run.capped["requests"] / run.capped["seconds"]
     capped_cpu = run.capped["cpu"] / max(1, run.capped["requests"]) * 1000
-    print(f"baseline, fake provider capacity (bare aiohttp loop, 64 connections): at least "
-          f"{raw_rate:.0f} req/s ({raw_rate / args.rps:.1f}x the budget)")
-    print(f"baseline, bare aiohttp loop at {args.concurrency} connections, "
-          f"{args.latency * 1000:g} ms answers: {capped_rate:.0f} req/s, client CPU "
-          f"{capped_cpu:.3f} ms/request")
-    print(f"seeding: {n} tasks through Store.create_task in {run.seed_seconds:.1f} s "
-          f"({n / max(run.seed_seconds, 1e-9):.0f}/s); relay start on them: "
-          f"{run.start_seconds:.2f} s, healthy {run.origin - run.healthy_at:.1f} s before the "
-          "first poll was due")
+    print(
+        f"baseline, fake provider capacity (bare aiohttp loop, 64 connections): at least "
+        f"{raw_rate:.0f} req/s ({raw_rate / args.rps:.1f}x the budget)"
+    )
+    print(
+        f"baseline, bare aiohttp loop at {args.concurrency} connections, "
+        f"{args.latency * 1000:g} ms answers: {capped_rate:.0f} req/s, client CPU "
+        f"{capped_cpu:.3f} ms/request"
+    )
+    print(
+        f"seeding: {n} tasks through Store.create_task in {run.seed_seconds:.1f} s "
+        f"({n / max(run.seed_seconds, 1e-9):.0f}/s); relay start on them: "
+        f"{run.start_seconds:.2f} s, healthy {run.origin - run.healthy_at:.1f} s before the "
+        "first poll was due"
+    )
 
     first: dict[bytes, float] = {}
     polls_of: dict[bytes, list[float]] = {}
     for at, task_id in arrivals:
         first.setdefault(task_id, at)
         polls_of.setdefault(task_id, []).append(at)
-    late = [first[t] - (run.origin + off) for t, off in offsets.items()
-            if t in first and t not in herd]
+    late = [
+        first[t] - (run.origin + off) for t, off in offsets.items() if t in first and t not in herd
+    ]
     herd_late = [first[t] - (run.origin + offsets[t]) for t in herd if t in first]
     missing = n - len(first)
-    print(f"lateness of first polls (arrival - next_poll_at): {summary(late)}   "
-          f"min {min(late) if late else math.nan:.3f} s"
-          + (f"   NEVER POLLED {missing}" if missing else ""))
+    print(
+        f"lateness of first polls (arrival - next_poll_at): {summary(late)}   "
+        f"min {min(late) if late else math.nan:.3f} s"
+        + (f"   NEVER POLLED {missing}" if missing else "")
+    )
 
     # timeline
     times = [at for at, _ in arrivals]
     end = run.stopped_at
-    print("  t (s)  polls/s  first polls  late p50   late p99   RSS MB  relay CPU  "
-          "other processes' CPU")
+    print(
+        "  t (s)  polls/s  first polls  late p50   late p99   RSS MB  relay CPU  "
+        "other processes' CPU"
+    )
     step = 10.0
     buckets: dict[int, list[float]] = {}
     counts: Counter[int] = Counter()
@@ -487,15 +532,19 @@ def report(args: argparse.Namespace, run: Run, offsets: dict[bytes, float],
         b = buckets.get(k, [])
         mid = f"{percentile(b, 50):8.3f}" if b else "       -"
         top = f"{percentile(b, 99):8.3f}" if b else "       -"
-        print(f"  {k * step:5.0f}  {counts[k] / (hi - lo):7.0f}  {len(b):11d}  {mid} s "
-              f"{top} s  {rss:7.1f}  {cpu:8.0%}  {others:8.0%}")
+        print(
+            f"  {k * step:5.0f}  {counts[k] / (hi - lo):7.0f}  {len(b):11d}  {mid} s "
+            f"{top} s  {rss:7.1f}  {cpu:8.0%}  {others:8.0%}"
+        )
 
     if herd:
         herd_times = sorted(first[t] for t in herd if t in first)
         drain = herd_times[-1] - herd_times[0] if len(herd_times) > 1 else math.nan
-        print(f"herd of {len(herd)} due at once: lateness {summary(herd_late)}; drained at "
-              f"{len(herd_times) / drain:.0f} polls/s (at the budget: all in "
-              f"{len(herd) / args.rps:.2f} s, {len(herd_times) / drain / args.rps:.0%} of it)")
+        print(
+            f"herd of {len(herd)} due at once: lateness {summary(herd_late)}; drained at "
+            f"{len(herd_times) / drain:.0f} polls/s (at the budget: all in "
+            f"{len(herd) / args.rps:.2f} s, {len(herd_times) / drain / args.rps:.0%} of it)"
+        )
 
     # budget and concurrency
     in_window = [t for t in times if run.origin <= t <= run.origin + args.window]
@@ -503,9 +552,11 @@ def report(args: argparse.Namespace, run: Run, offsets: dict[bytes, float],
     polls_run = len([t for t in times if run.origin <= t < end])
     drained = len([t for t in times if t >= end])
     repolled = sum(1 for ts in polls_of.values() if len(ts) > 1)
-    print(f"provider saw {len(times)} requests ({len(first)} tasks, {repolled} of them "
-          f"polled again): {sustained:.0f} polls/s over the window ({sustained / offered:.0%} "
-          f"of offered), {polls_run / (end - run.origin):.0f}/s over the whole polling phase")
+    print(
+        f"provider saw {len(times)} requests ({len(first)} tasks, {repolled} of them "
+        f"polled again): {sustained:.0f} polls/s over the window ({sustained / offered:.0%} "
+        f"of offered), {polls_run / (end - run.origin):.0f}/s over the whole polling phase"
+    )
     peak_1s = max_in_window(times, 1.0)
     peak_100ms = max_in_window(times, 0.1)
     lag = max(run.lag, default=0.0)
@@ -517,51 +568,72 @@ def report(args: argparse.Namespace, run: Run, offsets: dict[bytes, float],
     else:
         verdict = "EXCEEDED"
     budget_ok = not verdict.startswith("EXCEEDED")
-    print(f"  most requests in any 1 s: {peak_1s} (budget {args.rps:g}: {verdict}); in any "
-          f"100 ms: {peak_100ms} (budget / 10 = {args.rps / 10:g}, for information)")
-    print(f"  (the fake provider's own loop lag{' at nice -10' if run.niced else ''}, so how "
-          f"late or bunched its stamps can be: {summary(run.lag, 'ms', 1000)}: up to {slack} "
-          "requests in a window)")
+    print(
+        f"  most requests in any 1 s: {peak_1s} (budget {args.rps:g}: {verdict}); in any "
+        f"100 ms: {peak_100ms} (budget / 10 = {args.rps / 10:g}, for information)"
+    )
+    print(
+        f"  (the fake provider's own loop lag{' at nice -10' if run.niced else ''}, so how "
+        f"late or bunched its stamps can be: {summary(run.lag, 'ms', 1000)}: up to {slack} "
+        "requests in a window)"
+    )
     concurrency_ok = state.max_in_flight <= args.concurrency
-    print(f"  most in flight at the provider: {state.max_in_flight} (max_concurrency "
-          f"{args.concurrency}: {'respected' if concurrency_ok else 'EXCEEDED'}); TCP "
-          f"connections open at once, idle ones included: {state.max_connections}")
+    print(
+        f"  most in flight at the provider: {state.max_in_flight} (max_concurrency "
+        f"{args.concurrency}: {'respected' if concurrency_ok else 'EXCEEDED'}); TCP "
+        f"connections open at once, idle ones included: {state.max_connections}"
+    )
     # After a poll the policy waits max_interval ±jitter: a poll sooner than that was not
     # scheduled (a task claimed again when its lease ran out while it waited its turn).
     shortest = (1 - JITTER) * repoll_interval(args) - 1.0
-    too_soon = sum(1 for ts in polls_of.values()
-                   for a, b in itertools.pairwise(ts) if b - a < shortest)
-    print(f"  polls of one task sooner than the policy's shortest gap ({shortest:.0f} s) "
-          f"after the one before: {too_soon}")
-    print(f"  after the stop: {run.overdue} polls due >= 1 s before it not made"
-          + (f" (the oldest due {run.oldest_overdue:.1f} s before)" if run.overdue else "")
-          + f"; polls recorded by the relay {run.recorded_polls} vs received {len(times)}")
+    too_soon = sum(
+        1 for ts in polls_of.values() for a, b in itertools.pairwise(ts) if b - a < shortest
+    )
+    print(
+        f"  polls of one task sooner than the policy's shortest gap ({shortest:.0f} s) "
+        f"after the one before: {too_soon}"
+    )
+    print(
+        f"  after the stop: {run.overdue} polls due >= 1 s before it not made"
+        + (f" (the oldest due {run.oldest_overdue:.1f} s before)" if run.overdue else "")
+        + f"; polls recorded by the relay {run.recorded_polls} vs received {len(times)}"
+    )
     cpu_ms = run.cpu / max(1, polls_run) * 1000
-    print(f"  relay CPU {run.cpu:.1f} s over {end - run.origin:.0f} s "
-          f"({run.cpu / (end - run.origin):.0%} of one core): {cpu_ms:.3f} ms per poll, "
-          f"{cpu_ms / capped_cpu:.1f}x the bare loop's client CPU per request")
+    print(
+        f"  relay CPU {run.cpu:.1f} s over {end - run.origin:.0f} s "
+        f"({run.cpu / (end - run.origin):.0%} of one core): {cpu_ms:.3f} ms per poll, "
+        f"{cpu_ms / capped_cpu:.1f}x the bare loop's client CPU per request"
+    )
 
     # memory
-    print(f"relay RSS: empty database {run.empty_rss:.1f} MB; with {n} tasks: at start "
-          f"{run.loaded_rss:.1f} MB, peak {run.peak_rss:.1f} MB, at the end "
-          f"{run.end_rss:.1f} MB")
+    print(
+        f"relay RSS: empty database {run.empty_rss:.1f} MB; with {n} tasks: at start "
+        f"{run.loaded_rss:.1f} MB, peak {run.peak_rss:.1f} MB, at the end "
+        f"{run.end_rss:.1f} MB"
+    )
     extra = run.peak_rss - run.empty_rss
-    print(f"  peak / empty: {run.peak_rss / run.empty_rss:.2f}x; "
-          f"{extra * 1024 * 1024 / max(1, n):.0f} bytes more per tracked task at the peak")
-    print(f"relay shutdown (SIGTERM to exit): {run.stop_seconds:.2f} s, {drained} polls made "
-          f"meanwhile (claimed ones are drained, not dropped); polling phase "
-          f"{end - run.origin:.0f} s; whole benchmark {run.total:.0f} s")
+    print(
+        f"  peak / empty: {run.peak_rss / run.empty_rss:.2f}x; "
+        f"{extra * 1024 * 1024 / max(1, n):.0f} bytes more per tracked task at the peak"
+    )
+    print(
+        f"relay shutdown (SIGTERM to exit): {run.stop_seconds:.2f} s, {drained} polls made "
+        f"meanwhile (claimed ones are drained, not dropped); polling phase "
+        f"{end - run.origin:.0f} s; whole benchmark {run.total:.0f} s"
+    )
     if run.errors:
         print(f"relay log: {len(run.errors)} warnings/errors, e.g. {run.errors[0][:3000]}")
 
     p99 = percentile(late, 99) if late else math.inf
     late_ok = p99 <= TARGET_LATE_P99 and not missing
     rss_ok = run.peak_rss < TARGET_RSS_MB
-    print(f"first-poll lateness p99 {p99:.3f} s: target <= {TARGET_LATE_P99:g} s "
-          f"{'met' if late_ok else 'MISSED'}; peak RSS {run.peak_rss:.0f} MB: target < "
-          f"{TARGET_RSS_MB:g} MB {'met' if rss_ok else 'MISSED'}; budget "
-          f"{'met' if budget_ok else 'MISSED'}; concurrency "
-          f"{'met' if concurrency_ok else 'MISSED'}")
+    print(
+        f"first-poll lateness p99 {p99:.3f} s: target <= {TARGET_LATE_P99:g} s "
+        f"{'met' if late_ok else 'MISSED'}; peak RSS {run.peak_rss:.0f} MB: target < "
+        f"{TARGET_RSS_MB:g} MB {'met' if rss_ok else 'MISSED'}; budget "
+        f"{'met' if budget_ok else 'MISSED'}; concurrency "
+        f"{'met' if concurrency_ok else 'MISSED'}"
+    )
     return late_ok and rss_ok and budget_ok and concurrency_ok
 
 
@@ -590,8 +662,7 @@ async def measure(args: argparse.Namespace, tmp: Path) -> bool:
     state = ProviderState()
     loop = asyncio.get_running_loop()
     provider_port, relay_port = free_port(), free_port()
-    server = await loop.create_server(lambda: FakeArk(state), HOST, provider_port,
-                                      backlog=1024)
+    server = await loop.create_server(lambda: FakeArk(state), HOST, provider_port, backlog=1024)
     config = relay_config(tmp, relay_port, provider_port, args)
     db = tmp / "relay.db"
     log = tmp / "relay.log"
@@ -622,8 +693,9 @@ async def measure(args: argparse.Namespace, tmp: Path) -> bool:
         run.capped = await run_load(url, 3.0, args.concurrency)
         state.reset()
 
-        offsets, run.seed_seconds = await seed(f"sqlite:///{db}", account_id, args.tasks,
-                                               args.herd, args.window, rng)
+        offsets, run.seed_seconds = await seed(
+            f"sqlite:///{db}", account_id, args.tasks, args.herd, args.window, rng
+        )
         run.origin = time.time() + args.lead
         await asyncio.to_thread(shift, db, run.origin)
 
@@ -683,10 +755,11 @@ async def measure(args: argparse.Namespace, tmp: Path) -> bool:
             run.errors = [line for line in lines if " ERROR " in line or " WARNING " in line]
             errors = [i for i, line in enumerate(lines) if " ERROR " in line]
             if errors:  # with its traceback
-                run.errors.insert(0, "\n".join(lines[errors[0]:errors[0] + 40]))
+                run.errors.insert(0, "\n".join(lines[errors[0] : errors[0] + 40]))
     # Requests after the stop (polls drained on SIGTERM) stay in: they were made.
     run.overdue, run.oldest_overdue, run.recorded_polls = await asyncio.to_thread(
-        after_stop, db, run.stopped_at)
+        after_stop, db, run.stopped_at
+    )
     run.total = time.monotonic() - begun
     return report(args, run, offsets, state.arrivals, state)
 
@@ -694,30 +767,52 @@ async def measure(args: argparse.Namespace, tmp: Path) -> bool:
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--tasks", type=int, default=100_000, help="in-flight tasks seeded")
-    parser.add_argument("--window", type=float, default=120.0,
-                        help="seconds over which the first polls are due (the re-polls "
-                             "follow 1.0 to 1.22 x this later)")
-    parser.add_argument("--rps", type=float, default=1000.0,
-                        help="the provider's requests_per_second budget")
-    parser.add_argument("--concurrency", type=int, default=32,
-                        help="the provider's max_concurrency")
-    parser.add_argument("--latency", type=float, default=0.01,
-                        help="seconds the fake provider takes to answer a query")
-    parser.add_argument("--herd", type=int, default=5000,
-                        help="of the tasks, how many have their first poll due at one "
-                             "instant, 2 s after the window (0: none)")
+    parser.add_argument(
+        "--window",
+        type=float,
+        default=120.0,
+        help="seconds over which the first polls are due (the re-polls "
+        "follow 1.0 to 1.22 x this later)",
+    )
+    parser.add_argument(
+        "--rps", type=float, default=1000.0, help="the provider's requests_per_second budget"
+    )
+    parser.add_argument(
+        "--concurrency", type=int, default=32, help="the provider's max_concurrency"
+    )
+    parser.add_argument(
+        "--latency",
+        type=float,
+        default=0.01,
+        help="seconds the fake provider takes to answer a query",
+    )
+    parser.add_argument(
+        "--herd",
+        type=int,
+        default=5000,
+        help="of the tasks, how many have their first poll due at one "
+        "instant, 2 s after the window (0: none)",
+    )
     parser.add_argument("--batch-size", type=int, default=200, help="polling.batch_size")
-    parser.add_argument("--lead", type=float, default=8.0,
-                        help="seconds from the end of seeding to the first due poll (the "
-                             "relay starts meanwhile)")
-    parser.add_argument("--tail", type=float, default=30.0,
-                        help="seconds the run goes on after the window")
+    parser.add_argument(
+        "--lead",
+        type=float,
+        default=8.0,
+        help="seconds from the end of seeding to the first due poll (the relay starts meanwhile)",
+    )
+    parser.add_argument(
+        "--tail", type=float, default=30.0, help="seconds the run goes on after the window"
+    )
     parser.add_argument("--log-level", default="info", help="the relay's log_level")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--profile", metavar="FILE",
-                        help="py-spy the relay into FILE (.svg, .json or collapsed stacks)")
-    parser.add_argument("--serve-load", nargs=3, metavar=("URL", "SECONDS", "CONNECTIONS"),
-                        help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--profile",
+        metavar="FILE",
+        help="py-spy the relay into FILE (.svg, .json or collapsed stacks)",
+    )
+    parser.add_argument(
+        "--serve-load", nargs=3, metavar=("URL", "SECONDS", "CONNECTIONS"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     if args.serve_load:
         url, seconds, connections = args.serve_load

@@ -94,60 +94,97 @@ def check_runtime(settings: Settings, role: Role = "all") -> None:
     """What valid settings can still ask that this version cannot do; ``relay check-config``
     and ``relay serve`` both refuse it."""
     if role != "all" and settings.sqlite_path is not None:
-        raise ConfigError("database_url", f"--role {role} needs PostgreSQL: SQLite serves one "
-                          "relay instance, which must do all the work (--role all)")
+        raise ConfigError(
+            "database_url",
+            f"--role {role} needs PostgreSQL: SQLite serves one "
+            "relay instance, which must do all the work (--role all)",
+        )
 
 
-def _provider(name: str, p: ProviderSettings, settings: Settings, http: httpx.AsyncClient,
-              clock: Clock, rng: random.Random) -> ProviderPlan:
+def _provider(
+    name: str,
+    p: ProviderSettings,
+    settings: Settings,
+    http: httpx.AsyncClient,
+    clock: Clock,
+    rng: random.Random,
+) -> ProviderPlan:
     if p.sandbox:
         flavor = p.preset or SANDBOX_FLAVORS[p.dialect]
         base = f"{own_address(settings)}/sandbox/{flavor}"
     else:
         base = (p.base_url or own_address(settings)).rstrip("/")
-    client = ProviderClient(name=name, dialect=dialect_for(p), base_url=base,
-                            path_prefix=p.path_prefix, moderation_path=p.moderation_path,
-                            api_key=p.api_key if p.api_key is not None or not p.sandbox
-                            else "sandbox",
-                            headers=p.headers, timeout=p.timeout,
-                            max_concurrency=p.max_concurrency,
-                            requests_per_second=p.requests_per_second, http=http, clock=clock,
-                            rng=rng)
-    poll = PollPolicy(min_interval=p.poll.min_interval, max_interval=p.poll.max_interval,
-                      expected_duration=p.poll.expected_duration, jitter=p.poll.jitter)
-    return ProviderPlan(client=client, poll=poll, max_age=settings.provider_max_age(name),
-                        retention=p.retention, models=p.models, learn=p.poll.learn)
+    client = ProviderClient(
+        name=name,
+        dialect=dialect_for(p),
+        base_url=base,
+        path_prefix=p.path_prefix,
+        moderation_path=p.moderation_path,
+        api_key=p.api_key if p.api_key is not None or not p.sandbox else "sandbox",
+        headers=p.headers,
+        timeout=p.timeout,
+        max_concurrency=p.max_concurrency,
+        requests_per_second=p.requests_per_second,
+        http=http,
+        clock=clock,
+        rng=rng,
+    )
+    poll = PollPolicy(
+        min_interval=p.poll.min_interval,
+        max_interval=p.poll.max_interval,
+        expected_duration=p.poll.expected_duration,
+        jitter=p.poll.jitter,
+    )
+    return ProviderPlan(
+        client=client,
+        poll=poll,
+        max_age=settings.provider_max_age(name),
+        retention=p.retention,
+        models=p.models,
+        learn=p.poll.learn,
+    )
 
 
-def create_app(settings: Settings, *, clock: Clock | None = None,
-               role: Role = "all") -> Starlette:
+def create_app(settings: Settings, *, clock: Clock | None = None, role: Role = "all") -> Starlette:
     check_runtime(settings, role)
     clock = clock or SystemClock()
     rng = random.Random()
     owner = new_id("relay")
     d = settings.delivery
     delivery_settings = EngineSettings(
-        timeout=d.timeout, max_in_flight=d.max_in_flight,
+        timeout=d.timeout,
+        max_in_flight=d.max_in_flight,
         max_in_flight_per_destination=d.max_in_flight_per_destination,
         snippet_bytes=d.response_snippet_bytes,
         # A lease must outlast any attempt (a send starts only right after its claim).
         lease_seconds=d.lease_seconds or max(300.0, 4 * d.timeout),
-        retry=RetryPolicy(schedule=tuple(d.retry_schedule), jitter=d.jitter,
-                          retry_after_max=d.retry_after_max))
+        retry=RetryPolicy(
+            schedule=tuple(d.retry_schedule), jitter=d.jitter, retry_after_max=d.retry_after_max
+        ),
+    )
 
-    mounts: list[Any] = [r for r in routes()
-                         if role != "worker" or getattr(r, "path", "") in _WORKER_ROUTES]
+    mounts: list[Any] = [
+        r for r in routes() if role != "worker" or getattr(r, "path", "") in _WORKER_ROUTES
+    ]
     sandbox: Sandbox | None = None
     if settings.sandbox.enabled:
         net = settings.network
         pushes = PushRoutes(
             [own_address(settings), *filter(None, [settings.server.public_url])],
             direct=RelayTransport(max_connections=16),
-            guarded=RelayTransport(max_connections=16, guard=DestinationGuard(
-                net.policy(), resolve_timeout=net.resolve_timeout)))
-        sandbox = Sandbox(SandboxSettings(queued_seconds=settings.sandbox.queued_seconds,
-                                          running_seconds=settings.sandbox.running_seconds),
-                          clock, push_transport=pushes)
+            guarded=RelayTransport(
+                max_connections=16,
+                guard=DestinationGuard(net.policy(), resolve_timeout=net.resolve_timeout),
+            ),
+        )
+        sandbox = Sandbox(
+            SandboxSettings(
+                queued_seconds=settings.sandbox.queued_seconds,
+                running_seconds=settings.sandbox.running_seconds,
+            ),
+            clock,
+            push_transport=pushes,
+        )
         mounts.append(Mount("/sandbox", app=sandbox.app))
     if role != "worker" and settings.dashboard.enabled:
         mounts.append(dashboard_mount(settings))
@@ -161,8 +198,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None,
         # SQLite is one instance; PostgreSQL coordinates several through leases.
         lock = InstanceLock(settings.sqlite_path) if settings.sqlite_path else None
         try:
-            async with _running(app, settings, clock, rng, owner, delivery_settings, role,
-                                metrics):
+            async with _running(app, settings, clock, rng, owner, delivery_settings, role, metrics):
                 yield
         finally:
             if sandbox is not None:  # a mounted app has no lifespan: its pushes end here
@@ -171,16 +207,28 @@ def create_app(settings: Settings, *, clock: Clock | None = None,
                 lock.release()
 
     return Starlette(
-        routes=mounts, lifespan=lifespan,
-        exception_handlers={ApiError: api_error, StoreError: _store_unavailable,
-                            404: _not_found, 405: _not_allowed})
+        routes=mounts,
+        lifespan=lifespan,
+        exception_handlers={
+            ApiError: api_error,
+            StoreError: _store_unavailable,
+            404: _not_found,
+            405: _not_allowed,
+        },
+    )
 
 
 @contextlib.asynccontextmanager
-async def _running(app: Starlette, settings: Settings, clock: Clock, rng: random.Random,
-                   owner: str, delivery_settings: EngineSettings,
-                   role: Role = "all",
-                   metrics: RelayMetrics | None = None) -> AsyncIterator[None]:
+async def _running(
+    app: Starlette,
+    settings: Settings,
+    clock: Clock,
+    rng: random.Random,
+    owner: str,
+    delivery_settings: EngineSettings,
+    role: Role = "all",
+    metrics: RelayMetrics | None = None,
+) -> AsyncIterator[None]:
     """The relay's moving parts, from opening the store to draining work at shutdown."""
     d = settings.delivery
     store = open_store(settings.database_url)
@@ -202,34 +250,62 @@ async def _running(app: Starlette, settings: Settings, clock: Clock, rng: random
         # of them; PostgreSQL: they expire, another live instance's are never touched).
         await store.release_leases()
         tokens = Tokens(settings.secret_key or await store.secret_key())
-        plans = {name: _provider(name, p, settings, http, clock, rng)
-                 for name, p in settings.providers.items()}
+        plans = {
+            name: _provider(name, p, settings, http, clock, rng)
+            for name, p in settings.providers.items()
+        }
         refresher = OutputRefresher(store=store, providers=plans, clock=clock)
-        engine = DeliveryEngine(store=store, transport=webhooks, clock=clock, rng=rng,
-                                settings=delivery_settings, owner=owner, refresh=refresher,
-                                metrics=metrics)
+        engine = DeliveryEngine(
+            store=store,
+            transport=webhooks,
+            clock=clock,
+            rng=rng,
+            settings=delivery_settings,
+            owner=owner,
+            refresh=refresher,
+            metrics=metrics,
+        )
         public = public_address(settings)
 
         def inbound_url(provider: str, account_id: str, task_id: str) -> str:
             token = tokens.inbound(provider, account_id, task_id)
             return f"{public}/v1/inbound/{provider}/{token}"
 
-        tracker = Tracker(store=store, providers=plans, clock=clock, rng=rng,
-                          on_events=engine.wake, batch_size=settings.polling.batch_size,
-                          lease_seconds=settings.polling.lease_seconds,
-                          inbound_url=inbound_url, metrics=metrics)
+        tracker = Tracker(
+            store=store,
+            providers=plans,
+            clock=clock,
+            rng=rng,
+            on_events=engine.wake,
+            batch_size=settings.polling.batch_size,
+            lease_seconds=settings.polling.lease_seconds,
+            inbound_url=inbound_url,
+            metrics=metrics,
+        )
         if metrics is not None:
-            metrics.attach(store, live_state(lambda: engine.in_flight if engine else 0,
-                                             {n: p.client.health for n, p in plans.items()}),
-                           clock.now)
+            metrics.attach(
+                store,
+                live_state(
+                    lambda: engine.in_flight if engine else 0,
+                    {n: p.client.health for n, p in plans.items()},
+                ),
+                clock.now,
+            )
         _warn_unreachable_pushes(settings)
         app.state.services = Services(
-            store=store, tracker=tracker, delivery=engine, tokens=tokens, clock=clock,
+            store=store,
+            tracker=tracker,
+            delivery=engine,
+            tokens=tokens,
+            clock=clock,
             providers={n: p.client for n, p in plans.items()},
             max_body_bytes=settings.limits.max_body_bytes,
-            rotation_grace=settings.subscriptions.rotation_grace, destinations=guard,
-            auth_failures=FailureLimiter(settings.limits.auth_failures_per_minute,
-                                         settings.limits.auth_failure_burst))
+            rotation_grace=settings.subscriptions.rotation_grace,
+            destinations=guard,
+            auth_failures=FailureLimiter(
+                settings.limits.auth_failures_per_minute, settings.limits.auth_failure_burst
+            ),
+        )
         if role == "api":
             # No dispatch here: what the API writes wakes the workers through the database.
             # (Test events and push confirmations still run in the request that asks.)
@@ -242,8 +318,9 @@ async def _running(app: Starlette, settings: Settings, clock: Clock, rng: random
             # Deliveries left pending go out at once. Polls start at the first tick: the
             # sandbox provider is this very server, which is not listening yet.
             engine.wake()
-        log.info("relay ready on %s as %s (providers: %s)", own_address(settings), role,
-                 ", ".join(plans))
+        log.info(
+            "relay ready on %s as %s (providers: %s)", own_address(settings), role, ", ".join(plans)
+        )
         yield
     finally:
         # AsyncIOScheduler.shutdown() only queues the stop, so `running` stays true
@@ -262,25 +339,50 @@ async def _running(app: Starlette, settings: Settings, clock: Clock, rng: random
         await store.close()
 
 
-def _schedule(scheduler: AsyncIOScheduler, settings: Settings, store: Store, clock: Clock,
-              tracker: Tracker, engine: DeliveryEngine) -> None:
-    scheduler.add_job(tracker.poll_due, "interval", seconds=settings.polling.tick_seconds,
-                      id="poll-due", max_instances=1, coalesce=True)
-    scheduler.add_job(engine.pump.run, "interval", seconds=settings.delivery.tick_seconds,
-                      id="deliver-due", max_instances=1, coalesce=True)
-    scheduler.add_job(_housekeeping, "interval",
-                      seconds=settings.subscriptions.housekeeping_seconds,
-                      args=(store, clock, settings), id="housekeeping", max_instances=1,
-                      coalesce=True)
+def _schedule(
+    scheduler: AsyncIOScheduler,
+    settings: Settings,
+    store: Store,
+    clock: Clock,
+    tracker: Tracker,
+    engine: DeliveryEngine,
+) -> None:
+    scheduler.add_job(
+        tracker.poll_due,
+        "interval",
+        seconds=settings.polling.tick_seconds,
+        id="poll-due",
+        max_instances=1,
+        coalesce=True,
+    )
+    scheduler.add_job(
+        engine.pump.run,
+        "interval",
+        seconds=settings.delivery.tick_seconds,
+        id="deliver-due",
+        max_instances=1,
+        coalesce=True,
+    )
+    scheduler.add_job(
+        _housekeeping,
+        "interval",
+        seconds=settings.subscriptions.housekeeping_seconds,
+        args=(store, clock, settings),
+        id="housekeeping",
+        max_instances=1,
+        coalesce=True,
+    )
 
 
 def _waker(tracker: Tracker, engine: DeliveryEngine) -> Callable[[str], None]:
     """What another instance's NOTIFY wakes here."""
+
     def wake(kind: str) -> None:
         if kind == "polls":
             tracker.wake()
         else:
             engine.wake()
+
     return wake
 
 
@@ -290,16 +392,20 @@ async def _housekeeping(store: Store, clock: Clock, settings: Settings) -> None:
     now = clock.now()
     try:
         for sub_id in await store.disable_failing_subscriptions(
-                now, settings.subscriptions.disable_after):
-            log.warning("subscription %s disabled: its deliveries have failed for %g s",
-                        sub_id, settings.subscriptions.disable_after)
+            now, settings.subscriptions.disable_after
+        ):
+            log.warning(
+                "subscription %s disabled: its deliveries have failed for %g s",
+                sub_id,
+                settings.subscriptions.disable_after,
+            )
         await store.prune_idempotency_keys(now - timedelta(seconds=settings.idempotency.ttl))
         days = settings.retention.history_days
         if days is not None:
             before = now - timedelta(days=days)
             pruned = 0
             # One short transaction per batch, with the event loop free in between.
-            while (n := await store.prune_history(before, settings.retention.batch_size)):
+            while n := await store.prune_history(before, settings.retention.batch_size):
                 pruned += n
                 await asyncio.sleep(0)
             if pruned:
@@ -313,14 +419,19 @@ def _warn_unreachable_pushes(settings: Settings) -> None:
         return
     for name, p in settings.providers.items():
         if p.dialect == "seedance2ink" and not p.sandbox:
-            log.warning("provider %s pushes results to this relay, but server.public_url is "
-                        "not set: it is told %s, which it likely cannot reach; results "
-                        "then arrive only by the slow safety poll", name, own_address(settings))
+            log.warning(
+                "provider %s pushes results to this relay, but server.public_url is "
+                "not set: it is told %s, which it likely cannot reach; results "
+                "then arrive only by the slow safety poll",
+                name,
+                own_address(settings),
+            )
 
 
 def _metrics_endpoint(metrics: RelayMetrics) -> Callable[[Request], Any]:
     async def endpoint(request: Request) -> Response:
         return Response(await metrics.render(), media_type=CONTENT_TYPE)
+
     return endpoint
 
 
@@ -328,8 +439,7 @@ async def _store_unavailable(request: Any, exc: Exception) -> Any:
     # The database is down or refused: the request may be retried, nothing was half-done
     # (every store call is one transaction).
     log.error("database error on %s %s: %s", request.method, request.url.path, exc)
-    return error_response(503, "database_unavailable",
-                          "the database is unavailable; retry shortly")
+    return error_response(503, "database_unavailable", "the database is unavailable; retry shortly")
 
 
 async def _not_found(request: Any, exc: Exception) -> Any:
@@ -337,5 +447,6 @@ async def _not_found(request: Any, exc: Exception) -> Any:
 
 
 async def _not_allowed(request: Any, exc: Exception) -> Any:
-    return error_response(405, "method_not_allowed",
-                          f"{request.method} is not allowed on {request.url.path}")
+    return error_response(
+        405, "method_not_allowed", f"{request.method} is not allowed on {request.url.path}"
+    )

@@ -30,9 +30,14 @@ class AttemptRecorder:
     lost would have the delivery sent twice once its lease runs out. Past the lease another
     instance may have sent it again, and the lease fence would refuse the record anyway."""
 
-    def __init__(self, store: Store, owner: str,
-                 written: Callable[[Sequence[AttemptRecord]], None], clock: Clock,
-                 lease_seconds: float) -> None:
+    def __init__(
+        self,
+        store: Store,
+        owner: str,
+        written: Callable[[Sequence[AttemptRecord]], None],
+        clock: Clock,
+        lease_seconds: float,
+    ) -> None:
         self._store = store
         self._owner = owner
         self._written = written
@@ -62,12 +67,20 @@ class AttemptRecorder:
                 wake = self._clock.now() + timedelta(seconds=pause)
                 # Only the database's trouble passes; anything else (a bug, a record it
                 # can never take) would fail again and hold up every record batched after.
-                kept = [] if self.final or not isinstance(exc, StoreError) else [
-                    r for r in batch if r.attempt.started_at + self._lease > wake]
-                log.warning("could not record %d attempts (%s); %s", len(batch), exc,
-                            f"trying {len(kept)} again in {pause:g} s" if kept else
-                            "they will be sent again when their leases run out",
-                            exc_info=not isinstance(exc, StoreError))
+                kept = (
+                    []
+                    if self.final or not isinstance(exc, StoreError)
+                    else [r for r in batch if r.attempt.started_at + self._lease > wake]
+                )
+                log.warning(
+                    "could not record %d attempts (%s); %s",
+                    len(batch),
+                    exc,
+                    f"trying {len(kept)} again in {pause:g} s"
+                    if kept
+                    else "they will be sent again when their leases run out",
+                    exc_info=not isinstance(exc, StoreError),
+                )
                 self._pending[:0] = kept
                 if kept:
                     await asyncio.sleep(pause)

@@ -43,8 +43,12 @@ def _settings(config: str | None) -> Settings:
 
 
 config_option = click.option(
-    "--config", "-c", type=click.Path(dir_okay=False), default=None,
-    help="YAML configuration file (default: $RELAY_CONFIG, else built-in defaults).")
+    "--config",
+    "-c",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="YAML configuration file (default: $RELAY_CONFIG, else built-in defaults).",
+)
 
 
 @click.group()
@@ -57,16 +61,25 @@ def main() -> None:
 @config_option
 @click.option("--host", default=None, help="Override server.host.")
 @click.option("--port", type=int, default=None, help="Override server.port.")
-@click.option("--role", type=click.Choice(["all", "api", "worker"]), default="all",
-              show_default=True,
-              help="api: the HTTP API only; worker: polling and delivery (serving only "
-                   "/healthz, /readyz and /metrics); all: both. api and worker need "
-                   "PostgreSQL.")
-@click.option("--log-format", type=click.Choice(LOG_FORMATS), default=None,
-              help="Log lines as JSON (one object a line) or text (for people); default: "
-                   "$RELAY_LOG_FORMAT, else text on a terminal and JSON otherwise.")
-def serve(config: str | None, host: str | None, port: int | None, role: str,
-          log_format: str | None) -> None:
+@click.option(
+    "--role",
+    type=click.Choice(["all", "api", "worker"]),
+    default="all",
+    show_default=True,
+    help="api: the HTTP API only; worker: polling and delivery (serving only "
+    "/healthz, /readyz and /metrics); all: both. api and worker need "
+    "PostgreSQL.",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(LOG_FORMATS),
+    default=None,
+    help="Log lines as JSON (one object a line) or text (for people); default: "
+    "$RELAY_LOG_FORMAT, else text on a terminal and JSON otherwise.",
+)
+def serve(
+    config: str | None, host: str | None, port: int | None, role: str, log_format: str | None
+) -> None:
     """Run the relay (API, polling and delivery); migrates the database first."""
     import uvicorn
 
@@ -81,16 +94,21 @@ def serve(config: str | None, host: str | None, port: int | None, role: str,
     overrides = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
     if overrides:
         settings = settings.model_copy(
-            update={"server": settings.server.model_copy(update=overrides)})
+            update={"server": settings.server.model_copy(update=overrides)}
+        )
     fmt = log_format or os.environ.get("RELAY_LOG_FORMAT") or "auto"
     if fmt not in LOG_FORMATS:
         raise click.ClickException(f"RELAY_LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}")
     configure_logging(settings.log_level, next(f for f in LOG_FORMATS if f == fmt))
     # log_config=None: uvicorn's records go through the handler just configured.
-    uvicorn.run(create_app(settings, role=chosen), host=settings.server.host,
-                port=settings.server.port, log_config=None,
-                log_level=settings.log_level, timeout_graceful_shutdown=int(
-                    settings.delivery.timeout) + 5)
+    uvicorn.run(
+        create_app(settings, role=chosen),
+        host=settings.server.host,
+        port=settings.server.port,
+        log_config=None,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=int(settings.delivery.timeout) + 5,
+    )
 
 
 @main.command()
@@ -107,8 +125,11 @@ def migrate(config: str | None) -> None:
             await store.close()
 
     applied = _run(run())
-    click.echo(f"applied migrations: {', '.join(map(str, applied))}" if applied
-               else "the database is up to date")
+    click.echo(
+        f"applied migrations: {', '.join(map(str, applied))}"
+        if applied
+        else "the database is up to date"
+    )
 
 
 @main.command("check-config")
@@ -155,8 +176,10 @@ def accounts_create(config: str | None, name: str) -> None:
     click.echo("Keep both now: the relay stores only a hash of the key.", err=True)
 
 
-PICKED_UP = ("A running relay (`relay serve` on the same database) sends the new deliveries "
-             "by itself at its next delivery tick (delivery.tick_seconds, 1 s by default).")
+PICKED_UP = (
+    "A running relay (`relay serve` on the same database) sends the new deliveries "
+    "by itself at its next delivery tick (delivery.tick_seconds, 1 s by default)."
+)
 
 
 def _time(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
@@ -168,15 +191,26 @@ def _time(ctx: click.Context, param: click.Parameter, value: str | None) -> date
     except ValueError:
         raise click.BadParameter(
             f"{value!r} is not an ISO 8601 time (e.g. 2026-06-01T12:00:00Z, "
-            "2026-06-01T14:00+02:00, or 2026-06-01 for midnight UTC)", ctx, param) from None
+            "2026-06-01T14:00+02:00, or 2026-06-01 for midnight UTC)",
+            ctx,
+            param,
+        ) from None
 
 
 account_option = click.option(
-    "--account", "-a", "account_id", required=True, metavar="ACCOUNT_ID",
-    help="The account whose events or subscriptions these are.")
+    "--account",
+    "-a",
+    "account_id",
+    required=True,
+    metavar="ACCOUNT_ID",
+    help="The account whose events or subscriptions these are.",
+)
 since_option = click.option(
-    "--since", metavar="TIME", callback=_time,
-    help="Only events created at or after this time (ISO 8601; no offset means UTC).")
+    "--since",
+    metavar="TIME",
+    callback=_time,
+    help="Only events created at or after this time (ISO 8601; no offset means UTC).",
+)
 
 
 @main.group()
@@ -187,25 +221,53 @@ def events() -> None:
 @events.command("list", short_help="List an account's events, newest first.")
 @config_option
 @account_option
-@click.option("--type", "event_type", type=click.Choice([t.value for t in EventType]),
-              default=None, help="Only events of this type.")
+@click.option(
+    "--type",
+    "event_type",
+    type=click.Choice([t.value for t in EventType]),
+    default=None,
+    help="Only events of this type.",
+)
 @click.option("--task-id", default=None, help="Only events of this task.")
 @since_option
-@click.option("--until", metavar="TIME", callback=_time,
-              help="Only events created before this time (ISO 8601; no offset means UTC).")
-@click.option("--failed", is_flag=True,
-              help="Only events with a delivery that failed (gave up after its whole retry "
-                   "schedule): what a receiver missed.")
-@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True,
-              help="Print at most this many events.")
-def events_list(config: str | None, account_id: str, event_type: str | None,
-                task_id: str | None, since: datetime | None, until: datetime | None,
-                failed: bool, limit: int) -> None:
+@click.option(
+    "--until",
+    metavar="TIME",
+    callback=_time,
+    help="Only events created before this time (ISO 8601; no offset means UTC).",
+)
+@click.option(
+    "--failed",
+    is_flag=True,
+    help="Only events with a delivery that failed (gave up after its whole retry "
+    "schedule): what a receiver missed.",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=50,
+    show_default=True,
+    help="Print at most this many events.",
+)
+def events_list(
+    config: str | None,
+    account_id: str,
+    event_type: str | None,
+    task_id: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    failed: bool,
+    limit: int,
+) -> None:
     """List an account's events, newest first: id, type, task id, created at (UTC)."""
     settings = _database_settings(config)
-    query = EventQuery(type=EventType(event_type) if event_type else None, task_id=task_id,
-                       since=since, until=until,
-                       delivery_status=DeliveryStatus.FAILED if failed else None)
+    query = EventQuery(
+        type=EventType(event_type) if event_type else None,
+        task_id=task_id,
+        since=since,
+        until=until,
+        delivery_status=DeliveryStatus.FAILED if failed else None,
+    )
 
     async def run() -> int:
         printed = 0
@@ -223,22 +285,30 @@ def events_list(config: str | None, account_id: str, event_type: str | None,
 @config_option
 @click.argument("event_id")
 @account_option
-@click.option("--destination", "destination_id", default=None, metavar="DST_ID",
-              help="Send it only to this destination (a subscription id or a task callback's "
-                   "destination id); default: every active destination it was sent to.")
-def events_redeliver(config: str | None, event_id: str, account_id: str,
-                     destination_id: str | None) -> None:
+@click.option(
+    "--destination",
+    "destination_id",
+    default=None,
+    metavar="DST_ID",
+    help="Send it only to this destination (a subscription id or a task callback's "
+    "destination id); default: every active destination it was sent to.",
+)
+def events_redeliver(
+    config: str | None, event_id: str, account_id: str, destination_id: str | None
+) -> None:
     """Send a stored event again: one new delivery per destination; prints them."""
     settings = _database_settings(config)
 
     async def run() -> list[Delivery]:
         async with _store(settings) as store:
-            return await operations.redeliver(store, account_id, event_id, destination_id,
-                                              datetime.now(UTC))
+            return await operations.redeliver(
+                store, account_id, event_id, destination_id, datetime.now(UTC)
+            )
 
     for delivery in _run(run()):
-        click.echo(f"{delivery.id}  {delivery.destination_id}  {delivery.status.value}  "
-                   f"{delivery.url}")
+        click.echo(
+            f"{delivery.id}  {delivery.destination_id}  {delivery.status.value}  {delivery.url}"
+        )
 
 
 @main.group()
@@ -266,23 +336,43 @@ def subscriptions_list(config: str | None, account_id: str) -> None:
         click.echo("no subscriptions", err=True)
 
 
-@subscriptions.command("replay", epilog=PICKED_UP,
-                       short_help="Send a subscription a time range of events again.")
+@subscriptions.command(
+    "replay", epilog=PICKED_UP, short_help="Send a subscription a time range of events again."
+)
 @config_option
 @click.argument("sub_id")
 @account_option
 @since_option
-@click.option("--until", metavar="TIME", callback=_time,
-              help="Only events created before this time (ISO 8601; no offset means UTC). "
-                   "Default: when the command starts.")
-@click.option("--only-failed", is_flag=True,
-              help="Only events whose deliveries to this subscription failed, none succeeding.")
-@click.option("--batch", type=click.IntRange(1, 10_000), default=1000, show_default=True,
-              help="Events written per transaction (each holds the database's write lock).")
+@click.option(
+    "--until",
+    metavar="TIME",
+    callback=_time,
+    help="Only events created before this time (ISO 8601; no offset means UTC). "
+    "Default: when the command starts.",
+)
+@click.option(
+    "--only-failed",
+    is_flag=True,
+    help="Only events whose deliveries to this subscription failed, none succeeding.",
+)
+@click.option(
+    "--batch",
+    type=click.IntRange(1, 10_000),
+    default=1000,
+    show_default=True,
+    help="Events written per transaction (each holds the database's write lock).",
+)
 @click.option("--dry-run", is_flag=True, help="Only count what would be replayed.")
-def subscriptions_replay(config: str | None, sub_id: str, account_id: str,
-                         since: datetime | None, until: datetime | None, only_failed: bool,
-                         batch: int, dry_run: bool) -> None:
+def subscriptions_replay(
+    config: str | None,
+    sub_id: str,
+    account_id: str,
+    since: datetime | None,
+    until: datetime | None,
+    only_failed: bool,
+    batch: int,
+    dry_run: bool,
+) -> None:
     """Send the subscription its account's events of a time range again, each task's events
     in their order (one waits until the one before it is done).
 
@@ -298,8 +388,13 @@ def subscriptions_replay(config: str | None, sub_id: str, account_id: str,
             plan = await operations.plan_replay(store, account_id, sub_id, query, now)
             if dry_run or not plan.count:
                 return plan, 0
-            with click.progressbar(length=plan.count, label=f"replaying to {sub_id}",
-                                   show_pos=True, show_percent=True, file=sys.stderr) as bar:
+            with click.progressbar(
+                length=plan.count,
+                label=f"replaying to {sub_id}",
+                show_pos=True,
+                show_percent=True,
+                file=sys.stderr,
+            ) as bar:
                 replayed = await operations.run_replay(store, plan, now, batch, bar.update)
             return plan, replayed
 
@@ -317,7 +412,8 @@ def _database_settings(config: str | None) -> Settings:
     path = settings.sqlite_path
     if path is not None and not os.path.exists(path):
         raise click.ClickException(
-            f"no database at {path}: check database_url, or run `relay migrate` first")
+            f"no database at {path}: check database_url, or run `relay migrate` first"
+        )
     return settings
 
 
@@ -335,8 +431,11 @@ def _event_line(event: Event) -> str:
 
 
 def _subscription_line(s: Subscription) -> str:
-    types = (",".join(sorted(t.value for t in s.event_types)) if s.event_types is not None
-             else "terminal (default)")
+    types = (
+        ",".join(sorted(t.value for t in s.event_types))
+        if s.event_types is not None
+        else "terminal (default)"
+    )
     line = f"{s.id}  {s.status.value:<8}  {s.url}  {types}"
     if s.status is SubscriptionStatus.DISABLED:
         line += f"  disabled {iso(s.disabled_at)}: {s.disabled_reason or 'no reason given'}"

@@ -100,8 +100,10 @@ def _sqlite_file(url: str) -> str:
         raise ValueError("SQLite URLs take no query parameters")
     if path == ":memory:" or path.startswith("file:"):
         # Migrations, the server and operator commands each open the database themselves.
-        raise ValueError("an in-memory SQLite database is not allowed: the relay needs a file "
-                         "that other processes can reopen")
+        raise ValueError(
+            "an in-memory SQLite database is not allowed: the relay needs a file "
+            "that other processes can reopen"
+        )
     return path
 
 
@@ -186,8 +188,12 @@ def _builtin_sandbox(sandbox: SandboxSettings) -> ProviderSettings:
     # Its tasks finish after queued + running seconds, so that is the honest expected duration.
     expected = max(sandbox.queued_seconds + sandbox.running_seconds, 1.0)
     return ProviderSettings(
-        dialect="ark", base_url=None, path_prefix="/sandbox/ark/api/v3", api_key="sandbox",
-        poll=PollSettings(min_interval=1.0, max_interval=10.0, expected_duration=expected))
+        dialect="ark",
+        base_url=None,
+        path_prefix="/sandbox/ark/api/v3",
+        api_key="sandbox",
+        poll=PollSettings(min_interval=1.0, max_interval=10.0, expected_duration=expected),
+    )
 
 
 class Settings(ConfigModel):
@@ -207,7 +213,8 @@ class Settings(ConfigModel):
     # Declared before providers: the providers validator reads it.
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     providers: FrozenMap[ProviderName, ProviderSettings] = Field(
-        default_factory=dict, validate_default=True)
+        default_factory=dict, validate_default=True
+    )
 
     @field_validator("database_url")
     @classmethod
@@ -242,14 +249,24 @@ class Settings(ConfigModel):
             own = provider.sandbox or (name == SANDBOX and sandbox.enabled)
             if provider.sandbox and not sandbox.enabled:
                 raise PydanticCustomError(
-                    "relay_subpath", "{message}",
-                    {"subpath": f"{name}.sandbox", "message": "this provider talks to the "
-                     "sandbox, which is disabled (sandbox.enabled: false)"})
+                    "relay_subpath",
+                    "{message}",
+                    {
+                        "subpath": f"{name}.sandbox",
+                        "message": "this provider talks to the "
+                        "sandbox, which is disabled (sandbox.enabled: false)",
+                    },
+                )
             if provider.base_url is None and not own:
                 raise PydanticCustomError(
-                    "relay_subpath", "{message}",
-                    {"subpath": f"{name}.base_url", "message": "base_url is required (null "
-                     "means this relay's own sandbox: set sandbox: true)"})
+                    "relay_subpath",
+                    "{message}",
+                    {
+                        "subpath": f"{name}.base_url",
+                        "message": "base_url is required (null "
+                        "means this relay's own sandbox: set sandbox: true)",
+                    },
+                )
         return MappingProxyType(providers)
 
     @classmethod
@@ -288,8 +305,9 @@ class Settings(ConfigModel):
         return _sqlite_file(self.database_url)
 
 
-def _with_presets(providers: Mapping[str, Any], env: Mapping[str, str],
-                  problems: list[tuple[str, str]]) -> dict[str, Any]:
+def _with_presets(
+    providers: Mapping[str, Any], env: Mapping[str, str], problems: list[tuple[str, str]]
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, raw in providers.items():
         if raw is None:
@@ -317,8 +335,11 @@ class _StrictLoader(yaml.SafeLoader):
                 continue
             if (key_node.tag, key_node.value) in seen:
                 raise yaml.constructor.ConstructorError(
-                    "while constructing a mapping", node.start_mark,
-                    f"found duplicate key {key_node.value!r}", key_node.start_mark)
+                    "while constructing a mapping",
+                    node.start_mark,
+                    f"found duplicate key {key_node.value!r}",
+                    key_node.start_mark,
+                )
             seen.add((key_node.tag, key_node.value))
         return super().construct_mapping(node, deep)
 
@@ -350,8 +371,11 @@ def load_settings(path: str | None = None, env: Mapping[str, str] | None = None)
     if data is None:  # an empty file
         data = {}
     if not isinstance(data, Mapping):
-        raise ConfigError("", f"config file {path} must hold a mapping of keys at the top level, "
-                              f"got {type(data).__name__}")
+        raise ConfigError(
+            "",
+            f"config file {path} must hold a mapping of keys at the top level, "
+            f"got {type(data).__name__}",
+        )
     return Settings.from_mapping(data, environ)
 
 
@@ -382,6 +406,8 @@ def redacted(settings: Settings) -> dict[str, Any]:
     for provider in data["providers"].values():
         if provider["api_key"] is not None:
             provider["api_key"] = "***"
-        provider["headers"] = {name: "***" if _SENSITIVE_HEADER.search(name) else value
-                               for name, value in provider["headers"].items()}
+        provider["headers"] = {
+            name: "***" if _SENSITIVE_HEADER.search(name) else value
+            for name, value in provider["headers"].items()
+        }
     return data

@@ -50,7 +50,8 @@ class DeliverySettings(ConfigModel):
     timeout: float = Field(default=15.0, gt=0)
     retry_schedule: tuple[Annotated[float, Field(gt=0)], ...] = Field(
         default=(5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 50400.0, 72000.0, 86400.0),
-        min_length=1)
+        min_length=1,
+    )
     jitter: float = Field(default=0.2, ge=0, le=0.5)
     max_in_flight: int = Field(default=256, ge=1)
     max_in_flight_per_destination: int = Field(default=64, ge=1)
@@ -64,8 +65,10 @@ class DeliverySettings(ConfigModel):
     @model_validator(mode="after")
     def _lease_covers_attempts(self) -> DeliverySettings:
         if self.lease_seconds is not None and self.lease_seconds < 2 * self.timeout:
-            raise ValueError(f"lease_seconds ({self.lease_seconds:g}) must be at least twice "
-                             f"the attempt timeout ({self.timeout:g})")
+            raise ValueError(
+                f"lease_seconds ({self.lease_seconds:g}) must be at least twice "
+                f"the attempt timeout ({self.timeout:g})"
+            )
         return self
 
 

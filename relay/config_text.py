@@ -24,11 +24,15 @@ def interpolate(
     if isinstance(node, str):
         return _interpolate_str(node, path, env, problems)
     if isinstance(node, Mapping):
-        return {key: interpolate(value, f"{path}.{key}" if path else str(key), env, problems)
-                for key, value in node.items()}
+        return {
+            key: interpolate(value, f"{path}.{key}" if path else str(key), env, problems)
+            for key, value in node.items()
+        }
     if isinstance(node, list):
-        return [interpolate(item, f"{path}.{i}" if path else str(i), env, problems)
-                for i, item in enumerate(node)]
+        return [
+            interpolate(item, f"{path}.{i}" if path else str(i), env, problems)
+            for i, item in enumerate(node)
+        ]
     return node
 
 

@@ -89,9 +89,16 @@ def outcome_fields(outcome: DeliveryOutcome) -> tuple[str, DeliveryStatus, datet
 
 class DeliveryEngine:
     def __init__(
-        self, *, store: Store, transport: httpx.AsyncBaseTransport, clock: Clock,
-        rng: random.Random, settings: EngineSettings, owner: str,
-        refresh: Refresh | None = None, metrics: RelayMetrics | None = None,
+        self,
+        *,
+        store: Store,
+        transport: httpx.AsyncBaseTransport,
+        clock: Clock,
+        rng: random.Random,
+        settings: EngineSettings,
+        owner: str,
+        refresh: Refresh | None = None,
+        metrics: RelayMetrics | None = None,
     ) -> None:
         """``refresh`` gives the body to send for a delivery whose event's video URL has
         expired (``relay.outputs``); without it the stored body is sent. ``metrics`` counts
@@ -109,9 +116,12 @@ class DeliveryEngine:
         t = settings.timeout
         self._extensions: dict[str, Any] = {
             "timeout": {"connect": t, "read": t, "write": t, "pool": t},
-            TOTAL_TIMEOUT: t, BODY_LIMIT: settings.snippet_bytes}
-        self._recorder = AttemptRecorder(store, owner, self._recorded, clock,
-                                   settings.lease_seconds)
+            TOTAL_TIMEOUT: t,
+            BODY_LIMIT: settings.snippet_bytes,
+        }
+        self._recorder = AttemptRecorder(
+            store, owner, self._recorded, clock, settings.lease_seconds
+        )
         self._sends: set[asyncio.Task[None]] = set()
         self._per_key: dict[str, int] = {}
         self._keys: dict[str, bytes] = {}
@@ -147,8 +157,9 @@ class DeliveryEngine:
         await self.pump.settle()
         deadline = time.monotonic() + grace
         while self._sends:
-            _, pending = await asyncio.wait(set(self._sends),
-                                            timeout=max(0.0, deadline - time.monotonic()))
+            _, pending = await asyncio.wait(
+                set(self._sends), timeout=max(0.0, deadline - time.monotonic())
+            )
             if pending and time.monotonic() >= deadline:
                 for task in pending:
                     task.cancel()
@@ -163,9 +174,13 @@ class DeliveryEngine:
             return False
         self._claimed_at = self._clock.now()
         due = await self._store.claim_due_deliveries(
-            self._claimed_at, free, self._settings.lease_seconds, self._owner,
+            self._claimed_at,
+            free,
+            self._settings.lease_seconds,
+            self._owner,
             in_flight=self._per_key,
-            per_destination=self._settings.max_in_flight_per_destination)
+            per_destination=self._settings.max_in_flight_per_destination,
+        )
         if self._stopping:
             return False  # claimed as the engine stopped: leased, sent after a restart
         for delivery in due:
@@ -213,8 +228,12 @@ class DeliveryEngine:
         test event shows the receiver's answer, it is not work to finish."""
         record = await self._attempt(delivery)
         if record.status is DeliveryStatus.PENDING:
-            record = replace(record, status=DeliveryStatus.FAILED, next_attempt_at=None,
-                             attempt=replace(record.attempt, outcome="failed"))
+            record = replace(
+                record,
+                status=DeliveryStatus.FAILED,
+                next_attempt_at=None,
+                attempt=replace(record.attempt, outcome="failed"),
+            )
         self._finished(delivery, record)
         await self._store.record_attempts([record], self._owner)
         return record
@@ -244,18 +263,33 @@ class DeliveryEngine:
         delivered = record.status is DeliveryStatus.SUCCEEDED
         if delivered and not log.isEnabledFor(logging.DEBUG):
             return  # the hot path: nothing to build
-        extra = ids(delivery_id=d.id, event_id=d.event_id, task_id=d.task_id,
-                    outcome=a.outcome)
+        extra = ids(delivery_id=d.id, event_id=d.event_id, task_id=d.task_id, outcome=a.outcome)
         if delivered:
-            log.debug("delivery %s of %s to %s: attempt %d delivered (%s) in %.0f ms", d.id,
-                      d.event_id, url_origin(d.url), a.number, a.status_code, a.latency_ms,
-                      extra=extra)
+            log.debug(
+                "delivery %s of %s to %s: attempt %d delivered (%s) in %.0f ms",
+                d.id,
+                d.event_id,
+                url_origin(d.url),
+                a.number,
+                a.status_code,
+                a.latency_ms,
+                extra=extra,
+            )
         else:
             # The origin only: a destination's path or query may hold the receiver's token.
-            log.info("delivery %s of %s to %s: attempt %d %s (%s)%s", d.id, d.event_id,
-                     url_origin(d.url), a.number, a.outcome, a.error or a.status_code,
-                     f", next at {record.next_attempt_at.isoformat()}"
-                     if record.next_attempt_at is not None else "", extra=extra)
+            log.info(
+                "delivery %s of %s to %s: attempt %d %s (%s)%s",
+                d.id,
+                d.event_id,
+                url_origin(d.url),
+                a.number,
+                a.outcome,
+                a.error or a.status_code,
+                f", next at {record.next_attempt_at.isoformat()}"
+                if record.next_attempt_at is not None
+                else "",
+                extra=extra,
+            )
 
     async def _attempt(self, d: DueDelivery) -> AttemptRecord:
         if d.rate_limit:
@@ -267,18 +301,22 @@ class DeliveryEngine:
             body = d.body
             if self._refresh is not None and self._refresh.needs_refresh(d, started):
                 body = await self._refresh.body_for(d)
-            response = await self._transport.handle_async_request(
-                self._request(d, body, started))
+            response = await self._transport.handle_async_request(self._request(d, body, started))
             await response.aread()
-            snippet = response.content[:self._settings.snippet_bytes].decode(
-                "utf-8", errors="replace")
+            snippet = response.content[: self._settings.snippet_bytes].decode(
+                "utf-8", errors="replace"
+            )
             code = response.status_code
             result = AttemptResult(
-                code, retry_after=parse_retry_after(response.headers, self._clock.now())
-                if code in SLOW_DOWN_STATUSES else None)
+                code,
+                retry_after=parse_retry_after(response.headers, self._clock.now())
+                if code in SLOW_DOWN_STATUSES
+                else None,
+            )
         except httpx.TimeoutException as exc:
-            result = AttemptResult(None, error=f"timeout after {self._settings.timeout:g} s ("
-                                   + _describe(exc) + ")")
+            result = AttemptResult(
+                None, error=f"timeout after {self._settings.timeout:g} s (" + _describe(exc) + ")"
+            )
         except httpx.HTTPError as exc:
             result = AttemptResult(None, error=_describe(exc))
         except asyncio.CancelledError:
@@ -286,22 +324,35 @@ class DeliveryEngine:
         except Exception as exc:
             # Whatever went wrong, it is recorded as this attempt's outcome: a delivery must
             # never crash without a record and be re-sent forever at each lease expiry.
-            log.exception("delivery %s to %s failed unexpectedly", d.id, url_origin(d.url),
-                          extra=ids(delivery_id=d.id, event_id=d.event_id))
+            log.exception(
+                "delivery %s to %s failed unexpectedly",
+                d.id,
+                url_origin(d.url),
+                extra=ids(delivery_id=d.id, event_id=d.event_id),
+            )
             result = AttemptResult(None, error=_describe(exc))
         latency_ms = (time.perf_counter() - t0) * 1000
         number = d.attempt_count + 1
-        outcome = classify_attempt(result, number, self._settings.retry, self._clock.now(),
-                                   self._rng)
+        outcome = classify_attempt(
+            result, number, self._settings.retry, self._clock.now(), self._rng
+        )
         label, status, next_at = outcome_fields(outcome)
         error = None if isinstance(outcome, Delivered) else describe_attempt(result)
         return AttemptRecord(
             delivery_pk=d.pk,
-            attempt=Attempt(delivery_id=d.id, number=number, started_at=started,
-                            latency_ms=round(latency_ms, 3), outcome=label,
-                            status_code=result.status_code, error=error,
-                            response_snippet=snippet),
-            status=status, next_attempt_at=next_at)
+            attempt=Attempt(
+                delivery_id=d.id,
+                number=number,
+                started_at=started,
+                latency_ms=round(latency_ms, 3),
+                outcome=label,
+                status_code=result.status_code,
+                error=error,
+                response_snippet=snippet,
+            ),
+            status=status,
+            next_attempt_at=next_at,
+        )
 
     def _request(self, d: DueDelivery, text: str, started: datetime) -> httpx.Request:
         stamp = int(started.timestamp())
@@ -314,14 +365,21 @@ class DeliveryEngine:
             (b"user-agent", USER_AGENT),
             (b"webhook-id", d.event_id.encode()),
             (b"webhook-timestamp", b"%d" % stamp),
-            (b"webhook-signature",
-             sign(d.event_id, stamp, body, map(self._key, d.secrets)).encode()),
+            (
+                b"webhook-signature",
+                sign(d.event_id, stamp, body, map(self._key, d.secrets)).encode(),
+            ),
         ]
         # A subscription's static headers (a receiver's own token); the API refuses names
         # that would shadow the ones above.
         headers += [(name.encode(), value.encode()) for name, value in d.headers]
-        return httpx.Request("POST", self._url(d.url), headers=headers,
-                             stream=httpx.ByteStream(body), extensions=self._extensions)
+        return httpx.Request(
+            "POST",
+            self._url(d.url),
+            headers=headers,
+            stream=httpx.ByteStream(body),
+            extensions=self._extensions,
+        )
 
     def _url(self, url: str) -> httpx.URL:
         parsed = self._urls.get(url)

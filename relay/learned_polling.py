@@ -91,18 +91,33 @@ class FinishModel:
     slow_spread: float
 
     @classmethod
-    def of(cls, median: float, spread: float, outlier_rate: float,
-           tuning: LearnedPolling = LEARNED_POLLING) -> FinishModel:
+    def of(
+        cls,
+        median: float,
+        spread: float,
+        outlier_rate: float,
+        tuning: LearnedPolling = LEARNED_POLLING,
+    ) -> FinishModel:
         slow = min(max(tuning.slow_rate, outlier_rate), 0.45)
-        return cls(median, spread, tuning.early_failure_rate, tuning.early_window, slow,
-                   median * tuning.slow_factor, tuning.slow_spread)
+        return cls(
+            median,
+            spread,
+            tuning.early_failure_rate,
+            tuning.early_window,
+            slow,
+            median * tuning.slow_factor,
+            tuning.slow_spread,
+        )
 
     def survival(self, age: float) -> float:
         """P(the task is still running at ``age``)."""
         main = 1 - self.early - self.slow
         early = self.early * (1 - clamp(age / self.window, 0.0, 1.0))
-        return (early + main * _lognormal_sf(age, math.log(self.median), self.spread)
-                + self.slow * _lognormal_sf(age, math.log(self.slow_median), self.slow_spread))
+        return (
+            early
+            + main * _lognormal_sf(age, math.log(self.median), self.spread)
+            + self.slow * _lognormal_sf(age, math.log(self.slow_median), self.slow_spread)
+        )
 
     def gap_delay(self, age: float, at: float) -> tuple[float, float]:
         """For a gap between polls at ``age`` and ``at``: the expected detection delay it adds,
@@ -111,8 +126,10 @@ class FinishModel:
         a, b = clamp(age, 0.0, self.window), clamp(at, 0.0, self.window)
         mass = self.early * (b - a) / self.window
         weighted = self.early * (b * b - a * a) / (2 * self.window)
-        for share, median, spread in ((main, self.median, self.spread),
-                                      (self.slow, self.slow_median, self.slow_spread)):
+        for share, median, spread in (
+            (main, self.median, self.spread),
+            (self.slow, self.slow_median, self.slow_spread),
+        ):
             m, w = _lognormal_part(age, at, math.log(median), spread)
             mass += share * m
             weighted += share * w

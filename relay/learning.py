@@ -69,8 +69,13 @@ class DurationKey:
         (p, m, d), (p, m), (p); without repeats (a key without a resolution is its own
         (p, m, d))."""
         p, m, d, r = self.provider, self.model, self.duration, self.resolution
-        keys = [self, DurationKey(p, m, None, r), DurationKey(p, m, d, None),
-                DurationKey(p, m), DurationKey(p)]
+        keys = [
+            self,
+            DurationKey(p, m, None, r),
+            DurationKey(p, m, d, None),
+            DurationKey(p, m),
+            DurationKey(p),
+        ]
         return tuple(dict.fromkeys(keys))
 
 
@@ -202,10 +207,15 @@ class DurationModel:
         that when it extrapolates."""
         if max_keys < 1 or window < 1 or min_observations < 1:
             raise ValueError("max_keys, window and min_observations must be >= 1")
-        if min(prior_spread, coarse_prior_spread, min_spread) <= 0 or \
-                prior_weight < 0 or neighbour_spread < 0:
-            raise ValueError("prior_spread, coarse_prior_spread and min_spread must be > 0, "
-                             "prior_weight and neighbour_spread >= 0")
+        if (
+            min(prior_spread, coarse_prior_spread, min_spread) <= 0
+            or prior_weight < 0
+            or neighbour_spread < 0
+        ):
+            raise ValueError(
+                "prior_spread, coarse_prior_spread and min_spread must be > 0, "
+                "prior_weight and neighbour_spread >= 0"
+            )
         self.max_keys = max_keys
         self.window = window
         self.min_observations = min_observations
@@ -237,15 +247,14 @@ class DurationModel:
 
         Returns False (and learns nothing) for a duration that cannot be one: not finite, or
         not positive (clock skew)."""
-        if last_running is not None and math.isfinite(last_running) and \
-                0 <= last_running < seconds:
+        if last_running is not None and math.isfinite(last_running) and 0 <= last_running < seconds:
             seconds = (seconds + last_running) / 2
         if not (math.isfinite(seconds) and seconds > 0):
             return False
         x = math.log(seconds)
         for level in key.levels():
             old = self._stats.pop(level, None)
-            logs = (x,) if old is None else (*old.logs, x)[-self.window:]
+            logs = (x,) if old is None else (*old.logs, x)[-self.window :]
             count = 1 if old is None else old.observations + 1
             self._stats[level] = summarise(logs, count)
         if key.duration is not None:
@@ -266,9 +275,12 @@ class DurationModel:
         if neighbours is not None:
             return neighbours
         p, m = key.provider, key.model
-        coarser = ((DurationKey(p, m, None, key.resolution), Basis.RESOLUTION),
-                   (DurationKey(p, m, key.duration, None), Basis.DURATION),
-                   (DurationKey(p, m), Basis.MODEL), (DurationKey(p), Basis.PROVIDER))
+        coarser = (
+            (DurationKey(p, m, None, key.resolution), Basis.RESOLUTION),
+            (DurationKey(p, m, key.duration, None), Basis.DURATION),
+            (DurationKey(p, m), Basis.MODEL),
+            (DurationKey(p), Basis.PROVIDER),
+        )
         for k, basis in coarser:
             stats = self._known(k) if k != key else None
             if stats is not None:
@@ -282,8 +294,7 @@ class DurationModel:
 
     def _known(self, key: DurationKey) -> KeyStats | None:
         stats = self._stats.get(key)
-        return stats if stats is not None and stats.observations >= self.min_observations \
-            else None
+        return stats if stats is not None and stats.observations >= self.min_observations else None
 
     def _answer(self, stats: KeyStats, basis: Basis) -> DurationEstimate:
         n = len(stats.logs)
@@ -305,8 +316,9 @@ class DurationModel:
         if d is None:
             return None
         lengths = self._lengths.get(_lengths_key(key), set())
-        known = sorted(n for n in lengths
-                       if n != d and self._known(replace(key, duration=n)) is not None)
+        known = sorted(
+            n for n in lengths if n != d and self._known(replace(key, duration=n)) is not None
+        )
         below = [n for n in known if n < d]
         above = [n for n in known if n > d]
         if below and above:
@@ -328,8 +340,12 @@ class DurationModel:
         # the line itself (a little more when it is extended beyond both).
         spread = math.hypot(max(e1.spread, e2.spread), allowance)
         return DurationEstimate(
-            median=median, spread=spread, observations=e1.observations + e2.observations,
-            basis=Basis.NEIGHBOURS, outlier_rate=max(e1.outlier_rate, e2.outlier_rate))
+            median=median,
+            spread=spread,
+            observations=e1.observations + e2.observations,
+            basis=Basis.NEIGHBOURS,
+            outlier_rate=max(e1.outlier_rate, e2.outlier_rate),
+        )
 
     def _forget_length(self, key: DurationKey) -> None:
         if key.duration is None:

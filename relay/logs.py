@@ -27,8 +27,17 @@ from relay.signing import API_KEY_PREFIX, SECRET_PREFIX
 LogFormat = Literal["auto", "json", "text"]
 LOG_FORMATS: tuple[LogFormat, ...] = ("auto", "json", "text")
 
-ID_FIELDS = ("task_id", "event_id", "delivery_id", "subscription_id", "account_id",
-             "provider", "provider_task_id", "status", "outcome")
+ID_FIELDS = (
+    "task_id",
+    "event_id",
+    "delivery_id",
+    "subscription_id",
+    "account_id",
+    "provider",
+    "provider_task_id",
+    "status",
+    "outcome",
+)
 """The ``extra=`` keys a log line carries as fields, in this order."""
 
 MASK = "***"
@@ -38,17 +47,23 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\b" + re.escape(API_KEY_PREFIX) + r"[A-Za-z0-9_-]{8,}"), API_KEY_PREFIX + MASK),
     (re.compile(r"(?i)\b(bearer|basic)\s+[^\s\"',;]+"), r"\1 " + MASK),
     # Also inside longer names: access_token, client_secret, refresh_token, db_password.
-    (re.compile(r"(?i)(?<![a-z0-9])((?:[a-z0-9]+[_-])*(?:authorization|x-api-key|"
-                r"api[_-]?key|secret|token|password))"
-                r"(\"?\s*[:=]\s*\"?)(?!\*\*\*|(?:bearer|basic)\s)[^\s\"',;&}]+"),
-     r"\1\2" + MASK),
+    (
+        re.compile(
+            r"(?i)(?<![a-z0-9])((?:[a-z0-9]+[_-])*(?:authorization|x-api-key|"
+            r"api[_-]?key|secret|token|password))"
+            r"(\"?\s*[:=]\s*\"?)(?!\*\*\*|(?:bearer|basic)\s)[^\s\"',;&}]+"
+        ),
+        r"\1\2" + MASK,
+    ),
     (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^\s/@\"']+@"), r"\1" + MASK + "@"),
     (re.compile(r"(?i)\b(https?://[^\s?#\"'\\]*)\?[^\s#\"'\\]*"), r"\1?" + MASK),
     (re.compile(r"(/v1/inbound/[^/\s\"'?]+/)[^\s\"'?/]+"), r"\1" + MASK),
     # An access log's request line: its query string may carry a provider's key (the
     # sandbox is served by this very process) or anything a caller put there.
-    (re.compile(r"\b((?:GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS) /[^\s?\"]*)\?[^\s\"\\]*"),
-     r"\1?" + MASK),
+    (
+        re.compile(r"\b((?:GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS) /[^\s?\"]*)\?[^\s\"\\]*"),
+        r"\1?" + MASK,
+    ),
 )
 
 
@@ -80,8 +95,9 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(
-                timespec="milliseconds").replace("+00:00", "Z"),
+            "time": datetime.fromtimestamp(record.created, UTC)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": redact(record.getMessage()),
@@ -108,8 +124,11 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
-        fields = " ".join(f"{key}={getattr(record, key)}" for key in ID_FIELDS
-                          if getattr(record, key, None) is not None)
+        fields = " ".join(
+            f"{key}={getattr(record, key)}"
+            for key in ID_FIELDS
+            if getattr(record, key, None) is not None
+        )
         if fields:
             head, sep, tail = text.partition("\n")  # after the message, before a traceback
             text = f"{head} {fields}{sep}{tail}"
@@ -122,8 +141,9 @@ def formatter_for(fmt: LogFormat, stream: TextIO) -> logging.Formatter:
     return TextFormatter() if fmt == "text" else JsonFormatter()
 
 
-def configure_logging(level: str, fmt: LogFormat = "auto",
-                      stream: TextIO | None = None) -> logging.Handler:
+def configure_logging(
+    level: str, fmt: LogFormat = "auto", stream: TextIO | None = None
+) -> logging.Handler:
     """Send every logger's records (the relay's, uvicorn's, the libraries') to ``stream``
     (stderr) in one format; returns the handler."""
     stream = stream or sys.stderr

@@ -58,19 +58,28 @@ class RelayMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self._attempts = Counter(
-            "relay_delivery_attempts", "Webhook delivery attempts, by outcome "
-            "(delivered, retry, failed: no retries left, gone: 410).", ["outcome"],
-            registry=self.registry)
+            "relay_delivery_attempts",
+            "Webhook delivery attempts, by outcome "
+            "(delivered, retry, failed: no retries left, gone: 410).",
+            ["outcome"],
+            registry=self.registry,
+        )
         # Present at 0 before the first attempt; kept, as labels() costs a lock each call.
         self._by_outcome = {o: self._attempts.labels(o) for o in ATTEMPT_OUTCOMES}
         self._latency = Histogram(
-            "relay_delivery_latency_seconds", "Webhook delivery attempt latency, from sending "
+            "relay_delivery_latency_seconds",
+            "Webhook delivery attempt latency, from sending "
             "the request to the end of the response (or the error).",
-            buckets=LATENCY_BUCKETS, registry=self.registry)
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
         self._polls = Counter(
-            "relay_provider_polls", "Task status queries to providers, by provider and "
+            "relay_provider_polls",
+            "Task status queries to providers, by provider and "
             "outcome (answered, or why not: not_found, timeout, rate_limited, backed_off...).",
-            ["provider", "outcome"], registry=self.registry)
+            ["provider", "outcome"],
+            registry=self.registry,
+        )
         self._state = _StateCollector()
         self.registry.register(self._state)
 
@@ -82,8 +91,9 @@ class RelayMetrics:
     def poll_finished(self, provider: str, outcome: str) -> None:
         self._polls.labels(provider, outcome).inc()
 
-    def attach(self, store: Store, live: Callable[[], LiveState],
-               now: Callable[[], datetime]) -> None:
+    def attach(
+        self, store: Store, live: Callable[[], LiveState], now: Callable[[], datetime]
+    ) -> None:
         """Where the scrape-time gauges come from (the running relay's parts)."""
         self._state.source = _Source(store, live, now)
 
@@ -140,21 +150,31 @@ class _StateCollector(Collector):
         return state_metrics(self._snapshot, self._taken, source.live(), source.now())
 
 
-def state_metrics(snapshot: MetricsSnapshot | None, taken: datetime | None, live: LiveState,
-                  now: datetime) -> list[Metric]:
+def state_metrics(
+    snapshot: MetricsSnapshot | None, taken: datetime | None, live: LiveState, now: datetime
+) -> list[Metric]:
     """The scrape-time gauges (pure): from the engine and providers, and from the database
     snapshot taken at ``taken`` when there is one."""
-    in_flight = GaugeMetricFamily("relay_delivery_attempts_in_flight",
-                                  "Webhook delivery attempts being sent by this process.",
-                                  value=live.in_flight)
+    in_flight = GaugeMetricFamily(
+        "relay_delivery_attempts_in_flight",
+        "Webhook delivery attempts being sent by this process.",
+        value=live.in_flight,
+    )
     backoff = GaugeMetricFamily(
-        "relay_provider_backoff_seconds", "Seconds until the relay asks this provider again "
-        "after faults (0: not backed off).", labels=["provider"])
-    faults = GaugeMetricFamily("relay_provider_consecutive_faults",
-                               "Provider faults in a row (0: healthy).", labels=["provider"])
-    provider_in_flight = GaugeMetricFamily("relay_provider_requests_in_flight",
-                                           "Requests to this provider under way.",
-                                           labels=["provider"])
+        "relay_provider_backoff_seconds",
+        "Seconds until the relay asks this provider again after faults (0: not backed off).",
+        labels=["provider"],
+    )
+    faults = GaugeMetricFamily(
+        "relay_provider_consecutive_faults",
+        "Provider faults in a row (0: healthy).",
+        labels=["provider"],
+    )
+    provider_in_flight = GaugeMetricFamily(
+        "relay_provider_requests_in_flight",
+        "Requests to this provider under way.",
+        labels=["provider"],
+    )
     for p in live.providers:
         until = p.backoff_until
         backoff.add_metric([p.name], max(0.0, (until - now).total_seconds()) if until else 0.0)
@@ -163,23 +183,27 @@ def state_metrics(snapshot: MetricsSnapshot | None, taken: datetime | None, live
     metrics: list[Metric] = [in_flight, backoff, faults, provider_in_flight]
     if snapshot is None or taken is None:
         return metrics
-    tasks = GaugeMetricFamily("relay_tasks", "Tasks in the database, by status.",
-                              labels=["status"])
+    tasks = GaugeMetricFamily("relay_tasks", "Tasks in the database, by status.", labels=["status"])
     for status in TaskStatus:
         tasks.add_metric([status.value], snapshot.tasks.get(status, 0))
     backlog = GaugeMetricFamily(
-        "relay_delivery_backlog", "Deliveries due and not being sent (all instances).",
-        value=snapshot.due_deliveries)
+        "relay_delivery_backlog",
+        "Deliveries due and not being sent (all instances).",
+        value=snapshot.due_deliveries,
+    )
     oldest = snapshot.oldest_due_at
     age = GaugeMetricFamily(
-        "relay_delivery_backlog_age_seconds", "How long the longest-waiting due delivery "
-        "has waited (0: no backlog).",
-        value=max(0.0, (taken - oldest).total_seconds()) if oldest is not None else 0.0)
+        "relay_delivery_backlog_age_seconds",
+        "How long the longest-waiting due delivery has waited (0: no backlog).",
+        value=max(0.0, (taken - oldest).total_seconds()) if oldest is not None else 0.0,
+    )
     return [*metrics, tasks, backlog, age]
 
 
-def live_state(in_flight: Callable[[], int],
-               providers: Mapping[str, Callable[[], ProviderHealth]]) -> Callable[[], LiveState]:
+def live_state(
+    in_flight: Callable[[], int], providers: Mapping[str, Callable[[], ProviderHealth]]
+) -> Callable[[], LiveState]:
     def read() -> LiveState:
         return LiveState(in_flight(), tuple(health() for health in providers.values()))
+
     return read

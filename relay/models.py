@@ -52,8 +52,12 @@ class EventType(enum.StrEnum):
 
 
 TERMINAL_EVENT_TYPES: frozenset[EventType] = frozenset(
-    {EventType.TASK_SUCCEEDED, EventType.TASK_FAILED, EventType.TASK_EXPIRED,
-     EventType.TASK_CANCELLED}
+    {
+        EventType.TASK_SUCCEEDED,
+        EventType.TASK_FAILED,
+        EventType.TASK_EXPIRED,
+        EventType.TASK_CANCELLED,
+    }
 )
 """What a destination with no explicit filter receives (DESIGN §3)."""
 
@@ -82,14 +86,21 @@ class TaskError:
     """The provider's own code, kept verbatim so nothing is lost in translation."""
 
     def to_json(self) -> JSON:
-        return {"code": self.code.value, "message": self.message,
-                "retryable": self.retryable, "provider_code": self.provider_code}
+        return {
+            "code": self.code.value,
+            "message": self.message,
+            "retryable": self.retryable,
+            "provider_code": self.provider_code,
+        }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> TaskError:
-        return cls(code=ErrorCode(data["code"]), message=str(data["message"]),
-                   retryable=bool(data.get("retryable", False)),
-                   provider_code=data.get("provider_code"))
+        return cls(
+            code=ErrorCode(data["code"]),
+            message=str(data["message"]),
+            retryable=bool(data.get("retryable", False)),
+            provider_code=data.get("provider_code"),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,14 +179,23 @@ class Look:
     progress: int | None = None
 
     def to_json(self) -> JSON:
-        return {"at": self.at.timestamp(), "via": self.via, "outcome": self.outcome,
-                "status": self.status, "progress": self.progress}
+        return {
+            "at": self.at.timestamp(),
+            "via": self.via,
+            "outcome": self.outcome,
+            "status": self.status,
+            "progress": self.progress,
+        }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Look:
-        return cls(at=datetime.fromtimestamp(data["at"], UTC), via=data["via"],
-                   outcome=data["outcome"], status=data.get("status"),
-                   progress=data.get("progress"))
+        return cls(
+            at=datetime.fromtimestamp(data["at"], UTC),
+            via=data["via"],
+            outcome=data["outcome"],
+            status=data.get("status"),
+            progress=data.get("progress"),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,17 +342,22 @@ class Subscription:
     def to_json(self) -> JSON:
         """The public shape: header values are secrets of the receiver's, so only names."""
         return {
-            "id": self.id, "url": self.url,
+            "id": self.id,
+            "url": self.url,
             "event_types": sorted(t.value for t in self.event_types)
-            if self.event_types is not None else None,
+            if self.event_types is not None
+            else None,
             "description": self.description,
             "headers": sorted(name for name, _ in self.headers),
-            "rate_limit": self.rate_limit, "status": self.status.value,
-            "disabled_reason": self.disabled_reason, "disabled_at": iso(self.disabled_at),
+            "rate_limit": self.rate_limit,
+            "status": self.status.value,
+            "disabled_reason": self.disabled_reason,
+            "disabled_at": iso(self.disabled_at),
             "failing_since": iso(self.failing_since),
             "last_success_at": iso(self.last_success_at),
             "previous_secret_expires_at": iso(self.previous_secret_until),
-            "created_at": iso(self.created_at), "updated_at": iso(self.updated_at),
+            "created_at": iso(self.created_at),
+            "updated_at": iso(self.updated_at),
         }
 
 

@@ -33,8 +33,11 @@ event loop's default pool that provider calls and the database's reconnects reso
 
 async def system_resolver(host: str, port: int) -> Sequence[str]:
     infos = await asyncio.get_running_loop().run_in_executor(
-        _LOOKUPS, functools.partial(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM,
-                                    proto=socket.IPPROTO_TCP))
+        _LOOKUPS,
+        functools.partial(
+            socket.getaddrinfo, host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+        ),
+    )
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
@@ -56,8 +59,13 @@ class Refused:
 
 
 class DestinationGuard:
-    def __init__(self, policy: NetworkPolicy | None = None, *,
-                 resolver: Resolver = system_resolver, resolve_timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        policy: NetworkPolicy | None = None,
+        *,
+        resolver: Resolver = system_resolver,
+        resolve_timeout: float = 5.0,
+    ) -> None:
         """The default policy allows public addresses only."""
         self.policy = policy or NetworkPolicy()
         self._resolve = resolver
@@ -71,8 +79,9 @@ class DestinationGuard:
             # IP literal, and must not pass for one.
             raise socket.gaierror(f"{host!r} is not a host name or an IP address")
         literal = _literal(host)
-        texts: Sequence[str] = (str(literal),) if literal is not None else \
-            await self._resolve(host, port)
+        texts: Sequence[str] = (
+            (str(literal),) if literal is not None else await self._resolve(host, port)
+        )
         if not texts:
             raise socket.gaierror(f"{host} resolves to no address")
         addresses = [_address(text) for text in texts]

@@ -35,14 +35,20 @@ IPNetwork = IPv4Network | IPv6Network
 CGNAT = IPv4Network("100.64.0.0/10")
 THIS_NETWORK = IPv4Network("0.0.0.0/8")
 NAT64 = IPv6Network("64:ff9b::/96")
-PRIVATE = (IPv4Network("10.0.0.0/8"), IPv4Network("172.16.0.0/12"),
-           IPv4Network("192.168.0.0/16"), IPv6Network("fc00::/7"))
-METADATA = frozenset({
-    IPv4Address("169.254.169.254"),  # AWS, GCP, Azure, OpenStack, DigitalOcean, ...
-    IPv4Address("169.254.170.2"),    # AWS ECS task metadata
-    IPv4Address("100.100.100.200"),  # Alibaba Cloud
-    IPv6Address("fd00:ec2::254"),    # AWS IMDS over IPv6
-})
+PRIVATE = (
+    IPv4Network("10.0.0.0/8"),
+    IPv4Network("172.16.0.0/12"),
+    IPv4Network("192.168.0.0/16"),
+    IPv6Network("fc00::/7"),
+)
+METADATA = frozenset(
+    {
+        IPv4Address("169.254.169.254"),  # AWS, GCP, Azure, OpenStack, DigitalOcean, ...
+        IPv4Address("169.254.170.2"),  # AWS ECS task metadata
+        IPv4Address("100.100.100.200"),  # Alibaba Cloud
+        IPv6Address("fd00:ec2::254"),  # AWS IMDS over IPv6
+    }
+)
 LOOPBACK = ("127.0.0.0/8", "::1")
 """What tests and local development allow (``network.allow_networks``)."""
 
@@ -62,8 +68,7 @@ class Refusal:
         address a name resolved to: callers read these, and must not learn how the relay's
         network resolves internal names."""
         shown = host.strip("[]")
-        where = f"{shown} is" if _same(shown, self.address) else \
-            f"{shown} resolves to"
+        where = f"{shown} is" if _same(shown, self.address) else f"{shown} resolves to"
         how = "" if self.denied else "; the operator can allow it with network.allow_networks"
         return f"refused: {where} {self.reason} (network policy{how})"
 
@@ -80,7 +85,7 @@ def special_kind(a: IPAddress) -> str | None:
     if a in METADATA:
         return "a cloud metadata address"
     if a.is_unspecified or (isinstance(a, IPv4Address) and a in THIS_NETWORK):
-        return "an unspecified (\"this network\") address"
+        return 'an unspecified ("this network") address'
     if a.is_loopback:
         return "a loopback address"
     if a.is_link_local:
@@ -143,8 +148,11 @@ class NetworkPolicy:
         for view in _views(address):
             for net in self.deny:
                 if net.version == view.version and view in net:
-                    return Refusal(address, _inner(f"in network.deny_networks ({net})",
-                                                   view, address), denied=True)
+                    return Refusal(
+                        address,
+                        _inner(f"in network.deny_networks ({net})", view, address),
+                        denied=True,
+                    )
             if any(net.version == view.version and view in net for net in self.allow):
                 continue
             kind = special_kind(view)
@@ -164,8 +172,9 @@ def _network(value: str) -> str:
     try:
         ip_network(value)
     except ValueError as exc:
-        raise ValueError(f"{value!r} is not a network such as 10.0.0.0/8, 127.0.0.1 or ::1 "
-                         f"({exc})") from None
+        raise ValueError(
+            f"{value!r} is not a network such as 10.0.0.0/8, 127.0.0.1 or ::1 ({exc})"
+        ) from None
     return value
 
 

@@ -32,13 +32,15 @@ def parse_time(value: str) -> datetime:
 # --- events ----------------------------------------------------------------------------------
 
 
-async def iter_events(store: Store, account_id: str, query: EventQuery,
-                      limit: int) -> AsyncIterator[Event]:
+async def iter_events(
+    store: Store, account_id: str, query: EventQuery, limit: int
+) -> AsyncIterator[Event]:
     """Up to ``limit`` events of the feed in the query's order, read a page at a time."""
     after, left = query.after, limit
     while left > 0:
         page = await store.list_events(
-            account_id, replace(query, after=after, limit=min(left, PAGE_SIZE)))
+            account_id, replace(query, after=after, limit=min(left, PAGE_SIZE))
+        )
         for event in page.items:
             yield event
         left -= len(page.items)
@@ -47,16 +49,18 @@ async def iter_events(store: Store, account_id: str, query: EventQuery,
         after = page.next_after
 
 
-async def redeliver(store: Store, account_id: str, event_id: str, destination_id: str | None,
-                    now: datetime) -> list[Delivery]:
+async def redeliver(
+    store: Store, account_id: str, event_id: str, destination_id: str | None, now: datetime
+) -> list[Delivery]:
     """New deliveries of a stored event to its active destinations (or to the one named)."""
     if await store.get_event(account_id, event_id) is None:
         raise NotFound(f"no event {event_id} in account {account_id}")
     created = await store.redeliver(account_id, event_id, destination_id, now)
     if not created:
         if destination_id is not None:
-            raise NotFound(f"event {event_id} was never sent to an active destination "
-                           f"{destination_id}")
+            raise NotFound(
+                f"event {event_id} was never sent to an active destination {destination_id}"
+            )
         raise NotFound(f"event {event_id} has no active destination to send it to")
     return created
 
@@ -84,8 +88,9 @@ class ReplayPlan:
     """How many events the replay will send, counted before it starts."""
 
 
-async def plan_replay(store: Store, account_id: str, sub_id: str, query: ReplayQuery,
-                      now: datetime) -> ReplayPlan:
+async def plan_replay(
+    store: Store, account_id: str, sub_id: str, query: ReplayQuery, now: datetime
+) -> ReplayPlan:
     """Check the subscription and count what a replay of ``query`` sends.
 
     A range open at the end is closed at ``now``: events written while the replay runs reach
@@ -99,15 +104,21 @@ async def plan_replay(store: Store, account_id: str, sub_id: str, query: ReplayQ
     return ReplayPlan(subscription, query, count)
 
 
-async def run_replay(store: Store, plan: ReplayPlan, now: datetime, batch: int,
-                     progress: Callable[[int], None] | None = None) -> int:
+async def run_replay(
+    store: Store,
+    plan: ReplayPlan,
+    now: datetime,
+    batch: int,
+    progress: Callable[[int], None] | None = None,
+) -> int:
     """Write the planned replay in batches of ``batch`` events, oldest first, reporting each
     batch's size to ``progress``; how many events were replayed."""
     sub = plan.subscription
     total, after = 0, None
     while True:
-        created, after = await store.replay(sub.account_id, sub.id, plan.query, now,
-                                            after=after, limit=batch)
+        created, after = await store.replay(
+            sub.account_id, sub.id, plan.query, now, after=after, limit=batch
+        )
         total += created
         if created and progress is not None:
             progress(created)
@@ -115,8 +126,9 @@ async def run_replay(store: Store, plan: ReplayPlan, now: datetime, batch: int,
             break
     if total < plan.count:
         # The store writes nothing for a subscription that is no longer active.
-        await active_subscription(store, sub.account_id, sub.id,
-                                  during=f"after {total} of {plan.count} events")
+        await active_subscription(
+            store, sub.account_id, sub.id, during=f"after {total} of {plan.count} events"
+        )
     return total
 
 
@@ -125,8 +137,14 @@ REPLAY_BATCH = 1000
 dashboard: short transactions, and the store never holds more than one batch."""
 
 
-async def replay(store: Store, account_id: str, sub_id: str, query: ReplayQuery,
-                 now: datetime, wake: Callable[[], None]) -> int:
+async def replay(
+    store: Store,
+    account_id: str,
+    sub_id: str,
+    query: ReplayQuery,
+    now: datetime,
+    wake: Callable[[], None],
+) -> int:
     """Plan and write a replay now, then ``wake`` the sender; how many events it queued."""
     plan = await plan_replay(store, account_id, sub_id, query, now)
     total = await run_replay(store, plan, now, REPLAY_BATCH)
@@ -134,9 +152,15 @@ async def replay(store: Store, account_id: str, sub_id: str, query: ReplayQuery,
     return total
 
 
-async def enable(store: Store, account_id: str, sub_id: str, now: datetime, *,
-                 replay_missed: bool, wake: Callable[[], None]
-                 ) -> tuple[Subscription, datetime | None, int]:
+async def enable(
+    store: Store,
+    account_id: str,
+    sub_id: str,
+    now: datetime,
+    *,
+    replay_missed: bool,
+    wake: Callable[[], None],
+) -> tuple[Subscription, datetime | None, int]:
     """Enable a subscription and, if asked, replay what it missed while disabled: the
     subscription, since when it missed events (None: nothing), and how many were replayed."""
     enabled = await store.enable_subscription(account_id, sub_id, now)
@@ -145,20 +169,24 @@ async def enable(store: Store, account_id: str, sub_id: str, now: datetime, *,
     sub, missed_since = enabled
     replayed = 0
     if replay_missed and missed_since is not None and missed_since < now:
-        replayed = await replay(store, account_id, sub.id, ReplayQuery(since=missed_since),
-                                now, wake)
+        replayed = await replay(
+            store, account_id, sub.id, ReplayQuery(since=missed_since), now, wake
+        )
     return sub, missed_since, replayed
 
 
-async def active_subscription(store: Store, account_id: str, sub_id: str, *,
-                              during: str | None = None) -> Subscription:
+async def active_subscription(
+    store: Store, account_id: str, sub_id: str, *, during: str | None = None
+) -> Subscription:
     subscription = await store.get_subscription(account_id, sub_id)
     stopped = f"the replay stopped {during}: " if during else ""
     if subscription is None:
         raise NotFound(f"{stopped}no subscription {sub_id} in account {account_id}")
     if subscription.status is not SubscriptionStatus.ACTIVE:
         why = f" ({subscription.disabled_reason})" if subscription.disabled_reason else ""
-        raise Conflict(f"{stopped}subscription {sub_id} is disabled{why}: enable it first "
-                       f"(POST /v1/subscriptions/{sub_id}/enable, which also replays what it "
-                       "missed)")
+        raise Conflict(
+            f"{stopped}subscription {sub_id} is disabled{why}: enable it first "
+            f"(POST /v1/subscriptions/{sub_id}/enable, which also replays what it "
+            "missed)"
+        )
     return subscription

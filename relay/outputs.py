@@ -44,8 +44,9 @@ class _Output:
 
 
 class OutputRefresher:
-    def __init__(self, *, store: Store, providers: Mapping[str, ProviderPlan],
-                 clock: Clock) -> None:
+    def __init__(
+        self, *, store: Store, providers: Mapping[str, ProviderPlan], clock: Clock
+    ) -> None:
         self._store = store
         self._providers = providers
         self._clock = clock
@@ -70,27 +71,36 @@ class OutputRefresher:
         data = envelope.get("data")
         expired = iso(d.url_expires_at)
         if output is not None and isinstance(data, dict):
-            data.update(video_url=output.video_url, video_url_expires_at=iso(output.expires_at),
-                        last_frame_url=output.last_frame_url)
+            data.update(
+                video_url=output.video_url,
+                video_url_expires_at=iso(output.expires_at),
+                last_frame_url=output.last_frame_url,
+            )
             envelope["relay_notice"] = {
                 "code": "video_url_refreshed",
                 "message": f"the video_url of this event expired at {expired}; this one was "
-                           f"fetched from the provider again"}
+                f"fetched from the provider again",
+            }
         else:
             envelope["relay_notice"] = {
                 "code": "video_url_expired",
                 "message": f"the video_url of this event expired at {expired} and no fresh "
-                           f"one could be fetched: {why}"}
+                f"one could be fetched: {why}",
+            }
         return json.dumps(envelope, separators=(",", ":"), ensure_ascii=False)
 
     async def _fresh(self, task: Task) -> tuple[_Output | None, str]:
         now = self._clock.now()
-        if task.video_url is not None and task.video_url_expires_at is not None \
-                and task.video_url_expires_at > now + MARGIN:
+        if (
+            task.video_url is not None
+            and task.video_url_expires_at is not None
+            and task.video_url_expires_at > now + MARGIN
+        ):
             return _Output(task.video_url, task.video_url_expires_at, task.last_frame_url), ""
         fetched = self._fetched.get(task.id)
-        if fetched is not None and (fetched.expires_at is None
-                                    or fetched.expires_at > now + MARGIN):
+        if fetched is not None and (
+            fetched.expires_at is None or fetched.expires_at > now + MARGIN
+        ):
             return fetched, ""
         # Deliveries of one event to several destinations come due together: one question.
         asking = self._asking.get(task.id)
@@ -108,8 +118,9 @@ class OutputRefresher:
             return None, "the task has no provider task id"
         now = self._clock.now()
         if is_past_max_age(task.created_at, now, plan.retention):
-            return None, (f"the provider keeps tasks {plan.retention / 86400:g} days and "
-                          f"this one is older")
+            return None, (
+                f"the provider keeps tasks {plan.retention / 86400:g} days and this one is older"
+            )
         answer = await plan.client.query(task.provider_task_id)
         if not isinstance(answer, ProviderTask):
             return None, f"the provider did not answer ({answer.message})"
@@ -121,11 +132,18 @@ class OutputRefresher:
         if len(self._fetched) >= _FETCHED_MAX:
             self._fetched.clear()
         self._fetched[task.id] = output
-        updated = replace(task, video_url=output.video_url,
-                          video_url_expires_at=output.expires_at,
-                          last_frame_url=output.last_frame_url, updated_at=now)
+        updated = replace(
+            task,
+            video_url=output.video_url,
+            video_url_expires_at=output.expires_at,
+            last_frame_url=output.last_frame_url,
+            updated_at=now,
+        )
         # No event: the status did not change. A lost race only means a later send asks again.
         if not await self._store.save_task(Change(updated), task.version):
-            log.info("task %s changed while its video URL was refreshed", task.id,
-                     extra={"task_id": task.id, "provider": task.provider})
+            log.info(
+                "task %s changed while its video URL was refreshed",
+                task.id,
+                extra={"task_id": task.id, "provider": task.provider},
+            )
         return output, ""

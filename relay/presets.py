@@ -33,50 +33,72 @@ def _preset(**values: Any) -> Mapping[str, Any]:
     return MappingProxyType(values)
 
 
-PRESETS: Final[Mapping[str, Mapping[str, Mapping[str, Any]]]] = MappingProxyType({
-    # preset name → dialect → defaults; the first dialect listed is the preset's default.
-    "naci": {
-        "unified": _preset(
-            base_url="https://api-cs-al.naci-tech.com", api_key_env="NACI_API_KEY",
-            # naci's extensions: the raw Ark task (seed, fps, usage, last frame) and usage.
-            query_params={"show_raw": "true", "show_usage": "true"},
-            models={"seedance-2.0": "sd2.0"}, poll=_GATEWAY_POLL),
-    },
-    "apiyi": {
-        "ark": _preset(
-            base_url="https://api.apiyi.com", path_prefix="/seedance/api/v3",
-            api_key_env="APIYI_API_KEY",
-            # Its gzip answers break some decoders; the page asks for identity.
-            headers={"Accept-Encoding": "identity"}, models=_ARK_MODELS, poll=_ARK_POLL),
-    },
-    "vastnum": {
-        "unified": _preset(
-            base_url="https://www.vastnum.com", api_key_env="VASTNUM_API_KEY",
-            models=_ARK_MODELS, poll=_GATEWAY_POLL),
-    },
-    "cubicspaces": {
-        "ark": _preset(
-            base_url="https://cubicspaces.cloud", path_prefix="/api/v3",
-            api_key_env="CUBICSPACES_API_KEY", models={"seedance-2.0": "doubao-seedance-2.0"},
-            moderation_path="/v1/images/moderations", poll=_ARK_POLL),
-        "unified": _preset(
-            base_url="https://cubicspaces.cloud", api_key_env="CUBICSPACES_API_KEY",
-            models={"seedance-2.0": "doubao-seedance-2.0"},
-            moderation_path="/v1/images/moderations", poll=_GATEWAY_POLL),
-    },
-    "seedance2ink": {
-        "seedance2ink": _preset(
-            base_url="https://www.seedance2.ink", api_key_env="SEEDANCE2INK_API_KEY",
-            poll=_PUSH_POLL),
-    },
-})
+PRESETS: Final[Mapping[str, Mapping[str, Mapping[str, Any]]]] = MappingProxyType(
+    {
+        # preset name → dialect → defaults; the first dialect listed is the preset's default.
+        "naci": {
+            "unified": _preset(
+                base_url="https://api-cs-al.naci-tech.com",
+                api_key_env="NACI_API_KEY",
+                # naci's extensions: the raw Ark task (seed, fps, usage, last frame) and usage.
+                query_params={"show_raw": "true", "show_usage": "true"},
+                models={"seedance-2.0": "sd2.0"},
+                poll=_GATEWAY_POLL,
+            ),
+        },
+        "apiyi": {
+            "ark": _preset(
+                base_url="https://api.apiyi.com",
+                path_prefix="/seedance/api/v3",
+                api_key_env="APIYI_API_KEY",
+                # Its gzip answers break some decoders; the page asks for identity.
+                headers={"Accept-Encoding": "identity"},
+                models=_ARK_MODELS,
+                poll=_ARK_POLL,
+            ),
+        },
+        "vastnum": {
+            "unified": _preset(
+                base_url="https://www.vastnum.com",
+                api_key_env="VASTNUM_API_KEY",
+                models=_ARK_MODELS,
+                poll=_GATEWAY_POLL,
+            ),
+        },
+        "cubicspaces": {
+            "ark": _preset(
+                base_url="https://cubicspaces.cloud",
+                path_prefix="/api/v3",
+                api_key_env="CUBICSPACES_API_KEY",
+                models={"seedance-2.0": "doubao-seedance-2.0"},
+                moderation_path="/v1/images/moderations",
+                poll=_ARK_POLL,
+            ),
+            "unified": _preset(
+                base_url="https://cubicspaces.cloud",
+                api_key_env="CUBICSPACES_API_KEY",
+                models={"seedance-2.0": "doubao-seedance-2.0"},
+                moderation_path="/v1/images/moderations",
+                poll=_GATEWAY_POLL,
+            ),
+        },
+        "seedance2ink": {
+            "seedance2ink": _preset(
+                base_url="https://www.seedance2.ink",
+                api_key_env="SEEDANCE2INK_API_KEY",
+                poll=_PUSH_POLL,
+            ),
+        },
+    }
+)
 
 _MERGED: Final = frozenset({"headers", "poll", "models", "query_params"})
 """Mapping keys merged with the preset's rather than replacing it."""
 
 
-def apply_preset(name: str, raw: Mapping[str, Any], env: Mapping[str, str]
-                 ) -> tuple[dict[str, Any], str | None]:
+def apply_preset(
+    name: str, raw: Mapping[str, Any], env: Mapping[str, str]
+) -> tuple[dict[str, Any], str | None]:
     """``raw`` (one provider's config, ``${ENV}`` already expanded) with its preset's
     defaults under it, and a problem to report (or None).
 
@@ -95,8 +117,9 @@ def apply_preset(name: str, raw: Mapping[str, Any], env: Mapping[str, str]
     dialect = out.setdefault("dialect", next(iter(dialects)))
     defaults = dialects.get(dialect) if isinstance(dialect, str) else None
     if defaults is None:
-        return out, (f"dialect: the {preset} preset speaks {' or '.join(dialects)}, "
-                     f"not {dialect!r}")
+        return out, (
+            f"dialect: the {preset} preset speaks {' or '.join(dialects)}, not {dialect!r}"
+        )
     for key, value in defaults.items():
         if key == "api_key_env" or (key == "base_url" and out.get("sandbox")):
             continue  # the sandbox flavor of a preset lives on this relay, keyless
@@ -107,7 +130,6 @@ def apply_preset(name: str, raw: Mapping[str, Any], env: Mapping[str, str]
     if out.get("api_key") is None and not out.get("sandbox"):
         variable = str(defaults["api_key_env"])
         if not env.get(variable):
-            return out, (f"api_key: not set; set the environment variable {variable} or "
-                         f"api_key")
+            return out, (f"api_key: not set; set the environment variable {variable} or api_key")
         out["api_key"] = env[variable]
     return out, None

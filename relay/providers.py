@@ -36,15 +36,21 @@ class ProviderHealth:
     in_flight: int
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "dialect": self.dialect,
-                "healthy": self.consecutive_faults == 0,
-                "consecutive_faults": self.consecutive_faults, "last_fault": self.last_fault,
-                "last_fault_at": iso(self.last_fault_at),
-                "backoff_until": iso(self.backoff_until), "in_flight": self.in_flight}
+        return {
+            "name": self.name,
+            "dialect": self.dialect,
+            "healthy": self.consecutive_faults == 0,
+            "consecutive_faults": self.consecutive_faults,
+            "last_fault": self.last_fault,
+            "last_fault_at": iso(self.last_fault_at),
+            "backoff_until": iso(self.backoff_until),
+            "in_flight": self.in_flight,
+        }
 
 
-_NOT_PROVIDER_FAULTS = frozenset({FaultKind.NOT_FOUND, FaultKind.INVALID_REQUEST,
-                                  FaultKind.BACKED_OFF})
+_NOT_PROVIDER_FAULTS = frozenset(
+    {FaultKind.NOT_FOUND, FaultKind.INVALID_REQUEST, FaultKind.BACKED_OFF}
+)
 """Answers about one task or one request, not about the provider's health."""
 
 
@@ -52,10 +58,21 @@ class ProviderClient:
     """One configured provider account: its dialect, address, key and concurrency cap."""
 
     def __init__(
-        self, *, name: str, dialect: Dialect, base_url: str, api_key: str | None,
-        headers: Mapping[str, str], timeout: float, max_concurrency: int,
-        http: httpx.AsyncClient, clock: Clock, rng: random.Random, path_prefix: str = "",
-        moderation_path: str | None = None, requests_per_second: float | None = None,
+        self,
+        *,
+        name: str,
+        dialect: Dialect,
+        base_url: str,
+        api_key: str | None,
+        headers: Mapping[str, str],
+        timeout: float,
+        max_concurrency: int,
+        http: httpx.AsyncClient,
+        clock: Clock,
+        rng: random.Random,
+        path_prefix: str = "",
+        moderation_path: str | None = None,
+        requests_per_second: float | None = None,
     ) -> None:
         self.name = name
         self.dialect = dialect
@@ -68,10 +85,14 @@ class ProviderClient:
         # A header value and, for "Bearer <token>" / "Basic <credentials>", its credential
         # alone: a provider echoing the token it refused echoes just that part.
         values = [api_key, *headers.values()]
-        values += [v.split(None, 1)[1] for v in headers.values()
-                   if v.lower().startswith(("bearer ", "basic ")) and len(v.split(None, 1)) == 2]
-        self._secrets = tuple(sorted({v for v in values if v and len(v) >= 8},
-                                     key=len, reverse=True))
+        values += [
+            v.split(None, 1)[1]
+            for v in headers.values()
+            if v.lower().startswith(("bearer ", "basic ")) and len(v.split(None, 1)) == 2
+        ]
+        self._secrets = tuple(
+            sorted({v for v in values if v and len(v) >= 8}, key=len, reverse=True)
+        )
         """The key and header values: a fault message (a provider echoing the key it
         refused, an error naming a URL) must never carry them into logs or task errors."""
         self._timeout = timeout
@@ -88,16 +109,24 @@ class ProviderClient:
         self._in_flight = 0
 
     def health(self) -> ProviderHealth:
-        return ProviderHealth(self.name, self.dialect.name, self._faults, self._last_fault,
-                              self._last_fault_at, self._backoff_until, self._in_flight)
+        return ProviderHealth(
+            self.name,
+            self.dialect.name,
+            self._faults,
+            self._last_fault,
+            self._last_fault_at,
+            self._backoff_until,
+            self._in_flight,
+        )
 
     def backoff_until(self) -> datetime | None:
         """While the provider is backed off, polls wait until this time."""
         until = self._backoff_until
         return until if until is not None and until > self._clock.now() else None
 
-    async def create(self, body: Mapping[str, Any],
-                     webhook_url: str | None = None) -> Created | ProviderFault:
+    async def create(
+        self, body: Mapping[str, Any], webhook_url: str | None = None
+    ) -> Created | ProviderFault:
         started = self._clock.now()
         reply = await self._send(self.dialect.build_create(body, webhook_url))
         if isinstance(reply, ProviderFault):
@@ -110,7 +139,8 @@ class ProviderClient:
         if isinstance(reply, ProviderFault):
             return self._note(reply, started)
         return self._note(
-            self.dialect.parse_query(reply, provider_task_id, self._clock.now()), started)
+            self.dialect.parse_query(reply, provider_task_id, self._clock.now()), started
+        )
 
     async def cancel(self, provider_task_id: str) -> CancelAccepted | ProviderFault | None:
         """Ask the provider to cancel; None when its dialect cannot."""
@@ -122,7 +152,8 @@ class ProviderClient:
         if isinstance(reply, ProviderFault):
             return self._note(reply, started)
         return self._note(
-            self.dialect.parse_cancel(reply, provider_task_id, self._clock.now()), started)
+            self.dialect.parse_cancel(reply, provider_task_id, self._clock.now()), started
+        )
 
     async def moderate(self, body: Mapping[str, Any]) -> HttpReply | ProviderFault:
         """Pass an image moderation request through to the provider, answer untouched."""
@@ -137,20 +168,25 @@ class ProviderClient:
             # A call that waited for a slot may find the provider backed off meanwhile.
             backoff = self.backoff_until()
             if backoff is not None:
-                return ProviderFault(FaultKind.BACKED_OFF, True,
-                                     f"backing off this provider until {iso(backoff)}")
+                return ProviderFault(
+                    FaultKind.BACKED_OFF, True, f"backing off this provider until {iso(backoff)}"
+                )
             self._in_flight += 1
             try:
                 response = await self._http.request(
-                    call.method, (base or self._base) + call.path, json=call.json,
-                    params=dict(call.params) or None, headers=self._headers,
-                    timeout=self._timeout)
+                    call.method,
+                    (base or self._base) + call.path,
+                    json=call.json,
+                    params=dict(call.params) or None,
+                    headers=self._headers,
+                    timeout=self._timeout,
+                )
             except httpx.TimeoutException:
-                return ProviderFault(FaultKind.TIMEOUT, True,
-                                     f"no answer within {self._timeout:g} s")
+                return ProviderFault(
+                    FaultKind.TIMEOUT, True, f"no answer within {self._timeout:g} s"
+                )
             except httpx.HTTPError as exc:
-                return ProviderFault(FaultKind.UNAVAILABLE, True,
-                                     f"{type(exc).__name__}: {exc}")
+                return ProviderFault(FaultKind.UNAVAILABLE, True, f"{type(exc).__name__}: {exc}")
             finally:
                 self._in_flight -= 1
         return HttpReply(response.status_code, response.headers, response.content)
@@ -177,8 +213,7 @@ class ProviderClient:
         if isinstance(result, ProviderFault) and result.kind not in _NOT_PROVIDER_FAULTS:
             now = self._clock.now()
             backs_off = result.retryable or result.kind is FaultKind.UNAUTHORIZED
-            if self._last_fault_at is not None and started < self._last_fault_at \
-                    and self._faults:
+            if self._last_fault_at is not None and started < self._last_fault_at and self._faults:
                 # Not one more fault, but a Retry-After it brings still binds: a 429 that
                 # lands just after a concurrent 500 was counted must not be cut short.
                 wait = retry_after_wait(result.retry_after)
@@ -193,10 +228,16 @@ class ProviderClient:
             if backs_off:
                 delay = provider_backoff(self._faults, result.retry_after, rng=self._rng)
                 self._backoff_until = now + timedelta(seconds=delay)
-            log.warning("provider %s fault (%d in a row): %s", self.name, self._faults,
-                        self._last_fault, extra={"provider": self.name})
+            log.warning(
+                "provider %s fault (%d in a row): %s",
+                self.name,
+                self._faults,
+                self._last_fault,
+                extra={"provider": self.name},
+            )
         elif not isinstance(result, ProviderFault) and (
-                self._last_fault_at is None or started >= self._last_fault_at):
+            self._last_fault_at is None or started >= self._last_fault_at
+        ):
             # (An answer to a call made before the last fault does not prove recovery.)
             if self._faults:
                 log.info("provider %s answers again after %d faults", self.name, self._faults)

@@ -25,7 +25,9 @@ turn the timer into a busy loop."""
 
 class Pump:
     def __init__(
-        self, name: str, one_pass: Callable[[], Awaitable[bool]],
+        self,
+        name: str,
+        one_pass: Callable[[], Awaitable[bool]],
         seconds_to_next: Callable[[], Awaitable[float | None]],
     ) -> None:
         """``one_pass`` claims and dispatches one batch; True if it filled the batch (so more
@@ -95,8 +97,7 @@ class Pump:
             return
         loop = asyncio.get_running_loop()
         when = loop.time() + max(MIN_TIMER_DELAY, seconds)
-        if self._timer is not None and not self._timer.cancelled() \
-                and self._timer.when() <= when:
+        if self._timer is not None and not self._timer.cancelled() and self._timer.when() <= when:
             return
         self.cancel_timer()
         self._timer = loop.call_at(when, self._fire)

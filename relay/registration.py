@@ -53,8 +53,7 @@ def native_input(reg: Registration, plan: ProviderPlan) -> Mapping[str, Any]:
     """The provider's own create body: ``reg.input`` as is, or translated from the
     provider-neutral form. Refusals are 400s naming the field."""
     assert reg.input is not None
-    neutral = reg.input_format == "unified" or (
-        reg.input_format is None and is_neutral(reg.input))
+    neutral = reg.input_format == "unified" or (reg.input_format is None and is_neutral(reg.input))
     if not neutral:
         return reg.input
     spec = parse_neutral(reg.input)
@@ -62,8 +61,9 @@ def native_input(reg: Registration, plan: ProviderPlan) -> Mapping[str, Any]:
         raise BadRequest(f"{spec_field(spec.field)}: {spec.message}", code="invalid_input")
     body = to_native(plan.client.dialect.name, spec, models=plan.models)
     if isinstance(body, Refused):
-        raise BadRequest(f"{spec_field(body.field)}: {body.message}",
-                         code="unsupported_by_provider")
+        raise BadRequest(
+            f"{spec_field(body.field)}: {body.message}", code="unsupported_by_provider"
+        )
     return body
 
 

@@ -34,8 +34,7 @@ def sign(msg_id: str, timestamp: int, body: bytes, keys: Iterable[bytes]) -> str
     """The ``webhook-signature`` header: one ``v1,<base64>`` token per key, space-separated."""
     signed = b"%s.%d.%s" % (msg_id.encode(), timestamp, body)
     return " ".join(
-        "v1," + base64.b64encode(hmac.digest(key, signed, "sha256")).decode()
-        for key in keys
+        "v1," + base64.b64encode(hmac.digest(key, signed, "sha256")).decode() for key in keys
     )
 
 

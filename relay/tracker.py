@@ -63,8 +63,14 @@ PUSH_RECHECKS = 5
 
 class Tracker:
     def __init__(
-        self, *, store: Store, providers: Mapping[str, ProviderPlan], clock: Clock,
-        rng: random.Random, on_events: Callable[[], None], batch_size: int = 200,
+        self,
+        *,
+        store: Store,
+        providers: Mapping[str, ProviderPlan],
+        clock: Clock,
+        rng: random.Random,
+        on_events: Callable[[], None],
+        batch_size: int = 200,
         lease_seconds: float = 120.0,
         inbound_url: Callable[[str, str, str], str] | None = None,
         metrics: RelayMetrics | None = None,
@@ -105,8 +111,14 @@ class Tracker:
         callback = None
         if reg.callback_url is not None:
             callback = Destination(
-                id=new_id("dst"), account_id=account.id, kind="callback", url=reg.callback_url,
-                key=_origin(reg.callback_url), event_types=reg.callback_events, task_id=task_id)
+                id=new_id("dst"),
+                account_id=account.id,
+                kind="callback",
+                url=reg.callback_url,
+                key=_origin(reg.callback_url),
+                event_types=reg.callback_events,
+                task_id=task_id,
+            )
         created: Created | None = None
         provider_task_id = reg.provider_task_id
         if reg.input is not None:
@@ -121,12 +133,20 @@ class Tracker:
             created = answer
             provider_task_id = answer.provider_task_id
         task = Task(
-            id=task_id, account_id=account.id, provider=reg.provider,
-            provider_task_id=provider_task_id, status=TaskStatus.QUEUED, created_at=now,
-            updated_at=now, reference=reg.reference, metadata=dict(reg.metadata or {}),
-            callback_url=reg.callback_url, callback_events=reg.callback_events,
-            next_poll_at=now if created is None else now + timedelta(
-                seconds=next_poll_delay(0, None, plan.poll, self._rng)),
+            id=task_id,
+            account_id=account.id,
+            provider=reg.provider,
+            provider_task_id=provider_task_id,
+            status=TaskStatus.QUEUED,
+            created_at=now,
+            updated_at=now,
+            reference=reg.reference,
+            metadata=dict(reg.metadata or {}),
+            callback_url=reg.callback_url,
+            callback_events=reg.callback_events,
+            next_poll_at=now
+            if created is None
+            else now + timedelta(seconds=next_poll_delay(0, None, plan.poll, self._rng)),
         )
         change = registered(task, now, _event_id)
         if created is not None and created.task is not None:
@@ -134,10 +154,12 @@ class Tracker:
         try:
             await self._store.create_task(change, callback)
         except DuplicateTask as dup:
-            raise Conflict(f"this provider task is already tracked as {dup.existing_id}"
-                           if dup.existing_id else
-                           "this provider task is already tracked by another account",
-                           code="task_exists") from None
+            raise Conflict(
+                f"this provider task is already tracked as {dup.existing_id}"
+                if dup.existing_id
+                else "this provider task is already tracked by another account",
+                code="task_exists",
+            ) from None
         self._after_write(change)
         due = change.task.next_poll_at
         if due is not None and due <= self._clock.now():
@@ -176,26 +198,31 @@ class Tracker:
             raise NotFound(f"no task {task_id}")
         plan = self._providers.get(task.provider)
         if plan is None or not plan.client.dialect.cancellable:
-            raise Conflict(f"provider {task.provider!r} offers no way to cancel a task",
-                           code="not_supported")
+            raise Conflict(
+                f"provider {task.provider!r} offers no way to cancel a task", code="not_supported"
+            )
         # Look first: Ark's DELETE on a task that has finished meanwhile deletes it (and
         # its video) instead of cancelling, so only a task still cancellable is sent one.
         task = await self._poll(task, via="cancel")
         if task.status.terminal:
-            raise Conflict(f"the task has already ended ({task.status.value})",
-                           code="task_finished")
+            raise Conflict(
+                f"the task has already ended ({task.status.value})", code="task_finished"
+            )
         client = plan.client
         if task.status not in client.dialect.cancellable:
-            raise Conflict(f"provider {task.provider!r} cannot cancel a {task.status.value} "
-                           f"task", code="not_supported")
+            raise Conflict(
+                f"provider {task.provider!r} cannot cancel a {task.status.value} task",
+                code="not_supported",
+            )
         assert task.provider_task_id is not None  # only tracked tasks are ever polled
         answer = await client.cancel(task.provider_task_id)
         if answer is None:  # pragma: no cover - cancellable said it could
             raise Conflict("this provider cannot cancel tasks", code="not_supported")
         if isinstance(answer, ProviderFault):
             if answer.kind in (FaultKind.INVALID_REQUEST, FaultKind.NOT_FOUND):
-                raise Conflict(f"the provider refused to cancel: {answer.message}",
-                               code="cancel_refused")
+                raise Conflict(
+                    f"the provider refused to cancel: {answer.message}", code="cancel_refused"
+                )
             raise ProviderUnavailable(f"the provider could not cancel now: {answer.message}")
         return await self._save_cancelled(task, answer.task)
 
@@ -205,9 +232,18 @@ class Tracker:
             change = Change(task)
             if said is not None:
                 change = apply_answer(task, said, now, _event_id)
-            change = _chain(change, terminate(change.task, TaskStatus.CANCELLED, TaskError(
-                ErrorCode.CANCELLED, "cancelled through the relay at the caller's request"),
-                now, _event_id))
+            change = _chain(
+                change,
+                terminate(
+                    change.task,
+                    TaskStatus.CANCELLED,
+                    TaskError(
+                        ErrorCode.CANCELLED, "cancelled through the relay at the caller's request"
+                    ),
+                    now,
+                    _event_id,
+                ),
+            )
             if await self._store.save_task(change, task.version):
                 self._after_write(change)
                 return replace(change.task, version=task.version + 1)
@@ -268,8 +304,9 @@ class Tracker:
         try:
             await self._poll(task, recheck)
         except Exception:  # a bug in one poll must not stop the others
-            log.exception("poll of %s failed", task.id,
-                          extra=ids(task_id=task.id, provider=task.provider))
+            log.exception(
+                "poll of %s failed", task.id, extra=ids(task_id=task.id, provider=task.provider)
+            )
 
     async def _poll(self, task: Task, recheck: float | None = None, via: str = "poll") -> Task:
         """Ask the provider about ``task`` and save what it says; ``recheck`` brings the
@@ -284,26 +321,45 @@ class Tracker:
             if task.status.terminal:
                 return task
             if plan is None:
-                change = terminate(task, TaskStatus.FAILED, TaskError(
-                    ErrorCode.INVALID_REQUEST,
-                    f"provider {task.provider!r} is no longer configured"), now, _event_id)
+                change = terminate(
+                    task,
+                    TaskStatus.FAILED,
+                    TaskError(
+                        ErrorCode.INVALID_REQUEST,
+                        f"provider {task.provider!r} is no longer configured",
+                    ),
+                    now,
+                    _event_id,
+                )
             else:
                 change, answered = await self._ask(task, plan, via)
                 next_at = change.task.next_poll_at
                 if recheck is not None and next_at is not None:
                     soon = self._clock.now() + timedelta(seconds=recheck)
-                    change = Change(replace(change.task, next_poll_at=min(next_at, soon)),
-                                    change.events)
+                    change = Change(
+                        replace(change.task, next_poll_at=min(next_at, soon)), change.events
+                    )
                 # Past its maximum age a task gets one last real look (it may have finished
                 # while the provider was backed off) before the relay gives up on it.
                 # A provider that keeps failing for this task gets as long again: then the
                 # task expires without an answer rather than being polled forever.
                 if not change.task.status.terminal and (
-                        (answered and is_past_max_age(task.created_at, now, plan.max_age))
-                        or is_past_max_age(task.created_at, now, 2 * plan.max_age)):
-                    change = _chain(change, terminate(change.task, TaskStatus.EXPIRED, TaskError(
-                        ErrorCode.EXPIRED, f"the task did not finish within {plan.max_age:g} s"
-                    ), self._clock.now(), _event_id))
+                    (answered and is_past_max_age(task.created_at, now, plan.max_age))
+                    or is_past_max_age(task.created_at, now, 2 * plan.max_age)
+                ):
+                    change = _chain(
+                        change,
+                        terminate(
+                            change.task,
+                            TaskStatus.EXPIRED,
+                            TaskError(
+                                ErrorCode.EXPIRED,
+                                f"the task did not finish within {plan.max_age:g} s",
+                            ),
+                            self._clock.now(),
+                            _event_id,
+                        ),
+                    )
             if await self._store.save_task(change, task.version):
                 if left > 1 and not change.task.status.terminal:
                     self._unconfirmed[task.id] = left - 1
@@ -312,8 +368,7 @@ class Tracker:
                 self._after_write(change)
                 if change.task.next_poll_at is not None:
                     # The pass that claimed this poll could not know its next time.
-                    self.pump.due_in((change.task.next_poll_at - self._clock.now())
-                                     .total_seconds())
+                    self.pump.due_in((change.task.next_poll_at - self._clock.now()).total_seconds())
                 return replace(change.task, version=task.version + 1)
             again = await self._store.get_task(task.account_id, task.id)
             if again is None:
@@ -334,14 +389,28 @@ class Tracker:
         now = self._clock.now()
         outcome = "answered" if isinstance(answer, ProviderTask) else answer.kind.value
         self._metrics.poll_finished(task.provider, outcome)
-        log.debug("poll of %s: %s", task.id, outcome if isinstance(answer, ProviderTask) else
-                  answer.message, extra=ids(task_id=task.id, provider=task.provider,
-                                            provider_task_id=task.provider_task_id,
-                                            outcome=outcome))
+        log.debug(
+            "poll of %s: %s",
+            task.id,
+            outcome if isinstance(answer, ProviderTask) else answer.message,
+            extra=ids(
+                task_id=task.id,
+                provider=task.provider,
+                provider_task_id=task.provider_task_id,
+                outcome=outcome,
+            ),
+        )
         task = replace(task, poll_count=task.poll_count + 1).looked(
-            Look(now, via, outcome, answer.status.value if answer.status else answer.raw_status,
-                 answer.progress)
-            if isinstance(answer, ProviderTask) else Look(now, via, outcome))
+            Look(
+                now,
+                via,
+                outcome,
+                answer.status.value if answer.status else answer.raw_status,
+                answer.progress,
+            )
+            if isinstance(answer, ProviderTask)
+            else Look(now, via, outcome)
+        )
         if isinstance(answer, ProviderTask):
             change = apply_answer(replace(task, not_found_count=0), answer, now, _event_id)
         elif answer.kind is FaultKind.NOT_FOUND:
@@ -356,8 +425,9 @@ class Tracker:
         answered = isinstance(answer, ProviderTask) or answer.kind is FaultKind.NOT_FOUND
         return Change(replace(change.task, next_poll_at=later), change.events), answered
 
-    def _unknown(self, task: Task, fault: ProviderFault, plan: ProviderPlan,
-                 now: datetime) -> Change:
+    def _unknown(
+        self, task: Task, fault: ProviderFault, plan: ProviderPlan, now: datetime
+    ) -> Change:
         count = task.not_found_count + 1
         task = replace(task, not_found_count=count)
         created = task.created_at
@@ -366,15 +436,31 @@ class Tracker:
         if is_past_max_age(created, now, plan.retention):
             # Forgotten, as the provider forgets every task after its window: the task did
             # not fail, it is gone, and nothing more will ever be known of it.
-            return terminate(task, TaskStatus.EXPIRED, TaskError(
-                ErrorCode.PAST_RETENTION, f"the provider no longer keeps this task (it keeps "
-                f"tasks {plan.retention / 86400:g} days): {fault.message}",
-                provider_code=fault.provider_code), now, _event_id)
+            return terminate(
+                task,
+                TaskStatus.EXPIRED,
+                TaskError(
+                    ErrorCode.PAST_RETENTION,
+                    f"the provider no longer keeps this task (it keeps "
+                    f"tasks {plan.retention / 86400:g} days): {fault.message}",
+                    provider_code=fault.provider_code,
+                ),
+                now,
+                _event_id,
+            )
         if count < NOT_FOUND_LIMIT:
             return Change(task)
-        return terminate(task, TaskStatus.FAILED, TaskError(
-            ErrorCode.NOT_FOUND, f"the provider does not know this task: {fault.message}",
-            provider_code=fault.provider_code), now, _event_id)
+        return terminate(
+            task,
+            TaskStatus.FAILED,
+            TaskError(
+                ErrorCode.NOT_FOUND,
+                f"the provider does not know this task: {fault.message}",
+                provider_code=fault.provider_code,
+            ),
+            now,
+            _event_id,
+        )
 
     def _delay(self, task: Task, plan: ProviderPlan, now: datetime) -> float:
         age = (now - task.created_at).total_seconds()
@@ -385,11 +471,13 @@ class Tracker:
         """Remember how long a task took, to poll the next ones like it when they finish."""
         if after.status.terminal or before.status.terminal:
             last_running = self._running_age.pop(after.id, None)
-            if after.status is TaskStatus.SUCCEEDED and not before.status.terminal \
-                    and after.completed_at is not None:
+            if (
+                after.status is TaskStatus.SUCCEEDED
+                and not before.status.terminal
+                and after.completed_at is not None
+            ):
                 seconds = (after.completed_at - after.created_at).total_seconds()
-                self._durations.observe(DurationKey.of(after), seconds,
-                                        last_running=last_running)
+                self._durations.observe(DurationKey.of(after), seconds, last_running=last_running)
             return
         if len(self._running_age) >= _RUNNING_AGES_MAX:
             self._running_age.clear()  # a bound, not a cache: at worst one estimate is coarser
@@ -398,8 +486,14 @@ class Tracker:
     def _after_write(self, change: Change) -> None:
         t = change.task
         for event in change.events:
-            log.info("task %s: %s", t.id, event.type.value, extra=ids(
-                task_id=t.id, event_id=event.id, provider=t.provider, status=t.status.value))
+            log.info(
+                "task %s: %s",
+                t.id,
+                event.type.value,
+                extra=ids(
+                    task_id=t.id, event_id=event.id, provider=t.provider, status=t.status.value
+                ),
+            )
         if change.events:
             self._on_events()
 

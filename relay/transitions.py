@@ -40,9 +40,15 @@ class Change:
 def envelope(event_id: str, type_: EventType, sequence: int, at: datetime, data: object) -> str:
     """The event body exactly as delivered, listed and replayed."""
     return json.dumps(
-        {"id": event_id, "type": type_.value, "timestamp": iso(at), "sequence": sequence,
-         "data": data},
-        separators=(",", ":"), ensure_ascii=False,
+        {
+            "id": event_id,
+            "type": type_.value,
+            "timestamp": iso(at),
+            "sequence": sequence,
+            "data": data,
+        },
+        separators=(",", ":"),
+        ensure_ascii=False,
     )
 
 
@@ -63,8 +69,12 @@ def emit(task: Task, type_: EventType, now: datetime, new_id: IdFactory) -> Chan
     task = replace(task, sequence=task.sequence + 1)
     event_id = new_id()
     event = Event(
-        id=event_id, account_id=task.account_id, task_id=task.id, type=type_,
-        sequence=task.sequence, created_at=now,
+        id=event_id,
+        account_id=task.account_id,
+        task_id=task.id,
+        type=type_,
+        sequence=task.sequence,
+        created_at=now,
         body=envelope(event_id, type_, task.sequence, now, task.to_json()),
         url_expires_at=task.video_url_expires_at if type_ is EventType.TASK_SUCCEEDED else None,
     )
@@ -93,8 +103,12 @@ def apply_answer(task: Task, answer: ProviderTask, now: datetime, new_id: IdFact
         and (task.progress is None or answer.progress > task.progress)
         and answer.progress < 100
     ):
-        return emit(replace(merged, progress=answer.progress, updated_at=now),
-                    EventType.TASK_PROGRESS, now, new_id)
+        return emit(
+            replace(merged, progress=answer.progress, updated_at=now),
+            EventType.TASK_PROGRESS,
+            now,
+            new_id,
+        )
     if merged != task:
         return Change(replace(merged, updated_at=now))
     return Change(task)
@@ -106,8 +120,9 @@ def terminate(
     """End a task for a reason of the relay's own (past its maximum age, unknown upstream)."""
     if task.status.terminal:
         return Change(task)
-    ended = replace(task, status=status, error=error, updated_at=now, completed_at=now,
-                    next_poll_at=None)
+    ended = replace(
+        task, status=status, error=error, updated_at=now, completed_at=now, next_poll_at=None
+    )
     return emit(ended, EventType.for_status(status), now, new_id)
 
 
@@ -117,16 +132,23 @@ def _move(
     progress = task.progress
     if status is TaskStatus.SUCCEEDED:
         progress = 100
-    elif answer.progress is not None and answer.progress < 100 and (
-            progress is None or answer.progress > progress):
+    elif (
+        answer.progress is not None
+        and answer.progress < 100
+        and (progress is None or answer.progress > progress)
+    ):
         # 100 is reserved for a success the relay has accepted (with a video).
         progress = answer.progress
     moved = replace(
-        task, status=status, progress=progress, updated_at=now,
+        task,
+        status=status,
+        progress=progress,
+        updated_at=now,
         error=answer.error if status.terminal and status is not TaskStatus.SUCCEEDED else None,
         video_url=answer.video_url if status is TaskStatus.SUCCEEDED else None,
         video_url_expires_at=(
-            answer.video_url_expires_at if status is TaskStatus.SUCCEEDED else None),
+            answer.video_url_expires_at if status is TaskStatus.SUCCEEDED else None
+        ),
         last_frame_url=answer.last_frame_url if status is TaskStatus.SUCCEEDED else None,
         completed_at=now if status.terminal else None,
         next_poll_at=None if status.terminal else task.next_poll_at,

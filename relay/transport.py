@@ -57,14 +57,22 @@ Origin = tuple[bytes, str, int]
 
 
 class RelayTransport(httpx.AsyncBaseTransport):
-    def __init__(self, *, max_connections: int = 100, keepalive_expiry: float = 30.0,
-                 verify: ssl.SSLContext | bool = True,
-                 guard: DestinationGuard | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        max_connections: int = 100,
+        keepalive_expiry: float = 30.0,
+        verify: ssl.SSLContext | bool = True,
+        guard: DestinationGuard | None = None,
+    ) -> None:
         self._guard = guard
         self._slots = asyncio.Semaphore(max_connections)
         self._keepalive = keepalive_expiry
-        self._ssl = verify if isinstance(verify, ssl.SSLContext) else \
-            httpx.create_ssl_context(verify=verify)
+        self._ssl = (
+            verify
+            if isinstance(verify, ssl.SSLContext)
+            else httpx.create_ssl_context(verify=verify)
+        )
         self._idle: dict[Origin, list[_Connection]] = {}
         self._open: set[_Connection] = set()
         self._closed = False
@@ -92,8 +100,9 @@ class RelayTransport(httpx.AsyncBaseTransport):
                 async with asyncio.timeout(timeouts.get("pool")):
                     await self._slots.acquire()
             except TimeoutError:
-                raise httpx.PoolTimeout("no connection slot came free in time",
-                                        request=request) from None
+                raise httpx.PoolTimeout(
+                    "no connection slot came free in time", request=request
+                ) from None
         else:
             await self._slots.acquire()
         try:
@@ -109,8 +118,7 @@ class RelayTransport(httpx.AsyncBaseTransport):
                 # A kept-alive connection the server closed just as it was reused (its
                 # keep-alive timeout and ours crossed): nothing was answered, so the request
                 # goes once more on a new connection.
-                conn, _ = await self._connect(origin, timeouts.get("connect"), request,
-                                              fresh=True)
+                conn, _ = await self._connect(origin, timeouts.get("connect"), request, fresh=True)
                 try:
                     reply = await conn.exchange(payload, limit, request, total)
                 except BaseException:
@@ -127,20 +135,29 @@ class RelayTransport(httpx.AsyncBaseTransport):
         finally:
             self._slots.release()
         return httpx.Response(
-            status_code=reply.status, headers=reply.headers,
-            stream=httpx.ByteStream(reply.body), request=request,
-            extensions={"http_version": b"HTTP/1.1", "reason_phrase": reply.reason})
+            status_code=reply.status,
+            headers=reply.headers,
+            stream=httpx.ByteStream(reply.body),
+            request=request,
+            extensions={"http_version": b"HTTP/1.1", "reason_phrase": reply.reason},
+        )
 
     @staticmethod
     def _may_resend(request: httpx.Request) -> bool:
         """Whether sending twice is harmless: idempotent methods, and requests that say so;
         never a provider's create."""
         return request.method in ("GET", "PUT", "DELETE", "OPTIONS") or bool(
-            request.extensions.get(RESENDABLE))
+            request.extensions.get(RESENDABLE)
+        )
 
-    async def _connect(self, origin: Origin, connect_timeout: float | None,
-                       request: httpx.Request, *, fresh: bool = False
-                       ) -> tuple[_Connection, bool]:
+    async def _connect(
+        self,
+        origin: Origin,
+        connect_timeout: float | None,
+        request: httpx.Request,
+        *,
+        fresh: bool = False,
+    ) -> tuple[_Connection, bool]:
         """A connection to ``origin``, and whether it is a kept-alive one being reused."""
         now = time.monotonic()
         if now - self._swept > self._keepalive:
@@ -160,18 +177,34 @@ class RelayTransport(httpx.AsyncBaseTransport):
                     if isinstance(checked, Refused):
                         raise DestinationRefused(checked.message, request=request)
                     targets = checked.addresses
-                conn = await self._open_to(targets, host, port, scheme == b"https", request,
-                                           numeric=self._guard is not None)
+                conn = await self._open_to(
+                    targets,
+                    host,
+                    port,
+                    scheme == b"https",
+                    request,
+                    numeric=self._guard is not None,
+                )
         except TimeoutError:
-            raise httpx.ConnectTimeout(f"could not connect to {host}:{port} within "
-                                       f"{connect_timeout:g} s", request=request) from None
+            raise httpx.ConnectTimeout(
+                f"could not connect to {host}:{port} within {connect_timeout:g} s", request=request
+            ) from None
         except (OSError, ssl.SSLError) as exc:
-            raise httpx.ConnectError(f"could not connect to {host}:{port}: {exc}",
-                                     request=request) from None
+            raise httpx.ConnectError(
+                f"could not connect to {host}:{port}: {exc}", request=request
+            ) from None
         return conn, False
 
-    async def _open_to(self, targets: Sequence[str], host: str, port: int, tls: bool,
-                       request: httpx.Request, *, numeric: bool) -> _Connection:
+    async def _open_to(
+        self,
+        targets: Sequence[str],
+        host: str,
+        port: int,
+        tls: bool,
+        request: httpx.Request,
+        *,
+        numeric: bool,
+    ) -> _Connection:
         """A connection to the first of ``targets`` that answers, speaking TLS for ``host``.
         ``numeric``: the targets are checked addresses, which must never be resolved (as a
         name) again."""
@@ -180,9 +213,13 @@ class RelayTransport(httpx.AsyncBaseTransport):
         for target in targets:
             try:
                 _, conn = await loop.create_connection(
-                    lambda: _Connection(self._open, request), target, port,
-                    ssl=self._ssl if tls else None, server_hostname=host if tls else None,
-                    flags=socket.AI_NUMERICHOST if numeric else 0)
+                    lambda: _Connection(self._open, request),
+                    target,
+                    port,
+                    ssl=self._ssl if tls else None,
+                    server_hostname=host if tls else None,
+                    flags=socket.AI_NUMERICHOST if numeric else 0,
+                )
             except OSError as exc:  # ssl.SSLError included
                 failure = exc
                 continue
@@ -214,8 +251,14 @@ class RelayTransport(httpx.AsyncBaseTransport):
 class _Reply:
     __slots__ = ("body", "headers", "keep_alive", "reason", "status")
 
-    def __init__(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]],
-                 body: bytes, keep_alive: bool) -> None:
+    def __init__(
+        self,
+        status: int,
+        reason: bytes,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        keep_alive: bool,
+    ) -> None:
         self.status = status
         self.reason = reason
         self.headers = headers
@@ -269,11 +312,15 @@ class _Connection(asyncio.Protocol):
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self._fail(httpx.RemoteProtocolError("the server switched protocols (101)",
-                                                 request=self._request))
+            self._fail(
+                httpx.RemoteProtocolError(
+                    "the server switched protocols (101)", request=self._request
+                )
+            )
         except httptools.HttpParserError as exc:
-            self._fail(httpx.RemoteProtocolError(f"malformed HTTP response: {exc}",
-                                                 request=self._request))
+            self._fail(
+                httpx.RemoteProtocolError(f"malformed HTTP response: {exc}", request=self._request)
+            )
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.usable = False
@@ -284,14 +331,18 @@ class _Connection(asyncio.Protocol):
             # A body delimited by the end of the connection (no length, not chunked).
             self._finish(keep_alive=False)
         else:
-            self._fail(httpx.RemoteProtocolError(
-                "the server closed the connection before the response was complete",
-                request=self._request))
+            self._fail(
+                httpx.RemoteProtocolError(
+                    "the server closed the connection before the response was complete",
+                    request=self._request,
+                )
+            )
 
     # the exchange
 
-    async def exchange(self, payload: bytes, limit: int, request: httpx.Request,
-                       total: float | None) -> _Reply:
+    async def exchange(
+        self, payload: bytes, limit: int, request: httpx.Request, total: float | None
+    ) -> _Reply:
         """Send ``payload`` and read the reply, all within ``total`` seconds (one timer
         handle: asyncio.timeout() per request showed up in profiles)."""
         assert self._transport is not None
@@ -310,8 +361,9 @@ class _Connection(asyncio.Protocol):
                 timer.cancel()
 
     def _time_out(self, total: float) -> None:
-        self._fail(httpx.ReadTimeout(f"no complete answer within {total:g} s",
-                                     request=self._request))
+        self._fail(
+            httpx.ReadTimeout(f"no complete answer within {total:g} s", request=self._request)
+        )
 
     def close(self) -> None:
         self.usable = False
@@ -337,7 +389,8 @@ class _Connection(asyncio.Protocol):
         self._headers.append((name, value))
         lowered = name.lower()
         if lowered == b"content-length" or (
-                lowered == b"transfer-encoding" and b"chunked" in value.lower()):
+            lowered == b"transfer-encoding" and b"chunked" in value.lower()
+        ):
             self._delimited = True
 
     def on_headers_complete(self) -> None:
@@ -348,7 +401,7 @@ class _Connection(asyncio.Protocol):
             return
         self._seen += len(body)
         if self._kept < self._limit:
-            part = body[:self._limit - self._kept]
+            part = body[: self._limit - self._kept]
             self._body.append(part)
             self._kept += len(part)
         if self._seen > DISCARD_LIMIT:
@@ -368,8 +421,9 @@ class _Connection(asyncio.Protocol):
                 # skip it and read on for the final response on the same connection.
                 self._new_message()
                 return
-            self._waiter.set_result(_Reply(status, self._reason, list(self._headers),
-                                           b"".join(self._body), keep_alive))
+            self._waiter.set_result(
+                _Reply(status, self._reason, list(self._headers), b"".join(self._body), keep_alive)
+            )
 
     def _fail(self, exc: Exception) -> None:
         if self._waiter is not None and not self._waiter.done():
@@ -399,4 +453,3 @@ def _serialize(request: httpx.Request, body: bytes) -> bytes:
     head.append(b"\r\n")
     head.append(body)
     return b"".join(head)
-

@@ -13,8 +13,8 @@ from relay.errors import ConfigError, StoreError
 
 async def test_a_second_relay_on_the_same_sqlite_file_is_refused(tmp_path: Path) -> None:
     settings = Settings.from_mapping(
-        {"database_url": f"sqlite:///{tmp_path / 'relay.db'}", "server": {"port": 8799}},
-        env={})
+        {"database_url": f"sqlite:///{tmp_path / 'relay.db'}", "server": {"port": 8799}}, env={}
+    )
     first, second = create_app(settings), create_app(settings)
     async with first.router.lifespan_context(first):
         with pytest.raises(StoreError, match="SQLite is for one instance"):
@@ -27,15 +27,15 @@ async def test_a_second_relay_on_the_same_sqlite_file_is_refused(tmp_path: Path)
 
 @pytest.mark.parametrize("role", ["api", "worker"])
 def test_split_roles_need_postgresql(tmp_path: Path, role: str) -> None:
-    settings = Settings.from_mapping(
-        {"database_url": f"sqlite:///{tmp_path / 'relay.db'}"}, env={})
+    settings = Settings.from_mapping({"database_url": f"sqlite:///{tmp_path / 'relay.db'}"}, env={})
     with pytest.raises(ConfigError, match=f"--role {role} needs PostgreSQL"):
         create_app(settings, role=role)  # type: ignore[arg-type]
 
 
 def test_a_worker_serves_only_health_metrics_and_the_sandbox(tmp_path: Path) -> None:
     settings = Settings.from_mapping(
-        {"database_url": "postgresql://postgres@127.0.0.1:5432/test"}, env={})
+        {"database_url": "postgresql://postgres@127.0.0.1:5432/test"}, env={}
+    )
     paths = {getattr(r, "path", "") for r in create_app(settings, role="worker").routes}
     assert paths == {"/healthz", "/readyz", "/metrics", "/sandbox"}
     api = {getattr(r, "path", "") for r in create_app(settings, role="api").routes}

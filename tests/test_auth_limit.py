@@ -63,14 +63,18 @@ def test_bad_parameters_are_refused() -> None:
             FailureLimiter(**kwargs)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(("peer", "counted_as"), [
-    (("203.0.113.7", 5000), "203.0.113.7"),
-    (("2001:db8:1:2:aaaa::1", 5000), "2001:db8:1:2::/64"),
-    (("2001:db8:1:2:bbbb::9", 6000), "2001:db8:1:2::/64"),
-    (None, None),
-])
+@pytest.mark.parametrize(
+    ("peer", "counted_as"),
+    [
+        (("203.0.113.7", 5000), "203.0.113.7"),
+        (("2001:db8:1:2:aaaa::1", 5000), "2001:db8:1:2::/64"),
+        (("2001:db8:1:2:bbbb::9", 6000), "2001:db8:1:2::/64"),
+        (None, None),
+    ],
+)
 def test_wrong_keys_count_against_the_address_or_its_ipv6_64(
-        peer: tuple[str, int] | None, counted_as: str | None) -> None:
+    peer: tuple[str, int] | None, counted_as: str | None
+) -> None:
     """One IPv6 host holds a whole /64: counting /128s would not limit it at all."""
     scope: dict[str, object] = {"type": "http", "headers": [], "client": peer}
     assert client_address(Request(scope)) == counted_as

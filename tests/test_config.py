@@ -51,7 +51,16 @@ def test_no_file_gives_defaults() -> None:
     assert settings.polling.batch_size == 200
     assert settings.delivery.timeout == 15.0
     assert settings.delivery.retry_schedule == (
-        5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 50400.0, 72000.0, 86400.0)
+        5.0,
+        300.0,
+        1800.0,
+        7200.0,
+        18000.0,
+        36000.0,
+        50400.0,
+        72000.0,
+        86400.0,
+    )
     assert settings.delivery.jitter == 0.2
     assert settings.delivery.max_in_flight == 256
     assert settings.delivery.max_in_flight_per_destination == 64
@@ -63,8 +72,12 @@ def test_no_file_gives_defaults() -> None:
     assert settings.sandbox.running_seconds == 6.0
     assert list(settings.providers) == [SANDBOX]
     assert settings.providers[SANDBOX] == ProviderSettings(
-        dialect="ark", base_url=None, path_prefix="/sandbox/ark/api/v3", api_key="sandbox",
-        poll=PollSettings(min_interval=1.0, max_interval=10.0, expected_duration=8.0))
+        dialect="ark",
+        base_url=None,
+        path_prefix="/sandbox/ark/api/v3",
+        api_key="sandbox",
+        poll=PollSettings(min_interval=1.0, max_interval=10.0, expected_duration=8.0),
+    )
     assert settings == Settings()
 
 
@@ -104,7 +117,8 @@ def test_top_level_must_be_a_mapping(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_settings(path, env={})
     assert str(info.value) == (
-        f"config file {path} must hold a mapping of keys at the top level, got list")
+        f"config file {path} must hold a mapping of keys at the top level, got list"
+    )
 
 
 def test_invalid_yaml_is_a_config_error(tmp_path: Path) -> None:
@@ -123,7 +137,8 @@ def test_yaml_merge_keys_may_be_overridden(tmp_path: Path) -> None:
     text = (
         "providers:\n"
         "  a: &base {dialect: ark, base_url: 'https://a.example', timeout: 10}\n"
-        "  b:\n    <<: *base\n    timeout: 20\n")
+        "  b:\n    <<: *base\n    timeout: 20\n"
+    )
     settings = load_settings(write(tmp_path, text), env={})
     assert settings.providers["a"].timeout == 10.0
     assert settings.providers["b"].timeout == 20.0
@@ -159,7 +174,10 @@ def test_interpolation_in_values(tmp_path: Path) -> None:
     apiyi = settings.providers["apiyi"]
     assert apiyi.api_key == "sk-123"
     assert dict(apiyi.headers) == {
-        "X-Literal": "${NOT_A_VAR}", "X-Dollar": "a$b$$c", "${KEY_IS_NOT_INTERPOLATED}": "x"}
+        "X-Literal": "${NOT_A_VAR}",
+        "X-Dollar": "a$b$$c",
+        "${KEY_IS_NOT_INTERPOLATED}": "x",
+    }
 
 
 def test_interpolation_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -181,10 +199,12 @@ def test_missing_variable_names_the_key_path() -> None:
 
 def test_every_missing_variable_is_reported() -> None:
     error = config_error(
-        {"server": {"host": "${HOST}"}, "delivery": {"retry_schedule": [1, "${R}"]}})
+        {"server": {"host": "${HOST}"}, "delivery": {"retry_schedule": [1, "${R}"]}}
+    )
     assert str(error) == (
         "server.host: environment variable HOST is not set\n"
-        "delivery.retry_schedule.1: environment variable R is not set")
+        "delivery.retry_schedule.1: environment variable R is not set"
+    )
 
 
 @pytest.mark.parametrize(
@@ -206,77 +226,166 @@ def test_malformed_references(value: str, message: str) -> None:
 @pytest.mark.parametrize(
     ("data", "path", "message"),
     [
-        ({"server": {"port": "abc"}}, "server.port",
-         "Input should be a valid integer, unable to parse string as an integer (got 'abc')"),
-        ({"server": {"port": 70000}}, "server.port",
-         "Input should be less than or equal to 65535 (got 70000)"),
+        (
+            {"server": {"port": "abc"}},
+            "server.port",
+            "Input should be a valid integer, unable to parse string as an integer (got 'abc')",
+        ),
+        (
+            {"server": {"port": 70000}},
+            "server.port",
+            "Input should be less than or equal to 65535 (got 70000)",
+        ),
         ({"server": {"hots": "x"}}, "server.hots", "unknown key (extra inputs are not permitted)"),
         ({"servers": {}}, "servers", "unknown key (extra inputs are not permitted)"),
         ({"server": "localhost"}, "server", "should be a mapping of keys to values, got str"),
-        ({"server": {"public_url": "relay.example"}}, "server.public_url",
-         "must be an http:// or https:// URL, got 'relay.example'"),
-        ({"delivery": {"retry_schedule": [5, 10, 0]}}, "delivery.retry_schedule.2",
-         "Input should be greater than 0 (got 0)"),
-        ({"delivery": {"retry_schedule": []}}, "delivery.retry_schedule",
-         "Tuple should have at least 1 item after validation, not 0"),
-        ({"delivery": {"jitter": 0.6}}, "delivery.jitter",
-         "Input should be less than or equal to 0.5 (got 0.6)"),
-        ({"delivery": {"timeout": float("inf")}}, "delivery.timeout",
-         "Input should be a finite number (got inf)"),
-        ({"delivery": {"timeout": "nan"}}, "delivery.timeout",
-         "Input should be a finite number (got 'nan')"),
-        ({"limits": {"max_body_bytes": 100}}, "limits.max_body_bytes",
-         "Input should be greater than or equal to 1024 (got 100)"),
-        ({"log_level": "verbose"}, "log_level",
-         "Input should be 'debug', 'info', 'warning' or 'error' (got 'verbose')"),
-        ({"secret_key": "short"}, "secret_key",
-         "String should have at least 16 characters"),
-        ({"database_url": "mysql://h/db"}, "database_url",
-         "must start with sqlite:// or postgresql://"),
-        ({"database_url": "sqlite:///:memory:"}, "database_url",
-         "an in-memory SQLite database is not allowed: the relay needs a file that other "
-         "processes can reopen"),
-        ({"database_url": "sqlite://relay.db"}, "database_url",
-         "write sqlite:///relative/path.db or sqlite:////absolute/path.db"),
-        ({"providers": {"ApiYi": APIYI}}, "providers.ApiYi",
-         "provider name must match ^[a-z][a-z0-9_-]{0,39}$"),
-        ({"providers": {"a" * 41: APIYI}}, "providers." + "a" * 41,
-         "provider name must match ^[a-z][a-z0-9_-]{0,39}$"),
-        ({"providers": {"myark": {"base_url": "https://x.example"}}}, "providers.myark.dialect",
-         "required key is missing"),
-        ({"providers": {"apiyi": {}}}, "providers.apiyi.api_key",
-         "not set; set the environment variable APIYI_API_KEY or api_key"),
-        ({"providers": {"mine": {"preset": "nope"}}}, "providers.mine.preset",
-         "unknown preset 'nope' (known: naci, apiyi, vastnum, cubicspaces, seedance2ink)"),
-        ({"providers": {"naci": {"preset": "naci", "dialect": "ark", "api_key": "k"}}},
-         "providers.naci.dialect",
-         "the naci preset speaks unified, not 'ark'"),
-        ({"sandbox": {"enabled": False}, "providers": {"naci": {"sandbox": True}}},
-         "providers.naci.sandbox",
-         "this provider talks to the sandbox, which is disabled (sandbox.enabled: false)"),
-        ({"providers": {"apiyi": {**APIYI, "dialect": "sandbox"}}}, "providers.apiyi.dialect",
-         "Input should be 'ark', 'unified' or 'seedance2ink' (got 'sandbox')"),
-        ({"providers": {"apiyi": "ark"}}, "providers.apiyi",
-         "should be a mapping of keys to values, got str"),
-        ({"providers": {"apiyi": {**APIYI, "poll": {"min_interval": 5, "max_interval": 3}}}},
-         "providers.apiyi.poll.max_interval", "max_interval (3) must be >= min_interval (5)"),
-        ({"providers": {"apiyi": {**APIYI, "poll": {"min_interval": 90}}}},
-         "providers.apiyi.poll.max_interval", "max_interval (60) must be >= min_interval (90)"),
-        ({"providers": {"apiyi": {**APIYI, "poll": {"jitter": -0.1}}}},
-         "providers.apiyi.poll.jitter", "Input should be greater than or equal to 0 (got -0.1)"),
-        ({"providers": {"apiyi": {**APIYI, "max_concurrency": 0}}},
-         "providers.apiyi.max_concurrency", "Input should be greater than or equal to 1 (got 0)"),
-        ({"providers": {"apiyi": {**APIYI, "base_url": "ftp://api.apiyi.com"}}},
-         "providers.apiyi.base_url", "must be an http:// or https:// URL, got 'ftp://api.apiyi.com'"),
-        ({"providers": {"apiyi": {**APIYI, "path_prefix": "seedance"}}},
-         "providers.apiyi.path_prefix", "must be empty or start with '/', got 'seedance'"),
-        ({"providers": {"apiyi": {"dialect": "ark"}}}, "providers.apiyi.base_url",
-         "base_url is required (null means this relay's own sandbox: set sandbox: true)"),
-        ({"sandbox": {"enabled": False}}, "providers",
-         "no providers are configured and the sandbox is disabled"),
-        ({"sandbox": {"enabled": False}, "providers": {"sandbox": {"dialect": "ark"}}},
-         "providers.sandbox.base_url",
-         "base_url is required (null means this relay's own sandbox: set sandbox: true)"),
+        (
+            {"server": {"public_url": "relay.example"}},
+            "server.public_url",
+            "must be an http:// or https:// URL, got 'relay.example'",
+        ),
+        (
+            {"delivery": {"retry_schedule": [5, 10, 0]}},
+            "delivery.retry_schedule.2",
+            "Input should be greater than 0 (got 0)",
+        ),
+        (
+            {"delivery": {"retry_schedule": []}},
+            "delivery.retry_schedule",
+            "Tuple should have at least 1 item after validation, not 0",
+        ),
+        (
+            {"delivery": {"jitter": 0.6}},
+            "delivery.jitter",
+            "Input should be less than or equal to 0.5 (got 0.6)",
+        ),
+        (
+            {"delivery": {"timeout": float("inf")}},
+            "delivery.timeout",
+            "Input should be a finite number (got inf)",
+        ),
+        (
+            {"delivery": {"timeout": "nan"}},
+            "delivery.timeout",
+            "Input should be a finite number (got 'nan')",
+        ),
+        (
+            {"limits": {"max_body_bytes": 100}},
+            "limits.max_body_bytes",
+            "Input should be greater than or equal to 1024 (got 100)",
+        ),
+        (
+            {"log_level": "verbose"},
+            "log_level",
+            "Input should be 'debug', 'info', 'warning' or 'error' (got 'verbose')",
+        ),
+        ({"secret_key": "short"}, "secret_key", "String should have at least 16 characters"),
+        (
+            {"database_url": "mysql://h/db"},
+            "database_url",
+            "must start with sqlite:// or postgresql://",
+        ),
+        (
+            {"database_url": "sqlite:///:memory:"},
+            "database_url",
+            "an in-memory SQLite database is not allowed: the relay needs a file that other "
+            "processes can reopen",
+        ),
+        (
+            {"database_url": "sqlite://relay.db"},
+            "database_url",
+            "write sqlite:///relative/path.db or sqlite:////absolute/path.db",
+        ),
+        (
+            {"providers": {"ApiYi": APIYI}},
+            "providers.ApiYi",
+            "provider name must match ^[a-z][a-z0-9_-]{0,39}$",
+        ),
+        (
+            {"providers": {"a" * 41: APIYI}},
+            "providers." + "a" * 41,
+            "provider name must match ^[a-z][a-z0-9_-]{0,39}$",
+        ),
+        (
+            {"providers": {"myark": {"base_url": "https://x.example"}}},
+            "providers.myark.dialect",
+            "required key is missing",
+        ),
+        (
+            {"providers": {"apiyi": {}}},
+            "providers.apiyi.api_key",
+            "not set; set the environment variable APIYI_API_KEY or api_key",
+        ),
+        (
+            {"providers": {"mine": {"preset": "nope"}}},
+            "providers.mine.preset",
+            "unknown preset 'nope' (known: naci, apiyi, vastnum, cubicspaces, seedance2ink)",
+        ),
+        (
+            {"providers": {"naci": {"preset": "naci", "dialect": "ark", "api_key": "k"}}},
+            "providers.naci.dialect",
+            "the naci preset speaks unified, not 'ark'",
+        ),
+        (
+            {"sandbox": {"enabled": False}, "providers": {"naci": {"sandbox": True}}},
+            "providers.naci.sandbox",
+            "this provider talks to the sandbox, which is disabled (sandbox.enabled: false)",
+        ),
+        (
+            {"providers": {"apiyi": {**APIYI, "dialect": "sandbox"}}},
+            "providers.apiyi.dialect",
+            "Input should be 'ark', 'unified' or 'seedance2ink' (got 'sandbox')",
+        ),
+        (
+            {"providers": {"apiyi": "ark"}},
+            "providers.apiyi",
+            "should be a mapping of keys to values, got str",
+        ),
+        (
+            {"providers": {"apiyi": {**APIYI, "poll": {"min_interval": 5, "max_interval": 3}}}},
+            "providers.apiyi.poll.max_interval",
+            "max_interval (3) must be >= min_interval (5)",
+        ),
+        (
+            {"providers": {"apiyi": {**APIYI, "poll": {"min_interval": 90}}}},
+            "providers.apiyi.poll.max_interval",
+            "max_interval (60) must be >= min_interval (90)",
+        ),
+        (
+            {"providers": {"apiyi": {**APIYI, "poll": {"jitter": -0.1}}}},
+            "providers.apiyi.poll.jitter",
+            "Input should be greater than or equal to 0 (got -0.1)",
+        ),
+        (
+            {"providers": {"apiyi": {**APIYI, "max_concurrency": 0}}},
+            "providers.apiyi.max_concurrency",
+            "Input should be greater than or equal to 1 (got 0)",
+        ),
+        (
+            {"providers": {"apiyi": {**APIYI, "base_url": "ftp://api.apiyi.com"}}},
+            "providers.apiyi.base_url",
+            "must be an http:// or https:// URL, got 'ftp://api.apiyi.com'",
+        ),
+        (
+            {"providers": {"apiyi": {**APIYI, "path_prefix": "seedance"}}},
+            "providers.apiyi.path_prefix",
+            "must be empty or start with '/', got 'seedance'",
+        ),
+        (
+            {"providers": {"apiyi": {"dialect": "ark"}}},
+            "providers.apiyi.base_url",
+            "base_url is required (null means this relay's own sandbox: set sandbox: true)",
+        ),
+        (
+            {"sandbox": {"enabled": False}},
+            "providers",
+            "no providers are configured and the sandbox is disabled",
+        ),
+        (
+            {"sandbox": {"enabled": False}, "providers": {"sandbox": {"dialect": "ark"}}},
+            "providers.sandbox.base_url",
+            "base_url is required (null means this relay's own sandbox: set sandbox: true)",
+        ),
     ],
 )
 def test_validation_error_names_the_key_path(data: dict[str, Any], path: str, message: str) -> None:
@@ -291,18 +400,21 @@ def test_credentials_are_not_echoed_in_errors() -> None:
 
 
 def test_all_errors_are_reported_together() -> None:
-    error = config_error({
-        "server": {"port": "abc"},
-        "delivery": {"retry_schedule": [5, -1]},
-        "providers": {"Bad": APIYI, "apiyi": {**APIYI, "extra": 1}},
-    })
+    error = config_error(
+        {
+            "server": {"port": "abc"},
+            "delivery": {"retry_schedule": [5, -1]},
+            "providers": {"Bad": APIYI, "apiyi": {**APIYI, "extra": 1}},
+        }
+    )
     assert error.path == "server.port"
     assert str(error) == (
         "server.port: Input should be a valid integer, unable to parse string as an integer "
         "(got 'abc')\n"
         "delivery.retry_schedule.1: Input should be greater than 0 (got -1)\n"
         "providers.Bad: provider name must match ^[a-z][a-z0-9_-]{0,39}$\n"
-        "providers.apiyi.extra: unknown key (extra inputs are not permitted)")
+        "providers.apiyi.extra: unknown key (extra inputs are not permitted)"
+    )
 
 
 def test_postgres_url_is_accepted() -> None:
@@ -321,11 +433,19 @@ def test_sqlite_absolute_path() -> None:
 
 
 def test_urls_are_normalized() -> None:
-    settings = Settings.from_mapping({
-        "server": {"public_url": "https://relay.example/"},
-        "providers": {"apiyi": {**APIYI, "base_url": "https://api.apiyi.com/",
-                                "path_prefix": "/seedance/api/v3/"}},
-    }, env={})
+    settings = Settings.from_mapping(
+        {
+            "server": {"public_url": "https://relay.example/"},
+            "providers": {
+                "apiyi": {
+                    **APIYI,
+                    "base_url": "https://api.apiyi.com/",
+                    "path_prefix": "/seedance/api/v3/",
+                }
+            },
+        },
+        env={},
+    )
     assert settings.server.public_url == "https://relay.example"
     assert settings.providers["apiyi"].base_url == "https://api.apiyi.com"
     assert settings.providers["apiyi"].path_prefix == "/seedance/api/v3"
@@ -355,13 +475,15 @@ def test_sandbox_is_added_next_to_configured_providers() -> None:
     assert apiyi.timeout == 30.0
     assert apiyi.max_concurrency == 8
     assert apiyi.poll == PollSettings(
-        min_interval=5.0, max_interval=60.0, expected_duration=120.0, jitter=0.1)
+        min_interval=5.0, max_interval=60.0, expected_duration=120.0, jitter=0.1
+    )
     assert settings.provider("missing") is None
 
 
 def test_sandbox_is_not_added_when_disabled() -> None:
     settings = Settings.from_mapping(
-        {"sandbox": {"enabled": False}, "providers": {"apiyi": APIYI}}, env={})
+        {"sandbox": {"enabled": False}, "providers": {"apiyi": APIYI}}, env={}
+    )
     assert list(settings.providers) == ["apiyi"]
 
 
@@ -375,15 +497,19 @@ def test_an_explicit_sandbox_provider_is_kept() -> None:
 
 def test_builtin_sandbox_expects_its_own_duration() -> None:
     settings = Settings.from_mapping(
-        {"sandbox": {"queued_seconds": 1, "running_seconds": 30}}, env={})
+        {"sandbox": {"queued_seconds": 1, "running_seconds": 30}}, env={}
+    )
     assert settings.providers[SANDBOX].poll.expected_duration == 31.0
 
 
 def test_provider_max_age_falls_back_to_polling() -> None:
-    settings = Settings.from_mapping({
-        "polling": {"max_age": 1000},
-        "providers": {"apiyi": APIYI, "short": {**APIYI, "max_age": 60}},
-    }, env={})
+    settings = Settings.from_mapping(
+        {
+            "polling": {"max_age": 1000},
+            "providers": {"apiyi": APIYI, "short": {**APIYI, "max_age": 60}},
+        },
+        env={},
+    )
     assert settings.provider_max_age("apiyi") == 1000.0
     assert settings.provider_max_age("short") == 60.0
     assert settings.provider_max_age("unknown") == 1000.0
@@ -394,7 +520,8 @@ def test_provider_max_age_falls_back_to_polling() -> None:
 
 def test_settings_are_frozen() -> None:
     settings = Settings.from_mapping(
-        {"providers": {"apiyi": {**APIYI, "headers": {"Accept-Encoding": "identity"}}}}, env={})
+        {"providers": {"apiyi": {**APIYI, "headers": {"Accept-Encoding": "identity"}}}}, env={}
+    )
     with pytest.raises(ValidationError, match="frozen"):
         settings.server.port = 1
     with pytest.raises(ValidationError, match="frozen"):
@@ -413,18 +540,33 @@ def test_settings_round_trip_through_a_dump() -> None:
 
 
 def test_redacted_hides_credentials() -> None:
-    settings = Settings.from_mapping({
-        "secret_key": "0123456789abcdef",
-        "database_url": "postgresql://relay:hunter2@db/relay",
-        "providers": {"apiyi": {**APIYI, "api_key": "sk-live", "headers": {
-            "Accept-Encoding": "identity", "X-Api-Key": "k", "Authorization": "Bearer t"}}},
-    }, env={})
+    settings = Settings.from_mapping(
+        {
+            "secret_key": "0123456789abcdef",
+            "database_url": "postgresql://relay:hunter2@db/relay",
+            "providers": {
+                "apiyi": {
+                    **APIYI,
+                    "api_key": "sk-live",
+                    "headers": {
+                        "Accept-Encoding": "identity",
+                        "X-Api-Key": "k",
+                        "Authorization": "Bearer t",
+                    },
+                }
+            },
+        },
+        env={},
+    )
     data = redacted(settings)
     assert data["secret_key"] == "***"
     assert data["database_url"] == "postgresql://relay:***@db/relay"
     assert data["providers"]["apiyi"]["api_key"] == "***"
     assert data["providers"]["apiyi"]["headers"] == {
-        "Accept-Encoding": "identity", "X-Api-Key": "***", "Authorization": "***"}
+        "Accept-Encoding": "identity",
+        "X-Api-Key": "***",
+        "Authorization": "***",
+    }
     assert data["providers"][SANDBOX]["api_key"] == "***"
     assert data["server"] == {"host": "127.0.0.1", "port": 8000, "public_url": None}
     assert data["delivery"]["retry_schedule"][0] == 5.0
@@ -441,8 +583,16 @@ def test_example_file_documents_every_key() -> None:
     text = EXAMPLE.read_text(encoding="utf-8")
     keys = set(re.findall(r"^\s*#?\s*([a-z_]+):", text, re.MULTILINE))
     expected = set(Settings.model_fields) | set(ProviderSettings.model_fields)
-    for section in ("server", "limits", "polling", "delivery", "subscriptions", "idempotency",
-                    "retention", "sandbox"):
+    for section in (
+        "server",
+        "limits",
+        "polling",
+        "delivery",
+        "subscriptions",
+        "idempotency",
+        "retention",
+        "sandbox",
+    ):
         expected |= set(Settings.model_fields[section].annotation.model_fields)  # type: ignore[union-attr]
     expected |= set(PollSettings.model_fields)
     assert expected <= keys
@@ -454,16 +604,33 @@ def test_example_real_providers_load_when_uncommented(tmp_path: Path) -> None:
     text = EXAMPLE.read_text(encoding="utf-8")
     head, _, providers = text.partition("\nproviders:\n")
     uncommented = re.sub(r"^(\s*)#(?=\S|  )", r"\1", providers, flags=re.MULTILINE)
-    env = {name: f"key-{name.lower()}" for name in (
-        "NACI_API_KEY", "APIYI_API_KEY", "VASTNUM_API_KEY", "CUBICSPACES_API_KEY",
-        "SEEDANCE2INK_API_KEY")}
+    env = {
+        name: f"key-{name.lower()}"
+        for name in (
+            "NACI_API_KEY",
+            "APIYI_API_KEY",
+            "VASTNUM_API_KEY",
+            "CUBICSPACES_API_KEY",
+            "SEEDANCE2INK_API_KEY",
+        )
+    }
     settings = load_settings(write(tmp_path, head + "\nproviders:\n" + uncommented), env=env)
     assert sorted(settings.providers) == [
-        "apiyi", "cubicspaces", "cubicspaces-unified", "naci", "naci-sandbox", "sandbox",
-        "seedance2ink", "vastnum"]
+        "apiyi",
+        "cubicspaces",
+        "cubicspaces-unified",
+        "naci",
+        "naci-sandbox",
+        "sandbox",
+        "seedance2ink",
+        "vastnum",
+    ]
     apiyi = settings.providers["apiyi"]
     assert (apiyi.dialect, apiyi.base_url, apiyi.path_prefix) == (
-        "ark", "https://api.apiyi.com", "/seedance/api/v3")
+        "ark",
+        "https://api.apiyi.com",
+        "/seedance/api/v3",
+    )
     assert dict(apiyi.headers) == {"Accept-Encoding": "identity"}
     assert apiyi.api_key == "key-apiyi_api_key"
     assert settings.providers["naci"].base_url == "https://api-cs-al.naci-tech.com"
@@ -471,30 +638,54 @@ def test_example_real_providers_load_when_uncommented(tmp_path: Path) -> None:
     assert settings.providers["cubicspaces"].path_prefix == "/api/v3"
     unified = settings.providers["cubicspaces-unified"]
     assert (unified.dialect, unified.path_prefix, unified.moderation_path, unified.api_key) == (
-        "unified", "", "/v1/images/moderations", "key-cubicspaces_api_key")
+        "unified",
+        "",
+        "/v1/images/moderations",
+        "key-cubicspaces_api_key",
+    )
     naci = settings.providers["naci"]
     assert dict(naci.query_params) == {"show_raw": "true", "show_usage": "true"}
     assert (naci.poll.min_interval, naci.preset) == (15.0, "naci")
     ink = settings.providers["seedance2ink"]
     assert (ink.dialect, ink.base_url, ink.poll.min_interval) == (
-        "seedance2ink", "https://www.seedance2.ink", 30.0)
+        "seedance2ink",
+        "https://www.seedance2.ink",
+        30.0,
+    )
     # A sandbox flavor needs no key and no base_url: it is this relay.
     local = settings.providers["naci-sandbox"]
     assert (local.sandbox, local.base_url, local.api_key, local.dialect) == (
-        True, None, None, "unified")
+        True,
+        None,
+        None,
+        "unified",
+    )
     assert settings.providers["cubicspaces-unified"].dialect == "unified"
     assert settings.providers["seedance2ink"].dialect == "seedance2ink"
     assert settings.providers["seedance2ink"].base_url == "https://www.seedance2.ink"
 
 
 def test_a_preset_fills_what_the_entry_leaves_out_and_yields_to_what_it_says() -> None:
-    settings = Settings.from_mapping({"providers": {"mine": {
-        "preset": "apiyi", "base_url": "https://staging.apiyi.example",
-        "headers": {"X-Team": "video"}, "poll": {"min_interval": 2}}}},
-        env={"APIYI_API_KEY": "sk-env"})
+    settings = Settings.from_mapping(
+        {
+            "providers": {
+                "mine": {
+                    "preset": "apiyi",
+                    "base_url": "https://staging.apiyi.example",
+                    "headers": {"X-Team": "video"},
+                    "poll": {"min_interval": 2},
+                }
+            }
+        },
+        env={"APIYI_API_KEY": "sk-env"},
+    )
     mine = settings.providers["mine"]
     assert (mine.dialect, mine.base_url, mine.path_prefix, mine.api_key) == (
-        "ark", "https://staging.apiyi.example", "/seedance/api/v3", "sk-env")
+        "ark",
+        "https://staging.apiyi.example",
+        "/seedance/api/v3",
+        "sk-env",
+    )
     # Mappings merge: the preset's header stays next to the entry's own.
     assert dict(mine.headers) == {"Accept-Encoding": "identity", "X-Team": "video"}
     assert (mine.poll.min_interval, mine.poll.max_interval) == (2.0, 60.0)
@@ -502,6 +693,7 @@ def test_a_preset_fills_what_the_entry_leaves_out_and_yields_to_what_it_says() -
 
 
 def test_an_explicit_api_key_wins_over_the_presets_variable() -> None:
-    settings = Settings.from_mapping({"providers": {"naci": {"api_key": "sk-file"}}},
-                                     env={"NACI_API_KEY": "sk-env"})
+    settings = Settings.from_mapping(
+        {"providers": {"naci": {"api_key": "sk-file"}}}, env={"NACI_API_KEY": "sk-env"}
+    )
     assert settings.providers["naci"].api_key == "sk-file"

@@ -42,13 +42,29 @@ async def write_succeeded_tasks(store: Store, url: str, n: int) -> tuple[str, li
     await store.create_account(account, new_id("hash"), generate_webhook_secret())
     event_ids = []
     for _ in range(n):
-        task = Task(id=new_id("task"), account_id=account.id, provider="sandbox",
-                    provider_task_id=new_id("cgt"), status=TaskStatus.SUCCEEDED,
-                    created_at=now, updated_at=now, callback_url=url)
+        task = Task(
+            id=new_id("task"),
+            account_id=account.id,
+            provider="sandbox",
+            provider_task_id=new_id("cgt"),
+            status=TaskStatus.SUCCEEDED,
+            created_at=now,
+            updated_at=now,
+            callback_url=url,
+        )
         change = registered(task, now, lambda: new_id("evt"))
-        await store.create_task(change, Destination(
-            id=new_id("dst"), account_id=account.id, kind="callback", url=url,
-            key="one-key", event_types=None, task_id=task.id))
+        await store.create_task(
+            change,
+            Destination(
+                id=new_id("dst"),
+                account_id=account.id,
+                kind="callback",
+                url=url,
+                key="one-key",
+                event_types=None,
+                task_id=task.id,
+            ),
+        )
         event_ids.append(change.events[0].id)
     return account.id, event_ids
 
@@ -63,11 +79,19 @@ async def test_a_delivery_that_waited_out_its_lease_is_not_sent_twice(store: Sto
         account_id, events = await write_succeeded_tasks(store, receiver.url, 4)
         transport = RelayTransport(max_connections=8)
         engine = DeliveryEngine(
-            store=store, transport=transport, clock=SystemClock(), rng=random.Random(1),
-            owner="test", settings=EngineSettings(
-                timeout=0.5, max_in_flight=8, max_in_flight_per_destination=1,
+            store=store,
+            transport=transport,
+            clock=SystemClock(),
+            rng=random.Random(1),
+            owner="test",
+            settings=EngineSettings(
+                timeout=0.5,
+                max_in_flight=8,
+                max_in_flight_per_destination=1,
                 lease_seconds=1.0,
-                retry=RetryPolicy(schedule=(0.1,), jitter=0)))
+                retry=RetryPolicy(schedule=(0.1,), jitter=0),
+            ),
+        )
         try:
             engine.wake()
             await receiver.wait_for(4, within=10)
@@ -92,9 +116,13 @@ async def test_stop_lets_attempts_in_flight_finish_and_starts_no_more(store: Sto
         account_id, events = await write_succeeded_tasks(store, receiver.url, 6)
         transport = RelayTransport(max_connections=8)
         engine = DeliveryEngine(
-            store=store, transport=transport, clock=SystemClock(), rng=random.Random(1),
-            owner="test", settings=EngineSettings(
-                timeout=2, max_in_flight=8, max_in_flight_per_destination=2))
+            store=store,
+            transport=transport,
+            clock=SystemClock(),
+            rng=random.Random(1),
+            owner="test",
+            settings=EngineSettings(timeout=2, max_in_flight=8, max_in_flight_per_destination=2),
+        )
         try:
             engine.wake()
             await receiver.wait_for(2, within=5)  # two in flight, four waiting their turn
@@ -105,8 +133,9 @@ async def test_stop_lets_attempts_in_flight_finish_and_starts_no_more(store: Sto
             await transport.aclose()
         assert sent == 2
         # The two attempts in flight finished and were recorded; the rest wait, pending.
-        statuses = sorted([(await store.event_deliveries(account_id, e))[0].delivery.status.value
-                           for e in events])
+        statuses = sorted(
+            [(await store.event_deliveries(account_id, e))[0].delivery.status.value for e in events]
+        )
         assert statuses == ["pending"] * 4 + ["succeeded"] * 2
 
 
@@ -130,8 +159,7 @@ class Outage:
         await self._store.record_attempts(records, owner)
 
 
-async def test_attempts_the_database_refused_are_recorded_once_it_is_back(
-        store: Store) -> None:
+async def test_attempts_the_database_refused_are_recorded_once_it_is_back(store: Store) -> None:
     """Records that fail are written again while their leases hold, so a database that
     comes back within a lease costs no second send."""
     async with Receiver() as receiver:
@@ -140,9 +168,13 @@ async def test_attempts_the_database_refused_are_recorded_once_it_is_back(
         outage = Outage(store, failures=3)
         transport = RelayTransport(max_connections=8)
         engine = DeliveryEngine(
-            store=outage, transport=transport, clock=SystemClock(), rng=random.Random(1),
-            owner="test", settings=EngineSettings(timeout=1, max_in_flight=8,
-                                                  lease_seconds=10.0))
+            store=outage,
+            transport=transport,
+            clock=SystemClock(),
+            rng=random.Random(1),
+            owner="test",
+            settings=EngineSettings(timeout=1, max_in_flight=8, lease_seconds=10.0),
+        )
         try:
             engine.wake()
             await receiver.wait_for(3, within=5)
@@ -187,20 +219,43 @@ async def test_a_late_send_signs_and_sends_the_refreshed_body(store: Store) -> N
         await store.create_account(account, new_id("hash"), secret)
         events = {}
         for expires in (now - timedelta(hours=1), now + timedelta(hours=1)):
-            task = Task(id=new_id("task"), account_id=account.id, provider="sandbox",
-                        provider_task_id=new_id("cgt"), status=TaskStatus.SUCCEEDED,
-                        created_at=now, updated_at=now, callback_url=receiver.url,
-                        video_url="https://cdn.example.com/v.mp4", video_url_expires_at=expires)
+            task = Task(
+                id=new_id("task"),
+                account_id=account.id,
+                provider="sandbox",
+                provider_task_id=new_id("cgt"),
+                status=TaskStatus.SUCCEEDED,
+                created_at=now,
+                updated_at=now,
+                callback_url=receiver.url,
+                video_url="https://cdn.example.com/v.mp4",
+                video_url_expires_at=expires,
+            )
             change = registered(task, now, lambda: new_id("evt"))
-            await store.create_task(change, Destination(
-                id=new_id("dst"), account_id=account.id, kind="callback", url=receiver.url,
-                key="one-key", event_types=None, task_id=task.id))
+            await store.create_task(
+                change,
+                Destination(
+                    id=new_id("dst"),
+                    account_id=account.id,
+                    kind="callback",
+                    url=receiver.url,
+                    key="one-key",
+                    event_types=None,
+                    task_id=task.id,
+                ),
+            )
             events[expires < now] = change.events[0]
         refresh = Relabel()
         transport = RelayTransport(max_connections=8)
         engine = DeliveryEngine(
-            store=store, transport=transport, clock=SystemClock(), rng=random.Random(1),
-            owner="test", refresh=refresh, settings=EngineSettings(timeout=2))
+            store=store,
+            transport=transport,
+            clock=SystemClock(),
+            rng=random.Random(1),
+            owner="test",
+            refresh=refresh,
+            settings=EngineSettings(timeout=2),
+        )
         try:
             engine.wake()
             await receiver.wait_for(2, within=5)
@@ -208,8 +263,9 @@ async def test_a_late_send_signs_and_sends_the_refreshed_body(store: Store) -> N
             await engine.stop(grace=2)
             await transport.aclose()
         assert refresh.asked == [events[True].id]
-        bodies = {r.webhook_id: Webhook(secret).verify(r.body, r.headers)
-                  for r in receiver.requests}
+        bodies = {
+            r.webhook_id: Webhook(secret).verify(r.body, r.headers) for r in receiver.requests
+        }
         assert bodies[events[True].id]["relay_notice"]["code"] == "video_url_refreshed"
         assert bodies[events[True].id]["id"] == events[True].id
         assert receiver.with_id(events[False].id)[0].body == events[False].body.encode()

@@ -15,8 +15,12 @@ Z90 = 1.6448536269514722  # the normal 95th percentile
 DECILE_RANGE = 2 * 1.2815515655446004  # the normal 10-90 % range
 
 
-def key(duration: int | None = 5, resolution: str | None = "720p", model: str | None = None,
-        provider: str = "ark") -> DurationKey:
+def key(
+    duration: int | None = 5,
+    resolution: str | None = "720p",
+    model: str | None = None,
+    provider: str = "ark",
+) -> DurationKey:
     return DurationKey(provider, model or "seedance-2.0", duration, resolution)
 
 
@@ -25,13 +29,23 @@ def feed(model: DurationModel, k: DurationKey, *seconds: float) -> None:
         assert model.observe(k, s)
 
 
-def check(estimate: DurationEstimate | None, *, median: float, spread: float,
-          observations: int, basis: Basis, outlier_rate: float = 0.0) -> None:
+def check(
+    estimate: DurationEstimate | None,
+    *,
+    median: float,
+    spread: float,
+    observations: int,
+    basis: Basis,
+    outlier_rate: float = 0.0,
+) -> None:
     assert estimate is not None
     assert estimate.median == pytest.approx(median, rel=1e-9)
     assert estimate.spread == pytest.approx(spread, rel=1e-9)
     assert (estimate.observations, estimate.basis, estimate.outlier_rate) == (
-        observations, basis, outlier_rate)
+        observations,
+        basis,
+        outlier_rate,
+    )
 
 
 def expected_spread(scale: float, n: int, prior: float = 0.15) -> float:
@@ -41,6 +55,7 @@ def expected_spread(scale: float, n: int, prior: float = 0.15) -> float:
 
 
 # --- keys -----------------------------------------------------------------------------------
+
 
 def test_levels_go_from_fine_to_coarse() -> None:
     assert KEY.levels() == (
@@ -56,17 +71,30 @@ def test_levels_have_no_repeats_when_fields_are_missing() -> None:
     assert DurationKey("ark", "m").levels() == (DurationKey("ark", "m"), DurationKey("ark"))
     assert DurationKey("ark").levels() == (DurationKey("ark"),)
     assert DurationKey("ark", "m", 5).levels() == (
-        DurationKey("ark", "m", 5), DurationKey("ark", "m"), DurationKey("ark"))
+        DurationKey("ark", "m", 5),
+        DurationKey("ark", "m"),
+        DurationKey("ark"),
+    )
 
 
 def test_key_of_a_task() -> None:
-    task = Task(id="task_1", account_id="acc_1", provider="ark", provider_task_id="cgt-1",
-                status=TaskStatus.SUCCEEDED, created_at=NOW, updated_at=NOW,
-                model="seedance-2.0", duration=10, resolution="1080p")
+    task = Task(
+        id="task_1",
+        account_id="acc_1",
+        provider="ark",
+        provider_task_id="cgt-1",
+        status=TaskStatus.SUCCEEDED,
+        created_at=NOW,
+        updated_at=NOW,
+        model="seedance-2.0",
+        duration=10,
+        resolution="1080p",
+    )
     assert DurationKey.of(task) == DurationKey("ark", "seedance-2.0", 10, "1080p")
 
 
 # --- the robust summary ---------------------------------------------------------------------
+
 
 def test_summary_of_three() -> None:
     logs = tuple(math.log(s) for s in (90, 100, 110))
@@ -101,6 +129,7 @@ def test_summary_counts_outliers() -> None:
 
 # --- estimates ------------------------------------------------------------------------------
 
+
 def test_nothing_learned_no_estimate() -> None:
     model = DurationModel()
     assert model.estimate(KEY) is None
@@ -114,8 +143,13 @@ def test_an_estimate_needs_min_observations() -> None:
     assert model.estimate(KEY) is None
     feed(model, KEY, 110)
     estimate = model.estimate(KEY)
-    check(estimate, median=100, spread=expected_spread(1.4826 * math.log(1.1), 3),
-          observations=3, basis=Basis.KEY)
+    check(
+        estimate,
+        median=100,
+        spread=expected_spread(1.4826 * math.log(1.1), 3),
+        observations=3,
+        basis=Basis.KEY,
+    )
     assert estimate is not None
     assert model.expected_finish(KEY, NOW) == NOW + timedelta(seconds=estimate.median)
 
@@ -203,6 +237,7 @@ def test_impossible_durations_teach_nothing(seconds: float) -> None:
 
 # --- fallbacks ------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def learned() -> DurationModel:
     """5 s and 10 s clips at 720p: 100 s and 200 s, three of each."""
@@ -217,16 +252,26 @@ def test_clip_lengths_in_between_are_interpolated(learned: DurationModel) -> Non
     assert own is not None
     assert own.spread == pytest.approx(expected_spread(0, 3))
     for duration, median in [(6, 120), (7, 140), (9, 180)]:
-        check(learned.estimate(key(duration)), median=median,
-              spread=math.hypot(own.spread, 0.05), observations=6, basis=Basis.NEIGHBOURS)
+        check(
+            learned.estimate(key(duration)),
+            median=median,
+            spread=math.hypot(own.spread, 0.05),
+            observations=6,
+            basis=Basis.NEIGHBOURS,
+        )
 
 
 def test_clip_lengths_just_outside_are_extrapolated(learned: DurationModel) -> None:
     own = learned.estimate(key(5))
     assert own is not None
     for duration, median in [(4, 80), (15, 300)]:
-        check(learned.estimate(key(duration)), median=median,
-              spread=math.hypot(own.spread, 0.1), observations=6, basis=Basis.NEIGHBOURS)
+        check(
+            learned.estimate(key(duration)),
+            median=median,
+            spread=math.hypot(own.spread, 0.1),
+            observations=6,
+            basis=Basis.NEIGHBOURS,
+        )
     # Further than the two points are apart: not trusted, a coarser key answers.
     far = learned.estimate(key(16))
     assert far is not None
@@ -279,6 +324,7 @@ def test_a_key_without_a_duration_falls_back_to_its_model() -> None:
 
 # --- bounded memory -------------------------------------------------------------------------
 
+
 def test_memory_is_bounded_and_the_least_recently_observed_key_goes() -> None:
     model = DurationModel(max_keys=6)
     feed(model, key(5), 100, 100, 100)  # 5 keys: its own and four coarser
@@ -297,8 +343,12 @@ def test_many_keys_never_exceed_the_cap() -> None:
     model = DurationModel(max_keys=50, window=4)
     rng = random.Random(1)
     for _ in range(2000):
-        k = DurationKey(rng.choice(["a", "b"]), rng.choice(["m1", "m2", "m3"]),
-                        rng.randint(4, 15), rng.choice(["480p", "720p", "1080p"]))
+        k = DurationKey(
+            rng.choice(["a", "b"]),
+            rng.choice(["m1", "m2", "m3"]),
+            rng.randint(4, 15),
+            rng.choice(["480p", "720p", "1080p"]),
+        )
         model.observe(k, rng.uniform(40, 400))
         assert len(model) <= 50
     assert all(len(s.logs) <= 4 for s in (model.stats(k) for k in model._stats) if s)
@@ -315,19 +365,25 @@ def test_estimating_does_not_refresh_a_key() -> None:
 
 # --- values ---------------------------------------------------------------------------------
 
+
 def test_estimate_quantiles() -> None:
     estimate = DurationEstimate(median=100, spread=0.1, observations=10)
     assert estimate.quantile(0.5) == pytest.approx(100)
     assert estimate.interval(0.9) == pytest.approx(
-        (100 * math.exp(-0.1 * Z90), 100 * math.exp(0.1 * Z90)))
+        (100 * math.exp(-0.1 * Z90), 100 * math.exp(0.1 * Z90))
+    )
     assert estimate.finish_at(NOW) == NOW + timedelta(seconds=100)
 
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"median": 0, "spread": 0.1}, {"median": math.inf, "spread": 0.1},
-     {"median": 100, "spread": 0}, {"median": 100, "spread": math.nan},
-     {"median": 100, "spread": 0.1, "outlier_rate": 1.5}],
+    [
+        {"median": 0, "spread": 0.1},
+        {"median": math.inf, "spread": 0.1},
+        {"median": 100, "spread": 0},
+        {"median": 100, "spread": math.nan},
+        {"median": 100, "spread": 0.1, "outlier_rate": 1.5},
+    ],
 )
 def test_estimate_rejects_nonsense(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):  # noqa: PT011 - any of several messages
@@ -336,9 +392,16 @@ def test_estimate_rejects_nonsense(kwargs: dict[str, float]) -> None:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"max_keys": 0}, {"window": 0}, {"min_observations": 0}, {"prior_spread": 0},
-     {"coarse_prior_spread": -1}, {"min_spread": 0}, {"prior_weight": -1},
-     {"neighbour_spread": -0.1}],
+    [
+        {"max_keys": 0},
+        {"window": 0},
+        {"min_observations": 0},
+        {"prior_spread": 0},
+        {"coarse_prior_spread": -1},
+        {"min_spread": 0},
+        {"prior_weight": -1},
+        {"neighbour_spread": -0.1},
+    ],
 )
 def test_model_rejects_nonsense(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):  # noqa: PT011 - any of several messages

@@ -24,19 +24,29 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 def parse(text: bytes | str) -> Samples:
     body = text.decode() if isinstance(text, bytes) else text
-    return {(s.name, frozenset(s.labels.items())): s.value
-            for family in text_string_to_metric_families(body) for s in family.samples}
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(body)
+        for s in family.samples
+    }
 
 
 def gauges(metrics: list[object]) -> Samples:
-    return {(s.name, frozenset(s.labels.items())): s.value
-            for m in metrics for s in m.samples}  # type: ignore[attr-defined]
+    return {(s.name, frozenset(s.labels.items())): s.value for m in metrics for s in m.samples}  # type: ignore[attr-defined]
 
 
-def health(name: str, faults: int = 0, backoff_until: datetime | None = None,
-           in_flight: int = 0) -> ProviderHealth:
-    return ProviderHealth(name, "ark", faults, "unavailable: 503" if faults else None,
-                          NOW if faults else None, backoff_until, in_flight)
+def health(
+    name: str, faults: int = 0, backoff_until: datetime | None = None, in_flight: int = 0
+) -> ProviderHealth:
+    return ProviderHealth(
+        name,
+        "ark",
+        faults,
+        "unavailable: 503" if faults else None,
+        NOW if faults else None,
+        backoff_until,
+        in_flight,
+    )
 
 
 def key(name: str, **labels: str) -> tuple[str, frozenset[tuple[str, str]]]:
@@ -44,11 +54,18 @@ def key(name: str, **labels: str) -> tuple[str, frozenset[tuple[str, str]]]:
 
 
 def test_state_gauges_from_the_engine_the_providers_and_a_snapshot() -> None:
-    snapshot = MetricsSnapshot(tasks={TaskStatus.RUNNING: 3, TaskStatus.SUCCEEDED: 7},
-                               due_deliveries=4, oldest_due_at=NOW - timedelta(seconds=90))
-    live = LiveState(in_flight=5, providers=(
-        health("ark", faults=2, backoff_until=NOW + timedelta(seconds=12.5), in_flight=1),
-        health("naci")))
+    snapshot = MetricsSnapshot(
+        tasks={TaskStatus.RUNNING: 3, TaskStatus.SUCCEEDED: 7},
+        due_deliveries=4,
+        oldest_due_at=NOW - timedelta(seconds=90),
+    )
+    live = LiveState(
+        in_flight=5,
+        providers=(
+            health("ark", faults=2, backoff_until=NOW + timedelta(seconds=12.5), in_flight=1),
+            health("naci"),
+        ),
+    )
     samples = gauges(list(state_metrics(snapshot, NOW - timedelta(seconds=1), live, NOW)))
     assert samples == {
         key("relay_delivery_attempts_in_flight"): 5,
@@ -59,9 +76,12 @@ def test_state_gauges_from_the_engine_the_providers_and_a_snapshot() -> None:
         key("relay_provider_requests_in_flight", provider="ark"): 1,
         key("relay_provider_requests_in_flight", provider="naci"): 0,
         # Every status is present, at 0 when there are none.
-        key("relay_tasks", status="queued"): 0, key("relay_tasks", status="running"): 3,
-        key("relay_tasks", status="succeeded"): 7, key("relay_tasks", status="failed"): 0,
-        key("relay_tasks", status="expired"): 0, key("relay_tasks", status="cancelled"): 0,
+        key("relay_tasks", status="queued"): 0,
+        key("relay_tasks", status="running"): 3,
+        key("relay_tasks", status="succeeded"): 7,
+        key("relay_tasks", status="failed"): 0,
+        key("relay_tasks", status="expired"): 0,
+        key("relay_tasks", status="cancelled"): 0,
         key("relay_delivery_backlog"): 4,
         # As of the snapshot: 89 s then, whatever the scrape time.
         key("relay_delivery_backlog_age_seconds"): 89,
@@ -69,13 +89,17 @@ def test_state_gauges_from_the_engine_the_providers_and_a_snapshot() -> None:
 
 
 def test_a_past_backoff_is_zero_and_no_snapshot_leaves_the_database_gauges_out() -> None:
-    live = LiveState(in_flight=0, providers=(
-        health("ark", faults=1, backoff_until=NOW - timedelta(seconds=3)),))
+    live = LiveState(
+        in_flight=0, providers=(health("ark", faults=1, backoff_until=NOW - timedelta(seconds=3)),)
+    )
     samples = gauges(list(state_metrics(None, None, live, NOW)))
     assert samples[key("relay_provider_backoff_seconds", provider="ark")] == 0
     assert {name for name, _ in samples} == {
-        "relay_delivery_attempts_in_flight", "relay_provider_backoff_seconds",
-        "relay_provider_consecutive_faults", "relay_provider_requests_in_flight"}
+        "relay_delivery_attempts_in_flight",
+        "relay_provider_backoff_seconds",
+        "relay_provider_consecutive_faults",
+        "relay_provider_requests_in_flight",
+    }
 
 
 def test_no_backlog_has_age_zero() -> None:
@@ -147,6 +171,7 @@ async def test_the_snapshot_is_read_at_most_once_per_ttl(tmp_path: Path) -> None
             nonlocal asked
             asked += 1
             raise StoreError("PostgreSQL: no connection within 5 s")
+
         store.metrics_snapshot = counting  # type: ignore[method-assign]
         await metrics.render()
         assert asked == 0

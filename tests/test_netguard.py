@@ -40,8 +40,10 @@ class FakeDns:
 async def post(transport: RelayTransport, url: str) -> httpx.Response:
     async with asyncio.timeout(3):
         resp = await transport.handle_async_request(
-            httpx.Request("POST", url, content=b'{"x":1}',
-                          extensions={"timeout": {"connect": 2, "read": 2}}))
+            httpx.Request(
+                "POST", url, content=b'{"x":1}', extensions={"timeout": {"connect": 2, "read": 2}}
+            )
+        )
         await resp.aread()
     return resp
 
@@ -53,8 +55,7 @@ async def test_a_name_resolving_to_loopback_is_refused_and_named() -> None:
     dns = FakeDns({"hooks.example.com": ["127.0.0.1"]})
     found = await DestinationGuard(PUBLIC_ONLY, resolver=dns).resolve("hooks.example.com", 443)
     assert isinstance(found, Refused)
-    assert found.message.startswith(
-        "refused: hooks.example.com resolves to a loopback address")
+    assert found.message.startswith("refused: hooks.example.com resolves to a loopback address")
 
 
 async def test_one_refused_address_among_several_refuses_the_name() -> None:
@@ -72,8 +73,9 @@ async def test_public_addresses_are_kept_in_order_for_the_connection() -> None:
     assert found == Resolved(("93.184.216.34", "2606:4700::1"))
 
 
-@pytest.mark.parametrize("host", ["127.0.0.1", "::1", "[::1]", "169.254.169.254",
-                                  "::ffff:10.0.0.1"])
+@pytest.mark.parametrize(
+    "host", ["127.0.0.1", "::1", "[::1]", "169.254.169.254", "::ffff:10.0.0.1"]
+)
 async def test_ip_literals_are_judged_without_dns(host: str) -> None:
     dns = FakeDns({})
     found = await DestinationGuard(PUBLIC_ONLY, resolver=dns).resolve(host, 80)
@@ -81,19 +83,30 @@ async def test_ip_literals_are_judged_without_dns(host: str) -> None:
     assert dns.asked == []
 
 
-@pytest.mark.parametrize("url", [
-    "http://localhost:9/hook", "http://LOCALHOST/x", "http://127.0.0.1:8000/",
-    "http://2130706433/", "http://0x7f.1/", "http://127.1/",  # 127.0.0.1, spelled otherwise
-    "http://10.0.0.5/", "http://[::1]:8080/", "http://[::ffff:127.0.0.1]/",
-    "http://169.254.169.254/latest/meta-data/", "http://100.64.0.1/", "http://0.0.0.0:80/",
-])
-async def test_registration_check_refuses_what_the_system_resolves_to_non_public(
-        url: str) -> None:
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://localhost:9/hook",
+        "http://LOCALHOST/x",
+        "http://127.0.0.1:8000/",
+        "http://2130706433/",
+        "http://0x7f.1/",
+        "http://127.1/",  # 127.0.0.1, spelled otherwise
+        "http://10.0.0.5/",
+        "http://[::1]:8080/",
+        "http://[::ffff:127.0.0.1]/",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://100.64.0.1/",
+        "http://0.0.0.0:80/",
+    ],
+)
+async def test_registration_check_refuses_what_the_system_resolves_to_non_public(url: str) -> None:
     reason = await DestinationGuard(PUBLIC_ONLY).check_url(url)
     assert reason is not None, url
     assert reason.startswith("refused: "), (url, reason)
-    assert await DestinationGuard(NetworkPolicy.of(allow=["0.0.0.0/0", "::/0"])).check_url(
-        url) is None
+    assert (
+        await DestinationGuard(NetworkPolicy.of(allow=["0.0.0.0/0", "::/0"])).check_url(url) is None
+    )
 
 
 async def test_registration_check_accepts_names_that_do_not_resolve_or_take_too_long() -> None:
@@ -114,8 +127,7 @@ async def test_registration_check_accepts_names_that_do_not_resolve_or_take_too_
 
 
 @pytest.mark.parametrize("host", ["localhost", "127.0.0.1", "[::ffff:127.0.0.1]"])
-async def test_a_loopback_receiver_gets_nothing_when_loopback_is_not_allowed(
-        host: str) -> None:
+async def test_a_loopback_receiver_gets_nothing_when_loopback_is_not_allowed(host: str) -> None:
     async with RawServer(replies(response(200, b"ok"))) as server:
         transport = RelayTransport(guard=DestinationGuard(PUBLIC_ONLY))
         try:
@@ -140,8 +152,11 @@ async def test_dns_rebinding_is_refused_at_connect_time() -> None:
         dns.table["rebind.example"] = ["127.0.0.1"]
         transport = RelayTransport(guard=guard)
         try:
-            with pytest.raises(DestinationRefused, match=r"rebind\.example resolves to "
-                               r"a loopback address"):
+            with pytest.raises(
+                DestinationRefused,
+                match=r"rebind\.example resolves to "
+                r"a loopback address",
+            ):
                 await post(transport, url)
         finally:
             await transport.aclose()
@@ -150,8 +165,9 @@ async def test_dns_rebinding_is_refused_at_connect_time() -> None:
 
 
 async def test_a_name_dressed_as_an_ip_literal_is_never_looked_up(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """"8.8.8.8%2e.evil.test" is no IP literal: it must not pass the check as 8.8.8.8 and
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """ "8.8.8.8%2e.evil.test" is no IP literal: it must not pass the check as 8.8.8.8 and
     then be looked up as a name at connect time, where a wildcard record under the
     attacker's zone points it anywhere (here: the loopback receiver)."""
     loop = asyncio.get_running_loop()
@@ -214,8 +230,9 @@ async def test_tls_verifies_the_certificate_for_the_name_not_the_address() -> No
     ca.configure_trust(client_ctx)
     dns = FakeDns({"hooks.test": ["127.0.0.1"], "other.test": ["127.0.0.1"]})
     async with RawServer(replies(response(200, b"tls")), ssl_context=server_ctx) as server:
-        transport = RelayTransport(verify=client_ctx,
-                                   guard=DestinationGuard(LOCAL_OK, resolver=dns))
+        transport = RelayTransport(
+            verify=client_ctx, guard=DestinationGuard(LOCAL_OK, resolver=dns)
+        )
         try:
             resp = await post(transport, f"https://hooks.test:{server.port}/")
             with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):

@@ -34,9 +34,9 @@ REFUSED = [
     ("fe80::1", "a link-local address"),
     ("100.64.0.1", "a carrier-grade NAT (100.64.0.0/10) address"),
     ("100.127.255.254", "a carrier-grade NAT (100.64.0.0/10) address"),
-    ("0.0.0.0", "an unspecified (\"this network\") address"),
-    ("0.1.2.3", "an unspecified (\"this network\") address"),
-    ("::", "an unspecified (\"this network\") address"),
+    ("0.0.0.0", 'an unspecified ("this network") address'),
+    ("0.1.2.3", 'an unspecified ("this network") address'),
+    ("::", 'an unspecified ("this network") address'),
     ("224.0.0.1", "a multicast address"),
     ("239.255.255.250", "a multicast address"),
     ("ff02::1", "a multicast address"),
@@ -58,9 +58,20 @@ REFUSED = [
     ("64:ff9b:1::1", "a reserved address"),  # local-use NAT64
 ]
 
-PUBLIC = ["8.8.8.8", "1.1.1.1", "93.184.216.34", "100.63.255.255", "100.128.0.0",
-          "172.15.255.255", "172.32.0.0", "169.255.0.1", "2606:4700:4700::1111",
-          "2a00:1450:4001::200e", "::ffff:8.8.8.8", "64:ff9b::808:808"]
+PUBLIC = [
+    "8.8.8.8",
+    "1.1.1.1",
+    "93.184.216.34",
+    "100.63.255.255",
+    "100.128.0.0",
+    "172.15.255.255",
+    "172.32.0.0",
+    "169.255.0.1",
+    "2606:4700:4700::1111",
+    "2a00:1450:4001::200e",
+    "::ffff:8.8.8.8",
+    "64:ff9b::808:808",
+]
 
 
 @pytest.mark.parametrize(("address", "reason"), REFUSED)
@@ -70,7 +81,8 @@ def test_the_default_policy_refuses_every_non_public_range(address: str, reason:
     assert refusal.reason == reason
     assert refusal.describe(address) == (
         f"refused: {address} is {reason} (network policy; the operator can allow it with "
-        "network.allow_networks)")
+        "network.allow_networks)"
+    )
 
 
 @pytest.mark.parametrize("address", PUBLIC)
@@ -82,26 +94,30 @@ def test_a_refusal_names_the_host_and_the_address_it_resolved_to() -> None:
     refusal = NetworkPolicy().refusal(ip_address("127.0.0.1"))
     assert refusal is not None
     assert refusal.describe("localhost").startswith(
-        "refused: localhost resolves to a loopback address")
+        "refused: localhost resolves to a loopback address"
+    )
     assert refusal.describe("127.0.0.1").startswith("refused: 127.0.0.1 is a loopback")
 
 
 def test_allowed_networks_open_exactly_those_networks() -> None:
     policy = NetworkPolicy.of(allow=[*LOOPBACK, "10.20.0.0/16"])
-    for allowed in ("127.0.0.1", "127.1.2.3", "::1", "::ffff:127.0.0.1", "10.20.5.5",
-                    "8.8.8.8"):
+    for allowed in ("127.0.0.1", "127.1.2.3", "::1", "::ffff:127.0.0.1", "10.20.5.5", "8.8.8.8"):
         assert policy.refusal(ip_address(allowed)) is None, allowed
     for refused in ("10.21.0.1", "192.168.0.1", "169.254.169.254", "::2", "fe80::1"):
         assert policy.refusal(ip_address(refused)) is not None, refused
 
 
 def test_denied_networks_win_over_allowed_and_public() -> None:
-    policy = NetworkPolicy.of(allow=["10.0.0.0/8"], deny=["10.9.0.0/16", "203.0.113.0/24",
-                                                          "2606:4700::/32"])
+    policy = NetworkPolicy.of(
+        allow=["10.0.0.0/8"], deny=["10.9.0.0/16", "203.0.113.0/24", "2606:4700::/32"]
+    )
     assert policy.refusal(ip_address("10.1.1.1")) is None
-    for address, net in (("10.9.1.1", "10.9.0.0/16"), ("203.0.113.7", "203.0.113.0/24"),
-                         ("2606:4700::1", "2606:4700::/32"),
-                         ("::ffff:203.0.113.7", "203.0.113.0/24")):
+    for address, net in (
+        ("10.9.1.1", "10.9.0.0/16"),
+        ("203.0.113.7", "203.0.113.0/24"),
+        ("2606:4700::1", "2606:4700::/32"),
+        ("::ffff:203.0.113.7", "203.0.113.0/24"),
+    ):
         refusal = policy.refusal(ip_address(address))
         assert refusal is not None, address
         assert refusal.denied
@@ -119,9 +135,16 @@ def test_the_default_settings_allow_public_addresses_only() -> None:
 
 
 def test_network_settings_parse_into_a_policy() -> None:
-    settings = Settings.from_mapping({"network": {
-        "allow_networks": ["127.0.0.0/8", "::1", "10.0.0.5"],
-        "deny_networks": ["${DENY}"], "resolve_timeout": "2.5"}}, env={"DENY": "8.8.8.0/24"})
+    settings = Settings.from_mapping(
+        {
+            "network": {
+                "allow_networks": ["127.0.0.0/8", "::1", "10.0.0.5"],
+                "deny_networks": ["${DENY}"],
+                "resolve_timeout": "2.5",
+            }
+        },
+        env={"DENY": "8.8.8.0/24"},
+    )
     policy = settings.network.policy()
     assert policy.refusal(ip_address("10.0.0.5")) is None
     assert policy.refusal(ip_address("10.0.0.6")) is not None
@@ -130,13 +153,16 @@ def test_network_settings_parse_into_a_policy() -> None:
     assert Settings.from_mapping({"network": None}, env={}).network == NetworkSettings()
 
 
-@pytest.mark.parametrize(("section", "path"), [
-    ({"allow_networks": ["localhost"]}, "network.allow_networks.0"),
-    ({"allow_networks": ["127.0.0.1/8"]}, "network.allow_networks.0"),  # host bits set
-    ({"deny_networks": ["10.0.0.0/8", "10.0.0.0/33"]}, "network.deny_networks.1"),
-    ({"resolve_timeout": 0}, "network.resolve_timeout"),
-    ({"allow": ["10.0.0.0/8"]}, "network.allow"),
-])
+@pytest.mark.parametrize(
+    ("section", "path"),
+    [
+        ({"allow_networks": ["localhost"]}, "network.allow_networks.0"),
+        ({"allow_networks": ["127.0.0.1/8"]}, "network.allow_networks.0"),  # host bits set
+        ({"deny_networks": ["10.0.0.0/8", "10.0.0.0/33"]}, "network.deny_networks.1"),
+        ({"resolve_timeout": 0}, "network.resolve_timeout"),
+        ({"allow": ["10.0.0.0/8"]}, "network.allow"),
+    ],
+)
 def test_bad_network_settings_name_the_key(section: dict[str, object], path: str) -> None:
     with pytest.raises(ConfigError) as caught:
         Settings.from_mapping({"network": section}, env={})
@@ -146,5 +172,9 @@ def test_bad_network_settings_name_the_key(section: dict[str, object], path: str
 def test_the_example_file_documents_the_network_and_limit_keys() -> None:
     text = EXAMPLE.read_text(encoding="utf-8")
     keys = set(re.findall(r"^\s*#?\s*([a-z_]+):", text, re.MULTILINE))
-    assert {"network", *NetworkSettings.model_fields, "auth_failures_per_minute",
-            "auth_failure_burst"} <= keys
+    assert {
+        "network",
+        *NetworkSettings.model_fields,
+        "auth_failures_per_minute",
+        "auth_failure_burst",
+    } <= keys

@@ -45,8 +45,12 @@ NOW = datetime(2026, 6, 6, 16, 3, 11, tzinfo=UTC)
 
 
 def route_table() -> set[tuple[str, str]]:
-    return {(method, route.path) for route in routes()
-            for method in route.methods or () if method != "HEAD"}
+    return {
+        (method, route.path)
+        for route in routes()
+        for method in route.methods or ()
+        if method != "HEAD"
+    }
 
 
 def spec_table(spec: dict[str, Any]) -> set[tuple[str, str]]:
@@ -59,7 +63,8 @@ def test_every_route_is_documented_and_every_documented_route_exists() -> None:
     # /metrics is mounted by the app itself (every role serves it), not by routes().
     assert documented - {("GET", "/metrics")} == served, (
         f"undocumented routes: {sorted(served - documented)}; "
-        f"documented but not served: {sorted(documented - served - {('GET', '/metrics')})}")
+        f"documented but not served: {sorted(documented - served - {('GET', '/metrics')})}"
+    )
     assert len({op.key for op in OPERATIONS}) == len(OPERATIONS), "an operation twice"
 
 
@@ -88,13 +93,26 @@ def test_request_bodies_and_queries_come_from_the_validating_models() -> None:
     spec = document()
     create = spec["paths"]["/v1/tasks"]["post"]
     assert create["requestBody"]["content"]["application/json"]["schema"] == {
-        "$ref": "#/components/schemas/CreateTask"}
+        "$ref": "#/components/schemas/CreateTask"
+    }
     assert spec["components"]["schemas"]["CreateTask"]["additionalProperties"] is False
     listing = {p["name"]: p for p in spec["paths"]["/v1/events"]["get"]["parameters"]}
-    assert set(listing) == {"type", "task_id", "since", "until", "delivery_status", "cursor",
-                            "limit", "order"}
-    assert listing["limit"]["schema"] == {"default": 50, "maximum": 200, "minimum": 1,
-                                          "type": "integer"}
+    assert set(listing) == {
+        "type",
+        "task_id",
+        "since",
+        "until",
+        "delivery_status",
+        "cursor",
+        "limit",
+        "order",
+    }
+    assert listing["limit"]["schema"] == {
+        "default": 50,
+        "maximum": 200,
+        "minimum": 1,
+        "type": "integer",
+    }
     assert listing["type"]["schema"] == {"$ref": "#/components/schemas/EventType"}
     header = [p for p in create["parameters"] if p["in"] == "header"]
     assert [p["name"] for p in header] == ["Idempotency-Key"]
@@ -116,12 +134,22 @@ def test_the_document_is_built_once_and_handed_out_as_a_copy() -> None:
 
 def task(**changes: Any) -> Task:
     values: dict[str, Any] = {
-        "id": "task_1", "account_id": "acct_1", "provider": "sandbox",
-        "provider_task_id": "cgt-1", "status": TaskStatus.SUCCEEDED, "created_at": NOW,
-        "updated_at": NOW, "progress": 100, "video_url": "https://v/x.mp4",
-        "video_url_expires_at": NOW, "usage": {"total_tokens": 1}, "duration": 5,
-        "metadata": {"k": "v"}, "completed_at": NOW,
-        "error": TaskError(ErrorCode.CONTENT_POLICY, "no", provider_code="X")}
+        "id": "task_1",
+        "account_id": "acct_1",
+        "provider": "sandbox",
+        "provider_task_id": "cgt-1",
+        "status": TaskStatus.SUCCEEDED,
+        "created_at": NOW,
+        "updated_at": NOW,
+        "progress": 100,
+        "video_url": "https://v/x.mp4",
+        "video_url_expires_at": NOW,
+        "usage": {"total_tokens": 1},
+        "duration": 5,
+        "metadata": {"k": "v"},
+        "completed_at": NOW,
+        "error": TaskError(ErrorCode.CONTENT_POLICY, "no", provider_code="X"),
+    }
     return Task(**{**values, **changes})
 
 
@@ -132,39 +160,79 @@ def valid(model: type[BaseModel], data: Any) -> None:
 
 def test_task_and_event_models_fit_what_the_relay_builds() -> None:
     valid(out.Task, task().to_json())
-    bare = Task(id="task_2", account_id="a", provider="p", provider_task_id=None,
-                status=TaskStatus.QUEUED, created_at=NOW, updated_at=NOW)
+    bare = Task(
+        id="task_2",
+        account_id="a",
+        provider="p",
+        provider_task_id=None,
+        status=TaskStatus.QUEUED,
+        created_at=NOW,
+        updated_at=NOW,
+    )
     valid(out.Task, bare.to_json())
-    valid(out.Event, json.loads(envelope("evt_1", EventType.TASK_SUCCEEDED, 3, NOW,
-                                         task().to_json())))
-    valid(out.Event, json.loads(envelope("evt_2", EventType.RELAY_TEST, 0, NOW,
-                                         {"subscription_id": "sub_1", "message": "hi"})))
+    valid(
+        out.Event, json.loads(envelope("evt_1", EventType.TASK_SUCCEEDED, 3, NOW, task().to_json()))
+    )
+    valid(
+        out.Event,
+        json.loads(
+            envelope(
+                "evt_2", EventType.RELAY_TEST, 0, NOW, {"subscription_id": "sub_1", "message": "hi"}
+            )
+        ),
+    )
 
 
 def test_delivery_subscription_and_provider_models_fit_what_the_relay_builds() -> None:
-    d = Delivery(id="dlv_1", account_id="a", event_id="evt_1", destination_id="sub_1",
-                 url="https://r/h", status=DeliveryStatus.PENDING, attempt_count=0,
-                 next_attempt_at=None, created_at=NOW, updated_at=NOW)
-    a = Attempt(delivery_id="dlv_1", number=1, started_at=NOW, latency_ms=12, outcome="retry",
-                status_code=503, response_snippet="busy")
+    d = Delivery(
+        id="dlv_1",
+        account_id="a",
+        event_id="evt_1",
+        destination_id="sub_1",
+        url="https://r/h",
+        status=DeliveryStatus.PENDING,
+        attempt_count=0,
+        next_attempt_at=None,
+        created_at=NOW,
+        updated_at=NOW,
+    )
+    a = Attempt(
+        delivery_id="dlv_1",
+        number=1,
+        started_at=NOW,
+        latency_ms=12,
+        outcome="retry",
+        status_code=503,
+        response_snippet="busy",
+    )
     valid(out.DeliveryWithAttempts, {**delivery_json(d), "attempts": [attempt_json(a)]})
-    sub = Subscription(id="sub_1", account_id="a", url="https://r/h",
-                       event_types=frozenset({EventType.TASK_FAILED}),
-                       status=SubscriptionStatus.DISABLED, created_at=NOW, updated_at=NOW,
-                       headers=(("X-Token", "secret"),), disabled_at=NOW)
+    sub = Subscription(
+        id="sub_1",
+        account_id="a",
+        url="https://r/h",
+        event_types=frozenset({EventType.TASK_FAILED}),
+        status=SubscriptionStatus.DISABLED,
+        created_at=NOW,
+        updated_at=NOW,
+        headers=(("X-Token", "secret"),),
+        disabled_at=NOW,
+    )
     valid(out.Subscription, sub.to_json())
     valid(out.SubscriptionWithSecret, {**sub.to_json(), "secret": "whsec_x"})
     health = ProviderHealth("sandbox", "ark", 2, "timeout", NOW, None, 0).to_json()
     valid(out.Provider, {**health, "can_cancel": True, "pushes": False, "moderation": False})
 
 
-@pytest.mark.parametrize(("model", "data"), [
-    (out.Task, {**task().to_json(), "extra": 1}),  # an undocumented field
-    ({k: v for k, v in task().to_json().items() if k != "seed"}, None),  # a missing one
-    (out.Task, {**task().to_json(), "status": "done"}),  # not a documented status
-    (out.Task, {**task().to_json(), "duration": "5"}),  # a number as a string
-    (out.Error, {"error": {"code": "x"}}),
-])
+@pytest.mark.parametrize(
+    ("model", "data"),
+    [
+        (out.Task, {**task().to_json(), "extra": 1}),  # an undocumented field
+        ({k: v for k, v in task().to_json().items() if k != "seed"}, None),  # a missing one
+        (out.Task, {**task().to_json(), "status": "done"}),  # not a documented status
+        (out.Task, {**task().to_json(), "duration": "5"}),  # a number as a string
+        (out.Error, {"error": {"code": "x"}}),
+    ],
+)
 def test_the_models_refuse_a_shape_they_do_not_document(model: Any, data: Any) -> None:
     if data is None:  # the missing-field case
         model, data = out.Task, model

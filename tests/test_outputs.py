@@ -25,10 +25,19 @@ async def succeeded(env: Env) -> tuple[str, str, DueDelivery]:
     assert event.type is EventType.TASK_SUCCEEDED
     assert event.url_expires_at == at(8 + DAY)
     assert task.provider_task_id is not None
-    due = DueDelivery(pk=1, id="dlv_1", event_id=event.id, destination_key="k",
-                      url="https://hooks.example.com/a", body=event.body, secrets=(),
-                      attempt_count=4, account_id=env.account.id, task_id=task.id,
-                      url_expires_at=event.url_expires_at)
+    due = DueDelivery(
+        pk=1,
+        id="dlv_1",
+        event_id=event.id,
+        destination_key="k",
+        url="https://hooks.example.com/a",
+        body=event.body,
+        secrets=(),
+        attempt_count=4,
+        account_id=env.account.id,
+        task_id=task.id,
+        url_expires_at=event.url_expires_at,
+    )
     return task.id, task.provider_task_id, due
 
 
@@ -54,8 +63,18 @@ async def test_a_url_is_refreshed_only_once_it_is_about_to_expire(env: Env) -> N
     assert not outputs.needs_refresh(due, at(8 + DAY - 61))
     assert outputs.needs_refresh(due, at(8 + DAY - 60))
     assert not outputs.needs_refresh(
-        DueDelivery(pk=2, id="dlv_2", event_id="evt", destination_key="k", url="u",
-                    body="{}", secrets=(), attempt_count=0), at(10 * DAY))
+        DueDelivery(
+            pk=2,
+            id="dlv_2",
+            event_id="evt",
+            destination_key="k",
+            url="u",
+            body="{}",
+            secrets=(),
+            attempt_count=0,
+        ),
+        at(10 * DAY),
+    )
 
 
 async def test_an_expired_url_is_fetched_again_from_the_provider(env: Env) -> None:
@@ -64,8 +83,10 @@ async def test_an_expired_url_is_fetched_again_from_the_provider(env: Env) -> No
     env.clock.advance(DAY + 60)  # T0+DAY+70: the URL signed at T0+8 died at T0+DAY+8
     sent = await outputs.body_for(due)
     notice, changed = unchanged_but(due.body, sent)
-    assert changed == {"video_url": sandbox_video_url(ptid, at(8 + DAY)),
-                       "video_url_expires_at": iso(at(8 + 2 * DAY))}
+    assert changed == {
+        "video_url": sandbox_video_url(ptid, at(8 + DAY)),
+        "video_url_expires_at": iso(at(8 + 2 * DAY)),
+    }
     assert notice["code"] == "video_url_refreshed"
     assert iso(at(8 + DAY)) in notice["message"]
     assert env.recorder.requests == [POST, get(ptid), get(ptid)]  # a poll, then the refresh
@@ -73,7 +94,11 @@ async def test_an_expired_url_is_fetched_again_from_the_provider(env: Env) -> No
     stored = await env.store.get_task(env.account.id, task_id)
     assert stored is not None
     assert (stored.status, stored.video_url, stored.video_url_expires_at, stored.sequence) == (
-        TaskStatus.SUCCEEDED, changed["video_url"], at(8 + 2 * DAY), 2)
+        TaskStatus.SUCCEEDED,
+        changed["video_url"],
+        at(8 + 2 * DAY),
+        2,
+    )
     # Another late send of the event reuses it: the provider is not asked again.
     assert await outputs.body_for(due) == sent
     assert len(env.recorder.requests) == 3
@@ -114,5 +139,4 @@ async def test_a_provider_that_cannot_answer_leaves_the_url_with_a_notice(env: E
     # Once it answers again, the next late send gets a fresh URL.
     env.recorder.failing = None
     env.clock.advance(timedelta(minutes=10).total_seconds())
-    assert json.loads(await outputs.body_for(due))["relay_notice"]["code"] == \
-        "video_url_refreshed"
+    assert json.loads(await outputs.body_for(due))["relay_notice"]["code"] == "video_url_refreshed"

@@ -59,6 +59,7 @@ def after(seconds: float) -> datetime:
 
 # --- delivery outcomes ---------------------------------------------------------------------
 
+
 def test_default_schedule_is_the_documented_one() -> None:
     assert SCHEDULE == (5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400)
     assert sum(SCHEDULE) == 272105  # about three days, DESIGN §5
@@ -79,10 +80,12 @@ def test_dead_after_the_last_step() -> None:
 
 def test_custom_schedule() -> None:
     policy = RetryPolicy(schedule=(1, 2), jitter=0)
-    assert classify_attempt(AttemptResult(None, error="timeout"), 2, policy, NOW, rng()) \
-        == RetryAt(after(2), "timeout")
-    assert classify_attempt(AttemptResult(None, error="timeout"), 3, policy, NOW, rng()) \
-        == Dead("schedule exhausted after 3 attempts: timeout")
+    assert classify_attempt(AttemptResult(None, error="timeout"), 2, policy, NOW, rng()) == RetryAt(
+        after(2), "timeout"
+    )
+    assert classify_attempt(AttemptResult(None, error="timeout"), 3, policy, NOW, rng()) == Dead(
+        "schedule exhausted after 3 attempts: timeout"
+    )
 
 
 def test_attempts_made_must_count_the_attempt_just_made() -> None:
@@ -192,6 +195,7 @@ def test_retry_policy_rejects_nonsense(kwargs: dict[str, object]) -> None:
 
 
 # --- poll planning --------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     ("age", "delay"),
@@ -324,6 +328,7 @@ def test_expected_must_be_positive() -> None:
 
 # --- provider backoff and max age ----------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("faults", "middle"), [(1, 2), (2, 4), (3, 8), (6, 64), (8, 256), (9, 300), (5000, 300)]
 )
@@ -360,8 +365,16 @@ def test_provider_backoff_honours_retry_after_within_the_cap(
 
 @pytest.mark.parametrize(
     ("retry_after", "wait"),
-    [(None, 0), (0, 0), (-5, 0), (float("nan"), 0), (float("inf"), 0), (2.5, 2.5), (30, 30),
-     (1000, 300)],
+    [
+        (None, 0),
+        (0, 0),
+        (-5, 0),
+        (float("nan"), 0),
+        (float("inf"), 0),
+        (2.5, 2.5),
+        (30, 30),
+        (1000, 300),
+    ],
 )
 def test_retry_after_wait_is_the_providers_ask_within_the_cap(
     retry_after: float | None, wait: float
@@ -385,8 +398,12 @@ LEARN = PollPolicy(min_interval=2, max_interval=60, jitter=0)
 LEARNED = DurationEstimate(median=120, spread=0.1, observations=30)  # 90 % in 102-141 s
 
 
-def polls_until(limit: float, estimate: DurationEstimate | None, policy: PollPolicy = LEARN,
-                r: random.Random | None = None) -> list[float]:
+def polls_until(
+    limit: float,
+    estimate: DurationEstimate | None,
+    policy: PollPolicy = LEARN,
+    r: random.Random | None = None,
+) -> list[float]:
     """The ages at which a task that never finishes is polled, up to ``limit``."""
     r = r or rng()
     ages, age = [], 0.0
@@ -402,12 +419,11 @@ def gaps(ages: list[float], low: float, high: float) -> list[float]:
 
 @pytest.mark.parametrize("age", [0, 10, 17.9, 18, 60, 93.5, 108, 156, 171, 1000])
 @pytest.mark.parametrize("progress", [None, 50, 95])
-def test_without_an_estimate_the_learned_policy_is_todays(
-    age: float, progress: int | None
-) -> None:
+def test_without_an_estimate_the_learned_policy_is_todays(age: float, progress: int | None) -> None:
     for policy in (POLL, PollPolicy()):
-        assert next_poll_delay_learned(age, progress, policy, None, rng()) == \
-            next_poll_delay(age, progress, policy, rng())
+        assert next_poll_delay_learned(age, progress, policy, None, rng()) == next_poll_delay(
+            age, progress, policy, rng()
+        )
 
 
 def test_learned_schedule() -> None:
@@ -415,7 +431,8 @@ def test_learned_schedule() -> None:
     # for fast failures, then straight to the window.
     ages = polls_until(150, LEARNED)
     assert ages[:8] == pytest.approx(
-        [22.80, 61.37, 102.48, 108.32, 112.62, 116.21, 119.39, 122.30], abs=0.01)
+        [22.80, 61.37, 102.48, 108.32, 112.62, 116.21, 119.39, 122.30], abs=0.01
+    )
     assert sum(1 for a in ages if a < 120) == 7
 
 
@@ -484,11 +501,13 @@ def test_jitter_spreads_learned_polls_without_breaking_min_interval() -> None:
     policy = replace(LEARN, jitter=0.1)
     base = next_poll_delay_learned(120, None, LEARN, LEARNED, rng())
     assert base == pytest.approx(2.8629, abs=1e-4)
-    assert next_poll_delay_learned(120, None, policy, LEARNED, Edge(high=True)) == \
-        pytest.approx(base * 1.1)
+    assert next_poll_delay_learned(120, None, policy, LEARNED, Edge(high=True)) == pytest.approx(
+        base * 1.1
+    )
     # Jitter down from 2.86 would be 2.58: kept. Near min_interval it is clamped at it.
-    assert next_poll_delay_learned(120, None, policy, LEARNED, Edge(high=False)) == \
-        pytest.approx(base * 0.9)
+    assert next_poll_delay_learned(120, None, policy, LEARNED, Edge(high=False)) == pytest.approx(
+        base * 0.9
+    )
     short = DurationEstimate(40, 0.05, 30)
     assert next_poll_delay_learned(40, None, LEARN, short, rng()) == 2
     assert next_poll_delay_learned(40, None, policy, short, Edge(high=False)) == 2
@@ -504,10 +523,12 @@ def test_a_lost_task_is_polled_at_max_interval() -> None:
     # Overdue backoff: at 2.5 x the median (99 % end at 151 s), at least
     # 2 x (1 + 2 x (300 - 151.1) / 120) = 6.96 s; the stall model asks more already.
     assert next_poll_delay_learned(300, None, LEARN, LEARNED, rng()) == pytest.approx(
-        9.53, abs=0.01)
+        9.53, abs=0.01
+    )
     steep = LearnedPolling(overdue_slope=8)
-    assert next_poll_delay_learned(300, None, LEARN, LEARNED, rng(), tuning=steep) == \
-        pytest.approx(2 * (1 + 8 * (300 - 120 * math.exp(2.326 * 0.1)) / 120))
+    assert next_poll_delay_learned(300, None, LEARN, LEARNED, rng(), tuning=steep) == pytest.approx(
+        2 * (1 + 8 * (300 - 120 * math.exp(2.326 * 0.1)) / 120)
+    )
 
 
 def test_progress_moves_the_learned_window() -> None:
@@ -516,10 +537,12 @@ def test_progress_moves_the_learned_window() -> None:
     assert estimated_duration(60, 80, 120) == 97.5
     for age in (60.0, 85.0, 95.0):
         due = estimated_duration(age, 80, 120)
-        assert next_poll_delay_learned(age, 80, LEARN, LEARNED, rng()) == \
-            next_poll_delay_learned(age, None, LEARN, replace(LEARNED, median=due), rng())
-    assert next_poll_delay_learned(60, 80, LEARN, LEARNED, rng()) < \
-        next_poll_delay_learned(60, None, LEARN, LEARNED, rng())
+        assert next_poll_delay_learned(age, 80, LEARN, LEARNED, rng()) == next_poll_delay_learned(
+            age, None, LEARN, replace(LEARNED, median=due), rng()
+        )
+    assert next_poll_delay_learned(60, 80, LEARN, LEARNED, rng()) < next_poll_delay_learned(
+        60, None, LEARN, LEARNED, rng()
+    )
 
 
 def test_a_wider_estimate_polls_more_and_earlier() -> None:
@@ -547,8 +570,15 @@ def test_finish_model_shares() -> None:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"poll_cost": 0}, {"early_window": 0}, {"slow_spread": 0}, {"slow_factor": 0.5},
-     {"early_failure_rate": 0.5}, {"slow_rate": -0.1}, {"overdue_slope": -1}],
+    [
+        {"poll_cost": 0},
+        {"early_window": 0},
+        {"slow_spread": 0},
+        {"slow_factor": 0.5},
+        {"early_failure_rate": 0.5},
+        {"slow_rate": -0.1},
+        {"overdue_slope": -1},
+    ],
 )
 def test_learned_polling_rejects_nonsense(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):  # noqa: PT011 - any of several messages

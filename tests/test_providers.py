@@ -29,12 +29,19 @@ async def test_concurrent_calls_refused_at_once_are_one_fault_not_many() -> None
     # eight faults in a row would back the provider off for minutes after a blip.
     async with httpx.AsyncClient(transport=RelayTransport()) as http:
         client = ProviderClient(
-            name="blip", dialect=ArkDialect(), base_url=f"http://127.0.0.1:{refused_port()}",
-            api_key="k", headers={}, timeout=2, max_concurrency=8, http=http,
-            clock=SystemClock(), rng=random.Random(1))
+            name="blip",
+            dialect=ArkDialect(),
+            base_url=f"http://127.0.0.1:{refused_port()}",
+            api_key="k",
+            headers={},
+            timeout=2,
+            max_concurrency=8,
+            http=http,
+            clock=SystemClock(),
+            rng=random.Random(1),
+        )
         answers = await asyncio.gather(*(client.query(f"cgt-{i}") for i in range(8)))
-    assert all(isinstance(a, ProviderFault) and a.kind is FaultKind.UNAVAILABLE
-               for a in answers)
+    assert all(isinstance(a, ProviderFault) and a.kind is FaultKind.UNAVAILABLE for a in answers)
     health = client.health()
     assert health.consecutive_faults == 1
     assert health.backoff_until is not None
@@ -51,18 +58,32 @@ async def test_a_retry_after_in_the_same_outage_still_holds() -> None:
     async def provider(request: httpx.Request) -> httpx.Response:
         if request.url.path.endswith("/cgt-a"):
             clock.advance(1)  # the 500 comes back a second after both polls started
-            return httpx.Response(500, json={"error": {"code": "InternalServiceError",
-                                                       "message": "try again"}})
+            return httpx.Response(
+                500, json={"error": {"code": "InternalServiceError", "message": "try again"}}
+            )
         in_flight.set()
         await first_noted.wait()
-        return httpx.Response(429, headers={"retry-after": "30"}, json={"error": {
-            "code": "RateLimitExceeded.EndpointRPMExceeded", "message": "slow down"}})
+        return httpx.Response(
+            429,
+            headers={"retry-after": "30"},
+            json={
+                "error": {"code": "RateLimitExceeded.EndpointRPMExceeded", "message": "slow down"}
+            },
+        )
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(provider)) as http:
         client = ProviderClient(
-            name="busy", dialect=ArkDialect(), base_url="http://provider.test",
-            api_key="k", headers={}, timeout=2, max_concurrency=8, http=http, clock=clock,
-            rng=random.Random(1))
+            name="busy",
+            dialect=ArkDialect(),
+            base_url="http://provider.test",
+            api_key="k",
+            headers={},
+            timeout=2,
+            max_concurrency=8,
+            http=http,
+            clock=clock,
+            rng=random.Random(1),
+        )
         late = asyncio.ensure_future(client.query("cgt-b"))
         await in_flight.wait()
         early = await client.query("cgt-a")
@@ -94,9 +115,17 @@ async def test_a_shorter_retry_after_in_the_same_outage_does_not_cut_the_back_of
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(provider)) as http:
         client = ProviderClient(
-            name="busy", dialect=ArkDialect(), base_url="http://provider.test",
-            api_key="k", headers={}, timeout=2, max_concurrency=8, http=http, clock=clock,
-            rng=random.Random(1))
+            name="busy",
+            dialect=ArkDialect(),
+            base_url="http://provider.test",
+            api_key="k",
+            headers={},
+            timeout=2,
+            max_concurrency=8,
+            http=http,
+            clock=clock,
+            rng=random.Random(1),
+        )
         late = asyncio.ensure_future(client.query("cgt-b"))
         await in_flight.wait()
         await client.query("cgt-a")
@@ -113,14 +142,24 @@ async def test_the_request_budget_spaces_requests_to_a_provider() -> None:
 
     def answer(request: httpx.Request) -> httpx.Response:
         seen.append(asyncio.get_running_loop().time())
-        return httpx.Response(200, json={"id": request.url.path.rsplit("/", 1)[1],
-                                         "status": "running"})
+        return httpx.Response(
+            200, json={"id": request.url.path.rsplit("/", 1)[1], "status": "running"}
+        )
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as http:
         client = ProviderClient(
-            name="budget", dialect=ArkDialect(), base_url="http://provider.example",
-            api_key="k", headers={}, timeout=2, max_concurrency=8, http=http,
-            clock=SystemClock(), rng=random.Random(1), requests_per_second=20)
+            name="budget",
+            dialect=ArkDialect(),
+            base_url="http://provider.example",
+            api_key="k",
+            headers={},
+            timeout=2,
+            max_concurrency=8,
+            http=http,
+            clock=SystemClock(),
+            rng=random.Random(1),
+            requests_per_second=20,
+        )
         await asyncio.gather(*(client.query(f"cgt-{i}") for i in range(6)))
     gaps = [b - a for a, b in itertools.pairwise(seen)]
     assert len(seen) == 6
@@ -135,14 +174,29 @@ async def test_a_token_set_as_a_bearer_header_is_scrubbed_from_fault_messages() 
     token = "sk-header-0123456789"
 
     def echo(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(401, json={"error": {
-            "code": "invalid_api_key", "message": f"Incorrect API key provided: {token}"}})
+        return httpx.Response(
+            401,
+            json={
+                "error": {
+                    "code": "invalid_api_key",
+                    "message": f"Incorrect API key provided: {token}",
+                }
+            },
+        )
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(echo)) as http:
         client = ProviderClient(
-            name="echo", dialect=ArkDialect(), base_url="https://provider.example",
-            api_key=None, headers={"Authorization": f"Bearer {token}"}, timeout=2,
-            max_concurrency=1, http=http, clock=SystemClock(), rng=random.Random(1))
+            name="echo",
+            dialect=ArkDialect(),
+            base_url="https://provider.example",
+            api_key=None,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=2,
+            max_concurrency=1,
+            http=http,
+            clock=SystemClock(),
+            rng=random.Random(1),
+        )
         answer = await client.query("cgt-1")
     assert isinstance(answer, ProviderFault)
     assert answer.kind is FaultKind.UNAUTHORIZED

@@ -20,17 +20,21 @@ from relay.api.schemas import (
 from relay.errors import BadRequest
 
 
-@pytest.mark.parametrize(("model", "body", "field"), [
-    (RotateSecret, {"grace_seconds": False}, "grace_seconds"),
-    (RotateSecret, {"grace_seconds": "5"}, "grace_seconds"),
-    (EnableSubscription, {"replay": 0}, "replay"),
-    (EnableSubscription, {"replay": "false"}, "replay"),
-    (ReplayRequest, {"only_failed": "yes"}, "only_failed"),
-    (UpdateSubscription, {"rate_limit": True}, "rate_limit"),
-    (UpdateSubscription, {"rate_limit": "2"}, "rate_limit"),
-])
+@pytest.mark.parametrize(
+    ("model", "body", "field"),
+    [
+        (RotateSecret, {"grace_seconds": False}, "grace_seconds"),
+        (RotateSecret, {"grace_seconds": "5"}, "grace_seconds"),
+        (EnableSubscription, {"replay": 0}, "replay"),
+        (EnableSubscription, {"replay": "false"}, "replay"),
+        (ReplayRequest, {"only_failed": "yes"}, "only_failed"),
+        (UpdateSubscription, {"rate_limit": True}, "rate_limit"),
+        (UpdateSubscription, {"rate_limit": "2"}, "rate_limit"),
+    ],
+)
 def test_a_body_value_of_the_wrong_json_type_is_refused(
-        model: type[BaseModel], body: dict[str, Any], field: str) -> None:
+    model: type[BaseModel], body: dict[str, Any], field: str
+) -> None:
     with pytest.raises(BadRequest, match=field):
         parse(model, body)
 
@@ -42,9 +46,9 @@ def test_json_numbers_and_booleans_are_read() -> None:
     assert parse(ReplayRequest, {"only_failed": True}).only_failed is True
 
 
-@pytest.mark.parametrize("url", ["http://8.8.8.8%2e.evil.test/hook",
-                                 "http://[fe80::1%25eth0]:8080/hook"])
+@pytest.mark.parametrize(
+    "url", ["http://8.8.8.8%2e.evil.test/hook", "http://[fe80::1%25eth0]:8080/hook"]
+)
 def test_a_destination_host_with_a_percent_sign_is_refused(url: str) -> None:
     with pytest.raises(BadRequest, match="callback_url"):
-        parse(CreateTask, {"provider": "sandbox", "provider_task_id": "cgt-1",
-                           "callback_url": url})
+        parse(CreateTask, {"provider": "sandbox", "provider_task_id": "cgt-1", "callback_url": url})

@@ -33,8 +33,11 @@ SPEC_SIGNATURE = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
 
 
 def headers(signature: str, timestamp: int, msg_id: str = MSG_ID) -> dict[str, str]:
-    return {"webhook-id": msg_id, "webhook-timestamp": str(timestamp),
-            "webhook-signature": signature}
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": signature,
+    }
 
 
 def now() -> int:
@@ -68,8 +71,12 @@ def test_one_key_verifies_with_the_standard_webhooks_library() -> None:
     assert signature.startswith("v1,")
     assert " " not in signature
     payload = Webhook(secret).verify(BODY, headers(signature, ts))
-    assert payload == {"id": "evt_01", "type": "task.succeeded", "sequence": 3,
-                       "data": {"status": "succeeded"}}
+    assert payload == {
+        "id": "evt_01",
+        "type": "task.succeeded",
+        "sequence": 3,
+        "data": {"status": "succeeded"},
+    }
 
 
 def test_known_answer_computed_independently() -> None:
@@ -77,13 +84,13 @@ def test_known_answer_computed_independently() -> None:
     key = bytes(range(24))
     ts = 1780761791
     expected = base64.b64encode(
-        hmac.new(key, f"{MSG_ID}.{ts}.".encode() + BODY, hashlib.sha256).digest()).decode()
+        hmac.new(key, f"{MSG_ID}.{ts}.".encode() + BODY, hashlib.sha256).digest()
+    ).decode()
     assert sign(MSG_ID, ts, BODY, [webhook_key(secret)]) == f"v1,{expected}"
 
 
 def test_known_answer_of_the_specification() -> None:
-    assert sign(SPEC_ID, SPEC_TIMESTAMP, SPEC_BODY, [webhook_key(SPEC_SECRET)]) \
-        == SPEC_SIGNATURE
+    assert sign(SPEC_ID, SPEC_TIMESTAMP, SPEC_BODY, [webhook_key(SPEC_SECRET)]) == SPEC_SIGNATURE
 
 
 def test_utf8_body_is_signed_as_bytes() -> None:
@@ -103,8 +110,10 @@ def test_two_keys_give_two_tokens_and_either_secret_verifies() -> None:
     tokens = signature.split(" ")
     assert len(tokens) == 2
     assert all(t.startswith("v1,") for t in tokens)
-    assert tokens == [sign(MSG_ID, ts, BODY, [webhook_key(new)]),
-                      sign(MSG_ID, ts, BODY, [webhook_key(old)])]
+    assert tokens == [
+        sign(MSG_ID, ts, BODY, [webhook_key(new)]),
+        sign(MSG_ID, ts, BODY, [webhook_key(old)]),
+    ]
     for secret in (old, new):
         assert Webhook(secret).verify(BODY, headers(signature, ts))["id"] == "evt_01"
     with pytest.raises(WebhookVerificationError):

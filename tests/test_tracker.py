@@ -54,26 +54,42 @@ from tests.tracker_env import (
 
 
 async def test_register_by_input_submits_and_queues(env: Env) -> None:
-    task = await env.register(input=create_body(), reference="order-1234",
-                              metadata={"projectId": "proj_1001"})
+    task = await env.register(
+        input=create_body(), reference="order-1234", metadata={"projectId": "proj_1001"}
+    )
     assert task.id.startswith("task_")
     assert task.provider_task_id is not None
     assert ID_RE.fullmatch(task.provider_task_id)
     assert task == Task(
-        id=task.id, account_id="acc_fox", provider="sandbox",
-        provider_task_id=task.provider_task_id, status=TaskStatus.QUEUED, created_at=T0,
-        updated_at=T0, sequence=1, version=0, reference="order-1234",
-        metadata={"projectId": "proj_1001"}, next_poll_at=at(5),
+        id=task.id,
+        account_id="acc_fox",
+        provider="sandbox",
+        provider_task_id=task.provider_task_id,
+        status=TaskStatus.QUEUED,
+        created_at=T0,
+        updated_at=T0,
+        sequence=1,
+        version=0,
+        reference="order-1234",
+        metadata={"projectId": "proj_1001"},
+        next_poll_at=at(5),
     )
     assert await env.stored(task) == task
     assert env.recorder.requests == [POST]
 
     [event] = await env.events(task)
     assert (event.type, event.sequence, event.created_at, event.task_id) == (
-        EventType.TASK_QUEUED, 1, T0, task.id)
+        EventType.TASK_QUEUED,
+        1,
+        T0,
+        task.id,
+    )
     assert json.loads(event.body) == {
-        "id": event.id, "type": "task.queued", "timestamp": "2026-06-06T16:00:00Z",
-        "sequence": 1, "data": task.to_json(),
+        "id": event.id,
+        "type": "task.queued",
+        "timestamp": "2026-06-06T16:00:00Z",
+        "sequence": 1,
+        "data": task.to_json(),
     }
     assert env.on_events.calls == 1
 
@@ -82,14 +98,31 @@ async def test_register_by_provider_task_id_polls_at_once(env: Env) -> None:
     ptid = await env.sandbox_task()
     task = await env.register(provider_task_id=ptid)
     assert (task.status, task.provider_task_id, task.sequence, task.next_poll_at) == (
-        TaskStatus.QUEUED, ptid, 1, T0)
+        TaskStatus.QUEUED,
+        ptid,
+        1,
+        T0,
+    )
 
     stored = await env.stored(task)
     assert stored == Task(
-        id=task.id, account_id="acc_fox", provider="sandbox", provider_task_id=ptid,
-        status=TaskStatus.QUEUED, created_at=T0, updated_at=T0, sequence=1, version=1,
-        model=MODEL, resolution="720p", ratio="16:9", duration=5, fps=24, seed=SEED,
-        next_poll_at=at(5), poll_count=1,
+        id=task.id,
+        account_id="acc_fox",
+        provider="sandbox",
+        provider_task_id=ptid,
+        status=TaskStatus.QUEUED,
+        created_at=T0,
+        updated_at=T0,
+        sequence=1,
+        version=1,
+        model=MODEL,
+        resolution="720p",
+        ratio="16:9",
+        duration=5,
+        fps=24,
+        seed=SEED,
+        next_poll_at=at(5),
+        poll_count=1,
         # The query is kept for the timeline, with what the provider said.
         looks=(Look(T0, "poll", "answered", "queued"),),
     )
@@ -102,17 +135,22 @@ async def test_register_a_finished_task_goes_straight_to_succeeded(env: Env) -> 
     ptid = await env.sandbox_task()
     env.clock.advance(30)
     task = await env.register(provider_task_id=ptid)
-    assert await env.history(task) == [(EventType.TASK_QUEUED, 1),
-                                       (EventType.TASK_SUCCEEDED, 2)]
+    assert await env.history(task) == [(EventType.TASK_QUEUED, 1), (EventType.TASK_SUCCEEDED, 2)]
     stored = await env.stored(task)
     assert (stored.status, stored.progress, stored.completed_at, stored.next_poll_at) == (
-        TaskStatus.SUCCEEDED, 100, at(30), None)
+        TaskStatus.SUCCEEDED,
+        100,
+        at(30),
+        None,
+    )
     assert stored.video_url == sandbox_video_url(ptid, at(8))
 
 
 async def test_unknown_provider_is_a_bad_request(env: Env) -> None:
-    for reg in (Registration(provider="nope", provider_task_id="cgt-1"),
-                Registration(provider="nope", input=create_body())):
+    for reg in (
+        Registration(provider="nope", provider_task_id="cgt-1"),
+        Registration(provider="nope", input=create_body()),
+    ):
         with pytest.raises(BadRequest) as caught:
             await env.tracker.register(env.account, reg)
         assert (caught.value.code, caught.value.status_code) == ("unknown_provider", 400)
@@ -124,8 +162,9 @@ async def test_duplicate_registration_is_a_conflict(env: Env) -> None:
     ptid = await env.sandbox_task()
     first = await env.register(provider_task_id=ptid)
     with pytest.raises(Conflict) as caught:
-        await env.tracker.register(env.account, Registration(provider="sandbox",
-                                                             provider_task_id=ptid))
+        await env.tracker.register(
+            env.account, Registration(provider="sandbox", provider_task_id=ptid)
+        )
     assert (caught.value.code, caught.value.status_code) == ("task_exists", 409)
     assert first.id in caught.value.message
     tasks = (await env.store.list_tasks(env.account.id, TaskQuery())).items
@@ -135,11 +174,16 @@ async def test_duplicate_registration_is_a_conflict(env: Env) -> None:
 
 async def test_input_the_provider_refuses_registers_nothing(env: Env) -> None:
     with pytest.raises(ProviderRejected) as caught:
-        await env.tracker.register(env.account, Registration(
-            provider="sandbox", input={"model": MODEL, "content": []}))
+        await env.tracker.register(
+            env.account, Registration(provider="sandbox", input={"model": MODEL, "content": []})
+        )
     fault = caught.value.fault
     assert (fault.kind, fault.retryable, fault.status_code, fault.provider_code) == (
-        FaultKind.INVALID_REQUEST, False, 400, "MissingParameter")
+        FaultKind.INVALID_REQUEST,
+        False,
+        400,
+        "MissingParameter",
+    )
     assert (await env.store.list_tasks(env.account.id, TaskQuery())).items == []
     assert env.client.health().consecutive_faults == 0
     assert env.on_events.calls == 0
@@ -155,32 +199,67 @@ async def test_polls_move_the_task_to_succeeded(env: Env) -> None:
 
     await env.step(5)  # T0+5: running
     running = await env.stored(task)
-    assert (running.status, running.sequence, running.version, running.updated_at,
-            running.next_poll_at, running.poll_count, running.completed_at) == (
-        TaskStatus.RUNNING, 2, 1, at(5), at(10), 1, None)
-    assert (running.model, running.resolution, running.ratio, running.duration, running.fps,
-            running.seed, running.usage, running.video_url) == (
-        MODEL, "720p", "16:9", 5, 24, SEED, None, None)
+    assert (
+        running.status,
+        running.sequence,
+        running.version,
+        running.updated_at,
+        running.next_poll_at,
+        running.poll_count,
+        running.completed_at,
+    ) == (TaskStatus.RUNNING, 2, 1, at(5), at(10), 1, None)
+    assert (
+        running.model,
+        running.resolution,
+        running.ratio,
+        running.duration,
+        running.fps,
+        running.seed,
+        running.usage,
+        running.video_url,
+    ) == (MODEL, "720p", "16:9", 5, 24, SEED, None, None)
     assert await env.history(task) == [(EventType.TASK_QUEUED, 1), (EventType.TASK_RUNNING, 2)]
 
     await env.step(5)  # T0+10: finished at T0+8
     done = await env.stored(task)
     tokens = 108900  # (5 s x 24 fps + 1) frames of 1280x720 / 1024
     assert done == Task(
-        id=task.id, account_id="acc_fox", provider="sandbox", provider_task_id=ptid,
-        status=TaskStatus.SUCCEEDED, created_at=T0, updated_at=at(10), sequence=3, version=2,
-        model=MODEL, progress=100, video_url=sandbox_video_url(ptid, at(8)),
-        video_url_expires_at=at(8) + timedelta(hours=24), last_frame_url=None, error=None,
-        usage={"completion_tokens": tokens, "total_tokens": tokens}, resolution="720p",
-        ratio="16:9", duration=5, fps=24, seed=SEED, reference="order-1234",
-        completed_at=at(10), next_poll_at=None, poll_count=2,
-        looks=(Look(at(5), "poll", "answered", "running"),
-               Look(at(10), "poll", "answered", "succeeded")),
+        id=task.id,
+        account_id="acc_fox",
+        provider="sandbox",
+        provider_task_id=ptid,
+        status=TaskStatus.SUCCEEDED,
+        created_at=T0,
+        updated_at=at(10),
+        sequence=3,
+        version=2,
+        model=MODEL,
+        progress=100,
+        video_url=sandbox_video_url(ptid, at(8)),
+        video_url_expires_at=at(8) + timedelta(hours=24),
+        last_frame_url=None,
+        error=None,
+        usage={"completion_tokens": tokens, "total_tokens": tokens},
+        resolution="720p",
+        ratio="16:9",
+        duration=5,
+        fps=24,
+        seed=SEED,
+        reference="order-1234",
+        completed_at=at(10),
+        next_poll_at=None,
+        poll_count=2,
+        looks=(
+            Look(at(5), "poll", "answered", "running"),
+            Look(at(10), "poll", "answered", "succeeded"),
+        ),
     )
     events = await env.events(task)
     assert [(e.type, e.sequence, e.created_at) for e in events] == [
-        (EventType.TASK_QUEUED, 1, T0), (EventType.TASK_RUNNING, 2, at(5)),
-        (EventType.TASK_SUCCEEDED, 3, at(10))]
+        (EventType.TASK_QUEUED, 1, T0),
+        (EventType.TASK_RUNNING, 2, at(5)),
+        (EventType.TASK_SUCCEEDED, 3, at(10)),
+    ]
     bodies = [json.loads(e.body) for e in events]
     assert [b["data"]["status"] for b in bodies] == ["queued", "running", "succeeded"]
     assert [b["sequence"] for b in bodies] == [1, 2, 3]
@@ -199,8 +278,13 @@ async def test_a_poll_with_no_news_reschedules_without_an_event(env: Env) -> Non
     await env.step(5)
     await env.step(5)  # still running: the slow task runs until T0+32
     stored = await env.stored(task)
-    assert (stored.status, stored.sequence, stored.poll_count, stored.updated_at,
-            stored.next_poll_at) == (TaskStatus.RUNNING, 2, 2, at(5), at(15))
+    assert (
+        stored.status,
+        stored.sequence,
+        stored.poll_count,
+        stored.updated_at,
+        stored.next_poll_at,
+    ) == (TaskStatus.RUNNING, 2, 2, at(5), at(15))
     assert env.on_events.calls == 2
 
 
@@ -235,16 +319,33 @@ async def test_a_task_past_its_maximum_age_expires(env: Env) -> None:
 
     await env.step(16, tracker)  # T0+21, the sandbox still says running until T0+32
     expired = await env.stored(task)
-    assert (expired.status, expired.error, expired.completed_at, expired.updated_at,
-            expired.next_poll_at, expired.video_url) == (
-        TaskStatus.EXPIRED, TaskError(ErrorCode.EXPIRED, "the task did not finish within 20 s"),
-        at(21), at(21), None, None)
+    assert (
+        expired.status,
+        expired.error,
+        expired.completed_at,
+        expired.updated_at,
+        expired.next_poll_at,
+        expired.video_url,
+    ) == (
+        TaskStatus.EXPIRED,
+        TaskError(ErrorCode.EXPIRED, "the task did not finish within 20 s"),
+        at(21),
+        at(21),
+        None,
+        None,
+    )
     events = await env.events(task)
     assert [(e.type, e.sequence) for e in events] == [
-        (EventType.TASK_QUEUED, 1), (EventType.TASK_RUNNING, 2), (EventType.TASK_EXPIRED, 3)]
+        (EventType.TASK_QUEUED, 1),
+        (EventType.TASK_RUNNING, 2),
+        (EventType.TASK_EXPIRED, 3),
+    ]
     assert json.loads(events[-1].body)["data"]["error"] == {
-        "code": "expired", "message": "the task did not finish within 20 s",
-        "retryable": False, "provider_code": None}
+        "code": "expired",
+        "message": "the task did not finish within 20 s",
+        "retryable": False,
+        "provider_code": None,
+    }
 
     requests = list(env.recorder.requests)
     await env.step(60, tracker)
@@ -288,33 +389,53 @@ async def test_a_task_the_provider_keeps_failing_on_expires_at_twice_its_maximum
     await env.step(7, tracker)  # T0+19: past twice the maximum age, still only faults
     expired = await env.stored(task)
     assert (expired.status, expired.error) == (
-        TaskStatus.EXPIRED, TaskError(ErrorCode.EXPIRED, "the task did not finish within 9 s"))
+        TaskStatus.EXPIRED,
+        TaskError(ErrorCode.EXPIRED, "the task did not finish within 9 s"),
+    )
 
 
 async def test_an_unknown_provider_task_fails_after_three_not_found(env: Env) -> None:
     task = await env.register(provider_task_id=BOGUS_ID)
     first = await env.stored(task)
     assert (first.status, first.not_found_count, first.poll_count, first.next_poll_at) == (
-        TaskStatus.QUEUED, 1, 1, at(5))
+        TaskStatus.QUEUED,
+        1,
+        1,
+        at(5),
+    )
 
     await env.step(5)
     second = await env.stored(task)
     assert (second.status, second.not_found_count, second.next_poll_at) == (
-        TaskStatus.QUEUED, 2, at(10))
+        TaskStatus.QUEUED,
+        2,
+        at(10),
+    )
     assert await env.history(task) == [(EventType.TASK_QUEUED, 1)]
 
     await env.step(5)
     failed = await env.stored(task)
-    assert (failed.status, failed.not_found_count, failed.poll_count, failed.completed_at,
-            failed.next_poll_at) == (TaskStatus.FAILED, 3, 3, at(10), None)
+    assert (
+        failed.status,
+        failed.not_found_count,
+        failed.poll_count,
+        failed.completed_at,
+        failed.next_poll_at,
+    ) == (TaskStatus.FAILED, 3, 3, at(10), None)
     assert failed.error is not None
     assert (failed.error.code, failed.error.retryable, failed.error.provider_code) == (
-        ErrorCode.NOT_FOUND, False, "ResourceNotFound")
+        ErrorCode.NOT_FOUND,
+        False,
+        "ResourceNotFound",
+    )
     assert failed.error.message.startswith(
-        "the provider does not know this task: provider answered HTTP 404 [ResourceNotFound]")
+        "the provider does not know this task: provider answered HTTP 404 [ResourceNotFound]"
+    )
     events = await env.events(task)
-    assert [(e.type, e.sequence) for e in events] == [(EventType.TASK_QUEUED, 1),
-                                                      (EventType.TASK_FAILED, 2)]
+    assert [(e.type, e.sequence) for e in events] == [
+        (EventType.TASK_QUEUED, 1),
+        (EventType.TASK_FAILED, 2),
+    ]
     assert json.loads(events[-1].body)["data"]["error"]["code"] == "task_not_found"
     assert env.recorder.requests == [get(BOGUS_ID)] * 3
     # "No such task" is an answer about the task, not a provider fault.
@@ -333,9 +454,11 @@ async def test_not_found_count_resets_when_the_task_shows_up(env: Env) -> None:
     await env.step(5)  # T0+10: the real answer, succeeded
     stored = await env.stored(task)
     assert (stored.status, stored.not_found_count, stored.poll_count) == (
-        TaskStatus.SUCCEEDED, 0, 3)
-    assert await env.history(task) == [(EventType.TASK_QUEUED, 1),
-                                       (EventType.TASK_SUCCEEDED, 2)]
+        TaskStatus.SUCCEEDED,
+        0,
+        3,
+    )
+    assert await env.history(task) == [(EventType.TASK_QUEUED, 1), (EventType.TASK_SUCCEEDED, 2)]
 
 
 async def test_a_provider_outage_backs_off_and_never_fails_the_task(env: Env) -> None:
@@ -345,13 +468,20 @@ async def test_a_provider_outage_backs_off_and_never_fails_the_task(env: Env) ->
     await env.step(5)
     health = env.client.health()
     assert (health.consecutive_faults, health.last_fault, health.last_fault_at) == (
-        1, "unavailable: provider answered HTTP 503 [ServiceUnavailable]: try later", at(5))
+        1,
+        "unavailable: provider answered HTTP 503 [ServiceUnavailable]: try later",
+        at(5),
+    )
     assert health.backoff_until is not None
     assert at(5 + 1.6) <= health.backoff_until <= at(5 + 2.4)  # 2 s ± 20 %
     assert health.to_json()["healthy"] is False
     first = await env.stored(task)
     assert (first.status, first.sequence, first.poll_count, first.next_poll_at) == (
-        TaskStatus.QUEUED, 1, 1, at(10))
+        TaskStatus.QUEUED,
+        1,
+        1,
+        at(10),
+    )
 
     await env.step(5)
     await env.step(5)  # T0+15: the third fault in a row
@@ -368,8 +498,7 @@ async def test_a_provider_outage_backs_off_and_never_fails_the_task(env: Env) ->
     requests = len(env.recorder.requests)
     refreshed = await env.tracker.refresh(env.account.id, task.id)
     assert len(env.recorder.requests) == requests
-    assert (refreshed.status, refreshed.next_poll_at) == (TaskStatus.QUEUED,
-                                                          health.backoff_until)
+    assert (refreshed.status, refreshed.next_poll_at) == (TaskStatus.QUEUED, health.backoff_until)
     assert env.recorder.requests == [POST] + [get(task.provider_task_id or "")] * 3
 
     env.recorder.failing = None
@@ -378,8 +507,7 @@ async def test_a_provider_outage_backs_off_and_never_fails_the_task(env: Env) ->
     await env.tracker.drain()
     done = await env.stored(task)
     assert done.status is TaskStatus.SUCCEEDED
-    assert await env.history(task) == [(EventType.TASK_QUEUED, 1),
-                                       (EventType.TASK_SUCCEEDED, 2)]
+    assert await env.history(task) == [(EventType.TASK_QUEUED, 1), (EventType.TASK_SUCCEEDED, 2)]
     recovered = env.client.health()
     assert (recovered.consecutive_faults, recovered.backoff_until) == (0, None)
     assert env.on_events.calls == 2
@@ -389,9 +517,14 @@ async def test_refresh_polls_now(env: Env) -> None:
     task = await env.register(input=create_body())
     env.clock.advance(3)  # the next scheduled poll is at T0+5; the sandbox runs from T0+2
     refreshed = await env.tracker.refresh(env.account.id, task.id)
-    assert (refreshed.status, refreshed.sequence, refreshed.version, refreshed.poll_count,
-            refreshed.updated_at, refreshed.next_poll_at) == (
-        TaskStatus.RUNNING, 2, 1, 1, at(3), at(8))
+    assert (
+        refreshed.status,
+        refreshed.sequence,
+        refreshed.version,
+        refreshed.poll_count,
+        refreshed.updated_at,
+        refreshed.next_poll_at,
+    ) == (TaskStatus.RUNNING, 2, 1, 1, at(3), at(8))
     assert await env.stored(task) == refreshed
     assert env.recorder.requests == [POST, get(task.provider_task_id or "")]
     assert await env.history(task) == [(EventType.TASK_QUEUED, 1), (EventType.TASK_RUNNING, 2)]
@@ -415,8 +548,13 @@ async def test_drain_leaves_no_wakeup_behind(env: Env) -> None:
     in the ``poll_due`` that ``drain()`` waits for; that timer must not survive it."""
     quick = PollPolicy(min_interval=0.2, max_interval=1, expected_duration=2, jitter=0)
     plan = ProviderPlan(client=env.client, poll=quick, max_age=3600)
-    tracker = Tracker(store=env.store, providers={"sandbox": plan}, clock=env.clock,
-                      rng=random.Random(2), on_events=env.on_events)
+    tracker = Tracker(
+        store=env.store,
+        providers={"sandbox": plan},
+        clock=env.clock,
+        rng=random.Random(2),
+        on_events=env.on_events,
+    )
     env.trackers.append(tracker)
     task = await env.register(tracker, input=create_body())
     assert task.next_poll_at == at(0.2)
@@ -430,8 +568,10 @@ async def test_drain_leaves_no_wakeup_behind(env: Env) -> None:
 
 
 async def deliveries_by_type(env: Env, task: Task) -> dict[EventType, list[Any]]:
-    return {e.type: await env.store.event_deliveries(env.account.id, e.id)
-            for e in await env.events(task)}
+    return {
+        e.type: await env.store.event_deliveries(env.account.id, e.id)
+        for e in await env.events(task)
+    }
 
 
 async def test_a_callback_gets_terminal_events_only_by_default(env: Env) -> None:
@@ -439,30 +579,40 @@ async def test_a_callback_gets_terminal_events_only_by_default(env: Env) -> None
     await env.step(5)
     await env.step(5)
     found = await deliveries_by_type(env, task)
-    assert list(found) == [EventType.TASK_QUEUED, EventType.TASK_RUNNING,
-                           EventType.TASK_SUCCEEDED]
+    assert list(found) == [EventType.TASK_QUEUED, EventType.TASK_RUNNING, EventType.TASK_SUCCEEDED]
     assert found[EventType.TASK_QUEUED] == []
     assert found[EventType.TASK_RUNNING] == []
     [view] = found[EventType.TASK_SUCCEEDED]
     succeeded = (await env.events(task))[-1]
     d = view.delivery
-    assert (d.account_id, d.event_id, d.url, d.status, d.attempt_count, d.next_attempt_at,
-            d.created_at) == (
-        "acc_fox", succeeded.id, HOOK, DeliveryStatus.PENDING, 0, at(10), at(10))
+    assert (
+        d.account_id,
+        d.event_id,
+        d.url,
+        d.status,
+        d.attempt_count,
+        d.next_attempt_at,
+        d.created_at,
+    ) == ("acc_fox", succeeded.id, HOOK, DeliveryStatus.PENDING, 0, at(10), at(10))
     assert d.id.startswith("dlv_")
     assert view.attempts == []
 
 
 async def test_a_callback_with_a_filter_gets_exactly_those_events(env: Env) -> None:
     task = await env.register(
-        input=create_body(), callback_url=HOOK,
-        callback_events=frozenset({EventType.TASK_QUEUED, EventType.TASK_RUNNING}))
+        input=create_body(),
+        callback_url=HOOK,
+        callback_events=frozenset({EventType.TASK_QUEUED, EventType.TASK_RUNNING}),
+    )
     assert task.callback_events == frozenset({EventType.TASK_QUEUED, EventType.TASK_RUNNING})
     await env.step(5)
     await env.step(5)
     found = await deliveries_by_type(env, task)
     assert {t: len(v) for t, v in found.items()} == {
-        EventType.TASK_QUEUED: 1, EventType.TASK_RUNNING: 1, EventType.TASK_SUCCEEDED: 0}
+        EventType.TASK_QUEUED: 1,
+        EventType.TASK_RUNNING: 1,
+        EventType.TASK_SUCCEEDED: 0,
+    }
     assert found[EventType.TASK_QUEUED][0].delivery.next_attempt_at == T0
     assert found[EventType.TASK_RUNNING][0].delivery.next_attempt_at == at(5)
 
@@ -472,8 +622,11 @@ async def test_no_callback_no_deliveries(env: Env) -> None:
     await env.step(5)
     await env.step(5)
     found = await deliveries_by_type(env, task)
-    assert found == {EventType.TASK_QUEUED: [], EventType.TASK_RUNNING: [],
-                     EventType.TASK_SUCCEEDED: []}
+    assert found == {
+        EventType.TASK_QUEUED: [],
+        EventType.TASK_RUNNING: [],
+        EventType.TASK_SUCCEEDED: [],
+    }
 
 
 # --- leases -------------------------------------------------------------------------------------
@@ -505,9 +658,14 @@ class Held(httpx.AsyncBaseTransport):
 
 
 def leased_tracker(env: Env) -> Tracker:
-    tracker = Tracker(store=env.store, providers={"sandbox": ProviderPlan(
-        client=env.client, poll=POLL, max_age=3600)}, clock=env.clock, rng=random.Random(2),
-        on_events=env.on_events, lease_seconds=10)
+    tracker = Tracker(
+        store=env.store,
+        providers={"sandbox": ProviderPlan(client=env.client, poll=POLL, max_age=3600)},
+        clock=env.clock,
+        rng=random.Random(2),
+        on_events=env.on_events,
+        lease_seconds=10,
+    )
     env.trackers.append(tracker)
     return tracker
 
@@ -515,12 +673,14 @@ def leased_tracker(env: Env) -> Tracker:
 async def held_task(env: Env, tracker: Tracker, prompt: str) -> tuple[Task, str, Held]:
     """A sandbox task registered by id through ``tracker``, whose poll at once is under way
     and held by the provider."""
-    response = await env.http.post(TASKS_PATH, json=create_body(prompt),
-                                   headers={"authorization": "Bearer sk-caller"})
+    response = await env.http.post(
+        TASKS_PATH, json=create_body(prompt), headers={"authorization": "Bearer sk-caller"}
+    )
     ptid = str(response.json()["id"])
     held = env.recorder.inner = Held(env.recorder.inner)
-    task = await tracker.register(env.account, Registration(provider="sandbox",
-                                                            provider_task_id=ptid))
+    task = await tracker.register(
+        env.account, Registration(provider="sandbox", provider_task_id=ptid)
+    )
     await held.arrived(1)
     return task, ptid, held
 
@@ -546,9 +706,7 @@ async def test_a_poll_still_waiting_when_its_lease_ends_is_not_made_again(env: E
     assert (stored.poll_count, stored.version, stored.status) == (1, 1, TaskStatus.SUCCEEDED)
 
 
-async def test_a_task_saved_by_another_poll_meanwhile_is_polled_again_when_due(
-    env: Env
-) -> None:
+async def test_a_task_saved_by_another_poll_meanwhile_is_polled_again_when_due(env: Env) -> None:
     """The other side of that rule: the claim of a task whose state moved on since this
     instance's poll started (another instance polled it once its lease ran out) is new work,
     polled as usual."""

@@ -38,17 +38,18 @@ async def test_cancel_a_queued_ark_task_deletes_it_and_emits_cancelled(env: Env)
     env.clock.advance(1)  # still queued at the sandbox (queued for 2 s)
     cancelled = await env.tracker.cancel(env.account.id, task.id)
     assert (cancelled.status, cancelled.completed_at, cancelled.next_poll_at) == (
-        TaskStatus.CANCELLED, env.clock.now(), None)
+        TaskStatus.CANCELLED,
+        env.clock.now(),
+        None,
+    )
     assert cancelled.error is not None
     assert (cancelled.error.code, cancelled.error.retryable) == (ErrorCode.CANCELLED, False)
     # A look first (a finished Ark task would be deleted, not cancelled), then the DELETE.
     assert env.recorder.requests == [POST, get(ptid), delete(ptid)]
-    assert await env.history(task) == [(EventType.TASK_QUEUED, 1),
-                                       (EventType.TASK_CANCELLED, 2)]
+    assert await env.history(task) == [(EventType.TASK_QUEUED, 1), (EventType.TASK_CANCELLED, 2)]
     assert await env.stored(task) == cancelled
     # The provider agrees, and the task is never polled again.
-    response = await env.http.get(f"{TASKS_PATH}/{ptid}",
-                                  headers={"authorization": "Bearer sk"})
+    response = await env.http.get(f"{TASKS_PATH}/{ptid}", headers={"authorization": "Bearer sk"})
     assert response.json()["status"] == "cancelled"
     await env.step(60)
     assert env.recorder.requests[-1] == get(ptid)  # only the test's own look
@@ -95,11 +96,11 @@ async def test_a_push_is_confirmed_by_a_query_before_anything_is_emitted(env: En
     await env.tracker.drain()
     # ... but the push made the relay look at once.
     assert env.recorder.requests == [POST, get(ptid)]
-    assert await env.history(task) == [(EventType.TASK_QUEUED, 1),
-                                       (EventType.TASK_SUCCEEDED, 2)]
+    assert await env.history(task) == [(EventType.TASK_QUEUED, 1), (EventType.TASK_SUCCEEDED, 2)]
     # The timeline's record of it: a query made for the push, and what it found.
-    assert [(look.via, look.outcome, look.status) for look in (await env.stored(task)).looks] \
-        == [("push", "answered", "succeeded")]
+    assert [(look.via, look.outcome, look.status) for look in (await env.stored(task)).looks] == [
+        ("push", "answered", "succeeded")
+    ]
     # Duplicates and late pushes for a finished task ask nothing and change nothing.
     assert await env.tracker.pushed(env.account.id, task.id)
     await env.tracker.drain()
@@ -109,7 +110,7 @@ async def test_a_push_is_confirmed_by_a_query_before_anything_is_emitted(env: En
 
 
 async def test_a_push_the_provider_does_not_yet_confirm_brings_the_next_look_forward(
-    env: Env
+    env: Env,
 ) -> None:
     task = await env.register(input=create_body("[slow] a fox"))
     env.clock.advance(3)  # running
@@ -124,28 +125,33 @@ async def test_a_push_the_provider_does_not_yet_confirm_brings_the_next_look_for
 # --- tasks the provider forgot ----------------------------------------------------------------
 
 
-async def test_a_task_past_the_providers_retention_expires_at_the_first_not_found(
-    env: Env
-) -> None:
+async def test_a_task_past_the_providers_retention_expires_at_the_first_not_found(env: Env) -> None:
     task = await env.register(provider_task_id=OLD_ID)
     stored = await env.stored(task)
     assert (stored.status, stored.poll_count) == (TaskStatus.EXPIRED, 1)
     assert stored.error is not None
     assert (stored.error.code, stored.error.provider_code) == (
-        ErrorCode.PAST_RETENTION, "ResourceNotFound")
+        ErrorCode.PAST_RETENTION,
+        "ResourceNotFound",
+    )
     assert "7 days" in stored.error.message
-    assert await env.history(task) == [(EventType.TASK_QUEUED, 1),
-                                       (EventType.TASK_EXPIRED, 2)]
+    assert await env.history(task) == [(EventType.TASK_QUEUED, 1), (EventType.TASK_EXPIRED, 2)]
 
 
 # --- the provider-neutral input ---------------------------------------------------------------
 
 
 def neutral_tracker(env: Env) -> Tracker:
-    plan = ProviderPlan(client=env.client, poll=POLL, max_age=3600,
-                        models={"seedance-2.0-fast": MODEL})
-    tracker = Tracker(store=env.store, providers={"sandbox": plan}, clock=env.clock,
-                      rng=random.Random(3), on_events=env.on_events)
+    plan = ProviderPlan(
+        client=env.client, poll=POLL, max_age=3600, models={"seedance-2.0-fast": MODEL}
+    )
+    tracker = Tracker(
+        store=env.store,
+        providers={"sandbox": plan},
+        clock=env.clock,
+        rng=random.Random(3),
+        on_events=env.on_events,
+    )
     env.trackers.append(tracker)
     return tracker
 
@@ -162,22 +168,46 @@ async def test_neutral_input_is_translated_into_the_ark_body(env: Env) -> None:
             return await inner.handle_async_request(request)
 
     env.recorder.inner = Capture()
-    task = await env.register(tracker, input={
-        "model": "seedance-2.0-fast", "prompt": "a fox in snow", "ratio": "9:16",
-        "duration": 6, "seed": 7})
-    assert sent == [{"model": MODEL, "content": [{"type": "text", "text": "a fox in snow"}],
-                     "ratio": "9:16", "duration": 6, "seed": 7}]
+    task = await env.register(
+        tracker,
+        input={
+            "model": "seedance-2.0-fast",
+            "prompt": "a fox in snow",
+            "ratio": "9:16",
+            "duration": 6,
+            "seed": 7,
+        },
+    )
+    assert sent == [
+        {
+            "model": MODEL,
+            "content": [{"type": "text", "text": "a fox in snow"}],
+            "ratio": "9:16",
+            "duration": 6,
+            "seed": 7,
+        }
+    ]
     await env.step(10, tracker)
     stored = await env.stored(task)
     assert (stored.status, stored.model, stored.ratio, stored.duration, stored.seed) == (
-        TaskStatus.SUCCEEDED, MODEL, "9:16", 6, 7)
+        TaskStatus.SUCCEEDED,
+        MODEL,
+        "9:16",
+        6,
+        7,
+    )
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({"model": "seedance-2.0-fast", "prompt": "a fox", "resolution": "1080p"},
-     "input.resolution"),
-    ({"model": "seedance-2.0-fast", "prompt": "a fox", "ratio": "5:4"}, "input.ratio"),
-])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (
+            {"model": "seedance-2.0-fast", "prompt": "a fox", "resolution": "1080p"},
+            "input.resolution",
+        ),
+        ({"model": "seedance-2.0-fast", "prompt": "a fox", "ratio": "5:4"}, "input.ratio"),
+    ],
+)
 async def test_neutral_input_a_provider_cannot_do_is_refused_before_it_is_sent(
     env: Env, body: dict[str, Any], field: str
 ) -> None:
@@ -195,9 +225,7 @@ async def test_native_input_is_sent_as_given(env: Env) -> None:
     assert env.recorder.requests == [POST]
 
 
-async def test_a_push_keeps_bringing_looks_forward_while_the_provider_is_down(
-    env: Env
-) -> None:
+async def test_a_push_keeps_bringing_looks_forward_while_the_provider_is_down(env: Env) -> None:
     task = await env.register(input=create_body("[slow] a fox"))  # runs until T0+32
     env.clock.advance(40)  # finished; in the sparse middle of its ordinary schedule
     env.recorder.failing = 503  # the provider's API is down as the push arrives
@@ -235,10 +263,18 @@ async def test_polls_gather_where_tasks_like_this_one_have_finished(env: Env) ->
     """Tasks of one kind finish 8 s after creation at the sandbox. Before anything is learned
     the configured policy (expected 120 s) polls every second early on; once three have been
     seen finishing, the next one is left alone until close to 8 s."""
-    plan = ProviderPlan(client=env.client, max_age=3600, poll=PollPolicy(
-        min_interval=1, max_interval=60, expected_duration=120, jitter=0))
-    tracker = Tracker(store=env.store, providers={"sandbox": plan}, clock=env.clock,
-                      rng=random.Random(4), on_events=env.on_events)
+    plan = ProviderPlan(
+        client=env.client,
+        max_age=3600,
+        poll=PollPolicy(min_interval=1, max_interval=60, expected_duration=120, jitter=0),
+    )
+    tracker = Tracker(
+        store=env.store,
+        providers={"sandbox": plan},
+        clock=env.clock,
+        rng=random.Random(4),
+        on_events=env.on_events,
+    )
     env.trackers.append(tracker)
 
     async def polls_before_it_ends() -> tuple[int, float]:
@@ -249,8 +285,9 @@ async def test_polls_gather_where_tasks_like_this_one_have_finished(env: Env) ->
         while (await env.stored(task)).status is not TaskStatus.SUCCEEDED:
             stored = await env.stored(task)
             assert stored.next_poll_at is not None
-            await env.step(max(0.0, (stored.next_poll_at - env.clock.now()).total_seconds()),
-                           tracker)
+            await env.step(
+                max(0.0, (stored.next_poll_at - env.clock.now()).total_seconds()), tracker
+            )
             age = (env.clock.now() - task.created_at).total_seconds()
             if age < 6:
                 early = env.recorder.requests[start:].count(get(ptid or ""))

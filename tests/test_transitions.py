@@ -37,8 +37,12 @@ PTID = "cgt-20260607000000-abc"
 VIDEO = "https://cdn.example.com/v.mp4?X-Tos-Expires=86400"
 MODEL = "doubao-seedance-2-0-fast-260128"
 USAGE = {"completion_tokens": 108900, "total_tokens": 108900}
-POLICY_ERROR = TaskError(ErrorCode.CONTENT_POLICY, "the output video may break policy", False,
-                         "OutputVideoSensitiveContentDetected.PolicyViolation")
+POLICY_ERROR = TaskError(
+    ErrorCode.CONTENT_POLICY,
+    "the output video may break policy",
+    False,
+    "OutputVideoSensitiveContentDetected.PolicyViolation",
+)
 
 
 def at(seconds: float) -> datetime:
@@ -53,9 +57,16 @@ def ids() -> Callable[[], str]:
 
 def new_task(**fields: Any) -> Task:
     base: dict[str, Any] = {
-        "id": "task_1", "account_id": "acc_1", "provider": "sandbox", "provider_task_id": PTID,
-        "status": TaskStatus.QUEUED, "created_at": T0, "updated_at": T0,
-        "next_poll_at": at(5), "reference": "order-1234", "metadata": {"projectId": "p1"},
+        "id": "task_1",
+        "account_id": "acc_1",
+        "provider": "sandbox",
+        "provider_task_id": PTID,
+        "status": TaskStatus.QUEUED,
+        "created_at": T0,
+        "updated_at": T0,
+        "next_poll_at": at(5),
+        "reference": "order-1234",
+        "metadata": {"projectId": "p1"},
     }
     return Task(**{**base, **fields})
 
@@ -76,8 +87,12 @@ def only(change: Change) -> Event:
 def expected_event(event_id: str, type_: EventType, task: Task, when: datetime) -> Event:
     """The event ``emit`` must produce for ``task`` (already carrying its new sequence)."""
     return Event(
-        id=event_id, account_id=task.account_id, task_id=task.id, type=type_,
-        sequence=task.sequence, created_at=when,
+        id=event_id,
+        account_id=task.account_id,
+        task_id=task.id,
+        type=type_,
+        sequence=task.sequence,
+        created_at=when,
         body=envelope(event_id, type_, task.sequence, when, task.to_json()),
         # Only a success event's URL can expire under a later redelivery.
         url_expires_at=task.video_url_expires_at if type_ is EventType.TASK_SUCCEEDED else None,
@@ -111,19 +126,36 @@ def test_registered_emits_task_queued_with_sequence_one() -> None:
 def test_envelope_data_is_the_full_public_task() -> None:
     change = registered(new_task(), T0, ids())
     assert body(only(change))["data"] == {
-        "id": "task_1", "provider": "sandbox", "provider_task_id": PTID, "model": None,
-        "status": "queued", "progress": None, "video_url": None, "video_url_expires_at": None,
-        "last_frame_url": None, "error": None, "usage": None, "resolution": None,
-        "ratio": None, "duration": None, "fps": None, "seed": None, "reference": "order-1234",
-        "metadata": {"projectId": "p1"}, "created_at": "2026-06-06T16:00:00Z",
-        "updated_at": "2026-06-06T16:00:00Z", "completed_at": None,
+        "id": "task_1",
+        "provider": "sandbox",
+        "provider_task_id": PTID,
+        "model": None,
+        "status": "queued",
+        "progress": None,
+        "video_url": None,
+        "video_url_expires_at": None,
+        "last_frame_url": None,
+        "error": None,
+        "usage": None,
+        "resolution": None,
+        "ratio": None,
+        "duration": None,
+        "fps": None,
+        "seed": None,
+        "reference": "order-1234",
+        "metadata": {"projectId": "p1"},
+        "created_at": "2026-06-06T16:00:00Z",
+        "updated_at": "2026-06-06T16:00:00Z",
+        "completed_at": None,
     }
 
 
 def test_envelope_is_compact_json_in_a_fixed_key_order() -> None:
     text = envelope("evt_9", EventType.TASK_FAILED, 4, at(0.5), {"a": "é"})
-    assert text == ('{"id":"evt_9","type":"task.failed","timestamp":"2026-06-06T16:00:00Z",'
-                    '"sequence":4,"data":{"a":"é"}}')
+    assert text == (
+        '{"id":"evt_9","type":"task.failed","timestamp":"2026-06-06T16:00:00Z",'
+        '"sequence":4,"data":{"a":"é"}}'
+    )
 
 
 def test_registered_announces_the_status_the_task_starts_with() -> None:
@@ -146,23 +178,42 @@ def test_queued_to_succeeded_directly_emits_only_task_succeeded(queued: Task) ->
     expires = at(86400)
     change = apply_answer(
         queued,
-        answer(TaskStatus.SUCCEEDED, video_url=VIDEO, video_url_expires_at=expires,
-               last_frame_url="https://cdn.example.com/f.png", model=MODEL, usage=USAGE),
-        at(60), ids(),
+        answer(
+            TaskStatus.SUCCEEDED,
+            video_url=VIDEO,
+            video_url_expires_at=expires,
+            last_frame_url="https://cdn.example.com/f.png",
+            model=MODEL,
+            usage=USAGE,
+        ),
+        at(60),
+        ids(),
     )
     done = replace(
-        queued, status=TaskStatus.SUCCEEDED, progress=100, video_url=VIDEO,
-        video_url_expires_at=expires, last_frame_url="https://cdn.example.com/f.png",
-        model=MODEL, usage=USAGE, updated_at=at(60), completed_at=at(60), next_poll_at=None,
+        queued,
+        status=TaskStatus.SUCCEEDED,
+        progress=100,
+        video_url=VIDEO,
+        video_url_expires_at=expires,
+        last_frame_url="https://cdn.example.com/f.png",
+        model=MODEL,
+        usage=USAGE,
+        updated_at=at(60),
+        completed_at=at(60),
+        next_poll_at=None,
         sequence=2,
     )
     assert change.task == done
     assert change.events == (expected_event("evt_1", EventType.TASK_SUCCEEDED, done, at(60)),)
     assert change.events[0].url_expires_at == expires
     data = body(change.events[0])["data"]
-    assert (data["status"], data["progress"], data["video_url"], data["completed_at"],
-            data["video_url_expires_at"]) == (
-        "succeeded", 100, VIDEO, "2026-06-06T16:01:00Z", "2026-06-07T16:00:00Z")
+    assert (
+        data["status"],
+        data["progress"],
+        data["video_url"],
+        data["completed_at"],
+        data["video_url_expires_at"],
+    ) == ("succeeded", 100, VIDEO, "2026-06-06T16:01:00Z", "2026-06-07T16:00:00Z")
 
 
 def test_running_with_progress_sets_it_without_a_progress_event(queued: Task) -> None:
@@ -172,10 +223,8 @@ def test_running_with_progress_sets_it_without_a_progress_event(queued: Task) ->
 
 
 @pytest.mark.parametrize("late", [TaskStatus.RUNNING, TaskStatus.QUEUED])
-def test_a_lower_rank_answer_after_success_changes_nothing(queued: Task,
-                                                           late: TaskStatus) -> None:
-    done = apply_answer(queued, answer(TaskStatus.SUCCEEDED, video_url=VIDEO), at(60),
-                        ids()).task
+def test_a_lower_rank_answer_after_success_changes_nothing(queued: Task, late: TaskStatus) -> None:
+    done = apply_answer(queued, answer(TaskStatus.SUCCEEDED, video_url=VIDEO), at(60), ids()).task
     change = apply_answer(done, answer(late, progress=50, model="other"), at(70), ids())
     assert change == Change(done)
 
@@ -187,24 +236,26 @@ def test_queued_after_running_changes_nothing(queued: Task) -> None:
     assert change.task.status is TaskStatus.RUNNING
 
 
-@pytest.mark.parametrize("late", [
-    answer(TaskStatus.FAILED, error=POLICY_ERROR),
-    answer(TaskStatus.EXPIRED, error=TaskError(ErrorCode.EXPIRED, "late")),
-    answer(TaskStatus.CANCELLED),
-    answer(TaskStatus.SUCCEEDED, video_url="https://cdn.example.com/other.mp4", seed=5),
-    answer(None, raw_status="unknown"),
-])
+@pytest.mark.parametrize(
+    "late",
+    [
+        answer(TaskStatus.FAILED, error=POLICY_ERROR),
+        answer(TaskStatus.EXPIRED, error=TaskError(ErrorCode.EXPIRED, "late")),
+        answer(TaskStatus.CANCELLED),
+        answer(TaskStatus.SUCCEEDED, video_url="https://cdn.example.com/other.mp4", seed=5),
+        answer(None, raw_status="unknown"),
+    ],
+)
 def test_first_terminal_answer_wins(queued: Task, late: ProviderTask) -> None:
-    done = apply_answer(queued, answer(TaskStatus.SUCCEEDED, video_url=VIDEO), at(60),
-                        ids()).task
+    done = apply_answer(queued, answer(TaskStatus.SUCCEEDED, video_url=VIDEO), at(60), ids()).task
     assert apply_answer(done, late, at(61), ids()) == Change(done)
 
 
 def test_a_failed_task_stays_failed_when_success_arrives_later(queued: Task) -> None:
-    failed = apply_answer(queued, answer(TaskStatus.FAILED, error=POLICY_ERROR), at(30),
-                          ids()).task
-    assert apply_answer(failed, answer(TaskStatus.SUCCEEDED, video_url=VIDEO), at(40),
-                        ids()) == Change(failed)
+    failed = apply_answer(queued, answer(TaskStatus.FAILED, error=POLICY_ERROR), at(30), ids()).task
+    assert apply_answer(
+        failed, answer(TaskStatus.SUCCEEDED, video_url=VIDEO), at(40), ids()
+    ) == Change(failed)
     assert failed.video_url is None
 
 
@@ -215,8 +266,8 @@ def test_a_failed_task_stays_failed_when_success_arrives_later(queued: Task) -> 
 def test_unknown_status_keeps_the_task_as_it_was(queued: Task, status: TaskStatus) -> None:
     task = replace(queued, status=status)
     change = apply_answer(
-        task, answer(None, raw_status="unknown", video_url=VIDEO, error=POLICY_ERROR),
-        at(10), ids())
+        task, answer(None, raw_status="unknown", video_url=VIDEO, error=POLICY_ERROR), at(10), ids()
+    )
     assert change == Change(task)
 
 
@@ -267,14 +318,16 @@ def test_succeeded_without_a_video_url_is_not_a_completion(queued: Task) -> None
     assert [e.type for e in change.events] == [EventType.TASK_RUNNING]
     assert change.task.status is TaskStatus.RUNNING
     assert (change.task.progress, change.task.completed_at, change.task.video_url) == (
-        None, None, None)
+        None,
+        None,
+        None,
+    )
     assert change.task.next_poll_at == queued.next_poll_at
 
     again = apply_answer(change.task, answer(TaskStatus.SUCCEEDED), at(40), ids())
     assert again == Change(change.task)
 
-    done = apply_answer(change.task, answer(TaskStatus.SUCCEEDED, video_url=VIDEO), at(50),
-                        ids())
+    done = apply_answer(change.task, answer(TaskStatus.SUCCEEDED, video_url=VIDEO), at(50), ids())
     assert [(e.type, e.sequence) for e in done.events] == [(EventType.TASK_SUCCEEDED, 3)]
     assert done.task.usage == USAGE
 
@@ -285,44 +338,65 @@ def test_succeeded_without_a_video_url_is_not_a_completion(queued: Task) -> None
 def test_failed_carries_the_error(queued: Task) -> None:
     running = replace(queued, status=TaskStatus.RUNNING, progress=30)
     change = apply_answer(running, answer(TaskStatus.FAILED, error=POLICY_ERROR), at(90), ids())
-    failed = replace(running, status=TaskStatus.FAILED, error=POLICY_ERROR, updated_at=at(90),
-                     completed_at=at(90), next_poll_at=None, sequence=2)
+    failed = replace(
+        running,
+        status=TaskStatus.FAILED,
+        error=POLICY_ERROR,
+        updated_at=at(90),
+        completed_at=at(90),
+        next_poll_at=None,
+        sequence=2,
+    )
     assert change.task == failed
     assert change.events == (expected_event("evt_1", EventType.TASK_FAILED, failed, at(90)),)
     assert body(change.events[0])["data"]["error"] == {
-        "code": "content_policy", "message": "the output video may break policy",
+        "code": "content_policy",
+        "message": "the output video may break policy",
         "retryable": False,
         "provider_code": "OutputVideoSensitiveContentDetected.PolicyViolation",
     }
 
 
-@pytest.mark.parametrize(("status", "type_"), [
-    (TaskStatus.EXPIRED, EventType.TASK_EXPIRED),
-    (TaskStatus.CANCELLED, EventType.TASK_CANCELLED),
-])
-def test_provider_expiry_and_cancellation(queued: Task, status: TaskStatus,
-                                          type_: EventType) -> None:
+@pytest.mark.parametrize(
+    ("status", "type_"),
+    [
+        (TaskStatus.EXPIRED, EventType.TASK_EXPIRED),
+        (TaskStatus.CANCELLED, EventType.TASK_CANCELLED),
+    ],
+)
+def test_provider_expiry_and_cancellation(
+    queued: Task, status: TaskStatus, type_: EventType
+) -> None:
     error = TaskError(ErrorCode(status.value), "gone")
     change = apply_answer(queued, answer(status, error=error), at(90), ids())
     assert [(e.type, e.sequence) for e in change.events] == [(type_, 2)]
-    assert (change.task.status, change.task.error, change.task.completed_at,
-            change.task.next_poll_at) == (status, error, at(90), None)
+    assert (
+        change.task.status,
+        change.task.error,
+        change.task.completed_at,
+        change.task.next_poll_at,
+    ) == (status, error, at(90), None)
 
 
 def test_terminate_expires_a_task(queued: Task) -> None:
     error = TaskError(ErrorCode.EXPIRED, "the task did not finish within 172800 s")
     change = terminate(queued, TaskStatus.EXPIRED, error, at(172801), ids())
-    expired = replace(queued, status=TaskStatus.EXPIRED, error=error, updated_at=at(172801),
-                      completed_at=at(172801), next_poll_at=None, sequence=2)
+    expired = replace(
+        queued,
+        status=TaskStatus.EXPIRED,
+        error=error,
+        updated_at=at(172801),
+        completed_at=at(172801),
+        next_poll_at=None,
+        sequence=2,
+    )
     assert change.task == expired
-    assert change.events == (
-        expected_event("evt_1", EventType.TASK_EXPIRED, expired, at(172801)),)
+    assert change.events == (expected_event("evt_1", EventType.TASK_EXPIRED, expired, at(172801)),)
     assert body(change.events[0])["data"]["error"]["code"] == "expired"
 
 
 def test_terminate_leaves_a_terminal_task_alone(queued: Task) -> None:
-    done = apply_answer(queued, answer(TaskStatus.SUCCEEDED, video_url=VIDEO), at(60),
-                        ids()).task
+    done = apply_answer(queued, answer(TaskStatus.SUCCEEDED, video_url=VIDEO), at(60), ids()).task
     assert terminate(done, TaskStatus.EXPIRED, None, at(99), ids()) == Change(done)
 
 
@@ -330,16 +404,31 @@ def test_terminate_leaves_a_terminal_task_alone(queued: Task) -> None:
 
 
 def test_descriptive_fields_merge_and_survive_answers_without_them(queued: Task) -> None:
-    described = answer(TaskStatus.RUNNING, model=MODEL, usage=USAGE, resolution="720p",
-                       ratio="16:9", duration=5, fps=24, seed=97151)
+    described = answer(
+        TaskStatus.RUNNING,
+        model=MODEL,
+        usage=USAGE,
+        resolution="720p",
+        ratio="16:9",
+        duration=5,
+        fps=24,
+        seed=97151,
+    )
     running = apply_answer(queued, described, at(10), ids()).task
-    fields: dict[str, Any] = {"model": MODEL, "usage": USAGE, "resolution": "720p",
-                              "ratio": "16:9", "duration": 5, "fps": 24, "seed": 97151}
-    assert running == replace(queued, status=TaskStatus.RUNNING, updated_at=at(10),
-                              sequence=2, **fields)
+    fields: dict[str, Any] = {
+        "model": MODEL,
+        "usage": USAGE,
+        "resolution": "720p",
+        "ratio": "16:9",
+        "duration": 5,
+        "fps": 24,
+        "seed": 97151,
+    }
+    assert running == replace(
+        queued, status=TaskStatus.RUNNING, updated_at=at(10), sequence=2, **fields
+    )
 
-    done = apply_answer(running, answer(TaskStatus.SUCCEEDED, video_url=VIDEO), at(60),
-                        ids()).task
+    done = apply_answer(running, answer(TaskStatus.SUCCEEDED, video_url=VIDEO), at(60), ids()).task
     assert {k: getattr(done, k) for k in fields} == fields
 
 
@@ -389,8 +478,12 @@ def test_sequence_increases_by_exactly_one_per_event() -> None:
 # --- destinations -----------------------------------------------------------------------------
 
 
-TERMINAL = {EventType.TASK_SUCCEEDED, EventType.TASK_FAILED, EventType.TASK_EXPIRED,
-            EventType.TASK_CANCELLED}
+TERMINAL = {
+    EventType.TASK_SUCCEEDED,
+    EventType.TASK_FAILED,
+    EventType.TASK_EXPIRED,
+    EventType.TASK_CANCELLED,
+}
 
 
 @pytest.mark.parametrize("type_", list(EventType))
@@ -400,23 +493,29 @@ def test_no_filter_means_the_four_terminal_types_only(type_: EventType) -> None:
 
 def test_an_explicit_filter_is_exact() -> None:
     chosen = frozenset({EventType.TASK_QUEUED, EventType.TASK_PROGRESS})
-    assert [t for t in EventType if wants(chosen, t)] == [EventType.TASK_QUEUED,
-                                                          EventType.TASK_PROGRESS]
+    assert [t for t in EventType if wants(chosen, t)] == [
+        EventType.TASK_QUEUED,
+        EventType.TASK_PROGRESS,
+    ]
     assert not any(wants(frozenset(), t) for t in EventType)
 
 
 def destination(id_: str, types: set[EventType] | None) -> Destination:
-    return Destination(id=id_, account_id="acc_1", kind="callback",
-                       url=f"https://hooks.example.com/{id_}", key="https://hooks.example.com",
-                       event_types=None if types is None else frozenset(types),
-                       task_id="task_1")
+    return Destination(
+        id=id_,
+        account_id="acc_1",
+        kind="callback",
+        url=f"https://hooks.example.com/{id_}",
+        key="https://hooks.example.com",
+        event_types=None if types is None else frozenset(types),
+        task_id="task_1",
+    )
 
 
 def test_fan_out_pairs_each_event_with_the_destinations_that_want_it() -> None:
     new_id = ids()
     first = registered(new_task(), T0, new_id)
-    done = apply_answer(first.task, answer(TaskStatus.SUCCEEDED, video_url=VIDEO), at(60),
-                        new_id)
+    done = apply_answer(first.task, answer(TaskStatus.SUCCEEDED, video_url=VIDEO), at(60), new_id)
     queued_event, succeeded_event = first.events[0], done.events[0]
     default = destination("d_default", None)
     everything = destination("d_all", {EventType.TASK_QUEUED, EventType.TASK_SUCCEEDED})

@@ -25,8 +25,7 @@ from tests.transport_server import Conn, RawServer, replies, response
 # --------------------------------------------------------------------------- helpers
 
 
-async def send(transport: RelayTransport, method: str, url: str,
-               **kwargs: Any) -> httpx.Response:
+async def send(transport: RelayTransport, method: str, url: str, **kwargs: Any) -> httpx.Response:
     """One exchange straight through the transport, the way relay/delivery.py does it.
     A hang fails the test (TimeoutError) rather than the run."""
     async with asyncio.timeout(3):
@@ -50,8 +49,10 @@ def chunked(*parts: bytes) -> bytes:
 
 
 async def check_get() -> None:
-    answer = (b"HTTP/1.1 200 Fine\r\nX-Thing: a b\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n"
-              b"Content-Length: 5\r\n\r\nhello")
+    answer = (
+        b"HTTP/1.1 200 Fine\r\nX-Thing: a b\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n"
+        b"Content-Length: 5\r\n\r\nhello"
+    )
     async with RawServer(replies(answer)) as server:
         transport = RelayTransport()
         try:
@@ -63,8 +64,11 @@ async def check_get() -> None:
     assert resp.reason_phrase == "Fine"
     assert resp.http_version == "HTTP/1.1"
     assert resp.headers.multi_items() == [
-        ("x-thing", "a b"), ("set-cookie", "a=1"), ("set-cookie", "b=2"),
-        ("content-length", "5")]
+        ("x-thing", "a b"),
+        ("set-cookie", "a=1"),
+        ("set-cookie", "b=2"),
+        ("content-length", "5"),
+    ]
     assert resp.content == b"hello"
 
     [req] = server.requests
@@ -80,8 +84,13 @@ async def check_post() -> None:
     async with RawServer(replies(response(201, b"created"))) as server:
         transport = RelayTransport()
         try:
-            resp = await send(transport, "POST", server.url + "/hooks?id=7",
-                              content=body, headers={"Content-Type": "application/json"})
+            resp = await send(
+                transport,
+                "POST",
+                server.url + "/hooks?id=7",
+                content=body,
+                headers={"Content-Type": "application/json"},
+            )
         finally:
             await transport.aclose()
 
@@ -101,13 +110,15 @@ async def check_keepalive_three_requests_one_connection() -> None:
     async with RawServer(replies(*answers)) as server:
         transport = RelayTransport()
         try:
-            bodies = [(await send(transport, "GET", f"{server.url}/{i}")).content
-                      for i in range(3)]
+            bodies = [(await send(transport, "GET", f"{server.url}/{i}")).content for i in range(3)]
         finally:
             await transport.aclose()
     assert bodies == [b"one", b"two", b"three"]
     assert [r.request_line for r in server.requests] == [
-        b"GET /0 HTTP/1.1", b"GET /1 HTTP/1.1", b"GET /2 HTTP/1.1"]
+        b"GET /0 HTTP/1.1",
+        b"GET /1 HTTP/1.1",
+        b"GET /2 HTTP/1.1",
+    ]
     assert [r.conn for r in server.requests] == [0, 0, 0]
     assert len(server.conns) == 1
 
@@ -132,8 +143,9 @@ async def check_server_closing_idle_connection() -> None:
     # request. Without that pause there is an inherent race, in this transport as in any
     # HTTP/1.1 client: a close that arrives after the pooled connection was picked up
     # again surfaces as a RemoteProtocolError on that request.
-    async with RawServer(replies(response(200, b"1"), response(200, b"2"),
-                                 close_after=True)) as server:
+    async with RawServer(
+        replies(response(200, b"1"), response(200, b"2"), close_after=True)
+    ) as server:
         transport = RelayTransport()
         try:
             first = await send(transport, "GET", server.url + "/")
@@ -150,8 +162,9 @@ async def check_chunked_response() -> None:
     async def handler(conn: Conn) -> None:
         await conn.read_request()
         # Split across writes, mid-chunk and mid-size-line, to exercise the parser.
-        data = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-                + chunked(b"hello", b", ", b"world" * 3))
+        data = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked(
+            b"hello", b", ", b"world" * 3
+        )
         for piece in (data[:20], data[20:50], data[50:57], data[57:]):
             await conn.send(piece)
             await asyncio.sleep(0.01)
@@ -218,8 +231,13 @@ async def check_total_timeout() -> None:
         try:
             started = time.monotonic()
             with pytest.raises(httpx.ReadTimeout):
-                await send(transport, "POST", server.url + "/slow", content=b"{}",
-                           extensions={TOTAL_TIMEOUT: 0.3})
+                await send(
+                    transport,
+                    "POST",
+                    server.url + "/slow",
+                    content=b"{}",
+                    extensions={TOTAL_TIMEOUT: 0.3},
+                )
             elapsed = time.monotonic() - started
             await server.wait_eof(0)  # the timed-out connection was closed...
             after = await send(transport, "GET", server.url + "/")
@@ -261,10 +279,16 @@ async def check_connection_refused() -> None:
 
 
 CORE: list[Callable[[], Awaitable[None]]] = [
-    check_get, check_post, check_keepalive_three_requests_one_connection,
-    check_connection_close_opens_new_connection, check_server_closing_idle_connection,
-    check_chunked_response, check_eof_delimited_response, check_total_timeout,
-    check_total_timeout_on_a_silent_server, check_connection_refused,
+    check_get,
+    check_post,
+    check_keepalive_three_requests_one_connection,
+    check_connection_close_opens_new_connection,
+    check_server_closing_idle_connection,
+    check_chunked_response,
+    check_eof_delimited_response,
+    check_total_timeout,
+    check_total_timeout_on_a_silent_server,
+    check_connection_refused,
 ]
 
 
@@ -294,9 +318,13 @@ async def test_bytestream_request_gets_host_and_content_length() -> None:
     async with RawServer(replies(response(204))) as server:
         transport = RelayTransport()
         try:
-            resp = await send(transport, "POST", server.url + "/in?x=%2F",
-                              headers=[(b"content-type", b"application/json")],
-                              stream=httpx.ByteStream(b'{"a":1}'))
+            resp = await send(
+                transport,
+                "POST",
+                server.url + "/in?x=%2F",
+                headers=[(b"content-type", b"application/json")],
+                stream=httpx.ByteStream(b'{"a":1}'),
+            )
         finally:
             await transport.aclose()
     assert resp.status_code == 204
@@ -313,9 +341,13 @@ async def test_bytestream_request_with_its_own_content_length_sends_it_once() ->
     async with RawServer(replies(response(200))) as server:
         transport = RelayTransport()
         try:
-            await send(transport, "POST", server.url + "/",
-                       headers=[(b"content-length", b"%d" % len(body))],
-                       stream=httpx.ByteStream(body))
+            await send(
+                transport,
+                "POST",
+                server.url + "/",
+                headers=[(b"content-length", b"%d" % len(body))],
+                stream=httpx.ByteStream(body),
+            )
         finally:
             await transport.aclose()
     [req] = server.requests
@@ -348,8 +380,9 @@ async def test_header_value_with_crlf_raises_and_sends_nothing() -> None:
         transport = RelayTransport()
         try:
             with pytest.raises(httpx.LocalProtocolError):
-                await send(transport, "GET", server.url + "/",
-                           headers={"X-Evil": "a\r\nX-Injected: 1"})
+                await send(
+                    transport, "GET", server.url + "/", headers={"X-Evil": "a\r\nX-Injected: 1"}
+                )
             await asyncio.sleep(0.05)
         finally:
             await transport.aclose()
@@ -424,8 +457,10 @@ async def test_keepalive_expiry() -> None:
 async def test_expired_idle_connections_of_other_origins_are_closed() -> None:
     # A one-off callback host must not keep its socket open forever: once the expiry has
     # passed, a request to any origin closes the expired idle connections of all of them.
-    async with RawServer(replies(response(200, b"a"))) as one, \
-            RawServer(replies(response(200, b"b"), response(200, b"c"))) as two:
+    async with (
+        RawServer(replies(response(200, b"a"))) as one,
+        RawServer(replies(response(200, b"b"), response(200, b"c"))) as two,
+    ):
         transport = RelayTransport(keepalive_expiry=0.1)
         try:
             await send(transport, "GET", one.url + "/")
@@ -455,7 +490,8 @@ async def test_max_connections_bounds_requests_in_flight() -> None:
         try:
             started = time.monotonic()
             results = await asyncio.gather(
-                *(send(transport, "GET", f"{server.url}/{i}") for i in range(6)))
+                *(send(transport, "GET", f"{server.url}/{i}") for i in range(6))
+            )
             elapsed = time.monotonic() - started
         finally:
             await transport.aclose()
@@ -502,8 +538,9 @@ async def test_body_limit_keeps_first_bytes_and_the_connection() -> None:
     async with RawServer(replies(response(200, big), response(200, big))) as server:
         transport = RelayTransport()
         try:
-            limited = await send(transport, "POST", server.url + "/", content=b"{}",
-                                 extensions={BODY_LIMIT: 10})
+            limited = await send(
+                transport, "POST", server.url + "/", content=b"{}", extensions={BODY_LIMIT: 10}
+            )
             whole = await send(transport, "GET", server.url + "/")
         finally:
             await transport.aclose()
@@ -537,12 +574,17 @@ async def test_a_second_unasked_for_response_does_not_leak_into_the_first() -> N
 # ----------------------------------------------------------------------------- failures
 
 
-@pytest.mark.parametrize("answer", [
-    pytest.param(b"NOT HTTP AT ALL\r\n\r\n", id="garbage"),
-    pytest.param(b"HTTP/1.1 abc OK\r\nContent-Length: 0\r\n\r\n", id="bad-status"),
-    pytest.param(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", id="bad-length"),
-    pytest.param(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", id="bad-chunk"),
-])
+@pytest.mark.parametrize(
+    "answer",
+    [
+        pytest.param(b"NOT HTTP AT ALL\r\n\r\n", id="garbage"),
+        pytest.param(b"HTTP/1.1 abc OK\r\nContent-Length: 0\r\n\r\n", id="bad-status"),
+        pytest.param(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", id="bad-length"),
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", id="bad-chunk"
+        ),
+    ],
+)
 async def test_malformed_response(answer: bytes) -> None:
     async with RawServer(replies(answer)) as server:
         transport = RelayTransport()
@@ -554,13 +596,18 @@ async def test_malformed_response(answer: bytes) -> None:
             await transport.aclose()
 
 
-@pytest.mark.parametrize("answer", [
-    pytest.param(b"", id="nothing"),
-    pytest.param(b"HTTP/1.1 200 OK\r\nContent-Le", id="mid-headers"),
-    pytest.param(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", id="short-body"),
-    pytest.param(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
-                 id="unfinished-chunked"),
-])
+@pytest.mark.parametrize(
+    "answer",
+    [
+        pytest.param(b"", id="nothing"),
+        pytest.param(b"HTTP/1.1 200 OK\r\nContent-Le", id="mid-headers"),
+        pytest.param(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", id="short-body"),
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+            id="unfinished-chunked",
+        ),
+    ],
+)
 async def test_server_closes_before_the_response_is_complete(answer: bytes) -> None:
     async with RawServer(replies(answer, close_after=True)) as server:
         transport = RelayTransport()
@@ -575,8 +622,12 @@ async def test_server_closes_before_the_response_is_complete(answer: bytes) -> N
 async def test_an_interim_response_is_skipped_for_the_final_one(interim: bytes) -> None:
     # RFC 9110 §15.2: a client must accept unexpected 1xx answers before the final one (a
     # CDN may send 103 Early Hints); failing the delivery on them would be wrong.
-    answer = (b"HTTP/1.1 " + interim + b"\r\nLink: </style.css>; rel=preload\r\n\r\n"
-              + response(200, b"final"))
+    answer = (
+        b"HTTP/1.1 "
+        + interim
+        + b"\r\nLink: </style.css>; rel=preload\r\n\r\n"
+        + response(200, b"final")
+    )
     async with RawServer(replies(answer)) as server:
         transport = RelayTransport()
         try:
@@ -596,8 +647,10 @@ async def test_async_client_json_round_trip() -> None:
             await conn.send(response(200, req.body, ("Content-Type", "application/json")))
 
     payload = {"task": "cgt-123", "status": "succeeded", "tags": ["a", "ü"], "n": 1.5}
-    async with RawServer(echo) as server, httpx.AsyncClient(
-            transport=RelayTransport(), base_url=server.url) as client:
+    async with (
+        RawServer(echo) as server,
+        httpx.AsyncClient(transport=RelayTransport(), base_url=server.url) as client,
+    ):
         resp = await client.post("/v1/echo", params={"q": "1 2"}, json=payload)
     assert resp.status_code == 200
     assert resp.json() == payload
@@ -611,8 +664,10 @@ async def test_async_client_json_round_trip() -> None:
 
 async def test_async_client_returns_redirects_as_is() -> None:
     answer = response(302, b"", ("Location", "/elsewhere"))
-    async with RawServer(replies(answer, response(200, b"followed"))) as server, \
-            httpx.AsyncClient(transport=RelayTransport(), follow_redirects=False) as client:
+    async with (
+        RawServer(replies(answer, response(200, b"followed"))) as server,
+        httpx.AsyncClient(transport=RelayTransport(), follow_redirects=False) as client,
+    ):
         resp = await client.get(server.url + "/start")
     assert resp.status_code == 302
     assert resp.headers["location"] == "/elsewhere"
@@ -627,7 +682,8 @@ async def test_async_client_returns_redirects_as_is() -> None:
 def tls() -> tuple[ssl.SSLContext, ssl.SSLContext]:
     """(server context, client context trusting a throwaway CA) made with trustme."""
     trustme = pytest.importorskip(
-        "trustme", reason="the TLS tests need trustme (pip install trustme)")
+        "trustme", reason="the TLS tests need trustme (pip install trustme)"
+    )
     ca = trustme.CA()
     server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("127.0.0.1", "localhost").configure_cert(server_ctx)
@@ -655,7 +711,8 @@ async def test_https_get(tls: tuple[ssl.SSLContext, ssl.SSLContext]) -> None:
 
 
 async def test_https_untrusted_certificate_is_a_connect_error(
-        tls: tuple[ssl.SSLContext, ssl.SSLContext]) -> None:
+    tls: tuple[ssl.SSLContext, ssl.SSLContext],
+) -> None:
     server_ctx, _ = tls
     async with RawServer(replies(response(200, b"secret")), ssl_context=server_ctx) as server:
         transport = RelayTransport()  # default verification: the throwaway CA is unknown
@@ -680,11 +737,13 @@ def closes_on_second_request() -> tuple[Callable[[Conn], Awaitable[None]], list[
             answered.append(conn.number)
             await conn.send(response(200, b"ok %d" % conn.number))
         await conn.wait_eof()
+
     return handler, answered
 
 
-@pytest.mark.parametrize(("method", "extensions"), [
-    ("GET", {}), ("DELETE", {}), ("POST", {RESENDABLE: True})])
+@pytest.mark.parametrize(
+    ("method", "extensions"), [("GET", {}), ("DELETE", {}), ("POST", {RESENDABLE: True})]
+)
 async def test_a_stale_kept_alive_connection_is_retried_once_when_resending_is_safe(
     method: str, extensions: dict[str, Any]
 ) -> None:

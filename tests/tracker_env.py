@@ -6,6 +6,7 @@ With ``PollPolicy(min 5, max 60, E 120)`` a task younger than 18 s is polled eve
 sandbox (queued 2 s, running 6 s) answers ``queued`` before T0+2, ``running`` until T0+8 and
 ``succeeded`` from then on.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -72,9 +73,11 @@ class Recorder(httpx.AsyncBaseTransport):
         self.requests.append((request.method, request.url.path))
         status = self.scripted.pop(0) if self.scripted else self.failing
         if status is not None:
-            error = ({"code": "ResourceNotFound", "message": "The specified task was not found."}
-                     if status == 404 else
-                     {"code": "ServiceUnavailable", "message": "try later"})
+            error = (
+                {"code": "ResourceNotFound", "message": "The specified task was not found."}
+                if status == 404
+                else {"code": "ServiceUnavailable", "message": "try later"}
+            )
             return httpx.Response(status, json={"error": error})
         return await self.inner.handle_async_request(request)
 
@@ -102,8 +105,13 @@ class Env:
     def tracker_with(self, *, max_age: float) -> Tracker:
         """Another tracker on the same store and provider, with its own maximum age."""
         plan = ProviderPlan(client=self.client, poll=POLL, max_age=max_age)
-        tracker = Tracker(store=self.store, providers={"sandbox": plan}, clock=self.clock,
-                          rng=random.Random(2), on_events=self.on_events)
+        tracker = Tracker(
+            store=self.store,
+            providers={"sandbox": plan},
+            clock=self.clock,
+            rng=random.Random(2),
+            on_events=self.on_events,
+        )
         self.trackers.append(tracker)
         return tracker
 
@@ -126,8 +134,9 @@ class Env:
         return current
 
     async def events(self, task: Task) -> list[Event]:
-        page = await self.store.list_events(self.account.id,
-                                            EventQuery(task_id=task.id, order="asc"))
+        page = await self.store.list_events(
+            self.account.id, EventQuery(task_id=task.id, order="asc")
+        )
         return page.items
 
     async def history(self, task: Task) -> list[tuple[EventType, int]]:
@@ -135,8 +144,9 @@ class Env:
 
     async def sandbox_task(self) -> str:
         """A task created at the sandbox directly, as a caller would before registering it."""
-        response = await self.http.post(f"{TASKS_PATH}", json=create_body(),
-                                        headers={"authorization": "Bearer sk-caller"})
+        response = await self.http.post(
+            f"{TASKS_PATH}", json=create_body(), headers={"authorization": "Bearer sk-caller"}
+        )
         assert response.status_code == 200, response.text
         return str(response.json()["id"])
 
@@ -152,13 +162,26 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
     recorder = Recorder(httpx.ASGITransport(app=app))
     http = httpx.AsyncClient(transport=recorder, base_url="http://sandbox")
     client = ProviderClient(
-        name="sandbox", dialect=ArkDialect(), base_url="http://sandbox/ark/api/v3",
-        api_key="sk-sandbox", headers={}, timeout=5.0, max_concurrency=4, http=http,
-        clock=clock, rng=random.Random(1))
+        name="sandbox",
+        dialect=ArkDialect(),
+        base_url="http://sandbox/ark/api/v3",
+        api_key="sk-sandbox",
+        headers={},
+        timeout=5.0,
+        max_concurrency=4,
+        http=http,
+        clock=clock,
+        rng=random.Random(1),
+    )
     on_events = Counter()
     plan = ProviderPlan(client=client, poll=POLL, max_age=3600)
-    tracker = Tracker(store=store, providers={"sandbox": plan}, clock=clock,
-                      rng=random.Random(2), on_events=on_events)
+    tracker = Tracker(
+        store=store,
+        providers={"sandbox": plan},
+        clock=clock,
+        rng=random.Random(2),
+        on_events=on_events,
+    )
     e = Env(clock, store, http, recorder, account, client, tracker, on_events)
     e.trackers.append(tracker)
     try:
@@ -181,9 +204,10 @@ POST = ("POST", TASKS_PATH)
 def sandbox_video_url(ptid: str, signed_at: datetime) -> str:
     """The sandbox's signed file URL, recomputed independently of the code under test."""
     name, date = f"{ptid}.mp4", signed_at.strftime("%Y%m%dT%H%M%SZ")
-    signature = hmac.new(b"seedance-relay-sandbox", f"{name}\n{date}\n86400".encode(),
-                         hashlib.sha256).hexdigest()
-    return (f"http://sandbox/files/{name}?X-Tos-Algorithm=TOS4-HMAC-SHA256&X-Tos-Date={date}"
-            f"&X-Tos-Expires=86400&X-Tos-Signature={signature}")
-
-
+    signature = hmac.new(
+        b"seedance-relay-sandbox", f"{name}\n{date}\n86400".encode(), hashlib.sha256
+    ).hexdigest()
+    return (
+        f"http://sandbox/files/{name}?X-Tos-Algorithm=TOS4-HMAC-SHA256&X-Tos-Date={date}"
+        f"&X-Tos-Expires=86400&X-Tos-Signature={signature}"
+    )

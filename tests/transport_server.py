@@ -111,8 +111,13 @@ class RawServer:
     """``async with RawServer(handler) as server``: listens on ``host`` (127.0.0.1 unless
     told), port 0."""
 
-    def __init__(self, handler: Handler, *, ssl_context: ssl.SSLContext | None = None,
-                 host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        handler: Handler,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        host: str = "127.0.0.1",
+    ) -> None:
         self._handler = handler
         self.host = host
         self._ssl = ssl_context
@@ -171,8 +176,9 @@ class RawServer:
             await self.conns[number].eof.wait()
 
 
-def response(status: int = 200, body: bytes = b"", *headers: tuple[str, str],
-             reason: str = "OK") -> bytes:
+def response(
+    status: int = 200, body: bytes = b"", *headers: tuple[str, str], reason: str = "OK"
+) -> bytes:
     """A complete HTTP/1.1 response with a Content-Length."""
     lines = [f"HTTP/1.1 {status} {reason}"]
     lines += [f"{name}: {value}" for name, value in headers]
@@ -192,8 +198,10 @@ def replies(*answers: bytes, close_after: bool = False) -> Handler:
                 return
             answer = queue.pop(0)
             await conn.send(answer)
-            if close_after or b"\r\nconnection: close\r\n" in answer.split(
-                    b"\r\n\r\n", 1)[0].lower() + b"\r\n":
+            if (
+                close_after
+                or b"\r\nconnection: close\r\n" in answer.split(b"\r\n\r\n", 1)[0].lower() + b"\r\n"
+            ):
                 conn.close()
                 return
         await conn.wait_eof()

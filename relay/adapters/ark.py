@@ -193,7 +193,6 @@ def _error_in_success(reply: HttpReply, obj: Mapping[str, Any]) -> ProviderFault
     return bad_response(text, status_code=reply.status_code, provider_code=code)
 
 
-
 class ArkDialect:
     """``POST``/``GET …/contents/generations/tasks``, relative to the provider's Ark prefix."""
 
@@ -204,9 +203,7 @@ class ArkDialect:
     # video), so the relay never sends it for anything but a queued task.
     cancellable: frozenset[TaskStatus] = frozenset({TaskStatus.QUEUED})
 
-    def build_create(
-        self, body: Mapping[str, Any], webhook_url: str | None = None
-    ) -> HttpCall:
+    def build_create(self, body: Mapping[str, Any], webhook_url: str | None = None) -> HttpCall:
         return HttpCall(method="POST", path=TASKS_PATH, json=body)
 
     def parse_create(self, reply: HttpReply, now: datetime) -> Created | ProviderFault:
@@ -238,8 +235,11 @@ class ArkDialect:
             return _reply_error(reply, now)
         # Ark answers {} (some mirrors 204); a mirror that echoes the task is read too.
         obj = as_mapping(decode_json(reply.body))
-        if obj is not None and empty_to_none(obj.get("id")) == provider_task_id \
-                and obj.get("status") is not None:
+        if (
+            obj is not None
+            and empty_to_none(obj.get("id")) == provider_task_id
+            and obj.get("status") is not None
+        ):
             return CancelAccepted(normalize_ark_task(obj, now))
         return CancelAccepted()
 

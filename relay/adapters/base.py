@@ -57,9 +57,7 @@ class Dialect(Protocol):
     cancellable: frozenset[TaskStatus]
     """The statuses a task may be cancelled in (empty: the dialect cannot cancel)."""
 
-    def build_create(
-        self, body: Mapping[str, Any], webhook_url: str | None = None
-    ) -> HttpCall:
+    def build_create(self, body: Mapping[str, Any], webhook_url: str | None = None) -> HttpCall:
         """The call that submits ``body`` (the provider's native create body), asking the
         provider to push the result to ``webhook_url`` when the dialect can."""
         ...

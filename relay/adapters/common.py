@@ -17,7 +17,9 @@ from relay.adapters.base import HttpReply
 from relay.models import FaultKind, ProviderFault, TaskStatus
 
 ACCOUNT_REFUSAL_CODES: tuple[str, ...] = (
-    "SetLimitExceeded", "AccountQuotaExceeded", "AccountOverdueError",
+    "SetLimitExceeded",
+    "AccountQuotaExceeded",
+    "AccountOverdueError",
 )
 """429 codes that are the account saying no, not load: retrying the same call cannot help."""
 
@@ -291,8 +293,12 @@ def http_fault(
 
     def fault(kind: FaultKind, retryable: bool) -> ProviderFault:
         return ProviderFault(
-            kind=kind, retryable=retryable, message=text, status_code=status,
-            provider_code=code, retry_after=parse_retry_after(reply.headers, now),
+            kind=kind,
+            retryable=retryable,
+            message=text,
+            status_code=status,
+            provider_code=code,
+            retry_after=parse_retry_after(reply.headers, now),
         )
 
     if status == 404 and code is None:
@@ -324,11 +330,18 @@ def not_an_object(reply: HttpReply) -> ProviderFault:
     """A 2xx whose body is not the JSON object every dialect answers with."""
     return bad_response(
         f"provider answered HTTP {reply.status_code} with a body that is not a JSON object",
-        status_code=reply.status_code)
+        status_code=reply.status_code,
+    )
 
 
-def bad_response(message: str, *, status_code: int | None = None,
-                 provider_code: str | None = None) -> ProviderFault:
+def bad_response(
+    message: str, *, status_code: int | None = None, provider_code: str | None = None
+) -> ProviderFault:
     """A 2xx answer the relay cannot use; retryable because a later read may be whole."""
-    return ProviderFault(kind=FaultKind.BAD_RESPONSE, retryable=True, message=message,
-                         status_code=status_code, provider_code=provider_code)
+    return ProviderFault(
+        kind=FaultKind.BAD_RESPONSE,
+        retryable=True,
+        message=message,
+        status_code=status_code,
+        provider_code=provider_code,
+    )

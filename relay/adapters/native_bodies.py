@@ -100,7 +100,13 @@ _UNIFIED = "the unified /v1/video/generations API"
 _INK = "the seedance2.ink API"
 
 _ARK_OPTIONS: Final = (
-    "duration", "ratio", "resolution", "seed", "watermark", "generate_audio", "return_last_frame",
+    "duration",
+    "ratio",
+    "resolution",
+    "seed",
+    "watermark",
+    "generate_audio",
+    "return_last_frame",
 )
 _METADATA_OPTIONS: Final = _ARK_OPTIONS[1:]
 """Everything but duration, which the unified body also sends as ``seconds``."""
@@ -109,7 +115,7 @@ _INK_MAX_MEDIA: Final = 5
 _INK_PRO_DURATIONS: Final = (5, 10)
 _INK_UNSUPPORTED: Final[Mapping[str, str]] = {
     "generate_audio": "has no generate_audio option, so the relay cannot promise a silent "
-                      "video or one with sound",
+    "video or one with sound",
     "seed": "has no seed option, so a result cannot be pinned to a seed",
     "watermark": "has no watermark option",
     "return_last_frame": "cannot return the last frame: its results hold only the video",
@@ -141,10 +147,13 @@ def _ark(spec: VideoInput, model: str) -> dict[str, Any] | Refused:
         return media
     content, frames = media
     if spec.prompt is None and not frames:
-        return Refused("input.prompt", f"{_ARK} needs a prompt for text-to-video and for "
-                                       f"reference images, videos or audios; only a "
-                                       f"first-frame (or first+last-frame) video can do "
-                                       f"without one")
+        return Refused(
+            "input.prompt",
+            f"{_ARK} needs a prompt for text-to-video and for "
+            f"reference images, videos or audios; only a "
+            f"first-frame (or first+last-frame) video can do "
+            f"without one",
+        )
     if spec.prompt is not None:
         content.insert(0, {"type": "text", "text": spec.prompt})
     body: dict[str, Any] = {"model": model, "content": content}
@@ -157,13 +166,18 @@ def _ark(spec: VideoInput, model: str) -> dict[str, Any] | Refused:
 
 def _unified(spec: VideoInput, model: str) -> dict[str, Any] | Refused:
     if spec.prompt is None:
-        return Refused("input.prompt", f"{_UNIFIED} needs a prompt (the gateway answers "
-                                       f"'prompt is required' without one)")
+        return Refused(
+            "input.prompt",
+            f"{_UNIFIED} needs a prompt (the gateway answers 'prompt is required' without one)",
+        )
     for path, _, url in media_paths(spec):
         if url_scheme(url) == "data":
-            return Refused(path, f"{_UNIFIED} cannot take data: URLs (gateways accept no "
-                                 f"base64 media); upload the file and send its https:// "
-                                 f"URL, or an approved asset:// id")
+            return Refused(
+                path,
+                f"{_UNIFIED} cannot take data: URLs (gateways accept no "
+                f"base64 media); upload the file and send its https:// "
+                f"URL, or an approved asset:// id",
+            )
     media = _ark_media(spec, model, _UNIFIED)
     if isinstance(media, Refused):
         return media
@@ -199,8 +213,11 @@ def _ark_media(
     roles = _ark_roles(spec, api)
     if isinstance(roles, Refused):
         return roles
-    refused = (_ark_mode_problem(spec, roles, api) or _resolution_problem(spec, model)
-               or _range_problem(spec, api))
+    refused = (
+        _ark_mode_problem(spec, roles, api)
+        or _resolution_problem(spec, model)
+        or _range_problem(spec, api)
+    )
     if refused is not None:
         return refused
     content: list[dict[str, Any]] = []
@@ -209,10 +226,14 @@ def _ark_media(
         if role is not None:
             item["role"] = role
         content.append(item)
-    content += [{"type": "video_url", "video_url": {"url": url}, "role": "reference_video"}
-                for url in spec.videos]
-    content += [{"type": "audio_url", "audio_url": {"url": url}, "role": "reference_audio"}
-                for url in spec.audios]
+    content += [
+        {"type": "video_url", "video_url": {"url": url}, "role": "reference_video"}
+        for url in spec.videos
+    ]
+    content += [
+        {"type": "audio_url", "audio_url": {"url": url}, "role": "reference_audio"}
+        for url in spec.audios
+    ]
     frames = bool(roles) and roles[0] != "reference_image"
     return content, frames
 
@@ -235,77 +256,101 @@ def _ark_roles(spec: VideoInput, api: str) -> list[ImageRole | None] | Refused:
         if ref.role is not None:
             roles.append(ref.role)
         elif frames:
-            return Refused(f"input.images.{i}", f"this image has no role while others are "
-                                                f"first or last frames, so {api} cannot tell "
-                                                f"what it is for; give it first_frame or "
-                                                f"last_frame, or make every image a "
-                                                f"reference_image")
+            return Refused(
+                f"input.images.{i}",
+                f"this image has no role while others are "
+                f"first or last frames, so {api} cannot tell "
+                f"what it is for; give it first_frame or "
+                f"last_frame, or make every image a "
+                f"reference_image",
+            )
         else:
             roles.append("reference_image")
     return roles
 
 
-def _ark_mode_problem(
-    spec: VideoInput, roles: list[ImageRole | None], api: str
-) -> Refused | None:
+def _ark_mode_problem(spec: VideoInput, roles: list[ImageRole | None], api: str) -> Refused | None:
     first = last = None
     for i, role in enumerate(roles):
         if (role == "reference_image") != (roles[0] == "reference_image"):
-            return Refused(f"input.images.{i}.role",
-                           f"{api} cannot mix first/last-frame images with reference images: "
-                           f"first frame, first+last frame and reference images are separate "
-                           f"modes; use one kind of role")
+            return Refused(
+                f"input.images.{i}.role",
+                f"{api} cannot mix first/last-frame images with reference images: "
+                f"first frame, first+last frame and reference images are separate "
+                f"modes; use one kind of role",
+            )
         if role == "first_frame":
             if first is not None:
-                return Refused(f"input.images.{i}.role", f"{api} takes one first_frame "
-                                                         f"image; images.{first} is one")
+                return Refused(
+                    f"input.images.{i}.role",
+                    f"{api} takes one first_frame image; images.{first} is one",
+                )
             first = i
         elif role == "last_frame":
             if last is not None:
-                return Refused(f"input.images.{i}.role", f"{api} takes one last_frame "
-                                                         f"image; images.{last} is one")
+                return Refused(
+                    f"input.images.{i}.role",
+                    f"{api} takes one last_frame image; images.{last} is one",
+                )
             last = i
     if last is not None and first is None:
-        return Refused(f"input.images.{last}.role",
-                       f"a last_frame needs a first_frame: {api} makes a video from the "
-                       f"first frame to the last; add a first_frame image, or send this one "
-                       f"as a reference_image")
+        return Refused(
+            f"input.images.{last}.role",
+            f"a last_frame needs a first_frame: {api} makes a video from the "
+            f"first frame to the last; add a first_frame image, or send this one "
+            f"as a reference_image",
+        )
     references = roles.count("reference_image")
     if references > MAX_IMAGES:
-        return Refused("input.images", f"{api} takes 1 to {MAX_IMAGES} reference images, "
-                                       f"not {references}")
+        return Refused(
+            "input.images", f"{api} takes 1 to {MAX_IMAGES} reference images, not {references}"
+        )
     if roles and roles[0] != "reference_image" and (spec.videos or spec.audios):
-        return Refused("input.videos" if spec.videos else "input.audios",
-                       f"{api} cannot combine first/last-frame images with reference videos "
-                       f"or audios; give the images the reference_image role to use them "
-                       f"all as references")
+        return Refused(
+            "input.videos" if spec.videos else "input.audios",
+            f"{api} cannot combine first/last-frame images with reference videos "
+            f"or audios; give the images the reference_image role to use them "
+            f"all as references",
+        )
     return _audio_alone(spec, api)
 
 
 def _audio_alone(spec: VideoInput, api: str) -> Refused | None:
     if spec.audios and not (spec.images or spec.videos):
-        return Refused("input.audios", f"{api} needs at least one image or video with "
-                                       f"reference audio: Seedance cannot make a video from "
-                                       f"audio alone")
+        return Refused(
+            "input.audios",
+            f"{api} needs at least one image or video with "
+            f"reference audio: Seedance cannot make a video from "
+            f"audio alone",
+        )
     return None
 
 
 def _resolution_problem(spec: VideoInput, model: str) -> Refused | None:
     if spec.resolution == "1080p" and "fast" in model.lower():
-        return Refused("input.resolution", f"model {model} cannot make 1080p video (fast "
-                                           f"models stop at 720p); ask for 720p or 480p, "
-                                           f"or use the standard model")
+        return Refused(
+            "input.resolution",
+            f"model {model} cannot make 1080p video (fast "
+            f"models stop at 720p); ask for 720p or 480p, "
+            f"or use the standard model",
+        )
     return None
 
 
 def _range_problem(spec: VideoInput, api: str) -> Refused | None:
     # parse_neutral checks these too; a VideoInput built in code has not been through it.
     duration = spec.duration
-    if duration is not None and duration != MODEL_CHOOSES_DURATION \
-            and not MIN_DURATION <= duration <= MAX_DURATION:
-        return Refused("input.duration", f"{api} takes {MIN_DURATION} to {MAX_DURATION} "
-                                         f"seconds, or -1 to let the model choose, "
-                                         f"not {duration}")
+    if (
+        duration is not None
+        and duration != MODEL_CHOOSES_DURATION
+        and not MIN_DURATION <= duration <= MAX_DURATION
+    ):
+        return Refused(
+            "input.duration",
+            f"{api} takes {MIN_DURATION} to {MAX_DURATION} "
+            f"seconds, or -1 to let the model choose, "
+            f"not {duration}",
+        )
     if spec.seed is not None and not -1 <= spec.seed <= MAX_SEED:
         return Refused("input.seed", f"{api} takes a seed from -1 to {MAX_SEED}")
     return None
@@ -316,8 +361,10 @@ def _seedance2ink(spec: VideoInput, model: str) -> dict[str, Any] | Refused:
         return Refused("input.prompt", f"{_INK} needs a prompt")
     for name, why in _INK_UNSUPPORTED.items():
         if getattr(spec, name) is not None:
-            return Refused(f"input.{name}", f"{_INK} {why}; leave {name} out (Ark-based "
-                                            f"and unified providers support it)")
+            return Refused(
+                f"input.{name}",
+                f"{_INK} {why}; leave {name} out (Ark-based and unified providers support it)",
+            )
     media = _ink_media(spec)
     if isinstance(media, Refused):
         return media
@@ -343,27 +390,39 @@ def _ink_media(spec: VideoInput) -> list[str] | Refused:
         if scheme == "http":
             return Refused(path, f"{_INK} takes only public https:// URLs, not http://")
         if scheme == "data":
-            return Refused(path, f"{_INK} cannot take data: URLs; upload the file and send "
-                                 f"its public https:// URL")
+            return Refused(
+                path,
+                f"{_INK} cannot take data: URLs; upload the file and send its public https:// URL",
+            )
         if scheme == "asset":
-            return Refused(path, f"{_INK} does not know asset:// ids (only Ark-based "
-                                 f"providers do); send a public https:// URL")
+            return Refused(
+                path,
+                f"{_INK} does not know asset:// ids (only Ark-based "
+                f"providers do); send a public https:// URL",
+            )
     if len(paths) > _INK_MAX_MEDIA:
         field = paths[_INK_MAX_MEDIA][0].rsplit(".", 1)[0]
-        return Refused(field, f"{_INK} takes 1 to {_INK_MAX_MEDIA} media in all (images, "
-                              f"videos and audios together), not {len(paths)}")
+        return Refused(
+            field,
+            f"{_INK} takes 1 to {_INK_MAX_MEDIA} media in all (images, "
+            f"videos and audios together), not {len(paths)}",
+        )
     roles = [ref.role for ref in spec.images]
     if "last_frame" in roles:
-        return Refused(f"input.images.{roles.index('last_frame')}.role",
-                       f"{_INK} cannot pin a last frame: its mediaUrls carry no roles and it "
-                       f"infers the mode from how many media of which type it gets; drop "
-                       f"the last_frame image or send it as a reference_image")
+        return Refused(
+            f"input.images.{roles.index('last_frame')}.role",
+            f"{_INK} cannot pin a last frame: its mediaUrls carry no roles and it "
+            f"infers the mode from how many media of which type it gets; drop "
+            f"the last_frame image or send it as a reference_image",
+        )
     for i, ref in enumerate(spec.images):
         if ref.role == "first_frame" and len(paths) > 1:
-            return Refused(f"input.images.{i}.role",
-                           f"{_INK} takes an image as the first frame only when it is the "
-                           f"only medium: with several it uses them all as references; send "
-                           f"the image alone, or as a reference_image")
+            return Refused(
+                f"input.images.{i}.role",
+                f"{_INK} takes an image as the first frame only when it is the "
+                f"only medium: with several it uses them all as references; send "
+                f"the image alone, or as a reference_image",
+            )
     refused = _audio_alone(spec, _INK)
     if refused is not None:
         return refused
@@ -374,8 +433,11 @@ def _ink_ratio_problem(spec: VideoInput) -> Refused | None:
     if spec.ratio is None or spec.ratio in _INK_RATIOS:
         return None
     hint = "; leave ratio out to use its default" if spec.ratio == "adaptive" else ""
-    return Refused("input.ratio", f"{_INK} supports ratio {', '.join(_INK_RATIOS[:-1])} or "
-                                  f"{_INK_RATIOS[-1]}, not {spec.ratio}{hint}")
+    return Refused(
+        "input.ratio",
+        f"{_INK} supports ratio {', '.join(_INK_RATIOS[:-1])} or "
+        f"{_INK_RATIOS[-1]}, not {spec.ratio}{hint}",
+    )
 
 
 def _ink_duration_problem(spec: VideoInput, model: str) -> Refused | None:
@@ -384,13 +446,19 @@ def _ink_duration_problem(spec: VideoInput, model: str) -> Refused | None:
         return None
     if "seedance-1.5" in model.lower():
         if duration not in _INK_PRO_DURATIONS:
-            return Refused("input.duration", f"model {model} makes 5- or 10-second videos "
-                                             f"only, not {duration}")
+            return Refused(
+                "input.duration", f"model {model} makes 5- or 10-second videos only, not {duration}"
+            )
         return None
     if duration == MODEL_CHOOSES_DURATION:
-        return Refused("input.duration", f"{_INK} cannot let the model choose the duration; "
-                                         f"give {MIN_DURATION} to {MAX_DURATION} seconds")
+        return Refused(
+            "input.duration",
+            f"{_INK} cannot let the model choose the duration; "
+            f"give {MIN_DURATION} to {MAX_DURATION} seconds",
+        )
     if not MIN_DURATION <= duration <= MAX_DURATION:
-        return Refused("input.duration", f"{_INK} takes {MIN_DURATION} to {MAX_DURATION} "
-                                         f"seconds, not {duration}")
+        return Refused(
+            "input.duration",
+            f"{_INK} takes {MIN_DURATION} to {MAX_DURATION} seconds, not {duration}",
+        )
     return None

@@ -60,8 +60,14 @@ _NOT_FOUND_CODES = ("not_found", "notfound", "not_exist")
 _RATE_LIMIT_CODES = ("rate_limit", "too_many", "throttl")
 _UNAVAILABLE_CODES = ("internal", "unavailable", "overloaded", "server_error")
 # Task failure codes: only provider_error is documented.
-_CONTENT_POLICY_CODES = ("content_policy", "moderation", "nsfw", "sensitive", "safety",
-                         "policy_violation")
+_CONTENT_POLICY_CODES = (
+    "content_policy",
+    "moderation",
+    "nsfw",
+    "sensitive",
+    "safety",
+    "policy_violation",
+)
 _TIMEOUT_CODES = ("timeout", "timed_out")
 _QUOTA_CODES = ("insufficient_credit", "credits", "quota")
 _INVALID_CODES = ("invalid", "validation", "bad_request")
@@ -152,7 +158,8 @@ def parse_push(body: bytes) -> str | None:
 
 def _is_refusal(obj: Mapping[str, Any]) -> bool:
     return obj.get("success") is False or (
-        "requestId" not in obj and "status" not in obj and "error" in obj)
+        "requestId" not in obj and "status" not in obj and "error" in obj
+    )
 
 
 def _refusal(reply: HttpReply, obj: object, now: datetime) -> ProviderFault:
@@ -187,8 +194,9 @@ def _read(reply: HttpReply, now: datetime) -> Mapping[str, Any] | ProviderFault:
         return _refusal(reply, body, now)
     if obj is None:
         return bad_response(
-            f"provider answered HTTP {reply.status_code} with a body that is not a JSON "
-            "object", status_code=reply.status_code)
+            f"provider answered HTTP {reply.status_code} with a body that is not a JSON object",
+            status_code=reply.status_code,
+        )
     return obj
 
 
@@ -196,8 +204,10 @@ def _other_task(reply: HttpReply, obj: Mapping[str, Any], asked: str) -> Provide
     named = empty_to_none(obj.get("requestId"))
     if named is None or named == asked:
         return None
-    return bad_response(f"provider answered with task {named!r} when asked for {asked!r}",
-                        status_code=reply.status_code)
+    return bad_response(
+        f"provider answered with task {named!r} when asked for {asked!r}",
+        status_code=reply.status_code,
+    )
 
 
 class Seedance2InkDialect:
@@ -208,16 +218,15 @@ class Seedance2InkDialect:
     # Cancel takes queued and processing tasks (S2I docs).
     cancellable: frozenset[TaskStatus] = frozenset({TaskStatus.QUEUED, TaskStatus.RUNNING})
 
-    def build_create(
-        self, body: Mapping[str, Any], webhook_url: str | None = None
-    ) -> HttpCall:
+    def build_create(self, body: Mapping[str, Any], webhook_url: str | None = None) -> HttpCall:
         if webhook_url is None:
             return HttpCall(method="POST", path=GENERATIONS_PATH, json=body)
         # The relay's own inbound URL replaces any caller value: the relay must own the push
         # target to learn of the result, and a caller who wants pushes gets the relay's
         # signed webhooks instead of the provider's unsigned ones.
-        return HttpCall(method="POST", path=GENERATIONS_PATH,
-                        json={**body, "webhookUrl": webhook_url})
+        return HttpCall(
+            method="POST", path=GENERATIONS_PATH, json={**body, "webhookUrl": webhook_url}
+        )
 
     def parse_create(self, reply: HttpReply, now: datetime) -> Created | ProviderFault:
         obj = _read(reply, now)
@@ -225,8 +234,10 @@ class Seedance2InkDialect:
             return obj
         request_id = empty_to_none(obj.get("requestId"))
         if request_id is None:
-            return bad_response(f"provider answered HTTP {reply.status_code} without a "
-                                "requestId", status_code=reply.status_code)
+            return bad_response(
+                f"provider answered HTTP {reply.status_code} without a requestId",
+                status_code=reply.status_code,
+            )
         task = None
         if obj.get("status") is not None:
             task = normalize_seedance2ink_task(obj, request_id, now)
@@ -242,10 +253,13 @@ class Seedance2InkDialect:
         if isinstance(obj, ProviderFault):
             return obj
         if obj.get("status") is None and obj.get("requestId") is None:
-            return bad_response(f"provider answered HTTP {reply.status_code} without a task",
-                                status_code=reply.status_code)
-        return _other_task(reply, obj, provider_task_id) \
-            or normalize_seedance2ink_task(obj, provider_task_id, now)
+            return bad_response(
+                f"provider answered HTTP {reply.status_code} without a task",
+                status_code=reply.status_code,
+            )
+        return _other_task(reply, obj, provider_task_id) or normalize_seedance2ink_task(
+            obj, provider_task_id, now
+        )
 
     def build_cancel(self, provider_task_id: str) -> HttpCall | None:
         return HttpCall(method="POST", path=_task_path(provider_task_id) + "/cancel")

@@ -50,7 +50,8 @@ from relay.models import FaultKind, ProviderFault, ProviderTask, TaskStatus
 GENERATIONS_PATH: Final = "/v1/video/generations"
 
 SHOW_RAW_AND_USAGE: Final[Mapping[str, str]] = MappingProxyType(
-    {"show_raw": "true", "show_usage": "true"})
+    {"show_raw": "true", "show_usage": "true"}
+)
 """naci's query flags: the wrapped answer then carries the raw Ark task and usage (R0)."""
 
 _NO_PARAMS: Final[Mapping[str, str]] = MappingProxyType({})
@@ -58,7 +59,6 @@ _UPSTREAM_ID_PREFIX = "cgt-"
 _MAX_EMBEDDING = 3
 # Statuses only the OpenAI-video object uses; queued/failed are shared with bare Ark tasks.
 _OPENAI_ONLY_STATUSES = frozenset({"in_progress", "completed", "unknown"})
-
 
 
 def _embedded_error(message: str | None) -> tuple[str | None, str | None] | None:
@@ -114,8 +114,12 @@ def _shape(obj: Mapping[str, Any]) -> str:
     if "id" not in obj and isinstance(obj.get("items"), list):
         return "list"
     status = obj.get("status")
-    if obj.get("object") == "video" or "progress" in obj or "task_id" in obj or (
-            isinstance(status, str) and status.strip().lower() in _OPENAI_ONLY_STATUSES):
+    if (
+        obj.get("object") == "video"
+        or "progress" in obj
+        or "task_id" in obj
+        or (isinstance(status, str) and status.strip().lower() in _OPENAI_ONLY_STATUSES)
+    ):
         return "openai"
     if "id" in obj or "status" in obj:
         return "ark"
@@ -135,7 +139,8 @@ def _other_task(reply: HttpReply, asked: str, named: Sequence[str]) -> ProviderF
         return None
     return bad_response(
         f"provider answered with task {', '.join(map(repr, named))} when asked for {asked!r}",
-        status_code=reply.status_code)
+        status_code=reply.status_code,
+    )
 
 
 def _ids(*values: object) -> list[str]:
@@ -150,8 +155,9 @@ def _no_task(reply: HttpReply, obj: Mapping[str, Any]) -> ProviderFault:
         text += f" [{code}]" if code else ""
         text += f": {message}" if message else ""
         return bad_response(text, status_code=reply.status_code, provider_code=code)
-    return bad_response(f"provider answered HTTP {reply.status_code} without a task",
-                        status_code=reply.status_code)
+    return bad_response(
+        f"provider answered HTTP {reply.status_code} without a task", status_code=reply.status_code
+    )
 
 
 def read_task(
@@ -165,8 +171,10 @@ def read_task(
         if code != "success":
             return _envelope_error(reply, obj)
         if data is None:
-            return bad_response(f"provider answered HTTP {reply.status_code} with success "
-                                "but no task", status_code=reply.status_code)
+            return bad_response(
+                f"provider answered HTTP {reply.status_code} with success but no task",
+                status_code=reply.status_code,
+            )
         if shape == "simple":
             named = _ids(data.get("task_id"))
             task = normalize_simple(data, provider_task_id, now)
@@ -194,9 +202,11 @@ def _pick_from_list(
         if entry is not None and entry.get("id") == provider_task_id:
             return normalize_ark_task(entry, now)
     return ProviderFault(
-        kind=FaultKind.NOT_FOUND, retryable=False,
+        kind=FaultKind.NOT_FOUND,
+        retryable=False,
         message=f"task {provider_task_id!r} is not in the provider's task list",
-        status_code=reply.status_code)
+        status_code=reply.status_code,
+    )
 
 
 def read_created(
@@ -223,8 +233,7 @@ def read_created(
     task_id = empty_to_none(obj.get("id")) if shape == "ark" else None
     if task_id is None:
         return _no_task(reply, obj)
-    return Created(task_id, normalize_ark_task(obj, now) if obj.get("status") is not None
-                   else None)
+    return Created(task_id, normalize_ark_task(obj, now) if obj.get("status") is not None else None)
 
 
 class UnifiedDialect:
@@ -239,9 +248,7 @@ class UnifiedDialect:
     def __init__(self, query_params: Mapping[str, str] = _NO_PARAMS) -> None:
         self.query_params: Mapping[str, str] = MappingProxyType(dict(query_params))
 
-    def build_create(
-        self, body: Mapping[str, Any], webhook_url: str | None = None
-    ) -> HttpCall:
+    def build_create(self, body: Mapping[str, Any], webhook_url: str | None = None) -> HttpCall:
         # No push: metadata.callback_url would reach Ark with the cgt id, unsigned, and
         # gateways may strip it (DIALECTS §3), so the relay polls instead.
         return HttpCall(method="POST", path=GENERATIONS_PATH, json=body)
@@ -255,9 +262,11 @@ class UnifiedDialect:
         return read_created(reply, obj, now)
 
     def build_query(self, provider_task_id: str) -> HttpCall:
-        return HttpCall(method="GET",
-                        path=f"{GENERATIONS_PATH}/{quote(provider_task_id, safe='')}",
-                        params=self.query_params)
+        return HttpCall(
+            method="GET",
+            path=f"{GENERATIONS_PATH}/{quote(provider_task_id, safe='')}",
+            params=self.query_params,
+        )
 
     def parse_query(
         self, reply: HttpReply, provider_task_id: str, now: datetime
@@ -275,6 +284,9 @@ class UnifiedDialect:
     def parse_cancel(
         self, reply: HttpReply, provider_task_id: str, now: datetime
     ) -> CancelAccepted | ProviderFault:
-        return ProviderFault(FaultKind.INVALID_REQUEST, False,
-                             "the unified dialect has no cancel call",
-                             status_code=reply.status_code)
+        return ProviderFault(
+            FaultKind.INVALID_REQUEST,
+            False,
+            "the unified dialect has no cancel call",
+            status_code=reply.status_code,
+        )

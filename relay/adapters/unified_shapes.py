@@ -94,7 +94,8 @@ def _ark_hosted(url: str) -> bool:
     except ValueError:
         return False
     return "tos-" in host or any(
-        host == suffix or host.endswith("." + suffix) for suffix in _ARK_HOST_SUFFIXES)
+        host == suffix or host.endswith("." + suffix) for suffix in _ARK_HOST_SUFFIXES
+    )
 
 
 def url_expiry(url: str, *, issued_at: datetime, from_ark: bool) -> datetime | None:
@@ -157,8 +158,14 @@ def normalize_simple(d: Mapping[str, Any], provider_task_id: str, now: datetime)
     error = None
     if status is TaskStatus.FAILED:
         error = gateway_failure(*provider_error_fields({"error": d.get("error")}))
-    return ProviderTask(provider_task_id, status, _text(raw), video_url=video_url,
-                        video_url_expires_at=expires_at, error=error)
+    return ProviderTask(
+        provider_task_id,
+        status,
+        _text(raw),
+        video_url=video_url,
+        video_url_expires_at=expires_at,
+        error=error,
+    )
 
 
 def raw_chain(d: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -206,8 +213,9 @@ def normalize_task_dto(d: Mapping[str, Any], provider_task_id: str, now: datetim
     raw = None
     if raw_obj is not None:
         raw = normalize_ark_task(raw_obj, now, provider_task_id=provider_task_id)
-    status, by_raw = resolve_status(normalize_status(outer_raw, TASK_DTO_STATUSES),
-                                    raw.status if raw is not None else None)
+    status, by_raw = resolve_status(
+        normalize_status(outer_raw, TASK_DTO_STATUSES), raw.status if raw is not None else None
+    )
     raw_status = raw.raw_status if by_raw and raw is not None else _text(outer_raw)
 
     video_url = expires_at = last_frame_url = None
@@ -218,9 +226,11 @@ def normalize_task_dto(d: Mapping[str, Any], provider_task_id: str, now: datetim
         error = raw.error if by_raw and raw is not None else _dto_failure(d, raw_obj)
 
     properties = as_mapping(d.get("properties")) or {}
-    model = (raw.model if raw is not None else None) \
-        or empty_to_none(properties.get("upstream_model_name")) \
+    model = (
+        (raw.model if raw is not None else None)
+        or empty_to_none(properties.get("upstream_model_name"))
         or empty_to_none(properties.get("origin_model_name"))
+    )
     return ProviderTask(
         provider_task_id=provider_task_id,
         status=status,
@@ -255,8 +265,7 @@ def _dto_video(
             url = reason.strip()
     if url is None:
         return None, None, last_frame
-    issued = unix_to_datetime(d.get("finish_time")) or unix_to_datetime(d.get("updated_at")) \
-        or now
+    issued = unix_to_datetime(d.get("finish_time")) or unix_to_datetime(d.get("updated_at")) or now
     return url, url_expiry(url, issued_at=issued, from_ark=False), last_frame
 
 

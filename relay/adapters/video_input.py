@@ -81,17 +81,49 @@ from relay.adapters.native_bodies import (
 )
 
 __all__ = [
-    "DIALECTS", "MAX_AUDIOS", "MAX_DATA_URLS_TOTAL_CHARS", "MAX_DATA_URL_CHARS",
-    "MAX_DURATION", "MAX_HTTP_URL_CHARS", "MAX_IMAGES", "MAX_SEED", "MAX_VIDEOS",
-    "MIN_DURATION", "MODEL_CHOOSES_DURATION", "NEUTRAL_KEYS", "ImageRole", "MediaKind",
-    "MediaRef", "NeutralForm", "Ratio", "Refused", "Resolution", "VideoInput", "is_neutral",
-    "media_paths", "parse_neutral", "to_native", "url_scheme",
+    "DIALECTS",
+    "MAX_AUDIOS",
+    "MAX_DATA_URLS_TOTAL_CHARS",
+    "MAX_DATA_URL_CHARS",
+    "MAX_DURATION",
+    "MAX_HTTP_URL_CHARS",
+    "MAX_IMAGES",
+    "MAX_SEED",
+    "MAX_VIDEOS",
+    "MIN_DURATION",
+    "MODEL_CHOOSES_DURATION",
+    "NEUTRAL_KEYS",
+    "ImageRole",
+    "MediaKind",
+    "MediaRef",
+    "NeutralForm",
+    "Ratio",
+    "Refused",
+    "Resolution",
+    "VideoInput",
+    "is_neutral",
+    "media_paths",
+    "parse_neutral",
+    "to_native",
+    "url_scheme",
 ]
 
-NEUTRAL_KEYS: Final = frozenset({
-    "model", "prompt", "images", "videos", "audios", "duration", "ratio", "resolution",
-    "generate_audio", "seed", "watermark", "return_last_frame",
-})
+NEUTRAL_KEYS: Final = frozenset(
+    {
+        "model",
+        "prompt",
+        "images",
+        "videos",
+        "audios",
+        "duration",
+        "ratio",
+        "resolution",
+        "generate_audio",
+        "seed",
+        "watermark",
+        "return_last_frame",
+    }
+)
 
 MAX_MODEL_CHARS: Final = 200
 MAX_PROMPT_CHARS: Final = 8000
@@ -115,8 +147,10 @@ def _check_url(value: str, kind: MediaKind) -> str:
     scheme = url_scheme(value)
     if scheme == "data":
         if len(value) > MAX_DATA_URL_CHARS:
-            raise ValueError(f"is a data: URL of {len(value)} characters; the limit is "
-                             f"{MAX_DATA_URL_CHARS} (upload the file and send its URL)")
+            raise ValueError(
+                f"is a data: URL of {len(value)} characters; the limit is "
+                f"{MAX_DATA_URL_CHARS} (upload the file and send its URL)"
+            )
         match = _DATA_URL.fullmatch(value)
         if match is None:
             raise ValueError(f"must be a base64 data URL such as data:{kind}/…;base64,…")
@@ -126,10 +160,12 @@ def _check_url(value: str, kind: MediaKind) -> str:
     if _SPACE_OR_CONTROL.search(value):
         raise ValueError("must not contain spaces or control characters")
     if scheme == "asset":
-        asset_id = value[len("asset://"):] if value.lower().startswith("asset://") else ""
+        asset_id = value[len("asset://") :] if value.lower().startswith("asset://") else ""
         if len(value) > MAX_ASSET_URL_CHARS or not _ASSET_ID.fullmatch(asset_id):
-            raise ValueError(f"must be asset://<asset id> (letters, digits, '.', '_', ':' "
-                             f"or '-', at most {MAX_ASSET_URL_CHARS} characters)")
+            raise ValueError(
+                f"must be asset://<asset id> (letters, digits, '.', '_', ':' "
+                f"or '-', at most {MAX_ASSET_URL_CHARS} characters)"
+            )
         return value
     if scheme in ("http", "https"):
         if len(value) > MAX_HTTP_URL_CHARS:
@@ -192,8 +228,11 @@ _TAGS = ("bare", "object")
 def _one_shape(what: str) -> Discriminator:
     # A discriminator rather than a plain union: pydantic then reports the one branch the
     # value was meant for, not a failure per branch.
-    return Discriminator(_item_shape, custom_error_type="media_item",
-                         custom_error_message=f"must be a URL string or {what}")
+    return Discriminator(
+        _item_shape,
+        custom_error_type="media_item",
+        custom_error_message=f"must be a URL string or {what}",
+    )
 
 
 ImageItem = Annotated[
@@ -215,6 +254,7 @@ def _at_most(limit: int, noun: str) -> Any:
         if items is not None and len(items) > limit:
             raise ValueError(f"holds {len(items)} {noun}s; Seedance 2.0 takes at most {limit}")
         return items
+
     return AfterValidator(check)
 
 
@@ -256,10 +296,15 @@ class NeutralForm(_Strict):
     @field_validator("duration")
     @classmethod
     def _duration(cls, value: int | None) -> int | None:
-        if value is not None and value != MODEL_CHOOSES_DURATION \
-                and not MIN_DURATION <= value <= MAX_DURATION:
-            raise ValueError(f"must be whole seconds from {MIN_DURATION} to {MAX_DURATION}, "
-                             f"or -1 to let the model choose; got {value}")
+        if (
+            value is not None
+            and value != MODEL_CHOOSES_DURATION
+            and not MIN_DURATION <= value <= MAX_DURATION
+        ):
+            raise ValueError(
+                f"must be whole seconds from {MIN_DURATION} to {MAX_DURATION}, "
+                f"or -1 to let the model choose; got {value}"
+            )
         return value
 
     @field_validator("seed")
@@ -316,14 +361,18 @@ def _data_urls_total(spec: VideoInput) -> Refused | None:
         if url_scheme(url) == "data":
             total += len(url)
             if total > MAX_DATA_URLS_TOTAL_CHARS:
-                return Refused(path, f"the data: URLs add up to more than "
-                                     f"{MAX_DATA_URLS_TOTAL_CHARS} characters; upload the "
-                                     f"files and send their URLs")
+                return Refused(
+                    path,
+                    f"the data: URLs add up to more than "
+                    f"{MAX_DATA_URLS_TOTAL_CHARS} characters; upload the "
+                    f"files and send their URLs",
+                )
     return None
 
 
 _FOREIGN_KEY_HINT = (
-    "is not part of the neutral input form (it takes " + ", ".join(sorted(NEUTRAL_KEYS))
+    "is not part of the neutral input form (it takes "
+    + ", ".join(sorted(NEUTRAL_KEYS))
     + "); to use a provider's own options, send its native create body instead"
 )
 _OBJECT_KEYS: Final[Mapping[str, str]] = {
@@ -355,8 +404,7 @@ def _refusal(error: ErrorDetails) -> Refused:
         return Refused(path, f"{loc[-1]!r} is not allowed here: {_OBJECT_KEYS[loc[0]]}")
     if kind == "literal_error":
         expected = str((error.get("ctx") or {}).get("expected", ""))
-        return Refused(path, f"must be {expected.replace(chr(39), '')}, "
-                             f"not {error['input']!r}")
+        return Refused(path, f"must be {expected.replace(chr(39), '')}, not {error['input']!r}")
     if kind == "value_error":
         return Refused(path, str((error.get("ctx") or {}).get("error", error["msg"])))
     message = _TYPE_MESSAGES.get(kind) or error["msg"]

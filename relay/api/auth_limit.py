@@ -20,8 +20,9 @@ class Bucket:
 
 
 class FailureLimiter:
-    def __init__(self, per_minute: float = 10.0, burst: int = 20,
-                 max_clients: int = 10_000) -> None:
+    def __init__(
+        self, per_minute: float = 10.0, burst: int = 20, max_clients: int = 10_000
+    ) -> None:
         """``per_minute`` 0 turns the limit off."""
         if per_minute < 0 or burst < 1 or max_clients < 1:
             raise ValueError("need per_minute >= 0, burst >= 1 and max_clients >= 1")
@@ -54,8 +55,9 @@ class FailureLimiter:
     def _forget(self, now: float) -> None:
         """Drop buckets that have refilled (the same as no bucket), then, if an attack from
         many addresses still fills the table, the least recently failed half."""
-        self._buckets = {c: b for c, b in self._buckets.items()
-                         if self._level(c, now) < self._burst}
+        self._buckets = {
+            c: b for c, b in self._buckets.items() if self._level(c, now) < self._burst
+        }
         if len(self._buckets) > self._max_clients:
             recent = sorted(self._buckets.items(), key=lambda item: item[1].at)
-            self._buckets = dict(recent[len(recent) // 2:])
+            self._buckets = dict(recent[len(recent) // 2 :])

@@ -26,8 +26,11 @@ nav a{display:block}
 
 def render(spec: JSON) -> str:
     info = spec["info"]
-    operations = [(path, method.upper(), op) for path, item in spec["paths"].items()
-                  for method, op in item.items()]
+    operations = [
+        (path, method.upper(), op)
+        for path, item in spec["paths"].items()
+        for method, op in item.items()
+    ]
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>{escape(info['title'])} API</title><style>{STYLE}</style></head><body>",
@@ -36,48 +39,66 @@ def render(spec: JSON) -> str:
         "<p>Authenticate with <code>Authorization: Bearer &lt;api key&gt;</code> (or "
         "<code>X-API-Key</code>). The machine-readable document: "
         "<a href='/openapi.json'>/openapi.json</a>.</p>",
-        "<nav>", *(f"<a href='#{escape(op['operationId'])}'><span class='m {m}'>{m}</span>"
-                   f"<code>{escape(path)}</code> {escape(op['summary'])}</a>"
-                   for path, m, op in operations), "</nav>",
+        "<nav>",
+        *(
+            f"<a href='#{escape(op['operationId'])}'><span class='m {m}'>{m}</span>"
+            f"<code>{escape(path)}</code> {escape(op['summary'])}</a>"
+            for path, m, op in operations
+        ),
+        "</nav>",
     ]
     for tag in spec.get("tags", []):
         parts.append(f"<h2>{escape(tag['name'])}</h2>")
-        parts += [_operation(path, m, op) for path, m, op in operations
-                  if tag["name"] in op.get("tags", [])]
+        parts += [
+            _operation(path, m, op)
+            for path, m, op in operations
+            if tag["name"] in op.get("tags", [])
+        ]
     parts.append("<h2>Schemas</h2>")
-    parts += [_schema_section(name, schema)
-              for name, schema in spec["components"]["schemas"].items()]
+    parts += [
+        _schema_section(name, schema) for name, schema in spec["components"]["schemas"].items()
+    ]
     parts.append("</body></html>")
     return "\n".join(parts)
 
 
 def _operation(path: str, method: str, op: JSON) -> str:
-    out = [f"<section class='op' id='{escape(op['operationId'])}'>",
-           f"<h3><span class='m {method}'>{method}</span> <code>{escape(path)}</code></h3>",
-           f"<p><b>{escape(op['summary'])}</b>. {escape(op.get('description', ''))}</p>"]
+    out = [
+        f"<section class='op' id='{escape(op['operationId'])}'>",
+        f"<h3><span class='m {method}'>{method}</span> <code>{escape(path)}</code></h3>",
+        f"<p><b>{escape(op['summary'])}</b>. {escape(op.get('description', ''))}</p>",
+    ]
     if not op.get("security", True):
         out.append("<p><i>No API key.</i></p>")
     params = op.get("parameters", [])
     if params:
         out.append("<table><tr><th>parameter</th><th>in</th><th>type</th><th></th></tr>")
-        out += [f"<tr><td><code>{escape(p['name'])}</code>{_star(p.get('required'))}</td>"
-                f"<td>{escape(p['in'])}</td><td>{type_of(p['schema'])}</td>"
-                f"<td>{escape(p.get('description', ''))}</td></tr>" for p in params]
+        out += [
+            f"<tr><td><code>{escape(p['name'])}</code>{_star(p.get('required'))}</td>"
+            f"<td>{escape(p['in'])}</td><td>{type_of(p['schema'])}</td>"
+            f"<td>{escape(p.get('description', ''))}</td></tr>"
+            for p in params
+        ]
         out.append("</table>")
     body = op.get("requestBody")
     if body:
         for media, content in body["content"].items():
             need = "required" if body.get("required") else "optional"
-            out.append(f"<p>Body ({need}, <code>{escape(media)}</code>): "
-                       f"{type_of(content['schema'])}</p>")
+            out.append(
+                f"<p>Body ({need}, <code>{escape(media)}</code>): {type_of(content['schema'])}</p>"
+            )
             if "example" in content:
                 out.append(f"<pre>{escape(json.dumps(content['example'], indent=2))}</pre>")
     out.append("<table><tr><th>status</th><th>body</th><th></th></tr>")
     for status, answer in op["responses"].items():
-        kinds = [f"{type_of(c['schema'])} <code>{escape(m)}</code>"
-                 for m, c in answer.get("content", {}).items()]
-        out.append(f"<tr><td>{escape(status)}</td><td>{', '.join(kinds)}</td>"
-                   f"<td>{escape(answer['description'])}</td></tr>")
+        kinds = [
+            f"{type_of(c['schema'])} <code>{escape(m)}</code>"
+            for m, c in answer.get("content", {}).items()
+        ]
+        out.append(
+            f"<tr><td>{escape(status)}</td><td>{', '.join(kinds)}</td>"
+            f"<td>{escape(answer['description'])}</td></tr>"
+        )
     out.append("</table></section>")
     return "\n".join(out)
 
@@ -90,9 +111,11 @@ def _schema_section(name: str, schema: JSON) -> str:
     if props:
         required = set(schema.get("required", ()))
         out.append("<table><tr><th>field</th><th>type</th><th></th></tr>")
-        out += [f"<tr><td><code>{escape(field)}</code>{_star(field in required)}</td>"
-                f"<td>{type_of(prop)}</td><td>{escape(prop.get('description', ''))}</td></tr>"
-                for field, prop in props.items()]
+        out += [
+            f"<tr><td><code>{escape(field)}</code>{_star(field in required)}</td>"
+            f"<td>{type_of(prop)}</td><td>{escape(prop.get('description', ''))}</td></tr>"
+            for field, prop in props.items()
+        ]
         out.append("</table>")
     else:
         out.append(f"<p>{type_of(schema)}</p>")
@@ -117,9 +140,19 @@ def type_of(schema: JSON) -> str:
     if kind is None:
         return "any"
     text = escape(str(kind))
-    limits = [f"{k} {schema[k]}" for k in ("minLength", "maxLength", "minimum", "maximum",
-                                          "exclusiveMinimum", "pattern", "format")
-              if k in schema]
+    limits = [
+        f"{k} {schema[k]}"
+        for k in (
+            "minLength",
+            "maxLength",
+            "minimum",
+            "maximum",
+            "exclusiveMinimum",
+            "pattern",
+            "format",
+        )
+        if k in schema
+    ]
     if "default" in schema:
         limits.append(f"default {schema['default']!r}")
     return text + (f" <small>({escape(', '.join(limits))})</small>" if limits else "")

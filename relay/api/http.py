@@ -37,8 +37,11 @@ def services(request: Request) -> Services:
 
 
 def json_response(data: Any, status_code: int = 200) -> Response:
-    return Response(json.dumps(data, separators=(",", ":"), ensure_ascii=False),
-                    status_code=status_code, media_type="application/json")
+    return Response(
+        json.dumps(data, separators=(",", ":"), ensure_ascii=False),
+        status_code=status_code,
+        media_type="application/json",
+    )
 
 
 def error_response(status_code: int, code: str, message: str) -> JSONResponse:
@@ -76,8 +79,7 @@ async def read_json(request: Request) -> dict[str, Any]:
     try:
         data = json.loads(raw, parse_constant=_not_json, parse_float=_finite)
     except (ValueError, RecursionError) as exc:
-        raise BadRequest(f"the body is not valid JSON: {exc}"[:300], code="invalid_json") \
-            from None
+        raise BadRequest(f"the body is not valid JSON: {exc}"[:300], code="invalid_json") from None
     if not isinstance(data, dict):
         raise BadRequest("the body must be a JSON object", code="invalid_json")
     _check_shape(data)
@@ -86,8 +88,9 @@ async def read_json(request: Request) -> dict[str, Any]:
         # can take: refuse them here rather than fail later with a 500.
         json.dumps(data, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:
-        raise BadRequest("the body holds an invalid \\u escape (a lone surrogate)",
-                         code="invalid_json") from None
+        raise BadRequest(
+            "the body holds an invalid \\u escape (a lone surrogate)", code="invalid_json"
+        ) from None
     return data
 
 
@@ -98,13 +101,18 @@ def _check_shape(data: Any) -> None:
     while stack:
         node, depth = stack.pop()
         if depth > MAX_JSON_DEPTH:
-            raise BadRequest(f"the body nests arrays and objects deeper than {MAX_JSON_DEPTH} "
-                             f"levels", code="invalid_json")
+            raise BadRequest(
+                f"the body nests arrays and objects deeper than {MAX_JSON_DEPTH} levels",
+                code="invalid_json",
+            )
         if isinstance(node, dict):
             for key, value in node.items():
                 if len(key) > MAX_JSON_KEY_CHARS:
-                    raise BadRequest(f"the body has an object key of {len(key)} characters; "
-                                     f"the limit is {MAX_JSON_KEY_CHARS}", code="invalid_json")
+                    raise BadRequest(
+                        f"the body has an object key of {len(key)} characters; "
+                        f"the limit is {MAX_JSON_KEY_CHARS}",
+                        code="invalid_json",
+                    )
                 if isinstance(value, dict | list):
                     stack.append((value, depth + 1))
         elif isinstance(node, list):
@@ -160,9 +168,11 @@ async def account_for_key(request: Request, key: str) -> Account:
         now = svc.clock.now().timestamp()
         wait = svc.auth_failures.retry_after(client, now)
         if wait is not None:
-            raise TooManyRequests("too many requests with a wrong API key from this "
-                                  f"address; retry in {math.ceil(wait)} s",
-                                  retry_after=math.ceil(wait))
+            raise TooManyRequests(
+                "too many requests with a wrong API key from this "
+                f"address; retry in {math.ceil(wait)} s",
+                retry_after=math.ceil(wait),
+            )
         svc.auth_failures.failed(client, now)
     raise Unauthorized("the API key is not valid")
 
@@ -194,31 +204,50 @@ async def check_destination(request: Request, field: str, url: str) -> None:
 
 
 async def has_body(request: Request) -> bool:
-    return request.headers.get("content-length", "0") != "0" or \
-        "chunked" in request.headers.get("transfer-encoding", "")
+    return request.headers.get("content-length", "0") != "0" or "chunked" in request.headers.get(
+        "transfer-encoding", ""
+    )
 
 
 def delivery_json(d: Delivery) -> dict[str, Any]:
-    return {"id": d.id, "event_id": d.event_id, "destination_id": d.destination_id,
-            "url": d.url, "status": d.status.value, "attempt_count": d.attempt_count,
-            "next_attempt_at": iso(d.next_attempt_at), "created_at": iso(d.created_at),
-            "updated_at": iso(d.updated_at)}
+    return {
+        "id": d.id,
+        "event_id": d.event_id,
+        "destination_id": d.destination_id,
+        "url": d.url,
+        "status": d.status.value,
+        "attempt_count": d.attempt_count,
+        "next_attempt_at": iso(d.next_attempt_at),
+        "created_at": iso(d.created_at),
+        "updated_at": iso(d.updated_at),
+    }
 
 
 def attempt_json(a: Attempt) -> dict[str, Any]:
-    return {"number": a.number, "started_at": iso(a.started_at), "latency_ms": a.latency_ms,
-            "outcome": a.outcome, "status_code": a.status_code, "error": a.error,
-            "response_snippet": a.response_snippet}
+    return {
+        "number": a.number,
+        "started_at": iso(a.started_at),
+        "latency_ms": a.latency_ms,
+        "outcome": a.outcome,
+        "status_code": a.status_code,
+        "error": a.error,
+        "response_snippet": a.response_snippet,
+    }
 
 
 def cursor_position(request: Request, cursor: str | None, order: str) -> int | None:
     if cursor is None:
         return None
     value = services(request).tokens.read_cursor(cursor)
-    if not (isinstance(value, list) and len(value) == 2 and value[1] == order
-            and isinstance(value[0], int)):
-        raise BadRequest("the cursor is not valid (or was made for another order)",
-                         code="invalid_cursor")
+    if not (
+        isinstance(value, list)
+        and len(value) == 2
+        and value[1] == order
+        and isinstance(value[0], int)
+    ):
+        raise BadRequest(
+            "the cursor is not valid (or was made for another order)", code="invalid_cursor"
+        )
     return value[0]
 
 

@@ -27,13 +27,19 @@ _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 
 def request_hash(request: Request, body: Any) -> str:
-    canonical = json.dumps([request.method, request.url.path, body], sort_keys=True,
-                           separators=(",", ":"), ensure_ascii=False)
+    canonical = json.dumps(
+        [request.method, request.url.path, body],
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 async def idempotent(
-    request: Request, account: Account, body: Any,
+    request: Request,
+    account: Account,
+    body: Any,
     answer: Callable[[], Awaitable[Response]],
 ) -> Response:
     """``answer()``, or what it gave the first time this key was used with this body."""
@@ -41,22 +47,30 @@ async def idempotent(
     if key is None:
         return await answer()
     if not _KEY.match(key):
-        raise BadRequest("Idempotency-Key must be 1 to 255 printable ASCII characters",
-                         code="invalid_idempotency_key")
+        raise BadRequest(
+            "Idempotency-Key must be 1 to 255 printable ASCII characters",
+            code="invalid_idempotency_key",
+        )
     svc = services(request)
     digest = request_hash(request, body)
-    earlier = await svc.store.reserve_idempotency_key(account.id, key, digest,
-                                                      svc.clock.now())
+    earlier = await svc.store.reserve_idempotency_key(account.id, key, digest, svc.clock.now())
     if earlier is not None:
         if earlier.request_hash != digest:
-            raise Conflict("this Idempotency-Key was used with a different request",
-                           code="idempotency_key_reused")
+            raise Conflict(
+                "this Idempotency-Key was used with a different request",
+                code="idempotency_key_reused",
+            )
         if earlier.status_code is None or earlier.body is None:
-            raise Conflict("a request with this Idempotency-Key is still being answered",
-                           code="idempotency_key_in_use")
-        return Response(earlier.body, status_code=earlier.status_code,
-                        media_type="application/json",
-                        headers={"Idempotent-Replayed": "true"})
+            raise Conflict(
+                "a request with this Idempotency-Key is still being answered",
+                code="idempotency_key_in_use",
+            )
+        return Response(
+            earlier.body,
+            status_code=earlier.status_code,
+            media_type="application/json",
+            headers={"Idempotent-Replayed": "true"},
+        )
     try:
         response = await answer()
     except ApiError as exc:
@@ -72,6 +86,7 @@ async def idempotent(
     if response.status_code >= 500:
         await svc.store.forget_idempotency_key(account.id, key)
     else:
-        await svc.store.finish_idempotency_key(account.id, key, response.status_code,
-                                               bytes(response.body).decode())
+        await svc.store.finish_idempotency_key(
+            account.id, key, response.status_code, bytes(response.body).decode()
+        )
     return response

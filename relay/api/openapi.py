@@ -79,94 +79,236 @@ def ok(model: type[BaseModel], description: str = "OK") -> dict[int | str, Answe
 
 SUB = "/v1/subscriptions/{sub_id}"
 OPERATIONS: tuple[Operation, ...] = (
-    Operation("GET", "/v1/me", "The caller's account (a no-code tool's connection test)",
-              "account", ok(out.Me)),
-    Operation("GET", "/v1/callback-secret", "The secret that signs task callbacks", "account",
-              ok(out.CallbackSecret)),
-    Operation("POST", "/v1/callback-secret/rotate", "Rotate the callback secret", "account",
-              ok(out.RotatedCallbackSecret), body=req.RotateSecret, body_required=False,
-              description="The old secret keeps signing (a second signature) for "
-                          "grace_seconds, by default 24 h."),
-    Operation("POST", "/v1/tasks", "Register a task", "tasks",
-              {201: Answer("Registered", out.Task)}, body=req.CreateTask, idempotent=True,
-              errors=(502,), example={
-                  "provider": "sandbox", "provider_task_id": "cgt-20260606160057-6bbjd",
-                  "callback_url": "https://example.com/hooks/video",
-                  "reference": "order-1234", "metadata": {"projectId": "proj_1001"}},
-              description="Either track a task you created at the provider "
-                          "(provider_task_id) or have the relay submit one (input)."),
+    Operation(
+        "GET",
+        "/v1/me",
+        "The caller's account (a no-code tool's connection test)",
+        "account",
+        ok(out.Me),
+    ),
+    Operation(
+        "GET",
+        "/v1/callback-secret",
+        "The secret that signs task callbacks",
+        "account",
+        ok(out.CallbackSecret),
+    ),
+    Operation(
+        "POST",
+        "/v1/callback-secret/rotate",
+        "Rotate the callback secret",
+        "account",
+        ok(out.RotatedCallbackSecret),
+        body=req.RotateSecret,
+        body_required=False,
+        description="The old secret keeps signing (a second signature) for "
+        "grace_seconds, by default 24 h.",
+    ),
+    Operation(
+        "POST",
+        "/v1/tasks",
+        "Register a task",
+        "tasks",
+        {201: Answer("Registered", out.Task)},
+        body=req.CreateTask,
+        idempotent=True,
+        errors=(502,),
+        example={
+            "provider": "sandbox",
+            "provider_task_id": "cgt-20260606160057-6bbjd",
+            "callback_url": "https://example.com/hooks/video",
+            "reference": "order-1234",
+            "metadata": {"projectId": "proj_1001"},
+        },
+        description="Either track a task you created at the provider "
+        "(provider_task_id) or have the relay submit one (input).",
+    ),
     Operation("GET", "/v1/tasks", "List tasks", "tasks", ok(out.TaskPage), query=req.TaskList),
     Operation("GET", "/v1/tasks/{task_id}", "Read a task", "tasks", ok(out.Task)),
-    Operation("POST", "/v1/tasks/{task_id}/refresh", "Poll the provider now", "tasks",
-              ok(out.Task)),
-    Operation("POST", "/v1/tasks/{task_id}/cancel", "Cancel a task", "tasks", ok(out.Task),
-              errors=(409, 502),
-              description="Where the provider supports it; 409 where it cannot or the task "
-                          "has ended."),
-    Operation("GET", "/v1/providers", "The configured providers and their health",
-              "providers", ok(out.ProviderList)),
-    Operation("POST", "/v1/providers/{provider}/moderations",
-              "Image moderation, passed through to the provider", "providers",
-              {"2XX": Answer("The provider's answer, status and body as it sent them", None,
-                             "*/*"),
-               "4XX": Answer("The provider's answer passed through, or the relay's own "
-                             "refusal as an Error (not JSON, no such provider, no "
-                             "moderation there)", None, "*/*")},
-              raw_body=True, errors=(400, 404, 409, 413, 502)),
-    Operation("POST", "/v1/inbound/{provider}/{token}", "A push provider's webhook", "providers",
-              {202: Answer("Accepted as a hint; the relay confirms with the provider",
-                           out.Received)},
-              raw_body=True, auth=False, errors=(413,),
-              description="No API key: the signed token in the path is the credential. "
-                          "Anything wrong with it is a 404 that changes nothing."),
-    Operation("GET", "/v1/events", "The event feed", "events", ok(out.EventPage),
-              query=req.EventList),
+    Operation(
+        "POST", "/v1/tasks/{task_id}/refresh", "Poll the provider now", "tasks", ok(out.Task)
+    ),
+    Operation(
+        "POST",
+        "/v1/tasks/{task_id}/cancel",
+        "Cancel a task",
+        "tasks",
+        ok(out.Task),
+        errors=(409, 502),
+        description="Where the provider supports it; 409 where it cannot or the task has ended.",
+    ),
+    Operation(
+        "GET",
+        "/v1/providers",
+        "The configured providers and their health",
+        "providers",
+        ok(out.ProviderList),
+    ),
+    Operation(
+        "POST",
+        "/v1/providers/{provider}/moderations",
+        "Image moderation, passed through to the provider",
+        "providers",
+        {
+            "2XX": Answer("The provider's answer, status and body as it sent them", None, "*/*"),
+            "4XX": Answer(
+                "The provider's answer passed through, or the relay's own "
+                "refusal as an Error (not JSON, no such provider, no "
+                "moderation there)",
+                None,
+                "*/*",
+            ),
+        },
+        raw_body=True,
+        errors=(400, 404, 409, 413, 502),
+    ),
+    Operation(
+        "POST",
+        "/v1/inbound/{provider}/{token}",
+        "A push provider's webhook",
+        "providers",
+        {202: Answer("Accepted as a hint; the relay confirms with the provider", out.Received)},
+        raw_body=True,
+        auth=False,
+        errors=(413,),
+        description="No API key: the signed token in the path is the credential. "
+        "Anything wrong with it is a 404 that changes nothing.",
+    ),
+    Operation(
+        "GET", "/v1/events", "The event feed", "events", ok(out.EventPage), query=req.EventList
+    ),
     Operation("GET", "/v1/events/{event_id}", "Read an event", "events", ok(out.Event)),
-    Operation("GET", "/v1/events/{event_id}/deliveries",
-              "An event's deliveries, with every attempt", "events", ok(out.EventDeliveries)),
-    Operation("POST", "/v1/events/{event_id}/redeliver", "Send an event again", "events",
-              {202: Answer("Queued", out.Redelivered)}, body=req.Redeliver,
-              body_required=False,
-              description="To all its destinations, or to destination_id only."),
-    Operation("POST", "/v1/subscriptions", "Subscribe (REST hook)", "subscriptions",
-              {201: Answer("Subscribed; the secret is shown this once",
-                           out.SubscriptionWithSecret)},
-              body=req.CreateSubscription, idempotent=True, example={
-                  "url": "https://example.com/hooks/relay",
-                  "event_types": ["task.succeeded", "task.failed"],
-                  "description": "the orders backend"}),
-    Operation("GET", "/v1/subscriptions", "List subscriptions", "subscriptions",
-              ok(out.SubscriptionPage), query=req.SubscriptionList),
+    Operation(
+        "GET",
+        "/v1/events/{event_id}/deliveries",
+        "An event's deliveries, with every attempt",
+        "events",
+        ok(out.EventDeliveries),
+    ),
+    Operation(
+        "POST",
+        "/v1/events/{event_id}/redeliver",
+        "Send an event again",
+        "events",
+        {202: Answer("Queued", out.Redelivered)},
+        body=req.Redeliver,
+        body_required=False,
+        description="To all its destinations, or to destination_id only.",
+    ),
+    Operation(
+        "POST",
+        "/v1/subscriptions",
+        "Subscribe (REST hook)",
+        "subscriptions",
+        {201: Answer("Subscribed; the secret is shown this once", out.SubscriptionWithSecret)},
+        body=req.CreateSubscription,
+        idempotent=True,
+        example={
+            "url": "https://example.com/hooks/relay",
+            "event_types": ["task.succeeded", "task.failed"],
+            "description": "the orders backend",
+        },
+    ),
+    Operation(
+        "GET",
+        "/v1/subscriptions",
+        "List subscriptions",
+        "subscriptions",
+        ok(out.SubscriptionPage),
+        query=req.SubscriptionList,
+    ),
     Operation("GET", SUB, "Read a subscription", "subscriptions", ok(out.Subscription)),
-    Operation("PATCH", SUB, "Change a subscription", "subscriptions", ok(out.Subscription),
-              body=req.UpdateSubscription),
+    Operation(
+        "PATCH",
+        SUB,
+        "Change a subscription",
+        "subscriptions",
+        ok(out.Subscription),
+        body=req.UpdateSubscription,
+    ),
     Operation("DELETE", SUB, "Unsubscribe", "subscriptions", ok(out.Deleted)),
-    Operation("POST", SUB + "/enable", "Enable a disabled subscription", "subscriptions",
-              ok(out.EnabledSubscription), body=req.EnableSubscription, body_required=False,
-              description="By default re-sends what it missed while disabled."),
-    Operation("POST", SUB + "/disable", "Disable a subscription", "subscriptions",
-              ok(out.Subscription)),
-    Operation("POST", SUB + "/rotate-secret", "Rotate a subscription's secret",
-              "subscriptions", ok(out.SubscriptionWithSecret), body=req.RotateSecret,
-              body_required=False),
-    Operation("POST", SUB + "/test", "Send a relay.test event now", "subscriptions",
-              ok(out.SentTest, "What the receiver answered"), errors=(409,)),
-    Operation("POST", SUB + "/replay", "Re-send the events of a time range", "subscriptions",
-              {202: Answer("Queued", out.ReplayAccepted)}, body=req.ReplayRequest,
-              body_required=False, errors=(409,)),
-    Operation("GET", "/healthz", "Liveness", "operations",
-              ok(out.Healthy), auth=False, store=False),
-    Operation("GET", "/readyz", "Readiness: the database answers", "operations",
-              {200: Answer("Ready", out.Ready),
-               503: Answer("The database does not answer", out.NotReady)},
-              auth=False, store=False),
-    Operation("GET", "/metrics", "Prometheus metrics (served by every role)", "operations",
-              {200: Answer("Prometheus text format", None, "text/plain")}, auth=False,
-              description="Aggregate counts only: no ids, URLs or secrets."),
-    Operation("GET", "/openapi.json", "This document", "operations",
-              {200: Answer("OpenAPI 3.1", None)}, auth=False, store=False),
-    Operation("GET", "/docs", "This document, as a page", "operations",
-              {200: Answer("HTML", None, "text/html")}, auth=False, store=False),
+    Operation(
+        "POST",
+        SUB + "/enable",
+        "Enable a disabled subscription",
+        "subscriptions",
+        ok(out.EnabledSubscription),
+        body=req.EnableSubscription,
+        body_required=False,
+        description="By default re-sends what it missed while disabled.",
+    ),
+    Operation(
+        "POST", SUB + "/disable", "Disable a subscription", "subscriptions", ok(out.Subscription)
+    ),
+    Operation(
+        "POST",
+        SUB + "/rotate-secret",
+        "Rotate a subscription's secret",
+        "subscriptions",
+        ok(out.SubscriptionWithSecret),
+        body=req.RotateSecret,
+        body_required=False,
+    ),
+    Operation(
+        "POST",
+        SUB + "/test",
+        "Send a relay.test event now",
+        "subscriptions",
+        ok(out.SentTest, "What the receiver answered"),
+        errors=(409,),
+    ),
+    Operation(
+        "POST",
+        SUB + "/replay",
+        "Re-send the events of a time range",
+        "subscriptions",
+        {202: Answer("Queued", out.ReplayAccepted)},
+        body=req.ReplayRequest,
+        body_required=False,
+        errors=(409,),
+    ),
+    Operation(
+        "GET", "/healthz", "Liveness", "operations", ok(out.Healthy), auth=False, store=False
+    ),
+    Operation(
+        "GET",
+        "/readyz",
+        "Readiness: the database answers",
+        "operations",
+        {
+            200: Answer("Ready", out.Ready),
+            503: Answer("The database does not answer", out.NotReady),
+        },
+        auth=False,
+        store=False,
+    ),
+    Operation(
+        "GET",
+        "/metrics",
+        "Prometheus metrics (served by every role)",
+        "operations",
+        {200: Answer("Prometheus text format", None, "text/plain")},
+        auth=False,
+        description="Aggregate counts only: no ids, URLs or secrets.",
+    ),
+    Operation(
+        "GET",
+        "/openapi.json",
+        "This document",
+        "operations",
+        {200: Answer("OpenAPI 3.1", None)},
+        auth=False,
+        store=False,
+    ),
+    Operation(
+        "GET",
+        "/docs",
+        "This document, as a page",
+        "operations",
+        {200: Answer("HTML", None, "text/html")},
+        auth=False,
+        store=False,
+    ),
 )
 
 ERRORS = {
@@ -176,14 +318,16 @@ ERRORS = {
     409: "A conflict with the object's state, or an Idempotency-Key already used otherwise",
     413: "The body is over the size limit",
     429: "Too many requests with a wrong API key from this address; retry after Retry-After "
-         "seconds",
+    "seconds",
     502: "The provider could not answer now (not your request's fault)",
     503: "The database is unavailable; retry shortly",
 }
 
 PATH_PARAMS = {
-    "task_id": "A task's id (task_…)", "event_id": "An event's id (evt_…)",
-    "sub_id": "A subscription's id (sub_…)", "provider": "A configured provider's name",
+    "task_id": "A task's id (task_…)",
+    "event_id": "An event's id (evt_…)",
+    "sub_id": "A subscription's id (sub_…)",
+    "provider": "A configured provider's name",
     "token": "The signed token the relay gave the provider",
 }
 
@@ -232,30 +376,41 @@ def _query_params(model: type[BaseModel], components: _Components) -> list[JSON]
     required = set(schema.get("required", ()))
     params = []
     for name, prop in schema["properties"].items():
-        prop = {k: v for k, v in prop.items()
-                if k != "title" and not (k == "default" and v is None)}
+        prop = {
+            k: v for k, v in prop.items() if k != "title" and not (k == "default" and v is None)
+        }
         options = prop.pop("anyOf", None)
         if options is not None:  # a query string has no null: drop that branch
             kept = [o for o in options if o.get("type") != "null"]
             prop = {**(kept[0] if len(kept) == 1 else {"anyOf": kept}), **prop}
-        params.append({"name": name, "in": "query", "required": name in required,
-                       "schema": prop})
+        params.append({"name": name, "in": "query", "required": name in required, "schema": prop})
     return params
 
 
 def _parameters(op: Operation, components: _Components) -> list[JSON]:
     params: list[JSON] = [
-        {"name": name, "in": "path", "required": True, "description": PATH_PARAMS[name],
-         "schema": {"type": "string", "minLength": 1}}
-        for name in op.path_params]
+        {
+            "name": name,
+            "in": "path",
+            "required": True,
+            "description": PATH_PARAMS[name],
+            "schema": {"type": "string", "minLength": 1},
+        }
+        for name in op.path_params
+    ]
     if op.query is not None:
         params += _query_params(op.query, components)
     if op.idempotent:
-        params.append({
-            "name": "Idempotency-Key", "in": "header", "required": False,
-            "description": "Retry safely: the same key with the same body gets the first "
-                           "answer again (24 h).",
-            "schema": {"type": "string", "pattern": idempotency._KEY.pattern}})
+        params.append(
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": False,
+                "description": "Retry safely: the same key with the same body gets the first "
+                "answer again (24 h).",
+                "schema": {"type": "string", "pattern": idempotency._KEY.pattern},
+            }
+        )
     return params
 
 
@@ -270,24 +425,31 @@ def _operation(op: Operation, components: _Components) -> JSON:
         media: JSON = {"schema": components.ref(op.body)}
         if op.example is not None:
             media["example"] = op.example
-        doc["requestBody"] = {"required": op.body_required,
-                              "content": {"application/json": media}}
+        doc["requestBody"] = {"required": op.body_required, "content": {"application/json": media}}
     elif op.raw_body:
-        doc["requestBody"] = {"required": False, "content": {
-            "application/json": {"schema": {"type": "object"}}}}
+        doc["requestBody"] = {
+            "required": False,
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        }
     documented: JSON = {}
     for status, answer in answers(op).items():
         schema = components.ref(answer.model) if answer.model else {}
-        entry: JSON = {"description": answer.description,
-                       "content": {answer.media_type: {"schema": schema}}}
+        entry: JSON = {
+            "description": answer.description,
+            "content": {answer.media_type: {"schema": schema}},
+        }
         if status == "429":
-            entry["headers"] = {"Retry-After": {"description": "Seconds to wait",
-                                                "schema": {"type": "integer"}}}
+            entry["headers"] = {
+                "Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}
+            }
         if op.idempotent and status.startswith("2"):
-            entry["headers"] = {"Idempotent-Replayed": {
-                "description": "true when this is the stored answer to an earlier request "
-                               "with the same Idempotency-Key",
-                "schema": {"type": "string", "enum": ["true"]}}}
+            entry["headers"] = {
+                "Idempotent-Replayed": {
+                    "description": "true when this is the stored answer to an earlier request "
+                    "with the same Idempotency-Key",
+                    "schema": {"type": "string", "enum": ["true"]},
+                }
+            }
         documented[status] = entry
     doc["responses"] = documented
     doc["security"] = [{"bearer": []}, {"apiKey": []}] if op.auth else []
@@ -339,17 +501,25 @@ def build_document() -> JSON:
         paths.setdefault(op.path, {})[op.method.lower()] = _operation(op, components)
     return {
         "openapi": "3.1.0",
-        "info": {"title": "Seedance relay", "version": __version__,
-                 "description": "Tracks AI video-generation tasks at several providers and "
-                                "delivers signed webhooks (Standard Webhooks). Errors are "
-                                '{"error": {"code", "message"}}; lists are cursor-paginated.'},
+        "info": {
+            "title": "Seedance relay",
+            "version": __version__,
+            "description": "Tracks AI video-generation tasks at several providers and "
+            "delivers signed webhooks (Standard Webhooks). Errors are "
+            '{"error": {"code", "message"}}; lists are cursor-paginated.',
+        },
         "paths": paths,
         "components": {
             "schemas": dict(sorted(components.schemas.items())),
             "securitySchemes": {
-                "bearer": {"type": "http", "scheme": "bearer",
-                           "description": "Authorization: Bearer <api key>"},
-                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}}},
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "Authorization: Bearer <api key>",
+                },
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+            },
+        },
         "tags": [{"name": t} for t in dict.fromkeys(op.tag for op in OPERATIONS)],
     }
 

@@ -55,7 +55,8 @@ class CallbackSecret(Out):
 class RotatedCallbackSecret(Out):
     secret: str
     previous_secret_expires_at: Time | None = time_field(
-        "Until then deliveries carry a signature with the old secret too.")
+        "Until then deliveries carry a signature with the old secret too."
+    )
 
 
 class TaskError(Out):
@@ -93,8 +94,9 @@ class Task(Out):
 
 class TaskPage(Out):
     data: list[Task]
-    next_cursor: str | None = Field(description="Pass as ?cursor= for the next page; "
-                                                "null on the last one.")
+    next_cursor: str | None = Field(
+        description="Pass as ?cursor= for the next page; null on the last one."
+    )
 
 
 class RelayTestData(Out):
@@ -105,14 +107,13 @@ class RelayTestData(Out):
 class Event(Out):
     """The event envelope: the delivered body, the feed's item and the Zapier sample."""
 
-    id: str = Field(description="Also the webhook-id header; the same on every retry and "
-                                "replay.")
+    id: str = Field(description="Also the webhook-id header; the same on every retry and replay.")
     type: EventType
     timestamp: Time = time_field()
-    sequence: int = Field(description="Increases per task; drop an event older than one "
-                                      "you have.")
-    data: Task | RelayTestData = Field(description="The task as it was at the event; for "
-                                                   "relay.test, the subscription tested.")
+    sequence: int = Field(description="Increases per task; drop an event older than one you have.")
+    data: Task | RelayTestData = Field(
+        description="The task as it was at the event; for relay.test, the subscription tested."
+    )
 
 
 class EventPage(Out):
@@ -157,11 +158,11 @@ class Redelivered(Out):
 class Subscription(Out):
     id: str
     url: str
-    event_types: list[EventType] | None = Field(
-        description="null: the four terminal task events.")
+    event_types: list[EventType] | None = Field(description="null: the four terminal task events.")
     description: str | None
-    headers: list[str] = Field(description="The names of the static headers (values are "
-                                           "never shown).")
+    headers: list[str] = Field(
+        description="The names of the static headers (values are never shown)."
+    )
     rate_limit: float | None
     status: SubscriptionStatus
     disabled_reason: str | None

@@ -42,8 +42,9 @@ from relay.store.interface import EventQuery, TaskQuery
 
 async def me(request: Request) -> Response:
     account = await authenticate(request)
-    return json_response({"id": account.id, "name": account.name,
-                          "created_at": iso(account.created_at)})
+    return json_response(
+        {"id": account.id, "name": account.name, "created_at": iso(account.created_at)}
+    )
 
 
 async def callback_secret(request: Request) -> Response:
@@ -63,10 +64,15 @@ async def _create_task(request: Request, account: Account, raw: dict[str, Any]) 
     if body.callback_url is not None:
         await check_destination(request, "callback_url", body.callback_url)
     reg = Registration(
-        provider=body.provider, provider_task_id=body.provider_task_id, input=body.input,
+        provider=body.provider,
+        provider_task_id=body.provider_task_id,
+        input=body.input,
         callback_url=body.callback_url,
         callback_events=frozenset(body.callback_events) if body.callback_events else None,
-        reference=body.reference, metadata=body.metadata, input_format=body.input_format)
+        reference=body.reference,
+        metadata=body.metadata,
+        input_format=body.input_format,
+    )
     try:
         task = await services(request).tracker.register(account, reg)
     except ProviderRejected as rejected:
@@ -78,12 +84,23 @@ async def list_tasks(request: Request) -> Response:
     account = await authenticate(request)
     q = parse(TaskList, dict(request.query_params))
     svc = services(request)
-    page = await svc.store.list_tasks(account.id, TaskQuery(
-        status=q.status, provider=q.provider, reference=q.reference,
-        after=cursor_position(request, q.cursor, q.order), limit=q.limit, order=q.order))
-    return json_response({
-        "data": [t.to_json() for t in page.items],
-        "next_cursor": next_cursor(request, page.next_after, q.order)})
+    page = await svc.store.list_tasks(
+        account.id,
+        TaskQuery(
+            status=q.status,
+            provider=q.provider,
+            reference=q.reference,
+            after=cursor_position(request, q.cursor, q.order),
+            limit=q.limit,
+            order=q.order,
+        ),
+    )
+    return json_response(
+        {
+            "data": [t.to_json() for t in page.items],
+            "next_cursor": next_cursor(request, page.next_after, q.order),
+        }
+    )
 
 
 async def get_task(request: Request) -> Response:
@@ -163,22 +180,36 @@ async def moderate(request: Request) -> Response:
 
 def _provider(client: ProviderClient) -> dict[str, Any]:
     health = client.health().to_json()
-    return {**health, "can_cancel": bool(client.dialect.cancellable),
-            "pushes": client.dialect.pushes,
-            "moderation": client.moderation_path is not None}
+    return {
+        **health,
+        "can_cancel": bool(client.dialect.cancellable),
+        "pushes": client.dialect.pushes,
+        "moderation": client.moderation_path is not None,
+    }
 
 
 async def list_events(request: Request) -> Response:
     account = await authenticate(request)
     q = parse(EventList, dict(request.query_params))
-    page = await services(request).store.list_events(account.id, EventQuery(
-        type=q.type, task_id=q.task_id, delivery_status=q.delivery_status,
-        since=parse_time("since", q.since),
-        until=parse_time("until", q.until), after=cursor_position(request, q.cursor, q.order),
-        limit=q.limit, order=q.order))
-    return json_response({
-        "data": [_envelope(e) for e in page.items],
-        "next_cursor": next_cursor(request, page.next_after, q.order)})
+    page = await services(request).store.list_events(
+        account.id,
+        EventQuery(
+            type=q.type,
+            task_id=q.task_id,
+            delivery_status=q.delivery_status,
+            since=parse_time("since", q.since),
+            until=parse_time("until", q.until),
+            after=cursor_position(request, q.cursor, q.order),
+            limit=q.limit,
+            order=q.order,
+        ),
+    )
+    return json_response(
+        {
+            "data": [_envelope(e) for e in page.items],
+            "next_cursor": next_cursor(request, page.next_after, q.order),
+        }
+    )
 
 
 async def get_event(request: Request) -> Response:
@@ -191,9 +222,14 @@ async def event_deliveries(request: Request) -> Response:
     account = await authenticate(request)
     event = await _event(request, account.id)
     views = await services(request).store.event_deliveries(account.id, event.id)
-    return json_response({"data": [
-        {**delivery_json(v.delivery), "attempts": [attempt_json(a) for a in v.attempts]}
-        for v in views]})
+    return json_response(
+        {
+            "data": [
+                {**delivery_json(v.delivery), "attempts": [attempt_json(a) for a in v.attempts]}
+                for v in views
+            ]
+        }
+    )
 
 
 async def redeliver_event(request: Request) -> Response:
@@ -202,11 +238,9 @@ async def redeliver_event(request: Request) -> Response:
     raw = await read_json(request) if await has_body(request) else {}
     body = parse(Redeliver, raw)
     svc = services(request)
-    created = await svc.store.redeliver(account.id, event.id, body.destination_id,
-                                        svc.clock.now())
+    created = await svc.store.redeliver(account.id, event.id, body.destination_id, svc.clock.now())
     if not created:
-        raise NotFound(f"event {event.id} has no destination "
-                       f"{body.destination_id or ''}".rstrip())
+        raise NotFound(f"event {event.id} has no destination {body.destination_id or ''}".rstrip())
     svc.delivery.wake()
     return json_response({"data": [delivery_json(d) for d in created]}, status_code=202)
 
@@ -221,9 +255,13 @@ async def readyz(request: Request) -> Response:
         await svc.store.ping()
     except Exception as exc:  # readiness reports, it does not crash
         return json_response({"status": "unavailable", "error": str(exc)}, status_code=503)
-    return json_response({"status": "ready",
-                          "providers": [p.health().to_json() for p in svc.providers.values()],
-                          "deliveries_in_flight": svc.delivery.in_flight})
+    return json_response(
+        {
+            "status": "ready",
+            "providers": [p.health().to_json() for p in svc.providers.values()],
+            "deliveries_in_flight": svc.delivery.in_flight,
+        }
+    )
 
 
 async def _event(request: Request, account_id: str) -> Event:
@@ -234,26 +272,22 @@ async def _event(request: Request, account_id: str) -> Event:
     return event
 
 
-
 def _envelope(event: Event) -> Any:
     return json.loads(event.body)
-
-
-
-
-
 
 
 def _provider_error(rejected: ProviderRejected) -> ApiError:
     fault = rejected.fault
     if fault.kind is FaultKind.INVALID_REQUEST:
-        return BadRequest(f"the provider refused the task: {fault.message}",
-                          code="provider_rejected")
+        return BadRequest(
+            f"the provider refused the task: {fault.message}", code="provider_rejected"
+        )
     return ProviderUnavailable(f"the provider could not take the task now: {fault.message}")
 
 
 def routes() -> list[Route]:
-    return [*subscription_routes(),
+    return [
+        *subscription_routes(),
         Route("/v1/me", me),
         Route("/v1/callback-secret", callback_secret),
         Route("/v1/tasks", create_task, methods=["POST"]),

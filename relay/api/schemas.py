@@ -69,8 +69,10 @@ class CreateTask(_Strict):
     @model_validator(mode="after")
     def _one_source(self) -> CreateTask:
         if (self.provider_task_id is None) == (self.input is None):
-            raise ValueError("give exactly one of provider_task_id (track a task you created) "
-                             "or input (the relay creates it)")
+            raise ValueError(
+                "give exactly one of provider_task_id (track a task you created) "
+                "or input (the relay creates it)"
+            )
         return self
 
     @model_validator(mode="after")
@@ -94,9 +96,11 @@ class CreateTask(_Strict):
     @classmethod
     def _small_metadata(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
         # Measured as it is stored and sent: compact JSON in UTF-8.
-        if value is not None and len(json.dumps(value, separators=(",", ":"),
-                                                ensure_ascii=False).encode()) \
-                > METADATA_MAX_BYTES:
+        if (
+            value is not None
+            and len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+            > METADATA_MAX_BYTES
+        ):
             raise ValueError(f"must be at most {METADATA_MAX_BYTES} bytes as JSON")
         return value
 
@@ -125,10 +129,25 @@ class EventList(_Strict):
     order: Literal["asc", "desc"] = "desc"
 
 
-RESERVED_HEADERS = frozenset({
-    "content-type", "content-length", "user-agent", "host", "connection", "transfer-encoding",
-    "webhook-id", "webhook-timestamp", "webhook-signature", "expect", "te", "upgrade",
-    "keep-alive", "proxy-authorization", "trailer"})
+RESERVED_HEADERS = frozenset(
+    {
+        "content-type",
+        "content-length",
+        "user-agent",
+        "host",
+        "connection",
+        "transfer-encoding",
+        "webhook-id",
+        "webhook-timestamp",
+        "webhook-signature",
+        "expect",
+        "te",
+        "upgrade",
+        "keep-alive",
+        "proxy-authorization",
+        "trailer",
+    }
+)
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$")
 _VALUE = re.compile(r"^[\x20-\x7e]{0,1024}$")
 
@@ -144,8 +163,9 @@ def _static_headers(value: dict[str, str] | None) -> dict[str, str] | None:
         if name.lower() in RESERVED_HEADERS:
             raise ValueError(f"{name} is set by the relay itself")
         if not _VALUE.match(text):
-            raise ValueError(f"the value of {name} must be printable ASCII, at most 1024 "
-                             f"characters")
+            raise ValueError(
+                f"the value of {name} must be printable ASCII, at most 1024 characters"
+            )
     return value
 
 
@@ -157,8 +177,11 @@ def _task_event_types(value: list[EventType]) -> list[EventType]:
     return value
 
 
-EventTypes = Annotated[list[EventType], Field(min_length=1, max_length=len(EventType)),
-                       AfterValidator(_task_event_types)]
+EventTypes = Annotated[
+    list[EventType],
+    Field(min_length=1, max_length=len(EventType)),
+    AfterValidator(_task_event_types),
+]
 
 
 class CreateSubscription(_Strict):
@@ -174,8 +197,7 @@ class CreateSubscription(_Strict):
     def _one_url(self) -> CreateSubscription:
         if self.url is None and self.target_url is None:
             raise ValueError("give url (or target_url, as Zapier calls it)")
-        if self.url is not None and self.target_url is not None \
-                and self.url != self.target_url:
+        if self.url is not None and self.target_url is not None and self.url != self.target_url:
             raise ValueError("url and target_url differ; give one")
         return self
 

@@ -54,16 +54,21 @@ async def create_subscription(request: Request) -> Response:
 
     async def answer() -> Response:
         body = parse(CreateSubscription, raw)
-        await check_destination(request, "url" if body.url else "target_url",
-                                body.destination)
+        await check_destination(request, "url" if body.url else "target_url", body.destination)
         svc = services(request)
         now = svc.clock.now()
         sub = Subscription(
-            id=new_id("sub"), account_id=account.id, url=body.destination,
+            id=new_id("sub"),
+            account_id=account.id,
+            url=body.destination,
             event_types=frozenset(body.event_types) if body.event_types else None,
-            status=SubscriptionStatus.ACTIVE, created_at=now, updated_at=now,
-            description=body.description, headers=tuple(sorted((body.headers or {}).items())),
-            rate_limit=body.rate_limit)
+            status=SubscriptionStatus.ACTIVE,
+            created_at=now,
+            updated_at=now,
+            description=body.description,
+            headers=tuple(sorted((body.headers or {}).items())),
+            rate_limit=body.rate_limit,
+        )
         secret = generate_webhook_secret()
         await svc.store.create_subscription(sub, secret)
         # The secret is shown here and on rotation only.
@@ -76,9 +81,14 @@ async def list_subscriptions(request: Request) -> Response:
     account = await authenticate(request)
     q = parse(SubscriptionList, dict(request.query_params))
     page = await services(request).store.list_subscriptions(
-        account.id, cursor_position(request, q.cursor, "desc"), q.limit)
-    return json_response({"data": [s.to_json() for s in page.items],
-                          "next_cursor": next_cursor(request, page.next_after, "desc")})
+        account.id, cursor_position(request, q.cursor, "desc"), q.limit
+    )
+    return json_response(
+        {
+            "data": [s.to_json() for s in page.items],
+            "next_cursor": next_cursor(request, page.next_after, "desc"),
+        }
+    )
 
 
 async def get_subscription(request: Request) -> Response:
@@ -122,22 +132,26 @@ async def delete_subscription(request: Request) -> Response:
 
 async def enable_subscription(request: Request) -> Response:
     account = await authenticate(request)
-    body = parse(EnableSubscription, await read_json(request) if await has_body(request)
-                 else {})
+    body = parse(EnableSubscription, await read_json(request) if await has_body(request) else {})
     svc = services(request)
     sub, missed_since, replayed = await operations.enable(
-        svc.store, account.id, request.path_params["sub_id"], svc.clock.now(),
-        replay_missed=body.replay, wake=svc.delivery.wake)
-    return json_response({**sub.to_json(), "replayed": replayed,
-                          "missed_since": iso(missed_since)})
+        svc.store,
+        account.id,
+        request.path_params["sub_id"],
+        svc.clock.now(),
+        replay_missed=body.replay,
+        wake=svc.delivery.wake,
+    )
+    return json_response({**sub.to_json(), "replayed": replayed, "missed_since": iso(missed_since)})
 
 
 async def disable_subscription(request: Request) -> Response:
     account = await authenticate(request)
     svc = services(request)
     sub = await _subscription(request, account)
-    disabled = await svc.store.disable_subscription(account.id, sub.id, "disabled through the API",
-                                                    svc.clock.now())
+    disabled = await svc.store.disable_subscription(
+        account.id, sub.id, "disabled through the API", svc.clock.now()
+    )
     assert disabled is not None
     return json_response(disabled.to_json())
 
@@ -175,22 +189,42 @@ async def test_subscription(request: Request) -> Response:
     svc = services(request)
     now = svc.clock.now()
     event_id = new_id("evt")
-    event = Event(id=event_id, account_id=account.id, task_id=None, type=EventType.RELAY_TEST,
-                  sequence=0, created_at=now, body=envelope(
-                      event_id, EventType.RELAY_TEST, 0, now,
-                      {"subscription_id": sub.id,
-                       "message": "A test event from the Seedance relay: answer 2xx."}))
-    due = await svc.store.insert_test_delivery(event, sub.id, svc.delivery.owner, now,
-                                               svc.delivery.lease_seconds)
+    event = Event(
+        id=event_id,
+        account_id=account.id,
+        task_id=None,
+        type=EventType.RELAY_TEST,
+        sequence=0,
+        created_at=now,
+        body=envelope(
+            event_id,
+            EventType.RELAY_TEST,
+            0,
+            now,
+            {
+                "subscription_id": sub.id,
+                "message": "A test event from the Seedance relay: answer 2xx.",
+            },
+        ),
+    )
+    due = await svc.store.insert_test_delivery(
+        event, sub.id, svc.delivery.owner, now, svc.delivery.lease_seconds
+    )
     if due is None:  # deleted meanwhile
         raise NotFound(f"no subscription {sub.id}")
     record = await svc.delivery.send_now(due)
     a = record.attempt
-    return json_response({
-        "event_id": event_id, "delivery_id": due.id,
-        "delivered": record.status is DeliveryStatus.SUCCEEDED,
-        "status_code": a.status_code, "latency_ms": a.latency_ms, "error": a.error,
-        "response_snippet": a.response_snippet})
+    return json_response(
+        {
+            "event_id": event_id,
+            "delivery_id": due.id,
+            "delivered": record.status is DeliveryStatus.SUCCEEDED,
+            "status_code": a.status_code,
+            "latency_ms": a.latency_ms,
+            "error": a.error,
+            "response_snippet": a.response_snippet,
+        }
+    )
 
 
 async def replay_subscription(request: Request) -> Response:
@@ -198,13 +232,19 @@ async def replay_subscription(request: Request) -> Response:
     body = parse(ReplayRequest, await read_json(request) if await has_body(request) else {})
     sub = await _subscription(request, account)
     if sub.status is not SubscriptionStatus.ACTIVE:
-        raise Conflict("the subscription is disabled; enable it first (which replays what "
-                       "it missed)", code="disabled")
-    query = ReplayQuery(since=parse_time("since", body.since),
-                        until=parse_time("until", body.until), only_failed=body.only_failed)
+        raise Conflict(
+            "the subscription is disabled; enable it first (which replays what it missed)",
+            code="disabled",
+        )
+    query = ReplayQuery(
+        since=parse_time("since", body.since),
+        until=parse_time("until", body.until),
+        only_failed=body.only_failed,
+    )
     svc = services(request)
-    replayed = await operations.replay(svc.store, account.id, sub.id, query, svc.clock.now(),
-                                       svc.delivery.wake)
+    replayed = await operations.replay(
+        svc.store, account.id, sub.id, query, svc.clock.now(), svc.delivery.wake
+    )
     return json_response({"subscription_id": sub.id, "replayed": replayed}, status_code=202)
 
 

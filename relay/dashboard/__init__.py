@@ -37,6 +37,12 @@ def dashboard_routes() -> list[Route]:
 
 def dashboard_mount(settings: Settings) -> Mount:
     """``/dashboard`` with its session middleware (the API never sees a cookie)."""
-    return Mount(PREFIX, routes=dashboard_routes(), middleware=[
-        Middleware(DashboardSessions, settings=settings.dashboard,
-                   secret_key=settings.secret_key)])
+    return Mount(
+        PREFIX,
+        routes=dashboard_routes(),
+        middleware=[
+            Middleware(
+                DashboardSessions, settings=settings.dashboard, secret_key=settings.secret_key
+            )
+        ],
+    )

@@ -57,8 +57,7 @@ async def login(request: Request) -> Response:
         refused.headers["Retry-After"] = str(exc.retry_after)
         return refused
     except Unauthorized:
-        return page(request, "login.html", {"error": "That API key is not valid."},
-                    status_code=401)
+        return page(request, "login.html", {"error": "That API key is not valid."}, status_code=401)
     sign_in(request, account.id, account.name)
     return redirect("/dashboard/tasks")
 
@@ -84,11 +83,15 @@ async def redeliver_event(request: Request) -> Response:
     account_id, form = await _acting(request)
     svc = services(request)
     event_id = request.path_params["event_id"]
-    created = await redeliver(svc.store, account_id, event_id,
-                              form.get("destination_id") or None, svc.clock.now())
+    created = await redeliver(
+        svc.store, account_id, event_id, form.get("destination_id") or None, svc.clock.now()
+    )
     svc.delivery.wake()
-    flash(request, f"Redelivery of {event_id} queued: {len(created)} new delivery"
-                   f"{'' if len(created) == 1 else 's'}.")
+    flash(
+        request,
+        f"Redelivery of {event_id} queued: {len(created)} new delivery"
+        f"{'' if len(created) == 1 else 's'}.",
+    )
     return redirect(back_target(form.get("back"), f"/dashboard/events/{event_id}"))
 
 
@@ -102,21 +105,36 @@ async def test_subscription(request: Request) -> Response:
     sub = await _active(request, account_id)
     now = svc.clock.now()
     event_id = new_id("evt")
-    event = Event(id=event_id, account_id=account_id, task_id=None, type=EventType.RELAY_TEST,
-                  sequence=0, created_at=now, body=envelope(
-                      event_id, EventType.RELAY_TEST, 0, now,
-                      {"subscription_id": sub.id,
-                       "message": "A test event from the Seedance relay: answer 2xx."}))
-    due = await svc.store.insert_test_delivery(event, sub.id, svc.delivery.owner, now,
-                                               svc.delivery.lease_seconds)
+    event = Event(
+        id=event_id,
+        account_id=account_id,
+        task_id=None,
+        type=EventType.RELAY_TEST,
+        sequence=0,
+        created_at=now,
+        body=envelope(
+            event_id,
+            EventType.RELAY_TEST,
+            0,
+            now,
+            {
+                "subscription_id": sub.id,
+                "message": "A test event from the Seedance relay: answer 2xx.",
+            },
+        ),
+    )
+    due = await svc.store.insert_test_delivery(
+        event, sub.id, svc.delivery.owner, now, svc.delivery.lease_seconds
+    )
     if due is None:
         raise NotFound(f"no subscription {sub.id}")
     record = await svc.delivery.send_now(due)
     a = record.attempt
     answer = f"HTTP {a.status_code}" if a.status_code is not None else (a.error or a.outcome)
     verdict = "delivered" if record.status is DeliveryStatus.SUCCEEDED else "not delivered"
-    flash(request, f"Test event {event_id} to {sub.url}: {verdict} ({answer}, "
-                   f"{a.latency_ms:.0f} ms).")
+    flash(
+        request, f"Test event {event_id} to {sub.url}: {verdict} ({answer}, {a.latency_ms:.0f} ms)."
+    )
     return redirect(back_target(form.get("back"), SUBSCRIPTIONS))
 
 
@@ -125,8 +143,9 @@ async def enable_subscription(request: Request) -> Response:
     account_id, form = await _acting(request)
     svc = services(request)
     sub_id = request.path_params["sub_id"]
-    _, _, replayed = await operations.enable(svc.store, account_id, sub_id, svc.clock.now(),
-                                             replay_missed=True, wake=svc.delivery.wake)
+    _, _, replayed = await operations.enable(
+        svc.store, account_id, sub_id, svc.clock.now(), replay_missed=True, wake=svc.delivery.wake
+    )
     flash(request, f"Subscription {sub_id} enabled; {replayed} missed event(s) replayed.")
     return redirect(back_target(form.get("back"), SUBSCRIPTIONS))
 
@@ -136,9 +155,9 @@ async def disable_subscription(request: Request) -> Response:
     account_id, form = await _acting(request)
     svc = services(request)
     sub_id = request.path_params["sub_id"]
-    disabled = await svc.store.disable_subscription(account_id, sub_id,
-                                                    "disabled from the dashboard",
-                                                    svc.clock.now())
+    disabled = await svc.store.disable_subscription(
+        account_id, sub_id, "disabled from the dashboard", svc.clock.now()
+    )
     if disabled is None:
         raise NotFound(f"no subscription {sub_id}")
     flash(request, f"Subscription {sub_id} disabled.")
@@ -156,8 +175,7 @@ async def replay_subscription(request: Request) -> Response:
     except ValueError:
         raise BadRequest("since: not an ISO 8601 time (e.g. 2026-11-21T10:00:00Z)") from None
     query = ReplayQuery(since=since, only_failed=form.get("only_failed") == "on")
-    total = await operations.replay(svc.store, account_id, sub_id, query, now,
-                                    svc.delivery.wake)
+    total = await operations.replay(svc.store, account_id, sub_id, query, now, svc.delivery.wake)
     flash(request, f"Replay to {sub_id} queued: {total} event(s).")
     return redirect(back_target(form.get("back"), SUBSCRIPTIONS))
 
@@ -173,8 +191,7 @@ async def rotate_secret(request: Request) -> Response:
     sub = await svc.store.rotate_subscription_secret(account_id, sub_id, secret, until, now)
     if sub is None:
         raise NotFound(f"no subscription {sub_id}")
-    response = page(request, "secret.html", {"subscription": sub, "secret": secret,
-                                             "until": until})
+    response = page(request, "secret.html", {"subscription": sub, "secret": secret, "until": until})
     response.headers.update(NO_STORE)
     return response
 

@@ -33,8 +33,9 @@ def _choice(request: Request, name: str, allowed: type[Any]) -> Any:
     try:
         return allowed(value)
     except ValueError:
-        raise BadRequest(f"{name}: {value[:40]!r} is not one of "
-                         f"{', '.join(v.value for v in allowed)}") from None
+        raise BadRequest(
+            f"{name}: {value[:40]!r} is not one of {', '.join(v.value for v in allowed)}"
+        ) from None
 
 
 def _query(**filters: str | None) -> str:
@@ -54,16 +55,28 @@ async def tasks(request: Request) -> Response:
     svc = services(request)
     status = _choice(request, "status", TaskStatus)
     provider = request.query_params.get("provider") or None
-    page_ = await svc.store.list_tasks(who.account_id, TaskQuery(
-        status=status, provider=provider,
-        after=cursor_position(request, request.query_params.get("cursor"), "desc"),
-        limit=PAGE_SIZE))
-    return page(request, "tasks.html", {
-        "tasks": page_.items, "statuses": [s.value for s in TaskStatus],
-        "providers": sorted(svc.providers), "status": status.value if status else "",
-        "provider": provider or "",
-        "query": _query(status=status.value if status else None, provider=provider),
-        "next_cursor": next_cursor(request, page_.next_after, "desc")})
+    page_ = await svc.store.list_tasks(
+        who.account_id,
+        TaskQuery(
+            status=status,
+            provider=provider,
+            after=cursor_position(request, request.query_params.get("cursor"), "desc"),
+            limit=PAGE_SIZE,
+        ),
+    )
+    return page(
+        request,
+        "tasks.html",
+        {
+            "tasks": page_.items,
+            "statuses": [s.value for s in TaskStatus],
+            "providers": sorted(svc.providers),
+            "status": status.value if status else "",
+            "provider": provider or "",
+            "query": _query(status=status.value if status else None, provider=provider),
+            "next_cursor": next_cursor(request, page_.next_after, "desc"),
+        },
+    )
 
 
 @guarded
@@ -74,16 +87,25 @@ async def task(request: Request) -> Response:
     found = await svc.store.get_task(who.account_id, task_id)
     if found is None:
         raise NotFound(f"no task {task_id}")
-    events = await svc.store.list_events(who.account_id, EventQuery(
-        task_id=task_id, order="asc", limit=TASK_EVENTS))
-    deliveries = {e.id: await svc.store.event_deliveries(who.account_id, e.id)
-                  for e in events.items}
-    return page(request, "task.html", {
-        "task": found, "events": events.items, "deliveries": deliveries,
-        "more_events": events.next_after is not None,
-        "timeline": views.timeline(found, events.items, deliveries),
-        "looks_kept": LOOKS_KEPT,
-        "event_line": views.event_line})
+    events = await svc.store.list_events(
+        who.account_id, EventQuery(task_id=task_id, order="asc", limit=TASK_EVENTS)
+    )
+    deliveries = {
+        e.id: await svc.store.event_deliveries(who.account_id, e.id) for e in events.items
+    }
+    return page(
+        request,
+        "task.html",
+        {
+            "task": found,
+            "events": events.items,
+            "deliveries": deliveries,
+            "more_events": events.next_after is not None,
+            "timeline": views.timeline(found, events.items, deliveries),
+            "looks_kept": LOOKS_KEPT,
+            "event_line": views.event_line,
+        },
+    )
 
 
 @guarded
@@ -93,19 +115,35 @@ async def events(request: Request) -> Response:
     type_ = _choice(request, "type", EventType)
     delivery_status = _choice(request, "delivery_status", DeliveryStatus)
     task_id = request.query_params.get("task_id") or None
-    page_ = await svc.store.list_events(who.account_id, EventQuery(
-        type=type_, task_id=task_id, delivery_status=delivery_status,
-        after=cursor_position(request, request.query_params.get("cursor"), "desc"),
-        limit=PAGE_SIZE))
-    return page(request, "events.html", {
-        "events": page_.items, "types": [t.value for t in EventType],
-        "delivery_statuses": [s.value for s in DeliveryStatus],
-        "type": type_.value if type_ else "",
-        "delivery_status": delivery_status.value if delivery_status else "",
-        "task_id": task_id or "", "event_line": views.event_line,
-        "query": _query(type=type_.value if type_ else None, task_id=task_id,
-                        delivery_status=delivery_status.value if delivery_status else None),
-        "next_cursor": next_cursor(request, page_.next_after, "desc")})
+    page_ = await svc.store.list_events(
+        who.account_id,
+        EventQuery(
+            type=type_,
+            task_id=task_id,
+            delivery_status=delivery_status,
+            after=cursor_position(request, request.query_params.get("cursor"), "desc"),
+            limit=PAGE_SIZE,
+        ),
+    )
+    return page(
+        request,
+        "events.html",
+        {
+            "events": page_.items,
+            "types": [t.value for t in EventType],
+            "delivery_statuses": [s.value for s in DeliveryStatus],
+            "type": type_.value if type_ else "",
+            "delivery_status": delivery_status.value if delivery_status else "",
+            "task_id": task_id or "",
+            "event_line": views.event_line,
+            "query": _query(
+                type=type_.value if type_ else None,
+                task_id=task_id,
+                delivery_status=delivery_status.value if delivery_status else None,
+            ),
+            "next_cursor": next_cursor(request, page_.next_after, "desc"),
+        },
+    )
 
 
 @guarded
@@ -117,8 +155,11 @@ async def event(request: Request) -> Response:
     if found is None:
         raise NotFound(f"no event {event_id}")
     deliveries = await svc.store.event_deliveries(who.account_id, event_id)
-    return page(request, "event.html", {"event": found, "deliveries": deliveries,
-                                        "event_line": views.event_line})
+    return page(
+        request,
+        "event.html",
+        {"event": found, "deliveries": deliveries, "event_line": views.event_line},
+    )
 
 
 @guarded
@@ -126,18 +167,38 @@ async def subscriptions(request: Request) -> Response:
     who = require_account(request)
     svc = services(request)
     page_ = await svc.store.list_subscriptions(
-        who.account_id, cursor_position(request, request.query_params.get("cursor"), "desc"),
-        PAGE_SIZE)
+        who.account_id,
+        cursor_position(request, request.query_params.get("cursor"), "desc"),
+        PAGE_SIZE,
+    )
     now = svc.clock.now()
-    return page(request, "subscriptions.html", {
-        "subscriptions": [(s, views.subscription_health(s, now)) for s in page_.items],
-        "query": "", "next_cursor": next_cursor(request, page_.next_after, "desc")})
+    return page(
+        request,
+        "subscriptions.html",
+        {
+            "subscriptions": [(s, views.subscription_health(s, now)) for s in page_.items],
+            "query": "",
+            "next_cursor": next_cursor(request, page_.next_after, "desc"),
+        },
+    )
 
 
 @guarded
 async def providers(request: Request) -> Response:
     require_account(request)
     clients = services(request).providers.values()
-    return page(request, "providers.html", {"providers": [
-        (c.health(), bool(c.dialect.cancellable), c.dialect.pushes,
-         c.moderation_path is not None) for c in clients]})
+    return page(
+        request,
+        "providers.html",
+        {
+            "providers": [
+                (
+                    c.health(),
+                    bool(c.dialect.cancellable),
+                    c.dialect.pushes,
+                    c.moderation_path is not None,
+                )
+                for c in clients
+            ]
+        },
+    )

@@ -23,24 +23,35 @@ log = logging.getLogger("relay.dashboard")
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 TEMPLATES.env.filters.update(when=views.when, snippet=views.snippet)
 
-NO_STORE = {"Cache-Control": "no-store", "X-Frame-Options": "DENY",
-            "Referrer-Policy": "same-origin", "X-Content-Type-Options": "nosniff",
-            "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
-                                       "img-src 'self'; form-action 'self'; "
-                                       "frame-ancestors 'none'"}
+NO_STORE = {
+    "Cache-Control": "no-store",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+    "img-src 'self'; form-action 'self'; "
+    "frame-ancestors 'none'",
+}
 """Every dashboard page: never cached (it shows account data), never framed, no scripts."""
 
 Handler = Callable[[Request], Awaitable[Response]]
 
 
-def page(request: Request, template: str, context: Mapping[str, Any],
-         status_code: int = 200) -> Response:
+def page(
+    request: Request, template: str, context: Mapping[str, Any], status_code: int = 200
+) -> Response:
     now = services(request).clock.now()
-    shared = {"who": signed_in(request), "csrf": csrf_token(request),
-              "flash": take_flash(request), "now": now,
-              "age": functools.partial(views.age, now), "path": _here(request)}
-    return TEMPLATES.TemplateResponse(request, template, {**shared, **context},
-                                      status_code=status_code, headers=NO_STORE)
+    shared = {
+        "who": signed_in(request),
+        "csrf": csrf_token(request),
+        "flash": take_flash(request),
+        "now": now,
+        "age": functools.partial(views.age, now),
+        "path": _here(request),
+    }
+    return TEMPLATES.TemplateResponse(
+        request, template, {**shared, **context}, status_code=status_code, headers=NO_STORE
+    )
 
 
 def _here(request: Request) -> str:
@@ -57,6 +68,7 @@ def redirect(to: str) -> Response:
 def guarded(handler: Handler) -> Handler:
     """Errors as pages: a signed-out browser goes to the sign-in form, a refused request gets
     a page saying why (messages never hold secrets: the API shows the same ones)."""
+
     @functools.wraps(handler)
     async def run(request: Request) -> Response:
         try:
@@ -64,17 +76,28 @@ def guarded(handler: Handler) -> Handler:
         except Unauthorized:
             if request.method == "GET":
                 return redirect("/dashboard/login")
-            return page(request, "error.html", {"status": 401,
-                                                "message": "Your session ended: sign in again."},
-                        status_code=401)
+            return page(
+                request,
+                "error.html",
+                {"status": 401, "message": "Your session ended: sign in again."},
+                status_code=401,
+            )
         except ApiError as exc:
-            return page(request, "error.html", {"status": exc.status_code,
-                                                "message": exc.message},
-                        status_code=exc.status_code)
+            return page(
+                request,
+                "error.html",
+                {"status": exc.status_code, "message": exc.message},
+                status_code=exc.status_code,
+            )
         except StoreError as exc:
-            log.error("database error on dashboard %s %s: %s", request.method,
-                      request.url.path, exc)
-            return page(request, "error.html", {
-                "status": 503, "message": "The database is unavailable; retry shortly."},
-                status_code=503)
+            log.error(
+                "database error on dashboard %s %s: %s", request.method, request.url.path, exc
+            )
+            return page(
+                request,
+                "error.html",
+                {"status": 503, "message": "The database is unavailable; retry shortly."},
+                status_code=503,
+            )
+
     return run

@@ -47,8 +47,9 @@ def session_key(secret: str) -> str:
 class DashboardSessions:
     """ASGI middleware: ``SessionMiddleware`` built on first use with the resolved key."""
 
-    def __init__(self, app: ASGIApp, settings: DashboardSettings,
-                 secret_key: str | None = None) -> None:
+    def __init__(
+        self, app: ASGIApp, settings: DashboardSettings, secret_key: str | None = None
+    ) -> None:
         self.app = app
         self._settings = settings
         self._secret = settings.session_secret or secret_key
@@ -71,9 +72,12 @@ class DashboardSessions:
                 secret = self._secret or await scope["app"].state.services.store.secret_key()
                 key = session_key(secret)
                 common: dict[str, Any] = {
-                    "secret_key": key, "session_cookie": SESSION_COOKIE,
-                    "max_age": self._settings.session_max_age, "path": "/dashboard",
-                    "same_site": "lax"}
+                    "secret_key": key,
+                    "session_cookie": SESSION_COOKIE,
+                    "max_age": self._settings.session_max_age,
+                    "path": "/dashboard",
+                    "same_site": "lax",
+                }
                 self._plain = SessionMiddleware(self.app, https_only=False, **common)
                 self._secure = SessionMiddleware(self.app, https_only=True, **common)
             return self._plain, self._secure
@@ -91,8 +95,9 @@ def signed_in(request: Request) -> SignedIn | None:
     session = request.session
     account_id, name = session.get("account_id"), session.get("account_name")
     expires = session.get("expires")
-    if not (isinstance(account_id, str) and isinstance(name, str)
-            and isinstance(expires, int | float)):
+    if not (
+        isinstance(account_id, str) and isinstance(name, str) and isinstance(expires, int | float)
+    ):
         return None
     if services(request).clock.now().timestamp() >= expires:
         session.clear()
@@ -113,8 +118,14 @@ def sign_in(request: Request, account_id: str, name: str) -> None:
     settings: DashboardSettings = request.scope[SETTINGS_SCOPE_KEY]
     expires = services(request).clock.now().timestamp() + settings.session_max_age
     request.session.clear()
-    request.session.update({"account_id": account_id, "account_name": name,
-                            "expires": int(expires), "csrf": secrets.token_urlsafe(32)})
+    request.session.update(
+        {
+            "account_id": account_id,
+            "account_name": name,
+            "expires": int(expires),
+            "csrf": secrets.token_urlsafe(32),
+        }
+    )
 
 
 def csrf_token(request: Request) -> str:
@@ -128,10 +139,10 @@ def csrf_token(request: Request) -> str:
 def check_csrf(request: Request, form: dict[str, str]) -> None:
     expected = request.session.get("csrf")
     given = form.get("csrf", "")
-    if not isinstance(expected, str) or not hmac.compare_digest(expected.encode(),
-                                                                given.encode()):
-        raise CsrfRefused("the form's security token is missing or stale: reload the page "
-                          "and try again")
+    if not isinstance(expected, str) or not hmac.compare_digest(expected.encode(), given.encode()):
+        raise CsrfRefused(
+            "the form's security token is missing or stale: reload the page and try again"
+        )
 
 
 def flash(request: Request, message: str) -> None:
@@ -156,8 +167,7 @@ async def read_form(request: Request) -> dict[str, str]:
         chunks.append(chunk)
     try:
         text = b"".join(chunks).decode("utf-8")
-        pairs = parse_qsl(text, keep_blank_values=True, max_num_fields=32,
-                          errors="strict")
+        pairs = parse_qsl(text, keep_blank_values=True, max_num_fields=32, errors="strict")
     except (UnicodeDecodeError, ValueError):
         raise BadRequest("the form is not valid") from None
     return dict(pairs)

@@ -62,8 +62,14 @@ def snippet(text: str | None) -> str:
 
 def back_target(value: str | None, default: str) -> str:
     """Where a form sends the browser after it: only a dashboard path, never another site."""
-    if value and value.startswith("/dashboard") and not value.startswith("//") \
-            and "\\" not in value and "\n" not in value and "\r" not in value:
+    if (
+        value
+        and value.startswith("/dashboard")
+        and not value.startswith("//")
+        and "\\" not in value
+        and "\n" not in value
+        and "\r" not in value
+    ):
         return value
     return default
 
@@ -104,22 +110,43 @@ def attempt_line(a: Attempt) -> str:
     return f"attempt {a.number}: {answer} in {a.latency_ms:.0f} ms ({a.outcome})"
 
 
-def timeline(task: Task, events: Sequence[Event],
-             deliveries: Mapping[str, Sequence[DeliveryView]]) -> list[Step]:
+def timeline(
+    task: Task, events: Sequence[Event], deliveries: Mapping[str, Sequence[DeliveryView]]
+) -> list[Step]:
     """The task's history as the store keeps it: registration, its latest queries to the
     provider (scheduled polls, the confirmations of provider pushes, refreshes: the last
     ``LOOKS_KEPT``, with what each found), each event the relay wrote (one per status change
     or progress step), each delivery of it and every attempt, and the finish."""
-    steps = [Step(task.created_at, "task", "registered",
-                  f"provider {task.provider}"
-                  + (f", provider task {task.provider_task_id}" if task.provider_task_id
-                     else ""))]
-    steps.extend(Step(look.at, look.via, look_title(look), look_line(look),
-                      ok=None if look.outcome == "answered" else False)
-                 for look in task.looks)
-    finished = None if task.completed_at is None else Step(
-        task.completed_at, "task", f"finished: {task.status.value}",
-        task.error.message if task.error else "", ok=task.status is TaskStatus.SUCCEEDED)
+    steps = [
+        Step(
+            task.created_at,
+            "task",
+            "registered",
+            f"provider {task.provider}"
+            + (f", provider task {task.provider_task_id}" if task.provider_task_id else ""),
+        )
+    ]
+    steps.extend(
+        Step(
+            look.at,
+            look.via,
+            look_title(look),
+            look_line(look),
+            ok=None if look.outcome == "answered" else False,
+        )
+        for look in task.looks
+    )
+    finished = (
+        None
+        if task.completed_at is None
+        else Step(
+            task.completed_at,
+            "task",
+            f"finished: {task.status.value}",
+            task.error.message if task.error else "",
+            ok=task.status is TaskStatus.SUCCEEDED,
+        )
+    )
     for event in events:
         steps.append(Step(event.created_at, "event", str(event.type.value), event_line(event)))
         if finished is not None and event.type is EventType.for_status(task.status):
@@ -127,12 +154,25 @@ def timeline(task: Task, events: Sequence[Event],
             finished = None
         for view in deliveries.get(event.id, ()):
             d = view.delivery
-            steps.append(Step(d.created_at, "delivery", f"delivery to {d.url}",
-                              f"{d.status.value}, {d.attempt_count} attempt(s)",
-                              ok=_delivery_ok(d.status.value)))
-            steps.extend(Step(a.started_at, "attempt", attempt_line(a),
-                              snippet(a.response_snippet), ok=a.outcome == "delivered")
-                         for a in view.attempts)
+            steps.append(
+                Step(
+                    d.created_at,
+                    "delivery",
+                    f"delivery to {d.url}",
+                    f"{d.status.value}, {d.attempt_count} attempt(s)",
+                    ok=_delivery_ok(d.status.value),
+                )
+            )
+            steps.extend(
+                Step(
+                    a.started_at,
+                    "attempt",
+                    attempt_line(a),
+                    snippet(a.response_snippet),
+                    ok=a.outcome == "delivered",
+                )
+                for a in view.attempts
+            )
     if finished is not None:
         steps.append(finished)
     # Stable: what happened at the same instant keeps its causal order.
@@ -140,15 +180,22 @@ def timeline(task: Task, events: Sequence[Event],
 
 
 def look_title(look: Look) -> str:
-    why = {"poll": "poll", "push": "push confirmed by a query", "refresh": "refresh",
-           "cancel": "look before cancelling"}.get(look.via, look.via)
+    why = {
+        "poll": "poll",
+        "push": "push confirmed by a query",
+        "refresh": "refresh",
+        "cancel": "look before cancelling",
+    }.get(look.via, look.via)
     return f"{why}: {look.outcome.replace('_', ' ')}"
 
 
 def look_line(look: Look) -> str:
     if look.outcome != "answered":
-        return "no answer about the task" if look.outcome != "not_found" else \
-            "the provider does not know the task"
+        return (
+            "no answer about the task"
+            if look.outcome != "not_found"
+            else "the provider does not know the task"
+        )
     parts = [f"provider says {look.status or 'nothing definite'}"]
     if look.progress is not None:
         parts.append(f"{look.progress}%")

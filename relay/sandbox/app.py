@@ -82,8 +82,9 @@ class Sandbox:
     ) -> None:
         self._clock = clock
         self.book = TaskBook()
-        self.pushes = PushScheduler(clock, transport=push_transport,
-                                    retry_delays=push_retry_delays, timeout=push_timeout)
+        self.pushes = PushScheduler(
+            clock, transport=push_transport, retry_delays=push_retry_delays, timeout=push_timeout
+        )
         self.control = Control(clock, self.pushes)
         self._context = SandboxContext(self.book, settings, clock)
         self.ink = InkEmulation(self._context, self.pushes)
@@ -104,8 +105,11 @@ class Sandbox:
             guarded.append((Flavor.SEEDANCE2INK, Family.SEEDANCE2INK, endpoint))
         # Flat routes, not Mounts: a Mount would move ``root_path``, which locates the files.
         routes: list[BaseRoute] = [
-            Route(endpoint.path, self.control.guard(flavor, family, endpoint.handler),
-                  methods=list(endpoint.methods))
+            Route(
+                endpoint.path,
+                self.control.guard(flavor, family, endpoint.handler),
+                methods=list(endpoint.methods),
+            )
             for flavor, family, endpoint in guarded
         ]
         routes += [
@@ -166,10 +170,10 @@ def sandbox_app(
 ) -> Starlette:
     """A new sandbox with its own memory; mount it at ``/sandbox`` in the relay. The
     :class:`Sandbox` is at ``app.state.sandbox`` (call its ``aclose()`` at shutdown)."""
-    return Sandbox(settings, clock, push_transport=push_transport,
-                   push_retry_delays=push_retry_delays).app
+    return Sandbox(
+        settings, clock, push_transport=push_transport, push_retry_delays=push_retry_delays
+    ).app
 
 
 def _storage_error(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"Code": code, "Message": message}, status_code=status)
-

@@ -78,10 +78,12 @@ class ArkVariant:
 
 ARK_VARIANTS: Final = (
     ArkVariant(Flavor.ARK, ARK_PREFIX, IdStyle.CGT, gateway_auth=False, mirror=False),
-    ArkVariant(Flavor.APIYI, "/apiyi/seedance/api/v3", IdStyle.CGT, gateway_auth=True,
-               mirror=False),
-    ArkVariant(Flavor.CUBICSPACES, "/cubicspaces/api/v3", IdStyle.TASK, gateway_auth=True,
-               mirror=True),
+    ArkVariant(
+        Flavor.APIYI, "/apiyi/seedance/api/v3", IdStyle.CGT, gateway_auth=True, mirror=False
+    ),
+    ArkVariant(
+        Flavor.CUBICSPACES, "/cubicspaces/api/v3", IdStyle.TASK, gateway_auth=True, mirror=True
+    ),
 )
 
 
@@ -132,8 +134,12 @@ class ArkEmulation:
         denied = self._authenticate(request, request_id)
         if denied is not None:
             return denied
-        view = self._ctx.book.lookup(request.path_params["task_id"], self._ctx.clock.now(),
-                                     flavor=self.flavor, style=self.variant.style)
+        view = self._ctx.book.lookup(
+            request.path_params["task_id"],
+            self._ctx.clock.now(),
+            flavor=self.flavor,
+            style=self.variant.style,
+        )
         if view is None:
             return _not_found(request_id)
         mirror = self.variant.mirror
@@ -145,14 +151,21 @@ class ArkEmulation:
         denied = self._authenticate(request, request_id)
         if denied is not None:
             return denied
-        before = self._ctx.book.cancel(request.path_params["task_id"], self._ctx.clock.now(),
-                                       flavor=self.flavor, style=self.variant.style)
+        before = self._ctx.book.cancel(
+            request.path_params["task_id"],
+            self._ctx.clock.now(),
+            flavor=self.flavor,
+            style=self.variant.style,
+        )
         if before is None:
             return _not_found(request_id)
         if before is TaskStatus.RUNNING:
-            refused = Invalid("InvalidParameter", "id",
-                              "The parameter `id` specified in the request is not valid: "
-                              "task cannot be cancelled while running.")
+            refused = Invalid(
+                "InvalidParameter",
+                "id",
+                "The parameter `id` specified in the request is not valid: "
+                "task cannot be cancelled while running.",
+            )
             return _json(invalid_error_body(refused, request_id), 400, request_id)
         return _json({}, 200, request_id)
 
@@ -164,28 +177,43 @@ class ArkEmulation:
             return None
         if self.variant.gateway_auth:
             gateway_id = gateway_request_id(self._ctx.clock.now())
-            return json_response(invalid_token(gateway_id), 401,
-                                 {"x-oneapi-request-id": gateway_id})
-        body = ark_error_body("AuthenticationError",
-                              "the API key or AK/SK in the request is missing or invalid.", "",
-                              "Unauthorized", request_id)
+            return json_response(
+                invalid_token(gateway_id), 401, {"x-oneapi-request-id": gateway_id}
+            )
+        body = ark_error_body(
+            "AuthenticationError",
+            "the API key or AK/SK in the request is missing or invalid.",
+            "",
+            "Unauthorized",
+            request_id,
+        )
         return _json(body, 401, request_id)
 
 
-def _task(spec: CreateSpec, ctx: SandboxContext, now: datetime, variant: ArkVariant
-          ) -> SandboxTask:
+def _task(spec: CreateSpec, ctx: SandboxContext, now: datetime, variant: ArkVariant) -> SandboxTask:
     return new_task(
-        now=now, settings=ctx.settings, nonce=new_nonce(), prompt=spec.prompt,
-        model=spec.model, resolution=spec.resolution, ratio=spec.ratio,
-        duration=spec.duration, seed=spec.seed, generate_audio=spec.generate_audio,
-        return_last_frame=spec.return_last_frame, watermark=spec.watermark,
-        has_images=spec.has_images, flavor=variant.flavor, style=variant.style,
+        now=now,
+        settings=ctx.settings,
+        nonce=new_nonce(),
+        prompt=spec.prompt,
+        model=spec.model,
+        resolution=spec.resolution,
+        ratio=spec.ratio,
+        duration=spec.duration,
+        seed=spec.seed,
+        generate_audio=spec.generate_audio,
+        return_last_frame=spec.return_last_frame,
+        watermark=spec.watermark,
+        has_images=spec.has_images,
+        flavor=variant.flavor,
+        style=variant.style,
     )
 
 
 def _not_found(request_id: str) -> JSONResponse:
-    body = ark_error_body("ResourceNotFound", "The specified task was not found.", "",
-                          "NotFound", request_id)
+    body = ark_error_body(
+        "ResourceNotFound", "The specified task was not found.", "", "NotFound", request_id
+    )
     return _json(body, 404, request_id)
 
 

@@ -137,11 +137,9 @@ def _content(content: object) -> tuple[str, bool] | Invalid:
             continue
         roles = _MEDIA_ROLES.get(kind)
         if roles is None:
-            return _invalid("content.type", "must be one of text, image_url, video_url, "
-                                            "audio_url")
+            return _invalid("content.type", "must be one of text, image_url, video_url, audio_url")
         media = item.get(kind)
-        if not isinstance(media, dict) or not isinstance(media.get("url"), str) \
-                or not media["url"]:
+        if not isinstance(media, dict) or not isinstance(media.get("url"), str) or not media["url"]:
             return _invalid(f"content.{kind}.url", "must be a non-empty string")
         role = item.get("role")
         if role not in roles:
@@ -162,8 +160,7 @@ def _missing(param: str) -> Invalid:
     return Invalid(
         "MissingParameter",
         param,
-        f"The request failed because it is missing one or multiple required parameters: "
-        f"`{param}`.",
+        f"The request failed because it is missing one or multiple required parameters: `{param}`.",
     )
 
 
@@ -199,8 +196,7 @@ def ark_task_body(
     if status is TaskStatus.SUCCEEDED:
         content = {"video_url": signed_file_url(files_base, f"{name}.mp4", view.signed_at)}
         if task.return_last_frame:
-            content["last_frame_url"] = signed_file_url(files_base, f"{name}.png",
-                                                        view.signed_at)
+            content["last_frame_url"] = signed_file_url(files_base, f"{name}.png", view.signed_at)
         tokens = task.usage_tokens
         body["content"] = content
         body["usage"] = {"completion_tokens": tokens, "total_tokens": tokens}
@@ -252,18 +248,25 @@ def ark_error_body(code: str, message: str, param: str, kind: str, request_id: s
 
 
 def invalid_error_body(invalid: Invalid, request_id: str) -> JSON:
-    return ark_error_body(invalid.code, invalid.message, invalid.param, "BadRequest",
-                          request_id)
+    return ark_error_body(invalid.code, invalid.message, invalid.param, "BadRequest", request_id)
 
 
 def internal_error_body(request_id: str) -> JSON:
-    return ark_error_body("InternalServiceError",
-                          "The service encountered an unexpected internal error.", "",
-                          "InternalServerError", request_id)
+    return ark_error_body(
+        "InternalServiceError",
+        "The service encountered an unexpected internal error.",
+        "",
+        "InternalServerError",
+        request_id,
+    )
 
 
 def rate_limit_error_body(request_id: str) -> JSON:
-    return ark_error_body("RateLimitExceeded.EndpointRPMExceeded",
-                          "The request has exceeded the RPM (requests per minute) rate limit "
-                          "set for the endpoint. Please try again later.", "",
-                          "TooManyRequests", request_id)
+    return ark_error_body(
+        "RateLimitExceeded.EndpointRPMExceeded",
+        "The request has exceeded the RPM (requests per minute) rate limit "
+        "set for the endpoint. Please try again later.",
+        "",
+        "TooManyRequests",
+        request_id,
+    )

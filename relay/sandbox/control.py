@@ -54,11 +54,15 @@ CLIENT_CLOSED: Final = 499
 """What the request log records when the caller hung up during a ``timeout`` fault (nginx's
 "client closed request")."""
 _DISCONNECT_POLL: Final = 0.05
-_REASONS: Final = {502: "Bad Gateway", 503: "Service Temporarily Unavailable",
-                   504: "Gateway Time-out"}
+_REASONS: Final = {
+    502: "Bad Gateway",
+    503: "Service Temporarily Unavailable",
+    504: "Gateway Time-out",
+}
 _GATEWAY_PANIC: Final = (
     "Panic detected, error: runtime error: invalid memory address or nil pointer "
-    "dereference. Please submit a issue here: https://github.com/QuantumNous/new-api")
+    "dereference. Please submit a issue here: https://github.com/QuantumNous/new-api"
+)
 
 
 class Control:
@@ -83,13 +87,22 @@ class Control:
                     response = Response(status_code=CLIENT_CLOSED)
             elif fault.kind == "garbage":
                 whole = await handler(request)
-                response = Response(whole.body[: len(whole.body) // 2], 200,
-                                    media_type="application/json")
+                response = Response(
+                    whole.body[: len(whole.body) // 2], 200, media_type="application/json"
+                )
             else:
                 response = self._fault_response(fault, family)
-            self.requests.add(RequestRecord(
-                arrived, flavor, request.method, request.url.path, request.url.query,
-                None if fault is None else fault.kind, response.status_code))
+            self.requests.add(
+                RequestRecord(
+                    arrived,
+                    flavor,
+                    request.method,
+                    request.url.path,
+                    request.url.query,
+                    None if fault is None else fault.kind,
+                    response.status_code,
+                )
+            )
             return response
 
         return guarded
@@ -105,12 +118,18 @@ class Control:
         if family is Family.ARK:
             request_id = ark_request_id(now)
             headers["x-request-id"] = request_id
-            body = rate_limit_error_body(request_id) if status == 429 \
+            body = (
+                rate_limit_error_body(request_id)
+                if status == 429
                 else internal_error_body(request_id)
+            )
         elif family is Family.GATEWAY:
             headers["x-oneapi-request-id"] = gateway_request_id(now)
-            body = RATE_LIMITED if status == 429 \
+            body = (
+                RATE_LIMITED
+                if status == 429
                 else {"error": {"message": _GATEWAY_PANIC, "type": "new_api_panic"}}
+            )
         elif status == 429:
             body = refusal("rate_limited", "Too many requests, please try again later")
         else:
@@ -180,9 +199,11 @@ async def _stall(request: Request, seconds: float) -> bool:
 
 def _nginx_page(status: int) -> bytes:
     title = f"{status} {_REASONS[status]}"
-    return (f"<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n"
-            f"<center><h1>{title}</h1></center>\r\n<hr><center>nginx</center>\r\n"
-            f"</body>\r\n</html>\r\n").encode()
+    return (
+        f"<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n"
+        f"<center><h1>{title}</h1></center>\r\n<hr><center>nginx</center>\r\n"
+        f"</body>\r\n</html>\r\n"
+    ).encode()
 
 
 def _invalid(message: str) -> JSONResponse:

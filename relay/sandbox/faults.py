@@ -50,7 +50,8 @@ class FaultPlan:
         return {
             "plan": list(self.plan),
             "repeat": self.repeat,
-            "flavors": None if self.flavors is None
+            "flavors": None
+            if self.flavors is None
             else [flavor.value for flavor in FLAVORS if flavor in self.flavors],
             "retry_after": self.retry_after,
             "timeout_seconds": self.timeout_seconds,
@@ -92,8 +93,11 @@ def parse_plan(body: object) -> FaultPlan | str:
     if not _is_int(retry_after) or not 0 <= retry_after <= 86400:
         return "retry_after must be an integer number of seconds from 0 to 86400"
     timeout = body.get("timeout_seconds", 60.0)
-    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) \
-            or not 0 <= timeout <= MAX_TIMEOUT:
+    if (
+        not isinstance(timeout, (int, float))
+        or isinstance(timeout, bool)
+        or not 0 <= timeout <= MAX_TIMEOUT
+    ):
         return f"timeout_seconds must be a number from 0 to {MAX_TIMEOUT:g}"
     return FaultPlan(tuple(plan), repeat, flavors, retry_after, float(timeout))
 
@@ -148,10 +152,15 @@ class FaultSwitch:
 
     def state(self) -> JSON:
         entries = len(self.plan.plan)
-        position = self.taken % entries if self.plan.repeat and entries else \
-            min(self.taken, entries)
-        return {**self.plan.as_json(), "position": position, "taken": self.taken,
-                "active": self.active}
+        position = (
+            self.taken % entries if self.plan.repeat and entries else min(self.taken, entries)
+        )
+        return {
+            **self.plan.as_json(),
+            "position": position,
+            "taken": self.taken,
+            "active": self.active,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,9 +174,15 @@ class RequestRecord:
     status: int
 
     def as_json(self) -> JSON:
-        return {"time": iso_ms(self.time), "flavor": self.flavor.value, "method": self.method,
-                "path": self.path, "query": self.query, "fault": self.fault,
-                "status": self.status}
+        return {
+            "time": iso_ms(self.time),
+            "flavor": self.flavor.value,
+            "method": self.method,
+            "path": self.path,
+            "query": self.query,
+            "fault": self.fault,
+            "status": self.status,
+        }
 
 
 class RequestLog:

@@ -77,8 +77,7 @@ def gateway_state(view: TaskView, now: datetime) -> GatewayState:
     if view.status is TaskStatus.SUCCEEDED:
         return GatewayState("SUCCESS", "100%", "", started, finished, finished, True)
     if view.status is TaskStatus.FAILED:
-        return GatewayState("FAILURE", "100%", FAILURE_MESSAGE, started, finished, finished,
-                            True)
+        return GatewayState("FAILURE", "100%", FAILURE_MESSAGE, started, finished, finished, True)
     timeout_at = task.created_at + GATEWAY_TIMEOUT
     if now >= timeout_at:
         at = unix(timeout_at)
@@ -100,7 +99,12 @@ def video_url(view: TaskView, files_base: str, upstream_id: str) -> str:
 
 
 def openai_video(
-    view: TaskView, state: GatewayState, *, public_id: str, url: str, with_error: bool = True,
+    view: TaskView,
+    state: GatewayState,
+    *,
+    public_id: str,
+    url: str,
+    with_error: bool = True,
     with_task_id: bool = True,
 ) -> JSON:
     """The OpenAI-video object (``object: "video"``), as new-api's doubao adaptor converts a
@@ -111,14 +115,16 @@ def openai_video(
     body: JSON = {"id": public_id}
     if with_task_id:
         body["task_id"] = public_id
-    body.update({
-        "object": "video",
-        "model": task.model,
-        "status": state.video_status,
-        "progress": state.progress_int,
-        "created_at": unix(task.created_at),
-        "completed_at": state.updated_at,
-    })
+    body.update(
+        {
+            "object": "video",
+            "model": task.model,
+            "status": state.video_status,
+            "progress": state.progress_int,
+            "created_at": unix(task.created_at),
+            "completed_at": state.updated_at,
+        }
+    )
     if with_error and state.polled and view.status is TaskStatus.FAILED:
         body["error"] = {"message": FAILURE_MESSAGE, "code": FAILURE_CODE}
     body["metadata"] = {"url": url}
@@ -144,7 +150,11 @@ def action(task: SandboxTask) -> str:
 
 
 def task_dto(
-    view: TaskView, state: GatewayState, *, public_id: str, data: JSON | None,
+    view: TaskView,
+    state: GatewayState,
+    *,
+    public_id: str,
+    data: JSON | None,
     result_url: str,
 ) -> JSON:
     """new-api's full ``TaskDto`` (``GET /v1/video/generations/{id}``'s ``data``)."""
@@ -165,18 +175,20 @@ def task_dto(
     }
     if state.status == "SUCCESS":
         body["result_url"] = result_url
-    body.update({
-        "submit_time": unix(task.created_at),
-        "start_time": state.start_time,
-        "finish_time": state.finish_time,
-        "progress": state.progress,
-        "properties": {
-            "input": view.prompt,
-            "upstream_model_name": task.model,
-            "origin_model_name": task.model,
-        },
-        "data": data if state.polled else None,
-    })
+    body.update(
+        {
+            "submit_time": unix(task.created_at),
+            "start_time": state.start_time,
+            "finish_time": state.finish_time,
+            "progress": state.progress,
+            "properties": {
+                "input": view.prompt,
+                "upstream_model_name": task.model,
+                "origin_model_name": task.model,
+            },
+            "data": data if state.polled else None,
+        }
+    )
     return body
 
 
@@ -212,5 +224,10 @@ RATE_LIMITED = task_error("fail_to_fetch_task", "当前分组上游负载已饱�
 
 
 def invalid_token(request_id: str) -> JSON:
-    return {"error": {"message": f"Invalid token (request id: {request_id})",
-                      "type": "new_api_error", "code": ""}}
+    return {
+        "error": {
+            "message": f"Invalid token (request id: {request_id})",
+            "type": "new_api_error",
+            "code": "",
+        }
+    }

@@ -187,7 +187,7 @@ def _payload(task_id: str) -> tuple[IdStyle, bytes, str | None] | None:
         except (binascii.Error, ValueError):
             return None
         return style, raw, match.group(1)
-    rest = task_id[len(style.value):]
+    rest = task_id[len(style.value) :]
     if _B62_RE.fullmatch(rest) is None:
         return None
     number = 0

@@ -44,8 +44,18 @@ from relay.sandbox.web import (
 )
 
 MAX_IMAGES: Final = 50
-EXTENSIONS: Final = (".jpeg", ".jpg", ".png", ".webp", ".bmp", ".tiff", ".tif", ".gif",
-                     ".heic", ".heif")
+EXTENSIONS: Final = (
+    ".jpeg",
+    ".jpg",
+    ".png",
+    ".webp",
+    ".bmp",
+    ".tiff",
+    ".tif",
+    ".gif",
+    ".heic",
+    ".heif",
+)
 REJECT_REASON: Final = "The image may contain a real person's face or other sensitive content."
 
 
@@ -91,8 +101,7 @@ def _url_problem(url: object) -> str | None:
     if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
         return f"only public http or https image URLs are supported, got {url[:80]!r}"
     if not parts.path.lower().endswith(EXTENSIONS):
-        return (f"unsupported image extension in {url[:80]!r}; use one of "
-                f"{', '.join(EXTENSIONS)}")
+        return f"unsupported image extension in {url[:80]!r}; use one of {', '.join(EXTENSIONS)}"
     return None
 
 
@@ -100,22 +109,38 @@ def moderation_result(urls: list[str]) -> JSON:
     items = []
     for url in urls:
         if "reject" in url.lower():
-            items.append({"source_url": url, "asset_url": "", "submit_review_status": 1,
-                          "passed": False, "reason": REJECT_REASON})
+            items.append(
+                {
+                    "source_url": url,
+                    "asset_url": "",
+                    "submit_review_status": 1,
+                    "passed": False,
+                    "reason": REJECT_REASON,
+                }
+            )
         else:
             asset = hashlib.sha256(url.encode()).hexdigest()[:24]
-            items.append({"source_url": url, "asset_url": f"asset://asset-{asset}",
-                          "submit_review_status": 1, "passed": True})
+            items.append(
+                {
+                    "source_url": url,
+                    "asset_url": f"asset://asset-{asset}",
+                    "submit_review_status": 1,
+                    "passed": True,
+                }
+            )
     passed = sum(1 for item in items if item["passed"])
-    status = "approved" if passed == len(items) else "rejected" if passed == 0 \
-        else "partially_approved"
-    return success({
-        "object": "asset_moderation",
-        "status": status,
-        "review_batch_id": f"review-batch-{secrets.token_hex(8)}",
-        "task_id": f"moderation-{secrets.token_hex(8)}",
-        "items": items,
-    })
+    status = (
+        "approved" if passed == len(items) else "rejected" if passed == 0 else "partially_approved"
+    )
+    return success(
+        {
+            "object": "asset_moderation",
+            "status": status,
+            "review_batch_id": f"review-batch-{secrets.token_hex(8)}",
+            "task_id": f"moderation-{secrets.token_hex(8)}",
+            "items": items,
+        }
+    )
 
 
 class ModerationEmulation:
@@ -125,8 +150,10 @@ class ModerationEmulation:
         self._ctx = ctx
 
     def endpoints(self) -> list[Endpoint]:
-        return [Endpoint(f"/cubicspaces/v1/{kind}/moderations", self.moderate, ("POST",))
-                for kind in ("images", "assets")]
+        return [
+            Endpoint(f"/cubicspaces/v1/{kind}/moderations", self.moderate, ("POST",))
+            for kind in ("images", "assets")
+        ]
 
     async def moderate(self, request: Request) -> JSONResponse:
         request_id = gateway_request_id(self._ctx.clock.now())

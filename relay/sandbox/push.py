@@ -82,8 +82,12 @@ class PushRoutes(httpx.AsyncBaseTransport):
     obeys the network policy webhooks do. Anyone may create a sandbox task with any
     ``webhookUrl``, so without this the sandbox would post where deliveries may not."""
 
-    def __init__(self, own: Sequence[str], direct: httpx.AsyncBaseTransport,
-                 guarded: httpx.AsyncBaseTransport) -> None:
+    def __init__(
+        self,
+        own: Sequence[str],
+        direct: httpx.AsyncBaseTransport,
+        guarded: httpx.AsyncBaseTransport,
+    ) -> None:
         self._own = frozenset(_origin(httpx.URL(url)) for url in own)
         self._direct = direct
         self._guarded = guarded
@@ -181,19 +185,34 @@ class PushScheduler:
         error: str | None = None
         try:
             response = await self._http().post(
-                push.url, content=content,
-                headers={"content-type": "application/json", "user-agent": USER_AGENT})
+                push.url,
+                content=content,
+                headers={"content-type": "application/json", "user-agent": USER_AGENT},
+            )
             status = response.status_code
         # The receiver is foreign: whatever goes wrong there is recorded, never raised.
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
-        self.log.append(PushRecord(push.task_id, push.url, attempt, push.due_at,
-                                   self._clock.now(), status, error, content))
+        self.log.append(
+            PushRecord(
+                push.task_id,
+                push.url,
+                attempt,
+                push.due_at,
+                self._clock.now(),
+                status,
+                error,
+                content,
+            )
+        )
         return status is not None and 200 <= status < 300
 
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
             self._client = httpx.AsyncClient(
-                transport=self._transport, trust_env=False, follow_redirects=False,
-                timeout=self._timeout)
+                transport=self._transport,
+                trust_env=False,
+                follow_redirects=False,
+                timeout=self._timeout,
+            )
         return self._client

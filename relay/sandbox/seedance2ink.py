@@ -70,8 +70,9 @@ class InkEmulation:
         ]
 
     def lookup(self, request_id: str) -> TaskView | None:
-        return self._ctx.book.lookup(request_id, self._ctx.clock.now(), flavor=_FLAVOR,
-                                     style=_STYLE)
+        return self._ctx.book.lookup(
+            request_id, self._ctx.clock.now(), flavor=_FLAVOR, style=_STYLE
+        )
 
     async def create(self, request: Request) -> JSONResponse:
         if api_key(request) is None:
@@ -83,16 +84,27 @@ class InkEmulation:
         if not isinstance(spec, InkSpec):
             return json_response(spec, 400)
         task = new_task(
-            now=self._ctx.clock.now(), settings=self._ctx.settings, nonce=new_nonce(),
-            prompt=spec.prompt, model=spec.model, resolution=spec.resolution,
-            ratio=spec.aspect_ratio, duration=spec.duration,
-            has_images=bool(spec.media_urls), flavor=_FLAVOR, style=_STYLE,
+            now=self._ctx.clock.now(),
+            settings=self._ctx.settings,
+            nonce=new_nonce(),
+            prompt=spec.prompt,
+            model=spec.model,
+            resolution=spec.resolution,
+            ratio=spec.aspect_ratio,
+            duration=spec.duration,
+            has_images=bool(spec.media_urls),
+            flavor=_FLAVOR,
+            style=_STYLE,
         )
         self._ctx.book.add(task, spec.prompt)
         if spec.webhook_url is not None:
             bucket = bucket_base(request)
-            self._pushes.schedule(task.id, spec.webhook_url, task.finished_at,
-                                  lambda: self._final_body(task.id, bucket))
+            self._pushes.schedule(
+                task.id,
+                spec.webhook_url,
+                task.finished_at,
+                lambda: self._final_body(task.id, bucket),
+            )
         return json_response(created_body(task))
 
     async def get(self, request: Request) -> JSONResponse:
@@ -127,6 +139,7 @@ class InkEmulation:
         lag the event loop's timer, the task is read at its own finish time instead."""
         view = self.lookup(request_id)
         if view is not None and not view.status.terminal:
-            view = self._ctx.book.lookup(request_id, view.task.finished_at, flavor=_FLAVOR,
-                                         style=_STYLE)
+            view = self._ctx.book.lookup(
+                request_id, view.task.finished_at, flavor=_FLAVOR, style=_STYLE
+            )
         return None if view is None else ink_task_body(view, bucket)

@@ -34,8 +34,11 @@ INK_RATIOS: Final = ("16:9", "9:16", "1:1")
 INK_RESOLUTIONS: Final = ("480p", "720p", "1080p")
 PRO_DURATIONS: Final = (5, 10)
 MAX_MEDIA: Final = 5
-_MODEL_NAMES: Final = {"seedance-2.0": "Seedance 2.0", "seedance-2.0-fast": "Seedance 2.0 Fast",
-                       "seedance-1.5-pro": "Seedance 1.5 Pro"}
+_MODEL_NAMES: Final = {
+    "seedance-2.0": "Seedance 2.0",
+    "seedance-2.0-fast": "Seedance 2.0 Fast",
+    "seedance-1.5-pro": "Seedance 1.5 Pro",
+}
 _CREDITS_PER_SECOND: Final = {"480p": 4, "720p": 8, "1080p": 16}
 _STATUS: Final = {
     TaskStatus.QUEUED: "queued",
@@ -46,8 +49,7 @@ _STATUS: Final = {
     TaskStatus.CANCELLED: "cancelled",
 }
 FAILED_ERROR: Final = {"code": "provider_error", "message": "Video generation failed upstream"}
-EXPIRED_ERROR: Final = {"code": "provider_error",
-                        "message": "Video generation timed out upstream"}
+EXPIRED_ERROR: Final = {"code": "provider_error", "message": "Video generation timed out upstream"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,18 +98,29 @@ def parse_ink_create(body: object) -> InkSpec | JSON:
     if not isinstance(media, list) or len(media) > MAX_MEDIA:
         return _invalid(f"mediaUrls must be an array of 1 to {MAX_MEDIA} URLs")
     for url in media:
-        if not isinstance(url, str) or not url.lower().startswith("https://") \
-                or len(url) <= len("https://"):
+        if (
+            not isinstance(url, str)
+            or not url.lower().startswith("https://")
+            or len(url) <= len("https://")
+        ):
             return _invalid("mediaUrls must contain public https URLs")
     webhook = _optional(body, "webhookUrl", None)
-    if webhook is not None and (not isinstance(webhook, str)
-                                or not webhook.lower().startswith(("http://", "https://"))):
+    if webhook is not None and (
+        not isinstance(webhook, str) or not webhook.lower().startswith(("http://", "https://"))
+    ):
         return _invalid("webhookUrl must be an http(s) URL")
     metadata = _optional(body, "metadata", {})
     if not isinstance(metadata, dict):
         return _invalid("metadata must be an object")
-    return InkSpec(model=model, prompt=prompt, aspect_ratio=ratio, duration=duration,
-                   resolution=resolution, media_urls=tuple(media), webhook_url=webhook)
+    return InkSpec(
+        model=model,
+        prompt=prompt,
+        aspect_ratio=ratio,
+        duration=duration,
+        resolution=resolution,
+        media_urls=tuple(media),
+        webhook_url=webhook,
+    )
 
 
 def _optional(body: JSON, name: str, default: Any) -> Any:
@@ -131,8 +144,12 @@ def credits_for(task: SandboxTask) -> int:
 
 
 def created_body(task: SandboxTask) -> JSON:
-    return {"success": True, "requestId": task.id, "status": "queued",
-            "creditsCharged": credits_for(task)}
+    return {
+        "success": True,
+        "requestId": task.id,
+        "status": "queued",
+        "creditsCharged": credits_for(task),
+    }
 
 
 def ink_status(view: TaskView) -> str:
@@ -168,14 +185,20 @@ def cancelled_body(task_id: str) -> JSON:
 
 
 def not_cancellable(status: str) -> JSON:
-    return refusal("invalid_status",
-                   f"Task is already {status} and can no longer be cancelled")
+    return refusal("invalid_status", f"Task is already {status} and can no longer be cancelled")
 
 
 def models_body() -> JSON:
     data = []
     for model in INK_MODELS:
         durations = list(PRO_DURATIONS) if model == "seedance-1.5-pro" else list(range(4, 16))
-        data.append({"id": model, "name": _MODEL_NAMES[model], "durations": durations,
-                     "aspectRatios": list(INK_RATIOS), "resolutions": list(INK_RESOLUTIONS)})
+        data.append(
+            {
+                "id": model,
+                "name": _MODEL_NAMES[model],
+                "durations": durations,
+                "aspectRatios": list(INK_RATIOS),
+                "resolutions": list(INK_RESOLUTIONS),
+            }
+        )
     return {"success": True, "data": data}

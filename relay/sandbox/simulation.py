@@ -41,12 +41,37 @@ from relay.sandbox.timeline import (
 )
 
 __all__ = [
-    "CANCELLED_RETENTION", "DEFAULT_MODEL", "FAILURE_CODE", "FAILURE_MESSAGE", "FPS",
-    "MAX_DURATION", "MIN_DURATION", "MODELS", "RATIOS", "RESOLUTIONS", "RETENTION",
-    "SLOW_FACTOR", "URL_LIFETIME_SECONDS", "Flavor", "IdStyle", "Outcome", "SandboxSettings",
-    "SandboxTask", "TaskBook", "TaskView", "decode_task_id", "encode_task_id", "file_signature",
-    "new_task", "outcome_for_prompt", "parse_tos_date", "public_file_url", "signed_file_url",
-    "status_at", "tos_date", "updated_at",
+    "CANCELLED_RETENTION",
+    "DEFAULT_MODEL",
+    "FAILURE_CODE",
+    "FAILURE_MESSAGE",
+    "FPS",
+    "MAX_DURATION",
+    "MIN_DURATION",
+    "MODELS",
+    "RATIOS",
+    "RESOLUTIONS",
+    "RETENTION",
+    "SLOW_FACTOR",
+    "URL_LIFETIME_SECONDS",
+    "Flavor",
+    "IdStyle",
+    "Outcome",
+    "SandboxSettings",
+    "SandboxTask",
+    "TaskBook",
+    "TaskView",
+    "decode_task_id",
+    "encode_task_id",
+    "file_signature",
+    "new_task",
+    "outcome_for_prompt",
+    "parse_tos_date",
+    "public_file_url",
+    "signed_file_url",
+    "status_at",
+    "tos_date",
+    "updated_at",
 ]
 
 _URL_KEY = b"seedance-relay-sandbox"
@@ -156,11 +181,20 @@ class TaskBook:
                 return None
             return TaskView(task, TaskStatus.CANCELLED, cancelled_at, prompt)
         changed = updated_at(task, now)
-        return TaskView(task, status_at(task, now), changed, prompt,
-                        urls_signed_at=url_signing_time(changed, now))
+        return TaskView(
+            task,
+            status_at(task, now),
+            changed,
+            prompt,
+            urls_signed_at=url_signing_time(changed, now),
+        )
 
     def cancel(
-        self, task_id: str, now: datetime, *, flavor: Flavor | None = None,
+        self,
+        task_id: str,
+        now: datetime,
+        *,
+        flavor: Flavor | None = None,
         style: IdStyle | None = None,
     ) -> TaskStatus | None:
         """Cancel a queued task or forget a finished one, as Ark's DELETE does.
@@ -181,7 +215,11 @@ class TaskBook:
         return view.status
 
     def cancel_active(
-        self, task_id: str, now: datetime, *, flavor: Flavor | None = None,
+        self,
+        task_id: str,
+        now: datetime,
+        *,
+        flavor: Flavor | None = None,
         style: IdStyle | None = None,
     ) -> TaskStatus | None:
         """Cancel a queued or running task, as seedance2.ink does; a finished one is left

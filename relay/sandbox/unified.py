@@ -83,8 +83,9 @@ Kling-style vocabulary (an assumption: the page shows only a finished task)."""
 # -- bodies (pure) ---------------------------------------------------------------------------
 
 
-def naci_wrapped(view: TaskView, state: GatewayState, files: str, *, show_raw: bool,
-                 show_usage: bool) -> JSON:
+def naci_wrapped(
+    view: TaskView, state: GatewayState, files: str, *, show_raw: bool, show_usage: bool
+) -> JSON:
     task = view.task
     data: JSON = {
         "task_id": task.id,
@@ -100,8 +101,10 @@ def naci_wrapped(view: TaskView, state: GatewayState, files: str, *, show_raw: b
         data["data"] = ark_task_body(view, files) if state.polled else None
     if show_usage and state.status == "SUCCESS":
         data["usage"] = {
-            "completion_details": {"video_durations": task.duration,
-                                   "video_tokens": task.usage_tokens},
+            "completion_details": {
+                "video_durations": task.duration,
+                "video_tokens": task.usage_tokens,
+            },
             "ratio": task.ratio,
             "watermark": task.watermark,
             "generate_audio": task.generate_audio,
@@ -143,16 +146,21 @@ def newapi_wrapped(view: TaskView, state: GatewayState, files: str) -> JSON:
     upstream_id = encode_task_id(view.task, IdStyle.CGT)
     url = video_url(view, files, upstream_id)
     raw = ark_task_body(view, files, task_id=upstream_id)
-    inner = task_dto(view, state, public_id=derived_task_id(view.task.id), data=raw,
-                     result_url=url)
+    inner = task_dto(view, state, public_id=derived_task_id(view.task.id), data=raw, result_url=url)
     return success(task_dto(view, state, public_id=view.task.id, data=inner, result_url=url))
 
 
 def newapi_video(view: TaskView, state: GatewayState, files: str) -> JSON:
     upstream_id = encode_task_id(view.task, IdStyle.CGT)
     url = video_url(view, files, upstream_id) if state.status == "SUCCESS" else ""
-    return openai_video(view, state, public_id=view.task.id, url=url or state.fail_reason,
-                        with_error=False, with_task_id=False)
+    return openai_video(
+        view,
+        state,
+        public_id=view.task.id,
+        url=url or state.fail_reason,
+        with_error=False,
+        with_task_id=False,
+    )
 
 
 def flat_video(view: TaskView, state: GatewayState, files: str) -> JSON:
@@ -185,8 +193,9 @@ class UnifiedEmulation:
             Endpoint(tasks + "/{task_id}", self.get, ("GET",)),
         ]
         if self.flavor is Flavor.NEWAPI:
-            found.append(Endpoint(f"/{self.flavor.value}/v1/videos/{{task_id}}", self.video,
-                                  ("GET",)))
+            found.append(
+                Endpoint(f"/{self.flavor.value}/v1/videos/{{task_id}}", self.video, ("GET",))
+            )
         return found
 
     async def create(self, request: Request) -> JSONResponse:
@@ -201,11 +210,21 @@ class UnifiedEmulation:
         if isinstance(spec, Refusal):
             return _answer(spec.body, spec.status, request_id)
         task = new_task(
-            now=now, settings=self._ctx.settings, nonce=new_nonce(), prompt=spec.prompt,
-            model=spec.model, resolution=spec.resolution, ratio=spec.ratio,
-            duration=spec.duration, seed=spec.seed, generate_audio=spec.generate_audio,
-            return_last_frame=spec.return_last_frame, watermark=spec.watermark,
-            has_images=spec.has_images, flavor=self.flavor, style=self._style,
+            now=now,
+            settings=self._ctx.settings,
+            nonce=new_nonce(),
+            prompt=spec.prompt,
+            model=spec.model,
+            resolution=spec.resolution,
+            ratio=spec.ratio,
+            duration=spec.duration,
+            seed=spec.seed,
+            generate_audio=spec.generate_audio,
+            return_last_frame=spec.return_last_frame,
+            watermark=spec.watermark,
+            has_images=spec.has_images,
+            flavor=self.flavor,
+            style=self._style,
         )
         self._ctx.book.add(task, spec.prompt)
         if self.flavor is Flavor.VASTNUM:
@@ -217,8 +236,9 @@ class UnifiedEmulation:
         request_id = gateway_request_id(now)
         if api_key(request) is None:
             return _answer(invalid_token(request_id), 401, request_id)
-        view = self._ctx.book.lookup(request.path_params["task_id"], now, flavor=self.flavor,
-                                     style=self._style)
+        view = self._ctx.book.lookup(
+            request.path_params["task_id"], now, flavor=self.flavor, style=self._style
+        )
         if view is None:
             return _answer(TASK_NOT_EXIST, 400, request_id)
         state = gateway_state(view, now)
@@ -229,8 +249,7 @@ class UnifiedEmulation:
             if flag(request, "raw"):
                 body = ark_task_body(view, files)
             elif show_raw or show_usage:
-                body = naci_wrapped(view, state, files, show_raw=show_raw,
-                                    show_usage=show_usage)
+                body = naci_wrapped(view, state, files, show_raw=show_raw, show_usage=show_usage)
             else:
                 body = flat_video(view, state, files)
         elif self.flavor is Flavor.VASTNUM:
@@ -246,12 +265,14 @@ class UnifiedEmulation:
         request_id = gateway_request_id(now)
         if api_key(request) is None:
             return _answer(invalid_token(request_id), 401, request_id)
-        view = self._ctx.book.lookup(request.path_params["task_id"], now, flavor=self.flavor,
-                                     style=self._style)
+        view = self._ctx.book.lookup(
+            request.path_params["task_id"], now, flavor=self.flavor, style=self._style
+        )
         if view is None:
             return _answer(TASK_NOT_EXIST, 400, request_id)
-        return _answer(newapi_video(view, gateway_state(view, now), files_base(request)), 200,
-                       request_id)
+        return _answer(
+            newapi_video(view, gateway_state(view, now), files_base(request)), 200, request_id
+        )
 
 
 def _answer(body: JSON, status: int, request_id: str) -> JSONResponse:

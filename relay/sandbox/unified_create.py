@@ -31,15 +31,30 @@ from relay.sandbox.timeline import DEFAULT_MODEL, MODELS, Flavor
 from relay.sandbox.web import ark_request_id
 
 _PAYLOAD_OPTIONS: Final = (
-    "callback_url", "return_last_frame", "service_tier", "execution_expires_after",
-    "generate_audio", "draft", "tools", "safety_identifier", "priority", "resolution",
-    "ratio", "duration", "frames", "seed", "camera_fixed", "watermark",
+    "callback_url",
+    "return_last_frame",
+    "service_tier",
+    "execution_expires_after",
+    "generate_audio",
+    "draft",
+    "tools",
+    "safety_identifier",
+    "priority",
+    "resolution",
+    "ratio",
+    "duration",
+    "frames",
+    "seed",
+    "camera_fixed",
+    "watermark",
 )
 """The doubao adaptor's ``requestPayload`` fields that ``metadata`` may set."""
-_INT_OPTIONS: Final = frozenset({"execution_expires_after", "priority", "duration", "frames",
-                                 "seed"})
-_BOOL_OPTIONS: Final = frozenset({"return_last_frame", "generate_audio", "draft",
-                                  "camera_fixed", "watermark"})
+_INT_OPTIONS: Final = frozenset(
+    {"execution_expires_after", "priority", "duration", "frames", "seed"}
+)
+_BOOL_OPTIONS: Final = frozenset(
+    {"return_last_frame", "generate_audio", "draft", "camera_fixed", "watermark"}
+)
 FAST_MODEL: Final = DEFAULT_MODEL
 STANDARD_MODEL: Final = "doubao-seedance-2-0-260128"
 _FIELD_TYPES: Final[dict[str, tuple[type, str]]] = {
@@ -66,30 +81,47 @@ def parse_unified_create(
     body: object, flavor: Flavor, request_id: str, now: datetime
 ) -> CreateSpec | Refusal:
     if not isinstance(body, dict):
-        return _bad_request(f"json: cannot unmarshal {_json_type(body)} into Go value of "
-                            f"type relaycommon.TaskSubmitReq")
+        return _bad_request(
+            f"json: cannot unmarshal {_json_type(body)} into Go value of "
+            f"type relaycommon.TaskSubmitReq"
+        )
     for name, (kind, go_type) in _FIELD_TYPES.items():
         value = body.get(name)
         if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
-            return _bad_request(f"json: cannot unmarshal {_json_type(value)} into Go struct "
-                                f"field TaskSubmitReq.{name} of type {go_type}")
+            return _bad_request(
+                f"json: cannot unmarshal {_json_type(value)} into Go struct "
+                f"field TaskSubmitReq.{name} of type {go_type}"
+            )
     images = body.get("images") or []
     if not all(isinstance(url, str) for url in images):
-        return _bad_request("json: cannot unmarshal non-string into Go struct field "
-                            "TaskSubmitReq.images of type string")
+        return _bad_request(
+            "json: cannot unmarshal non-string into Go struct field "
+            "TaskSubmitReq.images of type string"
+        )
     model = str(body.get("model") or "").strip()
     if not model:
-        return Refusal(400, {"error": {
-            "message": f"model name is not specified (request id: {request_id})",
-            "type": "new_api_error", "code": ""}})
+        return Refusal(
+            400,
+            {
+                "error": {
+                    "message": f"model name is not specified (request id: {request_id})",
+                    "type": "new_api_error",
+                    "code": "",
+                }
+            },
+        )
     if flavor is Flavor.NACI:
         model = naci_upstream_model(model)
     ark_content = body.get("content") if flavor is Flavor.NACI else None
     prompt = str(body.get("prompt") or "")
     if not prompt.strip() and isinstance(ark_content, list):
-        prompt = "\n".join(item["text"] for item in ark_content
-                           if isinstance(item, dict) and item.get("type") == "text"
-                           and isinstance(item.get("text"), str))
+        prompt = "\n".join(
+            item["text"]
+            for item in ark_content
+            if isinstance(item, dict)
+            and item.get("type") == "text"
+            and isinstance(item.get("text"), str)
+        )
     if not prompt.strip():
         return _bad_request("prompt is required")
     payload = _ark_payload(body, flavor, model, prompt, ark_content, images)
@@ -97,8 +129,9 @@ def parse_unified_create(
     if isinstance(spec, CreateSpec):
         return spec
     # The upstream's own error, compact as Go marshals it, with the upstream's request id.
-    upstream = json.dumps(invalid_error_body(spec, ark_request_id(now)), ensure_ascii=False,
-                          separators=(",", ":"))
+    upstream = json.dumps(
+        invalid_error_body(spec, ark_request_id(now)), ensure_ascii=False, separators=(",", ":")
+    )
     return Refusal(400, task_error("fail_to_fetch_task", upstream))
 
 
@@ -110,7 +143,11 @@ def naci_upstream_model(alias: str) -> str:
 
 
 def _ark_payload(
-    body: JSON, flavor: Flavor, model: str, prompt: str, ark_content: object,
+    body: JSON,
+    flavor: Flavor,
+    model: str,
+    prompt: str,
+    ark_content: object,
     images: list[str],
 ) -> JSON:
     if not images and isinstance(body.get("image"), str) and body["image"].strip():
@@ -132,19 +169,25 @@ def _ark_payload(
             if name in body and name != "duration":
                 payload[name] = body[name]
     if flavor is Flavor.VASTNUM:
-        for field, kind, role in (("videos", "video_url", "reference_video"),
-                                  ("audios", "audio_url", "reference_audio")):
+        for field, kind, role in (
+            ("videos", "video_url", "reference_video"),
+            ("audios", "audio_url", "reference_audio"),
+        ):
             urls = body.get(field)
             if isinstance(urls, list):
-                payload["content"] += [{"type": kind, kind: {"url": url}, "role": role}
-                                       for url in urls]
+                payload["content"] += [
+                    {"type": kind, kind: {"url": url}, "role": role} for url in urls
+                ]
     seconds = body.get("duration") or 0
     if seconds <= 0:
         seconds = _atoi(body.get("seconds"))
     if seconds > 0:
         payload["duration"] = seconds
-    payload["content"] = [item for item in payload["content"]
-                          if not (isinstance(item, dict) and item.get("type") == "text")]
+    payload["content"] = [
+        item
+        for item in payload["content"]
+        if not (isinstance(item, dict) and item.get("type") == "text")
+    ]
     payload["content"].append({"type": "text", "text": prompt})
     return payload
 

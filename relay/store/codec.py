@@ -65,8 +65,8 @@ def task_params(task: Task) -> dict[str, Any]:
         "metadata": task.metadata,
         "callback_url": task.callback_url,
         "callback_events": (
-            None if task.callback_events is None
-            else sorted(t.value for t in task.callback_events)),
+            None if task.callback_events is None else sorted(t.value for t in task.callback_events)
+        ),
         "completed_at": ts(task.completed_at),
         "poll_count": task.poll_count,
         "not_found_count": task.not_found_count,
@@ -90,23 +90,51 @@ def task_params(task: Task) -> dict[str, Any]:
 
 def task_from_row(row: Sequence[Any]) -> Task:
     """A row selected with ``TASK_COLUMNS``."""
-    (id_, account_id, provider, provider_task_id, status, reference, version, sequence, data,
-     created_at, updated_at, next_poll_at) = row
+    (
+        id_,
+        account_id,
+        provider,
+        provider_task_id,
+        status,
+        reference,
+        version,
+        sequence,
+        data,
+        created_at,
+        updated_at,
+        next_poll_at,
+    ) = row
     d = json.loads(data)
     events = d["callback_events"]
     return Task(
-        id=id_, account_id=account_id, provider=provider, provider_task_id=provider_task_id,
-        status=TaskStatus(status), reference=reference, version=version, sequence=sequence,
-        created_at=utc(created_at), updated_at=utc(updated_at), next_poll_at=dt(next_poll_at),
-        model=d["model"], progress=d["progress"], video_url=d["video_url"],
+        id=id_,
+        account_id=account_id,
+        provider=provider,
+        provider_task_id=provider_task_id,
+        status=TaskStatus(status),
+        reference=reference,
+        version=version,
+        sequence=sequence,
+        created_at=utc(created_at),
+        updated_at=utc(updated_at),
+        next_poll_at=dt(next_poll_at),
+        model=d["model"],
+        progress=d["progress"],
+        video_url=d["video_url"],
         video_url_expires_at=dt(d["video_url_expires_at"]),
         last_frame_url=d["last_frame_url"],
         error=TaskError.from_json(d["error"]) if d["error"] else None,
-        usage=d["usage"], resolution=d["resolution"], ratio=d["ratio"],
-        duration=d["duration"], fps=d["fps"], seed=d["seed"], metadata=d["metadata"],
+        usage=d["usage"],
+        resolution=d["resolution"],
+        ratio=d["ratio"],
+        duration=d["duration"],
+        fps=d["fps"],
+        seed=d["seed"],
+        metadata=d["metadata"],
         callback_url=d["callback_url"],
         callback_events=None if events is None else frozenset(EventType(e) for e in events),
-        completed_at=dt(d["completed_at"]), poll_count=d["poll_count"],
+        completed_at=dt(d["completed_at"]),
+        poll_count=d["poll_count"],
         not_found_count=d["not_found_count"],
         # Rows written before looks were kept have none.
         looks=tuple(Look.from_json(look) for look in d.get("looks", ())),
@@ -118,9 +146,16 @@ EVENT_COLUMNS = "id, account_id, task_id, type, sequence, created_at, body, url_
 
 def event_from_row(row: Sequence[Any]) -> Event:
     id_, account_id, task_id, type_, sequence, created_at, body, url_expires_at = row
-    return Event(id=id_, account_id=account_id, task_id=task_id, type=EventType(type_),
-                 sequence=sequence, created_at=utc(created_at), body=body,
-                 url_expires_at=dt(url_expires_at))
+    return Event(
+        id=id_,
+        account_id=account_id,
+        task_id=task_id,
+        type=EventType(type_),
+        sequence=sequence,
+        created_at=utc(created_at),
+        body=body,
+        url_expires_at=dt(url_expires_at),
+    )
 
 
 ACCOUNT_COLUMNS = "id, name, created_at"
@@ -138,21 +173,45 @@ DELIVERY_COLUMNS = (
 
 def delivery_from_row(row: Sequence[Any]) -> Delivery:
     """A row selected with ``DELIVERY_COLUMNS`` (its leading pk is skipped)."""
-    (_pk, id_, account_id, event_id, destination_id, url, status, attempt_count,
-     next_attempt_at, created_at, updated_at) = row
-    return Delivery(id=id_, account_id=account_id, event_id=event_id,
-                    destination_id=destination_id, url=url, status=DeliveryStatus(status),
-                    attempt_count=attempt_count, next_attempt_at=dt(next_attempt_at),
-                    created_at=utc(created_at), updated_at=utc(updated_at))
+    (
+        _pk,
+        id_,
+        account_id,
+        event_id,
+        destination_id,
+        url,
+        status,
+        attempt_count,
+        next_attempt_at,
+        created_at,
+        updated_at,
+    ) = row
+    return Delivery(
+        id=id_,
+        account_id=account_id,
+        event_id=event_id,
+        destination_id=destination_id,
+        url=url,
+        status=DeliveryStatus(status),
+        attempt_count=attempt_count,
+        next_attempt_at=dt(next_attempt_at),
+        created_at=utc(created_at),
+        updated_at=utc(updated_at),
+    )
 
 
-ATTEMPT_COLUMNS = (
-    "number, started_at, latency_ms, outcome, status_code, error, response_snippet"
-)
+ATTEMPT_COLUMNS = "number, started_at, latency_ms, outcome, status_code, error, response_snippet"
 
 
 def attempt_from_row(delivery_id: str, row: Sequence[Any]) -> Attempt:
     number, started_at, latency_ms, outcome, status_code, error, snippet = row
-    return Attempt(delivery_id=delivery_id, number=number, started_at=utc(started_at),
-                   latency_ms=latency_ms, outcome=outcome, status_code=status_code,
-                   error=error, response_snippet=snippet)
+    return Attempt(
+        delivery_id=delivery_id,
+        number=number,
+        started_at=utc(started_at),
+        latency_ms=latency_ms,
+        outcome=outcome,
+        status_code=status_code,
+        error=error,
+        response_snippet=snippet,
+    )

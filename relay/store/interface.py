@@ -187,8 +187,14 @@ class Store(Protocol):
 
     # deliveries
     async def claim_due_deliveries(
-        self, now: datetime, limit: int, lease_seconds: float, owner: str, *,
-        in_flight: Mapping[str, int] | None = None, per_destination: int | None = None,
+        self,
+        now: datetime,
+        limit: int,
+        lease_seconds: float,
+        owner: str,
+        *,
+        in_flight: Mapping[str, int] | None = None,
+        per_destination: int | None = None,
     ) -> list[DueDelivery]:
         """Lease up to ``limit`` due deliveries, the longest due first, taking no more for a
         destination key than ``per_destination`` minus its ``in_flight`` count allows."""
@@ -254,16 +260,20 @@ class Store(Protocol):
         self, account_id: str, secret: str, grace_until: datetime
     ) -> None: ...
 
-    async def disable_failing_subscriptions(
-        self, now: datetime, failing_for: float
-    ) -> list[str]:
+    async def disable_failing_subscriptions(self, now: datetime, failing_for: float) -> list[str]:
         """Disable subscriptions whose deliveries have failed for ``failing_for`` seconds
         without a success; their ids."""
         ...
 
     async def replay(
-        self, account_id: str, destination_id: str, query: ReplayQuery, now: datetime, *,
-        after: int | None, limit: int,
+        self,
+        account_id: str,
+        destination_id: str,
+        query: ReplayQuery,
+        now: datetime,
+        *,
+        after: int | None,
+        limit: int,
     ) -> tuple[int, int | None]:
         """New ordered deliveries to one destination for up to ``limit`` matching events
         after position ``after``, oldest first: (how many, where to continue or None)."""
@@ -274,7 +284,11 @@ class Store(Protocol):
     ) -> int: ...
 
     async def insert_test_delivery(
-        self, event: Event, destination_id: str, owner: str, now: datetime,
+        self,
+        event: Event,
+        destination_id: str,
+        owner: str,
+        now: datetime,
         lease_seconds: float,
     ) -> DueDelivery | None:
         """Write a ``relay.test`` event and one delivery of it to the subscription, already

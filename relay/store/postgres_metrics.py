@@ -25,11 +25,12 @@ class MetricsMixin:
             cur = await c.execute(
                 "SELECT count(*), min(next_attempt_at) FROM deliveries "
                 "WHERE next_attempt_at <= %s AND (lease_until IS NULL OR lease_until < %s)",
-                (t, t))
+                (t, t),
+            )
             row = await cur.fetchone()
             due, oldest = row if row is not None else (0, None)
-            return MetricsSnapshot(tasks=tasks, due_deliveries=due,
-                                   oldest_due_at=codec.dt(oldest))
+            return MetricsSnapshot(tasks=tasks, due_deliveries=due, oldest_due_at=codec.dt(oldest))
+
         # Both reads in one transaction: a consistent view (REPEATABLE READ is not needed
         # for gauges, but one round of BEGIN/COMMIT is as cheap as two autocommits).
         return await self._db.run(read)

@@ -62,16 +62,24 @@ async def notify(c: Conn, kind: str) -> None:
 
 
 def destination(row: Sequence[Any]) -> Destination:
-    return Destination(id=row[0], account_id=row[1], kind=row[2], url=row[3], key=row[4],
-                       event_types=codec.event_types_from(row[5]), task_id=row[6],
-                       secret=row[7])
+    return Destination(
+        id=row[0],
+        account_id=row[1],
+        kind=row[2],
+        url=row[3],
+        key=row[4],
+        event_types=codec.event_types_from(row[5]),
+        task_id=row[6],
+        secret=row[7],
+    )
 
 
 # --- the outbox ------------------------------------------------------------------------------
 
 _WAKE = (
     "SELECT pg_notify(%(channel)s, kind) FROM (SELECT 'deliveries' WHERE EXISTS "
-    "(SELECT 1 FROM dl) UNION ALL SELECT 'polls' WHERE %(polls)s) AS k (kind)")
+    "(SELECT 1 FROM dl) UNION ALL SELECT 'polls' WHERE %(polls)s) AS k (kind)"
+)
 
 _NEW_DELIVERIES = (
     "dl AS (INSERT INTO deliveries (id, account_id, event_pk, destination_id, destination_key, "
@@ -81,7 +89,8 @@ _NEW_DELIVERIES = (
     "%(d_event_pk)b::bigint[], %(d_account)b::text[], %(d_destination)b::text[], "
     "%(d_key)b::text[], %(d_url)b::text[], %(d_at)b::float8[], %(d_task)b::text[]) "
     "WITH ORDINALITY AS x (id, event_id, event_pk, account_id, destination_id, key, url, at, "
-    "task_id, n) {join}ORDER BY x.n RETURNING 1) ")
+    "task_id, n) {join}ORDER BY x.n RETURNING 1) "
+)
 
 _WRITE_EVENTS = (
     "WITH ev AS (INSERT INTO events (id, account_id, task_id, type, sequence, created_at, body, "
@@ -91,10 +100,10 @@ _WRITE_EVENTS = (
     "%(e_expires)b::float8[]) WITH ORDINALITY AS x (id, account_id, task_id, type, sequence, "
     "at, body, expires, n) ORDER BY n RETURNING pk, id), "
     + _NEW_DELIVERIES.format(event_pk="ev.pk", join="JOIN ev ON ev.id = x.event_id ")
-    + _WAKE)
+    + _WAKE
+)
 
-_INSERT_DELIVERIES = (
-    "WITH " + _NEW_DELIVERIES.format(event_pk="x.event_pk", join="") + _WAKE)
+_INSERT_DELIVERIES = "WITH " + _NEW_DELIVERIES.format(event_pk="x.event_pk", join="") + _WAKE
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,13 +118,21 @@ class NewDelivery:
     task_id: str | None
 
 
-def _delivery_params(new: Sequence[NewDelivery], ids: Sequence[str], at: Sequence[float | None],
-                     ordered: bool) -> dict[str, Any]:
-    return {"d_id": list(ids), "d_event": [d.event_id for d in new],
-            "d_event_pk": [d.event_pk for d in new], "d_account": [d.account_id for d in new],
-            "d_destination": [d.destination_id for d in new], "d_key": [d.key for d in new],
-            "d_url": [d.url for d in new], "d_at": list(at), "d_task": [d.task_id for d in new],
-            "ordered": ordered}
+def _delivery_params(
+    new: Sequence[NewDelivery], ids: Sequence[str], at: Sequence[float | None], ordered: bool
+) -> dict[str, Any]:
+    return {
+        "d_id": list(ids),
+        "d_event": [d.event_id for d in new],
+        "d_event_pk": [d.event_pk for d in new],
+        "d_account": [d.account_id for d in new],
+        "d_destination": [d.destination_id for d in new],
+        "d_key": [d.key for d in new],
+        "d_url": [d.url for d in new],
+        "d_at": list(at),
+        "d_task": [d.task_id for d in new],
+        "ordered": ordered,
+    }
 
 
 async def read_destinations(c: Conn, events: Sequence[Event]) -> AsyncCursor[Row]:
@@ -126,43 +143,73 @@ async def read_destinations(c: Conn, events: Sequence[Event]) -> AsyncCursor[Row
         f"SELECT {DESTINATION_COLUMNS} FROM destinations WHERE task_id = ANY(%b::text[]) "
         "OR (account_id = ANY(%b::text[]) AND kind = 'subscription' AND status = 'active') "
         "ORDER BY id FOR KEY SHARE",
-        (sorted({e.task_id for e in events if e.task_id}), sorted({e.account_id for e in events})))
+        (sorted({e.task_id for e in events if e.task_id}), sorted({e.account_id for e in events})),
+    )
 
 
-async def write_events(c: Conn, events: Sequence[Event], destinations: AsyncCursor[Row], *,
-                       polls: bool = False) -> None:
+async def write_events(
+    c: Conn, events: Sequence[Event], destinations: AsyncCursor[Row], *, polls: bool = False
+) -> None:
     """Insert events and fan them out to the ``destinations`` (``read_destinations``) that
     want them, in one statement; wake the other instances for the new deliveries (and for
     a poll due now, when ``polls``)."""
     rows = await destinations.fetchall()
-    pairs = [(e, d) for e, d in fan_out(events, [destination(r) for r in rows])
-             if d.task_id == e.task_id or (d.kind == SUBSCRIPTION and d.account_id == e.account_id)]
+    pairs = [
+        (e, d)
+        for e, d in fan_out(events, [destination(r) for r in rows])
+        if d.task_id == e.task_id or (d.kind == SUBSCRIPTION and d.account_id == e.account_id)
+    ]
     new = [NewDelivery(None, e.id, d.account_id, d.id, d.key, d.url, e.task_id) for e, d in pairs]
-    params = _delivery_params(new, [new_id("dlv") for _ in new],
-                              [ts(e.created_at) for e, _ in pairs], False)
-    params.update({
-        "e_id": [e.id for e in events], "e_account": [e.account_id for e in events],
-        "e_task": [e.task_id for e in events], "e_type": [e.type.value for e in events],
-        "e_sequence": [e.sequence for e in events], "e_at": [ts(e.created_at) for e in events],
-        "e_body": [e.body for e in events],
-        "e_expires": [ts(e.url_expires_at) for e in events], "polls": polls,
-        "channel": CHANNEL})
+    params = _delivery_params(
+        new, [new_id("dlv") for _ in new], [ts(e.created_at) for e, _ in pairs], False
+    )
+    params.update(
+        {
+            "e_id": [e.id for e in events],
+            "e_account": [e.account_id for e in events],
+            "e_task": [e.task_id for e in events],
+            "e_type": [e.type.value for e in events],
+            "e_sequence": [e.sequence for e in events],
+            "e_at": [ts(e.created_at) for e in events],
+            "e_body": [e.body for e in events],
+            "e_expires": [ts(e.url_expires_at) for e in events],
+            "polls": polls,
+            "channel": CHANNEL,
+        }
+    )
     await c.execute(_WRITE_EVENTS, params)
 
 
-async def insert_deliveries(c: Conn, new: Sequence[NewDelivery], now: datetime, *,
-                            ordered: bool = False) -> list[Delivery]:
+async def insert_deliveries(
+    c: Conn, new: Sequence[NewDelivery], now: datetime, *, ordered: bool = False
+) -> list[Delivery]:
     """New pending deliveries of stored events, due ``now``; the others are woken."""
     if not new:
         return []
     ids = [new_id("dlv") for _ in new]
-    await c.execute(_INSERT_DELIVERIES, {
-        **_delivery_params(new, ids, [ts(now)] * len(new), ordered), "polls": False,
-        "channel": CHANNEL})
-    return [Delivery(id=id_, account_id=d.account_id, event_id=d.event_id,
-                     destination_id=d.destination_id, url=d.url, status=DeliveryStatus.PENDING,
-                     attempt_count=0, next_attempt_at=now, created_at=now, updated_at=now)
-            for id_, d in zip(ids, new, strict=True)]
+    await c.execute(
+        _INSERT_DELIVERIES,
+        {
+            **_delivery_params(new, ids, [ts(now)] * len(new), ordered),
+            "polls": False,
+            "channel": CHANNEL,
+        },
+    )
+    return [
+        Delivery(
+            id=id_,
+            account_id=d.account_id,
+            event_id=d.event_id,
+            destination_id=d.destination_id,
+            url=d.url,
+            status=DeliveryStatus.PENDING,
+            attempt_count=0,
+            next_attempt_at=now,
+            created_at=now,
+            updated_at=now,
+        )
+        for id_, d in zip(ids, new, strict=True)
+    ]
 
 
 # --- claim and record ------------------------------------------------------------------------
@@ -209,16 +256,27 @@ CLAIM_DELIVERIES = (
     "THEN a.previous_callback_secret_until ELSE dst.previous_secret_until END, "
     "dst.headers, dst.rate_limit FROM claimed AS d JOIN events AS e ON e.pk = d.event_pk "
     "JOIN destinations AS dst ON dst.id = d.destination_id "
-    "JOIN accounts AS a ON a.id = d.account_id ORDER BY d.next_attempt_at, d.pk")
+    "JOIN accounts AS a ON a.id = d.account_id ORDER BY d.next_attempt_at, d.pk"
+)
 
 
 def claimed_delivery(r: Row, now: datetime) -> DueDelivery:
     """A row of ``CLAIM_DELIVERIES``."""
-    return DueDelivery(pk=r[0], id=r[1], event_id=r[2], destination_key=r[3], url=r[4],
-                       body=r[5], secrets=signing_secrets(r[6], r[11], r[12], now),
-                       attempt_count=r[7], account_id=r[8], task_id=r[9],
-                       url_expires_at=codec.dt(r[10]), headers=headers(r[13]),
-                       rate_limit=r[14])
+    return DueDelivery(
+        pk=r[0],
+        id=r[1],
+        event_id=r[2],
+        destination_key=r[3],
+        url=r[4],
+        body=r[5],
+        secrets=signing_secrets(r[6], r[11], r[12], now),
+        attempt_count=r[7],
+        account_id=r[8],
+        task_id=r[9],
+        url_expires_at=codec.dt(r[10]),
+        headers=headers(r[13]),
+        rate_limit=r[14],
+    )
 
 
 def headers(text: str | None) -> tuple[tuple[str, str], ...]:
@@ -237,7 +295,8 @@ LOCK_SUBSCRIPTIONS = (
     # the older version's tuple lock again, which deadlocks with a third writer queued on it.
     "SELECT id FROM destinations WHERE id = ANY(ARRAY(SELECT destination_id FROM deliveries "
     "WHERE pk = ANY(%(pk)b::bigint[]))) AND kind = 'subscription' ORDER BY id "
-    "FOR NO KEY UPDATE")
+    "FOR NO KEY UPDATE"
+)
 
 RECORD_ATTEMPTS = (
     # The batch, each record with its delivery's destination (rows fetched by primary key).
@@ -253,11 +312,20 @@ RECORD_ATTEMPTS = (
     # (its subscription was disabled or deleted) keeps its attempt but stays stopped. The
     # attempt rows follow the fenced update, so a record is applied whole or not at all.
     "upd AS (UPDATE deliveries AS d SET "
-    + ", ".join(_if_pending(v, c) for c, v in (
-        ("status", "r.status"), ("attempt_count", "r.number"), ("next_attempt_at", "r.next_at"),
-        ("lease_owner", "NULL"), ("lease_until", "NULL"), ("lease_holder", "NULL"),
-        ("last_status_code", "r.status_code"), ("last_error", "r.error"),
-        ("updated_at", "r.started_at")))
+    + ", ".join(
+        _if_pending(v, c)
+        for c, v in (
+            ("status", "r.status"),
+            ("attempt_count", "r.number"),
+            ("next_attempt_at", "r.next_at"),
+            ("lease_owner", "NULL"),
+            ("lease_until", "NULL"),
+            ("lease_holder", "NULL"),
+            ("last_status_code", "r.status_code"),
+            ("last_error", "r.error"),
+            ("updated_at", "r.started_at"),
+        )
+    )
     + " FROM r WHERE d.pk = r.pk AND d.lease_owner = %(owner)s "
     "AND d.attempt_count = r.number - 1 RETURNING d.pk), "
     "att AS (INSERT INTO attempts (delivery_pk, number, started_at, latency_ms, outcome, "
@@ -281,21 +349,25 @@ RECORD_ATTEMPTS = (
     "SELECT DISTINCT r.destination_id, r.account_id, r.started_at FROM r "
     "JOIN destinations AS dst ON dst.id = r.destination_id "
     "WHERE r.status = 'stopped' AND r.status_code = 410 AND dst.kind = 'subscription' "
-    "AND dst.status = 'active'")
+    "AND dst.status = 'active'"
+)
 
 
 # --- stopping a subscription -----------------------------------------------------------------
 
+
 async def lock_subscription(c: Conn, sub_id: str, account_id: str) -> str | None:
     """Take a live subscription ``FOR UPDATE`` (no fan-out to it meanwhile); its status."""
-    row = await fetch_one(c, "SELECT status FROM destinations WHERE id = %s AND account_id = %s "
-                          "AND kind = 'subscription' AND status <> 'deleted' FOR UPDATE",
-                          (sub_id, account_id))
+    row = await fetch_one(
+        c,
+        "SELECT status FROM destinations WHERE id = %s AND account_id = %s "
+        "AND kind = 'subscription' AND status <> 'deleted' FOR UPDATE",
+        (sub_id, account_id),
+    )
     return str(row[0]) if row else None
 
 
-async def disable_in(c: Conn, sub_id: str, reason: str, now: datetime,
-                     account_id: str) -> bool:
+async def disable_in(c: Conn, sub_id: str, reason: str, now: datetime, account_id: str) -> bool:
     if await lock_subscription(c, sub_id, account_id) != "active":
         return False
     # It misses what was pending when it stopped, and everything from now on.
@@ -305,13 +377,17 @@ async def disable_in(c: Conn, sub_id: str, reason: str, now: datetime,
         "UPDATE destinations SET status = 'disabled', disabled_reason = %(reason)s, "
         "disabled_at = %(now)s, missed_since = least(m.oldest, %(now)s), "
         "updated_at = %(now)s FROM m WHERE id = %(id)s",
-        {"id": sub_id, "reason": reason, "now": ts(now)})
+        {"id": sub_id, "reason": reason, "now": ts(now)},
+    )
     await stop_pending(c, sub_id, now, f"the subscription was disabled: {reason}")
     return True
 
 
 async def stop_pending(c: Conn, destination_id: str, now: datetime, why: str) -> None:
     # Attempts in flight still record, but cannot bring a stopped delivery back.
-    await c.execute("UPDATE deliveries SET status = 'stopped', next_attempt_at = NULL, "
-                    "last_error = %s, updated_at = %s WHERE destination_id = %s "
-                    "AND status = 'pending'", (why, ts(now), destination_id))
+    await c.execute(
+        "UPDATE deliveries SET status = 'stopped', next_attempt_at = NULL, "
+        "last_error = %s, updated_at = %s WHERE destination_id = %s "
+        "AND status = 'pending'",
+        (why, ts(now), destination_id),
+    )

@@ -24,6 +24,9 @@ class RetentionMixin:
                 "(SELECT pk FROM doomed) RETURNING pk), "
                 "gone_attempts AS (DELETE FROM attempts WHERE delivery_pk IN "
                 "(SELECT pk FROM gone_deliveries)) "
-                "DELETE FROM events WHERE pk IN (SELECT pk FROM doomed)", (ts(before), limit))
+                "DELETE FROM events WHERE pk IN (SELECT pk FROM doomed)",
+                (ts(before), limit),
+            )
             return cur.rowcount
+
         return await self._db.run(prune)

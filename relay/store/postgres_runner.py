@@ -54,9 +54,15 @@ a database restart an idle connection is broken, and a call must not fail for th
 
 # Defaults a URL may override: give up connecting after a few seconds, and notice a peer
 # that vanished (a network partition) instead of waiting on its socket forever.
-_DEFAULTS = {"connect_timeout": "5", "application_name": "relay", "keepalives": "1",
-             "keepalives_idle": "10", "keepalives_interval": "5", "keepalives_count": "3",
-             "tcp_user_timeout": "15000"}
+_DEFAULTS = {
+    "connect_timeout": "5",
+    "application_name": "relay",
+    "keepalives": "1",
+    "keepalives_idle": "10",
+    "keepalives_interval": "5",
+    "keepalives_count": "3",
+    "tcp_user_timeout": "15000",
+}
 
 
 def conninfo(url: str) -> str:
@@ -74,8 +80,15 @@ def describe(exc: BaseException) -> str:
 
 
 class PgRunner:
-    def __init__(self, url: str, *, timeout: float = 5.0, op_timeout: float = 60.0,
-                 min_size: int = 2, max_size: int = 10) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = 5.0,
+        op_timeout: float = 60.0,
+        min_size: int = 2,
+        max_size: int = 10,
+    ) -> None:
         """``timeout``: how long an operation waits for a connection (during an outage: how
         soon it fails); ``op_timeout``: how long one operation may take in all."""
         self.conninfo = conninfo(url)
@@ -84,16 +97,27 @@ class PgRunner:
         self._last_used: weakref.WeakKeyDictionary[Conn, float] = weakref.WeakKeyDictionary()
         self._checking: asyncio.Task[None] | None = None
         self._pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
-            self.conninfo, open=False, min_size=min_size, max_size=max_size, timeout=timeout,
-            kwargs={"autocommit": True}, name="relay",
+            self.conninfo,
+            open=False,
+            min_size=min_size,
+            max_size=max_size,
+            timeout=timeout,
+            kwargs={"autocommit": True},
+            name="relay",
             # Reconnection backs off exponentially until this, then the pool retries only
             # when a call waits: kept short, a call soon after the database is back gets a
             # connection instead of waiting out a long back-off.
-            reconnect_timeout=10.0)
+            reconnect_timeout=10.0,
+        )
         self._opened = False
 
-    async def run(self, fn: Callable[[Conn], Awaitable[R]], *, transaction: bool = True,
-                  pipeline: bool = False) -> R:
+    async def run(
+        self,
+        fn: Callable[[Conn], Awaitable[R]],
+        *,
+        transaction: bool = True,
+        pipeline: bool = False,
+    ) -> R:
         """Run ``fn`` on a pooled connection (in a transaction unless told it is one
         statement). Driver errors become ``StoreError``; the caller's own exceptions (a
         ``DuplicateTask``) pass unchanged, after the transaction rolled back.
@@ -105,17 +129,18 @@ class PgRunner:
         for retry in range(CONFLICT_RETRIES + 1):
             try:
                 return await self._run_once(fn, transaction=transaction, pipeline=pipeline)
-            except (psycopg.errors.DeadlockDetected,
-                    psycopg.errors.SerializationFailure) as exc:
+            except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure) as exc:
                 if retry == CONFLICT_RETRIES:
-                    raise StoreError(f"PostgreSQL: {describe(exc)} (tried "
-                                     f"{CONFLICT_RETRIES + 1} times)") from exc
+                    raise StoreError(
+                        f"PostgreSQL: {describe(exc)} (tried {CONFLICT_RETRIES + 1} times)"
+                    ) from exc
                 log.info("%s; running the operation again", describe(exc))
-                await asyncio.sleep(random.uniform(0.005, 0.05) * 2 ** retry)
+                await asyncio.sleep(random.uniform(0.005, 0.05) * 2**retry)
         raise AssertionError("unreachable")
 
-    async def _run_once(self, fn: Callable[[Conn], Awaitable[R]], *, transaction: bool,
-                        pipeline: bool) -> R:
+    async def _run_once(
+        self, fn: Callable[[Conn], Awaitable[R]], *, transaction: bool, pipeline: bool
+    ) -> R:
         """One try of ``run``: a deadlock or a serialization failure passes through."""
         try:
             async with asyncio.timeout(self._op_timeout):
@@ -137,8 +162,10 @@ class PgRunner:
                             result = await fn(conn)
                         return result
         except PoolTimeout as exc:
-            raise StoreError(f"PostgreSQL: no connection within {self._timeout:g} s (is the "
-                             f"database up and reachable?): {describe(exc)}") from exc
+            raise StoreError(
+                f"PostgreSQL: no connection within {self._timeout:g} s (is the "
+                f"database up and reachable?): {describe(exc)}"
+            ) from exc
         except TimeoutError as exc:
             raise StoreError(f"PostgreSQL: no answer within {self._op_timeout:g} s") from exc
         except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
@@ -191,7 +218,8 @@ async def _migrate(conn: Conn) -> list[int]:
     try:
         await conn.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, "
-            "name text NOT NULL, applied_at double precision NOT NULL)")
+            "name text NOT NULL, applied_at double precision NOT NULL)"
+        )
         cur = await conn.execute("SELECT version FROM schema_migrations")
         applied = {row[0] for row in await cur.fetchall()}
         known = migrations("postgres")
@@ -199,7 +227,8 @@ async def _migrate(conn: Conn) -> list[int]:
         if applied and max(applied) > newest:
             raise MigrationError(
                 f"the database is at schema version {max(applied)}, newer than this relay "
-                f"({newest}); upgrade the relay")
+                f"({newest}); upgrade the relay"
+            )
         done = []
         for version, name, sql in known:
             if version in applied:
@@ -210,7 +239,9 @@ async def _migrate(conn: Conn) -> list[int]:
                     await conn.execute(sql.encode())
                     await conn.execute(
                         "INSERT INTO schema_migrations (version, name, applied_at) "
-                        "VALUES (%s, %s, extract(epoch FROM now()))", (version, name))
+                        "VALUES (%s, %s, extract(epoch FROM now()))",
+                        (version, name),
+                    )
             except psycopg.Error as exc:
                 raise MigrationError(f"migration {name} failed: {describe(exc)}") from exc
             done.append(version)
@@ -278,12 +309,16 @@ class Listener:
                 await self._conn.execute("")
             except psycopg.Error as exc:
                 if self._conn is not None:
-                    log.warning("wake-up listener lost its connection (%s); reconnecting",
-                                describe(exc))
+                    log.warning(
+                        "wake-up listener lost its connection (%s); reconnecting", describe(exc)
+                    )
                     await self._conn.close()
                     self._conn = None
                 else:
-                    log.info("wake-up listener cannot reconnect yet (%s); retrying in %g s",
-                             describe(exc), delay)
+                    log.info(
+                        "wake-up listener cannot reconnect yet (%s); retrying in %g s",
+                        describe(exc),
+                        delay,
+                    )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)

@@ -22,9 +22,14 @@ class RetentionMixin:
             c.execute(
                 "INSERT INTO doomed SELECT pk FROM events WHERE created_at < ? AND NOT EXISTS "
                 "(SELECT 1 FROM deliveries d WHERE d.event_pk = events.pk "
-                "AND d.status = 'pending') ORDER BY pk LIMIT ?", (ts(before), limit))
-            c.execute("DELETE FROM attempts WHERE delivery_pk IN (SELECT pk FROM deliveries "
-                      "WHERE event_pk IN (SELECT pk FROM doomed))")
+                "AND d.status = 'pending') ORDER BY pk LIMIT ?",
+                (ts(before), limit),
+            )
+            c.execute(
+                "DELETE FROM attempts WHERE delivery_pk IN (SELECT pk FROM deliveries "
+                "WHERE event_pk IN (SELECT pk FROM doomed))"
+            )
             c.execute("DELETE FROM deliveries WHERE event_pk IN (SELECT pk FROM doomed)")
             return c.execute("DELETE FROM events WHERE pk IN (SELECT pk FROM doomed)").rowcount
+
         return await self._db.write(prune)

@@ -48,13 +48,13 @@ class SqliteRunner:
 
     async def write(self, fn: Callable[[sqlite3.Connection], R]) -> R:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._writer, partial(_in_tx, self._wconn, fn,
-                                                                "BEGIN IMMEDIATE"))
+        return await loop.run_in_executor(
+            self._writer, partial(_in_tx, self._wconn, fn, "BEGIN IMMEDIATE")
+        )
 
     async def read(self, fn: Callable[[sqlite3.Connection], R]) -> R:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._reader, partial(_in_tx, self._rconn, fn,
-                                                                "BEGIN"))
+        return await loop.run_in_executor(self._reader, partial(_in_tx, self._rconn, fn, "BEGIN"))
 
     async def write_untransacted(self, fn: Callable[[sqlite3.Connection], R]) -> R:
         """For work that manages its own transactions (migrations)."""
@@ -102,7 +102,8 @@ class InstanceLock:
             self._file.close()
             raise StoreError(
                 f"another relay is already serving {db_path}: SQLite is for one instance; "
-                "to run several, use PostgreSQL (database_url: postgresql://...)") from None
+                "to run several, use PostgreSQL (database_url: postgresql://...)"
+            ) from None
 
     def release(self) -> None:
         fcntl.flock(self._file, fcntl.LOCK_UN)
@@ -132,7 +133,8 @@ def migrate(conn: sqlite3.Connection) -> list[int]:
     if applied and max(applied) > newest:
         raise MigrationError(
             f"the database is at schema version {max(applied)}, newer than this relay "
-            f"({newest}); upgrade the relay")
+            f"({newest}); upgrade the relay"
+        )
     done = []
     for version, name, sql in known:
         if version in applied:
@@ -142,8 +144,9 @@ def migrate(conn: sqlite3.Connection) -> list[int]:
             for statement in _statements(sql):
                 conn.execute(statement)
             conn.execute(
-                "INSERT INTO schema_migrations (version, name, applied_at) "
-                "VALUES (?, ?, ?)", (version, name, time.time()))
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                (version, name, time.time()),
+            )
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             conn.execute("ROLLBACK")
@@ -162,6 +165,7 @@ def _statements(sql: str) -> list[str]:
             statements.append(buffer.strip())
             buffer = ""
     if buffer.strip() and not all(
-            ln.strip().startswith("--") or not ln.strip() for ln in buffer.splitlines()):
+        ln.strip().startswith("--") or not ln.strip() for ln in buffer.splitlines()
+    ):
         raise MigrationError(f"unterminated statement: {buffer.strip()[:80]}")
     return statements

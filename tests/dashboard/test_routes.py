@@ -49,12 +49,17 @@ class Dash:
 
 
 def settings_for(tmp_path: Path, **sections: Any) -> Settings:
-    return Settings.from_mapping({
-        "database_url": f"sqlite:///{tmp_path / 'relay.db'}", "server": {"port": 8791},
-        "delivery": {"retry_schedule": [3600], "jitter": 0, "timeout": 2},
-        # DEAD_URL is on 127.0.0.1, which the default network policy refuses.
-        "network": {"allow_networks": ["127.0.0.0/8"]},
-        **sections}, env={})
+    return Settings.from_mapping(
+        {
+            "database_url": f"sqlite:///{tmp_path / 'relay.db'}",
+            "server": {"port": 8791},
+            "delivery": {"retry_schedule": [3600], "jitter": 0, "timeout": 2},
+            # DEAD_URL is on 127.0.0.1, which the default network policy refuses.
+            "network": {"allow_networks": ["127.0.0.0/8"]},
+            **sections,
+        },
+        env={},
+    )
 
 
 @pytest.fixture
@@ -70,14 +75,21 @@ async def dash(tmp_path: Path) -> AsyncIterator[Dash]:
 
 
 async def test_pages_need_a_session(dash: Dash) -> None:
-    for path in ("/dashboard/", "/dashboard/tasks", "/dashboard/events",
-                 "/dashboard/subscriptions", "/dashboard/providers", "/dashboard/tasks/x"):
+    for path in (
+        "/dashboard/",
+        "/dashboard/tasks",
+        "/dashboard/events",
+        "/dashboard/subscriptions",
+        "/dashboard/providers",
+        "/dashboard/tasks/x",
+    ):
         response = await dash.client.get(path)
         assert response.status_code == 303, path
         assert response.headers["location"] == "/dashboard/login"
     # An API key is not a dashboard session.
-    bearer = await dash.client.get("/dashboard/tasks",
-                                   headers={"Authorization": f"Bearer {API_KEY}"})
+    bearer = await dash.client.get(
+        "/dashboard/tasks", headers={"Authorization": f"Bearer {API_KEY}"}
+    )
     assert bearer.status_code == 303
 
 
@@ -113,9 +125,10 @@ async def test_sign_in_keeps_the_account_not_the_key(dash: Dash) -> None:
 async def test_wrong_keys_in_the_form_count_against_the_address(tmp_path: Path) -> None:
     """The sign-in form is no way around the API's limit on wrong keys: after the burst a
     wrong key is a 429, on the form and on the API; the right key still signs in."""
-    app = create_app(settings_for(tmp_path, limits={"auth_failure_burst": 3,
-                                                    "auth_failures_per_minute": 1}),
-                     clock=FakeClock(NOW))
+    app = create_app(
+        settings_for(tmp_path, limits={"auth_failure_burst": 3, "auth_failures_per_minute": 1}),
+        clock=FakeClock(NOW),
+    )
     async with app.router.lifespan_context(app):
         services: Services = app.state.services
         account = Account(id="acct_dash", name="dash-team", created_at=NOW)
@@ -149,8 +162,12 @@ async def test_a_sign_in_ends_after_its_max_age(dash: Dash) -> None:
 
 async def test_over_https_the_cookie_is_secure(tmp_path: Path) -> None:
     app = create_app(settings_for(tmp_path), clock=FakeClock(NOW))
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="https://relay.test") as client:
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="https://relay.test"
+        ) as client,
+    ):
         login = await client.get("/dashboard/login")
         assert "secure" in [p.strip().lower() for p in login.headers["set-cookie"].split(";")]
 
@@ -190,8 +207,10 @@ async def test_sign_out_ends_the_session(dash: Dash) -> None:
 
 async def test_tasks_are_paginated_by_cursor_and_filtered(dash: Dash) -> None:
     store = dash.services.store
-    created = [(await register(store, dash.account, callback_url=None,
-                               reference=f"ref-{i}")).task for i in range(120)]
+    created = [
+        (await register(store, dash.account, callback_url=None, reference=f"ref-{i}")).task
+        for i in range(120)
+    ]
     running = created[7]
     change = answer_change(running, TaskStatus.RUNNING, NOW)
     assert await store.save_task(change, running.version)
@@ -246,8 +265,9 @@ async def test_a_task_page_shows_events_deliveries_and_redelivers(dash: Dash) ->
 
     token = CSRF.search(page.text)
     assert token
-    replay = await dash.client.post(f"/dashboard/events/{done.id}/redeliver",
-                                    data={"csrf": token.group(1), "back": path})
+    replay = await dash.client.post(
+        f"/dashboard/events/{done.id}/redeliver", data={"csrf": token.group(1), "back": path}
+    )
     assert replay.status_code == 303
     assert replay.headers["location"] == path
     assert await deliveries() == before + 1
@@ -256,8 +276,10 @@ async def test_a_task_page_shows_events_deliveries_and_redelivers(dash: Dash) ->
     assert after.text.count('<tr class="delivery">') == 2
 
     # A redirect elsewhere is not followed: the form comes back to the event.
-    away = await dash.client.post(f"/dashboard/events/{done.id}/redeliver",
-                                  data={"csrf": token.group(1), "back": "https://evil.test/"})
+    away = await dash.client.post(
+        f"/dashboard/events/{done.id}/redeliver",
+        data={"csrf": token.group(1), "back": "https://evil.test/"},
+    )
     assert away.headers["location"] == f"/dashboard/events/{done.id}"
     event_page = await dash.client.get(f"/dashboard/events/{done.id}")
     assert event_page.status_code == 200
@@ -266,17 +288,24 @@ async def test_a_task_page_shows_events_deliveries_and_redelivers(dash: Dash) ->
     missing = await dash.client.get("/dashboard/tasks/task_nope")
     assert missing.status_code == 404
     assert "no task task_nope" in missing.text
-    other = await dash.client.post("/dashboard/events/evt_nope/redeliver",
-                                   data={"csrf": token.group(1)})
+    other = await dash.client.post(
+        "/dashboard/events/evt_nope/redeliver", data={"csrf": token.group(1)}
+    )
     assert other.status_code == 404
 
 
 async def test_events_providers_and_subscriptions_render(dash: Dash) -> None:
     await dash.sign_in()
     api = {"Authorization": f"Bearer {API_KEY}"}
-    created = await dash.client.post("/v1/subscriptions", headers=api, json={
-        "url": DEAD_URL, "description": "ops hook",
-        "headers": {"X-Receiver-Token": "header-secret-value"}})
+    created = await dash.client.post(
+        "/v1/subscriptions",
+        headers=api,
+        json={
+            "url": DEAD_URL,
+            "description": "ops hook",
+            "headers": {"X-Receiver-Token": "header-secret-value"},
+        },
+    )
     assert created.status_code == 201, created.text
     sub_id, first_secret = created.json()["id"], created.json()["secret"]
     await register(dash.services.store, dash.account, callback_url=None)
@@ -298,54 +327,71 @@ async def test_events_providers_and_subscriptions_render(dash: Dash) -> None:
     assert token
     csrf = token.group(1)
 
-    tested = await dash.client.post(f"/dashboard/subscriptions/{sub_id}/test",
-                                    data={"csrf": csrf}, follow_redirects=True)
+    tested = await dash.client.post(
+        f"/dashboard/subscriptions/{sub_id}/test", data={"csrf": csrf}, follow_redirects=True
+    )
     assert "not delivered" in tested.text  # nothing listens there
 
-    rotated = await dash.client.post(f"/dashboard/subscriptions/{sub_id}/rotate-secret",
-                                     data={"csrf": csrf})
+    rotated = await dash.client.post(
+        f"/dashboard/subscriptions/{sub_id}/rotate-secret", data={"csrf": csrf}
+    )
     assert rotated.status_code == 200
     assert rotated.headers["cache-control"] == "no-store"
     new_secret = re.search(r'id="new-secret">(whsec_[^<]+)<', rotated.text)
     assert new_secret
     assert new_secret.group(1) != first_secret
 
-    disabled = await dash.client.post(f"/dashboard/subscriptions/{sub_id}/disable",
-                                      data={"csrf": csrf}, follow_redirects=True)
+    disabled = await dash.client.post(
+        f"/dashboard/subscriptions/{sub_id}/disable", data={"csrf": csrf}, follow_redirects=True
+    )
     assert "disabled from the dashboard" in disabled.text
-    refused = await dash.client.post(f"/dashboard/subscriptions/{sub_id}/test",
-                                     data={"csrf": csrf})
+    refused = await dash.client.post(f"/dashboard/subscriptions/{sub_id}/test", data={"csrf": csrf})
     assert refused.status_code == 409
-    enabled = await dash.client.post(f"/dashboard/subscriptions/{sub_id}/enable",
-                                     data={"csrf": csrf}, follow_redirects=True)
+    enabled = await dash.client.post(
+        f"/dashboard/subscriptions/{sub_id}/enable", data={"csrf": csrf}, follow_redirects=True
+    )
     assert f"Subscription {sub_id} enabled" in enabled.text
-    replayed = await dash.client.post(f"/dashboard/subscriptions/{sub_id}/replay",
-                                      data={"csrf": csrf, "since": "2020-01-01T00:00:00Z"},
-                                      follow_redirects=True)
+    replayed = await dash.client.post(
+        f"/dashboard/subscriptions/{sub_id}/replay",
+        data={"csrf": csrf, "since": "2020-01-01T00:00:00Z"},
+        follow_redirects=True,
+    )
     assert "Replay to" in replayed.text
-    bad_time = await dash.client.post(f"/dashboard/subscriptions/{sub_id}/replay",
-                                      data={"csrf": csrf, "since": "yesterday"})
+    bad_time = await dash.client.post(
+        f"/dashboard/subscriptions/{sub_id}/replay", data={"csrf": csrf, "since": "yesterday"}
+    )
     assert bad_time.status_code == 400
 
     # No page ever shows a secret, a static header's value or the API key.
-    for path in ("/dashboard/subscriptions", "/dashboard/tasks", "/dashboard/events",
-                 "/dashboard/providers"):
+    for path in (
+        "/dashboard/subscriptions",
+        "/dashboard/tasks",
+        "/dashboard/events",
+        "/dashboard/providers",
+    ):
         text = (await dash.client.get(path)).text
-        for secret in (first_secret, new_secret.group(1), CALLBACK_SECRET, API_KEY,
-                       "header-secret-value"):
+        for secret in (
+            first_secret,
+            new_secret.group(1),
+            CALLBACK_SECRET,
+            API_KEY,
+            "header-secret-value",
+        ):
             assert secret not in text, (path, secret)
 
 
 async def test_dashboard_follows_role_and_config(tmp_path: Path) -> None:
     pg = {"database_url": "postgresql://postgres@127.0.0.1:5432/test"}
     worker = Settings.from_mapping(pg, env={})
-    assert "/dashboard" not in {getattr(r, "path", "") for r in
-                                create_app(worker, role="worker").routes}
+    assert "/dashboard" not in {
+        getattr(r, "path", "") for r in create_app(worker, role="worker").routes
+    }
     assert "/dashboard" in {getattr(r, "path", "") for r in create_app(worker, role="api").routes}
     off = settings_for(tmp_path, dashboard={"enabled": False})
     assert "/dashboard" not in {getattr(r, "path", "") for r in create_app(off).routes}
 
-    secret = Settings.from_mapping({"dashboard": {"session_secret": "${S}"}},
-                                   env={"S": "a-session-secret-of-some-length"})
+    secret = Settings.from_mapping(
+        {"dashboard": {"session_secret": "${S}"}}, env={"S": "a-session-secret-of-some-length"}
+    )
     assert secret.dashboard.session_secret == "a-session-secret-of-some-length"
     assert redacted(secret)["dashboard"]["session_secret"] == "***"

@@ -33,23 +33,35 @@ from relay.transitions import envelope
 from tests.store.factories import NOW, at
 
 
-@pytest.mark.parametrize(("seconds", "shown"), [
-    (0, "0s"), (59, "59s"), (61, "1m 1s"), (3_600 * 2 + 600, "2h 10m"),
-    (86_400 * 3 + 3_600 * 4 + 5, "3d 4h"), (-90, "in 1m 30s")])
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [
+        (0, "0s"),
+        (59, "59s"),
+        (61, "1m 1s"),
+        (3_600 * 2 + 600, "2h 10m"),
+        (86_400 * 3 + 3_600 * 4 + 5, "3d 4h"),
+        (-90, "in 1m 30s"),
+    ],
+)
 def test_age(seconds: int, shown: str) -> None:
     assert age(NOW, NOW - timedelta(seconds=seconds)) == shown
     assert age(NOW, None) == "-"
 
 
-@pytest.mark.parametrize(("value", "where"), [
-    ("/dashboard/tasks/t_1?x=1", "/dashboard/tasks/t_1?x=1"),
-    ("https://evil.test/dashboard", "/fallback"),
-    ("//evil.test/dashboard", "/fallback"),
-    ("/dashboard\\@evil.test", "/fallback"),
-    ("/dashboard/x\r\nSet-Cookie: a=b", "/fallback"),
-    ("/v1/tasks", "/fallback"),
-    ("", "/fallback"),
-    (None, "/fallback")])
+@pytest.mark.parametrize(
+    ("value", "where"),
+    [
+        ("/dashboard/tasks/t_1?x=1", "/dashboard/tasks/t_1?x=1"),
+        ("https://evil.test/dashboard", "/fallback"),
+        ("//evil.test/dashboard", "/fallback"),
+        ("/dashboard\\@evil.test", "/fallback"),
+        ("/dashboard/x\r\nSet-Cookie: a=b", "/fallback"),
+        ("/v1/tasks", "/fallback"),
+        ("", "/fallback"),
+        (None, "/fallback"),
+    ],
+)
 def test_forms_only_return_to_the_dashboard(value: str | None, where: str) -> None:
     assert back_target(value, "/fallback") == where
 
@@ -71,28 +83,50 @@ def test_session_keys_differ_from_the_secret_they_come_from() -> None:
 
 def _event(task: Task, type_: EventType, seq: int, seconds: float, **data: object) -> Event:
     when = at(seconds=seconds)
-    return Event(id=f"evt_{seq}", account_id=task.account_id, task_id=task.id, type=type_,
-                 sequence=seq, created_at=when,
-                 body=envelope(f"evt_{seq}", type_, seq, when, {"id": task.id, **data}))
+    return Event(
+        id=f"evt_{seq}",
+        account_id=task.account_id,
+        task_id=task.id,
+        type=type_,
+        sequence=seq,
+        created_at=when,
+        body=envelope(f"evt_{seq}", type_, seq, when, {"id": task.id, **data}),
+    )
 
 
 def test_a_timeline_tells_the_task_in_order() -> None:
-    task = Task(id="task_1", account_id="acct", provider="ark", provider_task_id="cgt-1",
-                status=TaskStatus.SUCCEEDED, created_at=NOW, updated_at=at(seconds=9),
-                completed_at=at(seconds=9), looks=(
-                    Look(at(seconds=4), "poll", "answered", "running", 40),
-                    Look(at(seconds=6), "poll", "rate_limited"),
-                    Look(at(seconds=9), "push", "answered", "succeeded")))
+    task = Task(
+        id="task_1",
+        account_id="acct",
+        provider="ark",
+        provider_task_id="cgt-1",
+        status=TaskStatus.SUCCEEDED,
+        created_at=NOW,
+        updated_at=at(seconds=9),
+        completed_at=at(seconds=9),
+        looks=(
+            Look(at(seconds=4), "poll", "answered", "running", 40),
+            Look(at(seconds=6), "poll", "rate_limited"),
+            Look(at(seconds=9), "push", "answered", "succeeded"),
+        ),
+    )
     queued = _event(task, EventType.TASK_QUEUED, 1, 0, status="queued")
     done = _event(task, EventType.TASK_SUCCEEDED, 2, 9, status="succeeded", progress=100)
-    delivery = Delivery(id="dlv_1", account_id="acct", event_id=done.id, destination_id="dst",
-                        url="https://hooks.example.com/x", status=DeliveryStatus.SUCCEEDED,
-                        attempt_count=2, next_attempt_at=None, created_at=at(seconds=9),
-                        updated_at=at(seconds=12))
+    delivery = Delivery(
+        id="dlv_1",
+        account_id="acct",
+        event_id=done.id,
+        destination_id="dst",
+        url="https://hooks.example.com/x",
+        status=DeliveryStatus.SUCCEEDED,
+        attempt_count=2,
+        next_attempt_at=None,
+        created_at=at(seconds=9),
+        updated_at=at(seconds=12),
+    )
     failed = Attempt("dlv_1", 1, at(seconds=9.1), 30.0, "retry", 503, None, "busy")
     ok = Attempt("dlv_1", 2, at(seconds=11), 12.0, "delivered", 200, None, "thanks")
-    steps = timeline(task, [done, queued][::-1],
-                     {done.id: [DeliveryView(delivery, [failed, ok])]})
+    steps = timeline(task, [done, queued][::-1], {done.id: [DeliveryView(delivery, [failed, ok])]})
     assert [(s.kind, s.title) for s in steps] == [
         ("task", "registered"),
         ("event", "task.queued"),
@@ -103,11 +137,15 @@ def test_a_timeline_tells_the_task_in_order() -> None:
         ("task", "finished: succeeded"),
         ("delivery", "delivery to https://hooks.example.com/x"),
         ("attempt", "attempt 1: HTTP 503 in 30 ms (retry)"),
-        ("attempt", "attempt 2: HTTP 200 in 12 ms (delivered)")]
+        ("attempt", "attempt 2: HTTP 200 in 12 ms (delivered)"),
+    ]
     assert [s.ok for s in steps[-3:]] == [True, False, True]
     assert steps[-2].detail == "busy"
     assert [s.detail for s in steps if s.kind in ("poll", "push")] == [
-        "provider says running, 40%", "no answer about the task", "provider says succeeded"]
+        "provider says running, 40%",
+        "no answer about the task",
+        "provider says succeeded",
+    ]
     assert [s.ok for s in steps if s.kind in ("poll", "push")] == [None, False, None]
     assert event_line(done) == "status succeeded, progress 100%"
     assert steps == sorted(steps, key=lambda s: s.at)
@@ -117,16 +155,21 @@ def test_a_timeline_tells_the_task_in_order() -> None:
 
 
 def test_subscription_health() -> None:
-    sub = Subscription(id="sub_1", account_id="acct", url="https://x.example.com",
-                       event_types=None, status=SubscriptionStatus.ACTIVE,
-                       created_at=NOW, updated_at=NOW)
+    sub = Subscription(
+        id="sub_1",
+        account_id="acct",
+        url="https://x.example.com",
+        event_types=None,
+        status=SubscriptionStatus.ACTIVE,
+        created_at=NOW,
+        updated_at=NOW,
+    )
     assert subscription_health(sub, NOW).state == "new"
     good = replace(sub, last_success_at=at(seconds=-30))
     assert subscription_health(good, NOW).detail == "last success 30s ago"
     failing = replace(good, failing_since=at(minutes=-5))
     assert subscription_health(failing, NOW).state == "failing"
     assert subscription_health(failing, NOW).detail == "failing for 5m 0s"
-    off = replace(failing, status=SubscriptionStatus.DISABLED,
-                  disabled_reason="failing for 5 days")
+    off = replace(failing, status=SubscriptionStatus.DISABLED, disabled_reason="failing for 5 days")
     assert subscription_health(off, NOW).state == "disabled"
     assert subscription_health(off, NOW).detail == "failing for 5 days"

@@ -41,8 +41,9 @@ async def start_receiver() -> AsyncIterator[ReceiverFactory]:
     """Start a receiver answering ``script`` then ``default`` (see :class:`Receiver`)."""
     started: list[Receiver] = []
 
-    async def start(script: Iterable[Any] = (), default: Any = 200,
-                    port: int | None = None) -> Receiver:
+    async def start(
+        script: Iterable[Any] = (), default: Any = 200, port: int | None = None
+    ) -> Receiver:
         receiver = Receiver(script, default, port)
         started.append(receiver)
         return await receiver.start()

@@ -40,11 +40,31 @@ ARK_TASKS = "/sandbox/ark/api/v3/contents/generations/tasks"
 FAST_SCHEDULE = [0.2, 0.3, 0.4]
 """The compressed retry schedule of most tests: 4 attempts within about a second."""
 
-TASK_FIELDS = frozenset({
-    "id", "provider", "provider_task_id", "model", "status", "progress", "video_url",
-    "video_url_expires_at", "last_frame_url", "error", "usage", "resolution", "ratio",
-    "duration", "fps", "seed", "reference", "metadata", "created_at", "updated_at",
-    "completed_at"})
+TASK_FIELDS = frozenset(
+    {
+        "id",
+        "provider",
+        "provider_task_id",
+        "model",
+        "status",
+        "progress",
+        "video_url",
+        "video_url_expires_at",
+        "last_frame_url",
+        "error",
+        "usage",
+        "resolution",
+        "ratio",
+        "duration",
+        "fps",
+        "seed",
+        "reference",
+        "metadata",
+        "created_at",
+        "updated_at",
+        "completed_at",
+    }
+)
 """Every ``data`` field of DESIGN §3: fields a provider does not report are null, never missing."""
 
 
@@ -61,7 +81,10 @@ def ark_input(prompt: str = "a cat") -> dict[str, Any]:
 
 
 async def eventually(
-    probe: Callable[[], Awaitable[T | None]], *, within: float, what: str,
+    probe: Callable[[], Awaitable[T | None]],
+    *,
+    within: float,
+    what: str,
     interval: float = 0.05,
 ) -> T:
     """Call ``probe`` until it returns something truthy; fail the test after ``within`` s."""
@@ -79,8 +102,12 @@ async def eventually(
 
 
 def relay_config(
-    tmp_path: Path, port: int, *, retry_schedule: Sequence[float] = FAST_SCHEDULE,
-    log_level: str = "warning", **sections: Any,
+    tmp_path: Path,
+    port: int,
+    *,
+    retry_schedule: Sequence[float] = FAST_SCHEDULE,
+    log_level: str = "warning",
+    **sections: Any,
 ) -> dict[str, Any]:
     """Fast settings: sandbox tasks finish in 0.6 s, ticks every 0.2 s, retries within 1 s."""
     config: dict[str, Any] = {
@@ -91,15 +118,28 @@ def relay_config(
         # Receivers listen on 127.0.0.1, which the default network policy refuses.
         "network": {"allow_networks": ["127.0.0.0/8", "::1"]},
         "polling": {"tick_seconds": 0.2},
-        "delivery": {"tick_seconds": 0.2, "retry_schedule": list(retry_schedule), "jitter": 0,
-                     "timeout": 3},
+        "delivery": {
+            "tick_seconds": 0.2,
+            "retry_schedule": list(retry_schedule),
+            "jitter": 0,
+            "timeout": 3,
+        },
         "sandbox": {"enabled": True, "queued_seconds": 0.2, "running_seconds": 0.4},
-        "providers": {"sandbox": {
-            "dialect": "ark", "base_url": None, "path_prefix": "/sandbox/ark/api/v3",
-            "api_key": "sandbox",
-            # Every transition observed: the tests follow each task through all its events.
-            "poll": {"min_interval": 0.1, "max_interval": 0.5, "expected_duration": 0.6,
-                     "learn": False}}},
+        "providers": {
+            "sandbox": {
+                "dialect": "ark",
+                "base_url": None,
+                "path_prefix": "/sandbox/ark/api/v3",
+                "api_key": "sandbox",
+                # Every transition observed: the tests follow each task through all its events.
+                "poll": {
+                    "min_interval": 0.1,
+                    "max_interval": 0.5,
+                    "expected_duration": 0.6,
+                    "learn": False,
+                },
+            }
+        },
     }
     for name, values in sections.items():
         config[name] = {**config.get(name, {}), **values}
@@ -131,13 +171,25 @@ _SECRET_LINE = re.compile(r"^callback secret:\s+(\S+)$", re.MULTILINE)
 async def create_account(config_path: Path, name: str) -> Account:
     """``relay accounts create NAME --config ...`` in a real process; parses what it prints."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "relay", "accounts", "create", name, "--config", str(config_path),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-m",
+        "relay",
+        "accounts",
+        "create",
+        name,
+        "--config",
+        str(config_path),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await asyncio.wait_for(proc.communicate(), timeout=20)
     stdout, stderr = out.decode(), err.decode()
     assert proc.returncode == 0, f"relay accounts create failed:\n{stdout}\n{stderr}"
-    account, key, secret = (_ACCOUNT_LINE.search(stdout), _KEY_LINE.search(stdout),
-                            _SECRET_LINE.search(stdout))
+    account, key, secret = (
+        _ACCOUNT_LINE.search(stdout),
+        _KEY_LINE.search(stdout),
+        _SECRET_LINE.search(stdout),
+    )
     assert account, f"no account line in:\n{stdout}"
     assert key, f"no api key line in:\n{stdout}"
     assert secret, f"no callback secret line in:\n{stdout}"
@@ -191,7 +243,9 @@ class Receiver:
     the replies in ``script`` one per request, in order, then ``default`` forever."""
 
     def __init__(
-        self, script: Iterable[int | Reply] = (), default: int | Reply = 200,
+        self,
+        script: Iterable[int | Reply] = (),
+        default: int | Reply = 200,
         port: int | None = None,
     ) -> None:
         self.port = port or free_port()
@@ -238,17 +292,21 @@ class Receiver:
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
             body = await request.read()
-            self.requests.append(Received(
-                method=request.method, path=request.path,
-                headers={k.lower(): v for k, v in request.headers.items()}, body=body,
-                at=time.monotonic()))
+            self.requests.append(
+                Received(
+                    method=request.method,
+                    path=request.path,
+                    headers={k.lower(): v for k, v in request.headers.items()},
+                    body=body,
+                    at=time.monotonic(),
+                )
+            )
             reply = self._script.pop(0) if self._script else self.default
             if reply.delay:
                 await asyncio.sleep(reply.delay)
             if reply.drip:
                 return await self._drip(request, reply)
-            return web.Response(status=reply.status, text=reply.body,
-                                headers=dict(reply.headers))
+            return web.Response(status=reply.status, text=reply.body, headers=dict(reply.headers))
         finally:
             self.in_flight -= 1
 
@@ -271,8 +329,10 @@ class Receiver:
         while len(self.requests) < n:
             if time.monotonic() > deadline:
                 got = [(r.method, r.path, r.headers.get("webhook-id")) for r in self.requests]
-                pytest.fail(f"receiver on port {self.port} got {len(self.requests)} of {n} "
-                            f"expected requests within {within:g} s: {got}")
+                pytest.fail(
+                    f"receiver on port {self.port} got {len(self.requests)} of {n} "
+                    f"expected requests within {within:g} s: {got}"
+                )
             await asyncio.sleep(0.02)
         return self.requests[:n]
 
@@ -304,12 +364,18 @@ class RelayServer:
         return f"http://{HOST}:{self.port}"
 
     async def start(self, within: float = 10.0) -> RelayServer:
-        config = uvicorn.Config(create_app(self.settings), host=HOST, port=self.port,
-                                lifespan="on", log_level="warning",
-                                timeout_graceful_shutdown=5)
+        config = uvicorn.Config(
+            create_app(self.settings),
+            host=HOST,
+            port=self.port,
+            lifespan="on",
+            log_level="warning",
+            timeout_graceful_shutdown=5,
+        )
         self._server = uvicorn.Server(config)
         self._task = asyncio.ensure_future(self._server.serve())
         async with httpx.AsyncClient(base_url=self.url) as client:
+
             async def healthy() -> bool:
                 assert self._task is not None
                 if self._task.done():
@@ -319,6 +385,7 @@ class RelayServer:
                     return (await client.get("/healthz")).status_code == 200
                 except httpx.TransportError:
                     return False
+
             await eventually(healthy, within=within, what=f"the relay on {self.url}")
         return self
 
@@ -332,8 +399,9 @@ class RelayServer:
     async def account(self, name: str) -> Account:
         return await create_account(self.config_path, name)
 
-    def client(self, account: Account | None = None, *,
-               headers: Mapping[str, str] | None = None) -> httpx.AsyncClient:
+    def client(
+        self, account: Account | None = None, *, headers: Mapping[str, str] | None = None
+    ) -> httpx.AsyncClient:
         auth = {"Authorization": f"Bearer {account.api_key}"} if account else {}
         return api_client(self.url, headers={**auth, **(headers or {})})
 
@@ -364,11 +432,20 @@ class RelayProcess:
         log = self._open_log()
         try:
             self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "relay", "serve", "--config", str(self.config_path),
-                stdout=log, stderr=log, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                sys.executable,
+                "-m",
+                "relay",
+                "serve",
+                "--config",
+                str(self.config_path),
+                stdout=log,
+                stderr=log,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
         finally:
             log.close()  # the child has its own descriptor
         async with api_client(self.url) as client:
+
             async def healthy() -> bool:
                 assert self.proc is not None
                 if self.proc.returncode is not None:
@@ -377,6 +454,7 @@ class RelayProcess:
                     return (await client.get("/healthz")).status_code == 200
                 except httpx.TransportError:
                     return False
+
             await eventually(healthy, within=within, what=f"the relay process on {self.url}")
         return self
 
@@ -402,21 +480,30 @@ class RelayProcess:
 # --- several processes: a shared provider, a shared PostgreSQL database --------------------
 
 
-def provider_config(tmp_path: Path, port: int, *, queued_seconds: float,
-                    running_seconds: float) -> dict[str, Any]:
+def provider_config(
+    tmp_path: Path, port: int, *, queued_seconds: float, running_seconds: float
+) -> dict[str, Any]:
     """A relay process used only as the sandbox *provider* of other relays (on its own SQLite
     file, tracking nothing). Unlike each relay's own sandbox it outlives a relay that is
     killed, so its request log (:func:`provider_requests`) holds every poll of every relay."""
     return relay_config(
-        tmp_path, port, polling={"tick_seconds": 5}, delivery={"tick_seconds": 5},
+        tmp_path,
+        port,
+        polling={"tick_seconds": 5},
+        delivery={"tick_seconds": 5},
         sandbox={"queued_seconds": queued_seconds, "running_seconds": running_seconds},
     ) | {"database_url": f"sqlite:///{tmp_path / 'provider.db'}"}
 
 
 def sandbox_provider(base_url: str, **poll: float) -> dict[str, Any]:
     """A ``providers.sandbox`` entry that talks to the Ark sandbox served at ``base_url``."""
-    return {"dialect": "ark", "base_url": base_url, "path_prefix": "/sandbox/ark/api/v3",
-            "api_key": "sandbox", "poll": dict(poll)}
+    return {
+        "dialect": "ark",
+        "base_url": base_url,
+        "path_prefix": "/sandbox/ark/api/v3",
+        "api_key": "sandbox",
+        "poll": dict(poll),
+    }
 
 
 async def provider_requests(base_url: str) -> list[dict[str, Any]]:
@@ -438,20 +525,24 @@ async def postgres_schema() -> AsyncIterator[str]:
     restart the database server in between."""
     base = os.environ.get("RELAY_TEST_POSTGRES_URL")
     if not base:
-        _unavailable("RELAY_TEST_POSTGRES_URL is not set "
-                     "(e.g. postgresql://postgres@127.0.0.1:5432/test)")
+        _unavailable(
+            "RELAY_TEST_POSTGRES_URL is not set (e.g. postgresql://postgres@127.0.0.1:5432/test)"
+        )
     schema = f"relay_test_{os.urandom(8).hex()}"
     try:
         async with await psycopg.AsyncConnection.connect(
-                base, autocommit=True, connect_timeout=5) as admin:
+            base, autocommit=True, connect_timeout=5
+        ) as admin:
             await admin.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
     except psycopg.Error as exc:
         _unavailable(f"cannot connect to RELAY_TEST_POSTGRES_URL ({base}): {exc}")
     try:
-        yield (f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{schema}"
-               f"&application_name={schema}")
+        yield (
+            f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{schema}"
+            f"&application_name={schema}"
+        )
     finally:
         async with await psycopg.AsyncConnection.connect(
-                base, autocommit=True, connect_timeout=5) as admin:
-            await admin.execute(
-                sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+            base, autocommit=True, connect_timeout=5
+        ) as admin:
+            await admin.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))

@@ -21,18 +21,22 @@ def assert_limited(response: httpx.Response) -> int:
 async def test_wrong_keys_are_rate_limited_per_address(start_relay: RelayFactory) -> None:
     relay = await start_relay(limits={"auth_failure_burst": 3, "auth_failures_per_minute": 1})
     account = await relay.account("alice")
-    async with relay.client(headers={"Authorization": "Bearer rk_guess"}) as guesser, \
-            relay.client(account) as owner:
+    async with (
+        relay.client(headers={"Authorization": "Bearer rk_guess"}) as guesser,
+        relay.client(account) as owner,
+    ):
         for _ in range(3):
             assert (await guesser.get("/v1/me")).status_code == 401
         assert_limited(await guesser.get("/v1/me"))
-        assert_limited(await guesser.post("/v1/tasks", json={
-            "provider": "sandbox", "input": ark_input()}))
+        assert_limited(
+            await guesser.post("/v1/tasks", json={"provider": "sandbox", "input": ark_input()})
+        )
         # The right key from the same address is served: a tenant sharing the address with
         # a guesser (or with a stale key) is not locked out.
         assert (await owner.get("/v1/me")).status_code == 200
-        assert (await owner.post("/v1/tasks", json={
-            "provider": "sandbox", "input": ark_input()})).status_code == 201
+        assert (
+            await owner.post("/v1/tasks", json={"provider": "sandbox", "input": ark_input()})
+        ).status_code == 201
         assert_limited(await guesser.get("/v1/me"))  # and the guesser still is not
         # No key at all guesses nothing: still the plain 401.
         async with relay.client() as anonymous:
@@ -40,8 +44,12 @@ async def test_wrong_keys_are_rate_limited_per_address(start_relay: RelayFactory
 
     # Another address (127.0.0.2 reaches the relay on 127.0.0.1 too) is served.
     other = httpx.AsyncHTTPTransport(local_address="127.0.0.2")
-    async with httpx.AsyncClient(base_url=relay.url, transport=other, trust_env=False,
-                                 headers={"Authorization": f"Bearer {account.api_key}"}) as c:
+    async with httpx.AsyncClient(
+        base_url=relay.url,
+        transport=other,
+        trust_env=False,
+        headers={"Authorization": f"Bearer {account.api_key}"},
+    ) as c:
         me = await c.get("/v1/me")
         assert me.status_code == 200, me.text
         # Only the owner's one task: the guesser's POST while limited changed nothing.

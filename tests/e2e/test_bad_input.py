@@ -54,9 +54,15 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
         w.clean = await w.relay.account("clean")
         w.owner = await w.relay.account("owner")
         async with w.relay.client(w.owner) as client:
-            created = await client.post("/v1/tasks", json={
-                "provider": "sandbox", "input": ark_input(), "callback_url": w.receiver.url,
-                "reference": "owner-ref"})
+            created = await client.post(
+                "/v1/tasks",
+                json={
+                    "provider": "sandbox",
+                    "input": ark_input(),
+                    "callback_url": w.receiver.url,
+                    "reference": "owner-ref",
+                },
+            )
             assert created.status_code == 201, created.text
             w.owner_task = created.json()
             [request] = await w.receiver.wait_for(1)
@@ -110,91 +116,240 @@ BAD_BODIES = [
     pytest.param(b"", 400, "invalid_json", id="empty-body"),
     pytest.param(b"   \n", 400, "invalid_json", id="blank-body"),
     pytest.param(b'{"provider": "\xff\xfe"}', 400, "invalid_json", id="not-utf8"),
-    pytest.param(b"[" * 100_000 + b"]" * 100_000, 413, "payload_too_large",
-                 id="too-deep-and-too-big"),
+    pytest.param(
+        b"[" * 100_000 + b"]" * 100_000, 413, "payload_too_large", id="too-deep-and-too-big"
+    ),
     pytest.param(b"[" * 20_000 + b"]" * 20_000, 400, "invalid_json", id="too-deep"),
-    pytest.param(b'{"provider": "sandbox", "provider_task_id": "t", "metadata": {"x": NaN}}',
-                 400, "invalid_json", id="nan"),
-    pytest.param(b'{"provider": "sandbox", "provider_task_id": "t", "metadata": {"x": 1e999}}',
-                 400, "invalid_json", id="infinite-number"),
-    pytest.param(b'{"provider": "sandbox", "provider_task_id": "t", "metadata": {"x": 1'
-                 + b"0" * 5000 + b"}}", 400, "invalid_json", id="huge-integer"),
-    pytest.param(task(provider="nope", provider_task_id=TRACKED), 400, "unknown_provider",
-                 id="unknown-provider"),
-    pytest.param(task(provider_task_id=TRACKED, input=ark_input()), 400, "invalid_request",
-                 id="both-sources"),
+    pytest.param(
+        b'{"provider": "sandbox", "provider_task_id": "t", "metadata": {"x": NaN}}',
+        400,
+        "invalid_json",
+        id="nan",
+    ),
+    pytest.param(
+        b'{"provider": "sandbox", "provider_task_id": "t", "metadata": {"x": 1e999}}',
+        400,
+        "invalid_json",
+        id="infinite-number",
+    ),
+    pytest.param(
+        b'{"provider": "sandbox", "provider_task_id": "t", "metadata": {"x": 1'
+        + b"0" * 5000
+        + b"}}",
+        400,
+        "invalid_json",
+        id="huge-integer",
+    ),
+    pytest.param(
+        task(provider="nope", provider_task_id=TRACKED),
+        400,
+        "unknown_provider",
+        id="unknown-provider",
+    ),
+    pytest.param(
+        task(provider_task_id=TRACKED, input=ark_input()), 400, "invalid_request", id="both-sources"
+    ),
     pytest.param(task(), 400, "invalid_request", id="neither-source"),
-    pytest.param(json.dumps({"provider_task_id": TRACKED}).encode(), 400, "invalid_request",
-                 id="no-provider"),
-    pytest.param(task(provider="", provider_task_id=TRACKED), 400, "invalid_request",
-                 id="empty-provider"),
-    pytest.param(task(provider=5, provider_task_id=TRACKED), 400, "invalid_request",
-                 id="provider-not-a-string"),
+    pytest.param(
+        json.dumps({"provider_task_id": TRACKED}).encode(), 400, "invalid_request", id="no-provider"
+    ),
+    pytest.param(
+        task(provider="", provider_task_id=TRACKED), 400, "invalid_request", id="empty-provider"
+    ),
+    pytest.param(
+        task(provider=5, provider_task_id=TRACKED),
+        400,
+        "invalid_request",
+        id="provider-not-a-string",
+    ),
     pytest.param(task(provider_task_id=""), 400, "invalid_request", id="empty-task-id"),
     pytest.param(task(input="a cat"), 400, "invalid_request", id="input-not-an-object"),
-    pytest.param(task(input={"model": "x", "content": []}), 400, "provider_rejected",
-                 id="input-the-provider-refuses"),
-    pytest.param(task(input={"model": "x"}), 400, "unsupported_by_provider",
-                 id="neutral-input-without-the-prompt-ark-needs"),
-    pytest.param(task(input={"model": "x", "prompt": "p", "ratio": "5:4"}), 400,
-                 "invalid_input", id="neutral-input-with-a-bad-ratio"),
-    pytest.param(task(input={"model": "x", "content": []}, input_format="unified"), 400,
-                 "invalid_input", id="unified-format-with-native-keys"),
-    pytest.param(task(provider_task_id=TRACKED, input_format="native"), 400,
-                 "invalid_request", id="input-format-without-input"),
-    pytest.param(task(provider_task_id=TRACKED, callback_url="ftp://x/y"), 400,
-                 "invalid_request", id="ftp-callback"),
-    pytest.param(task(provider_task_id=TRACKED, callback_url="ftp://example.com/hook"), 400,
-                 "invalid_request", id="ftp-callback-long"),
-    pytest.param(task(provider_task_id=TRACKED, callback_url="not a url"), 400,
-                 "invalid_request", id="not-a-url"),
-    pytest.param(task(provider_task_id=TRACKED, callback_url="http://[::1/x"), 400,
-                 "invalid_request", id="url-with-a-broken-ipv6-host"),
-    pytest.param(task(provider_task_id=TRACKED,
-                      callback_url="http://exa\u00e4" + "m" * 70 + ".com/"), 400,
-                 "invalid_request", id="url-with-an-invalid-idna-host"),
-    pytest.param(task(provider_task_id=TRACKED, callback_url="https://user:pw@a.example/h"),
-                 400, "invalid_request", id="url-with-credentials"),
-    pytest.param(b'{"provider": "sandbox", "provider_task_id": "t", "metadata": {"a": "\\udfff"}}',
-                 400, "invalid_json", id="lone-surrogate"),
-    pytest.param(task(provider_task_id=TRACKED, callback_url="http:///no-host/at/all"), 400,
-                 "invalid_request", id="url-without-host"),
-    pytest.param(task(provider_task_id=TRACKED, callback_url="https://a.example/h x"), 400,
-                 "invalid_request", id="url-with-space"),
-    pytest.param(task(provider_task_id=TRACKED, callback_url="https://a.example/" + "x" * 2100),
-                 400, "invalid_request", id="url-too-long"),
-    pytest.param(task(provider_task_id=TRACKED, callback_url=["https://a.example/h"]), 400,
-                 "invalid_request", id="url-not-a-string"),
-    pytest.param(task(provider_task_id=TRACKED, callback_url="https://a.example/h",
-                      callback_events=["task.exploded"]), 400, "invalid_request",
-                 id="unknown-event-type"),
-    pytest.param(task(provider_task_id=TRACKED, callback_url="https://a.example/h",
-                      callback_events=["relay.test"]), 400, "invalid_request",
-                 id="non-task-event-type"),
-    pytest.param(task(provider_task_id=TRACKED, callback_url="https://a.example/h",
-                      callback_events=[]), 400, "invalid_request", id="no-event-types"),
-    pytest.param(task(provider_task_id=TRACKED, callback_events="task.succeeded"), 400,
-                 "invalid_request", id="event-types-not-a-list"),
-    pytest.param(task(provider_task_id=TRACKED, metadata={"blob": "x" * (16 * 1024)}), 400,
-                 "invalid_request", id="metadata-over-16k"),
-    pytest.param(task(provider_task_id=TRACKED, metadata=["a"]), 400, "invalid_request",
-                 id="metadata-not-an-object"),
-    pytest.param(task(provider_task_id=TRACKED, reference="r" * 257), 400, "invalid_request",
-                 id="reference-too-long"),
-    pytest.param(task(provider_task_id=TRACKED, colour="red"), 400, "invalid_request",
-                 id="unknown-field"),
-    pytest.param(task(provider_task_id=TRACKED, metadata={"pad": "x" * MAX_BODY}), 413,
-                 "payload_too_large", id="oversized-body"),
-    pytest.param(b'{"provider": "sandbox", "provider_task_id": "t", "metadata": '
-                 + b'{"a": ' * 40 + b"1" + b"}" * 40 + b"}", 400, "invalid_json",
-                 id="nested-deeper-than-32"),
-    pytest.param(b'{"provider": "sandbox", "provider_task_id": "t", "input": '
-                 + b"[" * 40 + b"]" * 40 + b"}", 400, "invalid_json",
-                 id="nested-arrays-deeper-than-32"),
-    pytest.param(task(provider_task_id=TRACKED, metadata={"k" * 257: 1}), 400, "invalid_json",
-                 id="object-key-too-long"),
-    pytest.param(task(provider_task_id=TRACKED, metadata={"blob": "\u00e9" * 8300}), 400,
-                 "invalid_request", id="metadata-over-16k-as-utf8"),
+    pytest.param(
+        task(input={"model": "x", "content": []}),
+        400,
+        "provider_rejected",
+        id="input-the-provider-refuses",
+    ),
+    pytest.param(
+        task(input={"model": "x"}),
+        400,
+        "unsupported_by_provider",
+        id="neutral-input-without-the-prompt-ark-needs",
+    ),
+    pytest.param(
+        task(input={"model": "x", "prompt": "p", "ratio": "5:4"}),
+        400,
+        "invalid_input",
+        id="neutral-input-with-a-bad-ratio",
+    ),
+    pytest.param(
+        task(input={"model": "x", "content": []}, input_format="unified"),
+        400,
+        "invalid_input",
+        id="unified-format-with-native-keys",
+    ),
+    pytest.param(
+        task(provider_task_id=TRACKED, input_format="native"),
+        400,
+        "invalid_request",
+        id="input-format-without-input",
+    ),
+    pytest.param(
+        task(provider_task_id=TRACKED, callback_url="ftp://x/y"),
+        400,
+        "invalid_request",
+        id="ftp-callback",
+    ),
+    pytest.param(
+        task(provider_task_id=TRACKED, callback_url="ftp://example.com/hook"),
+        400,
+        "invalid_request",
+        id="ftp-callback-long",
+    ),
+    pytest.param(
+        task(provider_task_id=TRACKED, callback_url="not a url"),
+        400,
+        "invalid_request",
+        id="not-a-url",
+    ),
+    pytest.param(
+        task(provider_task_id=TRACKED, callback_url="http://[::1/x"),
+        400,
+        "invalid_request",
+        id="url-with-a-broken-ipv6-host",
+    ),
+    pytest.param(
+        task(provider_task_id=TRACKED, callback_url="http://exa\u00e4" + "m" * 70 + ".com/"),
+        400,
+        "invalid_request",
+        id="url-with-an-invalid-idna-host",
+    ),
+    pytest.param(
+        task(provider_task_id=TRACKED, callback_url="https://user:pw@a.example/h"),
+        400,
+        "invalid_request",
+        id="url-with-credentials",
+    ),
+    pytest.param(
+        b'{"provider": "sandbox", "provider_task_id": "t", "metadata": {"a": "\\udfff"}}',
+        400,
+        "invalid_json",
+        id="lone-surrogate",
+    ),
+    pytest.param(
+        task(provider_task_id=TRACKED, callback_url="http:///no-host/at/all"),
+        400,
+        "invalid_request",
+        id="url-without-host",
+    ),
+    pytest.param(
+        task(provider_task_id=TRACKED, callback_url="https://a.example/h x"),
+        400,
+        "invalid_request",
+        id="url-with-space",
+    ),
+    pytest.param(
+        task(provider_task_id=TRACKED, callback_url="https://a.example/" + "x" * 2100),
+        400,
+        "invalid_request",
+        id="url-too-long",
+    ),
+    pytest.param(
+        task(provider_task_id=TRACKED, callback_url=["https://a.example/h"]),
+        400,
+        "invalid_request",
+        id="url-not-a-string",
+    ),
+    pytest.param(
+        task(
+            provider_task_id=TRACKED,
+            callback_url="https://a.example/h",
+            callback_events=["task.exploded"],
+        ),
+        400,
+        "invalid_request",
+        id="unknown-event-type",
+    ),
+    pytest.param(
+        task(
+            provider_task_id=TRACKED,
+            callback_url="https://a.example/h",
+            callback_events=["relay.test"],
+        ),
+        400,
+        "invalid_request",
+        id="non-task-event-type",
+    ),
+    pytest.param(
+        task(provider_task_id=TRACKED, callback_url="https://a.example/h", callback_events=[]),
+        400,
+        "invalid_request",
+        id="no-event-types",
+    ),
+    pytest.param(
+        task(provider_task_id=TRACKED, callback_events="task.succeeded"),
+        400,
+        "invalid_request",
+        id="event-types-not-a-list",
+    ),
+    pytest.param(
+        task(provider_task_id=TRACKED, metadata={"blob": "x" * (16 * 1024)}),
+        400,
+        "invalid_request",
+        id="metadata-over-16k",
+    ),
+    pytest.param(
+        task(provider_task_id=TRACKED, metadata=["a"]),
+        400,
+        "invalid_request",
+        id="metadata-not-an-object",
+    ),
+    pytest.param(
+        task(provider_task_id=TRACKED, reference="r" * 257),
+        400,
+        "invalid_request",
+        id="reference-too-long",
+    ),
+    pytest.param(
+        task(provider_task_id=TRACKED, colour="red"), 400, "invalid_request", id="unknown-field"
+    ),
+    pytest.param(
+        task(provider_task_id=TRACKED, metadata={"pad": "x" * MAX_BODY}),
+        413,
+        "payload_too_large",
+        id="oversized-body",
+    ),
+    pytest.param(
+        b'{"provider": "sandbox", "provider_task_id": "t", "metadata": '
+        + b'{"a": ' * 40
+        + b"1"
+        + b"}" * 40
+        + b"}",
+        400,
+        "invalid_json",
+        id="nested-deeper-than-32",
+    ),
+    pytest.param(
+        b'{"provider": "sandbox", "provider_task_id": "t", "input": '
+        + b"[" * 40
+        + b"]" * 40
+        + b"}",
+        400,
+        "invalid_json",
+        id="nested-arrays-deeper-than-32",
+    ),
+    pytest.param(
+        task(provider_task_id=TRACKED, metadata={"k" * 257: 1}),
+        400,
+        "invalid_json",
+        id="object-key-too-long",
+    ),
+    pytest.param(
+        task(provider_task_id=TRACKED, metadata={"blob": "\u00e9" * 8300}),
+        400,
+        "invalid_request",
+        id="metadata-over-16k-as-utf8",
+    ),
 ]
 
 
@@ -202,8 +357,9 @@ BAD_BODIES = [
 async def test_bad_task_bodies(
     client: httpx.AsyncClient, body: bytes, status: int, code: str
 ) -> None:
-    response = await client.post("/v1/tasks", content=body,
-                                 headers={"content-type": "application/json"})
+    response = await client.post(
+        "/v1/tasks", content=body, headers={"content-type": "application/json"}
+    )
     assert_error(response, status, code)
 
 
@@ -231,15 +387,19 @@ async def test_a_body_just_under_the_limit_is_read(client: httpx.AsyncClient) ->
 
 async def test_the_nesting_limit_is_32_levels(client: httpx.AsyncClient) -> None:
     def nested(depth: int) -> bytes:  # the body itself is level 1
-        return (b'{"provider": "sandbox", "provider_task_id": "t", "colour": '
-                + b"[" * (depth - 1) + b"]" * (depth - 1) + b"}")
+        return (
+            b'{"provider": "sandbox", "provider_task_id": "t", "colour": '
+            + b"[" * (depth - 1)
+            + b"]" * (depth - 1)
+            + b"}"
+        )
 
     # 32 levels pass the JSON bounds and are refused by the model (unknown field).
-    message = assert_error(await client.post("/v1/tasks", content=nested(32)), 400,
-                           "invalid_request")
+    message = assert_error(
+        await client.post("/v1/tasks", content=nested(32)), 400, "invalid_request"
+    )
     assert "colour" in message
-    message = assert_error(await client.post("/v1/tasks", content=nested(33)), 400,
-                           "invalid_json")
+    message = assert_error(await client.post("/v1/tasks", content=nested(33)), 400, "invalid_json")
     assert "deeper than 32" in message
 
 
@@ -253,8 +413,9 @@ BAD_IDEMPOTENCY_KEYS = [
 
 @pytest.mark.parametrize("key", BAD_IDEMPOTENCY_KEYS)
 async def test_bad_idempotency_keys_are_refused(client: httpx.AsyncClient, key: bytes) -> None:
-    response = await client.post("/v1/tasks", content=task(provider_task_id=TRACKED),
-                                 headers=[(b"Idempotency-Key", key)])
+    response = await client.post(
+        "/v1/tasks", content=task(provider_task_id=TRACKED), headers=[(b"Idempotency-Key", key)]
+    )
     assert_error(response, 400, "invalid_idempotency_key")
 
 
@@ -277,16 +438,20 @@ BAD_STATIC_HEADERS = [
 async def test_bad_subscription_headers_are_refused(
     client: httpx.AsyncClient, headers: dict[str, Any]
 ) -> None:
-    response = await client.post("/v1/subscriptions", json={
-        "url": "https://hooks.example.com/in", "headers": headers})
+    response = await client.post(
+        "/v1/subscriptions", json={"url": "https://hooks.example.com/in", "headers": headers}
+    )
     assert_error(response, 400, "invalid_request")
     assert (await client.get("/v1/subscriptions")).json()["data"] == []
 
 
 BAD_QUERY_LENGTHS = [
-    ("/v1/tasks", {"cursor": "c" * 600}), ("/v1/events", {"cursor": "c" * 600}),
-    ("/v1/subscriptions", {"cursor": "c" * 600}), ("/v1/events", {"task_id": "t" * 200}),
-    ("/v1/tasks", {"reference": "r" * 300}), ("/v1/tasks", {"provider": "p" * 100}),
+    ("/v1/tasks", {"cursor": "c" * 600}),
+    ("/v1/events", {"cursor": "c" * 600}),
+    ("/v1/subscriptions", {"cursor": "c" * 600}),
+    ("/v1/events", {"task_id": "t" * 200}),
+    ("/v1/tasks", {"reference": "r" * 300}),
+    ("/v1/tasks", {"provider": "p" * 100}),
 ]
 
 
@@ -307,9 +472,15 @@ AUTH_CASES = [
     pytest.param({"Authorization": "Basic dXNlcjpwYXNz"}, id="basic-auth"),
 ]
 AUTHED_ROUTES = [
-    ("GET", "/v1/me"), ("GET", "/v1/callback-secret"), ("GET", "/v1/tasks"),
-    ("POST", "/v1/tasks"), ("GET", "/v1/tasks/task_x"), ("POST", "/v1/tasks/task_x/refresh"),
-    ("GET", "/v1/events"), ("GET", "/v1/events/evt_x"), ("GET", "/v1/events/evt_x/deliveries"),
+    ("GET", "/v1/me"),
+    ("GET", "/v1/callback-secret"),
+    ("GET", "/v1/tasks"),
+    ("POST", "/v1/tasks"),
+    ("GET", "/v1/tasks/task_x"),
+    ("POST", "/v1/tasks/task_x/refresh"),
+    ("GET", "/v1/events"),
+    ("GET", "/v1/events/evt_x"),
+    ("GET", "/v1/events/evt_x/deliveries"),
     ("POST", "/v1/events/evt_x/redeliver"),
 ]
 
@@ -343,10 +514,15 @@ async def test_the_api_key_of_one_account_is_not_the_secret_of_another(
 # --- not found ------------------------------------------------------------------------------
 
 NOT_FOUND = [
-    ("GET", "/v1/tasks/task_nope"), ("POST", "/v1/tasks/task_nope/refresh"),
-    ("GET", "/v1/events/evt_nope"), ("GET", "/v1/events/evt_nope/deliveries"),
+    ("GET", "/v1/tasks/task_nope"),
+    ("POST", "/v1/tasks/task_nope/refresh"),
+    ("GET", "/v1/events/evt_nope"),
+    ("GET", "/v1/events/evt_nope/deliveries"),
     ("POST", "/v1/events/evt_nope/redeliver"),
-    ("GET", "/v2/tasks"), ("GET", "/v1/nope"), ("POST", "/v1/nope"), ("GET", "/"),
+    ("GET", "/v2/tasks"),
+    ("GET", "/v1/nope"),
+    ("POST", "/v1/nope"),
+    ("GET", "/"),
     ("GET", "/v1/tasks/task_nope/nope"),
 ]
 
@@ -368,16 +544,20 @@ async def test_another_accounts_task_and_event_are_404(
 ) -> None:
     task_id, event_id = world.owner_task["id"], world.owner_event_id
     for method, path in (
-        ("GET", f"/v1/tasks/{task_id}"), ("POST", f"/v1/tasks/{task_id}/refresh"),
-        ("GET", f"/v1/events/{event_id}"), ("GET", f"/v1/events/{event_id}/deliveries"),
+        ("GET", f"/v1/tasks/{task_id}"),
+        ("POST", f"/v1/tasks/{task_id}/refresh"),
+        ("GET", f"/v1/events/{event_id}"),
+        ("GET", f"/v1/events/{event_id}/deliveries"),
         ("POST", f"/v1/events/{event_id}/redeliver"),
     ):
         message = assert_error(await client.request(method, path), 404, "not_found")
         assert world.owner.id not in message
-    for path, params in (("/v1/tasks", {"reference": "owner-ref"}),
-                         ("/v1/tasks", {"status": "succeeded"}),
-                         ("/v1/events", {"task_id": task_id}),
-                         ("/v1/events", {"type": "task.succeeded"})):
+    for path, params in (
+        ("/v1/tasks", {"reference": "owner-ref"}),
+        ("/v1/tasks", {"status": "succeeded"}),
+        ("/v1/events", {"task_id": task_id}),
+        ("/v1/events", {"type": "task.succeeded"}),
+    ):
         listed = await client.get(path, params=params)
         assert listed.json() == {"data": [], "next_cursor": None}
 
@@ -396,7 +576,8 @@ async def test_bad_redeliver_bodies_create_no_delivery(
     async with world.relay.client(world.owner) as owner:
         before = (await owner.get(f"/v1/events/{event_id}/deliveries")).json()["data"]
         for body, status, code in (
-            (b"{", 400, "invalid_json"), (b"[]", 400, "invalid_json"),
+            (b"{", 400, "invalid_json"),
+            (b"[]", 400, "invalid_json"),
             (b'{"destination_id": 5}', 400, "invalid_request"),
             (b'{"destination": "dst_x"}', 400, "invalid_request"),
             (b'{"destination_id": "dst_nope"}', 404, "not_found"),
@@ -440,21 +621,25 @@ async def test_a_cursor_made_for_another_order_is_refused(world: World) -> None:
         page = (await owner.get("/v1/events", params={"limit": 1})).json()
         cursor = page["next_cursor"]
         assert cursor, "the owner has more than one event"
-        assert (await owner.get("/v1/events", params={"limit": 1, "cursor": cursor})
-                ).status_code == 200
+        assert (
+            await owner.get("/v1/events", params={"limit": 1, "cursor": cursor})
+        ).status_code == 200
         refused = await owner.get("/v1/events", params={"order": "asc", "cursor": cursor})
         assert_error(refused, 400, "invalid_cursor")
         # A cursor is not a way into another list either: a task cursor on events, tampered.
         tampered = cursor[:-2] + ("AA" if cursor[-2:] != "AA" else "BB")
-        assert_error(await owner.get("/v1/events", params={"cursor": tampered}), 400,
-                     "invalid_cursor")
+        assert_error(
+            await owner.get("/v1/events", params={"cursor": tampered}), 400, "invalid_cursor"
+        )
 
 
 async def test_the_owner_task_was_delivered_once(world: World) -> None:
     """Sanity of the module's world: nothing above wrote, retried or re-sent anything."""
     async with world.relay.client(world.owner) as owner:
+
         async def one_task() -> bool:
             listed = (await owner.get("/v1/tasks")).json()["data"]
             return [t["id"] for t in listed] == [world.owner_task["id"]]
+
         await eventually(one_task, within=5, what="the owner's single task")
     assert [r.webhook_id for r in world.receiver.requests] == [world.owner_event_id]

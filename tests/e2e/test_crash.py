@@ -37,9 +37,15 @@ def authed(url: str, account: Account) -> httpx.AsyncClient:
 async def register_many(client: httpx.AsyncClient, callback_url: str, n: int) -> list[str]:
     ids = []
     for i in range(n):
-        response = await client.post("/v1/tasks", json={
-            "provider": "sandbox", "input": ark_input(f"crash test {i}"),
-            "callback_url": callback_url, "reference": f"crash-{i}"})
+        response = await client.post(
+            "/v1/tasks",
+            json={
+                "provider": "sandbox",
+                "input": ark_input(f"crash test {i}"),
+                "callback_url": callback_url,
+                "reference": f"crash-{i}",
+            },
+        )
         assert response.status_code == 201, response.text
         ids.append(response.json()["id"])
     return ids
@@ -79,8 +85,9 @@ async def test_sigkill_with_a_down_receiver_loses_no_event(tmp_path: Path) -> No
             task_ids = await register_many(client, callback_url, TASKS)
 
             async def all_pending_after_a_failure() -> list[dict[str, Any]] | None:
-                listed = (await client.get("/v1/tasks", params={
-                    "status": "succeeded", "limit": 200})).json()["data"]
+                listed = (
+                    await client.get("/v1/tasks", params={"status": "succeeded", "limit": 200})
+                ).json()["data"]
                 if len(listed) < TASKS:
                     return None
                 events = await succeeded_events(client)
@@ -91,8 +98,13 @@ async def test_sigkill_with_a_down_receiver_loses_no_event(tmp_path: Path) -> No
                     if not (len(views) == 1 and views[0]["attempts"]):
                         return None
                 return events
-            events = await eventually(all_pending_after_a_failure, within=20, interval=0.2,
-                                      what="20 succeeded tasks with a failed attempt each")
+
+            events = await eventually(
+                all_pending_after_a_failure,
+                within=20,
+                interval=0.2,
+                what="20 succeeded tasks with a failed attempt each",
+            )
             event_ids = {e["id"] for e in events}
             assert {e["data"]["id"] for e in events} == set(task_ids)
             for event_id in event_ids:
@@ -123,12 +135,14 @@ async def test_sigkill_with_a_down_receiver_loses_no_event(tmp_path: Path) -> No
         assert set(counts.values()) == {1}, f"duplicates: {counts}"
 
         async with authed(second.url, account) as client:
+
             async def all_recorded() -> bool:
                 for event_id in event_ids:
                     views = await deliveries(client, event_id)
                     if [v["status"] for v in views] != ["succeeded"]:
                         return False
                 return True
+
             await eventually(all_recorded, within=10, what="every delivery recorded succeeded")
             for event_id in event_ids:
                 [view] = await deliveries(client, event_id)
@@ -136,8 +150,9 @@ async def test_sigkill_with_a_down_receiver_loses_no_event(tmp_path: Path) -> No
                 assert len(attempts) >= 2
                 assert view["attempt_count"] == len(attempts)
                 assert [a["number"] for a in attempts] == list(range(1, len(attempts) + 1))
-                assert [a["outcome"] for a in attempts] == \
-                    ["retry"] * (len(attempts) - 1) + ["delivered"]
+                assert [a["outcome"] for a in attempts] == ["retry"] * (len(attempts) - 1) + [
+                    "delivered"
+                ]
                 assert attempts[-1]["status_code"] == 200
             # The restart neither lost nor re-emitted events.
             assert {e["id"] for e in await succeeded_events(client)} == event_ids
@@ -167,11 +182,14 @@ async def test_sigkill_while_tasks_run_and_deliveries_flow(tmp_path: Path) -> No
 
             await second.start()
             async with authed(second.url, account) as client:
+
                 async def all_succeeded() -> list[dict[str, Any]] | None:
                     events = await succeeded_events(client)
                     return events if len(events) >= TASKS else None
-                events = await eventually(all_succeeded, within=20,
-                                          what="all 20 tasks to succeed after the restart")
+
+                events = await eventually(
+                    all_succeeded, within=20, what="all 20 tasks to succeed after the restart"
+                )
                 event_ids = {e["id"] for e in events}
                 # One terminal event per task: the crash did not make a second one.
                 assert sorted(e["data"]["id"] for e in events) == sorted(task_ids)
@@ -179,12 +197,16 @@ async def test_sigkill_while_tasks_run_and_deliveries_flow(tmp_path: Path) -> No
 
                 async def everything_arrived() -> bool:
                     return {r.webhook_id for r in receiver.requests} >= event_ids
-                await eventually(everything_arrived, within=20,
-                                 what="every task.succeeded at the receiver")
+
+                await eventually(
+                    everything_arrived, within=20, what="every task.succeeded at the receiver"
+                )
                 for event_id in event_ids:
+
                     async def settled(event_id: str = event_id) -> bool:
                         views = await deliveries(client, event_id)
                         return [v["status"] for v in views] == ["succeeded"]
+
                     await eventually(settled, within=10, what=f"{event_id} recorded")
         finally:
             await first.ensure_dead()

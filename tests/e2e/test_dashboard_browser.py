@@ -31,9 +31,18 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 RECEIVER_ANSWER = "received by the test receiver"
 CLIENT_LOGGERS = ("selenium", "urllib3")
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-dev-shm-usage", "--window-size=1280,2000")
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--window-size=1280,2000",
+)
 
 
 def _unavailable(why: str) -> NoReturn:
@@ -62,8 +71,9 @@ class Seen:
     page_source: str
 
 
-def browse(base_url: str, api_key: str, task_id: str, event_id: str, profile: Path,
-           screenshot: Path) -> Seen:
+def browse(
+    base_url: str, api_key: str, task_id: str, event_id: str, profile: Path, screenshot: Path
+) -> Seen:
     """The user's clicks, in a blocking Selenium session (run in a thread: the relay serves
     from the test's event loop meanwhile)."""
     from selenium import webdriver
@@ -87,8 +97,10 @@ def browse(base_url: str, api_key: str, task_id: str, event_id: str, profile: Pa
                 if found:
                     return found
                 if time.monotonic() > deadline:
-                    raise AssertionError(f"the page never showed {what}: {driver.current_url}\n"
-                                         f"{driver.page_source[:3000]}")
+                    raise AssertionError(
+                        f"the page never showed {what}: {driver.current_url}\n"
+                        f"{driver.page_source[:3000]}"
+                    )
                 time.sleep(0.2)
 
         # Signed out, the dashboard sends the browser to its sign-in form.
@@ -108,8 +120,7 @@ def browse(base_url: str, api_key: str, task_id: str, event_id: str, profile: Pa
 
         before = len(until("the first attempt", attempts))
         driver.find_element(By.ID, f"redeliver-{event_id}").click()
-        flash = until("the redelivery notice",
-                      lambda d: d.find_elements(By.ID, "flash"))[0].text
+        flash = until("the redelivery notice", lambda d: d.find_elements(By.ID, "flash"))[0].text
 
         def one_more(d: WebDriver) -> list[Any] | None:
             rows = attempts(d)
@@ -130,8 +141,11 @@ def browse(base_url: str, api_key: str, task_id: str, event_id: str, profile: Pa
 
 
 async def test_sign_in_open_a_task_redeliver_and_see_the_new_attempt(
-        start_relay: RelayFactory, start_receiver: ReceiverFactory, tmp_path: Path,
-        caplog: pytest.LogCaptureFixture) -> None:
+    start_relay: RelayFactory,
+    start_receiver: ReceiverFactory,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     _browser_paths()
     # The test's own browser client logs what it types and every page it reads: not the
     # relay's logs. (Last, the root: caplog's handler takes the level of the last call.)
@@ -142,24 +156,39 @@ async def test_sign_in_open_a_task_redeliver_and_see_the_new_attempt(
     receiver = await start_receiver(default=Reply(200, body=RECEIVER_ANSWER))
     account = await relay.account("browser-user")
     async with relay.client(account) as api:
-        created = await api.post("/v1/tasks", json={
-            "provider": "sandbox", "input": ark_input("a lighthouse at dusk"),
-            "callback_url": receiver.url, "reference": "browser-test"})
+        created = await api.post(
+            "/v1/tasks",
+            json={
+                "provider": "sandbox",
+                "input": ark_input("a lighthouse at dusk"),
+                "callback_url": receiver.url,
+                "reference": "browser-test",
+            },
+        )
         assert created.status_code == 201, created.text
         task_id = created.json()["id"]
 
         async def succeeded_event() -> str | None:
-            listed = await api.get("/v1/events", params={"task_id": task_id,
-                                                          "type": "task.succeeded"})
+            listed = await api.get(
+                "/v1/events", params={"task_id": task_id, "type": "task.succeeded"}
+            )
             data = listed.json()["data"]
             return str(data[0]["id"]) if data else None
+
         event_id = await eventually(succeeded_event, within=15, what="task.succeeded")
     (first,) = await receiver.wait_for(1)
     assert first.webhook_id == event_id
 
     screenshot = tmp_path / "dashboard-redelivered.png"
-    seen = await asyncio.to_thread(browse, relay.url, account.api_key, task_id, event_id,
-                                   tmp_path / "chromium-profile", screenshot)
+    seen = await asyncio.to_thread(
+        browse,
+        relay.url,
+        account.api_key,
+        task_id,
+        event_id,
+        tmp_path / "chromium-profile",
+        screenshot,
+    )
     print(f"\ndashboard screenshot: {screenshot}")
 
     assert seen.attempts_before == 1
@@ -174,8 +203,7 @@ async def test_sign_in_open_a_task_redeliver_and_see_the_new_attempt(
     assert len(receiver.with_id(event_id)) == 2
     # Neither the page nor anything the relay (or its server) logged holds the key or the
     # signing secret.
-    logged = [r.getMessage() for r in caplog.records
-              if r.name.split(".")[0] not in CLIENT_LOGGERS]
+    logged = [r.getMessage() for r in caplog.records if r.name.split(".")[0] not in CLIENT_LOGGERS]
     assert logged, "nothing was logged: the check below would prove nothing"
     for secret in (account.api_key, account.secret):
         assert secret not in seen.page_source

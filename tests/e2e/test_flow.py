@@ -42,6 +42,7 @@ async def wait_terminal(client: httpx.AsyncClient, task_id: str) -> dict[str, An
     async def probe() -> dict[str, Any] | None:
         task: dict[str, Any] = (await client.get(f"/v1/tasks/{task_id}")).json()
         return task if task["status"] in TERMINAL else None
+
     return await eventually(probe, within=10, what=f"task {task_id} to finish")
 
 
@@ -67,8 +68,10 @@ async def test_newcomer_gets_one_signed_callback(relay: RelayServer, receiver: R
     account = await relay.account("alice")
 
     async with relay.client() as anonymous:
-        for headers in ({"Authorization": f"Bearer {account.api_key}"},
-                        {"X-API-Key": account.api_key}):
+        for headers in (
+            {"Authorization": f"Bearer {account.api_key}"},
+            {"X-API-Key": account.api_key},
+        ):
             me = await anonymous.get("/v1/me", headers=headers)
             assert me.status_code == 200, me.text
             assert me.json()["id"] == account.id
@@ -84,8 +87,13 @@ async def test_newcomer_gets_one_signed_callback(relay: RelayServer, receiver: R
         assert secret.status_code == 200
         assert secret.json() == {"secret": account.secret}
 
-        task = await register(client, input=ark_input("a cat"), callback_url=receiver.url,
-                              reference="order-1234", metadata={"projectId": "proj_1001"})
+        task = await register(
+            client,
+            input=ark_input("a cat"),
+            callback_url=receiver.url,
+            reference="order-1234",
+            metadata={"projectId": "proj_1001"},
+        )
         assert set(task) == TASK_FIELDS
         assert task["id"].startswith("task_")
         assert task["provider"] == "sandbox"
@@ -120,14 +128,19 @@ async def test_newcomer_gets_one_signed_callback(relay: RelayServer, receiver: R
     assert data["status"] == "succeeded"
     assert data["progress"] == 100
     assert data["video_url"].startswith(
-        f"{relay.url}/sandbox/files/{task['provider_task_id']}.mp4?")
+        f"{relay.url}/sandbox/files/{task['provider_task_id']}.mp4?"
+    )
     assert "X-Tos-Expires=86400" in data["video_url"]
     assert ISO.match(data["video_url_expires_at"])
     assert data["last_frame_url"] is None
     assert data["error"] is None
     assert data["usage"] == {"completion_tokens": TOKENS_720P_5S, "total_tokens": TOKENS_720P_5S}
-    assert (data["resolution"], data["ratio"], data["duration"], data["fps"]) == \
-        ("720p", "16:9", 5, 24)
+    assert (data["resolution"], data["ratio"], data["duration"], data["fps"]) == (
+        "720p",
+        "16:9",
+        5,
+        24,
+    )
     assert isinstance(data["seed"], int)
     assert data["reference"] == "order-1234"
     assert data["metadata"] == {"projectId": "proj_1001"}
@@ -150,21 +163,29 @@ async def test_tracking_a_task_created_at_the_provider(
 ) -> None:
     account = await relay.account("bob")
     async with api_client(relay.url) as ark:
-        created = await ark.post(ARK_TASKS, json=ark_input("a dog on a skateboard"),
-                                 headers={"Authorization": "Bearer my-own-provider-key"})
+        created = await ark.post(
+            ARK_TASKS,
+            json=ark_input("a dog on a skateboard"),
+            headers={"Authorization": "Bearer my-own-provider-key"},
+        )
     assert created.status_code == 200, created.text
     provider_task_id = created.json()["id"]
     assert ARK_ID.match(provider_task_id)
 
     async with relay.client(account) as client:
-        task = await register(client, provider_task_id=provider_task_id,
-                              callback_url=receiver.url, reference="existing")
+        task = await register(
+            client,
+            provider_task_id=provider_task_id,
+            callback_url=receiver.url,
+            reference="existing",
+        )
         assert task["provider_task_id"] == provider_task_id
         assert task["status"] == "queued"
         assert task["model"] is None  # nothing is known until the first poll
 
-        again = await client.post("/v1/tasks", json={
-            "provider": "sandbox", "provider_task_id": provider_task_id})
+        again = await client.post(
+            "/v1/tasks", json={"provider": "sandbox", "provider_task_id": provider_task_id}
+        )
         assert again.status_code == 409, again.text
         assert again.json()["error"]["code"] == "task_exists"
         assert task["id"] in again.json()["error"]["message"]
@@ -180,7 +201,8 @@ async def test_tracking_a_task_created_at_the_provider(
     assert payload["data"]["reference"] == "existing"
     assert payload["data"]["metadata"] == {}
     assert payload["data"]["video_url"].startswith(
-        f"{relay.url}/sandbox/files/{provider_task_id}.mp4?")
+        f"{relay.url}/sandbox/files/{provider_task_id}.mp4?"
+    )
 
 
 async def test_a_failing_prompt_gives_task_failed(relay: RelayServer, receiver: Receiver) -> None:
@@ -211,8 +233,12 @@ async def test_callback_events_filter_delivers_running_then_succeeded(
 ) -> None:
     account = await relay.account("dave")
     async with relay.client(account) as client:
-        task = await register(client, input=ark_input(), callback_url=receiver.url,
-                              callback_events=["task.running", "task.succeeded"])
+        task = await register(
+            client,
+            input=ark_input(),
+            callback_url=receiver.url,
+            callback_events=["task.running", "task.succeeded"],
+        )
         requests = await receiver.wait_for(2)
         events = await task_events(client, task["id"])
     await receiver.quiet_for(0.5)
@@ -227,16 +253,19 @@ async def test_callback_events_filter_delivers_running_then_succeeded(
     assert [e["id"] for e in events[1:]] == [p["id"] for p in payloads]
 
 
-async def test_reading_tasks_events_and_deliveries(
-    relay: RelayServer, receiver: Receiver
-) -> None:
+async def test_reading_tasks_events_and_deliveries(relay: RelayServer, receiver: Receiver) -> None:
     account = await relay.account("erin")
     async with relay.client(account) as client:
         ids = []
-        for reference, prompt in (("ref-a", "one"), ("ref-b", "two [fail]"), ("ref-a", "three"),
-                                  ("ref-c", "four")):
-            task = await register(client, input=ark_input(prompt), callback_url=receiver.url,
-                                  reference=reference)
+        for reference, prompt in (
+            ("ref-a", "one"),
+            ("ref-b", "two [fail]"),
+            ("ref-a", "three"),
+            ("ref-c", "four"),
+        ):
+            task = await register(
+                client, input=ark_input(prompt), callback_url=receiver.url, reference=reference
+            )
             ids.append(task["id"])
         finals = {i: await wait_terminal(client, i) for i in ids}
         await receiver.wait_for(4)
@@ -271,8 +300,7 @@ async def test_reading_tasks_events_and_deliveries(
         by_provider = (await client.get("/v1/tasks", params={"provider": "sandbox"})).json()
         assert len(by_provider["data"]) == 4
         assert await pages(client, "/v1/tasks", {"limit": 1}) == [[i] for i in newest_first]
-        assert await pages(client, "/v1/tasks", {"limit": 3, "order": "asc"}) == \
-            [ids[:3], ids[3:]]
+        assert await pages(client, "/v1/tasks", {"limit": 3, "order": "asc"}) == [ids[:3], ids[3:]]
 
         # the event feed
         feed = (await client.get("/v1/events", params={"limit": 200})).json()
@@ -284,9 +312,10 @@ async def test_reading_tasks_events_and_deliveries(
         terminal = [e for e in all_events if e["type"] in ("task.succeeded", "task.failed")]
         # one terminal event per task (in the order they finished, not registered)
         assert sorted(e["data"]["id"] for e in terminal) == sorted(ids)
-        only_succeeded = (await client.get("/v1/events", params={"type": "task.succeeded"}))
-        assert only_succeeded.json()["data"] == \
-            [e for e in all_events if e["type"] == "task.succeeded"]
+        only_succeeded = await client.get("/v1/events", params={"type": "task.succeeded"})
+        assert only_succeeded.json()["data"] == [
+            e for e in all_events if e["type"] == "task.succeeded"
+        ]
         assert len(only_succeeded.json()["data"]) == 3
         for_task = (await client.get("/v1/events", params={"task_id": ids[1]})).json()["data"]
         assert for_task == [e for e in all_events if e["data"]["id"] == ids[1]]
@@ -302,8 +331,10 @@ async def test_reading_tasks_events_and_deliveries(
             ({"since": "2000-01-01T00:00:00Z"}, all_ids),
             ({"until": "2000-01-01T00:00:00Z"}, []),
             ({"since": "2999-01-01T00:00:00Z"}, []),
-            ({"until": "2999-01-01T00:00:00+02:00", "type": "task.failed"},
-             [e["id"] for e in all_events if e["type"] == "task.failed"]),
+            (
+                {"until": "2999-01-01T00:00:00+02:00", "type": "task.failed"},
+                [e["id"] for e in all_events if e["type"] == "task.failed"],
+            ),
         ):
             window = await client.get("/v1/events", params={**params, "limit": 200})
             assert window.status_code == 200, window.text
@@ -375,6 +406,7 @@ async def test_redeliver_sends_the_same_event_freshly_signed(
         # signed over the same string, so only a later one can prove the signature is fresh.
         async def next_second() -> bool:
             return int(time.time()) > first.timestamp
+
         await eventually(next_second, within=3, what="the next second")
 
         redelivered = await client.post(f"/v1/events/{event_id}/redeliver")
@@ -395,11 +427,13 @@ async def test_redeliver_sends_the_same_event_freshly_signed(
         assert verified(account, second) == verified(account, first)
 
         # One destination by id; an unknown one is a 404.
-        again = await client.post(f"/v1/events/{event_id}/redeliver",
-                                  json={"destination_id": delivery["destination_id"]})
+        again = await client.post(
+            f"/v1/events/{event_id}/redeliver", json={"destination_id": delivery["destination_id"]}
+        )
         assert again.status_code == 202, again.text
-        unknown = await client.post(f"/v1/events/{event_id}/redeliver",
-                                    json={"destination_id": "dst_nope"})
+        unknown = await client.post(
+            f"/v1/events/{event_id}/redeliver", json={"destination_id": "dst_nope"}
+        )
         assert unknown.status_code == 404
         assert unknown.json()["error"]["code"] == "not_found"
         await receiver.wait_for(3)
@@ -409,6 +443,7 @@ async def test_redeliver_sends_the_same_event_freshly_signed(
             views = (await client.get(f"/v1/events/{event_id}/deliveries")).json()["data"]
             done = len(views) == 3 and all(v["status"] == "succeeded" for v in views)
             return views if done else None
+
         views = await eventually(all_succeeded, within=5, what="three succeeded deliveries")
     assert [len(v["attempts"]) for v in views] == [1, 1, 1]
     assert len({v["id"] for v in views}) == 3
@@ -426,8 +461,9 @@ async def test_racing_refreshes_emit_each_event_once(
         task = await register(client, input=ark_input(), callback_url=receiver.url)
         seen: list[str] = []
         while not seen or seen[-1] not in TERMINAL:
-            answers = await asyncio.gather(*(
-                client.post(f"/v1/tasks/{task['id']}/refresh") for _ in range(8)))
+            answers = await asyncio.gather(
+                *(client.post(f"/v1/tasks/{task['id']}/refresh") for _ in range(8))
+            )
             assert {a.status_code for a in answers} == {200}, [a.text for a in answers]
             statuses = [a.json()["status"] for a in answers]
             seen.extend(statuses)
@@ -441,8 +477,10 @@ async def test_racing_refreshes_emit_each_event_once(
     ranks = [order.index(s) for s in seen]
     assert ranks[0] <= ranks[-1]
     types = [e["type"] for e in events]
-    assert types in (["task.queued", "task.running", "task.succeeded"],
-                     ["task.queued", "task.succeeded"])
+    assert types in (
+        ["task.queued", "task.running", "task.succeeded"],
+        ["task.queued", "task.succeeded"],
+    )
     assert [e["sequence"] for e in events] == list(range(1, len(events) + 1))
     assert len(receiver.requests) == 1
     assert request.webhook_id == events[-1]["id"]

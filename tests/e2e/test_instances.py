@@ -86,17 +86,28 @@ so a kill or an outage finds some."""
 # --- the processes -------------------------------------------------------------------------
 
 
-def instance_config(tmp_path: Path, port: int, database_url: str,
-                    provider_url: str) -> dict[str, Any]:
+def instance_config(
+    tmp_path: Path, port: int, database_url: str, provider_url: str
+) -> dict[str, Any]:
     config = relay_config(
-        tmp_path, port, retry_schedule=PATIENT_SCHEDULE,
+        tmp_path,
+        port,
+        retry_schedule=PATIENT_SCHEDULE,
         polling={"tick_seconds": 0.5, "lease_seconds": POLL_LEASE},
-        delivery={"tick_seconds": 0.5, "timeout": DELIVERY_TIMEOUT,
-                  "lease_seconds": DELIVERY_LEASE, "max_in_flight": MAX_IN_FLIGHT},
+        delivery={
+            "tick_seconds": 0.5,
+            "timeout": DELIVERY_TIMEOUT,
+            "lease_seconds": DELIVERY_LEASE,
+            "max_in_flight": MAX_IN_FLIGHT,
+        },
         sandbox={"enabled": False},
-        providers={"sandbox": sandbox_provider(
-            provider_url, min_interval=0.25, max_interval=1.0, expected_duration=2.0)
-            | {"max_concurrency": PROVIDER_CONCURRENCY}})
+        providers={
+            "sandbox": sandbox_provider(
+                provider_url, min_interval=0.25, max_interval=1.0, expected_duration=2.0
+            )
+            | {"max_concurrency": PROVIDER_CONCURRENCY}
+        },
+    )
     return config | {"database_url": database_url}
 
 
@@ -121,14 +132,16 @@ class Fleet:
         return [self.provider, *self.relays, *self.spare]
 
     def client(self, relay: RelayProcess, **kwargs: Any) -> httpx.AsyncClient:
-        return api_client(relay.url, headers={
-            "Authorization": f"Bearer {self.account.api_key}"}, **kwargs)
+        return api_client(
+            relay.url, headers={"Authorization": f"Bearer {self.account.api_key}"}, **kwargs
+        )
 
     async def restart(self, index: int) -> RelayProcess:
         """A new process on instance ``index``'s config (its port, its database)."""
         old = self.relays[index]
-        new = RelayProcess(self.configs[index], old.port,
-                           self.tmp_path / f"relay{index}-{len(self.spare) + 2}.log")
+        new = RelayProcess(
+            self.configs[index], old.port, self.tmp_path / f"relay{index}-{len(self.spare) + 2}.log"
+        )
         self.spare.append(new)
         return await new.start()
 
@@ -137,26 +150,47 @@ class Fleet:
 
 
 @contextlib.asynccontextmanager
-async def fleet(tmp_path: Path, database_url: str, instances: int, *,
-                callback_port: int | None = None) -> AsyncIterator[Fleet]:
+async def fleet(
+    tmp_path: Path, database_url: str, instances: int, *, callback_port: int | None = None
+) -> AsyncIterator[Fleet]:
     """Start everything (the callback receiver only if ``callback_port`` is None: a test
     that names the port starts it later); on the way out stop every process, whatever
     happened."""
     provider_port = free_port()
     provider = RelayProcess(
-        write_config(tmp_path, provider_config(tmp_path, provider_port, queued_seconds=QUEUED,
-                                               running_seconds=RUNNING), "provider.yaml"),
-        provider_port, tmp_path / "provider.log")
+        write_config(
+            tmp_path,
+            provider_config(
+                tmp_path, provider_port, queued_seconds=QUEUED, running_seconds=RUNNING
+            ),
+            "provider.yaml",
+        ),
+        provider_port,
+        tmp_path / "provider.log",
+    )
     relays, configs = [], []
     for i in range(instances):
         port = free_port()
-        configs.append(write_config(tmp_path, instance_config(
-            tmp_path, port, database_url, provider.url), f"relay{i}.yaml"))
+        configs.append(
+            write_config(
+                tmp_path,
+                instance_config(tmp_path, port, database_url, provider.url),
+                f"relay{i}.yaml",
+            )
+        )
         relays.append(RelayProcess(configs[-1], port, tmp_path / f"relay{i}-1.log"))
     reply = Reply(delay=RECEIVER_DELAY)
     callbacks, subscribers = Receiver(default=reply, port=callback_port), Receiver(default=reply)
-    f = Fleet(tmp_path, database_url, provider, relays, configs,
-              await create_account(configs[0], "fleet"), callbacks, subscribers)
+    f = Fleet(
+        tmp_path,
+        database_url,
+        provider,
+        relays,
+        configs,
+        await create_account(configs[0], "fleet"),
+        callbacks,
+        subscribers,
+    )
     try:
         await subscribers.start()
         if callback_port is None:
@@ -184,8 +218,15 @@ def prompt(i: int, *, tail: bool) -> str:
     return f"task {i}"
 
 
-async def submit(f: Fleet, n: int, *, to: Sequence[RelayProcess] | None = None,
-                 first: int = 0, tail: bool = True, concurrency: int = 48) -> list[str]:
+async def submit(
+    f: Fleet,
+    n: int,
+    *,
+    to: Sequence[RelayProcess] | None = None,
+    first: int = 0,
+    tail: bool = True,
+    concurrency: int = 48,
+) -> list[str]:
     """Register tasks ``first`` .. ``first + n - 1`` (see :func:`prompt`) through the API of
     ``to`` (default: every relay), round-robin, ``concurrency`` at a time; their ids."""
     relays = list(to or f.relays)
@@ -198,11 +239,18 @@ async def submit(f: Fleet, n: int, *, to: Sequence[RelayProcess] | None = None,
 
     async def one(i: int) -> str:
         async with gate:
-            response = await clients[i % len(clients)].post("/v1/tasks", json={
-                "provider": "sandbox", "input": ark_input(prompt(i, tail=tail)),
-                "callback_url": f.callbacks.url, "reference": f"load-{i}"})
+            response = await clients[i % len(clients)].post(
+                "/v1/tasks",
+                json={
+                    "provider": "sandbox",
+                    "input": ark_input(prompt(i, tail=tail)),
+                    "callback_url": f.callbacks.url,
+                    "reference": f"load-{i}",
+                },
+            )
             assert response.status_code == 201, response.text
             return str(response.json()["id"])
+
     try:
         return list(await asyncio.gather(*(one(i) for i in range(first, first + n))))
     finally:
@@ -224,13 +272,15 @@ class Database:
 
     async def rows(self, query: str) -> list[tuple[Any, ...]]:
         if self.sqlite:
-            with contextlib.closing(sqlite3.connect(
-                    self.url.removeprefix("sqlite:///"), timeout=10)) as conn:
+            with contextlib.closing(
+                sqlite3.connect(self.url.removeprefix("sqlite:///"), timeout=10)
+            ) as conn:
                 return list(conn.execute(query).fetchall())
         try:
             if self._conn is None:
                 self._conn = await psycopg.AsyncConnection.connect(
-                    self.url, autocommit=True, connect_timeout=2)
+                    self.url, autocommit=True, connect_timeout=2
+                )
             cur = await self._conn.execute(query)
             return await cur.fetchall()
         except psycopg.OperationalError:
@@ -245,8 +295,11 @@ class Database:
 
     @property
     def poll_count(self) -> str:
-        return ("json_extract(data, '$.poll_count')" if self.sqlite
-                else "(data::json->>'poll_count')::int")
+        return (
+            "json_extract(data, '$.poll_count')"
+            if self.sqlite
+            else "(data::json->>'poll_count')::int"
+        )
 
     @property
     def poll_holder(self) -> str:
@@ -273,12 +326,16 @@ class LeaseWatch:
 
     async def sample(self) -> list[Lease]:
         at = time.time()
-        polls = await self.db.rows(f"SELECT id, {self.db.poll_holder}, poll_lease_until "
-                                   "FROM tasks WHERE poll_lease_until IS NOT NULL")
-        deliveries = await self.db.rows("SELECT id, lease_owner, lease_until FROM deliveries "
-                                        "WHERE lease_until IS NOT NULL")
+        polls = await self.db.rows(
+            f"SELECT id, {self.db.poll_holder}, poll_lease_until "
+            "FROM tasks WHERE poll_lease_until IS NOT NULL"
+        )
+        deliveries = await self.db.rows(
+            "SELECT id, lease_owner, lease_until FROM deliveries WHERE lease_until IS NOT NULL"
+        )
         leases = [Lease("poll", *row) for row in polls] + [
-            Lease("delivery", *row) for row in deliveries]
+            Lease("delivery", *row) for row in deliveries
+        ]
         self.samples.append((at, leases))
         return leases
 
@@ -297,19 +354,30 @@ class LeaseWatch:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    def holders(self, kind: str, *, since: float = 0.0, claimed_after: float | None = None
-                ) -> set[str]:
+    def holders(
+        self, kind: str, *, since: float = 0.0, claimed_after: float | None = None
+    ) -> set[str]:
         """Who held leases of ``kind`` in samples from ``since`` on, only counting leases
         taken after ``claimed_after`` (a lease's ``until`` is its claim time + its length)."""
         length = POLL_LEASE if kind == "poll" else DELIVERY_LEASE
-        return {lease.holder for at, leases in self.samples if at >= since for lease in leases
-                if lease.kind == kind and (claimed_after is None
-                                           or lease.until > claimed_after + length)}
+        return {
+            lease.holder
+            for at, leases in self.samples
+            if at >= since
+            for lease in leases
+            if lease.kind == kind
+            and (claimed_after is None or lease.until > claimed_after + length)
+        }
 
     def held(self, kind: str, holders: set[str], *, since: float) -> set[str]:
         """The rows of ``kind`` leased by one of ``holders`` in samples from ``since`` on."""
-        return {lease.id for at, leases in self.samples if at >= since
-                for lease in leases if lease.kind == kind and lease.holder in holders}
+        return {
+            lease.id
+            for at, leases in self.samples
+            if at >= since
+            for lease in leases
+            if lease.kind == kind and lease.holder in holders
+        }
 
 
 @dataclass(frozen=True)
@@ -328,8 +396,7 @@ class Moment:
 KINDS = ("poll", "delivery")
 
 
-def leases_of_the_stopped(watch: LeaseWatch, instances: int, since: float
-                          ) -> dict[str, set[str]]:
+def leases_of_the_stopped(watch: LeaseWatch, instances: int, since: float) -> dict[str, set[str]]:
     """The rows leased, in samples from ``since`` on, by the one instance that claims nothing
     after ``since`` (it was stopped or killed then), by kind. An instance is known by the
     holder of its leases; it is told apart once all ``instances`` holders were seen and all
@@ -339,13 +406,17 @@ def leases_of_the_stopped(watch: LeaseWatch, instances: int, since: float
         known = watch.holders(kind)
         live = watch.holders(kind, claimed_after=since)
         stopped = known - live
-        held[kind] = (watch.held(kind, stopped, since=since)
-                      if len(known) == instances and len(stopped) == 1 else set())
+        held[kind] = (
+            watch.held(kind, stopped, since=since)
+            if len(known) == instances and len(stopped) == 1
+            else set()
+        )
     return held
 
 
-async def kill_holding_work(victim: RelayProcess, watch: LeaseWatch, instances: int
-                            ) -> tuple[Moment, Moment]:
+async def kill_holding_work(
+    victim: RelayProcess, watch: LeaseWatch, instances: int
+) -> tuple[Moment, Moment]:
     """Kill ``victim`` while it holds leases, i.e. with work claimed and not finished: stop
     it (SIGSTOP), and once the lease watch shows it holding some, SIGKILL it; if it holds
     none within a second, let it run a moment (SIGCONT) and try again. When it was stopped,
@@ -381,18 +452,24 @@ class Outcome:
 
 
 async def outcome(db: Database, provider_url: str) -> Outcome:
-    tasks = {r[0]: (r[1], r[2], int(r[3])) for r in await db.rows(
-        f"SELECT id, provider_task_id, status, {db.poll_count} FROM tasks")}
-    events = {r[0]: (r[1], r[2]) for r in await db.rows(
-        "SELECT id, task_id, type FROM events")}
-    deliveries = {(r[1], r[2]): (r[0], r[3], r[4]) for r in await db.rows(
-        "SELECT d.id, e.id, dst.kind, d.status, d.attempt_count FROM deliveries AS d "
-        "JOIN events AS e ON e.pk = d.event_pk JOIN destinations AS dst "
-        "ON dst.id = d.destination_id")}
+    tasks = {
+        r[0]: (r[1], r[2], int(r[3]))
+        for r in await db.rows(f"SELECT id, provider_task_id, status, {db.poll_count} FROM tasks")
+    }
+    events = {r[0]: (r[1], r[2]) for r in await db.rows("SELECT id, task_id, type FROM events")}
+    deliveries = {
+        (r[1], r[2]): (r[0], r[3], r[4])
+        for r in await db.rows(
+            "SELECT d.id, e.id, dst.kind, d.status, d.attempt_count FROM deliveries AS d "
+            "JOIN events AS e ON e.pk = d.event_pk JOIN destinations AS dst "
+            "ON dst.id = d.destination_id"
+        )
+    }
     attempts: dict[str, list[tuple[int, str]]] = {}
     for delivery_id, number, label in await db.rows(
-            "SELECT d.id, a.number, a.outcome FROM attempts AS a JOIN deliveries AS d "
-            "ON d.pk = a.delivery_pk ORDER BY a.pk"):
+        "SELECT d.id, a.number, a.outcome FROM attempts AS a JOIN deliveries AS d "
+        "ON d.pk = a.delivery_pk ORDER BY a.pk"
+    ):
         attempts.setdefault(delivery_id, []).append((number, label))
     requests = await provider_requests(provider_url)
     assert len(requests) < 10_000, "the provider's request log overflowed: use fewer tasks"
@@ -400,7 +477,8 @@ async def outcome(db: Database, provider_url: str) -> Outcome:
     for r in requests:
         if r["method"] == "GET" and r["path"].startswith(TASKS_PATH + "/"):
             polls.setdefault(r["path"].rsplit("/", 1)[1], []).append(
-                datetime.fromisoformat(r["time"]).timestamp())
+                datetime.fromisoformat(r["time"]).timestamp()
+            )
     creates = sum(1 for r in requests if r["method"] == "POST" and r["path"] == TASKS_PATH)
     return Outcome(tasks, events, deliveries, attempts, polls, creates)
 
@@ -408,8 +486,14 @@ async def outcome(db: Database, provider_url: str) -> Outcome:
 # --- waiting and proving -----------------------------------------------------------------
 
 
-async def until_true(probe: Callable[[], Awaitable[bool]], *, within: float, what: str,
-                     f: Fleet, interval: float = 0.2) -> None:
+async def until_true(
+    probe: Callable[[], Awaitable[bool]],
+    *,
+    within: float,
+    what: str,
+    f: Fleet,
+    interval: float = 0.2,
+) -> None:
     deadline = time.monotonic() + within
     while not await probe():
         if time.monotonic() > deadline:
@@ -420,17 +504,21 @@ async def until_true(probe: Callable[[], Awaitable[bool]], *, within: float, wha
 async def everything_delivered(f: Fleet, db: Database, tasks: int, *, within: float) -> None:
     """Wait until every task has ended and each terminal event is recorded delivered to both
     of its destinations (so it has arrived), then make sure nothing more is on its way."""
+
     async def done() -> bool:
         [(ended, delivered)] = await db.rows(
             "SELECT (SELECT count(*) FROM tasks WHERE status IN ('succeeded', 'failed', "
             "'expired', 'cancelled')), (SELECT count(*) FROM deliveries "
-            "WHERE status = 'succeeded')")
+            "WHERE status = 'succeeded')"
+        )
         return int(ended) == tasks and int(delivered) == 2 * tasks
+
     await until_true(done, within=within, what=f"{tasks} tasks ended and delivered twice", f=f)
     before = len(f.callbacks.requests) + len(f.subscribers.requests)
     await asyncio.sleep(0.5)
-    assert len(f.callbacks.requests) + len(f.subscribers.requests) == before, \
+    assert len(f.callbacks.requests) + len(f.subscribers.requests) == before, (
         "requests arrived after every delivery was recorded"
+    )
 
 
 @dataclass(frozen=True)
@@ -462,8 +550,12 @@ class Report:
     """Delivery id -> the (monotonic) arrival times of its copies."""
 
 
-def prove(f: Fleet, o: Outcome, task_ids: Sequence[str], allowed: Allowed = Allowed(
-        extra_polls=set(), duplicates=set())) -> Report:
+def prove(
+    f: Fleet,
+    o: Outcome,
+    task_ids: Sequence[str],
+    allowed: Allowed = Allowed(extra_polls=set(), duplicates=set()),
+) -> Report:
     """Every task ended with one terminal event; that event arrived, verified, at both of its
     destinations, once, or twice only where ``allowed``; every poll was made once (or one more
     time where ``allowed``); attempts are numbered without gaps and end delivered.
@@ -472,8 +564,10 @@ def prove(f: Fleet, o: Outcome, task_ids: Sequence[str], allowed: Allowed = Allo
     assert set(o.tasks) == set(task_ids), "every registered task, no other"
     assert o.creates == len(task_ids), "one create request per registered task"
     statuses = Counter(status for _, status, _ in o.tasks.values())
-    assert statuses == {"succeeded": len(task_ids) - len(task_ids) // 10,
-                        "failed": len(task_ids) // 10}, statuses
+    assert statuses == {
+        "succeeded": len(task_ids) - len(task_ids) // 10,
+        "failed": len(task_ids) // 10,
+    }, statuses
 
     terminal = {e: t for e, (t, kind) in o.events.items() if kind in TERMINAL}
     assert sorted(terminal.values()) == sorted(task_ids), "one terminal event per task"
@@ -492,8 +586,10 @@ def prove(f: Fleet, o: Outcome, task_ids: Sequence[str], allowed: Allowed = Allo
 
     # What the receivers got: every terminal event, signed, nothing else.
     duplicates: dict[str, list[float]] = {}
-    for receiver, kind, secret in ((f.callbacks, "callback", f.account.secret),
-                                   (f.subscribers, "subscription", f.subscription_secret)):
+    for receiver, kind, secret in (
+        (f.callbacks, "callback", f.account.secret),
+        (f.subscribers, "subscription", f.subscription_secret),
+    ):
         hook = Webhook(secret)
         copies: dict[str, list[float]] = {}
         for request in receiver.requests:
@@ -512,8 +608,12 @@ def prove(f: Fleet, o: Outcome, task_ids: Sequence[str], allowed: Allowed = Allo
         assert not more, f"{delivery_id} arrived {len(times)} times"
         if allowed.window is not None:
             start, end = allowed.window
-            assert start.mono <= first <= end.mono, (delivery_id, times, allowed.window,
-                                                     o.attempts.get(delivery_id))
+            assert start.mono <= first <= end.mono, (
+                delivery_id,
+                times,
+                allowed.window,
+                o.attempts.get(delivery_id),
+            )
         assert second >= allowed.resent_after, (delivery_id, times, allowed.resent_after)
         if allowed.lease_gap:
             # Sent right after its claim, sent again once that claim's lease ran out.
@@ -529,8 +629,9 @@ def prove(f: Fleet, o: Outcome, task_ids: Sequence[str], allowed: Allowed = Allo
             extra[task_id] = made - saved
     if allowed.extra_polls is not None:
         unexplained = set(extra) - allowed.extra_polls
-        assert not unexplained, f"polls made twice without a lost lease: " \
-                                f"{ {t: extra[t] for t in unexplained} }"
+        assert not unexplained, (
+            f"polls made twice without a lost lease: { {t: extra[t] for t in unexplained} }"
+        )
     assert set(extra.values()) <= {1}, extra
     if allowed.window is not None:
         start, end = allowed.window
@@ -547,10 +648,15 @@ def logs_on_failure(f: Fleet) -> Iterator[None]:
     try:
         yield
     except AssertionError as exc:
-        said = [f"{relay.url}: {line}" for relay in f.relays
-                for line in relay.log().splitlines() if " WARNING " in line or " ERROR " in line]
-        raise AssertionError(f"{exc}\n--- the relays' warnings and errors:\n"
-                             + "\n".join(said[-200:])) from exc
+        said = [
+            f"{relay.url}: {line}"
+            for relay in f.relays
+            for line in relay.log().splitlines()
+            if " WARNING " in line or " ERROR " in line
+        ]
+        raise AssertionError(
+            f"{exc}\n--- the relays' warnings and errors:\n" + "\n".join(said[-200:])
+        ) from exc
 
 
 def assert_clean(process: RelayProcess, *expected: str) -> None:
@@ -558,14 +664,14 @@ def assert_clean(process: RelayProcess, *expected: str) -> None:
     lines = process.log().splitlines()
     assert not [line for line in lines if "delivery task crashed" in line], process.log()
     if not expected:
-        assert not [line for line in lines if "Traceback" in line or " ERROR " in line], \
+        assert not [line for line in lines if "Traceback" in line or " ERROR " in line], (
             process.log()[-4000:]
+        )
         return
     # The line after each traceback's frames is its exception.
     for i, line in enumerate(lines):
         if line.startswith("Traceback"):
-            last = next((x for x in lines[i + 1:] if not x.startswith((" ", "Traceback"))),
-                        "")
+            last = next((x for x in lines[i + 1 :] if not x.startswith((" ", "Traceback"))), "")
             assert any(e in last for e in expected), f"unexpected: {last}\n{process.log()}"
 
 
@@ -642,14 +748,26 @@ async def test_a_killed_instance_s_work_is_finished_by_the_others(tmp_path: Path
 
         orphans = leases_of_the_stopped(watch, 3, stopped.wall)
         assert orphans["poll"] or orphans["delivery"]
-        report = prove(f, o, task_ids, Allowed(
-            extra_polls=orphans["poll"], duplicates=orphans["delivery"],
-            window=(Moment(stopped.wall - POLL_LEASE, stopped.mono - DELIVERY_LEASE),
-                    Moment(dead.wall + 0.5, dead.mono + 0.5)),
-            resent_after=stopped.mono, lease_gap=True))
-        print(f"orphaned: {len(orphans['poll'])} polls, {len(orphans['delivery'])} deliveries; "
-              f"made twice: {len(report.extra_polls)} polls, {len(report.duplicates)} "
-              "deliveries")
+        report = prove(
+            f,
+            o,
+            task_ids,
+            Allowed(
+                extra_polls=orphans["poll"],
+                duplicates=orphans["delivery"],
+                window=(
+                    Moment(stopped.wall - POLL_LEASE, stopped.mono - DELIVERY_LEASE),
+                    Moment(dead.wall + 0.5, dead.mono + 0.5),
+                ),
+                resent_after=stopped.mono,
+                lease_gap=True,
+            ),
+        )
+        print(
+            f"orphaned: {len(orphans['poll'])} polls, {len(orphans['delivery'])} deliveries; "
+            f"made twice: {len(report.extra_polls)} polls, {len(report.duplicates)} "
+            "deliveries"
+        )
         for relay in survivors:
             assert_clean(relay)
 
@@ -694,13 +812,24 @@ async def test_sqlite_instance_killed_and_restarted_loses_nothing(tmp_path: Path
             await db.close()
     orphans = {kind: {lease.id for lease in held if lease.kind == kind} for kind in KINDS}
     assert orphans == leases_of_the_stopped(watch, 1, stopped.wall)
-    report = prove(f, o, task_ids, Allowed(
-        extra_polls=orphans["poll"], duplicates=orphans["delivery"],
-        window=(Moment(stopped.wall - POLL_LEASE, stopped.mono - DELIVERY_LEASE),
-                Moment(dead.wall + 0.5, dead.mono + 0.5)),
-        resent_after=restarting.mono))
-    print(f"orphaned: {len(orphans['poll'])} polls, {len(orphans['delivery'])} deliveries; "
-          f"made twice: {len(report.extra_polls)} polls, {len(report.duplicates)} deliveries")
+    report = prove(
+        f,
+        o,
+        task_ids,
+        Allowed(
+            extra_polls=orphans["poll"],
+            duplicates=orphans["delivery"],
+            window=(
+                Moment(stopped.wall - POLL_LEASE, stopped.mono - DELIVERY_LEASE),
+                Moment(dead.wall + 0.5, dead.mono + 0.5),
+            ),
+            resent_after=restarting.mono,
+        ),
+    )
+    print(
+        f"orphaned: {len(orphans['poll'])} polls, {len(orphans['delivery'])} deliveries; "
+        f"made twice: {len(report.extra_polls)} polls, {len(report.duplicates)} deliveries"
+    )
     assert_clean(f.spare[0])
 
 
@@ -728,11 +857,20 @@ async def test_a_receiver_down_then_back_gets_everything_once(tmp_path: Path) ->
                 [(n, least)] = await db.rows(
                     "SELECT count(*), min(d.attempt_count) FROM deliveries AS d "
                     "JOIN destinations AS dst ON dst.id = d.destination_id "
-                    "WHERE dst.kind = 'callback'")
-                return int(n) == tasks and int(least) >= 2 and len(
-                    {r.webhook_id for r in f.subscribers.requests}) == tasks
-            await until_true(refused_twice_while_the_other_got_all, within=30, f=f,
-                             what="every callback refused twice, every subscription delivery")
+                    "WHERE dst.kind = 'callback'"
+                )
+                return (
+                    int(n) == tasks
+                    and int(least) >= 2
+                    and len({r.webhook_id for r in f.subscribers.requests}) == tasks
+                )
+
+            await until_true(
+                refused_twice_while_the_other_got_all,
+                within=30,
+                f=f,
+                what="every callback refused twice, every subscription delivery",
+            )
             assert not f.callbacks.requests
             back = Moment.now()
             await f.callbacks.start()
@@ -772,8 +910,9 @@ def restart_command(url: str) -> list[str]:
     if params.get("host", "localhost") not in ("localhost", "127.0.0.1", "::1"):
         pytest.skip(f"cannot restart PostgreSQL: it is not on this machine; {where}")
     port = str(params.get("port", "5432"))
-    listed = subprocess.run(["pg_lsclusters", "--no-header"], capture_output=True, text=True,
-                            check=False).stdout.splitlines()
+    listed = subprocess.run(
+        ["pg_lsclusters", "--no-header"], capture_output=True, text=True, check=False
+    ).stdout.splitlines()
     ours = [line.split()[:2] for line in listed if line.split()[2:3] == [port]]
     if not ours:
         pytest.skip(f"cannot restart PostgreSQL: no local cluster on port {port}; {where}")
@@ -809,7 +948,8 @@ async def restart_database(command: list[str], url: str) -> None:
 
 async def run(command: list[str]) -> tuple[int | None, str]:
     proc = await asyncio.create_subprocess_exec(
-        *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
     out, _ = await asyncio.wait_for(proc.communicate(), timeout=60)
     return proc.returncode, out.decode(errors="replace")
 
@@ -859,12 +999,23 @@ async def test_a_database_restart_under_load_loses_nothing(tmp_path: Path) -> No
                     ready = await client.get("/readyz")
                     assert ready.status_code == 200, ready.text
     with logs_on_failure(f):
-        report = prove(f, o, task_ids, Allowed(
-            window=(Moment(down.wall - POLL_LEASE, down.mono - DELIVERY_LEASE),
-                    Moment(back.wall + 1, back.mono + 1)),
-            resent_after=down.mono, lease_gap=True))
-    print(f"restart took {back.mono - down.mono:.1f} s; made twice: "
-          f"{len(report.extra_polls)} polls, {len(report.duplicates)} deliveries")
+        report = prove(
+            f,
+            o,
+            task_ids,
+            Allowed(
+                window=(
+                    Moment(down.wall - POLL_LEASE, down.mono - DELIVERY_LEASE),
+                    Moment(back.wall + 1, back.mono + 1),
+                ),
+                resent_after=down.mono,
+                lease_gap=True,
+            ),
+        )
+    print(
+        f"restart took {back.mono - down.mono:.1f} s; made twice: "
+        f"{len(report.extra_polls)} polls, {len(report.duplicates)} deliveries"
+    )
     for relay in f.relays:
         assert_clean(relay, "relay.errors.StoreError", "psycopg.")
         assert "wake-up listener is listening again" in relay.log(), relay.log()

@@ -39,18 +39,28 @@ CALLBACK_TOKEN = "cbtok-CALLBACKTOKEN-9a8b7c6d5e4f3021"
 
 PAGES = ("/metrics", "/v1/providers", "/v1/events", "/v1/tasks", "/v1/subscriptions")
 """API answers searched besides the error bodies (with the API key)."""
-DASHBOARD_PAGES = ("/dashboard/", "/dashboard/tasks", "/dashboard/events",
-                   "/dashboard/subscriptions", "/dashboard/providers", "/dashboard/login")
+DASHBOARD_PAGES = (
+    "/dashboard/",
+    "/dashboard/tasks",
+    "/dashboard/events",
+    "/dashboard/subscriptions",
+    "/dashboard/providers",
+    "/dashboard/login",
+)
 """Dashboard pages searched after signing in; ``{task}`` and ``{event}`` pages are added."""
 
 
 def config(tmp_path: Path, port: int) -> dict[str, Any]:
     base = relay_config(tmp_path, port, log_level="debug", delivery={"timeout": 2})
     sandbox = {**base["providers"]["sandbox"], "api_key": PROVIDER_KEY, "timeout": 1}
-    gateway = {"dialect": "unified", "sandbox": True, "api_key": GATEWAY_KEY,
-               "headers": {"X-Gateway-Token": GATEWAY_HEADER},
-               "query_params": {"sig": GATEWAY_QUERY},
-               "poll": {"min_interval": 0.1, "max_interval": 0.5, "learn": False}}
+    gateway = {
+        "dialect": "unified",
+        "sandbox": True,
+        "api_key": GATEWAY_KEY,
+        "headers": {"X-Gateway-Token": GATEWAY_HEADER},
+        "query_params": {"sig": GATEWAY_QUERY},
+        "poll": {"min_interval": 0.1, "max_interval": 0.5, "learn": False},
+    }
     return {**base, "providers": {"sandbox": sandbox, "gateway": gateway}}
 
 
@@ -59,8 +69,9 @@ class Recorder:
 
     def __init__(self, base_url: str, api_key: str | None) -> None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self.client = httpx.AsyncClient(base_url=base_url, timeout=10, trust_env=False,
-                                        headers=headers)
+        self.client = httpx.AsyncClient(
+            base_url=base_url, timeout=10, trust_env=False, headers=headers
+        )
         self.errors: list[str] = []
 
     async def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
@@ -75,8 +86,9 @@ class Recorder:
         return response.json() if response.content else None
 
 
-async def scenario(relay: RelayProcess, account: Account, flaky: str, steady: str,
-                   gone: str) -> tuple[Recorder, list[str], dict[str, str]]:
+async def scenario(
+    relay: RelayProcess, account: Account, flaky: str, steady: str, gone: str
+) -> tuple[Recorder, list[str], dict[str, str]]:
     """Everything a user does; the secrets it was handed, and a task and event id."""
     api = Recorder(relay.url, account.api_key)
     stranger = Recorder(relay.url, None)
@@ -89,16 +101,22 @@ async def scenario(relay: RelayProcess, account: Account, flaky: str, steady: st
     await api.request("POST", "/v1/tasks", content=b"{not json")
     await api.request("POST", "/v1/tasks", json={"provider": "sandbox"})
     await api.request("POST", "/v1/tasks", json={"provider": "nope", "input": ark_input()})
-    await api.request("POST", "/v1/tasks", json={"provider": "sandbox", "input": ark_input(),
-                                                 "callback_url": "ftp://example.com/x"})
+    await api.request(
+        "POST",
+        "/v1/tasks",
+        json={"provider": "sandbox", "input": ark_input(), "callback_url": "ftp://example.com/x"},
+    )
     await api.request("POST", "/v1/subscriptions", json={"url": "not a url"})
     await api.request("GET", "/v1/tasks/task_nope")
     await api.request("GET", "/v1/nowhere")
 
     # Subscriptions: one that answers 500 twice then 200, one that answers 410.
     first = await api.ok("POST", "/v1/subscriptions", json={"url": steady})
-    second = await api.ok("POST", "/v1/subscriptions", json={
-        "url": gone, "headers": {"Authorization": "Bearer receiver-token-xyz"}})
+    second = await api.ok(
+        "POST",
+        "/v1/subscriptions",
+        json={"url": gone, "headers": {"Authorization": "Bearer receiver-token-xyz"}},
+    )
     secrets += [first["secret"], second["secret"]]
     rotated = await api.ok("POST", f"/v1/subscriptions/{first['id']}/rotate-secret")
     secrets.append(rotated["secret"])
@@ -106,41 +124,64 @@ async def scenario(relay: RelayProcess, account: Account, flaky: str, steady: st
 
     # Tasks: one succeeds (its callback fails, then succeeds), one fails, one is tracked at
     # a provider that never heard of it, one at the gateway.
-    ok = await api.ok("POST", "/v1/tasks", json={
-        "provider": "sandbox", "input": ark_input("a cat"),
-        "callback_url": f"{flaky}?token={CALLBACK_TOKEN}"})
-    await api.ok("POST", "/v1/tasks", json={"provider": "sandbox",
-                                            "input": ark_input("a dog [fail]")})
-    await api.ok("POST", "/v1/tasks", json={"provider": "sandbox",
-                                            "provider_task_id": "cgt-20991231000000-nosuch"})
-    await api.ok("POST", "/v1/tasks", json={"provider": "gateway",
-                                            "provider_task_id": "task_nosuch"})
+    ok = await api.ok(
+        "POST",
+        "/v1/tasks",
+        json={
+            "provider": "sandbox",
+            "input": ark_input("a cat"),
+            "callback_url": f"{flaky}?token={CALLBACK_TOKEN}",
+        },
+    )
+    await api.ok(
+        "POST", "/v1/tasks", json={"provider": "sandbox", "input": ark_input("a dog [fail]")}
+    )
+    await api.ok(
+        "POST",
+        "/v1/tasks",
+        json={"provider": "sandbox", "provider_task_id": "cgt-20991231000000-nosuch"},
+    )
+    await api.ok(
+        "POST", "/v1/tasks", json={"provider": "gateway", "provider_task_id": "task_nosuch"}
+    )
     renewed = await api.ok("POST", "/v1/callback-secret/rotate")
     secrets.append(renewed["secret"])
 
     async def succeeded() -> str | None:
-        events = (await api.ok("GET", "/v1/events", params={
-            "task_id": ok["id"], "type": "task.succeeded"}))["data"]
+        events = (
+            await api.ok(
+                "GET", "/v1/events", params={"task_id": ok["id"], "type": "task.succeeded"}
+            )
+        )["data"]
         return events[0]["id"] if events else None
+
     event_id = await eventually(succeeded, within=15, what="the task's success")
 
     async def delivered() -> bool:
         views = (await api.ok("GET", f"/v1/events/{event_id}/deliveries"))["data"]
         return any(v["status"] == "succeeded" for v in views)
+
     await eventually(delivered, within=15, what="the callback delivered after two 500s")
     await api.ok("POST", f"/v1/events/{event_id}/redeliver")
 
     # Provider faults: 500s, a 429 and a timeout, then recovery.
-    fault = await stranger.request("PUT", "/sandbox/_control/faults", json={
-        "plan": ["500", "503", "429", "timeout", "garbage"], "timeout_seconds": 2})
+    fault = await stranger.request(
+        "PUT",
+        "/sandbox/_control/faults",
+        json={"plan": ["500", "503", "429", "timeout", "garbage"], "timeout_seconds": 2},
+    )
     assert fault.status_code == 200, fault.text
     await api.request("POST", f"/v1/tasks/{ok['id']}/refresh")
-    busy = await api.ok("POST", "/v1/tasks", json={
-        "provider": "sandbox", "provider_task_id": "cgt-20991231000000-busy"})
+    busy = await api.ok(
+        "POST",
+        "/v1/tasks",
+        json={"provider": "sandbox", "provider_task_id": "cgt-20991231000000-busy"},
+    )
 
     async def faults_done() -> dict[str, Any] | None:
         state: dict[str, Any] = (await stranger.client.get("/sandbox/_control/faults")).json()
         return None if state["active"] else state
+
     # The provider backs off after each fault (doubling), so the plan takes a while.
     await eventually(faults_done, within=90, what="the fault plan used up", interval=0.2)
     await stranger.client.aclose()
@@ -156,14 +197,21 @@ async def dashboard(base_url: str, api_key: str, ids: dict[str, str]) -> list[st
         assert form.status_code == 200, form.text
         csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
         assert csrf, form.text
-        bad = await client.post("/dashboard/login", data={
-            "api_key": api_key[:-3] + "xyz", "csrf": csrf.group(1)})
+        bad = await client.post(
+            "/dashboard/login", data={"api_key": api_key[:-3] + "xyz", "csrf": csrf.group(1)}
+        )
         texts.append(bad.text)
-        signed = await client.post("/dashboard/login", data={
-            "api_key": api_key, "csrf": csrf.group(1)}, follow_redirects=True)
+        signed = await client.post(
+            "/dashboard/login",
+            data={"api_key": api_key, "csrf": csrf.group(1)},
+            follow_redirects=True,
+        )
         assert signed.status_code == 200, signed.text
-        for path in (*DASHBOARD_PAGES, f"/dashboard/tasks/{ids['ok_task']}",
-                     f"/dashboard/events/{ids['event']}"):
+        for path in (
+            *DASHBOARD_PAGES,
+            f"/dashboard/tasks/{ids['ok_task']}",
+            f"/dashboard/events/{ids['event']}",
+        ):
             page = await client.get(path, follow_redirects=True)
             assert page.status_code == 200, f"{path}: {page.status_code}"
             texts.append(f"{path}: {page.text}")
@@ -182,7 +230,8 @@ def leaks(texts: Iterable[str], secrets: Iterable[str]) -> list[str]:
 
 
 async def test_no_secret_in_logs_errors_metrics_or_dashboard(
-    tmp_path: Path, start_receiver: ReceiverFactory,
+    tmp_path: Path,
+    start_receiver: ReceiverFactory,
 ) -> None:
     flaky = await start_receiver([500, 500], default=200)
     steady = await start_receiver(default=200)
@@ -210,8 +259,12 @@ async def test_no_secret_in_logs_errors_metrics_or_dashboard(
     # The scenario did produce what is searched: debug polls, delivery retries with their
     # ids, provider faults, error bodies of each kind, and the receivers got the webhooks.
     assert any(r["level"] == "debug" and r.get("provider") == "gateway" for r in records)
-    assert any(r.get("outcome") == "retry" and r.get("delivery_id", "").startswith("dlv_")
-               and r.get("event_id", "").startswith("evt_") for r in records)
+    assert any(
+        r.get("outcome") == "retry"
+        and r.get("delivery_id", "").startswith("dlv_")
+        and r.get("event_id", "").startswith("evt_")
+        for r in records
+    )
     assert any(r["logger"] == "relay.providers" and r["level"] == "warning" for r in records)
     assert any(r.get("event_id") and r.get("task_id") for r in records)
     assert len(api.errors) >= 10

@@ -62,8 +62,13 @@ pytestmark = [
 
 EXAMPLES = int(os.environ.get("RELAY_FUZZ_EXAMPLES", "20"))
 """Per operation, mode and set of path parameters (more for a deeper run by hand)."""
-CHECKS = [not_a_server_error, response_schema_conformance, status_code_conformance,
-          content_type_conformance, negative_data_rejection]
+CHECKS = [
+    not_a_server_error,
+    response_schema_conformance,
+    status_code_conformance,
+    content_type_conformance,
+    negative_data_rejection,
+]
 """``negative_data_rejection``: what the document says is invalid, the relay refuses (4xx)."""
 BUDGET = 150.0
 """Seconds the whole run may take; far more than it needs, so a slow machine is no failure."""
@@ -97,14 +102,19 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
     try:
         account = await relay.account("fuzz")
         async with relay.client(account) as client:
-            created = await client.post("/v1/tasks", json={
-                "provider": "sandbox", "input": ark_input(), "callback_url": receiver.url})
+            created = await client.post(
+                "/v1/tasks",
+                json={"provider": "sandbox", "input": ark_input(), "callback_url": receiver.url},
+            )
             assert created.status_code == 201, created.text
             task_id = created.json()["id"]
 
             async def succeeded() -> str | None:
-                events = (await client.get("/v1/events", params={
-                    "task_id": task_id, "type": "task.succeeded"})).json()["data"]
+                events = (
+                    await client.get(
+                        "/v1/events", params={"task_id": task_id, "type": "task.succeeded"}
+                    )
+                ).json()["data"]
                 return events[0]["id"] if events else None
 
             event_id = await eventually(succeeded, within=15, what="the task to succeed")
@@ -152,15 +162,28 @@ def fuzz(schema: Any, world: World) -> Findings:
                     continue
                 for example in schema.get_strategies_from_examples(operation):
                     # The documented examples, as they are (with the real ids here).
-                    run_examples(example, functools.partial(
-                        call, world=world, session=session, auth=auth, findings=findings,
-                        path_parameters=params))
+                    run_examples(
+                        example,
+                        functools.partial(
+                            call,
+                            world=world,
+                            session=session,
+                            auth=auth,
+                            findings=findings,
+                            path_parameters=params,
+                        ),
+                    )
                 for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-                    strategy = operation.as_strategy(generation_mode=mode,
-                                                     path_parameters=params or None)
+                    strategy = operation.as_strategy(
+                        generation_mode=mode, path_parameters=params or None
+                    )
                     try:
-                        run_examples(strategy, functools.partial(
-                            call, world=world, session=session, auth=auth, findings=findings))
+                        run_examples(
+                            strategy,
+                            functools.partial(
+                                call, world=world, session=session, auth=auth, findings=findings
+                            ),
+                        )
                     except hypothesis.errors.Unsatisfiable:
                         # Nothing to make invalid (no parameters, no body): positive only.
                         assert mode is GenerationMode.NEGATIVE, operation.label
@@ -168,9 +191,15 @@ def fuzz(schema: Any, world: World) -> Findings:
 
 
 def run_examples(strategy: Any, test: Callable[[Any], None]) -> None:
-    @hypothesis.settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
-                         phases=[Phase.explicit, Phase.generate],
-                         suppress_health_check=list(HealthCheck), print_blob=False)
+    @hypothesis.settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=list(HealthCheck),
+        print_blob=False,
+    )
     @hypothesis.given(case=strategy)
     def examples(case: Any) -> None:
         test(case)
@@ -178,15 +207,22 @@ def run_examples(strategy: Any, test: Callable[[Any], None]) -> None:
     examples()
 
 
-def call(case: Any, world: World, session: requests.Session, auth: dict[str, str],
-         findings: Findings, path_parameters: dict[str, str] | None = None) -> None:
+def call(
+    case: Any,
+    world: World,
+    session: requests.Session,
+    auth: dict[str, str],
+    findings: Findings,
+    path_parameters: dict[str, str] | None = None,
+) -> None:
     if path_parameters:
         case.path_parameters = {**(case.path_parameters or {}), **path_parameters}
     label = case.operation.label
     findings.calls += 1
     try:
-        response = case.call_and_validate(base_url=world.relay.url, session=session,
-                                          headers=auth, checks=CHECKS, timeout=20)
+        response = case.call_and_validate(
+            base_url=world.relay.url, session=session, headers=auth, checks=CHECKS, timeout=20
+        )
     except (Exception, FailureGroup) as exc:  # a failed check: keep it, with its request
         message = str(exc).strip() or type(exc).__name__
         kinds = [line for line in message.splitlines() if line.startswith("- ")]
@@ -200,8 +236,9 @@ def call(case: Any, world: World, session: requests.Session, auth: dict[str, str
     findings.statuses.setdefault(label, set()).add(response.status_code)
 
 
-def real_ids(operation: Any, world: World, session: requests.Session,
-             auth: dict[str, str]) -> dict[str, str]:
+def real_ids(
+    operation: Any, world: World, session: requests.Session, auth: dict[str, str]
+) -> dict[str, str]:
     """Existing objects for the operation's path parameters (a fresh subscription each
     time, so one operation's DELETE or PATCH does not change what the next one sees)."""
     names = {p.name for p in operation.path_parameters}
@@ -213,8 +250,12 @@ def real_ids(operation: Any, world: World, session: requests.Session,
     if "provider" in names:
         params["provider"] = "sandbox"
     if "sub_id" in names:
-        made = session.post(f"{world.relay.url}/v1/subscriptions", headers=auth, timeout=10,
-                            json={"url": world.receiver.url})
+        made = session.post(
+            f"{world.relay.url}/v1/subscriptions",
+            headers=auth,
+            timeout=10,
+            json={"url": world.receiver.url},
+        )
         assert made.status_code == 201, made.text
         params["sub_id"] = made.json()["id"]
     if "token" in names:

@@ -18,8 +18,12 @@ from tests.e2e.harness import Receiver, RelayServer, ark_input, eventually
 
 SLOW = {"min_interval": 0.1, "max_interval": 0.5, "expected_duration": 2, "learn": False}
 PROVIDERS: dict[str, dict[str, Any]] = {
-    "sandbox": {"dialect": "ark", "path_prefix": "/sandbox/ark/api/v3", "api_key": "sandbox",
-                "poll": SLOW},
+    "sandbox": {
+        "dialect": "ark",
+        "path_prefix": "/sandbox/ark/api/v3",
+        "api_key": "sandbox",
+        "poll": SLOW,
+    },
     "cubicspaces": {"preset": "cubicspaces", "sandbox": True, "poll": SLOW},
     "seedance2ink": {"preset": "seedance2ink", "sandbox": True, "poll": SLOW},
 }
@@ -53,14 +57,16 @@ class Checker:
             try:
                 answer.model.model_validate_json(response.content, strict=True)
             except ValidationError as exc:
-                self.problems.append(f"{where}: not a {answer.model.__name__}: {exc}\n"
-                                     f"{response.text[:500]}")
+                self.problems.append(
+                    f"{where}: not a {answer.model.__name__}: {exc}\n{response.text[:500]}"
+                )
 
 
 @pytest.fixture
 async def relay(start_relay: RelayFactory) -> RelayServer:
-    return await start_relay(providers=PROVIDERS,
-                             sandbox={"queued_seconds": 1.0, "running_seconds": 0.5})
+    return await start_relay(
+        providers=PROVIDERS, sandbox={"queued_seconds": 1.0, "running_seconds": 0.5}
+    )
 
 
 def checked(client: httpx.AsyncClient, checker: Checker) -> httpx.AsyncClient:
@@ -96,15 +102,21 @@ async def test_every_answer_of_a_full_flow_is_what_the_document_says(
 async def account_and_providers(client: httpx.AsyncClient) -> None:
     assert (await client.get("/v1/me")).status_code == 200
     assert (await client.get("/v1/callback-secret")).status_code == 200
-    assert (await client.post("/v1/callback-secret/rotate",
-                              json={"grace_seconds": 60})).status_code == 200
+    assert (
+        await client.post("/v1/callback-secret/rotate", json={"grace_seconds": 60})
+    ).status_code == 200
     assert (await client.get("/v1/providers")).status_code == 200
 
 
 async def tasks(client: httpx.AsyncClient, receiver: Receiver) -> dict[str, Any]:
-    body = {"provider": "sandbox", "input": ark_input(), "callback_url": receiver.url,
-            "callback_events": ["task.queued", "task.succeeded"], "reference": "r-1",
-            "metadata": {"projectId": "p"}}
+    body = {
+        "provider": "sandbox",
+        "input": ark_input(),
+        "callback_url": receiver.url,
+        "callback_events": ["task.queued", "task.succeeded"],
+        "reference": "r-1",
+        "metadata": {"projectId": "p"},
+    }
     key = {"Idempotency-Key": "flow-1"}
     created = await client.post("/v1/tasks", json=body, headers=key)
     assert created.status_code == 201, created.text
@@ -112,11 +124,13 @@ async def tasks(client: httpx.AsyncClient, receiver: Receiver) -> dict[str, Any]
     assert (again.status_code, again.headers["idempotent-replayed"]) == (201, "true")
     reused = await client.post("/v1/tasks", json={**body, "reference": "r-2"}, headers=key)
     assert reused.status_code == 409
-    tracked = await client.post("/v1/tasks", json={"provider": "sandbox",
-                                                   "provider_task_id": "cgt-unknown-1"})
+    tracked = await client.post(
+        "/v1/tasks", json={"provider": "sandbox", "provider_task_id": "cgt-unknown-1"}
+    )
     assert tracked.status_code == 201, tracked.text
-    to_cancel = await client.post("/v1/tasks", json={"provider": "sandbox",
-                                                     "input": ark_input("cancel me")})
+    to_cancel = await client.post(
+        "/v1/tasks", json={"provider": "sandbox", "input": ark_input("cancel me")}
+    )
     cancelled = await client.post(f"/v1/tasks/{to_cancel.json()['id']}/cancel")
     assert cancelled.status_code == 200, cancelled.text
     again_cancelled = await client.post(f"/v1/tasks/{to_cancel.json()['id']}/cancel")
@@ -125,14 +139,18 @@ async def tasks(client: httpx.AsyncClient, receiver: Receiver) -> dict[str, Any]
     assert (await client.post(f"/v1/tasks/{task_id}/refresh")).status_code == 200
     page = await client.get("/v1/tasks", params={"limit": 1, "order": "asc"})
     assert page.json()["next_cursor"]
-    rest = await client.get("/v1/tasks", params={"limit": 1, "order": "asc",
-                                                 "cursor": page.json()["next_cursor"]})
+    rest = await client.get(
+        "/v1/tasks", params={"limit": 1, "order": "asc", "cursor": page.json()["next_cursor"]}
+    )
     assert rest.status_code == 200
     assert (await client.get("/v1/tasks", params={"status": "nope"})).status_code == 400
     assert (await client.get("/v1/tasks/task_nope")).status_code == 404
     assert (await client.post("/v1/tasks", json={"provider": "sandbox"})).status_code == 400
-    huge = await client.post("/v1/tasks", content=b"{" + b" " * 70_000 + b"}",
-                             headers={"content-type": "application/json"})
+    huge = await client.post(
+        "/v1/tasks",
+        content=b"{" + b" " * 70_000 + b"}",
+        headers={"content-type": "application/json"},
+    )
     assert huge.status_code == 413
 
     async def done() -> dict[str, Any] | None:
@@ -154,15 +172,22 @@ async def events(client: httpx.AsyncClient, task: dict[str, Any]) -> None:
 
     await eventually(attempted, within=10, what="an attempt")
     assert (await client.post(f"/v1/events/{event_id}/redeliver")).status_code == 202
-    assert (await client.post(f"/v1/events/{event_id}/redeliver",
-                              json={"destination_id": "dst_nope"})).status_code == 404
+    assert (
+        await client.post(f"/v1/events/{event_id}/redeliver", json={"destination_id": "dst_nope"})
+    ).status_code == 404
     assert (await client.get("/v1/events", params={"since": "yesterday"})).status_code == 400
 
 
 async def subscriptions(client: httpx.AsyncClient, receiver: Receiver) -> None:
-    made = await client.post("/v1/subscriptions", json={
-        "target_url": receiver.url, "event_types": ["task.succeeded"],
-        "headers": {"X-Token": "t"}, "description": "flow"})
+    made = await client.post(
+        "/v1/subscriptions",
+        json={
+            "target_url": receiver.url,
+            "event_types": ["task.succeeded"],
+            "headers": {"X-Token": "t"},
+            "description": "flow",
+        },
+    )
     assert made.status_code == 201, made.text
     sub = f"/v1/subscriptions/{made.json()['id']}"
     assert (await client.get("/v1/subscriptions", params={"limit": 1})).status_code == 200
@@ -177,22 +202,31 @@ async def subscriptions(client: httpx.AsyncClient, receiver: Receiver) -> None:
     assert (await client.post(sub + "/test")).status_code == 409
     assert (await client.post(sub + "/replay", json={})).status_code == 409
     assert (await client.post(sub + "/enable", json={"replay": True})).status_code == 200
-    assert (await client.post(sub + "/replay", json={
-        "since": "2020-01-01T00:00:00Z", "only_failed": False})).status_code == 202
+    assert (
+        await client.post(
+            sub + "/replay", json={"since": "2020-01-01T00:00:00Z", "only_failed": False}
+        )
+    ).status_code == 202
     assert (await client.post(sub + "/rotate-secret")).status_code == 200
     assert (await client.delete(sub)).status_code == 200
     assert (await client.get(sub)).status_code == 404
 
 
-async def moderation_and_push(client: httpx.AsyncClient, relay: RelayServer,
-                              receiver: Receiver, checker: Checker) -> None:
-    moderated = await client.post("/v1/providers/cubicspaces/moderations", json={
-        "model": "doubao-seedance-2.0", "images": ["https://example.com/product.png"]})
+async def moderation_and_push(
+    client: httpx.AsyncClient, relay: RelayServer, receiver: Receiver, checker: Checker
+) -> None:
+    moderated = await client.post(
+        "/v1/providers/cubicspaces/moderations",
+        json={"model": "doubao-seedance-2.0", "images": ["https://example.com/product.png"]},
+    )
     assert moderated.status_code == 200, moderated.text
-    assert (await client.post("/v1/providers/sandbox/moderations",
-                              json={"images": []})).status_code == 409
-    pushed = await client.post("/v1/tasks", json={
-        "provider": "seedance2ink", "input": dict(PROMPT), "callback_url": receiver.url})
+    assert (
+        await client.post("/v1/providers/sandbox/moderations", json={"images": []})
+    ).status_code == 409
+    pushed = await client.post(
+        "/v1/tasks",
+        json={"provider": "seedance2ink", "input": dict(PROMPT), "callback_url": receiver.url},
+    )
     assert pushed.status_code == 201, pushed.text
     provider_task_id = pushed.json()["provider_task_id"]
 
@@ -202,7 +236,6 @@ async def moderation_and_push(client: httpx.AsyncClient, relay: RelayServer,
         return str(urls[0]) if urls else None
 
     path = httpx.URL(await eventually(push_url, within=10, what="the provider's push")).path
-    async with checked(httpx.AsyncClient(base_url=relay.url, trust_env=False),
-                       checker) as provider:
+    async with checked(httpx.AsyncClient(base_url=relay.url, trust_env=False), checker) as provider:
         assert (await provider.post(path, json={"status": "succeeded"})).status_code == 202
         assert (await provider.post(path + "x", json={})).status_code == 404

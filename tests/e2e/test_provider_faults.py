@@ -76,8 +76,9 @@ def kinds_served(log: Iterable[dict[str, Any]]) -> set[str]:
     return {r["fault"] for r in log if r["fault"] is not None}
 
 
-def retry_after_breaches(log: list[dict[str, Any]], refused: dict[str, Any],
-                         retry_after: float) -> list[str]:
+def retry_after_breaches(
+    log: list[dict[str, Any]], refused: dict[str, Any], retry_after: float
+) -> list[str]:
     """What in one flavor's ``log`` shows a request started during the ``Retry-After`` of
     the 429 ``refused`` (see the module docstring); empty when the window was respected."""
     start = refused["at"]
@@ -87,11 +88,15 @@ def retry_after_breaches(log: list[dict[str, Any]], refused: dict[str, Any],
     late = [r["time"] for r in inside if r["at"] > grace]
     breaches = []
     if late:
-        breaches.append(f"429 at {refused['time']}, then requests at {late}, before its "
-                        f"Retry-After of {retry_after:g} s ran out")
+        breaches.append(
+            f"429 at {refused['time']}, then requests at {late}, before its "
+            f"Retry-After of {retry_after:g} s ran out"
+        )
     if len(inside) - len(late) > MAX_CONCURRENCY - 1:
-        breaches.append(f"429 at {refused['time']}: {len(inside) - len(late)} requests right "
-                        f"after it, more than could have been in flight")
+        breaches.append(
+            f"429 at {refused['time']}: {len(inside) - len(late)} requests right "
+            f"after it, more than could have been in flight"
+        )
     return breaches
 
 
@@ -112,29 +117,46 @@ def at(stamp: str) -> datetime:
     return datetime.fromisoformat(stamp)
 
 
-async def submit(client: httpx.AsyncClient, name: str, prompt: str, receiver: Receiver,
-                 refusals: Counter[str] | None = None) -> str:
+async def submit(
+    client: httpx.AsyncClient,
+    name: str,
+    prompt: str,
+    receiver: Receiver,
+    refusals: Counter[str] | None = None,
+) -> str:
     """Submit as a client does during a provider outage: a ``502 provider_unavailable``
     (the create met a fault, or the relay is backing the provider off) is tried again."""
+
     async def attempt() -> str | None:
-        response = await client.post("/v1/tasks", json={
-            "provider": name, "input": {**NEUTRAL, "prompt": prompt},
-            "callback_url": receiver.url})
+        response = await client.post(
+            "/v1/tasks",
+            json={
+                "provider": name,
+                "input": {**NEUTRAL, "prompt": prompt},
+                "callback_url": receiver.url,
+            },
+        )
         if response.status_code == 201:
             return str(response.json()["id"])
         assert (response.status_code, response.json()["error"]["code"]) == (
-            502, "provider_unavailable"), response.text
+            502,
+            "provider_unavailable",
+        ), response.text
         if refusals is not None:
             refusals[name] += 1
         return None
-    return await eventually(attempt, within=30, interval=0.1,
-                            what=f"{name} to accept {prompt!r}")
+
+    return await eventually(attempt, within=30, interval=0.1, what=f"{name} to accept {prompt!r}")
 
 
 def prompts(name: str, count: int) -> dict[str, str]:
     """``count`` prompts for ``name`` and how each truly ends: every third is moderated."""
-    return {f"{name} #{i} {'[fail] ' if i % 3 == 1 else ''}a fox in snow":
-            "failed" if i % 3 == 1 else "succeeded" for i in range(count)}
+    return {
+        f"{name} #{i} {'[fail] ' if i % 3 == 1 else ''}a fox in snow": "failed"
+        if i % 3 == 1
+        else "succeeded"
+        for i in range(count)
+    }
 
 
 def assert_true_outcome(name: str, task: dict[str, Any], expected: str) -> None:
@@ -175,8 +197,9 @@ TASKS_PER_PROVIDER = 8
 async def test_every_task_reaches_its_true_terminal_state_through_provider_faults(
     start_relay: RelayFactory, start_receiver: ReceiverFactory
 ) -> None:
-    relay = await start_relay(providers=FAULTED,
-                              sandbox={"queued_seconds": 0.3, "running_seconds": 2})
+    relay = await start_relay(
+        providers=FAULTED, sandbox={"queued_seconds": 0.3, "running_seconds": 2}
+    )
     account = await relay.account("alice")
     receivers = {name: await start_receiver() for name in FAULTED}
     wanted = {name: prompts(name, TASKS_PER_PROVIDER) for name in FAULTED}
@@ -190,8 +213,14 @@ async def test_every_task_reaches_its_true_terminal_state_through_provider_fault
                 for prompt in wanted[name]:
                     ids[name, prompt] = await submit(client, name, prompt, receivers[name])
             # The outage starts while every task is queued: they all run and end during it.
-            await set_faults(control, plan=MIXED_PLAN, repeat=True, flavors=list(FAULTED),
-                             retry_after=1, timeout_seconds=STALL)
+            await set_faults(
+                control,
+                plan=MIXED_PLAN,
+                repeat=True,
+                flavors=list(FAULTED),
+                retry_after=1,
+                timeout_seconds=STALL,
+            )
 
             truth = {ids[name, prompt]: (name, wanted[name][prompt]) for name, prompt in ids}
 
@@ -210,19 +239,35 @@ async def test_every_task_reaches_its_true_terminal_state_through_provider_fault
                     assert view["consecutive_faults"] > 0, view
                     unhealthy[name].add(view["last_fault"].split(":")[0])
                     until = view["backoff_until"]
-                    if name not in during and until is not None and \
-                            at(until) >= datetime.now(UTC) + timedelta(seconds=0.5):
+                    if (
+                        name not in during
+                        and until is not None
+                        and at(until) >= datetime.now(UTC) + timedelta(seconds=0.5)
+                    ):
                         # Backed off for a while yet: a client submitting now is refused,
                         # and tries again until the provider takes the task.
-                        during[name] = asyncio.ensure_future(submit(
-                            client, name, f"{name} submitted during the outage",
-                            receivers[name], refusals))
+                        during[name] = asyncio.ensure_future(
+                            submit(
+                                client,
+                                name,
+                                f"{name} submitted during the outage",
+                                receivers[name],
+                                refusals,
+                            )
+                        )
                 logs = {name: await request_log(control, name) for name in FAULTED}
-                return all(kinds_served(logs[name]) == FAULT_KINDS and refusals[name] > 0
-                           for name in FAULTED)
-            await eventually(outage_seen, within=30, interval=0.1,
-                             what="every provider to meet every fault kind, and a client "
-                                  "submitting to it to be refused")
+                return all(
+                    kinds_served(logs[name]) == FAULT_KINDS and refusals[name] > 0
+                    for name in FAULTED
+                )
+
+            await eventually(
+                outage_seen,
+                within=30,
+                interval=0.1,
+                what="every provider to meet every fault kind, and a client "
+                "submitting to it to be refused",
+            )
             await clear_faults(control)
             for name, submission in during.items():
                 ids[name, f"{name} submitted during the outage"] = await submission
@@ -234,29 +279,35 @@ async def test_every_task_reaches_its_true_terminal_state_through_provider_fault
         # The same providers, after the outage.
         for name in FAULTED:
             ids[name, f"{name} after the outage"] = await submit(
-                client, name, f"{name} after the outage", receivers[name])
+                client, name, f"{name} after the outage", receivers[name]
+            )
             wanted[name][f"{name} after the outage"] = "succeeded"
 
         for (name, prompt), task_id in ids.items():
+
             async def ended(task_id: str = task_id) -> dict[str, Any] | None:
                 task: dict[str, Any] = (await client.get(f"/v1/tasks/{task_id}")).json()
                 return task if task["status"] not in ("queued", "running") else None
-            assert_true_outcome(name, await eventually(
-                ended, within=30, what=f"{name} task {prompt!r} to end"), wanted[name][prompt])
+
+            assert_true_outcome(
+                name,
+                await eventually(ended, within=30, what=f"{name} task {prompt!r} to end"),
+                wanted[name][prompt],
+            )
         listed = (await client.get("/v1/tasks", params={"limit": 200})).json()["data"]
         assert len(listed) == len(ids) == len(FAULTED) * (TASKS_PER_PROVIDER + 2)
 
         # Exactly one terminal event per task at its destination, and nothing else: no
         # fault made a task end twice or wrongly, and no task was registered twice.
         for name, receiver in receivers.items():
-            async def all_heard(receiver: Receiver = receiver, n: int = len(wanted[name])
-                                ) -> bool:
+
+            async def all_heard(receiver: Receiver = receiver, n: int = len(wanted[name])) -> bool:
                 return len(receiver.requests) >= n
+
             await eventually(all_heard, within=15, what=f"{name}'s terminal events")
         await asyncio.gather(*(receiver.quiet_for(0.5) for receiver in receivers.values()))
         for name, receiver in receivers.items():
-            mine = {ids[name, prompt]: f"task.{status}"
-                    for prompt, status in wanted[name].items()}
+            mine = {ids[name, prompt]: f"task.{status}" for prompt, status in wanted[name].items()}
             events = verified(account, receiver)
             assert sorted(e["data"]["id"] for e in events) == sorted(mine), name
             assert {e["data"]["id"]: e["type"] for e in events} == mine, name
@@ -270,7 +321,10 @@ async def test_every_task_reaches_its_true_terminal_state_through_provider_fault
             assert unhealthy[name] <= FAULT_NAMES, unhealthy
             view = after[name]
             assert (view["healthy"], view["consecutive_faults"], view["backoff_until"]) == (
-                True, 0, None), view
+                True,
+                0,
+                None,
+            ), view
             assert view["last_fault"].split(":")[0] in FAULT_NAMES, view
 
         # The sandbox served what the plan says, and the relay hung up on every stalled
@@ -298,8 +352,9 @@ async def test_no_request_goes_to_a_provider_before_its_retry_after(
     start_relay: RelayFactory, start_receiver: ReceiverFactory
 ) -> None:
     # Tasks run long enough to be polled (densely) all through the test.
-    relay = await start_relay(providers=RATE_LIMITED,
-                              sandbox={"queued_seconds": 0.3, "running_seconds": 15})
+    relay = await start_relay(
+        providers=RATE_LIMITED, sandbox={"queued_seconds": 0.3, "running_seconds": 15}
+    )
     account = await relay.account("alice")
     receiver = await start_receiver()
     async with relay.client(account) as client, relay.client() as control:
@@ -309,60 +364,73 @@ async def test_no_request_goes_to_a_provider_before_its_retry_after(
 
         # 1. A 429 while apiyi's tasks are polled: the relay's polls stay away for the
         # whole Retry-After, then come back by themselves, all at once.
-        await set_faults(control, plan=["429"], flavors=["apiyi"],
-                         retry_after=FIRST_RETRY_AFTER)
+        await set_faults(control, plan=["429"], flavors=["apiyi"], retry_after=FIRST_RETRY_AFTER)
 
         async def refused() -> dict[str, Any] | None:
-            return next((r for r in await request_log(control, "apiyi")
-                         if r["status"] == 429), None)
+            return next(
+                (r for r in await request_log(control, "apiyi") if r["status"] == 429), None
+            )
+
         first = await eventually(refused, within=5, what="apiyi's 429")
 
         async def settled() -> dict[str, Any] | None:
             view = (await health(client))["apiyi"]
             return view if view["consecutive_faults"] and not view["in_flight"] else None
+
         view = await eventually(settled, within=2, what="apiyi backed off, nothing in flight")
         assert (view["consecutive_faults"], view["healthy"]) == (1, False), view
         assert view["last_fault"].startswith("rate_limited: provider answered HTTP 429"), view
         # The relay's own back-off would be 1.6 to 2.4 s: the provider's 3 s win.
         assert at(view["backoff_until"]) - at(view["last_fault_at"]) == timedelta(
-            seconds=FIRST_RETRY_AFTER), view
+            seconds=FIRST_RETRY_AFTER
+        ), view
         # Another provider is not held up meanwhile.
         assert (await health(client))["naci"]["consecutive_faults"] == 0
 
         # 2. The polls coming back together meet a 500 and a 429 at once. The relay counts
         # the 500 (two faults in a row: 3.2 to 4.8 s of back-off) and takes the 429 as the
         # same outage, but the 429's Retry-After still holds.
-        await set_faults(control, plan=["500", "429"], flavors=["apiyi"],
-                         retry_after=SECOND_RETRY_AFTER)
+        await set_faults(
+            control, plan=["500", "429"], flavors=["apiyi"], retry_after=SECOND_RETRY_AFTER
+        )
 
         async def both_taken() -> list[dict[str, Any]] | None:
             log = await request_log(control, "apiyi")
             faulted = [r for r in log if r["at"] > first["at"] and r["fault"] is not None]
             return faulted if len(faulted) == 2 else None
-        burst = await eventually(both_taken, within=FIRST_RETRY_AFTER + 3,
-                                 what="the polls to come back")
+
+        burst = await eventually(
+            both_taken, within=FIRST_RETRY_AFTER + 3, what="the polls to come back"
+        )
         assert [r["fault"] for r in burst] == ["500", "429"], burst
         second = burst[1]
         waited = (burst[0]["at"] - first["at"]).total_seconds()
         assert FIRST_RETRY_AFTER - CLOCK_SLACK <= waited <= FIRST_RETRY_AFTER + 1, waited
-        assert (second["at"] - burst[0]["at"]).total_seconds() < IN_FLIGHT_GRACE, \
+        assert (second["at"] - burst[0]["at"]).total_seconds() < IN_FLIGHT_GRACE, (
             "the 500 and the 429 must have been answered to one burst of polls"
+        )
         view = await eventually(settled, within=2, what="apiyi backed off, nothing in flight")
         assert (view["consecutive_faults"], view["healthy"]) == (2, False), view
-        assert SECOND_RETRY_AFTER <= (at(view["backoff_until"]) - at(view["last_fault_at"])
-                                      ).total_seconds() <= SECOND_RETRY_AFTER + 1, view
+        assert (
+            SECOND_RETRY_AFTER
+            <= (at(view["backoff_until"]) - at(view["last_fault_at"])).total_seconds()
+            <= SECOND_RETRY_AFTER + 1
+        ), view
 
         async def back() -> dict[str, Any] | None:
             log = await request_log(control, "apiyi")
             return first_after(log, second["at"] + timedelta(seconds=IN_FLIGHT_GRACE))
-        comeback = await eventually(back, within=SECOND_RETRY_AFTER + 3,
-                                    what="apiyi to be asked again")
+
+        comeback = await eventually(
+            back, within=SECOND_RETRY_AFTER + 3, what="apiyi to be asked again"
+        )
         waited = (comeback["at"] - second["at"]).total_seconds()
         assert SECOND_RETRY_AFTER - CLOCK_SLACK <= waited <= SECOND_RETRY_AFTER + 1, waited
         assert comeback["fault"] is None, comeback
 
         async def recovered() -> bool:
             return bool((await health(client))["apiyi"]["healthy"])
+
         await eventually(recovered, within=2, what="apiyi's health to recover")
 
         log = await request_log(control, "apiyi")

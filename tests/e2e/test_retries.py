@@ -27,8 +27,10 @@ SLACK = 0.05
 
 
 async def register(client: httpx.AsyncClient, callback_url: str) -> dict[str, Any]:
-    response = await client.post("/v1/tasks", json={
-        "provider": "sandbox", "input": ark_input(), "callback_url": callback_url})
+    response = await client.post(
+        "/v1/tasks",
+        json={"provider": "sandbox", "input": ark_input(), "callback_url": callback_url},
+    )
     assert response.status_code == 201, response.text
     task: dict[str, Any] = response.json()
     return task
@@ -36,29 +38,36 @@ async def register(client: httpx.AsyncClient, callback_url: str) -> dict[str, An
 
 async def succeeded_event(client: httpx.AsyncClient, task_id: str) -> str:
     async def probe() -> str | None:
-        events = (await client.get("/v1/events", params={
-            "task_id": task_id, "type": "task.succeeded"})).json()["data"]
+        events = (
+            await client.get("/v1/events", params={"task_id": task_id, "type": "task.succeeded"})
+        ).json()["data"]
         return events[0]["id"] if events else None
+
     return await eventually(probe, within=10, what=f"task.succeeded of {task_id}")
 
 
 async def settled_delivery(
-    client: httpx.AsyncClient, event_id: str, status: str, attempts: int | None,
+    client: httpx.AsyncClient,
+    event_id: str,
+    status: str,
+    attempts: int | None,
     within: float = 10,
 ) -> dict[str, Any]:
     """The event's one delivery once it has ``status`` after ``attempts`` recorded attempts
     (any number: None)."""
+
     async def probe() -> dict[str, Any] | None:
         response = await client.get(f"/v1/events/{event_id}/deliveries")
         assert response.status_code == 200, response.text
         views = response.json()["data"]
         assert len(views) == 1, views
         view: dict[str, Any] = views[0]
-        done = view["status"] == status and (
-            attempts is None or len(view["attempts"]) == attempts)
+        done = view["status"] == status and (attempts is None or len(view["attempts"]) == attempts)
         return view if done else None
-    return await eventually(probe, within=within,
-                            what=f"delivery of {event_id} {status} after {attempts} attempts")
+
+    return await eventually(
+        probe, within=within, what=f"delivery of {event_id} {status} after {attempts} attempts"
+    )
 
 
 def gaps(requests: list[Any]) -> list[float]:
@@ -214,10 +223,12 @@ async def test_retry_after_is_honoured_for_slow_down_statuses_within_bounds(
     start_relay: RelayFactory, start_receiver: ReceiverFactory
 ) -> None:
     relay = await start_relay(delivery={"retry_after_max": 1.0})
-    receiver = await start_receiver([
-        Reply(503, headers={"Retry-After": "3600"}),  # slow down: honoured, capped at 1 s
-        Reply(500, headers={"Retry-After": "3600"}),  # not a slow-down status: the schedule
-    ])
+    receiver = await start_receiver(
+        [
+            Reply(503, headers={"Retry-After": "3600"}),  # slow down: honoured, capped at 1 s
+            Reply(500, headers={"Retry-After": "3600"}),  # not a slow-down status: the schedule
+        ]
+    )
     account = await relay.account("slowdown")
     async with relay.client(account) as client:
         await register(client, receiver.url)

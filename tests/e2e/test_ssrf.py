@@ -53,20 +53,32 @@ async def test_registration_refuses_non_public_destinations_and_writes_nothing(
     async with relay.client(account) as client:
         for template, phrase in REFUSED_URLS:
             url = template.format(port=receiver.port)
-            assert_refused(await client.post("/v1/tasks", json={
-                "provider": "sandbox", "input": ark_input(), "callback_url": url}),
-                "callback_url", phrase)
-            assert_refused(await client.post("/v1/subscriptions", json={"url": url}),
-                           "url", phrase)
-            assert_refused(await client.post("/v1/subscriptions", json={"target_url": url}),
-                           "target_url", phrase)
+            assert_refused(
+                await client.post(
+                    "/v1/tasks",
+                    json={"provider": "sandbox", "input": ark_input(), "callback_url": url},
+                ),
+                "callback_url",
+                phrase,
+            )
+            assert_refused(await client.post("/v1/subscriptions", json={"url": url}), "url", phrase)
+            assert_refused(
+                await client.post("/v1/subscriptions", json={"target_url": url}),
+                "target_url",
+                phrase,
+            )
         # An Idempotency-Key does not turn a refusal into a write either.
         url = receiver.url
         for _ in range(2):
-            assert_refused(await client.post(
-                "/v1/tasks", json={"provider": "sandbox", "input": ark_input(),
-                                   "callback_url": url},
-                headers={"Idempotency-Key": "ssrf-1"}), "callback_url", "loopback")
+            assert_refused(
+                await client.post(
+                    "/v1/tasks",
+                    json={"provider": "sandbox", "input": ark_input(), "callback_url": url},
+                    headers={"Idempotency-Key": "ssrf-1"},
+                ),
+                "callback_url",
+                "loopback",
+            )
         assert (await client.get("/v1/tasks")).json() == {"data": [], "next_cursor": None}
         assert (await client.get("/v1/subscriptions")).json()["data"] == []
         assert (await client.get("/v1/events")).json()["data"] == []
@@ -81,12 +93,15 @@ async def test_a_subscription_cannot_be_moved_to_a_refused_address(
     account = await relay.account("alice")
     async with relay.client(account) as client:
         # A name that does not resolve (yet) is accepted: it is checked at each connection.
-        created = await client.post("/v1/subscriptions",
-                                    json={"url": "https://hooks.example.invalid/in"})
+        created = await client.post(
+            "/v1/subscriptions", json={"url": "https://hooks.example.invalid/in"}
+        )
         assert created.status_code == 201, created.text
         sub = created.json()
-        for body, field in (({"url": receiver.url}, "url"),
-                            ({"target_url": "http://169.254.169.254/"}, "target_url")):
+        for body, field in (
+            ({"url": receiver.url}, "url"),
+            ({"target_url": "http://169.254.169.254/"}, "target_url"),
+        ):
             moved = await client.patch(f"/v1/subscriptions/{sub['id']}", json=body)
             assert_refused(moved, field)
         after = (await client.get(f"/v1/subscriptions/{sub['id']}")).json()
@@ -95,8 +110,9 @@ async def test_a_subscription_cannot_be_moved_to_a_refused_address(
 
 
 async def deliveries_of(client: httpx.AsyncClient, event_id: str) -> list[dict[str, Any]]:
-    data: list[dict[str, Any]] = (
-        await client.get(f"/v1/events/{event_id}/deliveries")).json()["data"]
+    data: list[dict[str, Any]] = (await client.get(f"/v1/events/{event_id}/deliveries")).json()[
+        "data"
+    ]
     return data
 
 
@@ -121,10 +137,14 @@ async def test_a_delivery_to_a_refused_address_is_a_failed_attempt_with_the_reas
         assert tested["status_code"] is None
         assert "refused: 127.0.0.1 is a loopback address" in tested["error"]
 
-        task = (await client.post("/v1/tasks", json={"provider": "sandbox",
-                                                     "input": ark_input()})).json()
-        events = await eventually(lambda: _terminal_events(client, task["id"]), within=10,
-                                  what="the task's terminal event")
+        task = (
+            await client.post("/v1/tasks", json={"provider": "sandbox", "input": ark_input()})
+        ).json()
+        events = await eventually(
+            lambda: _terminal_events(client, task["id"]),
+            within=10,
+            what="the task's terminal event",
+        )
 
         async def failed() -> list[dict[str, Any]] | None:
             views = await deliveries_of(client, events[0]["id"])
@@ -135,16 +155,17 @@ async def test_a_delivery_to_a_refused_address_is_a_failed_attempt_with_the_reas
     assert len(view["attempts"]) == 4  # the harness's schedule: retried, each time refused
     for attempt in view["attempts"]:
         assert attempt["status_code"] is None
-        assert attempt["error"].startswith("DestinationRefused: refused: 127.0.0.1 is a "
-                                           "loopback address (network policy"), attempt
+        assert attempt["error"].startswith(
+            "DestinationRefused: refused: 127.0.0.1 is a loopback address (network policy"
+        ), attempt
         assert attempt["response_snippet"] is None
     assert receiver.requests == []
 
 
-async def _terminal_events(client: httpx.AsyncClient,
-                           task_id: str) -> list[dict[str, Any]] | None:
-    data: list[dict[str, Any]] = (await client.get(
-        "/v1/events", params={"task_id": task_id, "type": "task.succeeded"})).json()["data"]
+async def _terminal_events(client: httpx.AsyncClient, task_id: str) -> list[dict[str, Any]] | None:
+    data: list[dict[str, Any]] = (
+        await client.get("/v1/events", params={"task_id": task_id, "type": "task.succeeded"})
+    ).json()["data"]
     return data or None
 
 
@@ -168,11 +189,17 @@ async def test_a_redirect_to_a_private_address_is_not_followed(
             await client.delete(f"/v1/subscriptions/{sub['id']}")
 
         # A task's callback through the delivery engine: retried, never redirected.
-        task = (await client.post("/v1/tasks", json={
-            "provider": "sandbox", "input": ark_input(),
-            "callback_url": redirector.url})).json()
-        events = await eventually(lambda: _terminal_events(client, task["id"]), within=10,
-                                  what="the task's terminal event")
+        task = (
+            await client.post(
+                "/v1/tasks",
+                json={"provider": "sandbox", "input": ark_input(), "callback_url": redirector.url},
+            )
+        ).json()
+        events = await eventually(
+            lambda: _terminal_events(client, task["id"]),
+            within=10,
+            what="the task's terminal event",
+        )
 
         async def failed() -> list[dict[str, Any]] | None:
             views = await deliveries_of(client, events[0]["id"])
@@ -196,7 +223,8 @@ async def test_the_operator_can_allow_a_local_receiver(
         tested = (await client.post(f"/v1/subscriptions/{sub['id']}/test")).json()
         assert tested["delivered"] is True, tested
         # Still only what was allowed: ::1 is not.
-        refused = await client.post("/v1/subscriptions",
-                                    json={"url": f"http://[::1]:{receiver.port}/hook"})
+        refused = await client.post(
+            "/v1/subscriptions", json={"url": f"http://[::1]:{receiver.port}/hook"}
+        )
         assert_refused(refused, "url", "::1 is a loopback address")
     assert len(receiver.requests) == 1

@@ -23,8 +23,15 @@ from tests.e2e.harness import (
     eventually,
 )
 
-ALL_TASK_EVENTS = ["task.queued", "task.running", "task.progress", "task.succeeded",
-                   "task.failed", "task.expired", "task.cancelled"]
+ALL_TASK_EVENTS = [
+    "task.queued",
+    "task.running",
+    "task.progress",
+    "task.succeeded",
+    "task.failed",
+    "task.expired",
+    "task.cancelled",
+]
 
 
 async def subscribe(client: httpx.AsyncClient, url: str, **body: Any) -> dict[str, Any]:
@@ -37,8 +44,9 @@ async def subscribe(client: httpx.AsyncClient, url: str, **body: Any) -> dict[st
 
 
 async def submit(client: httpx.AsyncClient, prompt: str = "a cat") -> str:
-    response = await client.post("/v1/tasks", json={"provider": "sandbox",
-                                                   "input": ark_input(prompt)})
+    response = await client.post(
+        "/v1/tasks", json={"provider": "sandbox", "input": ark_input(prompt)}
+    )
     assert response.status_code == 201, response.text
     return str(response.json()["id"])
 
@@ -60,7 +68,10 @@ async def test_zapier_subscribes_samples_receives_and_is_switched_off_by_410(
         # performSubscribe.
         sub = await subscribe(zapier, zap.url, event_types=["task.succeeded"])
         assert (sub["url"], sub["event_types"], sub["status"]) == (
-            zap.url, ["task.succeeded"], "active")
+            zap.url,
+            ["task.succeeded"],
+            "active",
+        )
 
         first = await submit(zapier)
         [request] = await zap.wait_for(1, within=10)
@@ -83,6 +94,7 @@ async def test_zapier_subscribes_samples_receives_and_is_switched_off_by_410(
         async def disabled() -> dict[str, Any] | None:
             found: dict[str, Any] = (await zapier.get(f"/v1/subscriptions/{sub['id']}")).json()
             return found if found["status"] == "disabled" else None
+
         off = await eventually(disabled, within=5, what="the subscription to be disabled")
         assert off["disabled_reason"] == "the receiver answered 410 Gone"
         # No further attempts: neither for new events nor a retry of the 410.
@@ -100,6 +112,7 @@ async def wait_finished(client: httpx.AsyncClient, task_id: str) -> None:
     async def done() -> bool:
         task = (await client.get(f"/v1/tasks/{task_id}")).json()
         return bool(task["status"] == "succeeded")
+
     await eventually(done, within=10, what=f"{task_id} to succeed")
 
 
@@ -110,8 +123,9 @@ async def test_rotation_signs_with_both_secrets_during_the_grace_only(
     async with relay.client(account) as client:
         sub = await subscribe(client, receiver.url)
         old = sub["secret"]
-        rotated = await client.post(f"/v1/subscriptions/{sub['id']}/rotate-secret",
-                                    json={"grace_seconds": 2})
+        rotated = await client.post(
+            f"/v1/subscriptions/{sub['id']}/rotate-secret", json={"grace_seconds": 2}
+        )
         assert rotated.status_code == 200, rotated.text
         new = rotated.json()["secret"]
         assert new != old
@@ -131,8 +145,9 @@ async def test_rotation_signs_with_both_secrets_during_the_grace_only(
         # The account's callback secret rotates the same way.
         callback = await client.post("/v1/callback-secret/rotate")
         assert callback.status_code == 200
-        assert (await client.get("/v1/callback-secret")).json()["secret"] == \
-            callback.json()["secret"]
+        assert (await client.get("/v1/callback-secret")).json()["secret"] == callback.json()[
+            "secret"
+        ]
 
 
 async def test_an_outage_then_a_replay_delivers_everything_once_per_success_in_order(
@@ -151,6 +166,7 @@ async def test_an_outage_then_a_replay_delivers_everything_once_per_success_in_o
         async def everything_arrived() -> bool:
             ok = Counter(r.webhook_id for r in successful(receiver))
             return set(ok) == set(events)
+
         await eventually(everything_arrived, within=20, what="every event after the outage")
         assert Counter(r.webhook_id for r in successful(receiver)) == Counter(events)
         assert [r.headers.get("webhook-id") for r in receiver.requests[:4]] != []
@@ -164,15 +180,17 @@ async def test_an_outage_then_a_replay_delivers_everything_once_per_success_in_o
         await receiver.wait_for(before + 10, within=15)
         await receiver.quiet_for(0.5)
         refused = verified(sub["secret"], receiver.requests[before])
-        replayed = [verified(sub["secret"], r) for r in receiver.requests[before + 1:]]
+        replayed = [verified(sub["secret"], r) for r in receiver.requests[before + 1 :]]
         assert Counter(p["id"] for p in replayed) == Counter(events)
         assert refused["sequence"] == 1
         for task_id in tasks:
             sequences = [p["sequence"] for p in replayed if p["data"]["id"] == task_id]
             assert sequences == [1, 2, 3], task_id
         # Replays keep the event id, with a fresh timestamp and signature.
-        assert all(r.timestamp >= receiver.requests[before - 1].timestamp
-                   for r in receiver.requests[before:])
+        assert all(
+            r.timestamp >= receiver.requests[before - 1].timestamp
+            for r in receiver.requests[before:]
+        )
 
 
 def successful(receiver: Receiver) -> list[Received]:
@@ -184,13 +202,18 @@ async def all_events(client: httpx.AsyncClient, tasks: list[str]) -> list[str]:
     async def finished() -> list[str] | None:
         ids = []
         for task_id in tasks:
-            page = (await client.get("/v1/events", params={"task_id": task_id,
-                                                         "order": "asc"})).json()
-            if [e["type"] for e in page["data"]] != ["task.queued", "task.running",
-                                                       "task.succeeded"]:
+            page = (
+                await client.get("/v1/events", params={"task_id": task_id, "order": "asc"})
+            ).json()
+            if [e["type"] for e in page["data"]] != [
+                "task.queued",
+                "task.running",
+                "task.succeeded",
+            ]:
                 return None
             ids += [e["id"] for e in page["data"]]
         return ids
+
     return await eventually(finished, within=15, what="every task to finish")
 
 
@@ -199,8 +222,7 @@ async def test_verified_deliveries_carry_the_subscriptions_static_headers(
 ) -> None:
     account: Account = await relay.account("n8n-user")
     async with relay.client(account) as client:
-        sub = await subscribe(client, receiver.url,
-                              headers={"Authorization": "Bearer n8n-token"})
+        sub = await subscribe(client, receiver.url, headers={"Authorization": "Bearer n8n-token"})
         assert sub["headers"] == ["Authorization"]  # values are not shown back
         await submit(client)
         [request] = await receiver.wait_for(1, within=10)

@@ -39,13 +39,32 @@ from tests.e2e.harness import (
     write_config,
 )
 
-ALL_TASK_EVENTS = ["task.queued", "task.running", "task.progress", "task.succeeded",
-                   "task.failed", "task.expired", "task.cancelled"]
+ALL_TASK_EVENTS = [
+    "task.queued",
+    "task.running",
+    "task.progress",
+    "task.succeeded",
+    "task.failed",
+    "task.expired",
+    "task.cancelled",
+]
 TERMINAL_TYPES = {"task.succeeded", "task.failed", "task.expired", "task.cancelled"}
 PUBLIC_FIELDS = {
-    "id", "url", "event_types", "description", "headers", "rate_limit", "status",
-    "disabled_reason", "disabled_at", "failing_since", "last_success_at",
-    "previous_secret_expires_at", "created_at", "updated_at"}
+    "id",
+    "url",
+    "event_types",
+    "description",
+    "headers",
+    "rate_limit",
+    "status",
+    "disabled_reason",
+    "disabled_at",
+    "failing_since",
+    "last_success_at",
+    "previous_secret_expires_at",
+    "created_at",
+    "updated_at",
+}
 """A subscription as GET shows it; the create (and a rotation) add ``secret``."""
 
 on_world = pytest.mark.asyncio(loop_scope="module")
@@ -75,8 +94,9 @@ async def subscribe(client: httpx.AsyncClient, url: str, **body: Any) -> dict[st
 
 
 async def submit(client: httpx.AsyncClient, prompt: str = "a cat", **body: Any) -> str:
-    response = await client.post("/v1/tasks", json={"provider": "sandbox",
-                                                   "input": ark_input(prompt), **body})
+    response = await client.post(
+        "/v1/tasks", json={"provider": "sandbox", "input": ark_input(prompt), **body}
+    )
     assert response.status_code == 201, response.text
     return str(response.json()["id"])
 
@@ -87,15 +107,17 @@ def verified(secret: str, request: Received) -> dict[str, Any]:
     return payload
 
 
-async def task_events(client: httpx.AsyncClient, task_id: str,
-                      count: int = 3) -> list[dict[str, Any]]:
+async def task_events(
+    client: httpx.AsyncClient, task_id: str, count: int = 3
+) -> list[dict[str, Any]]:
     """The task's events, oldest first, once it has ``count`` (the sandbox emits queued,
     running and the outcome)."""
+
     async def probe() -> list[dict[str, Any]] | None:
-        page = (await client.get("/v1/events", params={"task_id": task_id,
-                                                     "order": "asc"})).json()
+        page = (await client.get("/v1/events", params={"task_id": task_id, "order": "asc"})).json()
         found: list[dict[str, Any]] = page["data"]
         return found if len(found) >= count else None
+
     return await eventually(probe, within=15, what=f"{count} events of {task_id}")
 
 
@@ -142,7 +164,8 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
     w.receiver = await Receiver().start()
     try:
         w.alice, w.bob, w.clean, w.lister = [
-            await w.relay.account(name) for name in ("alice", "bob", "clean", "lister")]
+            await w.relay.account(name) for name in ("alice", "bob", "clean", "lister")
+        ]
         yield w
     finally:
         await w.receiver.stop()
@@ -169,10 +192,16 @@ async def test_create_answers_the_whole_subscription_and_the_secret_once(
     world: World, alice: httpx.AsyncClient
 ) -> None:
     url = world.url()
-    response = await alice.post("/v1/subscriptions", json={
-        "url": url, "event_types": ["task.succeeded", "task.failed", "task.succeeded"],
-        "description": "my zap", "headers": {"X-Token": "t0ps3cret", "Authorization": "B x"},
-        "rate_limit": 5})
+    response = await alice.post(
+        "/v1/subscriptions",
+        json={
+            "url": url,
+            "event_types": ["task.succeeded", "task.failed", "task.succeeded"],
+            "description": "my zap",
+            "headers": {"X-Token": "t0ps3cret", "Authorization": "B x"},
+            "rate_limit": 5,
+        },
+    )
     assert response.status_code == 201, response.text
     assert response.headers["content-type"].startswith("application/json")
     created = response.json()
@@ -186,8 +215,13 @@ async def test_create_answers_the_whole_subscription_and_the_secret_once(
     assert "t0ps3cret" not in response.text
     assert created["rate_limit"] == 5
     assert created["status"] == "active"
-    for unset in ("disabled_reason", "disabled_at", "failing_since", "last_success_at",
-                  "previous_secret_expires_at"):
+    for unset in (
+        "disabled_reason",
+        "disabled_at",
+        "failing_since",
+        "last_success_at",
+        "previous_secret_expires_at",
+    ):
         assert created[unset] is None, unset
     assert created["created_at"] == created["updated_at"]
     assert created["created_at"].endswith("Z")
@@ -205,9 +239,7 @@ async def test_create_answers_the_whole_subscription_and_the_secret_once(
 
 
 @on_world
-async def test_url_or_target_url_or_both_when_equal(
-    world: World, alice: httpx.AsyncClient
-) -> None:
+async def test_url_or_target_url_or_both_when_equal(world: World, alice: httpx.AsyncClient) -> None:
     for body in ({"url": world.url()}, {"target_url": world.url()}):
         created = await alice.post("/v1/subscriptions", json=body)
         assert created.status_code == 201, created.text
@@ -221,10 +253,16 @@ async def test_url_or_target_url_or_both_when_equal(
     assert both.status_code == 201, both.text
     assert both.json()["url"] == same
     # The edges that are still allowed.
-    edge = await alice.post("/v1/subscriptions", json={
-        "url": world.url(), "description": "d" * 500,
-        "headers": {f"X-H{i}": "v" * 1024 for i in range(10)}, "rate_limit": 0.5,
-        "event_types": ALL_TASK_EVENTS})
+    edge = await alice.post(
+        "/v1/subscriptions",
+        json={
+            "url": world.url(),
+            "description": "d" * 500,
+            "headers": {f"X-H{i}": "v" * 1024 for i in range(10)},
+            "rate_limit": 0.5,
+            "event_types": ALL_TASK_EVENTS,
+        },
+    )
     assert edge.status_code == 201, edge.text
     assert len(edge.json()["headers"]) == 10
     assert edge.json()["event_types"] == sorted(ALL_TASK_EVENTS)
@@ -237,8 +275,10 @@ async def test_relay_test_is_refused_in_a_filter(world: World, alice: httpx.Asyn
     """Like a task's ``callback_events``: a test event goes to the one subscription tested,
     whatever its filter, so naming it there could only make a replay send other
     subscriptions' test events."""
-    refused = await alice.post("/v1/subscriptions", json={
-        "url": world.url(), "event_types": ["relay.test", "task.succeeded"]})
+    refused = await alice.post(
+        "/v1/subscriptions",
+        json={"url": world.url(), "event_types": ["relay.test", "task.succeeded"]},
+    )
     assert (refused.status_code, refused.json()["error"]["code"]) == (400, "invalid_request")
     assert "relay.test" in refused.json()["error"]["message"]
 
@@ -262,11 +302,13 @@ BAD_CREATES = [
     pytest.param({"url": HOOK, "event_types": ["task.exploded"]}, id="unknown-event-type"),
     pytest.param({"url": HOOK, "event_types": []}, id="no-event-types"),
     pytest.param({"url": HOOK, "event_types": "task.succeeded"}, id="event-types-not-a-list"),
-    pytest.param({"url": HOOK, "headers": {"webhook-signature": "v1,x"}},
-                 id="header-webhook-signature"),
+    pytest.param(
+        {"url": HOOK, "headers": {"webhook-signature": "v1,x"}}, id="header-webhook-signature"
+    ),
     pytest.param({"url": HOOK, "headers": {"Webhook-Id": "evt_1"}}, id="header-webhook-id"),
-    pytest.param({"url": HOOK, "headers": {"Content-Type": "text/plain"}},
-                 id="header-content-type"),
+    pytest.param(
+        {"url": HOOK, "headers": {"Content-Type": "text/plain"}}, id="header-content-type"
+    ),
     pytest.param({"url": HOOK, "headers": {"Host": "evil.example"}}, id="header-host"),
     pytest.param({"url": HOOK, "headers": {"X-Token": "caf\u00e9"}}, id="non-ascii-value"),
     pytest.param({"url": HOOK, "headers": {"X-Token": "a\r\nX-Evil: 1"}}, id="crlf-in-value"),
@@ -274,16 +316,19 @@ BAD_CREATES = [
     pytest.param({"url": HOOK, "headers": {"Bad Name": "x"}}, id="bad-header-name"),
     pytest.param({"url": HOOK, "headers": {"X-Token": 5}}, id="value-not-a-string"),
     pytest.param({"url": HOOK, "headers": ["X-Token: x"]}, id="headers-not-an-object"),
-    pytest.param({"url": HOOK, "headers": {f"X-H{i}": "v" for i in range(11)}},
-                 id="eleven-headers"),
+    pytest.param(
+        {"url": HOOK, "headers": {f"X-H{i}": "v" for i in range(11)}}, id="eleven-headers"
+    ),
     pytest.param({"url": HOOK, "rate_limit": 0}, id="rate-limit-zero"),
     pytest.param({"url": HOOK, "rate_limit": -1}, id="rate-limit-negative"),
     pytest.param({"url": HOOK, "rate_limit": 10_001}, id="rate-limit-too-high"),
     pytest.param({"url": HOOK, "rate_limit": "fast"}, id="rate-limit-not-a-number"),
     pytest.param({"url": HOOK, "description": "d" * 501}, id="description-too-long"),
     pytest.param({"url": HOOK, "colour": "red"}, id="unknown-field"),
-    pytest.param({"url": HOOK, "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"},
-                 id="secret-is-not-an-input"),
+    pytest.param(
+        {"url": HOOK, "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"},
+        id="secret-is-not-an-input",
+    ),
     pytest.param({"url": HOOK, "status": "disabled"}, id="status-is-not-an-input"),
 ]
 
@@ -296,16 +341,16 @@ async def test_bad_create_bodies_are_400_and_create_nothing(
     async with world.relay.client(world.clean) as client:
         response = await client.post("/v1/subscriptions", json=body)
         assert_error(response, 400, "invalid_request")
-        assert (await client.get("/v1/subscriptions")).json() == \
-            {"data": [], "next_cursor": None}
+        assert (await client.get("/v1/subscriptions")).json() == {"data": [], "next_cursor": None}
 
 
 @on_world
 async def test_bodies_that_are_not_json_objects_are_400(world: World) -> None:
     async with world.relay.client(world.clean) as client:
         for raw in (b"", b"[]", b'{"url": ', b'"https://hooks.example.com/c"'):
-            response = await client.post("/v1/subscriptions", content=raw,
-                                         headers={"content-type": "application/json"})
+            response = await client.post(
+                "/v1/subscriptions", content=raw, headers={"content-type": "application/json"}
+            )
             assert_error(response, 400, "invalid_json")
         assert (await client.get("/v1/subscriptions")).json()["data"] == []
 
@@ -313,8 +358,9 @@ async def test_bodies_that_are_not_json_objects_are_400(world: World) -> None:
 @on_world
 async def test_the_list_is_newest_first_and_a_cursor_walks_it(world: World) -> None:
     async with world.relay.client(world.lister) as client:
-        created = [(await subscribe(client, world.url(), description=f"n{i}"))["id"]
-                   for i in range(4)]
+        created = [
+            (await subscribe(client, world.url(), description=f"n{i}"))["id"] for i in range(4)
+        ]
         gone = created.pop(1)
         assert (await client.delete(f"/v1/subscriptions/{gone}")).status_code == 200
         newest_first = created[::-1]
@@ -341,18 +387,21 @@ async def test_the_list_is_newest_first_and_a_cursor_walks_it(world: World) -> N
         assert (walked, pages) == (newest_first, 3)
 
         two = (await client.get("/v1/subscriptions", params={"limit": 2})).json()
-        rest = (await client.get("/v1/subscriptions",
-                                 params={"limit": 2, "cursor": two["next_cursor"]})).json()
+        rest = (
+            await client.get("/v1/subscriptions", params={"limit": 2, "cursor": two["next_cursor"]})
+        ).json()
         assert [s["id"] for s in two["data"] + rest["data"]] == newest_first
         assert rest["next_cursor"] is None
 
         for params in ({"cursor": "garbage"}, {"cursor": two["next_cursor"] + "x"}):
-            assert_error(await client.get("/v1/subscriptions", params=params), 400,
-                         "invalid_cursor")
+            assert_error(
+                await client.get("/v1/subscriptions", params=params), 400, "invalid_cursor"
+            )
         # A cursor of another list (events run in either order) is not a subscription cursor.
         for params in ({"limit": 0}, {"limit": 201}, {"limit": "ten"}, {"order": "asc"}):
-            assert_error(await client.get("/v1/subscriptions", params=params), 400,
-                         "invalid_request")
+            assert_error(
+                await client.get("/v1/subscriptions", params=params), 400, "invalid_request"
+            )
 
     # Another account sees none of them.
     async with world.relay.client(world.bob) as other:
@@ -367,8 +416,9 @@ async def test_the_list_is_newest_first_and_a_cursor_walks_it(world: World) -> N
 async def test_patch_changes_each_field_and_null_clears_the_optional_ones(
     world: World, alice: httpx.AsyncClient
 ) -> None:
-    sub = await subscribe(alice, world.url(), description="first", rate_limit=3,
-                          headers={"X-Token": "a"})
+    sub = await subscribe(
+        alice, world.url(), description="first", rate_limit=3, headers={"X-Token": "a"}
+    )
     path = f"/v1/subscriptions/{sub['id']}"
 
     async def patch(body: dict[str, Any]) -> dict[str, Any]:
@@ -382,11 +432,15 @@ async def test_patch_changes_each_field_and_null_clears_the_optional_ones(
     assert (await patch({"url": moved}))["url"] == moved
     moved_again = world.url()
     assert (await patch({"target_url": moved_again}))["url"] == moved_again
-    assert (await patch({"event_types": ["task.running", "task.failed"]}))["event_types"] \
-        == ["task.failed", "task.running"]
+    assert (await patch({"event_types": ["task.running", "task.failed"]}))["event_types"] == [
+        "task.failed",
+        "task.running",
+    ]
     assert (await patch({"event_types": None}))["event_types"] is None
-    assert (await patch({"headers": {"Authorization": "Bearer n", "X-Other": "o"}}))[
-        "headers"] == ["Authorization", "X-Other"]
+    assert (await patch({"headers": {"Authorization": "Bearer n", "X-Other": "o"}}))["headers"] == [
+        "Authorization",
+        "X-Other",
+    ]
     assert (await patch({"headers": None}))["headers"] == []
     changed = await patch({"description": "second", "rate_limit": 7.5})
     assert (changed["description"], changed["rate_limit"]) == ("second", 7.5)
@@ -399,12 +453,21 @@ async def test_patch_changes_each_field_and_null_clears_the_optional_ones(
     assert (await alice.get(path)).json() == cleared
 
     refused: list[dict[str, Any]] = [
-        {"url": None}, {"target_url": None}, {}, {"url": "ftp://hooks.example.com/c"},
-        {"event_types": []}, {"event_types": ["task.exploded"]},
+        {"url": None},
+        {"target_url": None},
+        {},
+        {"url": "ftp://hooks.example.com/c"},
+        {"event_types": []},
+        {"event_types": ["task.exploded"]},
         {"headers": {"Webhook-Signature": "v1,x"}},
-        {"headers": {f"X-H{i}": "v" for i in range(11)}}, {"headers": {"X-Token": "\u00e9"}},
-        {"rate_limit": 0}, {"description": "d" * 501}, {"colour": "red"},
-        {"status": "disabled"}, {"secret": "whsec_x"}]
+        {"headers": {f"X-H{i}": "v" for i in range(11)}},
+        {"headers": {"X-Token": "\u00e9"}},
+        {"rate_limit": 0},
+        {"description": "d" * 501},
+        {"colour": "red"},
+        {"status": "disabled"},
+        {"secret": "whsec_x"},
+    ]
     for body in refused:
         assert_error(await alice.patch(path, json=body), 400, "invalid_request")
     assert_error(await alice.patch(path, content=b""), 400, "invalid_json")
@@ -416,8 +479,9 @@ async def test_patch_with_url_and_a_different_target_url_is_refused_like_a_creat
     world: World, alice: httpx.AsyncClient
 ) -> None:
     sub = await subscribe(alice, world.url())
-    response = await alice.patch(f"/v1/subscriptions/{sub['id']}",
-                                 json={"url": world.url(), "target_url": world.url()})
+    response = await alice.patch(
+        f"/v1/subscriptions/{sub['id']}", json={"url": world.url(), "target_url": world.url()}
+    )
     assert_error(response, 400, "invalid_request")
     assert (await alice.get(f"/v1/subscriptions/{sub['id']}")).json()["url"] == sub["url"]
 
@@ -430,12 +494,17 @@ async def test_another_accounts_subscription_is_404_on_every_route(
     before = (await alice.get(f"/v1/subscriptions/{sub['id']}")).json()
     base = f"/v1/subscriptions/{sub['id']}"
     attempts = [
-        ("GET", base, None), ("PATCH", base, {"description": "bob's now"}),
-        ("PATCH", base, {"url": world.url()}), ("DELETE", base, None),
-        ("POST", base + "/enable", None), ("POST", base + "/enable", {"replay": False}),
-        ("POST", base + "/disable", None), ("POST", base + "/rotate-secret", None),
+        ("GET", base, None),
+        ("PATCH", base, {"description": "bob's now"}),
+        ("PATCH", base, {"url": world.url()}),
+        ("DELETE", base, None),
+        ("POST", base + "/enable", None),
+        ("POST", base + "/enable", {"replay": False}),
+        ("POST", base + "/disable", None),
+        ("POST", base + "/rotate-secret", None),
         ("POST", base + "/rotate-secret", {"grace_seconds": 0}),
-        ("POST", base + "/test", None), ("POST", base + "/replay", {}),
+        ("POST", base + "/test", None),
+        ("POST", base + "/replay", {}),
         ("POST", base + "/replay", None),
     ]
     for method, path, body in attempts:
@@ -460,12 +529,15 @@ async def test_delete_twice_is_200_then_404_and_the_subscription_is_gone(
     first = await alice.delete(base)
     assert (first.status_code, first.json()) == (200, {"id": sub["id"], "deleted": True})
     assert_error(await alice.delete(base), 404, "not_found")
-    for method, path, body in (("GET", base, None), ("PATCH", base, {"description": "x"}),
-                               ("POST", base + "/enable", None),
-                               ("POST", base + "/disable", None),
-                               ("POST", base + "/rotate-secret", None),
-                               ("POST", base + "/test", None),
-                               ("POST", base + "/replay", {})):
+    for method, path, body in (
+        ("GET", base, None),
+        ("PATCH", base, {"description": "x"}),
+        ("POST", base + "/enable", None),
+        ("POST", base + "/disable", None),
+        ("POST", base + "/rotate-secret", None),
+        ("POST", base + "/test", None),
+        ("POST", base + "/replay", {}),
+    ):
         assert_error(await alice.request(method, path, json=body), 404, "not_found")
     listed = (await alice.get("/v1/subscriptions", params={"limit": 200})).json()["data"]
     assert sub["id"] not in {s["id"] for s in listed}
@@ -492,13 +564,16 @@ async def test_deleting_stops_pending_deliveries_even_one_in_flight(
         async def stopped() -> list[dict[str, Any]] | None:
             found = await deliveries(client, event_id)
             return found if all(d["status"] == "stopped" for d in found) else None
+
         found = await eventually(stopped, within=5, what="both deliveries to be stopped")
         assert {d["destination_id"] for d in found} == {s["id"] for s in subs}
         # Past the first retry's time (1 s after each answer): nothing more arrives.
         await asyncio.gather(slow.quiet_for(1.8), fast.quiet_for(1.8))
         assert (len(slow.requests), len(fast.requests)) == (1, 1)
-        assert all(d["status"] == "stopped" and d["next_attempt_at"] is None
-                   for d in await deliveries(client, event_id))
+        assert all(
+            d["status"] == "stopped" and d["next_attempt_at"] is None
+            for d in await deliveries(client, event_id)
+        )
 
 
 async def test_another_accounts_patch_cannot_redirect_pending_deliveries(
@@ -517,6 +592,7 @@ async def test_another_accounts_patch_cannot_redirect_pending_deliveries(
 
         async def retried() -> bool:
             return len(owner.requests) + len(thief.requests) >= 2
+
         await eventually(retried, within=5, what="the retry of the failed delivery")
         assert thief.requests == [], "alice's event was delivered to mallory's url"
         assert len(owner.requests) == 2
@@ -536,13 +612,16 @@ async def test_fan_out_follows_each_filter_and_a_failing_receiver_delays_no_one(
     async with relay.client(account) as client:
         sub_all = await subscribe(client, everything.url, event_types=ALL_TASK_EVENTS)
         sub_terminal = await subscribe(client, terminal.url)
-        tasks = [await submit(client, prompt, callback_url=callback.url)
-                 for prompt in ("a cat", "a dog [fail]")]
+        tasks = [
+            await submit(client, prompt, callback_url=callback.url)
+            for prompt in ("a cat", "a dog [fail]")
+        ]
         events = {t: await task_events(client, t) for t in tasks}
         by_id = {e["id"]: e for evs in events.values() for e in evs}
         assert [[e["type"] for e in events[t]] for t in tasks] == [
             ["task.queued", "task.running", "task.succeeded"],
-            ["task.queued", "task.running", "task.failed"]]
+            ["task.queued", "task.running", "task.failed"],
+        ]
         outcomes = {e["id"] for e in by_id.values() if e["type"] in TERMINAL_TYPES}
 
         await everything.wait_for(6, within=10)
@@ -550,6 +629,7 @@ async def test_fan_out_follows_each_filter_and_a_failing_receiver_delays_no_one(
 
         async def both_outcomes_tried() -> bool:
             return {r.webhook_id for r in terminal.requests} == outcomes
+
         await eventually(both_outcomes_tried, within=10, what="the failing receiver's attempts")
         await asyncio.gather(everything.quiet_for(0.5), callback.quiet_for(0.5))
 
@@ -572,8 +652,7 @@ async def test_fan_out_follows_each_filter_and_a_failing_receiver_delays_no_one(
                 assert got.at - failing_first < 0.8, (event_id, got.at - failing_first)
         # The failing destination's deliveries are still being retried, the others are done.
         for event_id in outcomes:
-            states = {d["destination_id"]: d["status"]
-                      for d in await deliveries(client, event_id)}
+            states = {d["destination_id"]: d["status"] for d in await deliveries(client, event_id)}
             assert states[sub_all["id"]] == "succeeded"
             assert states[sub_terminal["id"]] == "pending"
             assert sorted(states.values()) == ["pending", "succeeded", "succeeded"]
@@ -590,13 +669,21 @@ async def test_a_test_event_is_sent_signed_now_and_recorded(
     good = await start_receiver(script=[Reply(204, body="")])
     bad = await start_receiver(default=Reply(500, body="nope"))
     async with relay.client(account) as client:
-        sub = await subscribe(client, good.url, event_types=["task.succeeded"],
-                              headers={"X-Token": "n8n"})
+        sub = await subscribe(
+            client, good.url, event_types=["task.succeeded"], headers={"X-Token": "n8n"}
+        )
         answer = await client.post(f"/v1/subscriptions/{sub['id']}/test")
         assert answer.status_code == 200, answer.text
         body = answer.json()
-        assert set(body) == {"event_id", "delivery_id", "delivered", "status_code",
-                             "latency_ms", "error", "response_snippet"}
+        assert set(body) == {
+            "event_id",
+            "delivery_id",
+            "delivered",
+            "status_code",
+            "latency_ms",
+            "error",
+            "response_snippet",
+        }
         assert body["delivered"] is True
         assert body["status_code"] == 204
         assert body["latency_ms"] > 0
@@ -614,8 +701,11 @@ async def test_a_test_event_is_sent_signed_now_and_recorded(
         assert payload["sequence"] == 0
         # Once more, with the default 200 "ok".
         again = (await client.post(f"/v1/subscriptions/{sub['id']}/test")).json()
-        assert (again["delivered"], again["status_code"], again["response_snippet"]) == \
-            (True, 200, "ok")
+        assert (again["delivered"], again["status_code"], again["response_snippet"]) == (
+            True,
+            200,
+            "ok",
+        )
         assert again["event_id"] != body["event_id"]
 
         # It is in the feed (the same envelope) with its delivery and the attempt.
@@ -629,8 +719,11 @@ async def test_a_test_event_is_sent_signed_now_and_recorded(
         assert (delivery["status"], delivery["attempt_count"]) == ("succeeded", 1)
         assert delivery["next_attempt_at"] is None
         [attempt] = delivery["attempts"]
-        assert (attempt["number"], attempt["outcome"], attempt["status_code"]) == \
-            (1, "delivered", 204)
+        assert (attempt["number"], attempt["outcome"], attempt["status_code"]) == (
+            1,
+            "delivered",
+            204,
+        )
         assert attempt["latency_ms"] == body["latency_ms"]
 
         # A receiver that says 500: the answer shows it, and no retry follows.
@@ -638,8 +731,11 @@ async def test_a_test_event_is_sent_signed_now_and_recorded(
         tried = await client.post(f"/v1/subscriptions/{failing['id']}/test")
         assert tried.status_code == 200, tried.text
         result = tried.json()
-        assert (result["delivered"], result["status_code"], result["response_snippet"]) == \
-            (False, 500, "nope")
+        assert (result["delivered"], result["status_code"], result["response_snippet"]) == (
+            False,
+            500,
+            "nope",
+        )
         assert result["latency_ms"] > 0
         assert result["error"] is not None
         assert "500" in result["error"]
@@ -647,8 +743,11 @@ async def test_a_test_event_is_sent_signed_now_and_recorded(
         verified(failing["secret"], bad.requests[0])
         await bad.quiet_for(1.2)  # the relay's first retry would come after 0.2 s
         [delivery] = await deliveries(client, result["event_id"])
-        assert (delivery["status"], delivery["attempt_count"], delivery["next_attempt_at"]) \
-            == ("failed", 1, None)
+        assert (delivery["status"], delivery["attempt_count"], delivery["next_attempt_at"]) == (
+            "failed",
+            1,
+            None,
+        )
         assert delivery["attempts"][0]["status_code"] == 500
         assert delivery["attempts"][0]["response_snippet"] == "nope"
         failed_feed = await feed(client, delivery_status="failed")
@@ -657,8 +756,7 @@ async def test_a_test_event_is_sent_signed_now_and_recorded(
         # A disabled subscription is not tested.
         off = await client.post(f"/v1/subscriptions/{sub['id']}/disable")
         assert off.status_code == 200
-        assert_error(await client.post(f"/v1/subscriptions/{sub['id']}/test"), 409,
-                     "disabled")
+        assert_error(await client.post(f"/v1/subscriptions/{sub['id']}/test"), 409, "disabled")
         assert len(good.requests) == 2
         assert len(await feed(client, type="relay.test")) == 3
 
@@ -712,9 +810,9 @@ async def test_disable_then_enable_replays_what_was_missed_in_order(
         await receiver.wait_for(3, within=10)
 
         async def all_recorded() -> bool:
-            states = [[d["status"] for d in await deliveries(client, e["id"])]
-                      for e in delivered]
+            states = [[d["status"] for d in await deliveries(client, e["id"])] for e in delivered]
             return states == [["succeeded"]] * 3
+
         await eventually(all_recorded, within=5, what="the deliveries to be recorded")
 
         off = await client.post(base + "/disable")
@@ -762,17 +860,20 @@ async def test_disable_then_enable_replays_what_was_missed_in_order(
         assert quiet.json()["status"] == "active"
         assert quiet.json()["replayed"] == 0
         assert quiet.json()["missed_since"] is not None
-        assert_error(await client.post(base + "/enable", json={"replay": "no thanks"}), 400,
-                     "invalid_request")
-        assert_error(await client.post(base + "/enable", json={"replays": False}), 400,
-                     "invalid_request")
+        assert_error(
+            await client.post(base + "/enable", json={"replay": "no thanks"}),
+            400,
+            "invalid_request",
+        )
+        assert_error(
+            await client.post(base + "/enable", json={"replays": False}), 400, "invalid_request"
+        )
         await receiver.quiet_for(0.5)
         assert len(receiver.requests) == 9
         # Live again: the next task is delivered as it happens.
         after = await submit(client, "after")
         await receiver.wait_for(12, within=10)
-        assert {verified(sub["secret"], r)["data"]["id"] for r in receiver.requests[9:]} == \
-            {after}
+        assert {verified(sub["secret"], r)["data"]["id"] for r in receiver.requests[9:]} == {after}
 
 
 # --- 5. replay windows, 6. the delivery_status feed ------------------------------------------
@@ -809,14 +910,18 @@ async def test_replay_windows_since_and_until(relay: RelayServer, receiver: Rece
         await replay({"since": utc_iso(marks[3])}, [])
         await replay({"since": utc_iso(marks[0])}, ids)
 
-        for body in ({"since": utc_iso(marks[2]), "until": utc_iso(marks[1])},
-                     {"since": utc_iso(marks[1]), "until": utc_iso(marks[1])},
-                     {"since": "2999-01-01T00:00:00Z"},  # an open range ends now
-                     {"since": "yesterday"}, {"until": "2026-13-01T00:00:00Z"},
-                     {"since": "2026-06-06T16:03:11Z" + "0" * 40}, {"since": 1718000000},
-                     {"only_failed": "sometimes"}, {"everything": True}):
-            assert_error(await client.post(base + "/replay", json=body), 400,
-                         "invalid_request")
+        for body in (
+            {"since": utc_iso(marks[2]), "until": utc_iso(marks[1])},
+            {"since": utc_iso(marks[1]), "until": utc_iso(marks[1])},
+            {"since": "2999-01-01T00:00:00Z"},  # an open range ends now
+            {"since": "yesterday"},
+            {"until": "2026-13-01T00:00:00Z"},
+            {"since": "2026-06-06T16:03:11Z" + "0" * 40},
+            {"since": 1718000000},
+            {"only_failed": "sometimes"},
+            {"everything": True},
+        ):
+            assert_error(await client.post(base + "/replay", json=body), 400, "invalid_request")
         await receiver.quiet_for(0.2)
 
 
@@ -836,6 +941,7 @@ async def test_only_failed_replays_and_the_feed_of_failed_deliveries(
         async def failed() -> bool:
             [delivery] = await deliveries(client, lost_event)
             return bool(delivery["status"] == "failed")
+
         await eventually(failed, within=5, what="the delivery to end failed")
         kept = await submit(client, "kept")
         await receiver.wait_for(4, within=10)
@@ -850,18 +956,24 @@ async def test_only_failed_replays_and_the_feed_of_failed_deliveries(
         assert await feed(client, delivery_status="failed", type="task.queued") == []
         assert await feed(client, delivery_status="failed", task_id=kept) == []
         for bad in ("nope", "FAILED", ""):
-            assert_error(await client.get("/v1/events", params={"delivery_status": bad}), 400,
-                         "invalid_request")
+            assert_error(
+                await client.get("/v1/events", params={"delivery_status": bad}),
+                400,
+                "invalid_request",
+            )
 
         replay = await client.post(base + "/replay", json={"only_failed": True})
         assert (replay.status_code, replay.json()) == (
-            202, {"subscription_id": sub["id"], "replayed": 1})
+            202,
+            {"subscription_id": sub["id"], "replayed": 1},
+        )
         await receiver.wait_for(5, within=10)
         assert receiver.requests[4].webhook_id == lost_event
         verified(sub["secret"], receiver.requests[4])
 
         async def replay_succeeded() -> bool:
             return await feed(client, delivery_status="succeeded") == [kept_event, lost_event]
+
         await eventually(replay_succeeded, within=5, what="the replay's delivery to succeed")
         # Its failed delivery stays on record; delivered since, it is not replayed again.
         assert await feed(client, delivery_status="failed") == [lost_event]
@@ -871,8 +983,9 @@ async def test_only_failed_replays_and_the_feed_of_failed_deliveries(
         assert (everything.status_code, everything.json()["replayed"]) == (202, 2)
         await receiver.wait_for(7, within=10)
         await receiver.quiet_for(0.3)
-        assert sorted(r.webhook_id for r in receiver.requests[5:]) == \
-            sorted([lost_event, kept_event])
+        assert sorted(r.webhook_id for r in receiver.requests[5:]) == sorted(
+            [lost_event, kept_event]
+        )
 
 
 # --- 7. Idempotency-Key --------------------------------------------------------------------
@@ -898,14 +1011,18 @@ async def test_idempotent_subscription_create(
     async def subscriptions_at(client: httpx.AsyncClient, where: str) -> list[str]:
         listed = (await client.get("/v1/subscriptions", params={"limit": 200})).json()["data"]
         return [s["id"] for s in listed if s["url"] == where]
+
     assert await subscriptions_at(alice, url) == [first.json()["id"]]
 
-    other = await alice.post("/v1/subscriptions", json={**body, "description": "twice"},
-                             headers={"Idempotency-Key": key})
+    other = await alice.post(
+        "/v1/subscriptions", json={**body, "description": "twice"}, headers={"Idempotency-Key": key}
+    )
     assert_error(other, 409, "idempotency_key_reused")
-    assert_error(await alice.post("/v1/subscriptions", json={"url": url},
-                                  headers={"Idempotency-Key": key}),
-                 409, "idempotency_key_reused")
+    assert_error(
+        await alice.post("/v1/subscriptions", json={"url": url}, headers={"Idempotency-Key": key}),
+        409,
+        "idempotency_key_reused",
+    )
     assert await subscriptions_at(alice, url) == [first.json()["id"]]
 
     # Keys are per account: bob's same key with the same body is bob's own first request.
@@ -936,8 +1053,9 @@ async def test_an_idempotent_400_is_replayed_as_the_same_400(
     assert second.json() == first.json()
     assert second.headers["idempotent-replayed"] == "true"
     # The key is spent on that body: a corrected body needs a new key.
-    fixed = await alice.post("/v1/subscriptions", json={"url": world.url()},
-                             headers={"Idempotency-Key": key})
+    fixed = await alice.post(
+        "/v1/subscriptions", json={"url": world.url()}, headers={"Idempotency-Key": key}
+    )
     assert_error(fixed, 409, "idempotency_key_reused")
 
 
@@ -948,9 +1066,10 @@ async def test_malformed_idempotency_keys_are_400_and_create_nothing(
     url = world.url()
     keys = [b"has space", b"x" * 256, b"", b"tab\tkey", "caf\u00e9".encode()]
     for key in keys:
-        for path, body in (("/v1/subscriptions", {"url": url}),
-                           ("/v1/tasks", {"provider": "sandbox", "input": ark_input(),
-                                          "reference": url})):
+        for path, body in (
+            ("/v1/subscriptions", {"url": url}),
+            ("/v1/tasks", {"provider": "sandbox", "input": ark_input(), "reference": url}),
+        ):
             response = await alice.post(path, json=body, headers={b"Idempotency-Key": key})
             assert_error(response, 400, "invalid_idempotency_key")
     listed = (await alice.get("/v1/subscriptions", params={"limit": 200})).json()["data"]
@@ -958,9 +1077,10 @@ async def test_malformed_idempotency_keys_are_400_and_create_nothing(
     tasks = (await alice.get("/v1/tasks", params={"reference": url})).json()["data"]
     assert tasks == []
     # The longest key allowed, and every printable ASCII character, are fine.
-    for fine in ("k" * 255, "".join(chr(c) for c in range(0x21, 0x7f))):
-        ok = await alice.post("/v1/subscriptions", json={"url": world.url()},
-                              headers={"Idempotency-Key": fine})
+    for fine in ("k" * 255, "".join(chr(c) for c in range(0x21, 0x7F))):
+        ok = await alice.post(
+            "/v1/subscriptions", json={"url": world.url()}, headers={"Idempotency-Key": fine}
+        )
         assert ok.status_code == 201, ok.text
 
 
@@ -983,15 +1103,21 @@ async def test_idempotent_task_create(
     async def tasks_of(client: httpx.AsyncClient) -> list[str]:
         listed = (await client.get("/v1/tasks", params={"reference": reference})).json()
         return [t["id"] for t in listed["data"]]
+
     assert await tasks_of(alice) == [first.json()["id"]]
 
-    changed = await alice.post("/v1/tasks", json={**body, "metadata": {"n": 2}},
-                               headers={"Idempotency-Key": key})
+    changed = await alice.post(
+        "/v1/tasks", json={**body, "metadata": {"n": 2}}, headers={"Idempotency-Key": key}
+    )
     assert_error(changed, 409, "idempotency_key_reused")
     # The same key on the other POST is another request, not a replay.
-    assert_error(await alice.post("/v1/subscriptions", json={"url": world.url()},
-                                  headers={"Idempotency-Key": key}),
-                 409, "idempotency_key_reused")
+    assert_error(
+        await alice.post(
+            "/v1/subscriptions", json={"url": world.url()}, headers={"Idempotency-Key": key}
+        ),
+        409,
+        "idempotency_key_reused",
+    )
     bobs = await bob.post("/v1/tasks", json=body, headers={"Idempotency-Key": key})
     assert bobs.status_code == 201, bobs.text
     assert "idempotent-replayed" not in bobs.headers
@@ -1002,8 +1128,10 @@ async def test_idempotent_task_create(
     # A refused body is remembered too.
     bad_key = f"task-bad-{uuid.uuid4()}"
     bad = {"provider": "sandbox", "provider_task_id": "t", "input": ark_input()}
-    refused = [await alice.post("/v1/tasks", json=bad, headers={"Idempotency-Key": bad_key})
-               for _ in range(2)]
+    refused = [
+        await alice.post("/v1/tasks", json=bad, headers={"Idempotency-Key": bad_key})
+        for _ in range(2)
+    ]
     for response in refused:
         assert_error(response, 400, "invalid_request")
     assert refused[0].json() == refused[1].json()
@@ -1016,13 +1144,14 @@ async def test_concurrent_requests_with_one_key_create_one_subscription(
 ) -> None:
     key = f"race-{uuid.uuid4()}"
     url = world.url()
-    answers = await asyncio.gather(*(
-        alice.post("/v1/subscriptions", json={"url": url}, headers={"Idempotency-Key": key})
-        for _ in range(6)))
-    fresh = [a for a in answers if a.status_code == 201
-             and "idempotent-replayed" not in a.headers]
-    assert len(fresh) == 1, [(a.status_code, a.headers.get("idempotent-replayed"))
-                             for a in answers]
+    answers = await asyncio.gather(
+        *(
+            alice.post("/v1/subscriptions", json={"url": url}, headers={"Idempotency-Key": key})
+            for _ in range(6)
+        )
+    )
+    fresh = [a for a in answers if a.status_code == 201 and "idempotent-replayed" not in a.headers]
+    assert len(fresh) == 1, [(a.status_code, a.headers.get("idempotent-replayed")) for a in answers]
     for answer in answers:
         if answer.status_code == 201:
             assert answer.json() == fresh[0].json()
@@ -1081,8 +1210,11 @@ async def test_callback_deliveries_during_the_grace_verify_with_both_secrets(
         expires = datetime.fromisoformat(rotated.json()["previous_secret_expires_at"])
         assert 50 < (expires - datetime.now(UTC)).total_seconds() <= 61
         assert (await client.get("/v1/callback-secret")).json() == {"secret": new}
-        assert_error(await client.post("/v1/callback-secret/rotate",
-                                       json={"grace_seconds": -1}), 400, "invalid_request")
+        assert_error(
+            await client.post("/v1/callback-secret/rotate", json={"grace_seconds": -1}),
+            400,
+            "invalid_request",
+        )
 
         task_id = await submit(client, callback_url=receiver.url)
         [request] = await receiver.wait_for(1, within=10)

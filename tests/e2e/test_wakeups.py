@@ -19,8 +19,10 @@ async def test_polls_and_the_callback_follow_the_schedule_not_the_tick(
     account = await relay.account("wake")
     async with relay.client(account) as client:
         started = time.monotonic()
-        created = await client.post("/v1/tasks", json={
-            "provider": "sandbox", "input": ark_input(), "callback_url": receiver.url})
+        created = await client.post(
+            "/v1/tasks",
+            json={"provider": "sandbox", "input": ark_input(), "callback_url": receiver.url},
+        )
         assert created.status_code == 201, created.text
         # queued 0.2 s + running 0.4 s at the sandbox, polls every 0.1-0.5 s.
         [request] = await receiver.wait_for(1, within=5)
@@ -35,8 +37,10 @@ async def test_a_retry_goes_out_when_it_falls_due_not_at_the_tick(
     receiver = await start_receiver([Reply(500)])
     account = await relay.account("retry-wake")
     async with relay.client(account) as client:
-        created = await client.post("/v1/tasks", json={
-            "provider": "sandbox", "input": ark_input(), "callback_url": receiver.url})
+        created = await client.post(
+            "/v1/tasks",
+            json={"provider": "sandbox", "input": ark_input(), "callback_url": receiver.url},
+        )
         assert created.status_code == 201, created.text
         first, second = await receiver.wait_for(2, within=6)
     assert first.webhook_id == second.webhook_id

@@ -53,9 +53,16 @@ async def fetch(http: httpx.AsyncClient, task_id: str) -> Any:
 
 def common(task_id: str, **overrides: Any) -> dict[str, Any]:
     fields = {
-        "id": task_id, "model": FAST, "created_at": T0_UNIX, "seed": 97151,
-        "resolution": "720p", "ratio": "16:9", "duration": 5, "framespersecond": 24,
-        "generate_audio": True, "draft": False,
+        "id": task_id,
+        "model": FAST,
+        "created_at": T0_UNIX,
+        "seed": 97151,
+        "resolution": "720p",
+        "ratio": "16:9",
+        "duration": 5,
+        "framespersecond": 24,
+        "generate_audio": True,
+        "draft": False,
     }
     return {**fields, **overrides}
 

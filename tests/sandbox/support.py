@@ -36,12 +36,15 @@ async def served(
     push_retry_delays: Sequence[float] = (1.0, 5.0),
 ) -> AsyncIterator[tuple[Sandbox, httpx.AsyncClient]]:
     """A sandbox mounted at ``/sandbox`` as the relay mounts it, and a client for it."""
-    sandbox = Sandbox(settings or SandboxSettings(), clock, push_transport=push_transport,
-                      push_retry_delays=push_retry_delays)
+    sandbox = Sandbox(
+        settings or SandboxSettings(),
+        clock,
+        push_transport=push_transport,
+        push_retry_delays=push_retry_delays,
+    )
     app = Starlette(routes=[Mount("/sandbox", app=sandbox.app)])
     try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                     base_url=BASE) as http:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE) as http:
             yield sandbox, http
     finally:
         await sandbox.aclose()

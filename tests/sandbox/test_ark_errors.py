@@ -46,121 +46,153 @@ async def test_every_endpoint_requires_a_bearer_key(
     assert (await fetch(client, task_id))["status"] == "queued"
 
 
-
 @pytest.mark.parametrize(
     ("body", "code", "param", "message"),
     [
         pytest.param(
-            {"model": FAST}, "MissingParameter", "content",
+            {"model": FAST},
+            "MissingParameter",
+            "content",
             "The request failed because it is missing one or multiple required parameters: "
             "`content`.",
             id="missing-content",
         ),
         pytest.param(
-            {"model": FAST, "content": []}, "MissingParameter", "content",
+            {"model": FAST, "content": []},
+            "MissingParameter",
+            "content",
             "The request failed because it is missing one or multiple required parameters: "
             "`content`.",
             id="empty-content",
         ),
         pytest.param(
-            {"content": TEXT}, "MissingParameter", "model",
+            {"content": TEXT},
+            "MissingParameter",
+            "model",
             "The request failed because it is missing one or multiple required parameters: "
             "`model`.",
             id="missing-model",
         ),
         pytest.param(
-            {"model": 5, "content": TEXT}, "InvalidParameter", "model",
+            {"model": 5, "content": TEXT},
+            "InvalidParameter",
+            "model",
             "The parameter `model` specified in the request is not valid: "
             "must be a non-empty string.",
             id="model-not-string",
         ),
         pytest.param(
-            {"model": FAST, "content": "hello"}, "InvalidParameter", "content",
+            {"model": FAST, "content": "hello"},
+            "InvalidParameter",
+            "content",
             "The parameter `content` specified in the request is not valid: "
             "must be an array of content items.",
             id="content-not-list",
         ),
         pytest.param(
-            {"model": FAST, "content": [{"type": "image_url", "image_url": {"url": "x"},
-                                         "role": "reference_image"}]},
-            "InvalidParameter", "content",
+            {
+                "model": FAST,
+                "content": [
+                    {"type": "image_url", "image_url": {"url": "x"}, "role": "reference_image"}
+                ],
+            },
+            "InvalidParameter",
+            "content",
             "The parameter `content` specified in the request is not valid: "
             "must hold a text prompt or a first-frame image.",
             id="references-without-text",
         ),
         pytest.param(
-            {"model": FAST, "content": [*TEXT, {"type": "image_url", "image_url": {"url": "x"},
-                                                "role": "middle_frame"}]},
-            "InvalidParameter", "content.role",
+            {
+                "model": FAST,
+                "content": [
+                    *TEXT,
+                    {"type": "image_url", "image_url": {"url": "x"}, "role": "middle_frame"},
+                ],
+            },
+            "InvalidParameter",
+            "content.role",
             "The parameter `content.role` specified in the request is not valid: "
             "must be one of first_frame, last_frame, reference_image.",
             id="unknown-role",
         ),
         pytest.param(
             {"model": FAST, "content": [*TEXT, {"type": "video_url", "video_url": {}}]},
-            "InvalidParameter", "content.video_url.url",
+            "InvalidParameter",
+            "content.video_url.url",
             "The parameter `content.video_url.url` specified in the request is not valid: "
             "must be a non-empty string.",
             id="video-without-url",
         ),
         pytest.param(
             {"model": FAST, "content": [*TEXT, {"type": "sticker"}]},
-            "InvalidParameter", "content.type",
+            "InvalidParameter",
+            "content.type",
             "The parameter `content.type` specified in the request is not valid: "
             "must be one of text, image_url, video_url, audio_url.",
             id="unknown-item-type",
         ),
         pytest.param(
             {"model": FAST, "content": [{"type": "text", "text": 3}]},
-            "InvalidParameter", "content.text",
+            "InvalidParameter",
+            "content.text",
             "The parameter `content.text` specified in the request is not valid: "
             "must be a non-empty string.",
             id="text-not-string",
         ),
         pytest.param(
             {"model": FAST, "content": TEXT, "resolution": "1080p"},
-            "InvalidParameter", "resolution",
+            "InvalidParameter",
+            "resolution",
             "The parameter `resolution` specified in the request is not valid: "
             "1080p is not supported by model doubao-seedance-2-0-fast-260128.",
             id="1080p-on-fast",
         ),
         pytest.param(
             {"model": FAST, "content": TEXT, "resolution": "4k"},
-            "InvalidParameter", "resolution",
+            "InvalidParameter",
+            "resolution",
             "The parameter `resolution` specified in the request is not valid: "
             "must be one of 480p, 720p, 1080p.",
             id="unknown-resolution",
         ),
         pytest.param(
             {"model": FAST, "content": TEXT, "ratio": "2:1"},
-            "InvalidParameter", "ratio",
+            "InvalidParameter",
+            "ratio",
             "The parameter `ratio` specified in the request is not valid: "
             "must be one of 16:9, 4:3, 1:1, 3:4, 9:16, 21:9, adaptive.",
             id="unknown-ratio",
         ),
         pytest.param(
             {"model": FAST, "content": TEXT, "duration": 3},
-            "InvalidParameter", "duration",
+            "InvalidParameter",
+            "duration",
             "The parameter `duration` specified in the request is not valid: "
             "must be an integer in [4, 15] or -1.",
             id="duration-too-short",
         ),
         pytest.param(
             {"model": FAST, "content": TEXT, "seed": True},
-            "InvalidParameter", "seed",
+            "InvalidParameter",
+            "seed",
             "The parameter `seed` specified in the request is not valid: "
             "must be an integer in [-1, 4294967295].",
             id="seed-bool",
         ),
         pytest.param(
             {"model": FAST, "content": TEXT, "generate_audio": "yes"},
-            "InvalidParameter", "generate_audio",
+            "InvalidParameter",
+            "generate_audio",
             "The parameter `generate_audio` specified in the request is not valid: "
             "must be a boolean.",
             id="audio-not-bool",
         ),
         pytest.param(
-            [1, 2], "InvalidParameter", "", "The request body must be a JSON object.",
+            [1, 2],
+            "InvalidParameter",
+            "",
+            "The request body must be a JSON object.",
             id="not-an-object",
         ),
     ],
@@ -178,8 +210,7 @@ async def test_malformed_json_answers_400(client: httpx.AsyncClient) -> None:
         TASKS, headers={**AUTH, "Content-Type": "application/json"}, content=b'{"model": '
     )
     assert response.status_code == 400
-    ark_error(response, "InvalidParameter", "The request body is not valid JSON.", "",
-              "BadRequest")
+    ark_error(response, "InvalidParameter", "The request body is not valid JSON.", "", "BadRequest")
 
 
 @pytest.mark.parametrize(
@@ -196,13 +227,10 @@ async def test_unknown_task_answers_404(client: httpx.AsyncClient, task_id: str)
         await client.delete(f"{TASKS}/{task_id}", headers=AUTH),
     ):
         assert response.status_code == 404
-        ark_error(response, "ResourceNotFound", "The specified task was not found.", "",
-                  "NotFound")
+        ark_error(response, "ResourceNotFound", "The specified task was not found.", "", "NotFound")
 
 
-async def test_tasks_are_gone_after_seven_days(
-    client: httpx.AsyncClient, clock: FakeClock
-) -> None:
+async def test_tasks_are_gone_after_seven_days(client: httpx.AsyncClient, clock: FakeClock) -> None:
     task_id = await create(client)
     clock.advance(7 * 86400 - 1)
     assert (await fetch(client, task_id))["status"] == "succeeded"

@@ -17,11 +17,31 @@ ARK = "/sandbox/ark/api/v3/contents/generations/tasks"
 GATEWAY_ID_RE = re.compile(r"\d{14}\d+[0-9a-f]{8}")
 
 # The key sets of the pages' samples: every one must be in what the sandbox answers.
-APIYI_SUCCEEDED_KEYS = {"id", "model", "status", "content", "usage", "created_at", "updated_at",
-                        "seed", "resolution", "ratio", "duration", "framespersecond",
-                        "generate_audio", "draft"}
-CUBIC_CREATED_KEYS = {"id", "model", "status", "created_at", "updated_at", "service_tier",
-                      "execution_expires_after"}
+APIYI_SUCCEEDED_KEYS = {
+    "id",
+    "model",
+    "status",
+    "content",
+    "usage",
+    "created_at",
+    "updated_at",
+    "seed",
+    "resolution",
+    "ratio",
+    "duration",
+    "framespersecond",
+    "generate_audio",
+    "draft",
+}
+CUBIC_CREATED_KEYS = {
+    "id",
+    "model",
+    "status",
+    "created_at",
+    "updated_at",
+    "service_tier",
+    "execution_expires_after",
+}
 CUBIC_FAILED_KEYS = {"id", "model", "status", "error", "created_at", "updated_at"}
 
 
@@ -30,9 +50,18 @@ def body(prompt: str = "Drone shot", **options: Any) -> dict[str, Any]:
 
 
 def ark_fields(task_id: str, **overrides: Any) -> dict[str, Any]:
-    fields = {"id": task_id, "model": FAST, "created_at": T0_UNIX, "seed": 97151,
-              "resolution": "720p", "ratio": "16:9", "duration": 5, "framespersecond": 24,
-              "generate_audio": True, "draft": False}
+    fields = {
+        "id": task_id,
+        "model": FAST,
+        "created_at": T0_UNIX,
+        "seed": 97151,
+        "resolution": "720p",
+        "ratio": "16:9",
+        "duration": 5,
+        "framespersecond": 24,
+        "generate_audio": True,
+        "draft": False,
+    }
     return {**fields, **overrides}
 
 
@@ -44,13 +73,17 @@ async def test_apiyi_answers_arks_bodies_at_its_own_path(
     task_id = created["id"]
     assert re.fullmatch(r"cgt-20260606160057-[a-z2-7]{40}", task_id)
     assert json_of(await http.get(f"{APIYI}/{task_id}", headers=AUTH)) == ark_fields(
-        task_id, status="queued", updated_at=T0_UNIX)
+        task_id, status="queued", updated_at=T0_UNIX
+    )
     clock.advance(8)
     done = json_of(await http.get(f"{APIYI}/{task_id}", headers=AUTH))
     assert done == ark_fields(
-        task_id, status="succeeded", updated_at=T0_UNIX + 8,
+        task_id,
+        status="succeeded",
+        updated_at=T0_UNIX + 8,
         content={"video_url": signed(f"{task_id}.mp4", "20260606T080105Z")},
-        usage={"completion_tokens": 108900, "total_tokens": 108900})
+        usage={"completion_tokens": 108900, "total_tokens": 108900},
+    )
     assert set(done) == APIYI_SUCCEEDED_KEYS
 
 
@@ -65,13 +98,19 @@ async def test_apiyi_cancels_like_ark(http: httpx.AsyncClient) -> None:
 async def test_gateway_mirrors_refuse_keys_in_new_api_words(
     http: httpx.AsyncClient, path: str, headers: dict[str, str]
 ) -> None:
-    for response in (await http.post(path, headers=headers, json=body()),
-                     await http.get(f"{path}/whatever", headers=headers)):
+    for response in (
+        await http.post(path, headers=headers, json=body()),
+        await http.get(f"{path}/whatever", headers=headers),
+    ):
         request_id = response.headers["x-oneapi-request-id"]
         assert GATEWAY_ID_RE.fullmatch(request_id)
-        assert json_of(response, 401) == {"error": {
-            "message": f"Invalid token (request id: {request_id})",
-            "type": "new_api_error", "code": ""}}
+        assert json_of(response, 401) == {
+            "error": {
+                "message": f"Invalid token (request id: {request_id})",
+                "type": "new_api_error",
+                "code": "",
+            }
+        }
 
 
 async def test_ids_answer_only_where_they_were_issued(http: httpx.AsyncClient) -> None:
@@ -86,29 +125,59 @@ async def test_ids_answer_only_where_they_were_issued(http: httpx.AsyncClient) -
 async def test_cubicspaces_mirror_creates_a_running_task_object(
     http: httpx.AsyncClient, clock: FakeClock
 ) -> None:
-    created = json_of(await http.post(CUBIC, headers=AUTH, json={
-        "model": "doubao-seedance-2.0", "duration": 5, "ratio": "16:9", "seed": 7,
-        "generate_audio": True, "content": [
-            {"type": "text", "text": "Use image 1 to generate a product showcase video."},
-            {"type": "image_url", "image_url": {"url": "asset://reviewed-image-asset-id"},
-             "role": "reference_image", "duration": 5}]}))
+    created = json_of(
+        await http.post(
+            CUBIC,
+            headers=AUTH,
+            json={
+                "model": "doubao-seedance-2.0",
+                "duration": 5,
+                "ratio": "16:9",
+                "seed": 7,
+                "generate_audio": True,
+                "content": [
+                    {"type": "text", "text": "Use image 1 to generate a product showcase video."},
+                    {
+                        "type": "image_url",
+                        "image_url": {"url": "asset://reviewed-image-asset-id"},
+                        "role": "reference_image",
+                        "duration": 5,
+                    },
+                ],
+            },
+        )
+    )
     task_id = created["id"]
     assert re.fullmatch(r"task_[0-9A-Za-z]{34}", task_id)
-    assert created == {"id": task_id, "model": "doubao-seedance-2.0", "status": "running",
-                       "created_at": T0_UNIX, "updated_at": T0_UNIX, "service_tier": "default",
-                       "execution_expires_after": 172800}
+    assert created == {
+        "id": task_id,
+        "model": "doubao-seedance-2.0",
+        "status": "running",
+        "created_at": T0_UNIX,
+        "updated_at": T0_UNIX,
+        "service_tier": "default",
+        "execution_expires_after": 172800,
+    }
     assert set(created) == CUBIC_CREATED_KEYS
 
-    mirror = {"model": "doubao-seedance-2.0", "seed": 7, "service_tier": "default",
-              "execution_expires_after": 172800}
+    mirror = {
+        "model": "doubao-seedance-2.0",
+        "seed": 7,
+        "service_tier": "default",
+        "execution_expires_after": 172800,
+    }
     queued = json_of(await http.get(f"{CUBIC}/{task_id}", headers=AUTH))
     assert queued == ark_fields(task_id, status="running", updated_at=T0_UNIX, **mirror)
     clock.advance(8)
     done = json_of(await http.get(f"{CUBIC}/{task_id}", headers=AUTH))
     assert done == ark_fields(
-        task_id, status="succeeded", updated_at=T0_UNIX + 8, **mirror,
+        task_id,
+        status="succeeded",
+        updated_at=T0_UNIX + 8,
+        **mirror,
         content={"video_url": signed(f"{task_id}.mp4", "20260606T080105Z")},
-        usage={"completion_tokens": 108900, "total_tokens": 108900})
+        usage={"completion_tokens": 108900, "total_tokens": 108900},
+    )
     assert (await http.get(done["content"]["video_url"])).status_code == 200
 
 
@@ -134,9 +203,7 @@ async def test_a_first_frame_alone_needs_no_prompt(
 ) -> None:
     image = {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}
     for content in ([image], [{**image, "role": "first_frame"}]):
-        created = await http.post(ARK, headers=AUTH, json={"model": STANDARD,
-                                                           "content": content})
+        created = await http.post(ARK, headers=AUTH, json={"model": STANDARD, "content": content})
         task_id = json_of(created)["id"]
         clock.advance(8)
-        assert json_of(await http.get(f"{ARK}/{task_id}", headers=AUTH))["status"] \
-            == "succeeded"
+        assert json_of(await http.get(f"{ARK}/{task_id}", headers=AUTH))["status"] == "succeeded"

@@ -57,17 +57,23 @@ async def test_500_is_the_dialects_internal_error(
     answer = json_of(response, 500)
     if family == "ark":
         request_id = response.headers["x-request-id"]
-        assert answer == {"error": {
-            "code": "InternalServiceError",
-            "message": "The service encountered an unexpected internal error. "
-                       f"Request id: {request_id}",
-            "param": "", "type": "InternalServerError"}}
+        assert answer == {
+            "error": {
+                "code": "InternalServiceError",
+                "message": "The service encountered an unexpected internal error. "
+                f"Request id: {request_id}",
+                "param": "",
+                "type": "InternalServerError",
+            }
+        }
     elif family == "gateway":
         assert answer["error"]["type"] == "new_api_panic"
         assert answer["error"]["message"].startswith("Panic detected, error: ")
     else:
-        assert answer == {"success": False, "error": {"code": "internal_error",
-                                                      "message": "Internal server error"}}
+        assert answer == {
+            "success": False,
+            "error": {"code": "internal_error", "message": "Internal server error"},
+        }
     assert "retry-after" not in response.headers
 
 
@@ -83,22 +89,40 @@ async def test_429_carries_retry_after_and_the_dialects_rate_limit_body(
         assert answer["error"]["code"] == "RateLimitExceeded.EndpointRPMExceeded"
         assert answer["error"]["type"] == "TooManyRequests"
         assert answer["error"]["message"].endswith(
-            f"Request id: {response.headers['x-request-id']}")
+            f"Request id: {response.headers['x-request-id']}"
+        )
     elif family == "gateway":
-        assert answer == {"code": "fail_to_fetch_task",
-                          "message": "当前分组上游负载已饱和，请稍后再试",  # noqa: RUF001
-                          "data": None}
+        assert answer == {
+            "code": "fail_to_fetch_task",
+            "message": "当前分组上游负载已饱和，请稍后再试",  # noqa: RUF001
+            "data": None,
+        }
     else:
-        assert answer == {"success": False, "error": {
-            "code": "rate_limited", "message": "Too many requests, please try again later"}}
+        assert answer == {
+            "success": False,
+            "error": {
+                "code": "rate_limited",
+                "message": "Too many requests, please try again later",
+            },
+        }
 
 
-@pytest.mark.parametrize(("status", "title"), [(502, "502 Bad Gateway"),
-                                               (503, "503 Service Temporarily Unavailable"),
-                                               (504, "504 Gateway Time-out")])
+@pytest.mark.parametrize(
+    ("status", "title"),
+    [
+        (502, "502 Bad Gateway"),
+        (503, "503 Service Temporarily Unavailable"),
+        (504, "504 Gateway Time-out"),
+    ],
+)
 @pytest.mark.parametrize(("family", "method", "path", "body"), TARGETS[::3])
 async def test_5xx_from_the_proxy_are_nginx_pages(
-    http: httpx.AsyncClient, status: int, title: str, family: str, method: str, path: str,
+    http: httpx.AsyncClient,
+    status: int,
+    title: str,
+    family: str,
+    method: str,
+    path: str,
     body: Any,
 ) -> None:
     await plan(http, plan=[status])  # integers are accepted too
@@ -140,22 +164,29 @@ async def test_timeout_waits_then_answers_normally(http: httpx.AsyncClient) -> N
 
 async def test_a_stalled_request_ends_when_its_caller_hangs_up() -> None:
     sandbox = Sandbox(SandboxSettings(), SystemClock())
-    server = uvicorn.Server(uvicorn.Config(sandbox.app, host="127.0.0.1", port=0,
-                                           lifespan="off", log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(sandbox.app, host="127.0.0.1", port=0, lifespan="off", log_level="warning")
+    )
     serving = asyncio.ensure_future(server.serve())
     try:
         while not server.started:
             assert not serving.done()
             await asyncio.sleep(0.01)
         port = server.servers[0].sockets[0].getsockname()[1]
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", trust_env=False
-                                     ) as real:
-            json_of(await real.put("/_control/faults",
-                                   json={"plan": ["timeout"], "timeout_seconds": 30}))
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", trust_env=False) as real:
+            json_of(
+                await real.put(
+                    "/_control/faults", json={"plan": ["timeout"], "timeout_seconds": 30}
+                )
+            )
             started = time.monotonic()
             with pytest.raises(httpx.ReadTimeout):
-                await real.post("/seedance2ink/api/open/v1/video/generations", headers=AUTH,
-                                json=INK_BODY, timeout=0.3)
+                await real.post(
+                    "/seedance2ink/api/open/v1/video/generations",
+                    headers=AUTH,
+                    json=INK_BODY,
+                    timeout=0.3,
+                )
             while not sandbox.control.requests.records():
                 assert time.monotonic() - started < 5, "the stalled request never ended"
                 await asyncio.sleep(0.02)
@@ -169,9 +200,16 @@ async def test_a_stalled_request_ends_when_its_caller_hangs_up() -> None:
 
 async def test_a_plan_is_used_once_in_order(http: httpx.AsyncClient) -> None:
     state = await plan(http, plan=["500", "ok", "429"], retry_after=2)
-    assert state == {"plan": ["500", "ok", "429"], "repeat": False, "flavors": None,
-                     "retry_after": 2, "timeout_seconds": 60.0, "position": 0, "taken": 0,
-                     "active": True}
+    assert state == {
+        "plan": ["500", "ok", "429"],
+        "repeat": False,
+        "flavors": None,
+        "retry_after": 2,
+        "timeout_seconds": 60.0,
+        "position": 0,
+        "taken": 0,
+        "active": True,
+    }
     statuses = [(await call(http, "POST", ARK, ARK_BODY)).status_code for _ in range(5)]
     assert statuses == [500, 200, 429, 200, 200]
     state = json_of(await http.get(FAULTS))
@@ -197,8 +235,9 @@ async def test_flavors_limit_who_takes_the_plan(http: httpx.AsyncClient) -> None
     assert (await call(http, "POST", INK, INK_BODY)).status_code == 200
 
 
-async def test_files_and_control_never_take_faults(http: httpx.AsyncClient,
-                                                   clock: FakeClock) -> None:
+async def test_files_and_control_never_take_faults(
+    http: httpx.AsyncClient, clock: FakeClock
+) -> None:
     task_id = json_of(await call(http, "POST", ARK, ARK_BODY))["id"]
     clock.advance(8)
     url = json_of(await http.get(f"{ARK}/{task_id}", headers=AUTH))["content"]["video_url"]
@@ -218,20 +257,49 @@ async def test_the_request_log(http: httpx.AsyncClient, clock: FakeClock) -> Non
     await http.get(f"{NACI}/{task_id}", headers={})
     log = json_of(await http.get(REQUESTS))["data"]
     assert log == [
-        {"time": "2026-06-06T08:00:57.000Z", "flavor": "ark", "method": "POST", "path": ARK,
-         "query": "", "fault": None, "status": 200},
-        {"time": "2026-06-06T08:00:57.000Z", "flavor": "naci", "method": "POST",
-         "path": NACI, "query": "", "fault": None, "status": 200},
-        {"time": "2026-06-06T08:00:58.500Z", "flavor": "naci", "method": "GET",
-         "path": f"{NACI}/{task_id}", "query": "show_raw=true", "fault": "429",
-         "status": 429},
-        {"time": "2026-06-06T08:00:58.500Z", "flavor": "naci", "method": "GET",
-         "path": f"{NACI}/{task_id}", "query": "", "fault": None, "status": 401},
+        {
+            "time": "2026-06-06T08:00:57.000Z",
+            "flavor": "ark",
+            "method": "POST",
+            "path": ARK,
+            "query": "",
+            "fault": None,
+            "status": 200,
+        },
+        {
+            "time": "2026-06-06T08:00:57.000Z",
+            "flavor": "naci",
+            "method": "POST",
+            "path": NACI,
+            "query": "",
+            "fault": None,
+            "status": 200,
+        },
+        {
+            "time": "2026-06-06T08:00:58.500Z",
+            "flavor": "naci",
+            "method": "GET",
+            "path": f"{NACI}/{task_id}",
+            "query": "show_raw=true",
+            "fault": "429",
+            "status": 429,
+        },
+        {
+            "time": "2026-06-06T08:00:58.500Z",
+            "flavor": "naci",
+            "method": "GET",
+            "path": f"{NACI}/{task_id}",
+            "query": "",
+            "fault": None,
+            "status": 401,
+        },
     ]
     only_ark = json_of(await http.get(REQUESTS + "?flavor=ark"))["data"]
     assert [r["flavor"] for r in only_ark] == ["ark"]
-    assert json_of(await http.get(REQUESTS + "?flavor=nope"), 400)["error"]["code"] == \
-        "invalid_request"
+    assert (
+        json_of(await http.get(REQUESTS + "?flavor=nope"), 400)["error"]["code"]
+        == "invalid_request"
+    )
     assert (await http.delete(REQUESTS)).status_code == 204
     assert json_of(await http.get(REQUESTS)) == {"data": []}
 
@@ -239,8 +307,7 @@ async def test_the_request_log(http: httpx.AsyncClient, clock: FakeClock) -> Non
 def test_the_request_log_is_bounded() -> None:
     log = RequestLog(limit=3)
     for i in range(5):
-        log.add(RequestRecord(T0 + timedelta(seconds=i), Flavor.ARK, "GET", f"/{i}", "",
-                              None, 200))
+        log.add(RequestRecord(T0 + timedelta(seconds=i), Flavor.ARK, "GET", f"/{i}", "", None, 200))
     assert [r.path for r in log.records()] == ["/2", "/3", "/4"]
 
 
@@ -250,30 +317,39 @@ def test_the_request_log_is_bounded() -> None:
         ([], "the body must be a JSON object"),
         ({}, "plan must be a list of at most 10000 entries"),
         ({"plan": "500"}, "plan must be a list of at most 10000 entries"),
-        ({"plan": ["500", "418"]},
-         "plan.1 must be one of ok, 500, 502, 503, 504, 429, timeout, garbage"),
+        (
+            {"plan": ["500", "418"]},
+            "plan.1 must be one of ok, 500, 502, 503, 504, 429, timeout, garbage",
+        ),
         ({"plan": [True]}, "plan.0 must be one of ok, 500, 502, 503, 504, 429, timeout, garbage"),
         ({"plan": [], "repeat": "yes"}, "repeat must be a boolean"),
-        ({"plan": [], "flavors": []}, "flavors must be a non-empty list of flavors, or null "
-                                      "for all"),
-        ({"plan": [], "flavors": ["naci", "sora"]},
-         "flavors.1 must be one of ark, apiyi, cubicspaces, naci, vastnum, newapi, "
-         "seedance2ink"),
-        ({"plan": [], "retry_after": -1},
-         "retry_after must be an integer number of seconds from 0 to 86400"),
-        ({"plan": [], "retry_after": 1.5},
-         "retry_after must be an integer number of seconds from 0 to 86400"),
+        (
+            {"plan": [], "flavors": []},
+            "flavors must be a non-empty list of flavors, or null for all",
+        ),
+        (
+            {"plan": [], "flavors": ["naci", "sora"]},
+            "flavors.1 must be one of ark, apiyi, cubicspaces, naci, vastnum, newapi, seedance2ink",
+        ),
+        (
+            {"plan": [], "retry_after": -1},
+            "retry_after must be an integer number of seconds from 0 to 86400",
+        ),
+        (
+            {"plan": [], "retry_after": 1.5},
+            "retry_after must be an integer number of seconds from 0 to 86400",
+        ),
         ({"plan": [], "timeout_seconds": 601}, "timeout_seconds must be a number from 0 to 600"),
-        ({"plan": [], "timeout": 5},
-         "unknown field 'timeout' (fields: flavors, plan, repeat, retry_after, "
-         "timeout_seconds)"),
+        (
+            {"plan": [], "timeout": 5},
+            "unknown field 'timeout' (fields: flavors, plan, repeat, retry_after, timeout_seconds)",
+        ),
     ],
 )
 async def test_bad_plans_are_refused(http: httpx.AsyncClient, body: Any, message: str) -> None:
     await plan(http, plan=["500"])
     response = await http.put(FAULTS, json=body)
-    assert json_of(response, 400) == {"error": {"code": "invalid_request",
-                                                "message": message}}
+    assert json_of(response, 400) == {"error": {"code": "invalid_request", "message": message}}
     assert json_of(await http.get(FAULTS))["plan"] == ["500"]  # unchanged
 
 
@@ -284,5 +360,12 @@ async def test_a_non_json_plan_is_refused(http: httpx.AsyncClient) -> None:
 
 async def test_the_default_state(http: httpx.AsyncClient) -> None:
     assert json_of(await http.get(FAULTS)) == {
-        "plan": [], "repeat": False, "flavors": None, "retry_after": 1,
-        "timeout_seconds": 60.0, "position": 0, "taken": 0, "active": False}
+        "plan": [],
+        "repeat": False,
+        "flavors": None,
+        "retry_after": 1,
+        "timeout_seconds": 60.0,
+        "position": 0,
+        "taken": 0,
+        "active": False,
+    }

@@ -32,8 +32,16 @@ from tests.sandbox.support import T0
         ("plain", {}),
         ("[fail] please", {"model": STANDARD, "resolution": "1080p", "seed": 0}),
         ("[EXPIRE]", {"ratio": "3:4", "duration": 15, "generate_audio": False}),
-        ("[slow]", {"resolution": "480p", "ratio": "1:1", "duration": 4,
-                    "return_last_frame": True, "seed": 2**32 - 1}),
+        (
+            "[slow]",
+            {
+                "resolution": "480p",
+                "ratio": "1:1",
+                "duration": 4,
+                "return_last_frame": True,
+                "seed": 2**32 - 1,
+            },
+        ),
         ("x", {"model": "dreamina-seedance-2-0-260128", "ratio": "4:3"}),
     ],
 )
@@ -75,7 +83,7 @@ def test_same_millisecond_tasks_get_distinct_ids_and_seeds() -> None:
 
 def _flip(task_id: str, index: int) -> str:
     char = "b" if task_id[index] != "b" else "c"
-    return task_id[:index] + char + task_id[index + 1:]
+    return task_id[:index] + char + task_id[index + 1 :]
 
 
 def test_malformed_ids_decode_to_none() -> None:
@@ -95,9 +103,7 @@ def test_malformed_ids_decode_to_none() -> None:
     assert [decode_task_id(task_id) for task_id in bad] == [None] * len(bad)
 
 
-@pytest.mark.parametrize(
-    ("queued", "running"), [(-1, 6), (2, -0.5), (2, 10 * 86400)]
-)
+@pytest.mark.parametrize(("queued", "running"), [(-1, 6), (2, -0.5), (2, 10 * 86400)])
 def test_settings_out_of_range_are_refused(queued: float, running: float) -> None:
     with pytest.raises(ValueError, match="seconds"):
         SandboxSettings(queued_seconds=queued, running_seconds=running)
@@ -116,20 +122,42 @@ STYLE_RES = {
 @pytest.mark.parametrize("style", list(IdStyle))
 @pytest.mark.parametrize("flavor", list(Flavor))
 def test_every_flavor_and_style_round_trips(flavor: Flavor, style: IdStyle) -> None:
-    task = new_task(now=T0, settings=SandboxSettings(1.5, 7.25), nonce=0xFFFFFF,
-                    prompt="[slow]", model="seedance-1.5-pro", resolution="1080p",
-                    ratio="21:9", duration=15, seed=2**32 - 1, generate_audio=False,
-                    return_last_frame=True, watermark=True, has_images=True, flavor=flavor,
-                    style=style)
+    task = new_task(
+        now=T0,
+        settings=SandboxSettings(1.5, 7.25),
+        nonce=0xFFFFFF,
+        prompt="[slow]",
+        model="seedance-1.5-pro",
+        resolution="1080p",
+        ratio="21:9",
+        duration=15,
+        seed=2**32 - 1,
+        generate_audio=False,
+        return_last_frame=True,
+        watermark=True,
+        has_images=True,
+        flavor=flavor,
+        style=style,
+    )
     assert STYLE_RES[style].fullmatch(task.id)
     assert decode_task_id(task.id) == task
     assert (task.flavor, task.nonce, task.watermark, task.has_images) == (
-        flavor, 0xFFFFFF, True, True)
+        flavor,
+        0xFFFFFF,
+        True,
+        True,
+    )
 
 
 def test_an_id_moved_to_another_style_is_refused() -> None:
-    task = new_task(now=T0, settings=SandboxSettings(), nonce=5, prompt="x",
-                    flavor=Flavor.VASTNUM, style=IdStyle.TASK)
+    task = new_task(
+        now=T0,
+        settings=SandboxSettings(),
+        nonce=5,
+        prompt="x",
+        flavor=Flavor.VASTNUM,
+        style=IdStyle.TASK,
+    )
     moved = "video_" + task.id.removeprefix("task_")
     assert decode_task_id(moved) is None
     upstream = with_style(task, IdStyle.CGT)
@@ -140,8 +168,14 @@ def test_an_id_moved_to_another_style_is_refused() -> None:
 
 @pytest.mark.parametrize(
     "task_id",
-    ["task_", "task_" + "0" * 33, "task_" + "!" * 34, "req_" + "z" * 34, "video_" + "Z" * 34,
-     "other_" + "a" * 34],
+    [
+        "task_",
+        "task_" + "0" * 33,
+        "task_" + "!" * 34,
+        "req_" + "z" * 34,
+        "video_" + "Z" * 34,
+        "other_" + "a" * 34,
+    ],
 )
 def test_malformed_base62_ids_decode_to_none(task_id: str) -> None:
     assert decode_task_id(task_id) is None
@@ -149,4 +183,9 @@ def test_malformed_base62_ids_decode_to_none(task_id: str) -> None:
 
 def test_style_of() -> None:
     assert [style_of(x) for x in ("cgt-1", "task_1", "video_1", "req_1", "job_1")] == [
-        IdStyle.CGT, IdStyle.TASK, IdStyle.VIDEO, IdStyle.REQ, None]
+        IdStyle.CGT,
+        IdStyle.TASK,
+        IdStyle.VIDEO,
+        IdStyle.REQ,
+        None,
+    ]

@@ -40,8 +40,9 @@ class Receiver:
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def handle(self, request: web.Request) -> web.Response:
-        self.arrivals.append(Arrival(datetime.now(UTC), dict(request.headers),
-                                     await request.read()))
+        self.arrivals.append(
+            Arrival(datetime.now(UTC), dict(request.headers), await request.read())
+        )
         self.arrived.set()
         return web.Response(status=self.statuses.pop(0) if self.statuses else 200)
 
@@ -79,8 +80,9 @@ async def test_the_push_is_the_get_answer_at_the_finish_time(
     receiver: Receiver, prompt: str
 ) -> None:
     async with served(SystemClock(), FAST_TASKS) as (sandbox, http):
-        created = json_of(await http.post(TASKS, headers=AUTH,
-                                          json=create_body(receiver.url, prompt)))
+        created = json_of(
+            await http.post(TASKS, headers=AUTH, json=create_body(receiver.url, prompt))
+        )
         request_id = created["requestId"]
         task = decode_task_id(request_id)
         assert task is not None
@@ -95,15 +97,17 @@ async def test_the_push_is_the_get_answer_at_the_finish_time(
         await sandbox.pushes.drain()
         assert len(receiver.arrivals) == 1
         log = json_of(await http.get("/sandbox/_control/pushes"))["data"]
-        assert [(r["task_id"], r["url"], r["attempt"], r["status"], r["error"]) for r in log] \
-            == [(request_id, receiver.url, 1, 200, None)]
+        assert [(r["task_id"], r["url"], r["attempt"], r["status"], r["error"]) for r in log] == [
+            (request_id, receiver.url, 1, 200, None)
+        ]
 
 
 async def test_a_cancelled_task_is_pushed_at_once_and_only_once(receiver: Receiver) -> None:
     settings = SandboxSettings(queued_seconds=0.3, running_seconds=5)
     async with served(SystemClock(), settings) as (sandbox, http):
-        request_id = json_of(await http.post(TASKS, headers=AUTH,
-                                             json=create_body(receiver.url)))["requestId"]
+        request_id = json_of(await http.post(TASKS, headers=AUTH, json=create_body(receiver.url)))[
+            "requestId"
+        ]
         await asyncio.sleep(0.4)  # processing by now
         started = time.monotonic()
         json_of(await http.post(f"{TASKS}/{request_id}/cancel", headers=AUTH))
@@ -118,19 +122,19 @@ async def test_a_cancelled_task_is_pushed_at_once_and_only_once(receiver: Receiv
 
 async def test_non_2xx_answers_are_retried_then_given_up(receiver: Receiver) -> None:
     receiver.statuses = [500, 503, 500, 500]
-    async with served(SystemClock(), FAST_TASKS, push_retry_delays=(0.05, 0.05)) as (
-            sandbox, http):
-        request_id = json_of(await http.post(TASKS, headers=AUTH,
-                                             json=create_body(receiver.url)))["requestId"]
+    async with served(SystemClock(), FAST_TASKS, push_retry_delays=(0.05, 0.05)) as (sandbox, http):
+        request_id = json_of(await http.post(TASKS, headers=AUTH, json=create_body(receiver.url)))[
+            "requestId"
+        ]
         await asyncio.sleep(0.5)
         await sandbox.pushes.drain()
         assert len(receiver.arrivals) == 3
         assert len({arrival.body for arrival in receiver.arrivals}) == 1
-        assert [(r.attempt, r.status) for r in sandbox.pushes.log] == [
-            (1, 500), (2, 503), (3, 500)]
+        assert [(r.attempt, r.status) for r in sandbox.pushes.log] == [(1, 500), (2, 503), (3, 500)]
         # The sandbox does not care: it answers as before.
-        assert json_of(await http.get(f"{TASKS}/{request_id}", headers=AUTH))["status"] == \
-            "succeeded"
+        assert (
+            json_of(await http.get(f"{TASKS}/{request_id}", headers=AUTH))["status"] == "succeeded"
+        )
 
 
 async def test_a_retry_that_succeeds_stops_the_retries() -> None:
@@ -141,8 +145,12 @@ async def test_a_retry_that_succeeds_stops_the_retries() -> None:
         seen.append(request)
         return next(answers)
 
-    async with served(SystemClock(), FAST_TASKS, push_transport=httpx.MockTransport(handler),
-                      push_retry_delays=(0.01, 0.01)) as (sandbox, http):
+    async with served(
+        SystemClock(),
+        FAST_TASKS,
+        push_transport=httpx.MockTransport(handler),
+        push_retry_delays=(0.01, 0.01),
+    ) as (sandbox, http):
         json_of(await http.post(TASKS, headers=AUTH, json=create_body("https://hooks.test/x")))
         await asyncio.sleep(0.5)
         await sandbox.pushes.drain()
@@ -155,15 +163,21 @@ async def test_unreachable_and_broken_receivers_are_harmless() -> None:
     def broken(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("connection refused", request=request)
 
-    async with served(SystemClock(), FAST_TASKS, push_transport=httpx.MockTransport(broken),
-                      push_retry_delays=(0.01,)) as (sandbox, http):
-        request_id = json_of(await http.post(
-            TASKS, headers=AUTH, json=create_body("https://nowhere.test/hook")))["requestId"]
+    async with served(
+        SystemClock(),
+        FAST_TASKS,
+        push_transport=httpx.MockTransport(broken),
+        push_retry_delays=(0.01,),
+    ) as (sandbox, http):
+        request_id = json_of(
+            await http.post(TASKS, headers=AUTH, json=create_body("https://nowhere.test/hook"))
+        )["requestId"]
         await asyncio.sleep(0.5)
         await sandbox.pushes.drain()
         assert [(r.attempt, r.status, r.error) for r in sandbox.pushes.log] == [
             (1, None, "ConnectError: connection refused"),
-            (2, None, "ConnectError: connection refused")]
+            (2, None, "ConnectError: connection refused"),
+        ]
         assert json_of(await http.get(f"{TASKS}/{request_id}", headers=AUTH))["success"]
         assert (await http.delete("/sandbox/_control/pushes")).status_code == 204
         assert json_of(await http.get("/sandbox/_control/pushes")) == {"data": []}

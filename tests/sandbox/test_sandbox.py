@@ -154,8 +154,9 @@ async def test_unmounted_app_builds_urls_where_it_is_served(clock: FakeClock) ->
             json={"model": FAST, "content": [{"type": "text", "text": "x"}]},
         )
         task_id = created.json()["id"]
-        body = (await http.get(f"/ark/api/v3/contents/generations/tasks/{task_id}",
-                               headers=AUTH)).json()
+        body = (
+            await http.get(f"/ark/api/v3/contents/generations/tasks/{task_id}", headers=AUTH)
+        ).json()
         url = body["content"]["video_url"]
         assert url.startswith(f"{BASE}/files/{task_id}.mp4?X-Tos-Algorithm=TOS4-HMAC-SHA256&")
         assert (await http.get(url)).status_code == 200
@@ -184,7 +185,8 @@ async def test_signed_files_download_without_authorization_until_they_expire(
 
     tampered = content["video_url"].replace("X-Tos-Expires=86400", "X-Tos-Expires=999999")
     assert (await client.get(tampered)).json() == {
-        "Code": "SignatureDoesNotMatch", "Message": "The signature does not match."
+        "Code": "SignatureDoesNotMatch",
+        "Message": "The signature does not match.",
     }
 
     clock.advance(86400 - 0.001)
@@ -192,7 +194,8 @@ async def test_signed_files_download_without_authorization_until_they_expire(
     clock.advance(0.001)
     expired = await client.get(content["video_url"])
     assert (expired.status_code, expired.json()) == (
-        403, {"Code": "AccessDenied", "Message": "Request has expired."}
+        403,
+        {"Code": "AccessDenied", "Message": "Request has expired."},
     )
 
 
@@ -274,8 +277,13 @@ async def test_deleting_a_finished_task_removes_it(
 async def test_a_restarted_sandbox_answers_for_old_ids(clock: FakeClock) -> None:
     async with client_for(mounted(clock)) as first:
         task_id = await create(
-            first, model=STANDARD, resolution="480p", ratio="21:9", duration=12,
-            generate_audio=False, return_last_frame=True,
+            first,
+            model=STANDARD,
+            resolution="480p",
+            ratio="21:9",
+            duration=12,
+            generate_audio=False,
+            return_last_frame=True,
         )
         alias_id = await create(first, model="my-gateway-alias")
         clock.advance(5)

@@ -47,8 +47,9 @@ def _unavailable(why: str) -> NoReturn:
 async def postgresql_database(tmp_path: Path) -> AsyncIterator[str]:
     base = os.environ.get("RELAY_TEST_POSTGRES_URL")
     if not base:
-        _unavailable("RELAY_TEST_POSTGRES_URL is not set "
-                     "(e.g. postgresql://postgres@127.0.0.1:5432/test)")
+        _unavailable(
+            "RELAY_TEST_POSTGRES_URL is not set (e.g. postgresql://postgres@127.0.0.1:5432/test)"
+        )
     schema = f"relay_test_{uuid.uuid4().hex[:16]}"
     try:
         admin = await psycopg.AsyncConnection.connect(base, autocommit=True, connect_timeout=5)
@@ -58,11 +59,12 @@ async def postgresql_database(tmp_path: Path) -> AsyncIterator[str]:
         await admin.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
         try:
             # The schema name doubles as application_name: tests find their connections by it.
-            yield (f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{schema}"
-                   f"&application_name={schema}")
+            yield (
+                f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{schema}"
+                f"&application_name={schema}"
+            )
         finally:
-            await admin.execute(
-                sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+            await admin.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
 
 
 BACKENDS: dict[str, BackendFactory] = {

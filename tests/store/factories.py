@@ -80,11 +80,17 @@ def new_task(
     """A task as the tracker would register it; polled first at ``created_at`` by default."""
     id_ = new_id("task")
     return Task(
-        id=id_, account_id=account.id, provider=provider,
+        id=id_,
+        account_id=account.id,
+        provider=provider,
         provider_task_id=f"cgt-{id_}" if provider_task_id is ... else provider_task_id,
-        status=status, created_at=created_at, updated_at=created_at,
+        status=status,
+        created_at=created_at,
+        updated_at=created_at,
         next_poll_at=created_at if next_poll_at is ... else next_poll_at,
-        reference=reference, callback_url=callback_url, **fields,
+        reference=reference,
+        callback_url=callback_url,
+        **fields,
     )
 
 
@@ -93,8 +99,13 @@ def callback_for(
 ) -> Destination:
     assert task.callback_url is not None
     return Destination(
-        id=new_id("dst"), account_id=task.account_id, kind="callback", url=task.callback_url,
-        key=key, event_types=None if events is None else frozenset(events), task_id=task.id,
+        id=new_id("dst"),
+        account_id=task.account_id,
+        kind="callback",
+        url=task.callback_url,
+        key=key,
+        event_types=None if events is None else frozenset(events),
+        task_id=task.id,
     )
 
 
@@ -125,11 +136,13 @@ async def register(
     return Registered(change.task, event, destination)
 
 
-async def pending(store: Store, account: Account, when: datetime = NOW,
-                  key: str = HOOK_KEY) -> Registered:
+async def pending(
+    store: Store, account: Account, when: datetime = NOW, key: str = HOOK_KEY
+) -> Registered:
     """A task whose callback wants ``task.queued``: one pending delivery due at ``when``."""
-    return await register(store, account, events={EventType.TASK_QUEUED}, created_at=when,
-                          key=key, next_poll_at=None)
+    return await register(
+        store, account, events={EventType.TASK_QUEUED}, created_at=when, key=key, next_poll_at=None
+    )
 
 
 # --- status changes and attempts -------------------------------------------------------------
@@ -138,12 +151,13 @@ async def pending(store: Store, account: Account, when: datetime = NOW,
 def answer_change(task: Task, status: TaskStatus, when: datetime) -> Change:
     """What a provider answering ``status`` at ``when`` does to ``task``."""
     answer = ProviderTask(
-        provider_task_id=task.provider_task_id or "cgt-unknown", status=status,
+        provider_task_id=task.provider_task_id or "cgt-unknown",
+        status=status,
         video_url="https://cdn.example.com/v.mp4" if status is TaskStatus.SUCCEEDED else None,
-        video_url_expires_at=when + timedelta(hours=24)
-        if status is TaskStatus.SUCCEEDED else None,
-        error=(TaskError(ErrorCode.PROVIDER_ERROR, "boom")
-               if status is TaskStatus.FAILED else None),
+        video_url_expires_at=when + timedelta(hours=24) if status is TaskStatus.SUCCEEDED else None,
+        error=(
+            TaskError(ErrorCode.PROVIDER_ERROR, "boom") if status is TaskStatus.FAILED else None
+        ),
     )
     return apply_answer(task, answer, when, event_id)
 
@@ -176,11 +190,17 @@ def attempt(
     return AttemptRecord(
         delivery_pk=due.pk,
         attempt=Attempt(
-            delivery_id=due.id, number=due.attempt_count + 1, started_at=started_at,
-            latency_ms=42.5, outcome=error or f"HTTP {status_code}", status_code=status_code,
-            error=error, response_snippet=snippet,
+            delivery_id=due.id,
+            number=due.attempt_count + 1,
+            started_at=started_at,
+            latency_ms=42.5,
+            outcome=error or f"HTTP {status_code}",
+            status_code=status_code,
+            error=error,
+            response_snippet=snippet,
         ),
-        status=status, next_attempt_at=next_attempt_at,
+        status=status,
+        next_attempt_at=next_attempt_at,
     )
 
 

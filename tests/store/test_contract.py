@@ -93,18 +93,31 @@ async def test_accounts_by_key_hash_and_callback_secret(
 
 async def test_created_task_reads_back_field_for_field(store: Store, alice: Account) -> None:
     task = new_task(
-        alice, created_at=NOW + timedelta(microseconds=123456), status=TaskStatus.RUNNING,
-        reference="order-1234", model="doubao-seedance-2-0-fast-260128", progress=40,
-        video_url="https://cdn.example.com/v.mp4", video_url_expires_at=at(hours=24),
+        alice,
+        created_at=NOW + timedelta(microseconds=123456),
+        status=TaskStatus.RUNNING,
+        reference="order-1234",
+        model="doubao-seedance-2-0-fast-260128",
+        progress=40,
+        video_url="https://cdn.example.com/v.mp4",
+        video_url_expires_at=at(hours=24),
         last_frame_url="https://cdn.example.com/f.png",
         error=TaskError(ErrorCode.TIMEOUT, "slow", retryable=True, provider_code="E42"),
-        usage={"completion_tokens": 108900, "total_tokens": 108900}, resolution="720p",
-        ratio="16:9", duration=5, fps=24, seed=97151,
+        usage={"completion_tokens": 108900, "total_tokens": 108900},
+        resolution="720p",
+        ratio="16:9",
+        duration=5,
+        fps=24,
+        seed=97151,
         metadata={"projectId": "proj_1001", "tags": ["a", "é"], "n": {"x": None}},
-        callback_events=frozenset({R, S}), completed_at=at(minutes=3), poll_count=4,
-        not_found_count=1, looks=(
+        callback_events=frozenset({R, S}),
+        completed_at=at(minutes=3),
+        poll_count=4,
+        not_found_count=1,
+        looks=(
             Look(at(minutes=1, microseconds=250), "poll", "answered", "running", 40),
-            Look(at(minutes=2), "push", "timeout")),
+            Look(at(minutes=2), "push", "timeout"),
+        ),
     )
     change = registered(task, task.created_at, event_id)
     await store.create_task(change, None)
@@ -140,9 +153,17 @@ async def test_registration_is_delivered_only_when_the_filter_wants_it(
         d = view.delivery
         assert d.id.startswith("dlv_")
         assert (d.account_id, d.event_id, d.destination_id, d.url) == (
-            alice.id, reg.event.id, reg.destination.id, HOOK_URL)
+            alice.id,
+            reg.event.id,
+            reg.destination.id,
+            HOOK_URL,
+        )
         assert (d.status, d.attempt_count, d.next_attempt_at, d.created_at) == (
-            PENDING, 0, NOW, NOW)
+            PENDING,
+            0,
+            NOW,
+            NOW,
+        )
         assert view.attempts == []
 
 
@@ -152,8 +173,9 @@ async def test_duplicate_provider_task_names_the_existing_task(
     first = await register(store, alice, provider="apiyi", provider_task_id="cgt-1")
     again = new_task(alice, provider="apiyi", provider_task_id="cgt-1", created_at=at(minutes=1))
     with pytest.raises(DuplicateTask) as raised:
-        await store.create_task(registered(again, at(minutes=1), event_id),
-                                callback_for(again, {Q}))
+        await store.create_task(
+            registered(again, at(minutes=1), event_id), callback_for(again, {Q})
+        )
     assert raised.value.existing_id == first.task.id
     assert await store.get_task(alice.id, again.id) is None
     assert (await store.list_events(alice.id, EventQuery())).items == [first.event]
@@ -164,7 +186,8 @@ async def test_concurrent_duplicates_let_exactly_one_in(store: Store, alice: Acc
     tasks = [new_task(alice, provider_task_id="cgt-1") for _ in range(2)]
     results = await asyncio.gather(
         *(store.create_task(registered(t, NOW, event_id), callback_for(t, {Q})) for t in tasks),
-        return_exceptions=True)
+        return_exceptions=True,
+    )
     [winner] = [t for t, r in zip(tasks, results, strict=True) if r is None]
     [lost] = [r for r in results if r is not None]
     assert isinstance(lost, DuplicateTask)
@@ -208,8 +231,9 @@ async def test_save_at_the_expected_version_writes_and_bumps_it(
     store: Store, alice: Account
 ) -> None:
     reg = await register(store, alice)
-    change = apply_answer(reg.task, ProviderTask("cgt-1", TaskStatus.RUNNING, progress=10),
-                          at(minutes=1), event_id)
+    change = apply_answer(
+        reg.task, ProviderTask("cgt-1", TaskStatus.RUNNING, progress=10), at(minutes=1), event_id
+    )
     assert await store.save_task(change, 0) is True
     assert await store.get_task(alice.id, reg.task.id) == replace(change.task, version=1)
     page = await store.list_events(alice.id, EventQuery(order="asc"))
@@ -243,9 +267,7 @@ async def test_concurrent_saves_at_one_version_let_exactly_one_win(
     assert [e.id for e in page.items] == [reg.event.id, winner.events[0].id]
 
 
-async def test_a_terminal_change_is_delivered_to_the_callback(
-    store: Store, alice: Account
-) -> None:
+async def test_a_terminal_change_is_delivered_to_the_callback(store: Store, alice: Account) -> None:
     reg = await register(store, alice)
     assert reg.destination is not None
     event = await advance(store, reg.task, TaskStatus.SUCCEEDED, at(minutes=3))
@@ -262,11 +284,20 @@ async def test_a_terminal_change_is_delivered_to_the_callback(
 
 
 async def test_list_tasks_filters(store: Store, alice: Account, bob: Account) -> None:
-    specs = [("sandbox", TaskStatus.QUEUED, "order-1"), ("apiyi", TaskStatus.QUEUED, "order-2"),
-             ("sandbox", TaskStatus.RUNNING, "order-1"), ("apiyi", TaskStatus.RUNNING, None)]
-    t = [(await register(store, alice, provider=p, status=s, reference=r,
-                         created_at=at(minutes=i))).task.id
-         for i, (p, s, r) in enumerate(specs)]
+    specs = [
+        ("sandbox", TaskStatus.QUEUED, "order-1"),
+        ("apiyi", TaskStatus.QUEUED, "order-2"),
+        ("sandbox", TaskStatus.RUNNING, "order-1"),
+        ("apiyi", TaskStatus.RUNNING, None),
+    ]
+    t = [
+        (
+            await register(
+                store, alice, provider=p, status=s, reference=r, created_at=at(minutes=i)
+            )
+        ).task.id
+        for i, (p, s, r) in enumerate(specs)
+    ]
     await register(store, bob, provider="sandbox", reference="order-1")
 
     async def listed(**filters: Any) -> list[str]:
@@ -279,8 +310,7 @@ async def test_list_tasks_filters(store: Store, alice: Account, bob: Account) ->
     assert await listed(status=TaskStatus.SUCCEEDED) == []
     assert await listed(provider="apiyi") == [t[3], t[1]]
     assert await listed(reference="order-1") == [t[2], t[0]]
-    assert await listed(reference="order-1", status=TaskStatus.QUEUED, provider="sandbox") == [
-        t[0]]
+    assert await listed(reference="order-1", status=TaskStatus.QUEUED, provider="sandbox") == [t[0]]
     assert await listed(order="asc", provider="sandbox") == [t[0], t[2]]
 
 
@@ -294,8 +324,9 @@ async def test_list_tasks_pages_through_every_task_once(
         await register(store, bob, created_at=at(minutes=i, seconds=30))
     expected = mine[::-1] if order == "desc" else mine
 
-    pages = await walk(lambda after: store.list_tasks(
-        alice.id, TaskQuery(limit=3, after=after, order=order)))
+    pages = await walk(
+        lambda after: store.list_tasks(alice.id, TaskQuery(limit=3, after=after, order=order))
+    )
     assert [len(p) for p in pages] == [3, 3, 1]
     assert [i for p in pages for i in p] == expected
 
@@ -309,8 +340,7 @@ async def test_list_tasks_pages_through_every_task_once(
 async def test_claim_due_polls_takes_due_tasks_most_overdue_first(
     store: Store, alice: Account
 ) -> None:
-    t = [(await register(store, alice, next_poll_at=at(seconds=s))).task
-         for s in (-10, -20, 0, 1)]
+    t = [(await register(store, alice, next_poll_at=at(seconds=s))).task for s in (-10, -20, 0, 1)]
     first = await store.claim_due_polls(NOW, 2, 30)
     assert {task.id: task for task in first} == {t[0].id: t[0], t[1].id: t[1]}
     assert [task.id for task in await store.claim_due_polls(NOW, 10, 30)] == [t[2].id]
@@ -381,17 +411,22 @@ async def test_list_events_filters_by_time(store: Store, alice: Account, bob: Ac
     e = await seed_events(store, alice, bob)
     assert await listed_events(store, alice, since=at(seconds=150)) == [e[4], e[3]]
     assert await listed_events(store, alice, until=at(seconds=90)) == [e[1], e[0]]
-    assert await listed_events(store, alice, since=at(seconds=90), until=at(seconds=210),
-                               order="asc") == [e[2], e[3]]
+    assert await listed_events(
+        store, alice, since=at(seconds=90), until=at(seconds=210), order="asc"
+    ) == [e[2], e[3]]
 
 
 @pytest.mark.parametrize("order", ["desc", "asc"])
 async def test_list_events_pages(store: Store, alice: Account, bob: Account, order: Order) -> None:
     e = await seed_events(store, alice, bob)
-    pages = await walk(lambda after: store.list_events(
-        alice.id, EventQuery(limit=2, after=after, order=order)))
-    assert pages == ([[e[4], e[3]], [e[2], e[1]], [e[0]]] if order == "desc"
-                     else [[e[0], e[1]], [e[2], e[3]], [e[4]]])
+    pages = await walk(
+        lambda after: store.list_events(alice.id, EventQuery(limit=2, after=after, order=order))
+    )
+    assert pages == (
+        [[e[4], e[3]], [e[2], e[1]], [e[0]]]
+        if order == "desc"
+        else [[e[0], e[1]], [e[2], e[3]], [e[4]]]
+    )
 
 
 async def test_events_are_invisible_to_other_accounts(
@@ -428,7 +463,8 @@ async def test_concurrent_delivery_claims_never_share_a_delivery(
 ) -> None:
     events = {(await pending(store, alice)).event.id for _ in range(5)}
     claims = await asyncio.gather(
-        *(store.claim_due_deliveries(NOW, 2, 30, f"w{i}") for i in range(3)))
+        *(store.claim_due_deliveries(NOW, 2, 30, f"w{i}") for i in range(3))
+    )
     claimed = [due.event_id for claim in claims for due in claim]
     assert sorted(claimed) == sorted(events)
 
@@ -440,9 +476,18 @@ async def test_a_claimed_delivery_carries_what_sending_needs_and_is_leased(
     view = await only_delivery(store, alice, reg.event.id)
     [due] = await store.claim_due_deliveries(NOW, 10, 30, "w1")
     assert due == DueDelivery(
-        pk=due.pk, id=view.delivery.id, event_id=reg.event.id, destination_key=HOOK_KEY,
-        url=HOOK_URL, body=reg.event.body, secrets=("whsec_alice",), attempt_count=0,
-        account_id=alice.id, task_id=reg.task.id, url_expires_at=None)
+        pk=due.pk,
+        id=view.delivery.id,
+        event_id=reg.event.id,
+        destination_key=HOOK_KEY,
+        url=HOOK_URL,
+        body=reg.event.body,
+        secrets=("whsec_alice",),
+        attempt_count=0,
+        account_id=alice.id,
+        task_id=reg.task.id,
+        url_expires_at=None,
+    )
     assert await store.claim_due_deliveries(at(seconds=1), 10, 30, "w2") == []
     assert await store.claim_due_deliveries(at(seconds=29), 10, 30, "w2") == []
     assert await store.claim_due_deliveries(at(seconds=31), 10, 30, "w2") == [due]
@@ -465,13 +510,19 @@ async def test_claim_leaves_room_per_destination(store: Store, alice: Account) -
     # a.example already has one delivery in flight and may have two: one more of its three
     # is claimed, and b.example's, although it is the latest due, is not crowded out.
     due = await store.claim_due_deliveries(
-        at(seconds=10), 10, 30, "w1", in_flight={"https://a.example": 1}, per_destination=2)
+        at(seconds=10), 10, 30, "w1", in_flight={"https://a.example": 1}, per_destination=2
+    )
     assert [(d.event_id, d.destination_key) for d in due] == [
-        (a[0].event.id, "https://a.example"), (b.event.id, "https://b.example")]
+        (a[0].event.id, "https://a.example"),
+        (b.event.id, "https://b.example"),
+    ]
     # A destination at its cap gets nothing.
-    assert await store.claim_due_deliveries(
-        at(seconds=10), 10, 30, "w1", in_flight={"https://a.example": 2},
-        per_destination=2) == []
+    assert (
+        await store.claim_due_deliveries(
+            at(seconds=10), 10, 30, "w1", in_flight={"https://a.example": 2}, per_destination=2
+        )
+        == []
+    )
     # Without a cap, the rest of a.example's backlog comes, the longest due first.
     rest = await store.claim_due_deliveries(at(seconds=10), 10, 30, "w1")
     assert [d.event_id for d in rest] == [a[1].event.id, a[2].event.id]
@@ -497,15 +548,15 @@ async def test_a_retry_keeps_the_delivery_pending_until_its_time(
 ) -> None:
     reg = await pending(store, alice)
     [due] = await store.claim_due_deliveries(NOW, 10, 30, "w1")
-    record = attempt(due, NOW, 503, status=PENDING, next_attempt_at=at(seconds=5),
-                     snippet="busy")
+    record = attempt(due, NOW, 503, status=PENDING, next_attempt_at=at(seconds=5), snippet="busy")
     await store.record_attempts([record], "w1")
     view = await only_delivery(store, alice, reg.event.id)
     assert state(view) == (PENDING, 1, at(seconds=5))
     assert view.attempts == [record.attempt]
     assert await store.claim_due_deliveries(at(seconds=4), 10, 30, "w2") == []
     assert await store.claim_due_deliveries(at(seconds=5), 10, 30, "w2") == [
-        replace(due, attempt_count=1)]
+        replace(due, attempt_count=1)
+    ]
 
 
 async def test_one_call_records_attempts_of_several_deliveries(
@@ -513,10 +564,13 @@ async def test_one_call_records_attempts_of_several_deliveries(
 ) -> None:
     a, b = await pending(store, alice), await pending(store, alice, key="https://b.example")
     claimed = {due.event_id: due for due in await store.claim_due_deliveries(NOW, 10, 30, "w1")}
-    await store.record_attempts([
-        attempt(claimed[a.event.id], NOW, 200, status=SUCCEEDED),
-        attempt(claimed[b.event.id], NOW, 500, status=PENDING, next_attempt_at=at(minutes=5)),
-    ], "w1")
+    await store.record_attempts(
+        [
+            attempt(claimed[a.event.id], NOW, 200, status=SUCCEEDED),
+            attempt(claimed[b.event.id], NOW, 500, status=PENDING, next_attempt_at=at(minutes=5)),
+        ],
+        "w1",
+    )
     assert state(await only_delivery(store, alice, a.event.id)) == (SUCCEEDED, 1, None)
     assert state(await only_delivery(store, alice, b.event.id)) == (PENDING, 1, at(minutes=5))
 
@@ -539,8 +593,9 @@ async def test_a_record_from_a_non_owner_leaves_no_attempt(store: Store, alice: 
     attempts numbered 1 for a delivery whose ``attempt_count`` is 1."""
     reg = await pending(store, alice)
     [due] = await store.claim_due_deliveries(NOW, 10, 30, "w1")
-    await store.record_attempts([attempt(due, NOW, 503, status=PENDING,
-                                         next_attempt_at=at(seconds=5))], "w2")
+    await store.record_attempts(
+        [attempt(due, NOW, 503, status=PENDING, next_attempt_at=at(seconds=5))], "w2"
+    )
     assert (await only_delivery(store, alice, reg.event.id)).attempts == []
     record = attempt(due, NOW, 200, status=SUCCEEDED)
     await store.record_attempts([record], "w1")
@@ -599,24 +654,39 @@ async def test_redeliver_to_all_destinations_or_one(store: Store, alice: Account
     assert await store.redeliver(alice.id, reg.event.id, "dst_unknown", at(hours=2)) == []
     assert await store.redeliver(alice.id, "evt_unknown", None, at(hours=2)) == []
     for made, when in ((to_all, at(hours=1)), (to_one, at(hours=2))):
-        assert [(d.account_id, d.event_id, d.destination_id, d.url, d.status, d.attempt_count,
-                 d.next_attempt_at) for d in made] == [
-            (alice.id, reg.event.id, reg.destination.id, HOOK_URL, PENDING, 0, when)]
+        assert [
+            (
+                d.account_id,
+                d.event_id,
+                d.destination_id,
+                d.url,
+                d.status,
+                d.attempt_count,
+                d.next_attempt_at,
+            )
+            for d in made
+        ] == [(alice.id, reg.event.id, reg.destination.id, HOOK_URL, PENDING, 0, when)]
     views = await store.event_deliveries(alice.id, reg.event.id)
     assert [(v.delivery.id, v.delivery.status) for v in views] == [
-        (due.id, SUCCEEDED), (to_all[0].id, PENDING), (to_one[0].id, PENDING)]
+        (due.id, SUCCEEDED),
+        (to_all[0].id, PENDING),
+        (to_one[0].id, PENDING),
+    ]
     assert views[1].delivery == to_all[0]
 
     [again] = await store.claim_due_deliveries(at(hours=1), 10, 30, "w1")
     assert (again.id, again.event_id, again.body, again.attempt_count) == (
-        to_all[0].id, reg.event.id, reg.event.body, 0)
+        to_all[0].id,
+        reg.event.id,
+        reg.event.body,
+        0,
+    )
 
 
 async def test_event_deliveries_list_attempts_in_order(store: Store, alice: Account) -> None:
     reg = await pending(store, alice)
     [due] = await store.claim_due_deliveries(NOW, 10, 30, "w1")
-    first = attempt(due, NOW, None, status=PENDING, next_attempt_at=at(seconds=5),
-                    error="timeout")
+    first = attempt(due, NOW, None, status=PENDING, next_attempt_at=at(seconds=5), error="timeout")
     await store.record_attempts([first], "w1")
     [due] = await store.claim_due_deliveries(at(seconds=5), 10, 30, "w1")
     second = attempt(due, at(seconds=5), 200, status=SUCCEEDED, snippet="ok")

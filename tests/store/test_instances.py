@@ -27,11 +27,15 @@ async def other(store: Store, database_url: str) -> AsyncIterator[Store]:
 async def test_two_instances_never_claim_the_same_delivery(
     store: Store, other: Store, alice: Account
 ) -> None:
-    events = {(await pending(store, alice, key=f"https://{i % 3}.example")).event.id
-              for i in range(24)}
-    claims = await asyncio.gather(*(
-        s.claim_due_deliveries(NOW, 4, 30, f"w{i}", per_destination=2)
-        for i, s in enumerate([store, other] * 5)))
+    events = {
+        (await pending(store, alice, key=f"https://{i % 3}.example")).event.id for i in range(24)
+    }
+    claims = await asyncio.gather(
+        *(
+            s.claim_due_deliveries(NOW, 4, 30, f"w{i}", per_destination=2)
+            for i, s in enumerate([store, other] * 5)
+        )
+    )
     claimed = [due.event_id for claim in claims for due in claim]
     assert len(claimed) == len(set(claimed))
     rest = await other.claim_due_deliveries(NOW, 100, 30, "w9")
@@ -41,10 +45,8 @@ async def test_two_instances_never_claim_the_same_delivery(
 async def test_two_instances_never_claim_the_same_poll(
     store: Store, other: Store, alice: Account
 ) -> None:
-    tasks = {(await register(store, alice, next_poll_at=at(seconds=-i))).task.id
-             for i in range(12)}
-    claims = await asyncio.gather(*(s.claim_due_polls(NOW, 3, 30)
-                                    for s in [store, other] * 3))
+    tasks = {(await register(store, alice, next_poll_at=at(seconds=-i))).task.id for i in range(12)}
+    claims = await asyncio.gather(*(s.claim_due_polls(NOW, 3, 30) for s in [store, other] * 3))
     claimed = [t.id for claim in claims for t in claim]
     assert len(claimed) == len(set(claimed))
     rest = await store.claim_due_polls(NOW, 100, 30)
@@ -58,20 +60,22 @@ async def test_a_dead_instance_s_work_is_taken_once_its_leases_expire(
     polled = await register(store, alice, callback_url=None, created_at=at(seconds=1))
     dead = open_store(database_url)
     [due] = await dead.claim_due_deliveries(NOW, 10, 30, "dead")
-    assert [t.id for t in await dead.claim_due_polls(at(seconds=1), 10, 30)] == [
-        polled.task.id]
+    assert [t.id for t in await dead.claim_due_polls(at(seconds=1), 10, 30)] == [polled.task.id]
     await dead.close()  # killed: nothing recorded, nothing released
 
     assert await store.claim_due_deliveries(at(seconds=29), 10, 30, "alive") == []
     assert await store.claim_due_polls(at(seconds=30), 10, 30) == []
     [again] = await store.claim_due_deliveries(at(seconds=31), 10, 30, "alive")
     assert again == due
-    assert [t.id for t in await store.claim_due_polls(at(seconds=32), 10, 30)] == [
-        polled.task.id]
+    assert [t.id for t in await store.claim_due_polls(at(seconds=32), 10, 30)] == [polled.task.id]
     await store.record_attempts(
-        [attempt(again, at(seconds=31), 200, status=DeliveryStatus.SUCCEEDED)], "alive")
+        [attempt(again, at(seconds=31), 200, status=DeliveryStatus.SUCCEEDED)], "alive"
+    )
     assert state(await only_delivery(store, alice, reg.event.id)) == (
-        DeliveryStatus.SUCCEEDED, 1, None)
+        DeliveryStatus.SUCCEEDED,
+        1,
+        None,
+    )
 
 
 async def test_what_one_instance_writes_the_other_reads(
@@ -80,7 +84,9 @@ async def test_what_one_instance_writes_the_other_reads(
     reg = await pending(store, alice)
     assert await other.get_task(alice.id, reg.task.id) == reg.task
     [due] = await other.claim_due_deliveries(NOW, 10, 30, "w2")
-    await other.record_attempts([attempt(due, NOW, 204, status=DeliveryStatus.SUCCEEDED)],
-                                "w2")
+    await other.record_attempts([attempt(due, NOW, 204, status=DeliveryStatus.SUCCEEDED)], "w2")
     assert state(await only_delivery(store, alice, reg.event.id)) == (
-        DeliveryStatus.SUCCEEDED, 1, None)
+        DeliveryStatus.SUCCEEDED,
+        1,
+        None,
+    )

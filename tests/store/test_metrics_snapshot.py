@@ -16,7 +16,9 @@ async def test_an_empty_database_has_no_tasks_and_no_backlog(store: Store) -> No
 
 
 async def test_tasks_are_counted_by_status_across_accounts(
-    store: Store, alice: Account, bob: Account,
+    store: Store,
+    alice: Account,
+    bob: Account,
 ) -> None:
     first = await register(store, alice, next_poll_at=None, callback_url=None)
     second = await register(store, alice, next_poll_at=None, callback_url=None)
@@ -26,12 +28,17 @@ async def test_tasks_are_counted_by_status_across_accounts(
     await advance(store, second.task, TaskStatus.FAILED, at(seconds=3))
 
     snapshot = await store.metrics_snapshot(at(seconds=4))
-    assert dict(snapshot.tasks) == {TaskStatus.QUEUED: 1, TaskStatus.SUCCEEDED: 1,
-                                    TaskStatus.FAILED: 1}
+    assert dict(snapshot.tasks) == {
+        TaskStatus.QUEUED: 1,
+        TaskStatus.SUCCEEDED: 1,
+        TaskStatus.FAILED: 1,
+    }
 
 
 async def test_the_backlog_is_what_is_due_and_not_leased(
-    store: Store, alice: Account, bob: Account,
+    store: Store,
+    alice: Account,
+    bob: Account,
 ) -> None:
     await pending(store, alice, when=NOW)
     await pending(store, bob, when=at(seconds=10), key="https://other.example.com")
@@ -50,7 +57,8 @@ async def test_the_backlog_is_what_is_due_and_not_leased(
 
     # Delivered: gone from the backlog for good, also once its lease would have run out.
     await store.record_attempts(
-        [attempt(claimed, at(seconds=31), 200, status=DeliveryStatus.SUCCEEDED)], "me")
+        [attempt(claimed, at(seconds=31), 200, status=DeliveryStatus.SUCCEEDED)], "me"
+    )
     snapshot = await store.metrics_snapshot(at(minutes=3))
     assert snapshot.due_deliveries == 2
 

@@ -89,7 +89,9 @@ async def terminate(url: str, only_listener: bool = False) -> int:
         cur = await admin.execute(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
             "WHERE application_name = %s AND pid <> pg_backend_pid() "
-            "AND (NOT %s OR query LIKE 'LISTEN%%')", (name, only_listener))
+            "AND (NOT %s OR query LIKE 'LISTEN%%')",
+            (name, only_listener),
+        )
         row = await cur.fetchone()
     assert row is not None
     return int(row[0])
@@ -120,8 +122,9 @@ async def test_redeliveries_and_replays_wake_the_others(
     assert await pg.redeliver(alice.id, reg.event.id, sub.id, at(seconds=1))
     await heard.wait_for("deliveries")
     heard.kinds.clear()
-    assert await pg.replay(alice.id, sub.id, ReplayQuery(), at(seconds=2), after=None,
-                           limit=10) == (1, None)
+    assert await pg.replay(
+        alice.id, sub.id, ReplayQuery(), at(seconds=2), after=None, limit=10
+    ) == (1, None)
     await heard.wait_for("deliveries")
 
 
@@ -190,8 +193,7 @@ async def test_the_pool_recovers_when_the_database_drops_its_connections(
     # At most the call that finds a connection broken fails; its failure has the pool
     # check the others, so the next call gets a working one.
     assert await _until_it_works(pg.ping) <= 1
-    assert [d.event_id for d in await pg.claim_due_deliveries(NOW, 10, 30, "w1")] == [
-        reg.event.id]
+    assert [d.event_id for d in await pg.claim_due_deliveries(NOW, 10, 30, "w1")] == [reg.event.id]
 
 
 async def test_connections_idle_during_a_restart_are_checked_before_use(
@@ -208,9 +210,13 @@ async def test_an_operation_the_server_aborts_for_a_deadlock_runs_again(pg_url: 
     """Two transactions take the same two rows in opposite orders: the server aborts one
     (after its deadlock_timeout), the runner runs it again, and both take effect once."""
     runner = postgres_runner.PgRunner(pg_url)
-    await runner.run(lambda c: c.execute(
-        b"CREATE TABLE pair (id int PRIMARY KEY, n int NOT NULL); "
-        b"INSERT INTO pair VALUES (1, 0), (2, 0)"), transaction=False)
+    await runner.run(
+        lambda c: c.execute(
+            b"CREATE TABLE pair (id int PRIMARY KEY, n int NOT NULL); "
+            b"INSERT INTO pair VALUES (1, 0), (2, 0)"
+        ),
+        transaction=False,
+    )
     holding = [asyncio.Event(), asyncio.Event()]
     tries = [0, 0]
 
@@ -221,6 +227,7 @@ async def test_an_operation_the_server_aborts_for_a_deadlock_runs_again(pg_url: 
             holding[me].set()
             await holding[1 - me].wait()  # both hold one row: each now wants the other's
             await c.execute("UPDATE pair SET n = n + 1 WHERE id = %s", (second,))
+
         return fn
 
     try:
@@ -274,8 +281,9 @@ async def test_a_response_body_with_nul_characters_is_recorded(
     caplog.set_level(logging.WARNING)
     reg = await pending(pg, alice)
     [due] = await pg.claim_due_deliveries(NOW, 10, 30, "w1")
-    await pg.record_attempts([attempt(due, NOW, 200, status=DeliveryStatus.SUCCEEDED,
-                                      snippet="\x00\x01binary")], "w1")
+    await pg.record_attempts(
+        [attempt(due, NOW, 200, status=DeliveryStatus.SUCCEEDED, snippet="\x00\x01binary")], "w1"
+    )
     view = await only_delivery(pg, alice, reg.event.id)
     assert view.attempts[0].response_snippet == "\ufffd\x01binary"
     await advance(pg, reg.task, TaskStatus.SUCCEEDED, at(seconds=1))

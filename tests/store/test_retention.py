@@ -11,15 +11,26 @@ async def test_old_finished_history_is_pruned_in_batches_and_pending_work_is_kep
     store: Store, alice: Account
 ) -> None:
     # Three old events whose deliveries are done, one old event still pending, one new.
-    done = [await register(store, alice, events={EventType.TASK_QUEUED},
-                           created_at=at(seconds=i), next_poll_at=None) for i in range(3)]
+    done = [
+        await register(
+            store,
+            alice,
+            events={EventType.TASK_QUEUED},
+            created_at=at(seconds=i),
+            next_poll_at=None,
+        )
+        for i in range(3)
+    ]
     due = await store.claim_due_deliveries(at(seconds=3), 10, 30, "w1")
-    await store.record_attempts([attempt(d, at(seconds=4), 200,
-                                         status=DeliveryStatus.SUCCEEDED) for d in due], "w1")
-    waiting = await register(store, alice, events={EventType.TASK_QUEUED},
-                             created_at=at(seconds=5), next_poll_at=None)
-    recent = await advance(store, await current(store, done[0].task), TaskStatus.SUCCEEDED,
-                           at(days=30))
+    await store.record_attempts(
+        [attempt(d, at(seconds=4), 200, status=DeliveryStatus.SUCCEEDED) for d in due], "w1"
+    )
+    waiting = await register(
+        store, alice, events={EventType.TASK_QUEUED}, created_at=at(seconds=5), next_poll_at=None
+    )
+    recent = await advance(
+        store, await current(store, done[0].task), TaskStatus.SUCCEEDED, at(days=30)
+    )
 
     assert await store.prune_history(at(days=1), 2) == 2
     assert await store.prune_history(at(days=1), 2) == 1

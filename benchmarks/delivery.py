@@ -36,14 +36,14 @@ import httpx
 from relay_process import free_port
 
 from relay.clock import SystemClock
-from relay.delivery import DeliveryEngine, EngineSettings
+from relay.delivery.engine import DeliveryEngine, EngineSettings
 from relay.ids import new_id
 from relay.models import Account, Destination, Task, TaskStatus
+from relay.net.transport import RelayTransport
 from relay.signing import generate_webhook_secret, sign, webhook_key
 from relay.store import open_store
 from relay.store.interface import Store
 from relay.transitions import registered
-from relay.transport import RelayTransport
 
 HERE = Path(__file__).parent
 

@@ -20,14 +20,14 @@ Policies, each on the same workload; each task is polled from its creation (the 
 at age 0 is not a poll) until a poll sees it finished:
 
 (a) fixed: a poll every 5 s;
-(b) adaptive: ``relay.policy.next_poll_delay`` with the configured expected duration (120 s)
-    for every task, as the relay polls before it has learned anything;
+(b) adaptive: ``relay.polling.schedule.next_poll_delay`` with the configured expected
+    duration (120 s) for every task, as the relay polls before it has learned anything;
 (b') the same with ``expected`` = the learned median of the task's key (today's policy shape,
     fed by the learner);
-(c) learned: ``relay.learned_polling.next_poll_delay_learned`` with the estimate of a
-    ``relay.learning.DurationModel`` that learns online: a task's duration becomes known to it
-    only when a poll sees the task succeed, and only as the relay measures it: the midpoint
-    between that poll and the one before (``observe(..., last_running=...)``), or with
+(c) learned: ``relay.polling.learned.next_poll_delay_learned`` with the estimate of a
+    ``relay.polling.durations.DurationModel`` that learns online: a task's duration becomes
+    known to it only when a poll sees the task succeed, and only as the relay measures it: the
+    midpoint between that poll and the one before (``observe(..., last_running=...)``), or with
     ``--learn-from poll`` the age at that poll. Failures teach it nothing. Every decision asks
     the model as it stands at that moment: no peeking. It starts empty, so the first tasks of
     a provider are polled as in (b);
@@ -66,9 +66,9 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from relay.learned_polling import next_poll_delay_learned
-from relay.learning import DurationEstimate, DurationKey, DurationModel
-from relay.policy import PollPolicy, next_poll_delay
+from relay.polling.durations import DurationEstimate, DurationKey, DurationModel
+from relay.polling.learned import next_poll_delay_learned
+from relay.polling.schedule import PollPolicy, next_poll_delay
 
 FIXED_INTERVAL = 5.0
 PROVIDERS = (("ark", 1.0), ("unified", 1.15))

@@ -27,21 +27,21 @@ from relay.adapters.ark import ArkDialect
 from relay.adapters.base import Dialect
 from relay.adapters.seedance2ink import Seedance2InkDialect
 from relay.adapters.unified import UnifiedDialect
-from relay.api.auth_limit import FailureLimiter
 from relay.api.http import api_error, error_response
 from relay.api.routes import routes
 from relay.clock import Clock, SystemClock
-from relay.config import ProviderSettings, Settings
+from relay.config.settings import ProviderSettings, Settings
 from relay.dashboard import dashboard_mount
-from relay.delivery import DeliveryEngine, EngineSettings
+from relay.delivery.engine import DeliveryEngine, EngineSettings
+from relay.delivery.fresh_urls import OutputRefresher
+from relay.delivery.outcomes import RetryPolicy
 from relay.errors import ApiError, ConfigError, StoreError
 from relay.ids import new_id
+from relay.limits import FailureLimiter
 from relay.metrics import CONTENT_TYPE, RelayMetrics, live_state
-from relay.netguard import DestinationGuard
-from relay.outputs import OutputRefresher
-from relay.policy import PollPolicy, RetryPolicy
-from relay.providers import ProviderClient
-from relay.registration import ProviderPlan
+from relay.net.guard import DestinationGuard
+from relay.net.transport import RelayTransport
+from relay.polling.schedule import PollPolicy
 from relay.sandbox.app import Sandbox
 from relay.sandbox.push import PushRoutes
 from relay.sandbox.simulation import SandboxSettings
@@ -50,8 +50,9 @@ from relay.signing import Tokens
 from relay.store import open_store
 from relay.store.interface import Store
 from relay.store.sqlite_runner import InstanceLock
-from relay.tracker import Tracker
-from relay.transport import RelayTransport
+from relay.tasks.providers import ProviderClient
+from relay.tasks.registration import ProviderPlan
+from relay.tasks.tracker import Tracker
 
 log = logging.getLogger("relay")
 
@@ -233,7 +234,7 @@ async def _running(
     d = settings.delivery
     store = open_store(settings.database_url)
     # Provider calls go to the operator's own base URLs; webhooks go where callers say, so
-    # their transport checks every address against the network policy (relay.netguard).
+    # their transport checks every address against the network policy (relay.net.guard).
     transport = RelayTransport(max_connections=d.max_in_flight + 64)
     http = httpx.AsyncClient(transport=transport, follow_redirects=False, trust_env=False)
     net = settings.network

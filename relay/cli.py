@@ -13,8 +13,8 @@ from typing import Any, TypeVar
 
 import click
 
-from relay import operations
-from relay.config import Settings, load_settings, redacted
+from relay import operator_actions as operations
+from relay.config.settings import Settings, load_settings, redacted
 from relay.errors import RelayError
 from relay.ids import new_id
 from relay.logs import LOG_FORMATS, configure_logging

@@ -1,5 +1,5 @@
 """One error tree for the relay. Exceptions are for bugs and boundaries; expected outcomes
-(a provider fault, a failed delivery) are values (``relay.models``, ``relay.policy``).
+(a provider fault, a failed delivery) are values (``relay.models``, ``relay.delivery.outcomes``).
 
 ::
 
@@ -45,7 +45,7 @@ class MigrationError(StoreError):
 
 
 class DestinationRefused(RelayError, httpx.ConnectError):
-    """Raised by the delivery transport instead of connecting (``relay.netguard``)."""
+    """Raised by the delivery transport instead of connecting (``relay.net.guard``)."""
 
 
 class ApiError(RelayError):

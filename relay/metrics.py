@@ -27,8 +27,8 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from relay.models import TaskStatus
-from relay.providers import ProviderHealth
 from relay.store.interface import MetricsSnapshot, Store
+from relay.tasks.providers import ProviderHealth
 
 log = logging.getLogger("relay.metrics")
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from relay.api.auth_limit import FailureLimiter
 from relay.clock import Clock
-from relay.delivery import DeliveryEngine
-from relay.netguard import DestinationGuard
-from relay.providers import ProviderClient
+from relay.delivery.engine import DeliveryEngine
+from relay.limits import FailureLimiter
+from relay.net.guard import DestinationGuard
 from relay.signing import Tokens
 from relay.store.interface import Store
-from relay.tracker import Tracker
+from relay.tasks.providers import ProviderClient
+from relay.tasks.tracker import Tracker
 
 
 @dataclass(frozen=True, slots=True)

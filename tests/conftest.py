@@ -1,5 +1,5 @@
 """Fixtures shared across test modules."""
 
-from tests.tracker_env import env
+from tests.tasks.tracker_env import env
 
 __all__ = ["env"]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from relay.app import create_app
-from relay.config import Settings
+from relay.config.settings import Settings
 from relay.errors import ConfigError, StoreError
 
 

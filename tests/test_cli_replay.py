@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 import pytest
 from click.testing import CliRunner, Result
 
-from relay import operations
+from relay import operator_actions as operations
 from relay.cli import main
 from relay.errors import Conflict
 from relay.models import (

@@ -11,9 +11,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from relay.errors import StoreError
 from relay.metrics import SNAPSHOT_TTL, LiveState, RelayMetrics, state_metrics
 from relay.models import TaskStatus
-from relay.providers import ProviderHealth
 from relay.store import open_store
 from relay.store.interface import MetricsSnapshot
+from relay.tasks.providers import ProviderHealth
 from tests.clock import FakeClock
 from tests.store.factories import make_account, register
 

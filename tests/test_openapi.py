@@ -38,7 +38,7 @@ from relay.models import (
     TaskError,
     TaskStatus,
 )
-from relay.providers import ProviderHealth
+from relay.tasks.providers import ProviderHealth
 from relay.transitions import envelope
 
 NOW = datetime(2026, 6, 6, 16, 3, 11, tzinfo=UTC)

@@ -8,29 +8,25 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from relay.learned_polling import (
+from relay.backoff import provider_backoff, retry_after_wait
+from relay.delivery.outcomes import (
+    AttemptResult,
+    Dead,
+    Delivered,
+    Gone,
+    RetryAt,
+    RetryPolicy,
+    classify_attempt,
+    retry_delay,
+)
+from relay.polling.durations import DurationEstimate
+from relay.polling.learned import (
     LEARNED_POLLING,
     FinishModel,
     LearnedPolling,
     next_poll_delay_learned,
 )
-from relay.learning import DurationEstimate
-from relay.policy import (
-    AttemptResult,
-    Dead,
-    Delivered,
-    Gone,
-    PollPolicy,
-    RetryAt,
-    RetryPolicy,
-    classify_attempt,
-    estimated_duration,
-    is_past_max_age,
-    next_poll_delay,
-    provider_backoff,
-    retry_after_wait,
-    retry_delay,
-)
+from relay.polling.schedule import PollPolicy, estimated_duration, is_past_max_age, next_poll_delay
 
 NOW = datetime(2026, 6, 6, 16, 0, 0, tzinfo=UTC)
 EXACT = RetryPolicy(jitter=0)

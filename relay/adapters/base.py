@@ -1,5 +1,5 @@
 """What every dialect adapter is: pure functions from requests to HTTP calls and from
-HTTP replies to normalized values. Adapters never do I/O; ``relay.providers`` sends.
+HTTP replies to normalized values. Adapters never do I/O; ``relay.tasks.providers`` sends.
 """
 
 from __future__ import annotations

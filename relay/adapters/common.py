@@ -9,11 +9,11 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from relay.adapters.base import HttpReply
+from relay.backoff import parse_retry_after
 from relay.models import FaultKind, ProviderFault, TaskStatus
 
 ACCOUNT_REFUSAL_CODES: tuple[str, ...] = (
@@ -141,35 +141,6 @@ def parse_progress(value: object) -> int | None:
     if number is None:
         return None
     return min(max(math.floor(number), 0), 100)
-
-
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    value = headers.get(name)
-    if value is not None:
-        return value
-    # HttpReply promises lower-case names, but a hand-built mapping may not follow it.
-    return next((v for k, v in headers.items() if k.lower() == name), None)
-
-
-def parse_retry_after(headers: Mapping[str, str], now: datetime) -> float | None:
-    """Seconds to wait from ``Retry-After`` (delta-seconds or an HTTP date); past → 0."""
-    raw = _header(headers, "retry-after")
-    if raw is None or not raw.strip():
-        return None
-    text = raw.strip()
-    try:
-        seconds = float(text)
-    except ValueError:
-        pass
-    else:
-        return max(seconds, 0.0) if math.isfinite(seconds) else None
-    try:
-        when = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max((when - now).total_seconds(), 0.0)
 
 
 def signed_url_expiry(

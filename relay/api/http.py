@@ -152,7 +152,7 @@ async def account_for_key(request: Request, key: str) -> Account:
     """The account of ``key`` (from a header or the dashboard's sign-in form). A valid key
     always passes. A wrong one counts against the client's address, and once the address
     has sent too many it is answered ``TooManyRequests`` instead of ``Unauthorized``
-    (``relay.api.auth_limit``).
+    (``relay.limits``).
 
     Valid keys are never held back: they are 256 random bits, so a correct guess is not the
     risk, and many tenants share an address (Zapier's, Make's egress), where one tenant's

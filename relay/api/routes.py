@@ -35,9 +35,9 @@ from relay.errors import (
     ProviderUnavailable,
 )
 from relay.models import Account, Event, FaultKind, ProviderFault, iso
-from relay.providers import ProviderClient
-from relay.registration import ProviderRejected, Registration
 from relay.store.interface import EventQuery, TaskQuery
+from relay.tasks.providers import ProviderClient
+from relay.tasks.registration import ProviderRejected, Registration
 
 
 async def me(request: Request) -> Response:

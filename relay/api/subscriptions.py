@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from relay import operations
+from relay import operator_actions as operations
 from relay.api.http import (
     authenticate,
     check_destination,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from starlette.middleware import Middleware
 from starlette.routing import Mount, Route
 
-from relay.config import Settings
+from relay.config.settings import Settings
 from relay.dashboard import actions, pages
 from relay.dashboard.session import DashboardSessions
 

@@ -2,7 +2,7 @@
 enable, disable, replay a subscription or rotate its secret).
 
 Every form is a POST that carries the session's CSRF token and is refused without it. The
-actions call what the JSON API calls (the store's own operations, ``relay.operations`` for
+actions call what the JSON API calls (the store's own operations, ``relay.operator_actions`` for
 replays, the delivery engine for test events) and then redirect (303) to a page that shows the
 result, except a secret rotation: its new secret is shown once, in the answer to that POST
 (never cached, never stored, never logged), as ``POST /v1/.../rotate-secret`` does.
@@ -15,7 +15,7 @@ from datetime import timedelta
 from starlette.requests import Request
 from starlette.responses import Response
 
-from relay import operations
+from relay import operator_actions as operations
 from relay.api.http import account_for_key, services
 from relay.dashboard.render import NO_STORE, guarded, page, redirect
 from relay.dashboard.session import (
@@ -30,7 +30,7 @@ from relay.dashboard.views import back_target
 from relay.errors import BadRequest, Conflict, NotFound, TooManyRequests, Unauthorized
 from relay.ids import new_id
 from relay.models import DeliveryStatus, Event, EventType, Subscription, SubscriptionStatus
-from relay.operations import parse_time, redeliver
+from relay.operator_actions import parse_time, redeliver
 from relay.signing import generate_webhook_secret
 from relay.store.interface import ReplayQuery
 from relay.transitions import envelope

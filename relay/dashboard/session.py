@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from relay.api.http import services
-from relay.config_sections import DashboardSettings
+from relay.config.sections import DashboardSettings
 from relay.errors import ApiError, BadRequest, PayloadTooLarge, Unauthorized
 
 SESSION_COOKIE = "relay_dashboard"

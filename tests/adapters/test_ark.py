@@ -19,10 +19,10 @@ from relay.adapters.common import (
     http_fault,
     normalize_status,
     parse_progress,
-    parse_retry_after,
     signed_url_expiry,
     unix_to_datetime,
 )
+from relay.backoff import parse_retry_after
 from relay.models import ErrorCode, FaultKind, ProviderFault, ProviderTask, TaskError, TaskStatus
 
 SAMPLES = Path(__file__).parent / "samples" / "ark"

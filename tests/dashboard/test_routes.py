@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from relay.app import create_app
-from relay.config import Settings, redacted
+from relay.config.settings import Settings, redacted
 from relay.models import Account, TaskStatus
 from relay.services import Services
 from relay.signing import hash_api_key

@@ -29,7 +29,7 @@ from aiohttp import web
 from psycopg import sql
 
 from relay.app import create_app
-from relay.config import Settings
+from relay.config.settings import Settings
 from tests.store.conftest import _unavailable
 
 T = TypeVar("T")

@@ -1,0 +1,419 @@
+"""The delivery engine: claims due deliveries, signs them, POSTs them, records every attempt.
+
+Flow: each pass of the pump claims as many due deliveries as there are free slots, never
+more for one destination than its concurrency cap leaves room for, and starts one send each.
+A finished send is classified by the pure ``relay.delivery.outcomes.classify_attempt`` into a record
+that ``relay.delivery.recorder`` writes in batches, one transaction per batch, which is what
+lets a durable relay keep up with a bare HTTP loop.
+Until its record is written a delivery stays leased, so a crash at any moment leaves it due
+again once the lease is released (at-least-once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any, Protocol
+
+import httpx
+
+from relay.backoff import parse_retry_after
+from relay.clock import Clock
+from relay.delivery.outcomes import (
+    SLOW_DOWN_STATUSES,
+    AttemptResult,
+    Dead,
+    Delivered,
+    DeliveryOutcome,
+    Gone,
+    RetryAt,
+    RetryPolicy,
+    classify_attempt,
+    describe_attempt,
+)
+from relay.delivery.recorder import AttemptRecorder, log_crash
+from relay.logs import ids, url_origin
+from relay.metrics import RelayMetrics
+from relay.models import Attempt, DeliveryStatus, DueDelivery
+from relay.net.transport import BODY_LIMIT, TOTAL_TIMEOUT
+from relay.pump import Pump
+from relay.signing import sign, webhook_key
+from relay.store.interface import AttemptRecord, Store
+
+log = logging.getLogger("relay.delivery")
+
+USER_AGENT = b"seedance-relay/0.1"
+
+FILLED_RECHECK = 0.05
+"""Seconds before another claim when a destination reached its cap in the last one."""
+
+
+class Refresh(Protocol):
+    def needs_refresh(self, d: DueDelivery, now: datetime) -> bool: ...
+
+    async def body_for(self, d: DueDelivery) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    timeout: float = 15.0
+    max_in_flight: int = 256
+    max_in_flight_per_destination: int = 64
+    lease_seconds: float = 300.0
+    snippet_bytes: int = 1024
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+    def __post_init__(self) -> None:
+        if self.lease_seconds < 2 * self.timeout:
+            raise ValueError("a delivery's lease must cover at least two attempt timeouts")
+
+
+def outcome_fields(outcome: DeliveryOutcome) -> tuple[str, DeliveryStatus, datetime | None]:
+    """(attempt outcome label, the delivery's new status, its next attempt time)."""
+    match outcome:
+        case Delivered():
+            return "delivered", DeliveryStatus.SUCCEEDED, None
+        case RetryAt(at=at):
+            return "retry", DeliveryStatus.PENDING, at
+        case Dead():
+            return "failed", DeliveryStatus.FAILED, None
+        case Gone():
+            return "gone", DeliveryStatus.STOPPED, None
+    raise AssertionError(outcome)  # pragma: no cover - the match is exhaustive
+
+
+class DeliveryEngine:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        transport: httpx.AsyncBaseTransport,
+        clock: Clock,
+        rng: random.Random,
+        settings: EngineSettings,
+        owner: str,
+        refresh: Refresh | None = None,
+        metrics: RelayMetrics | None = None,
+    ) -> None:
+        """``refresh`` gives the body to send for a delivery whose event's video URL has
+        expired (``relay.delivery.fresh_urls``); without it the stored body is sent.
+        ``metrics`` counts the attempts (by default into a registry of the engine's own)."""
+        self._store = store
+        self._metrics = metrics or RelayMetrics()
+        self._refresh = refresh
+        # The shared client's transport, used directly: webhook POSTs need none of
+        # AsyncClient's per-request middleware (cookies, auth, redirects, event hooks).
+        self._transport = transport
+        self._clock = clock
+        self._rng = rng
+        self._settings = settings
+        self._owner = owner
+        t = settings.timeout
+        self._extensions: dict[str, Any] = {
+            "timeout": {"connect": t, "read": t, "write": t, "pool": t},
+            TOTAL_TIMEOUT: t,
+            BODY_LIMIT: settings.snippet_bytes,
+        }
+        self._recorder = AttemptRecorder(
+            store, owner, self._recorded, clock, settings.lease_seconds
+        )
+        self._sends: set[asyncio.Task[None]] = set()
+        self._per_key: dict[str, int] = {}
+        self._keys: dict[str, bytes] = {}
+        self._urls: dict[str, httpx.URL] = {}
+        self._backlog = False
+        self._stopping = False
+        self._gate = RateGate()
+        self._claimed_at = clock.now()
+        self.pump = Pump("delivery", self._claim_and_send, self._seconds_to_next)
+
+    @property
+    def owner(self) -> str:
+        """Whose leases this engine's claims are (a test send leases under it too)."""
+        return self._owner
+
+    @property
+    def lease_seconds(self) -> float:
+        return self._settings.lease_seconds
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._sends)
+
+    def wake(self) -> None:
+        """New work was written: send it now, not at the next tick."""
+        self.pump.wake()
+
+    async def stop(self, grace: float) -> None:
+        """Stop claiming, let attempts in flight finish (up to ``grace`` s), record them.
+        Deliveries claimed but not started stay leased and are sent after a restart."""
+        self._stopping = True
+        self.pump.stop()
+        await self.pump.settle()
+        deadline = time.monotonic() + grace
+        while self._sends:
+            _, pending = await asyncio.wait(
+                set(self._sends), timeout=max(0.0, deadline - time.monotonic())
+            )
+            if pending and time.monotonic() >= deadline:
+                for task in pending:
+                    task.cancel()
+                await asyncio.wait(pending)
+        self._recorder.final = True
+        await self._recorder.flush()
+
+    async def _claim_and_send(self) -> bool:
+        free = self._settings.max_in_flight - len(self._sends)
+        if free <= 0:
+            self._backlog = True
+            return False
+        self._claimed_at = self._clock.now()
+        due = await self._store.claim_due_deliveries(
+            self._claimed_at,
+            free,
+            self._settings.lease_seconds,
+            self._owner,
+            in_flight=self._per_key,
+            per_destination=self._settings.max_in_flight_per_destination,
+        )
+        if self._stopping:
+            return False  # claimed as the engine stopped: leased, sent after a restart
+        for delivery in due:
+            self._start(delivery)
+        self._backlog = len(due) == free
+        # A destination the claim filled up may have hidden others' due work behind its
+        # backlog in the candidate window; a pass shortly after leaves it out and reaches
+        # them. Shortly, not at once: skipping a long backlog costs the claim a scan.
+        cap = self._settings.max_in_flight_per_destination
+        if not self._backlog and any(self._per_key[d.destination_key] >= cap for d in due):
+            self.pump.due_in(FILLED_RECHECK)
+        return self._backlog
+
+    async def _seconds_to_next(self) -> float | None:
+        if self._backlog:
+            return None  # sends finishing will wake the pump
+        # Work due by the last claim was that claim's; anything later wants a timer.
+        due = await self._store.next_delivery_at(self._claimed_at)
+        return None if due is None else (due - self._clock.now()).total_seconds()
+
+    def _recorded(self, records: Sequence[AttemptRecord]) -> None:
+        """Retries just written come due later: make sure the pump wakes for the first."""
+        retries = [r.next_attempt_at for r in records if r.next_attempt_at is not None]
+        if retries:
+            self.pump.due_in((min(retries) - self._clock.now()).total_seconds())
+
+    def _start(self, delivery: DueDelivery) -> None:
+        key = delivery.destination_key
+        self._per_key[key] = self._per_key.get(key, 0) + 1
+        task = asyncio.ensure_future(self._send(delivery))
+        self._sends.add(task)
+        task.add_done_callback(self._sent)
+
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        self._sends.discard(task)
+        log_crash(task)
+        # Claim again once a quarter of the slots is free: one claim per send would cost a
+        # database round trip per delivery.
+        free = self._settings.max_in_flight - len(self._sends)
+        if self._backlog and free >= max(1, self._settings.max_in_flight // 4):
+            self.wake()
+
+    async def send_now(self, delivery: DueDelivery) -> AttemptRecord:
+        """One attempt, now, recorded before returning, with no retry whatever it gets: a
+        test event shows the receiver's answer, it is not work to finish."""
+        record = await self._attempt(delivery)
+        if record.status is DeliveryStatus.PENDING:
+            record = replace(
+                record,
+                status=DeliveryStatus.FAILED,
+                next_attempt_at=None,
+                attempt=replace(record.attempt, outcome="failed"),
+            )
+        self._finished(delivery, record)
+        await self._store.record_attempts([record], self._owner)
+        return record
+
+    async def _send(self, delivery: DueDelivery) -> None:
+        key = delivery.destination_key
+        try:
+            record = await self._attempt(delivery)
+            self._recorder.add(record)
+            self._finished(delivery, record)
+        finally:
+            count = self._per_key[key]
+            cap = self._settings.max_in_flight_per_destination
+            if count - 1 <= cap - max(1, cap // 4):
+                # Claims may have left this destination's due work behind at its cap; claim
+                # again once a quarter of its room is free. Wakes while a pass runs fold into
+                # one more pass, so this is not a database round trip per delivery.
+                self.wake()
+            if count > 1:
+                self._per_key[key] = count - 1
+            else:
+                del self._per_key[key]
+
+    def _finished(self, d: DueDelivery, record: AttemptRecord) -> None:
+        a = record.attempt
+        self._metrics.attempt_finished(a.outcome, a.latency_ms / 1000)
+        delivered = record.status is DeliveryStatus.SUCCEEDED
+        if delivered and not log.isEnabledFor(logging.DEBUG):
+            return  # the hot path: nothing to build
+        extra = ids(delivery_id=d.id, event_id=d.event_id, task_id=d.task_id, outcome=a.outcome)
+        if delivered:
+            log.debug(
+                "delivery %s of %s to %s: attempt %d delivered (%s) in %.0f ms",
+                d.id,
+                d.event_id,
+                url_origin(d.url),
+                a.number,
+                a.status_code,
+                a.latency_ms,
+                extra=extra,
+            )
+        else:
+            # The origin only: a destination's path or query may hold the receiver's token.
+            log.info(
+                "delivery %s of %s to %s: attempt %d %s (%s)%s",
+                d.id,
+                d.event_id,
+                url_origin(d.url),
+                a.number,
+                a.outcome,
+                a.error or a.status_code,
+                f", next at {record.next_attempt_at.isoformat()}"
+                if record.next_attempt_at is not None
+                else "",
+                extra=extra,
+            )
+
+    async def _attempt(self, d: DueDelivery) -> AttemptRecord:
+        if d.rate_limit:
+            await asyncio.sleep(self._gate.wait(d.destination_key, d.rate_limit))
+        started = self._clock.now()
+        t0 = time.perf_counter()
+        snippet: str | None = None
+        try:
+            body = d.body
+            if self._refresh is not None and self._refresh.needs_refresh(d, started):
+                body = await self._refresh.body_for(d)
+            response = await self._transport.handle_async_request(self._request(d, body, started))
+            await response.aread()
+            snippet = response.content[: self._settings.snippet_bytes].decode(
+                "utf-8", errors="replace"
+            )
+            code = response.status_code
+            result = AttemptResult(
+                code,
+                retry_after=parse_retry_after(response.headers, self._clock.now())
+                if code in SLOW_DOWN_STATUSES
+                else None,
+            )
+        except httpx.TimeoutException as exc:
+            result = AttemptResult(
+                None, error=f"timeout after {self._settings.timeout:g} s (" + _describe(exc) + ")"
+            )
+        except httpx.HTTPError as exc:
+            result = AttemptResult(None, error=_describe(exc))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # Whatever went wrong, it is recorded as this attempt's outcome: a delivery must
+            # never crash without a record and be re-sent forever at each lease expiry.
+            log.exception(
+                "delivery %s to %s failed unexpectedly",
+                d.id,
+                url_origin(d.url),
+                extra=ids(delivery_id=d.id, event_id=d.event_id),
+            )
+            result = AttemptResult(None, error=_describe(exc))
+        latency_ms = (time.perf_counter() - t0) * 1000
+        number = d.attempt_count + 1
+        outcome = classify_attempt(
+            result, number, self._settings.retry, self._clock.now(), self._rng
+        )
+        label, status, next_at = outcome_fields(outcome)
+        error = None if isinstance(outcome, Delivered) else describe_attempt(result)
+        return AttemptRecord(
+            delivery_pk=d.pk,
+            attempt=Attempt(
+                delivery_id=d.id,
+                number=number,
+                started_at=started,
+                latency_ms=round(latency_ms, 3),
+                outcome=label,
+                status_code=result.status_code,
+                error=error,
+                response_snippet=snippet,
+            ),
+            status=status,
+            next_attempt_at=next_at,
+        )
+
+    def _request(self, d: DueDelivery, text: str, started: datetime) -> httpx.Request:
+        stamp = int(started.timestamp())
+        body = text.encode()
+        # Raw header pairs and a byte stream: httpx then skips re-encoding and re-measuring
+        # what is already bytes (5x cheaper than headers as a dict and content=).
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", b"%d" % len(body)),
+            (b"user-agent", USER_AGENT),
+            (b"webhook-id", d.event_id.encode()),
+            (b"webhook-timestamp", b"%d" % stamp),
+            (
+                b"webhook-signature",
+                sign(d.event_id, stamp, body, map(self._key, d.secrets)).encode(),
+            ),
+        ]
+        # A subscription's static headers (a receiver's own token); the API refuses names
+        # that would shadow the ones above.
+        headers += [(name.encode(), value.encode()) for name, value in d.headers]
+        return httpx.Request(
+            "POST",
+            self._url(d.url),
+            headers=headers,
+            stream=httpx.ByteStream(body),
+            extensions=self._extensions,
+        )
+
+    def _url(self, url: str) -> httpx.URL:
+        parsed = self._urls.get(url)
+        if parsed is None:
+            if len(self._urls) > 10_000:
+                self._urls.clear()
+            parsed = self._urls[url] = httpx.URL(url)
+        return parsed
+
+    def _key(self, secret: str) -> bytes:
+        key = self._keys.get(secret)
+        if key is None:
+            if len(self._keys) > 10_000:
+                self._keys.clear()
+            key = self._keys[secret] = webhook_key(secret)
+        return key
+
+
+class RateGate:
+    """Spaces sends to one destination at most ``rate`` per second (Zapier takes about 30 a
+    second per hook): each send reserves the next free slot and waits for it."""
+
+    def __init__(self) -> None:
+        self._next: dict[str, float] = {}
+
+    def wait(self, key: str, rate: float) -> float:
+        """Seconds to wait before this send; reserves its slot."""
+        now = time.monotonic()
+        slot = max(now, self._next.get(key, now))
+        self._next[key] = slot + 1.0 / rate
+        if len(self._next) > 10_000:  # forget idle destinations
+            self._next = {k: v for k, v in self._next.items() if v > now}
+        return slot - now
+
+
+def _describe(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}"[:300]

@@ -1,0 +1,149 @@
+"""Fresh video URLs for events sent after their URL expired (DESIGN §6).
+
+Provider output URLs are signed links that die (Ark: 24 h), while a delivery may be retried
+for three days and redelivered or replayed any time after. Before such a late send the
+delivery engine asks here for the body to send: the stored envelope (same ``id``, so
+receivers still dedupe) with a URL the provider hands out again while it keeps the task,
+and a ``relay_notice`` saying what happened either way::
+
+    "relay_notice": {"code": "video_url_refreshed" | "video_url_expired", "message": "…"}
+
+The event itself stays as written (events are immutable); the task takes the fresh URL, so
+the next late send of any of its events reuses it without asking the provider again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from relay.clock import Clock
+from relay.models import DueDelivery, ProviderTask, Task, TaskStatus, iso
+from relay.polling.schedule import is_past_max_age
+from relay.store.interface import Store
+from relay.tasks.registration import ProviderPlan
+from relay.transitions import Change
+
+log = logging.getLogger("relay.outputs")
+
+_FETCHED_MAX = 10_000
+MARGIN = timedelta(seconds=60)
+"""A URL that dies within this is as good as dead: the receiver still has to download it."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Output:
+    video_url: str
+    expires_at: datetime | None
+    last_frame_url: str | None
+
+
+class OutputRefresher:
+    def __init__(
+        self, *, store: Store, providers: Mapping[str, ProviderPlan], clock: Clock
+    ) -> None:
+        self._store = store
+        self._providers = providers
+        self._clock = clock
+        self._asking: dict[str, asyncio.Future[tuple[_Output | None, str]]] = {}
+        self._fetched: dict[str, _Output] = {}
+        """Fresh outputs by task, for sends that read the task before it was updated."""
+
+    @staticmethod
+    def needs_refresh(d: DueDelivery, now: datetime) -> bool:
+        return d.url_expires_at is not None and d.url_expires_at <= now + MARGIN
+
+    async def body_for(self, d: DueDelivery) -> str:
+        """The envelope to send for ``d``, whose event's video URL has expired."""
+        envelope: dict[str, Any] = json.loads(d.body)
+        task = None
+        if d.task_id is not None:
+            task = await self._store.get_task(d.account_id, d.task_id)
+        if task is None:
+            output, why = None, "the task is no longer stored"
+        else:
+            output, why = await self._fresh(task)
+        data = envelope.get("data")
+        expired = iso(d.url_expires_at)
+        if output is not None and isinstance(data, dict):
+            data.update(
+                video_url=output.video_url,
+                video_url_expires_at=iso(output.expires_at),
+                last_frame_url=output.last_frame_url,
+            )
+            envelope["relay_notice"] = {
+                "code": "video_url_refreshed",
+                "message": f"the video_url of this event expired at {expired}; this one was "
+                f"fetched from the provider again",
+            }
+        else:
+            envelope["relay_notice"] = {
+                "code": "video_url_expired",
+                "message": f"the video_url of this event expired at {expired} and no fresh "
+                f"one could be fetched: {why}",
+            }
+        return json.dumps(envelope, separators=(",", ":"), ensure_ascii=False)
+
+    async def _fresh(self, task: Task) -> tuple[_Output | None, str]:
+        now = self._clock.now()
+        if (
+            task.video_url is not None
+            and task.video_url_expires_at is not None
+            and task.video_url_expires_at > now + MARGIN
+        ):
+            return _Output(task.video_url, task.video_url_expires_at, task.last_frame_url), ""
+        fetched = self._fetched.get(task.id)
+        if fetched is not None and (
+            fetched.expires_at is None or fetched.expires_at > now + MARGIN
+        ):
+            return fetched, ""
+        # Deliveries of one event to several destinations come due together: one question.
+        asking = self._asking.get(task.id)
+        if asking is None:
+            asking = asyncio.ensure_future(self._ask(task))
+            self._asking[task.id] = asking
+            asking.add_done_callback(lambda _: self._asking.pop(task.id, None))
+        return await asyncio.shield(asking)
+
+    async def _ask(self, task: Task) -> tuple[_Output | None, str]:
+        plan = self._providers.get(task.provider)
+        if plan is None:
+            return None, f"provider {task.provider!r} is no longer configured"
+        if task.provider_task_id is None:
+            return None, "the task has no provider task id"
+        now = self._clock.now()
+        if is_past_max_age(task.created_at, now, plan.retention):
+            return None, (
+                f"the provider keeps tasks {plan.retention / 86400:g} days and this one is older"
+            )
+        answer = await plan.client.query(task.provider_task_id)
+        if not isinstance(answer, ProviderTask):
+            return None, f"the provider did not answer ({answer.message})"
+        if answer.status is not TaskStatus.SUCCEEDED or answer.video_url is None:
+            return None, "the provider no longer reports a video for this task"
+        if answer.video_url_expires_at is not None and answer.video_url_expires_at <= now:
+            return None, "the provider only hands out the same expired URL"
+        output = _Output(answer.video_url, answer.video_url_expires_at, answer.last_frame_url)
+        if len(self._fetched) >= _FETCHED_MAX:
+            self._fetched.clear()
+        self._fetched[task.id] = output
+        updated = replace(
+            task,
+            video_url=output.video_url,
+            video_url_expires_at=output.expires_at,
+            last_frame_url=output.last_frame_url,
+            updated_at=now,
+        )
+        # No event: the status did not change. A lost race only means a later send asks again.
+        if not await self._store.save_task(Change(updated), task.version):
+            log.info(
+                "task %s changed while its video URL was refreshed",
+                task.id,
+                extra={"task_id": task.id, "provider": task.provider},
+            )
+        return output, ""

@@ -1,0 +1,246 @@
+"""Talking to providers: sends what a dialect adapter builds, hands the reply back to it, and
+keeps each provider's health (consecutive faults, back-off) so a provider outage slows the
+relay down instead of failing tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+import httpx
+
+from relay.adapters.base import CancelAccepted, Created, Dialect, HttpCall, HttpReply
+from relay.backoff import provider_backoff, retry_after_wait
+from relay.clock import Clock
+from relay.models import FaultKind, ProviderFault, ProviderTask, iso
+
+log = logging.getLogger("relay.providers")
+
+R = TypeVar("R")
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderHealth:
+    name: str
+    dialect: str
+    consecutive_faults: int
+    last_fault: str | None
+    last_fault_at: datetime | None
+    backoff_until: datetime | None
+    in_flight: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "dialect": self.dialect,
+            "healthy": self.consecutive_faults == 0,
+            "consecutive_faults": self.consecutive_faults,
+            "last_fault": self.last_fault,
+            "last_fault_at": iso(self.last_fault_at),
+            "backoff_until": iso(self.backoff_until),
+            "in_flight": self.in_flight,
+        }
+
+
+_NOT_PROVIDER_FAULTS = frozenset(
+    {FaultKind.NOT_FOUND, FaultKind.INVALID_REQUEST, FaultKind.BACKED_OFF}
+)
+"""Answers about one task or one request, not about the provider's health."""
+
+
+class ProviderClient:
+    """One configured provider account: its dialect, address, key and concurrency cap."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        dialect: Dialect,
+        base_url: str,
+        api_key: str | None,
+        headers: Mapping[str, str],
+        timeout: float,
+        max_concurrency: int,
+        http: httpx.AsyncClient,
+        clock: Clock,
+        rng: random.Random,
+        path_prefix: str = "",
+        moderation_path: str | None = None,
+        requests_per_second: float | None = None,
+    ) -> None:
+        self.name = name
+        self.dialect = dialect
+        self.moderation_path = moderation_path
+        self._root = base_url.rstrip("/")
+        self._base = self._root + path_prefix
+        self._headers = dict(headers)
+        if api_key:
+            self._headers["authorization"] = f"Bearer {api_key}"
+        # A header value and, for "Bearer <token>" / "Basic <credentials>", its credential
+        # alone: a provider echoing the token it refused echoes just that part.
+        values = [api_key, *headers.values()]
+        values += [
+            v.split(None, 1)[1]
+            for v in headers.values()
+            if v.lower().startswith(("bearer ", "basic ")) and len(v.split(None, 1)) == 2
+        ]
+        self._secrets = tuple(
+            sorted({v for v in values if v and len(v) >= 8}, key=len, reverse=True)
+        )
+        """The key and header values: a fault message (a provider echoing the key it
+        refused, an error naming a URL) must never carry them into logs or task errors."""
+        self._timeout = timeout
+        self._slots = asyncio.Semaphore(max_concurrency)
+        self._spacing = 1.0 / requests_per_second if requests_per_second else 0.0
+        self._next_slot = 0.0
+        self._http = http
+        self._clock = clock
+        self._rng = rng
+        self._faults = 0
+        self._last_fault: str | None = None
+        self._last_fault_at: datetime | None = None
+        self._backoff_until: datetime | None = None
+        self._in_flight = 0
+
+    def health(self) -> ProviderHealth:
+        return ProviderHealth(
+            self.name,
+            self.dialect.name,
+            self._faults,
+            self._last_fault,
+            self._last_fault_at,
+            self._backoff_until,
+            self._in_flight,
+        )
+
+    def backoff_until(self) -> datetime | None:
+        """While the provider is backed off, polls wait until this time."""
+        until = self._backoff_until
+        return until if until is not None and until > self._clock.now() else None
+
+    async def create(
+        self, body: Mapping[str, Any], webhook_url: str | None = None
+    ) -> Created | ProviderFault:
+        started = self._clock.now()
+        reply = await self._send(self.dialect.build_create(body, webhook_url))
+        if isinstance(reply, ProviderFault):
+            return self._note(reply, started)
+        return self._note(self.dialect.parse_create(reply, self._clock.now()), started)
+
+    async def query(self, provider_task_id: str) -> ProviderTask | ProviderFault:
+        started = self._clock.now()
+        reply = await self._send(self.dialect.build_query(provider_task_id))
+        if isinstance(reply, ProviderFault):
+            return self._note(reply, started)
+        return self._note(
+            self.dialect.parse_query(reply, provider_task_id, self._clock.now()), started
+        )
+
+    async def cancel(self, provider_task_id: str) -> CancelAccepted | ProviderFault | None:
+        """Ask the provider to cancel; None when its dialect cannot."""
+        call = self.dialect.build_cancel(provider_task_id)
+        if call is None:
+            return None
+        started = self._clock.now()
+        reply = await self._send(call)
+        if isinstance(reply, ProviderFault):
+            return self._note(reply, started)
+        return self._note(
+            self.dialect.parse_cancel(reply, provider_task_id, self._clock.now()), started
+        )
+
+    async def moderate(self, body: Mapping[str, Any]) -> HttpReply | ProviderFault:
+        """Pass an image moderation request through to the provider, answer untouched."""
+        assert self.moderation_path is not None
+        call = HttpCall(method="POST", path=self.moderation_path, json=body)
+        return await self._send(call, base=self._root)
+
+    async def _send(self, call: HttpCall, base: str | None = None) -> HttpReply | ProviderFault:
+        async with self._slots:
+            if self._spacing:
+                await self._budget()
+            # A call that waited for a slot may find the provider backed off meanwhile.
+            backoff = self.backoff_until()
+            if backoff is not None:
+                return ProviderFault(
+                    FaultKind.BACKED_OFF, True, f"backing off this provider until {iso(backoff)}"
+                )
+            self._in_flight += 1
+            try:
+                response = await self._http.request(
+                    call.method,
+                    (base or self._base) + call.path,
+                    json=call.json,
+                    params=dict(call.params) or None,
+                    headers=self._headers,
+                    timeout=self._timeout,
+                )
+            except httpx.TimeoutException:
+                return ProviderFault(
+                    FaultKind.TIMEOUT, True, f"no answer within {self._timeout:g} s"
+                )
+            except httpx.HTTPError as exc:
+                return ProviderFault(FaultKind.UNAVAILABLE, True, f"{type(exc).__name__}: {exc}")
+            finally:
+                self._in_flight -= 1
+        return HttpReply(response.status_code, response.headers, response.content)
+
+    async def _budget(self) -> None:
+        """Wait for this request's turn under the provider's request budget: requests are
+        spaced ``1 / requests_per_second`` apart (on the event loop's clock)."""
+        # A slot is taken when it has come, not reserved ahead: after an event-loop stall,
+        # waiters whose reserved slots had all passed would otherwise go out together.
+        loop = asyncio.get_running_loop()
+        while (wait := self._next_slot - loop.time()) > 0:  # noqa: ASYNC110 - a clock, not an event
+            await asyncio.sleep(wait)
+        self._next_slot = loop.time() + self._spacing
+
+    def _note(self, result: R, started: datetime) -> R:
+        """Count provider faults (not task answers) for health and back-off. Calls that were
+        already under way when a fault was counted are the same outage, not new ones: eight
+        concurrent polls refused at once are one fault, not eight in a row."""
+        if isinstance(result, ProviderFault) and any(k in result.message for k in self._secrets):
+            message = result.message
+            for secret in self._secrets:
+                message = message.replace(secret, "***")
+            result = replace(result, message=message)
+        if isinstance(result, ProviderFault) and result.kind not in _NOT_PROVIDER_FAULTS:
+            now = self._clock.now()
+            backs_off = result.retryable or result.kind is FaultKind.UNAUTHORIZED
+            if self._last_fault_at is not None and started < self._last_fault_at and self._faults:
+                # Not one more fault, but a Retry-After it brings still binds: a 429 that
+                # lands just after a concurrent 500 was counted must not be cut short.
+                wait = retry_after_wait(result.retry_after)
+                if backs_off and wait:
+                    until = now + timedelta(seconds=wait)
+                    if self._backoff_until is None or until > self._backoff_until:
+                        self._backoff_until = until
+                return result
+            self._faults += 1
+            self._last_fault = f"{result.kind.value}: {result.message}"
+            self._last_fault_at = now
+            if backs_off:
+                delay = provider_backoff(self._faults, result.retry_after, rng=self._rng)
+                self._backoff_until = now + timedelta(seconds=delay)
+            log.warning(
+                "provider %s fault (%d in a row): %s",
+                self.name,
+                self._faults,
+                self._last_fault,
+                extra={"provider": self.name},
+            )
+        elif not isinstance(result, ProviderFault) and (
+            self._last_fault_at is None or started >= self._last_fault_at
+        ):
+            # (An answer to a call made before the last fault does not prove recovery.)
+            if self._faults:
+                log.info("provider %s answers again after %d faults", self.name, self._faults)
+            self._faults = 0
+            self._backoff_until = None
+        return result

@@ -1,0 +1,71 @@
+"""What registering a task needs before the tracker runs: the registration itself, how each
+provider is reached and polled, and the provider's own create body from the caller's input
+(native as given, or translated from the provider-neutral form)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from relay.adapters.video_input import Refused, is_neutral, parse_neutral, to_native
+from relay.errors import BadRequest
+from relay.models import EventType, ProviderFault
+from relay.polling.schedule import PollPolicy
+from relay.tasks.providers import ProviderClient
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    provider: str
+    provider_task_id: str | None = None
+    input: Mapping[str, Any] | None = None
+    input_format: str | None = None
+    """``native``, ``unified`` or None: sniffed (``relay.adapters.video_input.is_neutral``)."""
+    callback_url: str | None = None
+    callback_events: frozenset[EventType] | None = None
+    reference: str | None = None
+    metadata: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderPlan:
+    """How the tracker polls one provider."""
+
+    client: ProviderClient
+    poll: PollPolicy
+    max_age: float
+    retention: float = 604_800.0
+    """How long the provider keeps a task (a task it forgot after this is expired)."""
+    models: Mapping[str, str] = field(default_factory=dict)
+    """Neutral model names → the provider's, for the unified input."""
+    learn: bool = True
+    """Poll by what was learned of this provider's task durations (``relay.polling.durations``)."""
+
+
+class ProviderRejected(Exception):
+    def __init__(self, fault: ProviderFault) -> None:
+        super().__init__(fault.message)
+        self.fault = fault
+
+
+def native_input(reg: Registration, plan: ProviderPlan) -> Mapping[str, Any]:
+    """The provider's own create body: ``reg.input`` as is, or translated from the
+    provider-neutral form. Refusals are 400s naming the field."""
+    assert reg.input is not None
+    neutral = reg.input_format == "unified" or (reg.input_format is None and is_neutral(reg.input))
+    if not neutral:
+        return reg.input
+    spec = parse_neutral(reg.input)
+    if isinstance(spec, Refused):
+        raise BadRequest(f"{spec_field(spec.field)}: {spec.message}", code="invalid_input")
+    body = to_native(plan.client.dialect.name, spec, models=plan.models)
+    if isinstance(body, Refused):
+        raise BadRequest(
+            f"{spec_field(body.field)}: {body.message}", code="unsupported_by_provider"
+        )
+    return body
+
+
+def spec_field(name: str) -> str:
+    return name if name.startswith("input") else f"input.{name}"

@@ -1,0 +1,516 @@
+"""Registers tasks, polls the ones that are due, and applies what providers answer.
+
+The decisions are pure (``relay.transitions`` for status changes, ``relay.polling`` for when to
+poll next); this module only sequences I/O around them. Every write goes through the store's
+conditional ``save_task``: if a refresh and a scheduled poll race, the loser re-reads the task
+and applies its answer again, which the monotonic rules make harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+
+from relay.adapters.ark import ark_id_created_at
+from relay.adapters.base import Created
+from relay.clock import Clock
+from relay.errors import BadRequest, Conflict, NotFound, ProviderUnavailable
+from relay.ids import new_id
+from relay.logs import ids
+from relay.metrics import RelayMetrics
+from relay.models import (
+    Account,
+    Destination,
+    ErrorCode,
+    FaultKind,
+    Look,
+    ProviderFault,
+    ProviderTask,
+    Task,
+    TaskError,
+    TaskStatus,
+)
+from relay.polling.durations import DurationKey, DurationModel
+from relay.polling.learned import next_poll_delay_learned
+from relay.polling.schedule import is_past_max_age, next_poll_delay
+from relay.pump import Pump
+from relay.store.interface import DuplicateTask, Store
+from relay.tasks.registration import ProviderPlan, ProviderRejected, Registration, native_input
+from relay.transitions import Change, apply_answer, registered, terminate
+
+log = logging.getLogger("relay.tracker")
+
+_RUNNING_AGES_MAX = 200_000
+
+NOT_FOUND_LIMIT = 3
+"""Consecutive "no such task" answers before a task is given up (a just-created task can
+briefly be unknown to a gateway's replica)."""
+
+
+PUSH_RECHECK = 2.0
+"""Seconds before another look when a push's confirming query still says "not done" or met
+a provider fault: the provider's API may lag its own webhook, or be briefly down."""
+PUSH_RECHECKS = 5
+"""How many looks a push earns before the task is back on its ordinary (slow) schedule."""
+
+
+class Tracker:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        providers: Mapping[str, ProviderPlan],
+        clock: Clock,
+        rng: random.Random,
+        on_events: Callable[[], None],
+        batch_size: int = 200,
+        lease_seconds: float = 120.0,
+        inbound_url: Callable[[str, str, str], str] | None = None,
+        metrics: RelayMetrics | None = None,
+    ) -> None:
+        """``inbound_url(provider, account_id, task_id)`` is the webhook URL handed to a push
+        provider for one task; ``metrics`` counts the polls."""
+        self._store = store
+        self._metrics = metrics or RelayMetrics()
+        self._providers = providers
+        self._clock = clock
+        self._rng = rng
+        self._on_events = on_events
+        self._batch = batch_size
+        self._lease = lease_seconds
+        self._inbound_url = inbound_url
+        self._unconfirmed: dict[str, int] = {}
+        """Pushed tasks not yet confirmed, with the quick looks they have left."""
+        self._durations = DurationModel()
+        """How long tasks took, by provider, model, clip length and resolution."""
+        self._running_age: dict[str, float] = {}
+        """Each unfinished task's age at its last poll: the success lies after it."""
+        self._running: set[asyncio.Task[None]] = set()
+        self._claimed: dict[str, int] = {}
+        """Tasks whose claimed poll is under way here, by the version it started from."""
+        self._claimed_at = clock.now()
+        self.pump = Pump("polls", self._claim_polls, self._seconds_to_next)
+
+    # registration
+
+    async def register(self, account: Account, reg: Registration) -> Task:
+        plan = self._providers.get(reg.provider)
+        if plan is None:
+            raise BadRequest(f"unknown provider {reg.provider!r}", code="unknown_provider")
+        now = self._clock.now()
+        task_id = new_id("task")
+        # Everything that can refuse the request is checked before the provider is asked:
+        # a task submitted and paid for must not then fail to be tracked.
+        callback = None
+        if reg.callback_url is not None:
+            callback = Destination(
+                id=new_id("dst"),
+                account_id=account.id,
+                kind="callback",
+                url=reg.callback_url,
+                key=_origin(reg.callback_url),
+                event_types=reg.callback_events,
+                task_id=task_id,
+            )
+        created: Created | None = None
+        provider_task_id = reg.provider_task_id
+        if reg.input is not None:
+            body = native_input(reg, plan)
+            dialect = plan.client.dialect
+            webhook = None
+            if dialect.pushes and self._inbound_url is not None:
+                webhook = self._inbound_url(reg.provider, account.id, task_id)
+            answer = await plan.client.create(body, webhook)
+            if isinstance(answer, ProviderFault):
+                raise ProviderRejected(answer)
+            created = answer
+            provider_task_id = answer.provider_task_id
+        task = Task(
+            id=task_id,
+            account_id=account.id,
+            provider=reg.provider,
+            provider_task_id=provider_task_id,
+            status=TaskStatus.QUEUED,
+            created_at=now,
+            updated_at=now,
+            reference=reg.reference,
+            metadata=dict(reg.metadata or {}),
+            callback_url=reg.callback_url,
+            callback_events=reg.callback_events,
+            next_poll_at=now
+            if created is None
+            else now + timedelta(seconds=next_poll_delay(0, None, plan.poll, self._rng)),
+        )
+        change = registered(task, now, _event_id)
+        if created is not None and created.task is not None:
+            change = _chain(change, apply_answer(change.task, created.task, now, _event_id))
+        try:
+            await self._store.create_task(change, callback)
+        except DuplicateTask as dup:
+            raise Conflict(
+                f"this provider task is already tracked as {dup.existing_id}"
+                if dup.existing_id
+                else "this provider task is already tracked by another account",
+                code="task_exists",
+            ) from None
+        self._after_write(change)
+        due = change.task.next_poll_at
+        if due is not None and due <= self._clock.now():
+            self.wake()  # a tracked task is polled at once
+        elif due is not None:
+            # A submitted one when its first poll is due: a claim pass now would find
+            # nothing and only cost a write transaction.
+            self.pump.due_in((due - self._clock.now()).total_seconds())
+        return change.task
+
+    async def refresh(self, account_id: str, task_id: str) -> Task:
+        """Poll one task now, whatever its schedule."""
+        task = await self._store.get_task(account_id, task_id)
+        if task is None:
+            raise NotFound(f"no task {task_id}")
+        return await self._poll(task, via="refresh")
+
+    async def pushed(self, account_id: str, task_id: str) -> bool:
+        """A push provider said something happened to this task. The push is only a hint
+        (unsigned, DIALECTS §4): the task is confirmed by a query before any event, in the
+        background so the provider's webhook call returns at once. False: no such task."""
+        task = await self._store.get_task(account_id, task_id)
+        if task is None:
+            return False
+        if not task.status.terminal:  # a duplicate push for a finished task changes nothing
+            # Until a look confirms it, the next looks come soon, also when the first one
+            # meets a provider fault: the result is there, only the provider's API is not.
+            self._unconfirmed[task.id] = PUSH_RECHECKS
+            self._spawn(self._poll_quietly(task))
+        return True
+
+    async def cancel(self, account_id: str, task_id: str) -> Task:
+        """Cancel at the provider, where its dialect can, and emit ``task.cancelled``."""
+        task = await self._store.get_task(account_id, task_id)
+        if task is None:
+            raise NotFound(f"no task {task_id}")
+        plan = self._providers.get(task.provider)
+        if plan is None or not plan.client.dialect.cancellable:
+            raise Conflict(
+                f"provider {task.provider!r} offers no way to cancel a task", code="not_supported"
+            )
+        # Look first: Ark's DELETE on a task that has finished meanwhile deletes it (and
+        # its video) instead of cancelling, so only a task still cancellable is sent one.
+        task = await self._poll(task, via="cancel")
+        if task.status.terminal:
+            raise Conflict(
+                f"the task has already ended ({task.status.value})", code="task_finished"
+            )
+        client = plan.client
+        if task.status not in client.dialect.cancellable:
+            raise Conflict(
+                f"provider {task.provider!r} cannot cancel a {task.status.value} task",
+                code="not_supported",
+            )
+        assert task.provider_task_id is not None  # only tracked tasks are ever polled
+        answer = await client.cancel(task.provider_task_id)
+        if answer is None:  # pragma: no cover - cancellable said it could
+            raise Conflict("this provider cannot cancel tasks", code="not_supported")
+        if isinstance(answer, ProviderFault):
+            if answer.kind in (FaultKind.INVALID_REQUEST, FaultKind.NOT_FOUND):
+                raise Conflict(
+                    f"the provider refused to cancel: {answer.message}", code="cancel_refused"
+                )
+            raise ProviderUnavailable(f"the provider could not cancel now: {answer.message}")
+        return await self._save_cancelled(task, answer.task)
+
+    async def _save_cancelled(self, task: Task, said: ProviderTask | None) -> Task:
+        for _ in range(3):
+            now = self._clock.now()
+            change = Change(task)
+            if said is not None:
+                change = apply_answer(task, said, now, _event_id)
+            change = _chain(
+                change,
+                terminate(
+                    change.task,
+                    TaskStatus.CANCELLED,
+                    TaskError(
+                        ErrorCode.CANCELLED, "cancelled through the relay at the caller's request"
+                    ),
+                    now,
+                    _event_id,
+                ),
+            )
+            if await self._store.save_task(change, task.version):
+                self._after_write(change)
+                return replace(change.task, version=task.version + 1)
+            again = await self._store.get_task(task.account_id, task.id)
+            if again is None:
+                break
+            task = again
+        return task
+
+    # polling
+
+    def wake(self) -> None:
+        """Look for due polls now, not at the next tick."""
+        self.pump.wake()
+
+    async def poll_due(self) -> None:
+        """Claim due tasks and poll each under its provider's concurrency cap (the tick)."""
+        await self.pump.run()
+
+    async def drain(self) -> None:
+        """Wait for polls in flight; a poll finishing meanwhile may re-arm the timer, so it
+        is cancelled until nothing runs."""
+        while self._running or self.pump.timer_armed or self.pump.busy:
+            self.pump.cancel_timer()
+            await self.pump.settle()
+            if self._running:
+                await asyncio.gather(*self._running, return_exceptions=True)
+
+    def stop(self) -> None:
+        self.pump.stop()
+
+    async def _claim_polls(self) -> bool:
+        self._claimed_at = self._clock.now()
+        tasks = await self._store.claim_due_polls(self._claimed_at, self._batch, self._lease)
+        for task in tasks:
+            # A poll still waiting here for the provider (its concurrency cap, its request
+            # budget) past its lease is due again, and claimed again: by us, that claim only
+            # renewed the lease of the poll under way. Once that poll has saved, the task
+            # has a new version and a claim of it is new work.
+            if self._claimed.get(task.id) != task.version:
+                self._claimed[task.id] = task.version
+                self._spawn(self._poll_claimed(task))
+        return len(tasks) == self._batch
+
+    async def _poll_claimed(self, task: Task) -> None:
+        try:
+            await self._poll_quietly(task)
+        finally:
+            if self._claimed.get(task.id) == task.version:
+                del self._claimed[task.id]
+
+    async def _seconds_to_next(self) -> float | None:
+        # Work due by the last claim was that claim's; anything later wants a timer.
+        due = await self._store.next_poll_at(self._claimed_at)
+        return None if due is None else (due - self._clock.now()).total_seconds()
+
+    async def _poll_quietly(self, task: Task, recheck: float | None = None) -> None:
+        try:
+            await self._poll(task, recheck)
+        except Exception:  # a bug in one poll must not stop the others
+            log.exception(
+                "poll of %s failed", task.id, extra=ids(task_id=task.id, provider=task.provider)
+            )
+
+    async def _poll(self, task: Task, recheck: float | None = None, via: str = "poll") -> Task:
+        """Ask the provider about ``task`` and save what it says; ``recheck`` brings the
+        next poll forward to at most that many seconds away. ``via``: why (``Look.via``)."""
+        plan = self._providers.get(task.provider)
+        left = self._unconfirmed.pop(task.id, 0)
+        if left:
+            recheck = PUSH_RECHECK if recheck is None else min(recheck, PUSH_RECHECK)
+            via = "push"
+        for _ in range(3):
+            now = self._clock.now()
+            if task.status.terminal:
+                return task
+            if plan is None:
+                change = terminate(
+                    task,
+                    TaskStatus.FAILED,
+                    TaskError(
+                        ErrorCode.INVALID_REQUEST,
+                        f"provider {task.provider!r} is no longer configured",
+                    ),
+                    now,
+                    _event_id,
+                )
+            else:
+                change, answered = await self._ask(task, plan, via)
+                next_at = change.task.next_poll_at
+                if recheck is not None and next_at is not None:
+                    soon = self._clock.now() + timedelta(seconds=recheck)
+                    change = Change(
+                        replace(change.task, next_poll_at=min(next_at, soon)), change.events
+                    )
+                # Past its maximum age a task gets one last real look (it may have finished
+                # while the provider was backed off) before the relay gives up on it.
+                # A provider that keeps failing for this task gets as long again: then the
+                # task expires without an answer rather than being polled forever.
+                if not change.task.status.terminal and (
+                    (answered and is_past_max_age(task.created_at, now, plan.max_age))
+                    or is_past_max_age(task.created_at, now, 2 * plan.max_age)
+                ):
+                    change = _chain(
+                        change,
+                        terminate(
+                            change.task,
+                            TaskStatus.EXPIRED,
+                            TaskError(
+                                ErrorCode.EXPIRED,
+                                f"the task did not finish within {plan.max_age:g} s",
+                            ),
+                            self._clock.now(),
+                            _event_id,
+                        ),
+                    )
+            if await self._store.save_task(change, task.version):
+                if left > 1 and not change.task.status.terminal:
+                    self._unconfirmed[task.id] = left - 1
+                if plan is not None:
+                    self._learn(task, change.task, now)
+                self._after_write(change)
+                if change.task.next_poll_at is not None:
+                    # The pass that claimed this poll could not know its next time.
+                    self.pump.due_in((change.task.next_poll_at - self._clock.now()).total_seconds())
+                return replace(change.task, version=task.version + 1)
+            again = await self._store.get_task(task.account_id, task.id)
+            if again is None:
+                return task
+            task = again
+        return task
+
+    async def _ask(self, task: Task, plan: ProviderPlan, via: str) -> tuple[Change, bool]:
+        """The change one provider query makes, and whether the provider answered about the
+        task (it is not asked while backed off, and a fault is no answer). The query is kept
+        among the task's latest looks."""
+        backoff = plan.client.backoff_until()
+        if backoff is not None or task.provider_task_id is None:
+            if backoff is not None:
+                self._metrics.poll_finished(task.provider, FaultKind.BACKED_OFF.value)
+            return Change(replace(task, next_poll_at=backoff or self._clock.now())), False
+        answer = await plan.client.query(task.provider_task_id)
+        now = self._clock.now()
+        outcome = "answered" if isinstance(answer, ProviderTask) else answer.kind.value
+        self._metrics.poll_finished(task.provider, outcome)
+        log.debug(
+            "poll of %s: %s",
+            task.id,
+            outcome if isinstance(answer, ProviderTask) else answer.message,
+            extra=ids(
+                task_id=task.id,
+                provider=task.provider,
+                provider_task_id=task.provider_task_id,
+                outcome=outcome,
+            ),
+        )
+        task = replace(task, poll_count=task.poll_count + 1).looked(
+            Look(
+                now,
+                via,
+                outcome,
+                answer.status.value if answer.status else answer.raw_status,
+                answer.progress,
+            )
+            if isinstance(answer, ProviderTask)
+            else Look(now, via, outcome)
+        )
+        if isinstance(answer, ProviderTask):
+            change = apply_answer(replace(task, not_found_count=0), answer, now, _event_id)
+        elif answer.kind is FaultKind.NOT_FOUND:
+            change = self._unknown(task, answer, plan, now)
+        else:
+            change = Change(task)
+        ended = change.task.status.terminal
+        later = None if ended else now + timedelta(seconds=self._delay(change.task, plan, now))
+        if not ended and plan.client.backoff_until() is not None:
+            later = max(later or now, plan.client.backoff_until() or now)
+        # Only an answer about the task counts as a look at it; a provider fault says nothing.
+        answered = isinstance(answer, ProviderTask) or answer.kind is FaultKind.NOT_FOUND
+        return Change(replace(change.task, next_poll_at=later), change.events), answered
+
+    def _unknown(
+        self, task: Task, fault: ProviderFault, plan: ProviderPlan, now: datetime
+    ) -> Change:
+        count = task.not_found_count + 1
+        task = replace(task, not_found_count=count)
+        created = task.created_at
+        if task.provider_task_id is not None:
+            created = min(created, ark_id_created_at(task.provider_task_id) or created)
+        if is_past_max_age(created, now, plan.retention):
+            # Forgotten, as the provider forgets every task after its window: the task did
+            # not fail, it is gone, and nothing more will ever be known of it.
+            return terminate(
+                task,
+                TaskStatus.EXPIRED,
+                TaskError(
+                    ErrorCode.PAST_RETENTION,
+                    f"the provider no longer keeps this task (it keeps "
+                    f"tasks {plan.retention / 86400:g} days): {fault.message}",
+                    provider_code=fault.provider_code,
+                ),
+                now,
+                _event_id,
+            )
+        if count < NOT_FOUND_LIMIT:
+            return Change(task)
+        return terminate(
+            task,
+            TaskStatus.FAILED,
+            TaskError(
+                ErrorCode.NOT_FOUND,
+                f"the provider does not know this task: {fault.message}",
+                provider_code=fault.provider_code,
+            ),
+            now,
+            _event_id,
+        )
+
+    def _delay(self, task: Task, plan: ProviderPlan, now: datetime) -> float:
+        age = (now - task.created_at).total_seconds()
+        estimate = self._durations.estimate(DurationKey.of(task)) if plan.learn else None
+        return next_poll_delay_learned(age, task.progress, plan.poll, estimate, self._rng)
+
+    def _learn(self, before: Task, after: Task, polled_at: datetime) -> None:
+        """Remember how long a task took, to poll the next ones like it when they finish."""
+        if after.status.terminal or before.status.terminal:
+            last_running = self._running_age.pop(after.id, None)
+            if (
+                after.status is TaskStatus.SUCCEEDED
+                and not before.status.terminal
+                and after.completed_at is not None
+            ):
+                seconds = (after.completed_at - after.created_at).total_seconds()
+                self._durations.observe(DurationKey.of(after), seconds, last_running=last_running)
+            return
+        if len(self._running_age) >= _RUNNING_AGES_MAX:
+            self._running_age.clear()  # a bound, not a cache: at worst one estimate is coarser
+        self._running_age[after.id] = (polled_at - after.created_at).total_seconds()
+
+    def _after_write(self, change: Change) -> None:
+        t = change.task
+        for event in change.events:
+            log.info(
+                "task %s: %s",
+                t.id,
+                event.type.value,
+                extra=ids(
+                    task_id=t.id, event_id=event.id, provider=t.provider, status=t.status.value
+                ),
+            )
+        if change.events:
+            self._on_events()
+
+    def _spawn(self, coro: Any) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+
+def _chain(first: Change, then: Change) -> Change:
+    return Change(then.task, first.events + then.events)
+
+
+def _event_id() -> str:
+    return new_id("evt")
+
+
+def _origin(url: str) -> str:
+    parsed = httpx.URL(url)
+    return f"{parsed.scheme}://{parsed.netloc.decode('ascii')}".lower()

@@ -44,6 +44,15 @@ class MigrationError(StoreError):
     pass
 
 
+class DuplicateTask(RelayError):
+    """This provider task is already tracked: by the same account (``existing_id`` names its
+    task) or by another one (``existing_id`` is None: nothing of theirs is revealed)."""
+
+    def __init__(self, existing_id: str | None) -> None:
+        super().__init__(existing_id)
+        self.existing_id = existing_id
+
+
 class DestinationRefused(RelayError, httpx.ConnectError):
     """Raised by the delivery transport instead of connecting (``relay.net.guard``)."""
 

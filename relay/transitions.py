@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from relay.models import (
+    SUBSCRIPTION,
     TERMINAL_EVENT_TYPES,
     Destination,
     Event,
@@ -60,8 +61,19 @@ def wants(filter_: frozenset[EventType] | None, type_: EventType) -> bool:
 def fan_out(
     events: Sequence[Event], destinations: Sequence[Destination]
 ) -> list[tuple[Event, Destination]]:
-    """Which destination receives which event: one delivery each."""
-    return [(e, d) for e in events for d in destinations if wants(d.event_types, e.type)]
+    """Which destination receives which event: one delivery each.
+
+    A task's callback receives that task's events; a subscription receives the events of its
+    own account. Either only of the types it asked for. Backends may pass a superset of
+    candidates (every callback and subscription that could match); the choice is made here.
+    """
+    return [
+        (e, d)
+        for e in events
+        for d in destinations
+        if wants(d.event_types, e.type)
+        and (d.task_id == e.task_id or (d.kind == SUBSCRIPTION and d.account_id == e.account_id))
+    ]
 
 
 def emit(task: Task, type_: EventType, now: datetime, new_id: IdFactory) -> Change:

@@ -7,7 +7,7 @@ so adding a reported field never needs a migration.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -16,9 +16,12 @@ from relay.models import (
     Attempt,
     Delivery,
     DeliveryStatus,
+    Destination,
     Event,
     EventType,
     Look,
+    Subscription,
+    SubscriptionStatus,
     Task,
     TaskError,
     TaskStatus,
@@ -215,3 +218,64 @@ def attempt_from_row(delivery_id: str, row: Sequence[Any]) -> Attempt:
         error=error,
         response_snippet=snippet,
     )
+
+
+DESTINATION_COLUMNS = "id, account_id, kind, url, key, event_types, task_id, secret"
+
+
+def destination_from_row(row: Sequence[Any]) -> Destination:
+    return Destination(
+        id=row[0],
+        account_id=row[1],
+        kind=row[2],
+        url=row[3],
+        key=row[4],
+        event_types=event_types_from(row[5]),
+        task_id=row[6],
+        secret=row[7],
+    )
+
+
+SUBSCRIPTION_COLUMNS = (
+    "id, account_id, url, event_types, status, created_at, updated_at, description, headers, "
+    "rate_limit, disabled_reason, disabled_at, failing_since, last_success_at, "
+    "previous_secret_until"
+)
+
+
+def subscription_from_row(row: Sequence[Any]) -> Subscription:
+    return Subscription(
+        id=row[0],
+        account_id=row[1],
+        url=row[2],
+        event_types=event_types_from(row[3]),
+        status=SubscriptionStatus(row[4]),
+        created_at=utc(row[5]),
+        updated_at=utc(row[6]),
+        description=row[7],
+        headers=headers_from_json(row[8]),
+        rate_limit=row[9],
+        disabled_reason=row[10],
+        disabled_at=dt(row[11]),
+        failing_since=dt(row[12]),
+        last_success_at=dt(row[13]),
+        previous_secret_until=dt(row[14]),
+    )
+
+
+def headers_json(headers: Sequence[tuple[str, str]] | Mapping[str, str]) -> str | None:
+    pairs = dict(headers)
+    return json.dumps(pairs, sort_keys=True) if pairs else None
+
+
+def headers_from_json(text: str | None) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted(json.loads(text).items())) if text else ()
+
+
+def signing_secrets(
+    secret: str, previous: str | None, previous_until: float | None, now: datetime
+) -> tuple[str, ...]:
+    """Every secret a delivery is signed with now: during a rotation's grace, both."""
+    if previous and previous_until is not None and previous_until > now.timestamp():
+        return (secret, previous)
+    return (secret,)

@@ -111,15 +111,6 @@ class DeliveryView:
     attempts: list[Attempt]
 
 
-class DuplicateTask(Exception):
-    """This provider task is already tracked: by the same account (``existing_id`` names its
-    task) or by another one (``existing_id`` is None: nothing of theirs is revealed)."""
-
-    def __init__(self, existing_id: str | None) -> None:
-        super().__init__(existing_id)
-        self.existing_id = existing_id
-
-
 class Store(Protocol):
     async def migrate(self) -> list[int]:
         """Apply pending migrations; the versions applied."""

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from relay.errors import DuplicateTask
 from relay.ids import new_id
 from relay.models import (
     Account,
@@ -37,7 +38,6 @@ from relay.store.codec import (
 from relay.store.interface import (
     AttemptRecord,
     DeliveryView,
-    DuplicateTask,
     EventQuery,
     Page,
     TaskQuery,

@@ -27,7 +27,6 @@ from psycopg import AsyncCursor
 
 from relay.ids import new_id
 from relay.models import (
-    SUBSCRIPTION,
     Delivery,
     DeliveryStatus,
     Destination,
@@ -154,11 +153,7 @@ async def write_events(
     want them, in one statement; wake the other instances for the new deliveries (and for
     a poll due now, when ``polls``)."""
     rows = await destinations.fetchall()
-    pairs = [
-        (e, d)
-        for e, d in fan_out(events, [destination(r) for r in rows])
-        if d.task_id == e.task_id or (d.kind == SUBSCRIPTION and d.account_id == e.account_id)
-    ]
+    pairs = fan_out(events, [destination(r) for r in rows])
     new = [NewDelivery(None, e.id, d.account_id, d.id, d.key, d.url, e.task_id) for e, d in pairs]
     params = _delivery_params(
         new, [new_id("dlv") for _ in new], [ts(e.created_at) for e, _ in pairs], False

@@ -9,10 +9,9 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from relay.errors import StoreError
+from relay.errors import DuplicateTask, StoreError
 from relay.ids import new_id
 from relay.models import (
-    SUBSCRIPTION,
     Account,
     Delivery,
     DeliveryStatus,
@@ -33,7 +32,6 @@ from relay.store.codec import (
 from relay.store.interface import (
     AttemptRecord,
     DeliveryView,
-    DuplicateTask,
     EventQuery,
     Page,
     TaskQuery,
@@ -535,12 +533,7 @@ def _write_events(c: sqlite3.Connection, events: Sequence[Event]) -> None:
         )
         pks[e.id] = cur.lastrowid
     for event, destination in fan_out(events, destinations):
-        if destination.task_id == event.task_id or (
-            destination.kind == SUBSCRIPTION and destination.account_id == event.account_id
-        ):
-            _insert_delivery(
-                c, pks[event.id], event.id, destination, event.created_at, event.task_id
-            )
+        _insert_delivery(c, pks[event.id], event.id, destination, event.created_at, event.task_id)
 
 
 def _insert_delivery(

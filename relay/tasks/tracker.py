@@ -21,7 +21,7 @@ import httpx
 from relay.adapters.ark import ark_id_created_at
 from relay.adapters.base import Created
 from relay.clock import Clock
-from relay.errors import BadRequest, Conflict, NotFound, ProviderUnavailable
+from relay.errors import BadRequest, Conflict, DuplicateTask, NotFound, ProviderUnavailable
 from relay.ids import new_id
 from relay.logs import ids
 from relay.metrics import RelayMetrics
@@ -41,7 +41,7 @@ from relay.polling.durations import DurationKey, DurationModel
 from relay.polling.learned import next_poll_delay_learned
 from relay.polling.schedule import is_past_max_age, next_poll_delay
 from relay.pump import Pump
-from relay.store.interface import DuplicateTask, Store
+from relay.store.interface import Store
 from relay.tasks.registration import ProviderPlan, ProviderRejected, Registration, native_input
 from relay.transitions import Change, apply_answer, registered, terminate
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from relay.errors import DuplicateTask
 from relay.models import (
     Account,
     DeliveryStatus,
@@ -23,7 +24,7 @@ from relay.models import (
     TaskStatus,
 )
 from relay.store import open_store
-from relay.store.interface import DuplicateTask, EventQuery, Order, Store, TaskQuery
+from relay.store.interface import EventQuery, Order, Store, TaskQuery
 from relay.transitions import apply_answer, registered
 from tests.store.factories import (
     HOOK_KEY,

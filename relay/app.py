@@ -274,6 +274,7 @@ async def _running(
 
         tracker = Tracker(
             store=store,
+            owner=owner,
             providers=plans,
             clock=clock,
             rng=rng,

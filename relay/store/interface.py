@@ -156,7 +156,7 @@ class Store(Protocol):
     async def list_tasks(self, account_id: str, query: TaskQuery) -> Page[Task]: ...
 
     async def claim_due_polls(
-        self, now: datetime, limit: int, lease_seconds: float
+        self, now: datetime, limit: int, lease_seconds: float, owner: str
     ) -> list[Task]: ...
 
     async def next_poll_at(self, after: datetime) -> datetime | None:

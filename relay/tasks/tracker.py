@@ -70,12 +70,14 @@ class Tracker:
         clock: Clock,
         rng: random.Random,
         on_events: Callable[[], None],
+        owner: str,
         batch_size: int = 200,
         lease_seconds: float = 120.0,
         inbound_url: Callable[[str, str, str], str] | None = None,
         metrics: RelayMetrics | None = None,
     ) -> None:
-        """``inbound_url(provider, account_id, task_id)`` is the webhook URL handed to a push
+        """``owner`` names this instance on the poll leases it takes;
+        ``inbound_url(provider, account_id, task_id)`` is the webhook URL handed to a push
         provider for one task; ``metrics`` counts the polls."""
         self._store = store
         self._metrics = metrics or RelayMetrics()
@@ -83,6 +85,7 @@ class Tracker:
         self._clock = clock
         self._rng = rng
         self._on_events = on_events
+        self._owner = owner
         self._batch = batch_size
         self._lease = lease_seconds
         self._inbound_url = inbound_url
@@ -277,7 +280,9 @@ class Tracker:
 
     async def _claim_polls(self) -> bool:
         self._claimed_at = self._clock.now()
-        tasks = await self._store.claim_due_polls(self._claimed_at, self._batch, self._lease)
+        tasks = await self._store.claim_due_polls(
+            self._claimed_at, self._batch, self._lease, self._owner
+        )
         for task in tasks:
             # A poll still waiting here for the provider (its concurrency cap, its request
             # budget) past its lease is due again, and claimed again: by us, that claim only

@@ -32,6 +32,8 @@ from relay.store.interface import AttemptRecord, DeliveryView, EventQuery, Page,
 from relay.transitions import Change, apply_answer, registered
 
 NOW = datetime(2026, 6, 6, 16, 0, tzinfo=UTC)
+OWNER = "w1"
+"""The owner the tests take poll leases as (deliveries name theirs inline)."""
 HOOK_URL = "https://hooks.example.com/relay"
 HOOK_KEY = "https://hooks.example.com"
 

@@ -30,6 +30,7 @@ from tests.store.factories import (
     HOOK_KEY,
     HOOK_URL,
     NOW,
+    OWNER,
     advance,
     answer_change,
     at,
@@ -342,34 +343,34 @@ async def test_claim_due_polls_takes_due_tasks_most_overdue_first(
     store: Store, alice: Account
 ) -> None:
     t = [(await register(store, alice, next_poll_at=at(seconds=s))).task for s in (-10, -20, 0, 1)]
-    first = await store.claim_due_polls(NOW, 2, 30)
+    first = await store.claim_due_polls(NOW, 2, 30, OWNER)
     assert {task.id: task for task in first} == {t[0].id: t[0], t[1].id: t[1]}
-    assert [task.id for task in await store.claim_due_polls(NOW, 10, 30)] == [t[2].id]
-    assert await store.claim_due_polls(NOW, 10, 30) == []
+    assert [task.id for task in await store.claim_due_polls(NOW, 10, 30, OWNER)] == [t[2].id]
+    assert await store.claim_due_polls(NOW, 10, 30, OWNER) == []
 
 
 async def test_concurrent_poll_claims_never_share_a_task(store: Store, alice: Account) -> None:
     tasks = {(await register(store, alice)).task.id for _ in range(5)}
-    claims = await asyncio.gather(*(store.claim_due_polls(NOW, 2, 30) for _ in range(3)))
+    claims = await asyncio.gather(*(store.claim_due_polls(NOW, 2, 30, OWNER) for _ in range(3)))
     claimed = [task.id for claim in claims for task in claim]
     assert sorted(claimed) == sorted(tasks)
 
 
 async def test_a_claimed_poll_waits_for_its_lease(store: Store, alice: Account) -> None:
     task = (await register(store, alice)).task
-    assert await store.claim_due_polls(NOW, 10, 30) == [task]
-    assert await store.claim_due_polls(at(seconds=1), 10, 30) == []
-    assert await store.claim_due_polls(at(seconds=29), 10, 30) == []
-    assert await store.claim_due_polls(at(seconds=31), 10, 30) == [task]
+    assert await store.claim_due_polls(NOW, 10, 30, OWNER) == [task]
+    assert await store.claim_due_polls(at(seconds=1), 10, 30, OWNER) == []
+    assert await store.claim_due_polls(at(seconds=29), 10, 30, OWNER) == []
+    assert await store.claim_due_polls(at(seconds=31), 10, 30, OWNER) == [task]
 
 
 async def test_save_task_releases_the_poll_lease(store: Store, alice: Account) -> None:
     task = (await register(store, alice)).task
-    [claimed] = await store.claim_due_polls(NOW, 10, 30)
+    [claimed] = await store.claim_due_polls(NOW, 10, 30, OWNER)
     polled = replace(claimed, next_poll_at=at(seconds=2), poll_count=1, updated_at=at(seconds=1))
     assert await store.save_task(answer_change(polled, TaskStatus.QUEUED, at(seconds=1)), 0)
-    assert await store.claim_due_polls(at(seconds=1), 10, 30) == []
-    [again] = await store.claim_due_polls(at(seconds=2), 10, 30)
+    assert await store.claim_due_polls(at(seconds=1), 10, 30, OWNER) == []
+    [again] = await store.claim_due_polls(at(seconds=2), 10, 30, OWNER)
     assert (again.id, again.poll_count, again.version) == (task.id, 1, 1)
 
 
@@ -387,7 +388,7 @@ async def test_terminal_tasks_are_never_polled(store: Store, alice: Account) -> 
     await advance(store, reg.task, TaskStatus.SUCCEEDED, at(minutes=1))
     await register(store, alice, status=TaskStatus.FAILED, next_poll_at=None)
     assert await store.next_poll_at(NOW) is None
-    assert await store.claim_due_polls(at(days=30), 10, 30) == []
+    assert await store.claim_due_polls(at(days=30), 10, 30, OWNER) == []
 
 
 # --- events ----------------------------------------------------------------------------------
@@ -623,10 +624,10 @@ async def test_a_late_record_of_an_expired_lease_counts_once(store: Store, alice
 async def test_release_leases_frees_deliveries_and_polls(store: Store, alice: Account) -> None:
     reg = await register(store, alice, events={Q})
     [due] = await store.claim_due_deliveries(NOW, 10, 30, "w1")
-    assert await store.claim_due_polls(NOW, 10, 30) == [reg.task]
+    assert await store.claim_due_polls(NOW, 10, 30, OWNER) == [reg.task]
     await store.release_leases()
     assert await store.claim_due_deliveries(NOW, 10, 30, "w2") == [due]
-    assert await store.claim_due_polls(NOW, 10, 30) == [reg.task]
+    assert await store.claim_due_polls(NOW, 10, 30, OWNER) == [reg.task]
 
 
 async def test_next_delivery_at_is_the_earliest_pending(store: Store, alice: Account) -> None:

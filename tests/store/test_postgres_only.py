@@ -28,6 +28,7 @@ from relay.store.postgres import PostgresStore
 from tests.store.conftest import BACKENDS
 from tests.store.factories import (
     NOW,
+    OWNER,
     advance,
     at,
     attempt,
@@ -160,10 +161,10 @@ async def test_a_starting_instance_leaves_a_live_instance_s_leases(
 ) -> None:
     reg = await register(pg, alice, events={EventType.TASK_QUEUED})
     [due] = await pg.claim_due_deliveries(NOW, 10, 30, "w1")
-    assert [t.id for t in await pg.claim_due_polls(NOW, 10, 30)] == [reg.task.id]
+    assert [t.id for t in await pg.claim_due_polls(NOW, 10, 30, OWNER)] == [reg.task.id]
     await peer.release_leases()  # what the app does at startup
     assert await peer.claim_due_deliveries(NOW, 10, 30, "w2") == []
-    assert await peer.claim_due_polls(NOW, 10, 30) == []
+    assert await peer.claim_due_polls(NOW, 10, 30, OWNER) == []
     await pg.release_leases()  # its own, it may
     assert await peer.claim_due_deliveries(NOW, 10, 30, "w2") == [due]
 

@@ -549,6 +549,7 @@ async def test_drain_leaves_no_wakeup_behind(env: Env) -> None:
     quick = PollPolicy(min_interval=0.2, max_interval=1, expected_duration=2, jitter=0)
     plan = ProviderPlan(client=env.client, poll=quick, max_age=3600)
     tracker = Tracker(
+        owner="relay_test",
         store=env.store,
         providers={"sandbox": plan},
         clock=env.clock,
@@ -659,6 +660,7 @@ class Held(httpx.AsyncBaseTransport):
 
 def leased_tracker(env: Env) -> Tracker:
     tracker = Tracker(
+        owner="relay_test",
         store=env.store,
         providers={"sandbox": ProviderPlan(client=env.client, poll=POLL, max_age=3600)},
         clock=env.clock,

@@ -146,6 +146,7 @@ def neutral_tracker(env: Env) -> Tracker:
         client=env.client, poll=POLL, max_age=3600, models={"seedance-2.0-fast": MODEL}
     )
     tracker = Tracker(
+        owner="relay_test",
         store=env.store,
         providers={"sandbox": plan},
         clock=env.clock,
@@ -269,6 +270,7 @@ async def test_polls_gather_where_tasks_like_this_one_have_finished(env: Env) ->
         poll=PollPolicy(min_interval=1, max_interval=60, expected_duration=120, jitter=0),
     )
     tracker = Tracker(
+        owner="relay_test",
         store=env.store,
         providers={"sandbox": plan},
         clock=env.clock,

@@ -106,6 +106,7 @@ class Env:
         """Another tracker on the same store and provider, with its own maximum age."""
         plan = ProviderPlan(client=self.client, poll=POLL, max_age=max_age)
         tracker = Tracker(
+            owner="relay_test",
             store=self.store,
             providers={"sandbox": plan},
             clock=self.clock,
@@ -176,6 +177,7 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
     on_events = Counter()
     plan = ProviderPlan(client=client, poll=POLL, max_age=3600)
     tracker = Tracker(
+        owner="relay_test",
         store=store,
         providers={"sandbox": plan},
         clock=clock,

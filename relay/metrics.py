@@ -27,7 +27,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from relay.models import TaskStatus
-from relay.store.interface import MetricsSnapshot, Store
+from relay.store.interface import MetricsSnapshot, StoreUpkeep
 from relay.tasks.providers import ProviderHealth
 
 log = logging.getLogger("relay.metrics")
@@ -92,7 +92,7 @@ class RelayMetrics:
         self._polls.labels(provider, outcome).inc()
 
     def attach(
-        self, store: Store, live: Callable[[], LiveState], now: Callable[[], datetime]
+        self, store: StoreUpkeep, live: Callable[[], LiveState], now: Callable[[], datetime]
     ) -> None:
         """Where the scrape-time gauges come from (the running relay's parts)."""
         self._state.source = _Source(store, live, now)
@@ -107,7 +107,7 @@ class RelayMetrics:
 
 @dataclass(frozen=True, slots=True)
 class _Source:
-    store: Store
+    store: StoreUpkeep
     live: Callable[[], LiveState]
     now: Callable[[], datetime]
 

@@ -43,7 +43,7 @@ from relay.models import Attempt, DeliveryStatus, DueDelivery
 from relay.net.transport import BODY_LIMIT, TOTAL_TIMEOUT
 from relay.pump import Pump
 from relay.signing import sign, webhook_key
-from relay.store.interface import AttemptRecord, Store
+from relay.store.interface import AttemptRecord, DeliveryStore
 
 log = logging.getLogger("relay.delivery")
 
@@ -91,7 +91,7 @@ class DeliveryEngine:
     def __init__(
         self,
         *,
-        store: Store,
+        store: DeliveryStore,
         transport: httpx.AsyncBaseTransport,
         clock: Clock,
         rng: random.Random,

@@ -25,7 +25,7 @@ from typing import Any
 from relay.clock import Clock
 from relay.models import DueDelivery, ProviderTask, Task, TaskStatus, iso
 from relay.polling.schedule import is_past_max_age
-from relay.store.interface import Store
+from relay.store.interface import TaskStore
 from relay.tasks.registration import ProviderPlan
 from relay.transitions import Change
 
@@ -45,7 +45,7 @@ class _Output:
 
 class OutputRefresher:
     def __init__(
-        self, *, store: Store, providers: Mapping[str, ProviderPlan], clock: Clock
+        self, *, store: TaskStore, providers: Mapping[str, ProviderPlan], clock: Clock
     ) -> None:
         self._store = store
         self._providers = providers

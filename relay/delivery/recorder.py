@@ -12,7 +12,7 @@ from typing import Any
 
 from relay.clock import Clock
 from relay.errors import StoreError
-from relay.store.interface import AttemptRecord, Store
+from relay.store.interface import AttemptRecord, DeliveryStore
 
 log = logging.getLogger("relay.delivery")
 
@@ -33,7 +33,7 @@ class AttemptRecorder:
 
     def __init__(
         self,
-        store: Store,
+        store: DeliveryStore,
         owner: str,
         written: Callable[[Sequence[AttemptRecord]], None],
         clock: Clock,

@@ -1,9 +1,39 @@
 """The storage interface: a narrow, domain-named contract that SQLite and PostgreSQL both
 implement, and that one contract test suite (``tests/store``) checks for both.
 
-Every read takes the caller's ``account_id``: another account's object does not exist.
-Every write that changes a task writes its events and their deliveries in the same
-transaction (a transactional outbox), so no event is ever lost between two writes.
+``Store`` is the sum of role-sized protocols, one per kind of caller (``TaskStore`` for the
+tracker, ``DeliveryStore`` for the delivery engine, ``EventStore``, ``SubscriptionStore``,
+``AccountStore``, ``IdempotencyStore`` for the API, ``StoreUpkeep`` for the app), so a
+component asks only for what it uses and a test double needs a handful of methods.
+
+Rules every backend keeps:
+
+- Every read takes the caller's ``account_id``: another account's object does not exist.
+- Every write that changes a task writes its events and their deliveries in the same
+  transaction (a transactional outbox), so no event is ever lost between two writes.
+  Which destination receives which event is decided by ``relay.transitions.fan_out``.
+
+Leases and fencing (at-least-once, never a duplicate attempt record):
+
+- A claim (``claim_due_polls``, ``claim_due_deliveries``) takes rows that are due and not
+  leased, or whose lease has run out, the longest due first, and leases them to ``owner``
+  until ``now + lease_seconds``. Concurrent claims (other coroutines, other instances on
+  PostgreSQL) never receive the same row while its lease holds. A lease that runs out makes
+  the row claimable again: that is how a crashed instance's work comes back.
+- Polls are fenced by the task's ``version``: ``save_task`` writes only over the version the
+  caller read, and releases the poll lease. A poller that lost that race re-reads the task
+  and applies its answer again (the transition rules make that harmless).
+- Attempts are fenced by owner and number: ``record_attempts`` applies a record only while
+  the delivery is still leased to ``owner`` and has had exactly ``number - 1`` attempts. So
+  each attempt number is written once, and a late record from an expired lease (claimed
+  again since, by another owner or by this one) is dropped whole: it adds no attempt and
+  does not clear the new lease.
+- A delivery stopped while its attempt was in flight (its subscription was disabled or
+  deleted) keeps that attempt in its history but stays stopped.
+- Released when: a delivery's lease by the record that applies to it; a poll lease by
+  ``save_task``; at start-up, ``release_leases`` frees what this store may reclaim (SQLite,
+  one instance: every lease; PostgreSQL: only the leases taken through this store object,
+  since other live instances hold the rest, and a crashed instance's leases expire).
 """
 
 from __future__ import annotations
@@ -111,72 +141,44 @@ class DeliveryView:
     attempts: list[Attempt]
 
 
-class Store(Protocol):
-    async def migrate(self) -> list[int]:
-        """Apply pending migrations; the versions applied."""
-        ...
+class TaskStore(Protocol):
+    """What the tracker needs: tasks, their first events, and the poll queue."""
 
-    async def close(self) -> None: ...
-
-    async def ping(self) -> None:
-        """Raise ``StoreError`` when the database does not answer."""
-        ...
-
-    async def secret_key(self) -> str:
-        """The instance secret for signed tokens, generated once and kept."""
-        ...
-
-    async def listen(self, on_work: Callable[[str], None]) -> None:
-        """Call ``on_work("deliveries")`` or ``on_work("polls")`` when another instance wrote
-        work that is due; returns once listening, and keeps listening (through database
-        restarts) until ``close``. SQLite: nothing to do, a single instance wakes itself."""
-        ...
-
-    # accounts
-    async def create_account(
-        self, account: Account, key_hash: str, callback_secret: str
-    ) -> None: ...
-
-    async def account_by_key_hash(self, key_hash: str) -> Account | None: ...
-
-    async def callback_secret(self, account_id: str) -> str | None: ...
-
-    # tasks
     async def create_task(self, change: Change, callback: Destination | None) -> None:
-        """Insert a task with its first events; raise ``DuplicateTask``."""
+        """Insert a task with its first events and, with ``callback``, the task's callback
+        destination and its deliveries. Raise ``DuplicateTask`` when the account (or another)
+        already tracks this provider task."""
         ...
 
     async def save_task(self, change: Change, expected_version: int) -> bool:
-        """Write ``change`` if the stored task is still at ``expected_version``; False if not.
-        Also releases the task's poll lease."""
+        """Write ``change`` (the task, its new events and their deliveries) if the stored
+        task is still at ``expected_version``; False if not. Also releases the poll lease."""
         ...
 
-    async def get_task(self, account_id: str, task_id: str) -> Task | None: ...
+    async def get_task(self, account_id: str, task_id: str) -> Task | None:
+        """The account's task, or None (another account's task does not exist)."""
+        ...
 
-    async def list_tasks(self, account_id: str, query: TaskQuery) -> Page[Task]: ...
+    async def list_tasks(self, account_id: str, query: TaskQuery) -> Page[Task]:
+        """The account's tasks matching ``query``, newest first unless ``query.order`` says
+        otherwise, one page from position ``query.after``."""
+        ...
 
     async def claim_due_polls(
         self, now: datetime, limit: int, lease_seconds: float, owner: str
-    ) -> list[Task]: ...
+    ) -> list[Task]:
+        """Lease up to ``limit`` tasks whose poll is due at ``now`` to ``owner``, the most
+        overdue first (the lease rules are in this module's docstring)."""
+        ...
 
     async def next_poll_at(self, after: datetime) -> datetime | None:
         """The earliest poll scheduled later than ``after`` (due ones are for the claim)."""
         ...
 
-    # events
-    async def get_event(self, account_id: str, event_id: str) -> Event | None: ...
 
-    async def list_events(self, account_id: str, query: EventQuery) -> Page[Event]: ...
+class DeliveryStore(Protocol):
+    """What the delivery engine needs: claim due deliveries, record their attempts."""
 
-    async def event_deliveries(self, account_id: str, event_id: str) -> list[DeliveryView]: ...
-
-    async def redeliver(
-        self, account_id: str, event_id: str, destination_id: str | None, now: datetime
-    ) -> list[Delivery]:
-        """New deliveries of a stored event to all its destinations, or to one."""
-        ...
-
-    # deliveries
     async def claim_due_deliveries(
         self,
         now: datetime,
@@ -187,45 +189,73 @@ class Store(Protocol):
         in_flight: Mapping[str, int] | None = None,
         per_destination: int | None = None,
     ) -> list[DueDelivery]:
-        """Lease up to ``limit`` due deliveries, the longest due first, taking no more for a
-        destination key than ``per_destination`` minus its ``in_flight`` count allows."""
+        """Lease up to ``limit`` due deliveries to ``owner``, the longest due first, taking
+        no more for a destination key than ``per_destination`` minus its ``in_flight``
+        count allows. A replayed (ordered) delivery waits for the task's earlier ordered
+        deliveries to the same destination."""
         ...
 
-    async def record_attempts(self, records: Sequence[AttemptRecord], owner: str) -> None: ...
+    async def record_attempts(self, records: Sequence[AttemptRecord], owner: str) -> None:
+        """Apply finished attempts in one transaction: each record adds its attempt, sets its
+        delivery's status and next attempt and releases the lease, only where ``owner``
+        still holds it and the attempt number is the next one (see the module docstring);
+        and updates the health (last success, failing since) of the subscriptions sent to."""
+        ...
 
     async def next_delivery_at(self, after: datetime) -> datetime | None:
         """The earliest attempt scheduled later than ``after`` (due ones are for the claim)."""
         ...
 
-    async def metrics_snapshot(self, now: datetime) -> MetricsSnapshot:
-        """Tasks by status and the backlog of due, unleased deliveries at ``now``."""
+
+class EventStore(Protocol):
+    """The event feed and each event's deliveries."""
+
+    async def get_event(self, account_id: str, event_id: str) -> Event | None:
+        """The account's event, or None."""
         ...
 
-    async def release_leases(self) -> None:
-        """Forget the leases that are this store's to reclaim, for an instance starting
-        after a crash. SQLite (one instance): every lease. PostgreSQL (several): only those
-        taken through this store object, never another live instance's; a crashed
-        instance's leases expire."""
+    async def list_events(self, account_id: str, query: EventQuery) -> Page[Event]:
+        """The account's events matching ``query``, one page from position ``query.after``."""
         ...
 
-    # subscriptions
+    async def event_deliveries(self, account_id: str, event_id: str) -> list[DeliveryView]:
+        """Every delivery of the account's event with its attempts, oldest first."""
+        ...
 
-    async def create_subscription(self, subscription: Subscription, secret: str) -> None: ...
+    async def redeliver(
+        self, account_id: str, event_id: str, destination_id: str | None, now: datetime
+    ) -> list[Delivery]:
+        """New deliveries of a stored event to all its active destinations, or to one; none
+        when the event is not the account's."""
+        ...
 
-    async def get_subscription(self, account_id: str, sub_id: str) -> Subscription | None: ...
+
+class SubscriptionStore(Protocol):
+    """REST-hook subscriptions, their health, replays and test events."""
+
+    async def create_subscription(self, subscription: Subscription, secret: str) -> None:
+        """Insert a subscription with its signing secret."""
+        ...
+
+    async def get_subscription(self, account_id: str, sub_id: str) -> Subscription | None:
+        """The account's subscription (not deleted), or None."""
+        ...
 
     async def list_subscriptions(
         self, account_id: str, after: int | None, limit: int
-    ) -> Page[Subscription]: ...
+    ) -> Page[Subscription]:
+        """The account's subscriptions, newest first, one page from position ``after``."""
+        ...
 
     async def update_subscription(
         self, account_id: str, sub_id: str, changes: Mapping[str, Any], now: datetime
     ) -> Subscription | None:
-        """Change the ``SUBSCRIPTION_FIELDS`` named in ``changes``."""
+        """Change the ``SUBSCRIPTION_FIELDS`` named in ``changes`` (others are refused with
+        ``ValueError``); None when there is no such subscription."""
         ...
 
     async def delete_subscription(self, account_id: str, sub_id: str, now: datetime) -> bool:
-        """Remove it and stop every pending delivery to it."""
+        """Remove it and stop every pending delivery to it; False when there was none."""
         ...
 
     async def disable_subscription(
@@ -247,10 +277,6 @@ class Store(Protocol):
         """A new secret; the old one keeps signing (as well) until ``grace_until``."""
         ...
 
-    async def rotate_callback_secret(
-        self, account_id: str, secret: str, grace_until: datetime
-    ) -> None: ...
-
     async def disable_failing_subscriptions(self, now: datetime, failing_for: float) -> list[str]:
         """Disable subscriptions whose deliveries have failed for ``failing_for`` seconds
         without a success; their ids."""
@@ -270,9 +296,9 @@ class Store(Protocol):
         after position ``after``, oldest first: (how many, where to continue or None)."""
         ...
 
-    async def count_replay(
-        self, account_id: str, destination_id: str, query: ReplayQuery
-    ) -> int: ...
+    async def count_replay(self, account_id: str, destination_id: str, query: ReplayQuery) -> int:
+        """How many events ``replay`` would send in all (for a progress bar)."""
+        ...
 
     async def insert_test_delivery(
         self,
@@ -286,7 +312,31 @@ class Store(Protocol):
         leased to ``owner`` so the caller sends it at once; None: no such subscription."""
         ...
 
-    # idempotency
+
+class AccountStore(Protocol):
+    """Accounts, their API keys (by hash) and callback secrets."""
+
+    async def create_account(self, account: Account, key_hash: str, callback_secret: str) -> None:
+        """Insert an account with its API key's hash and its callback signing secret."""
+        ...
+
+    async def account_by_key_hash(self, key_hash: str) -> Account | None:
+        """The account whose API key hashes to ``key_hash``, or None."""
+        ...
+
+    async def callback_secret(self, account_id: str) -> str | None:
+        """The secret that signs the account's task callbacks."""
+        ...
+
+    async def rotate_callback_secret(
+        self, account_id: str, secret: str, grace_until: datetime
+    ) -> None:
+        """A new callback secret; the old one keeps signing (as well) until ``grace_until``."""
+        ...
+
+
+class IdempotencyStore(Protocol):
+    """Idempotency-Key reservations and the answers they replay."""
 
     async def reserve_idempotency_key(
         self, account_id: str, key: str, request_hash: str, now: datetime
@@ -296,16 +346,68 @@ class Store(Protocol):
 
     async def finish_idempotency_key(
         self, account_id: str, key: str, status_code: int, body: str
-    ) -> None: ...
+    ) -> None:
+        """Keep the answer the reserving request got, for later requests with the key."""
+        ...
 
-    async def forget_idempotency_key(self, account_id: str, key: str) -> None: ...
+    async def forget_idempotency_key(self, account_id: str, key: str) -> None:
+        """Drop a reservation whose request failed, so a retry may run again."""
+        ...
 
-    async def prune_idempotency_keys(self, before: datetime) -> int: ...
+    async def prune_idempotency_keys(self, before: datetime) -> int:
+        """Delete keys reserved before ``before``; how many went."""
+        ...
 
-    # retention
+
+class StoreUpkeep(Protocol):
+    """What the app itself needs: schema, liveness, wake-ups, leases, metrics, retention."""
+
+    async def migrate(self) -> list[int]:
+        """Apply pending migrations; the versions applied."""
+        ...
+
+    async def close(self) -> None:
+        """Close connections (and release what the store holds, such as an instance lock)."""
+        ...
+
+    async def ping(self) -> None:
+        """Raise ``StoreError`` when the database does not answer."""
+        ...
+
+    async def secret_key(self) -> str:
+        """The instance secret for signed tokens, generated once and kept."""
+        ...
+
+    async def listen(self, on_work: Callable[[str], None]) -> None:
+        """Call ``on_work("deliveries")`` or ``on_work("polls")`` when another instance wrote
+        work that is due; returns once listening, and keeps listening (through database
+        restarts) until ``close``. SQLite: nothing to do, a single instance wakes itself."""
+        ...
+
+    async def release_leases(self) -> None:
+        """Forget the leases that are this store's to reclaim, for an instance starting
+        after a crash (see the module docstring)."""
+        ...
+
+    async def metrics_snapshot(self, now: datetime) -> MetricsSnapshot:
+        """Tasks by status and the backlog of due, unleased deliveries at ``now``."""
+        ...
 
     async def prune_history(self, before: datetime, limit: int) -> int:
         """Delete up to ``limit`` events created before ``before`` with their deliveries and
         attempts, in one short transaction; never an event with a pending delivery. How many
         events went (0: nothing left to prune)."""
         ...
+
+
+class Store(
+    TaskStore,
+    DeliveryStore,
+    EventStore,
+    SubscriptionStore,
+    AccountStore,
+    IdempotencyStore,
+    StoreUpkeep,
+    Protocol,
+):
+    """Everything a backend implements: the sum of the roles above."""

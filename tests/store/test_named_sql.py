@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from relay.store.interface import SUBSCRIPTION_FIELDS
 from relay.store.named_sql import load_queries, parse_queries
 
 STORE = Path(__file__).resolve().parents[2] / "relay" / "store"
@@ -60,3 +61,12 @@ def test_the_parser_keeps_sql_and_drops_the_why() -> None:
 def test_the_parser_refuses_a_broken_file(text: str, problem: str) -> None:
     with pytest.raises(ValueError, match=problem):
         parse_queries(text)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_update_subscription_can_change_every_field_it_allows(backend: str) -> None:
+    """A field added to SUBSCRIPTION_FIELDS must be added to the static UPDATE too, or a
+    change naming it would be silently ignored."""
+    sql = load_queries(f"relay.store.{backend}")["update_subscription"]
+    missing = [f for f in sorted(SUBSCRIPTION_FIELDS) if f"set_{f}" not in sql]
+    assert not missing, f"{backend}'s update_subscription cannot change {missing}"

@@ -22,9 +22,10 @@ from psycopg.conninfo import conninfo_to_dict
 
 from relay.errors import StoreError
 from relay.models import Account, DeliveryStatus, EventType, TaskStatus
-from relay.store import open_store, postgres_runner
+from relay.store import open_store
 from relay.store.interface import ReplayQuery, Store
-from relay.store.postgres import PostgresStore
+from relay.store.postgres import runner as postgres_runner
+from relay.store.postgres.store import PostgresStore
 from tests.store.conftest import BACKENDS
 from tests.store.factories import (
     NOW,
@@ -150,7 +151,7 @@ async def test_instances_migrating_at_once_apply_each_migration_once(pg_url: str
     stores = [open_store(pg_url) for _ in range(3)]
     try:
         applied = await asyncio.gather(*(s.migrate() for s in stores))
-        assert sorted(applied, key=len) == [[], [], [1, 2, 3]]
+        assert sorted(applied, key=len) == [[], [], [1, 2, 3, 4]]
     finally:
         for s in stores:
             await s.close()
@@ -167,6 +168,29 @@ async def test_a_starting_instance_leaves_a_live_instance_s_leases(
     assert await peer.claim_due_polls(NOW, 10, 30, OWNER) == []
     await pg.release_leases()  # its own, it may
     assert await peer.claim_due_deliveries(NOW, 10, 30, "w2") == [due]
+
+
+async def test_a_poll_lease_names_its_owner_until_saved_or_released(
+    pg: Store, pg_url: str, alice: Account
+) -> None:
+    """The claim records which instance took each poll (``poll_lease_owner``, beside the
+    store object that ``release_leases`` frees); saving the task or releasing the leases
+    clears it with the lease."""
+    first = (await register(pg, alice)).task
+    second = (await register(pg, alice)).task
+
+    async def owners() -> dict[object, object]:
+        async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as c:
+            return dict(await fetch(c, "SELECT id, poll_lease_owner FROM tasks"))
+
+    assert await owners() == {first.id: None, second.id: None}
+    claimed = await pg.claim_due_polls(NOW, 10, 30, "instance-a")
+    assert {t.id for t in claimed} == {first.id, second.id}
+    assert await owners() == {first.id: "instance-a", second.id: "instance-a"}
+    await advance(pg, first, TaskStatus.RUNNING, at(seconds=1))
+    assert await owners() == {first.id: None, second.id: "instance-a"}
+    await pg.release_leases()
+    assert await owners() == {first.id: None, second.id: None}
 
 
 # --- a database that goes away ---------------------------------------------------------------

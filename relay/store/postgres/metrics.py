@@ -7,7 +7,10 @@ from datetime import datetime
 from relay.models import TaskStatus
 from relay.store import codec
 from relay.store.interface import MetricsSnapshot
-from relay.store.postgres_runner import Conn, PgRunner
+from relay.store.named_sql import load_queries
+from relay.store.postgres.runner import Conn, PgRunner
+
+QUERIES = load_queries("relay.store.postgres")
 
 
 class MetricsMixin:
@@ -17,16 +20,9 @@ class MetricsMixin:
         t = now.timestamp()
 
         async def read(c: Conn) -> MetricsSnapshot:
-            # An index-only scan of (account_id, status, pk) where the visibility map
-            # allows; /metrics caches the answer.
-            cur = await c.execute("SELECT status, count(*) FROM tasks GROUP BY status")
+            cur = await c.execute(QUERIES["count_tasks_by_status"])
             tasks = {TaskStatus(status): n for status, n in await cur.fetchall()}
-            # The partial due index bounds this to what is due, however long the history.
-            cur = await c.execute(
-                "SELECT count(*), min(next_attempt_at) FROM deliveries "
-                "WHERE next_attempt_at <= %s AND (lease_until IS NULL OR lease_until < %s)",
-                (t, t),
-            )
+            cur = await c.execute(QUERIES["due_deliveries"], {"now": t})
             row = await cur.fetchone()
             due, oldest = row if row is not None else (0, None)
             return MetricsSnapshot(tasks=tasks, due_deliveries=due, oldest_due_at=codec.dt(oldest))

@@ -1,4 +1,4 @@
--- The PostgreSQL schema mirrors SQLite's, version for version (relay/store/migrations/sqlite).
+-- The PostgreSQL schema mirrors SQLite's, version for version (relay/store/sqlite/migrations).
 -- Times are unix seconds (double precision), as in SQLite: one codec (relay.store.codec) serves
 -- both backends and round-trips microseconds exactly; read them with to_timestamp(column).
 -- Public ids are text; the bigint identity pk orders lists and cursors. JSON documents are text:

@@ -1,6 +1,6 @@
-"""The PostgreSQL store's subscriptions, secret rotation, replays and idempotency keys: the
-part of ``PostgresStore`` that serves REST-hook subscribers (mixed into it by
-``relay.store.postgres``), with the semantics of ``relay.store.sqlite_subscriptions``.
+"""The PostgreSQL store's subscriptions, secret rotation and replays: the part of
+``PostgresStore`` that serves REST-hook subscribers (mixed into it by
+``relay.store.postgres.store``), with the semantics of SQLite's.
 """
 
 from __future__ import annotations
@@ -20,32 +20,32 @@ from relay.models import (
     iso,
 )
 from relay.store import codec
-from relay.store.codec import EVENT_COLUMNS, ts
+from relay.store.codec import (
+    headers_from_json,
+    headers_json,
+    signing_secrets,
+    subscription_from_row,
+    ts,
+)
 from relay.store.interface import (
     SUBSCRIPTION_FIELDS,
-    IdempotentReply,
     Page,
     ReplayQuery,
 )
-from relay.store.postgres_outbox import (
+from relay.store.named_sql import load_queries
+from relay.store.postgres.outbox import (
     NewDelivery,
     disable_in,
     fetch_all,
     fetch_one,
-    headers,
     insert_deliveries,
     lock_subscription,
     stop_pending,
 )
-from relay.store.postgres_runner import Conn, PgRunner
-from relay.store.sqlite_subscriptions import (
-    SUBSCRIPTION_COLUMNS,
-    headers_json,
-    signing_secrets,
-    subscription_from_row,
-)
+from relay.store.postgres.runner import Conn, PgRunner
 
-_LIVE = "kind = 'subscription' AND status <> 'deleted'"
+QUERIES = load_queries("relay.store.postgres")
+
 _FAR_FUTURE = 1e15
 
 
@@ -63,23 +63,20 @@ class SubscriptionsMixin:
         s = subscription
         await self._db.run(
             lambda c: c.execute(
-                "INSERT INTO destinations (id, account_id, kind, url, key, event_types, secret, "
-                "description, headers, rate_limit, status, created_at, updated_at) "
-                "VALUES (%s, %s, 'subscription', %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                (
-                    s.id,
-                    s.account_id,
-                    s.url,
-                    s.id,
-                    codec.event_types_json(s.event_types),
-                    secret,
-                    s.description,
-                    headers_json(s.headers),
-                    s.rate_limit,
-                    s.status.value,
-                    ts(s.created_at),
-                    ts(s.updated_at),
-                ),
+                QUERIES["insert_subscription"],
+                {
+                    "id": s.id,
+                    "account_id": s.account_id,
+                    "url": s.url,
+                    "event_types": codec.event_types_json(s.event_types),
+                    "secret": secret,
+                    "description": s.description,
+                    "headers": headers_json(s.headers),
+                    "rate_limit": s.rate_limit,
+                    "status": s.status.value,
+                    "created_at": ts(s.created_at),
+                    "updated_at": ts(s.updated_at),
+                },
             ),
             transaction=False,
         )
@@ -90,13 +87,11 @@ class SubscriptionsMixin:
     async def list_subscriptions(
         self, account_id: str, after: int | None, limit: int
     ) -> Page[Subscription]:
-        before = "" if after is None else "AND pk < %(after)s "
         rows = await self._db.run(
             lambda c: fetch_all(
                 c,
-                f"SELECT pk, {SUBSCRIPTION_COLUMNS} FROM destinations WHERE account_id = "
-                f"%(account)s AND {_LIVE} {before}ORDER BY pk DESC LIMIT %(limit)s",
-                {"account": account_id, "after": after, "limit": limit + 1},
+                QUERIES["list_subscriptions"],
+                {"account_id": account_id, "after": after, "limit": limit + 1},
             ),
             transaction=False,
         )
@@ -117,21 +112,31 @@ class SubscriptionsMixin:
             values["event_types"] = codec.event_types_json(values["event_types"])
         if "headers" in values:
             values["headers"] = headers_json(values["headers"] or {})
-        # Column names come from SUBSCRIPTION_FIELDS, never from input.
-        assignments = "".join(f"{name} = %({name})s, " for name in sorted(values))
+        # One static UPDATE sets every field in SUBSCRIPTION_FIELDS: each comes with whether
+        # it was given (a field not given keeps its value).
+        params = {
+            "set_url": "url" in values,
+            "url": values.get("url"),
+            "set_event_types": "event_types" in values,
+            "event_types": values.get("event_types"),
+            "set_description": "description" in values,
+            "description": values.get("description"),
+            "set_headers": "headers" in values,
+            "headers": values.get("headers"),
+            "set_rate_limit": "rate_limit" in values,
+            "rate_limit": values.get("rate_limit"),
+            "now": ts(now),
+            "id": sub_id,
+        }
 
         async def update(c: Conn) -> Subscription | None:
             if await lock_subscription(c, sub_id, account_id) is None:
                 return None
-            await c.execute(
-                f"UPDATE destinations SET {assignments}updated_at = %(now)s WHERE id = %(id)s",
-                {**values, "now": ts(now), "id": sub_id},
-            )
-            if "url" in values:  # pending deliveries go where the subscription now points
+            await c.execute(QUERIES["update_subscription"], params)
+            if "url" in values:
                 await c.execute(
-                    "UPDATE deliveries SET url = %s WHERE destination_id = %s "
-                    "AND status = 'pending'",
-                    (values["url"], sub_id),
+                    QUERIES["redirect_pending_deliveries"],
+                    {"url": values["url"], "destination_id": sub_id},
                 )
             return await _get(c, account_id, sub_id)
 
@@ -141,10 +146,7 @@ class SubscriptionsMixin:
         async def delete(c: Conn) -> bool:
             if await lock_subscription(c, sub_id, account_id) is None:
                 return False
-            await c.execute(
-                "UPDATE destinations SET status = 'deleted', updated_at = %s WHERE id = %s",
-                (ts(now), sub_id),
-            )
+            await c.execute(QUERIES["mark_subscription_deleted"], {"now": ts(now), "id": sub_id})
             await stop_pending(c, sub_id, now, "the subscription was deleted")
             return True
 
@@ -165,12 +167,8 @@ class SubscriptionsMixin:
         async def enable(c: Conn) -> tuple[Subscription, datetime | None] | None:
             row = await fetch_one(
                 c,
-                "UPDATE destinations AS d SET status = 'active', disabled_reason = NULL, "
-                "disabled_at = NULL, missed_since = NULL, failing_since = NULL, "
-                "updated_at = %s FROM (SELECT id, status, missed_since FROM destinations "
-                f"WHERE id = %s AND account_id = %s AND {_LIVE} FOR UPDATE) AS old "
-                "WHERE d.id = old.id RETURNING old.status, old.missed_since",
-                (ts(now), sub_id, account_id),
+                QUERIES["enable_subscription"],
+                {"now": ts(now), "id": sub_id, "account_id": account_id},
             )
             if row is None:
                 return None
@@ -186,10 +184,14 @@ class SubscriptionsMixin:
     ) -> Subscription | None:
         async def rotate(c: Conn) -> Subscription | None:
             await c.execute(
-                "UPDATE destinations SET previous_secret = secret, secret = %s, "
-                "previous_secret_until = %s, updated_at = %s "
-                f"WHERE id = %s AND account_id = %s AND {_LIVE}",
-                (secret, ts(grace_until), ts(now), sub_id, account_id),
+                QUERIES["rotate_subscription_secret"],
+                {
+                    "secret": secret,
+                    "grace_until": ts(grace_until),
+                    "now": ts(now),
+                    "id": sub_id,
+                    "account_id": account_id,
+                },
             )
             return await _get(c, account_id, sub_id)
 
@@ -200,9 +202,8 @@ class SubscriptionsMixin:
     ) -> None:
         await self._db.run(
             lambda c: c.execute(
-                "UPDATE accounts SET previous_callback_secret = callback_secret, "
-                "callback_secret = %s, previous_callback_secret_until = %s WHERE id = %s",
-                (secret, ts(grace_until), account_id),
+                QUERIES["rotate_callback_secret"],
+                {"secret": secret, "grace_until": ts(grace_until), "account_id": account_id},
             ),
             transaction=False,
         )
@@ -210,11 +211,7 @@ class SubscriptionsMixin:
     async def disable_failing_subscriptions(self, now: datetime, failing_for: float) -> list[str]:
         async def disable(c: Conn) -> list[str]:
             rows = await fetch_all(
-                c,
-                "SELECT id, account_id, failing_since FROM destinations "
-                "WHERE kind = 'subscription' AND status = 'active' "
-                "AND failing_since IS NOT NULL AND failing_since <= %s ORDER BY id",
-                (now.timestamp() - failing_for,),
+                c, QUERIES["failing_subscriptions"], {"since": now.timestamp() - failing_for}
             )
             disabled = []
             for sub_id, account_id, since in rows:
@@ -243,12 +240,14 @@ class SubscriptionsMixin:
             if found is None:
                 return 0, None
             key, url, types = found
-            where, params = _replay_where(account_id, destination_id, query, types)
             rows = await fetch_all(
                 c,
-                f"SELECT pk, id, task_id FROM events WHERE {where} "
-                "AND pk > %s ORDER BY pk LIMIT %s",
-                (*params, after or 0, limit),
+                QUERIES["replay_failed_events"] if query.only_failed else QUERIES["replay_events"],
+                {
+                    **_replay_params(account_id, destination_id, query, types),
+                    "after": after or 0,
+                    "limit": limit,
+                },
             )
             await insert_deliveries(
                 c,
@@ -268,8 +267,15 @@ class SubscriptionsMixin:
             found = await _replay_target(c, account_id, destination_id, lock=False)
             if found is None:
                 return 0
-            where, params = _replay_where(account_id, destination_id, query, found[2])
-            row = await fetch_one(c, f"SELECT count(*) FROM events WHERE {where}", params)
+            row = await fetch_one(
+                c,
+                (
+                    QUERIES["count_replay_failed_events"]
+                    if query.only_failed
+                    else QUERIES["count_replay_events"]
+                ),
+                _replay_params(account_id, destination_id, query, found[2]),
+            )
             return int(row[0]) if row else 0
 
         return await self._db.run(count)
@@ -287,23 +293,15 @@ class SubscriptionsMixin:
         async def insert(c: Conn) -> DueDelivery | None:
             row = await fetch_one(
                 c,
-                "SELECT key, url, secret, previous_secret, previous_secret_until, "
-                f"headers, rate_limit FROM destinations WHERE id = %s AND account_id = %s "
-                f"AND {_LIVE}",
-                (destination_id, event.account_id),
+                QUERIES["test_delivery_target"],
+                {"id": destination_id, "account_id": event.account_id},
             )
             if row is None:
                 return None
             delivery_id = new_id("dlv")
             pk = await fetch_one(
                 c,
-                f"WITH ev AS (INSERT INTO events ({EVENT_COLUMNS}) "
-                "VALUES (%(event)s, %(account)s, NULL, %(type)s, 0, %(created)s, %(body)s, NULL) "
-                "RETURNING pk) INSERT INTO deliveries (id, account_id, event_pk, destination_id, "
-                "destination_key, url, status, next_attempt_at, lease_owner, lease_until, "
-                "lease_holder, created_at, updated_at) SELECT %(id)s, %(account)s, ev.pk, "
-                "%(destination)s, %(key)s, %(url)s, 'pending', %(now)s, %(owner)s, %(until)s, "
-                "%(holder)s, %(now)s, %(now)s FROM ev RETURNING pk",
+                QUERIES["insert_test_delivery"],
                 {
                     "event": event.id,
                     "account": event.account_id,
@@ -331,105 +329,41 @@ class SubscriptionsMixin:
                 secrets=signing_secrets(row[2], row[3], row[4], now),
                 attempt_count=0,
                 account_id=event.account_id,
-                headers=headers(row[5]),
+                headers=headers_from_json(row[5]),
                 rate_limit=row[6],
             )
 
         return await self._db.run(insert)
 
-    # idempotency
-
-    async def reserve_idempotency_key(
-        self, account_id: str, key: str, request_hash: str, now: datetime
-    ) -> IdempotentReply | None:
-        async def reserve(c: Conn) -> IdempotentReply | None:
-            # ON CONFLICT waits for a concurrent first request's row to commit; the read
-            # after it, a statement of its own, then sees that row.
-            cur = await c.execute(
-                "INSERT INTO idempotency_keys (account_id, key, request_hash, created_at) "
-                "VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                (account_id, key, request_hash, ts(now)),
-            )
-            if cur.rowcount:
-                return None
-            row = await fetch_one(
-                c,
-                "SELECT request_hash, status_code, body "
-                "FROM idempotency_keys WHERE account_id = %s AND key = %s",
-                (account_id, key),
-            )
-            assert row is not None
-            return IdempotentReply(row[0], row[1], row[2])
-
-        return await self._db.run(reserve)
-
-    async def finish_idempotency_key(
-        self, account_id: str, key: str, status_code: int, body: str
-    ) -> None:
-        await self._db.run(
-            lambda c: c.execute(
-                "UPDATE idempotency_keys SET status_code = %s, body = %s "
-                "WHERE account_id = %s AND key = %s",
-                (status_code, body, account_id, key),
-            ),
-            transaction=False,
-        )
-
-    async def forget_idempotency_key(self, account_id: str, key: str) -> None:
-        await self._db.run(
-            lambda c: c.execute(
-                "DELETE FROM idempotency_keys WHERE account_id = %s AND key = %s", (account_id, key)
-            ),
-            transaction=False,
-        )
-
-    async def prune_idempotency_keys(self, before: datetime) -> int:
-        async def prune(c: Conn) -> int:
-            cur = await c.execute(
-                "DELETE FROM idempotency_keys WHERE created_at < %s", (ts(before),)
-            )
-            return cur.rowcount
-
-        return await self._db.run(prune, transaction=False)
-
 
 async def _get(c: Conn, account_id: str, sub_id: str) -> Subscription | None:
-    row = await fetch_one(
-        c,
-        f"SELECT {SUBSCRIPTION_COLUMNS} FROM destinations WHERE id = %s "
-        f"AND account_id = %s AND {_LIVE}",
-        (sub_id, account_id),
-    )
+    row = await fetch_one(c, QUERIES["get_subscription"], {"id": sub_id, "account_id": account_id})
     return subscription_from_row(row) if row else None
 
 
 async def _replay_target(
     c: Conn, account_id: str, destination_id: str, *, lock: bool
 ) -> tuple[str, str, list[str]] | None:
-    # Replaying adds deliveries to it, as a fan-out does: the same lock against a stop.
-    share = "FOR KEY SHARE" if lock else ""
-    row = await fetch_one(
-        c,
-        "SELECT key, url, event_types FROM destinations WHERE id = %s "
-        "AND account_id = %s AND kind = 'subscription' AND status = 'active' "
-        f"{share}",
-        (destination_id, account_id),
-    )
+    """The key, URL and wanted types of an active subscription; ``lock``: taken as a fan-out
+    takes its destinations (see lock_replay_target)."""
+    params = {"id": destination_id, "account_id": account_id}
+    if lock:
+        row = await fetch_one(c, QUERIES["lock_replay_target"], params)
+    else:
+        row = await fetch_one(c, QUERIES["replay_target"], params)
     if row is None:
         return None
     return row[0], row[1], _wanted_types(codec.event_types_from(row[2]))
 
 
-def _replay_where(
+def _replay_params(
     account_id: str, destination_id: str, query: ReplayQuery, types: list[str]
-) -> tuple[str, tuple[Any, ...]]:
-    where = ["account_id = %s", "type = ANY(%b::text[])", "created_at >= %s", "created_at < %s"]
-    params: list[Any] = [account_id, types, ts(query.since) or 0.0, ts(query.until) or _FAR_FUTURE]
-    if query.only_failed:
-        where.append(
-            "pk IN (SELECT event_pk FROM deliveries WHERE destination_id = %s AND status IN "
-            "('failed', 'stopped') EXCEPT SELECT event_pk FROM deliveries "
-            "WHERE destination_id = %s AND status = 'succeeded')"
-        )
-        params += [destination_id, destination_id]
-    return " AND ".join(where), tuple(params)
+) -> dict[str, Any]:
+    """The filter of the replay queries (only_failed picks the query)."""
+    return {
+        "account_id": account_id,
+        "destination_id": destination_id,
+        "types": types,
+        "since": ts(query.since) or 0.0,
+        "until": ts(query.until) or _FAR_FUTURE,
+    }

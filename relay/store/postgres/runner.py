@@ -24,20 +24,20 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import psycopg
-from psycopg import AsyncConnection, sql
+from psycopg import AsyncConnection
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from relay.errors import MigrationError, StoreError
-from relay.store.sqlite_runner import migrations
+from relay.store.named_sql import load_queries
+from relay.store.schema import packaged_migrations, pending_migrations
 
 R = TypeVar("R")
 Conn = AsyncConnection[tuple[Any, ...]]
 
 log = logging.getLogger("relay.store.postgres")
 
-CHANNEL = "relay_work"
-"""The NOTIFY channel of wake-ups; the payload is ``deliveries`` or ``polls``."""
+QUERIES = load_queries("relay.store.postgres")
 
 MIGRATION_LOCK = 0x72656C6179
 """The advisory lock migrations run under, so instances starting together do not race."""
@@ -188,6 +188,7 @@ class PgRunner:
         if time.monotonic() - self._last_used.get(conn, 0.0) <= IDLE_CHECK:
             return True
         try:
+            # An empty query: one round trip, no statement to name in queries.sql.
             await conn.execute("")
         except psycopg.OperationalError:
             self._check_pool()
@@ -214,33 +215,21 @@ def _quiet(task: asyncio.Task[None]) -> None:
 async def _migrate(conn: Conn) -> list[int]:
     """Apply every packaged migration not applied yet, each in its own transaction, while
     holding an advisory lock: an instance starting meanwhile waits, then finds them applied."""
-    await conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+    await conn.execute(QUERIES["lock_migrations"], {"lock": MIGRATION_LOCK})
     try:
-        await conn.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, "
-            "name text NOT NULL, applied_at double precision NOT NULL)"
-        )
-        cur = await conn.execute("SELECT version FROM schema_migrations")
+        await conn.execute(QUERIES["create_schema_migrations"])
+        cur = await conn.execute(QUERIES["applied_migrations"])
         applied = {row[0] for row in await cur.fetchall()}
-        known = migrations("postgres")
-        newest = max((v for v, _, _ in known), default=0)
-        if applied and max(applied) > newest:
-            raise MigrationError(
-                f"the database is at schema version {max(applied)}, newer than this relay "
-                f"({newest}); upgrade the relay"
-            )
         done = []
-        for version, name, sql in known:
-            if version in applied:
-                continue
+        for version, name, sql in pending_migrations(
+            packaged_migrations("relay.store.postgres"), applied
+        ):
             try:
                 async with conn.transaction():
                     # A whole file in one simple-protocol query: no parameters in it.
                     await conn.execute(sql.encode())
                     await conn.execute(
-                        "INSERT INTO schema_migrations (version, name, applied_at) "
-                        "VALUES (%s, %s, extract(epoch FROM now()))",
-                        (version, name),
+                        QUERIES["record_migration"], {"version": version, "name": name}
                     )
             except psycopg.Error as exc:
                 raise MigrationError(f"migration {name} failed: {describe(exc)}") from exc
@@ -248,14 +237,14 @@ async def _migrate(conn: Conn) -> list[int]:
         return done
     finally:
         if not conn.closed:
-            await conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
+            await conn.execute(QUERIES["unlock_migrations"], {"lock": MIGRATION_LOCK})
 
 
 class Listener:
-    """One dedicated connection that LISTENs for other instances' wake-ups and calls
-    ``on_work`` with each payload. It reconnects by itself, backing off, when the database
-    restarts, and then calls ``on_work`` for every kind: what was written while it was deaf
-    is due now."""
+    """One dedicated connection that LISTENs for other instances' wake-ups (channel
+    ``relay_work``, payload ``deliveries`` or ``polls``) and calls ``on_work`` with each
+    payload. It reconnects by itself, backing off, when the database restarts, and then calls
+    ``on_work`` for every kind: what was written while it was deaf is due now."""
 
     KINDS = ("deliveries", "polls")
 
@@ -283,7 +272,7 @@ class Listener:
 
     async def _connect(self) -> Conn:
         conn: Conn = await AsyncConnection.connect(self._conninfo, autocommit=True)
-        await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(CHANNEL)))
+        await conn.execute(QUERIES["listen"])
         return conn
 
     def _wake(self, kind: str) -> None:
@@ -306,7 +295,7 @@ class Listener:
                 async for notify in self._conn.notifies(timeout=30.0):
                     if notify.payload in self.KINDS:
                         self._wake(notify.payload)
-                await self._conn.execute("")
+                await self._conn.execute("")  # an empty query: a round trip, no statement
             except psycopg.Error as exc:
                 if self._conn is not None:
                     log.warning(

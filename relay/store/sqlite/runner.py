@@ -1,4 +1,5 @@
-"""SQLite connections confined to their own threads, and versioned migrations.
+"""SQLite connections confined to their own threads, versioned migrations, and the lock that
+keeps a database file to one serving relay.
 
 Each store operation is one plain function run whole on a database thread, inside one
 transaction. That is why this is not ``aiosqlite``: it hops threads per statement and keeps a
@@ -15,23 +16,21 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from importlib import resources
 from typing import TypeVar
 
 from relay.errors import MigrationError, StoreError
+from relay.store.named_sql import load_queries
+from relay.store.schema import packaged_migrations, pending_migrations
+
+QUERIES = load_queries("relay.store.sqlite")
 
 R = TypeVar("R")
 
 
 def _connect(path: str) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")
-    # NORMAL in WAL mode survives a killed process (what at-least-once delivery needs);
-    # only an OS crash or power loss can drop the last transactions.
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute("PRAGMA busy_timeout=10000")
-    conn.execute("PRAGMA wal_autocheckpoint=10000")
-    conn.execute("PRAGMA foreign_keys=ON")
+    # WAL, durability and waiting for locks: the pragmas and their reasons are in queries.sql.
+    conn.executescript(QUERIES["configure_connection"])
     return conn
 
 
@@ -49,12 +48,14 @@ class SqliteRunner:
     async def write(self, fn: Callable[[sqlite3.Connection], R]) -> R:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
-            self._writer, partial(_in_tx, self._wconn, fn, "BEGIN IMMEDIATE")
+            self._writer, partial(_in_tx, self._wconn, fn, QUERIES["begin_write"])
         )
 
     async def read(self, fn: Callable[[sqlite3.Connection], R]) -> R:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._reader, partial(_in_tx, self._rconn, fn, "BEGIN"))
+        return await loop.run_in_executor(
+            self._reader, partial(_in_tx, self._rconn, fn, QUERIES["begin_read"])
+        )
 
     async def write_untransacted(self, fn: Callable[[sqlite3.Connection], R]) -> R:
         """For work that manages its own transactions (migrations)."""
@@ -77,15 +78,15 @@ def _in_tx(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], R], begi
     try:
         result = fn(conn)
     except sqlite3.Error as exc:
-        conn.execute("ROLLBACK")
+        conn.execute(QUERIES["rollback"])
         raise StoreError(f"sqlite: {exc}") from exc
     except BaseException:
-        conn.execute("ROLLBACK")
+        conn.execute(QUERIES["rollback"])
         raise
     try:
-        conn.execute("COMMIT")
+        conn.execute(QUERIES["commit"])
     except sqlite3.Error as exc:
-        conn.execute("ROLLBACK")
+        conn.execute(QUERIES["rollback"])
         raise StoreError(f"sqlite: {exc}") from exc
     return result
 
@@ -110,46 +111,24 @@ class InstanceLock:
         self._file.close()
 
 
-def migrations(dialect: str) -> list[tuple[int, str, str]]:
-    """(version, name, sql) of the packaged migrations, in order."""
-    folder = resources.files("relay.store") / "migrations" / dialect
-    found = []
-    for entry in folder.iterdir():
-        if entry.name.endswith(".sql"):
-            version = int(entry.name.split("_", 1)[0])
-            found.append((version, entry.name, entry.read_text(encoding="utf-8")))
-    return sorted(found)
-
-
 def migrate(conn: sqlite3.Connection) -> list[int]:
     """Apply every packaged migration not applied yet, each in its own transaction."""
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations "
-        "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
-    )
-    applied = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
-    known = migrations("sqlite")
-    newest = max((v for v, _, _ in known), default=0)
-    if applied and max(applied) > newest:
-        raise MigrationError(
-            f"the database is at schema version {max(applied)}, newer than this relay "
-            f"({newest}); upgrade the relay"
-        )
+    conn.execute(QUERIES["create_schema_migrations"])
+    applied = {row[0] for row in conn.execute(QUERIES["applied_migrations"])}
+    known = packaged_migrations("relay.store.sqlite")
     done = []
-    for version, name, sql in known:
-        if version in applied:
-            continue
+    for version, name, sql in pending_migrations(known, applied):
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(QUERIES["begin_write"])
             for statement in _statements(sql):
                 conn.execute(statement)
             conn.execute(
-                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-                (version, name, time.time()),
+                QUERIES["record_migration"],
+                {"version": version, "name": name, "applied_at": time.time()},
             )
-            conn.execute("COMMIT")
+            conn.execute(QUERIES["commit"])
         except sqlite3.Error as exc:
-            conn.execute("ROLLBACK")
+            conn.execute(QUERIES["rollback"])
             raise MigrationError(f"migration {name} failed: {exc}") from exc
         done.append(version)
     return done

@@ -1,0 +1,102 @@
+"""The PostgreSQL store's delivery loop (mixed into ``PostgresStore``): the claim of due
+attempts under leases, the batched record of finished attempts, and the next wake-up time."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+
+from relay.models import DueDelivery, utc
+from relay.store import codec
+from relay.store.codec import ts
+from relay.store.interface import AttemptRecord
+from relay.store.named_sql import load_queries
+from relay.store.postgres.outbox import claimed_delivery, disable_in, fetch_all, fetch_one
+from relay.store.postgres.runner import Conn, PgRunner
+
+QUERIES = load_queries("relay.store.postgres")
+
+
+def _text(value: str | None) -> str | None:
+    """PostgreSQL text cannot hold NUL, which a receiver's response body may contain."""
+    return value.replace("\x00", "\ufffd") if value else value
+
+
+class DeliveriesMixin:
+    _db: PgRunner
+    _holder: str
+    _leased: bool
+
+    async def claim_due_deliveries(
+        self,
+        now: datetime,
+        limit: int,
+        lease_seconds: float,
+        owner: str,
+        *,
+        in_flight: Mapping[str, int] | None = None,
+        per_destination: int | None = None,
+    ) -> list[DueDelivery]:
+        t = now.timestamp()
+        cap = per_destination if per_destination is not None else limit
+        room = {k: cap - n for k, n in (in_flight or {}).items()}
+        # Look a little past the limit, so one destination's backlog at the head of the
+        # queue does not hide the others' due work from this claim (as SQLite does).
+        window = limit if per_destination is None else limit * 4
+        self._leased = True
+        rows = await self._db.run(
+            lambda c: fetch_all(
+                c,
+                QUERIES["claim_due_deliveries"],
+                {
+                    "now": t,
+                    "full": [k for k, n in room.items() if n <= 0],
+                    "window": window,
+                    "keys": list(room),
+                    "rooms": list(room.values()),
+                    "cap": cap,
+                    "limit": limit,
+                    "owner": owner,
+                    "until": t + lease_seconds,
+                    "holder": self._holder,
+                },
+            ),
+            transaction=False,
+        )
+        return [claimed_delivery(r, now) for r in rows]
+
+    async def record_attempts(self, records: Sequence[AttemptRecord], owner: str) -> None:
+        if not records:
+            return
+        params = {
+            "pk": [r.delivery_pk for r in records],
+            "number": [r.attempt.number for r in records],
+            "started": [ts(r.attempt.started_at) for r in records],
+            "latency": [r.attempt.latency_ms for r in records],
+            "outcome": [_text(r.attempt.outcome) for r in records],
+            "code": [r.attempt.status_code for r in records],
+            "error": [_text(r.attempt.error) for r in records],
+            "snippet": [_text(r.attempt.response_snippet) for r in records],
+            "status": [r.status.value for r in records],
+            "next": [ts(r.next_attempt_at) for r in records],
+            "owner": owner,
+        }
+
+        async def write(c: Conn) -> None:
+            # Bookkeeping: see no_sync_commit. The subscriptions first, then the record,
+            # fenced by lease owner and attempt number: see lock_attempt_subscriptions and
+            # record_attempts in queries.sql.
+            await c.execute(QUERIES["no_sync_commit"])
+            await c.execute(QUERIES["lock_attempt_subscriptions"], params)
+            for sub_id, account_id, at in await fetch_all(c, QUERIES["record_attempts"], params):
+                await disable_in(c, sub_id, "the receiver answered 410 Gone", utc(at), account_id)
+
+        # Pipelined: the statements go out together, one round trip until the commit.
+        await self._db.run(write, pipeline=True)
+
+    async def next_delivery_at(self, after: datetime) -> datetime | None:
+        row = await self._db.run(
+            lambda c: fetch_one(c, QUERIES["next_delivery_at"], {"after": after.timestamp()}),
+            transaction=False,
+        )
+        return codec.dt(row[0] if row else None)

@@ -1,0 +1,32 @@
+"""The SQLite store's reads for ``/metrics`` (mixed into
+``relay.store.sqlite.store.SqliteStore``)."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime
+
+from relay.models import TaskStatus
+from relay.store.codec import dt
+from relay.store.interface import MetricsSnapshot
+from relay.store.named_sql import load_queries
+from relay.store.sqlite.runner import SqliteRunner
+
+QUERIES = load_queries("relay.store.sqlite")
+
+
+class MetricsMixin:
+    _db: SqliteRunner
+
+    async def metrics_snapshot(self, now: datetime) -> MetricsSnapshot:
+        t = now.timestamp()
+
+        def read(c: sqlite3.Connection) -> MetricsSnapshot:
+            # Counted per (account, status), the order of the covering index, then summed here.
+            tasks: dict[TaskStatus, int] = {}
+            for status, n in c.execute(QUERIES["tasks_by_status"]):
+                tasks[TaskStatus(status)] = tasks.get(TaskStatus(status), 0) + n
+            due, oldest = c.execute(QUERIES["due_deliveries"], {"now": t}).fetchone()
+            return MetricsSnapshot(tasks=tasks, due_deliveries=due, oldest_due_at=dt(oldest))
+
+        return await self._db.read(read)

@@ -1,0 +1,757 @@
+-- Every statement the SQLite store runs, by name (relay.store.named_sql). Parameters are
+-- named (:name). Times are unix seconds (REAL). Column lists are written in the order the row
+-- decoders of relay.store.codec read them (TASK_COLUMNS, EVENT_COLUMNS, ...).
+
+-- ---------------------------------------------------------------------------------------
+-- runner.py: connections, transactions, migrations
+-- ---------------------------------------------------------------------------------------
+
+-- configure_connection --
+-- Run once per connection, outside any transaction.
+-- synchronous=NORMAL in WAL mode survives a killed process (what at-least-once delivery
+-- needs); only an OS crash or power loss can drop the last transactions.
+PRAGMA journal_mode=WAL;
+PRAGMA synchronous=NORMAL;
+PRAGMA busy_timeout=10000;
+PRAGMA wal_autocheckpoint=10000;
+PRAGMA foreign_keys=ON;
+
+-- begin_read --
+BEGIN
+
+-- begin_write --
+-- IMMEDIATE: the write lock is taken up front, so a transaction that reads before it writes
+-- never has to upgrade its lock halfway (and fail as busy).
+BEGIN IMMEDIATE
+
+-- commit --
+COMMIT
+
+-- rollback --
+ROLLBACK
+
+-- create_schema_migrations --
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    INTEGER PRIMARY KEY,
+    name       TEXT NOT NULL,
+    applied_at REAL NOT NULL
+)
+
+-- applied_migrations --
+SELECT version FROM schema_migrations
+
+-- record_migration --
+INSERT INTO schema_migrations (version, name, applied_at) VALUES (:version, :name, :applied_at)
+
+-- ---------------------------------------------------------------------------------------
+-- store.py: liveness, the instance secret, accounts, tasks, events, leases
+-- ---------------------------------------------------------------------------------------
+
+-- ping --
+SELECT 1
+
+-- insert_secret_key --
+INSERT OR IGNORE INTO meta (key, value) VALUES ('secret_key', :value)
+
+-- get_secret_key --
+SELECT value FROM meta WHERE key = 'secret_key'
+
+-- insert_account --
+INSERT INTO accounts (id, name, callback_secret, created_at)
+VALUES (:id, :name, :callback_secret, :created_at)
+
+-- insert_api_key --
+INSERT INTO api_keys (key_hash, account_id, created_at) VALUES (:key_hash, :account_id, :created_at)
+
+-- account_by_key_hash --
+SELECT id, name, created_at
+FROM accounts
+WHERE id = (SELECT account_id FROM api_keys WHERE key_hash = :key_hash)
+
+-- get_callback_secret --
+SELECT callback_secret FROM accounts WHERE id = :account_id
+
+-- find_provider_task --
+SELECT id, account_id FROM tasks WHERE provider = :provider AND provider_task_id = :provider_task_id
+
+-- insert_task --
+INSERT INTO tasks (
+    id, account_id, provider, provider_task_id, status, reference, version, sequence, data,
+    created_at, updated_at, next_poll_at
+) VALUES (
+    :id, :account_id, :provider, :provider_task_id, :status, :reference, :version, :sequence, :data,
+    :created_at, :updated_at, :next_poll_at
+)
+
+-- insert_callback_destination --
+INSERT INTO destinations (id, account_id, kind, url, key, event_types, task_id, secret, created_at)
+VALUES (:id, :account_id, :kind, :url, :key, :event_types, :task_id, :secret, :created_at)
+
+-- save_task --
+-- Fenced by version: only a writer that read the current version writes; and the write ends
+-- the poll lease, whoever held it.
+UPDATE tasks
+SET provider_task_id = :provider_task_id, status = :status, version = :version,
+    sequence = :sequence, data = :data, updated_at = :updated_at, next_poll_at = :next_poll_at,
+    poll_lease_until = NULL, poll_lease_owner = NULL
+WHERE id = :id AND version = :expected
+
+-- get_task --
+SELECT id, account_id, provider, provider_task_id, status, reference, version, sequence, data,
+       created_at, updated_at, next_poll_at
+FROM tasks
+WHERE id = :task_id AND account_id = :account_id
+
+-- list_tasks_asc --
+-- One arm per shape of filter, so each arm seeks its own index: a reference on
+-- tasks_account_reference, else a status on tasks_account_status, else tasks_account (a
+-- single arm with "(:x IS NULL OR x = :x)" terms can only use the last, and a lookup by
+-- reference in a large account becomes a scan of it). The guards test parameters only:
+-- SQLite evaluates them once, and the arms that do not apply return nothing at no cost.
+-- The cursor is a seek (pk beyond :after, or beyond every pk without one).
+SELECT pk, id, account_id, provider, provider_task_id, status, reference, version, sequence,
+       data, created_at, updated_at, next_poll_at
+FROM tasks
+WHERE :reference IS NOT NULL
+  AND account_id = :account_id AND reference = :reference
+  AND (:status IS NULL OR status = :status)
+  AND (:provider IS NULL OR provider = :provider)
+  AND pk > coalesce(:after, 0)
+UNION ALL
+SELECT pk, id, account_id, provider, provider_task_id, status, reference, version, sequence,
+       data, created_at, updated_at, next_poll_at
+FROM tasks
+WHERE :reference IS NULL AND :status IS NOT NULL
+  AND account_id = :account_id AND status = :status
+  AND (:provider IS NULL OR provider = :provider)
+  AND pk > coalesce(:after, 0)
+UNION ALL
+SELECT pk, id, account_id, provider, provider_task_id, status, reference, version, sequence,
+       data, created_at, updated_at, next_poll_at
+FROM tasks
+WHERE :reference IS NULL AND :status IS NULL
+  AND account_id = :account_id
+  AND (:provider IS NULL OR provider = :provider)
+  AND pk > coalesce(:after, 0)
+ORDER BY pk ASC
+LIMIT :limit
+
+-- list_tasks_desc --
+-- As list_tasks_asc, newest first (a direction cannot be a parameter).
+SELECT pk, id, account_id, provider, provider_task_id, status, reference, version, sequence,
+       data, created_at, updated_at, next_poll_at
+FROM tasks
+WHERE :reference IS NOT NULL
+  AND account_id = :account_id AND reference = :reference
+  AND (:status IS NULL OR status = :status)
+  AND (:provider IS NULL OR provider = :provider)
+  AND pk < coalesce(:after, 9223372036854775807)
+UNION ALL
+SELECT pk, id, account_id, provider, provider_task_id, status, reference, version, sequence,
+       data, created_at, updated_at, next_poll_at
+FROM tasks
+WHERE :reference IS NULL AND :status IS NOT NULL
+  AND account_id = :account_id AND status = :status
+  AND (:provider IS NULL OR provider = :provider)
+  AND pk < coalesce(:after, 9223372036854775807)
+UNION ALL
+SELECT pk, id, account_id, provider, provider_task_id, status, reference, version, sequence,
+       data, created_at, updated_at, next_poll_at
+FROM tasks
+WHERE :reference IS NULL AND :status IS NULL
+  AND account_id = :account_id
+  AND (:provider IS NULL OR provider = :provider)
+  AND pk < coalesce(:after, 9223372036854775807)
+ORDER BY pk DESC
+LIMIT :limit
+
+-- claim_due_polls --
+-- Due and not leased (or the lease ran out), the most overdue first; the lease goes to :owner
+-- until :lease_until. One statement, so two claims never take the same task.
+UPDATE tasks
+SET poll_lease_until = :lease_until, poll_lease_owner = :owner
+WHERE pk IN (
+    SELECT pk FROM tasks
+    WHERE next_poll_at <= :now AND (poll_lease_until IS NULL OR poll_lease_until < :now)
+    ORDER BY next_poll_at
+    LIMIT :limit
+)
+RETURNING id, account_id, provider, provider_task_id, status, reference, version, sequence, data,
+          created_at, updated_at, next_poll_at
+
+-- next_poll_at --
+-- An index seek, not a scan: this runs after every dispatch pass.
+SELECT min(next_poll_at) FROM tasks WHERE next_poll_at > :after
+
+-- get_event --
+SELECT id, account_id, task_id, type, sequence, created_at, body, url_expires_at
+FROM events
+WHERE id = :event_id AND account_id = :account_id
+
+-- list_events_asc --
+-- One arm per shape of filter, as in list_tasks_asc: a task's events seek
+-- events_account_task; with a delivery status, the events of the matching deliveries are
+-- looked up by pk and sorted (a walk of events_account would read every event of the
+-- account when few match); otherwise events_account. The guards test parameters only.
+SELECT pk, id, account_id, task_id, type, sequence, created_at, body, url_expires_at
+FROM events
+WHERE :task_id IS NOT NULL
+  AND account_id = :account_id AND task_id = :task_id
+  AND (:type IS NULL OR type = :type)
+  AND (:since IS NULL OR created_at >= :since)
+  AND (:until IS NULL OR created_at < :until)
+  AND (:delivery_status IS NULL OR pk IN (
+      SELECT event_pk FROM deliveries WHERE account_id = :account_id AND status = :delivery_status
+  ))
+  AND pk > coalesce(:after, 0)
+UNION ALL
+SELECT pk, id, account_id, task_id, type, sequence, created_at, body, url_expires_at
+FROM events
+WHERE :task_id IS NULL AND :delivery_status IS NOT NULL
+  AND account_id = :account_id
+  AND (:type IS NULL OR type = :type)
+  AND (:since IS NULL OR created_at >= :since)
+  AND (:until IS NULL OR created_at < :until)
+  AND pk IN (
+      SELECT event_pk FROM deliveries WHERE account_id = :account_id AND status = :delivery_status
+  )
+  -- The unary + keeps the cursor off the index, so the matching deliveries drive this arm.
+  AND +pk > coalesce(:after, 0)
+UNION ALL
+SELECT pk, id, account_id, task_id, type, sequence, created_at, body, url_expires_at
+FROM events
+WHERE :task_id IS NULL AND :delivery_status IS NULL
+  AND account_id = :account_id
+  AND (:type IS NULL OR type = :type)
+  AND (:since IS NULL OR created_at >= :since)
+  AND (:until IS NULL OR created_at < :until)
+  AND pk > coalesce(:after, 0)
+ORDER BY pk ASC
+LIMIT :limit
+
+-- list_events_desc --
+-- As list_events_asc, newest first (a direction cannot be a parameter).
+SELECT pk, id, account_id, task_id, type, sequence, created_at, body, url_expires_at
+FROM events
+WHERE :task_id IS NOT NULL
+  AND account_id = :account_id AND task_id = :task_id
+  AND (:type IS NULL OR type = :type)
+  AND (:since IS NULL OR created_at >= :since)
+  AND (:until IS NULL OR created_at < :until)
+  AND (:delivery_status IS NULL OR pk IN (
+      SELECT event_pk FROM deliveries WHERE account_id = :account_id AND status = :delivery_status
+  ))
+  AND pk < coalesce(:after, 9223372036854775807)
+UNION ALL
+SELECT pk, id, account_id, task_id, type, sequence, created_at, body, url_expires_at
+FROM events
+WHERE :task_id IS NULL AND :delivery_status IS NOT NULL
+  AND account_id = :account_id
+  AND (:type IS NULL OR type = :type)
+  AND (:since IS NULL OR created_at >= :since)
+  AND (:until IS NULL OR created_at < :until)
+  AND pk IN (
+      SELECT event_pk FROM deliveries WHERE account_id = :account_id AND status = :delivery_status
+  )
+  -- The unary + keeps the cursor off the index, so the matching deliveries drive this arm.
+  AND +pk < coalesce(:after, 9223372036854775807)
+UNION ALL
+SELECT pk, id, account_id, task_id, type, sequence, created_at, body, url_expires_at
+FROM events
+WHERE :task_id IS NULL AND :delivery_status IS NULL
+  AND account_id = :account_id
+  AND (:type IS NULL OR type = :type)
+  AND (:since IS NULL OR created_at >= :since)
+  AND (:until IS NULL OR created_at < :until)
+  AND pk < coalesce(:after, 9223372036854775807)
+ORDER BY pk DESC
+LIMIT :limit
+
+-- event_deliveries --
+SELECT d.pk, d.id, d.account_id, e.id, d.destination_id, d.url, d.status, d.attempt_count,
+       d.next_attempt_at, d.created_at, d.updated_at
+FROM deliveries d
+JOIN events e ON e.pk = d.event_pk
+WHERE e.id = :event_id AND e.account_id = :account_id
+ORDER BY d.pk
+
+-- delivery_attempts --
+SELECT number, started_at, latency_ms, outcome, status_code, error, response_snippet
+FROM attempts
+WHERE delivery_pk = :delivery_pk
+ORDER BY pk
+
+-- find_event --
+SELECT pk, task_id FROM events WHERE id = :event_id AND account_id = :account_id
+
+-- redeliver_destinations --
+-- The destinations the event was delivered to, or the one asked for. Disabled and deleted
+-- subscriptions are not sent to (enable one to resume).
+SELECT id, account_id, kind, url, key, event_types, task_id, secret
+FROM destinations
+WHERE id IN (SELECT destination_id FROM deliveries WHERE event_pk = :event_pk)
+  AND status = 'active'
+  AND (:destination_id IS NULL OR id = :destination_id)
+ORDER BY id
+
+-- release_delivery_leases --
+-- SQLite serves one instance: at its start, every lease is a dead process's.
+UPDATE deliveries SET lease_owner = NULL, lease_until = NULL WHERE lease_until IS NOT NULL
+
+-- release_poll_leases --
+UPDATE tasks SET poll_lease_until = NULL, poll_lease_owner = NULL WHERE poll_lease_until IS NOT NULL
+
+-- ---------------------------------------------------------------------------------------
+-- outbox.py: events and their deliveries, written with the change that made them
+-- ---------------------------------------------------------------------------------------
+
+-- task_destinations --
+SELECT id, account_id, kind, url, key, event_types, task_id, secret
+FROM destinations
+WHERE task_id = :task_id
+
+-- account_subscriptions --
+SELECT id, account_id, kind, url, key, event_types, task_id, secret
+FROM destinations
+WHERE account_id = :account_id AND kind = 'subscription' AND status = 'active'
+ORDER BY rowid
+
+-- insert_event --
+INSERT INTO events (id, account_id, task_id, type, sequence, created_at, body, url_expires_at)
+VALUES (:id, :account_id, :task_id, :type, :sequence, :created_at, :body, :url_expires_at)
+
+-- insert_delivery --
+INSERT INTO deliveries (
+    id, account_id, event_pk, destination_id, destination_key, url, status, next_attempt_at,
+    created_at, updated_at, task_id
+) VALUES (
+    :id, :account_id, :event_pk, :destination_id, :destination_key, :url, 'pending', :now,
+    :now, :now, :task_id
+)
+
+-- ---------------------------------------------------------------------------------------
+-- deliveries.py: the delivery queue, attempts, subscription health
+-- ---------------------------------------------------------------------------------------
+
+-- pick_due_deliveries --
+-- Due and not leased (or the lease ran out), the longest due first. :room is a JSON object
+-- of destination key -> how many more this claim may take for it; keys without room are
+-- skipped, and each destination's candidates are ranked so it keeps as many as its room
+-- allows (:cap for a key not in :room). The inner LIMIT (:window) looks a little past the
+-- claim's limit, so one destination's backlog at the head of the queue does not hide the
+-- others' due work.
+SELECT pk FROM (
+    SELECT pk, next_attempt_at, destination_key,
+           row_number() OVER (PARTITION BY destination_key ORDER BY next_attempt_at, pk) AS rank
+    FROM (
+        SELECT pk, next_attempt_at, destination_key
+        FROM deliveries AS d
+        WHERE next_attempt_at <= :now AND (lease_until IS NULL OR lease_until < :now)
+          AND destination_key NOT IN (SELECT key FROM json_each(:room) WHERE value <= 0)
+          -- A replayed event waits for the task's earlier ones to that destination.
+          AND (ordered = 0 OR NOT EXISTS (
+              SELECT 1 FROM deliveries AS e
+              WHERE e.destination_id = d.destination_id AND e.task_id = d.task_id
+                AND e.ordered = 1 AND e.status = 'pending' AND e.pk < d.pk
+          ))
+        ORDER BY next_attempt_at
+        LIMIT :window
+    )
+) AS candidate
+WHERE rank <= coalesce(
+    (SELECT value FROM json_each(:room) WHERE key = candidate.destination_key), :cap
+)
+ORDER BY next_attempt_at, pk
+LIMIT :limit
+
+-- lease_deliveries --
+-- :picked is a JSON array of the pks pick_due_deliveries chose, in the same transaction.
+UPDATE deliveries
+SET lease_owner = :owner, lease_until = :lease_until
+WHERE pk IN (SELECT value FROM json_each(:picked))
+
+-- leased_deliveries --
+-- What a worker needs to send each one. A callback destination has no secret of its own and
+-- signs with the account's callback secret (and, during its rotation, the previous one).
+SELECT d.pk, d.id, e.id, d.destination_key, d.url, e.body,
+       coalesce(dst.secret, a.callback_secret), d.attempt_count, d.account_id, e.task_id,
+       e.url_expires_at,
+       CASE WHEN dst.secret IS NULL THEN a.previous_callback_secret
+            ELSE dst.previous_secret END,
+       CASE WHEN dst.secret IS NULL THEN a.previous_callback_secret_until
+            ELSE dst.previous_secret_until END,
+       dst.headers, dst.rate_limit
+FROM deliveries d
+JOIN events e ON e.pk = d.event_pk
+JOIN destinations dst ON dst.id = d.destination_id
+JOIN accounts a ON a.id = d.account_id
+WHERE d.pk IN (SELECT value FROM json_each(:picked))
+ORDER BY d.next_attempt_at
+
+-- insert_attempts --
+-- The batch (:batch) is one JSON array of arrays, one per record, unpacked by the CTE r (the
+-- same in every query on it); see record_attempts for why.
+-- Only the lease holder's attempts count, and each attempt number once: a late record from a
+-- lease that expired and was claimed again (by another instance, or by this one) must not
+-- add a second "attempt 1" or clear the new lease.
+WITH r (pk, number, started_at, latency_ms, outcome, status_code, error, snippet, status,
+        next_at) AS (
+    SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'),
+           json_extract(value, '$[2]'), json_extract(value, '$[3]'),
+           json_extract(value, '$[4]'), json_extract(value, '$[5]'),
+           json_extract(value, '$[6]'), json_extract(value, '$[7]'),
+           json_extract(value, '$[8]'), json_extract(value, '$[9]')
+    FROM json_each(:batch)
+)
+INSERT INTO attempts (
+    delivery_pk, number, started_at, latency_ms, outcome, status_code, error, response_snippet
+)
+SELECT d.pk, r.number, r.started_at, r.latency_ms, r.outcome, r.status_code, r.error, r.snippet
+FROM r
+JOIN deliveries AS d ON d.pk = r.pk
+WHERE d.lease_owner = :owner AND d.attempt_count = r.number - 1
+
+-- apply_attempts --
+-- Fenced as insert_attempts (runs right after it, the same records): the lease holder's next
+-- attempt only; it releases the lease.
+WITH r (pk, number, started_at, latency_ms, outcome, status_code, error, snippet, status,
+        next_at) AS (
+    SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'),
+           json_extract(value, '$[2]'), json_extract(value, '$[3]'),
+           json_extract(value, '$[4]'), json_extract(value, '$[5]'),
+           json_extract(value, '$[6]'), json_extract(value, '$[7]'),
+           json_extract(value, '$[8]'), json_extract(value, '$[9]')
+    FROM json_each(:batch)
+)
+UPDATE deliveries
+SET status = r.status, attempt_count = r.number, next_attempt_at = r.next_at,
+    lease_owner = NULL, lease_until = NULL, last_status_code = r.status_code,
+    last_error = r.error, updated_at = r.started_at
+FROM r
+WHERE deliveries.pk = r.pk AND deliveries.lease_owner = :owner
+  AND deliveries.attempt_count = r.number - 1
+  -- Stopped meanwhile (its subscription was disabled or deleted): it stays so.
+  AND deliveries.status = 'pending'
+
+-- note_successes --
+-- A subscription's health from its attempts: a success is its last success and ends its
+-- failing streak.
+WITH r (pk, number, started_at, latency_ms, outcome, status_code, error, snippet, status,
+        next_at) AS (
+    SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'),
+           json_extract(value, '$[2]'), json_extract(value, '$[3]'),
+           json_extract(value, '$[4]'), json_extract(value, '$[5]'),
+           json_extract(value, '$[6]'), json_extract(value, '$[7]'),
+           json_extract(value, '$[8]'), json_extract(value, '$[9]')
+    FROM json_each(:batch)
+)
+UPDATE destinations
+SET last_success_at = s.at, failing_since = NULL
+FROM (
+    SELECT d.destination_id AS id, max(r.started_at) AS at
+    FROM r JOIN deliveries AS d ON d.pk = r.pk
+    WHERE r.status = 'succeeded'
+    GROUP BY d.destination_id
+) AS s
+WHERE destinations.id = s.id AND destinations.kind = 'subscription'
+
+-- note_failures --
+-- A failure after the last success starts the failing streak (disable_failing_subscriptions
+-- counts from it); one already running keeps its start.
+WITH r (pk, number, started_at, latency_ms, outcome, status_code, error, snippet, status,
+        next_at) AS (
+    SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'),
+           json_extract(value, '$[2]'), json_extract(value, '$[3]'),
+           json_extract(value, '$[4]'), json_extract(value, '$[5]'),
+           json_extract(value, '$[6]'), json_extract(value, '$[7]'),
+           json_extract(value, '$[8]'), json_extract(value, '$[9]')
+    FROM json_each(:batch)
+)
+UPDATE destinations
+SET failing_since = f.at
+FROM (
+    SELECT d.destination_id AS id, min(r.started_at) AS at
+    FROM r JOIN deliveries AS d ON d.pk = r.pk
+    WHERE r.status != 'succeeded'
+    GROUP BY d.destination_id
+) AS f
+WHERE destinations.id = f.id AND destinations.kind = 'subscription'
+  AND destinations.failing_since IS NULL
+  AND (destinations.last_success_at IS NULL OR destinations.last_success_at < f.at)
+
+-- gone_subscriptions --
+-- A 410 Gone (Zapier's "this Zap is off") disables an active subscription at once.
+WITH r (pk, number, started_at, latency_ms, outcome, status_code, error, snippet, status,
+        next_at) AS (
+    SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'),
+           json_extract(value, '$[2]'), json_extract(value, '$[3]'),
+           json_extract(value, '$[4]'), json_extract(value, '$[5]'),
+           json_extract(value, '$[6]'), json_extract(value, '$[7]'),
+           json_extract(value, '$[8]'), json_extract(value, '$[9]')
+    FROM json_each(:batch)
+)
+SELECT DISTINCT d.destination_id, d.account_id, r.started_at
+FROM r
+JOIN deliveries AS d ON d.pk = r.pk
+JOIN destinations AS dst ON dst.id = d.destination_id
+WHERE r.status = 'stopped' AND r.status_code = 410
+  AND dst.kind = 'subscription' AND dst.status = 'active'
+
+-- next_delivery_at --
+SELECT min(next_attempt_at) FROM deliveries WHERE next_attempt_at > :after
+
+-- ---------------------------------------------------------------------------------------
+-- subscriptions.py: subscriptions, secret rotation, replays, test events
+-- A live subscription is kind = 'subscription' AND status != 'deleted'.
+-- ---------------------------------------------------------------------------------------
+
+-- insert_subscription --
+INSERT INTO destinations (
+    id, account_id, kind, url, key, event_types, secret, description, headers, rate_limit,
+    status, created_at, updated_at
+) VALUES (
+    :id, :account_id, 'subscription', :url, :key, :event_types, :secret, :description, :headers,
+    :rate_limit, :status, :created_at, :updated_at
+)
+
+-- get_subscription --
+SELECT id, account_id, url, event_types, status, created_at, updated_at, description, headers,
+       rate_limit, disabled_reason, disabled_at, failing_since, last_success_at,
+       previous_secret_until
+FROM destinations
+WHERE id = :sub_id AND account_id = :account_id
+  AND kind = 'subscription' AND status != 'deleted'
+
+-- list_subscriptions --
+SELECT rowid, id, account_id, url, event_types, status, created_at, updated_at, description,
+       headers, rate_limit, disabled_reason, disabled_at, failing_since, last_success_at,
+       previous_secret_until
+FROM destinations
+WHERE account_id = :account_id
+  AND kind = 'subscription' AND status != 'deleted'
+  AND (:after IS NULL OR rowid < :after)
+ORDER BY rowid DESC
+LIMIT :limit
+
+-- update_subscription --
+-- One CASE per field of relay.store.interface.SUBSCRIPTION_FIELDS: :set_<field> says whether
+-- the change names it; a field not named keeps its value. Only the account's own, live
+-- subscription changes.
+UPDATE destinations
+SET url = CASE WHEN :set_url THEN :url ELSE url END,
+    event_types = CASE WHEN :set_event_types THEN :event_types ELSE event_types END,
+    description = CASE WHEN :set_description THEN :description ELSE description END,
+    headers = CASE WHEN :set_headers THEN :headers ELSE headers END,
+    rate_limit = CASE WHEN :set_rate_limit THEN :rate_limit ELSE rate_limit END,
+    updated_at = :now
+WHERE id = :sub_id AND account_id = :account_id
+  AND kind = 'subscription' AND status != 'deleted'
+
+-- repoint_pending_deliveries --
+-- Pending deliveries go where the subscription now points.
+UPDATE deliveries SET url = :url WHERE destination_id = :sub_id AND status = 'pending'
+
+-- delete_subscription --
+UPDATE destinations
+SET status = 'deleted', updated_at = :now
+WHERE id = :sub_id AND account_id = :account_id
+  AND kind = 'subscription' AND status != 'deleted'
+
+-- subscription_state --
+SELECT status, missed_since
+FROM destinations
+WHERE id = :sub_id AND account_id = :account_id
+  AND kind = 'subscription' AND status != 'deleted'
+
+-- enable_subscription --
+UPDATE destinations
+SET status = 'active', disabled_reason = NULL, disabled_at = NULL, missed_since = NULL,
+    failing_since = NULL, updated_at = :now
+WHERE id = :sub_id
+
+-- rotate_subscription_secret --
+-- The previous secret keeps signing (as well) until :grace_until.
+UPDATE destinations
+SET previous_secret = secret, secret = :secret, previous_secret_until = :grace_until,
+    updated_at = :now
+WHERE id = :sub_id AND account_id = :account_id
+  AND kind = 'subscription' AND status != 'deleted'
+
+-- rotate_callback_secret --
+UPDATE accounts
+SET previous_callback_secret = callback_secret, callback_secret = :secret,
+    previous_callback_secret_until = :grace_until
+WHERE id = :account_id
+
+-- failing_subscriptions --
+SELECT id, account_id, failing_since
+FROM destinations
+WHERE kind = 'subscription' AND status = 'active'
+  AND failing_since IS NOT NULL AND failing_since <= :since
+
+-- oldest_pending_event --
+-- A subscription being disabled misses what was pending when it stopped (and everything
+-- from now on): enabling it replays from the oldest such event.
+SELECT min(e.created_at)
+FROM deliveries d
+JOIN events e ON e.pk = d.event_pk
+WHERE d.destination_id = :sub_id AND d.status = 'pending'
+
+-- disable_subscription --
+UPDATE destinations
+SET status = 'disabled', disabled_reason = :reason, disabled_at = :now,
+    missed_since = :missed_since, updated_at = :now
+WHERE id = :sub_id AND account_id = :account_id
+  AND kind = 'subscription' AND status = 'active'
+
+-- stop_pending_deliveries --
+-- Attempts in flight still record, but cannot bring a stopped delivery back.
+UPDATE deliveries
+SET status = 'stopped', next_attempt_at = NULL, last_error = :why, updated_at = :now
+WHERE destination_id = :destination_id AND status = 'pending'
+
+-- replay_target --
+SELECT key, url, event_types
+FROM destinations
+WHERE id = :destination_id AND account_id = :account_id
+  AND kind = 'subscription' AND status = 'active'
+
+-- replay_events --
+-- Task events only: a test event was one subscription's, never anyone's to replay. :types is
+-- a JSON list of the event types the subscription takes. With :only_failed, only events whose
+-- deliveries to it failed or were stopped and never succeeded.
+SELECT pk, id, task_id
+FROM events
+WHERE account_id = :account_id AND task_id IS NOT NULL
+  AND type IN (SELECT value FROM json_each(:types))
+  AND created_at >= :since AND created_at < :until
+  AND (:only_failed = 0 OR pk IN (
+      SELECT event_pk FROM deliveries
+      WHERE destination_id = :destination_id AND status IN ('failed', 'stopped')
+      EXCEPT
+      SELECT event_pk FROM deliveries
+      WHERE destination_id = :destination_id AND status = 'succeeded'
+  ))
+  AND pk > :after
+ORDER BY pk
+LIMIT :limit
+
+-- count_replay --
+-- What replay_events selects, over every page.
+SELECT count(*)
+FROM events
+WHERE account_id = :account_id AND task_id IS NOT NULL
+  AND type IN (SELECT value FROM json_each(:types))
+  AND created_at >= :since AND created_at < :until
+  AND (:only_failed = 0 OR pk IN (
+      SELECT event_pk FROM deliveries
+      WHERE destination_id = :destination_id AND status IN ('failed', 'stopped')
+      EXCEPT
+      SELECT event_pk FROM deliveries
+      WHERE destination_id = :destination_id AND status = 'succeeded'
+  ))
+
+-- insert_replay_delivery --
+-- Ordered: it waits for the task's earlier replayed events to the destination
+-- (pick_due_deliveries).
+INSERT INTO deliveries (
+    id, account_id, event_pk, destination_id, destination_key, url, status, next_attempt_at,
+    created_at, updated_at, task_id, ordered
+) VALUES (
+    :id, :account_id, :event_pk, :destination_id, :destination_key, :url, 'pending', :now,
+    :now, :now, :task_id, 1
+)
+
+-- test_destination --
+SELECT key, url, secret, previous_secret, previous_secret_until, headers, rate_limit
+FROM destinations
+WHERE id = :destination_id AND account_id = :account_id
+  AND kind = 'subscription' AND status != 'deleted'
+
+-- insert_test_event --
+-- No task: a test event is never replayed.
+INSERT INTO events (id, account_id, task_id, type, sequence, created_at, body, url_expires_at)
+VALUES (:id, :account_id, NULL, :type, 0, :created_at, :body, NULL)
+
+-- insert_test_delivery --
+-- Leased to the caller at once: it sends the test event itself, now.
+INSERT INTO deliveries (
+    id, account_id, event_pk, destination_id, destination_key, url, status, next_attempt_at,
+    lease_owner, lease_until, created_at, updated_at
+) VALUES (
+    :id, :account_id, :event_pk, :destination_id, :destination_key, :url, 'pending', :now,
+    :owner, :lease_until, :now, :now
+)
+
+-- ---------------------------------------------------------------------------------------
+-- idempotency.py: Idempotency-Key reservations
+-- ---------------------------------------------------------------------------------------
+
+-- reserve_idempotency_key --
+-- The first request with a key inserts it; a later one finds it (idempotent_reply).
+INSERT OR IGNORE INTO idempotency_keys (account_id, key, request_hash, created_at)
+VALUES (:account_id, :key, :request_hash, :now)
+
+-- idempotent_reply --
+SELECT request_hash, status_code, body
+FROM idempotency_keys
+WHERE account_id = :account_id AND key = :key
+
+-- finish_idempotency_key --
+UPDATE idempotency_keys
+SET status_code = :status_code, body = :body
+WHERE account_id = :account_id AND key = :key
+
+-- forget_idempotency_key --
+DELETE FROM idempotency_keys WHERE account_id = :account_id AND key = :key
+
+-- prune_idempotency_keys --
+DELETE FROM idempotency_keys WHERE created_at < :before
+
+-- ---------------------------------------------------------------------------------------
+-- metrics.py: the reads behind /metrics
+-- ---------------------------------------------------------------------------------------
+
+-- tasks_by_status --
+-- Grouped in the order of the covering index (account_id, status, pk): a scan of it without
+-- a temporary B-tree, about 15 ms at 100k tasks. /metrics caches it.
+SELECT status, count(*) FROM tasks GROUP BY account_id, status
+
+-- due_deliveries --
+-- The partial due index bounds this to what is due, however long the history.
+SELECT count(*), min(next_attempt_at)
+FROM deliveries
+WHERE next_attempt_at <= :now AND (lease_until IS NULL OR lease_until < :now)
+
+-- ---------------------------------------------------------------------------------------
+-- retention.py: old events go, with their deliveries and attempts, in short batches
+-- ---------------------------------------------------------------------------------------
+
+-- create_doomed --
+-- The batch's event pks, kept for the deletes that follow in the same transaction.
+CREATE TEMP TABLE IF NOT EXISTS doomed (pk INTEGER PRIMARY KEY)
+
+-- clear_doomed --
+DELETE FROM doomed
+
+-- pick_doomed --
+-- Events with nothing left to send: a pending delivery keeps its event, however old, so
+-- pruning never loses work.
+INSERT INTO doomed
+SELECT pk FROM events
+WHERE created_at < :before
+  AND NOT EXISTS (
+      SELECT 1 FROM deliveries d WHERE d.event_pk = events.pk AND d.status = 'pending'
+  )
+ORDER BY pk
+LIMIT :limit
+
+-- delete_doomed_attempts --
+DELETE FROM attempts
+WHERE delivery_pk IN (SELECT pk FROM deliveries WHERE event_pk IN (SELECT pk FROM doomed))
+
+-- delete_doomed_deliveries --
+DELETE FROM deliveries WHERE event_pk IN (SELECT pk FROM doomed)
+
+-- delete_doomed_events --
+DELETE FROM events WHERE pk IN (SELECT pk FROM doomed)

@@ -1,0 +1,383 @@
+"""The SQLite store's subscriptions (REST hooks): their lifecycle, secret rotation, replays and
+test events (mixed into ``relay.store.sqlite.store.SqliteStore``)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from relay.ids import new_id
+from relay.models import (
+    TERMINAL_EVENT_TYPES,
+    DueDelivery,
+    Event,
+    EventType,
+    Subscription,
+    SubscriptionStatus,
+    iso,
+)
+from relay.store.codec import (
+    dt,
+    event_types_from,
+    event_types_json,
+    headers_from_json,
+    headers_json,
+    signing_secrets,
+    subscription_from_row,
+    ts,
+)
+from relay.store.interface import SUBSCRIPTION_FIELDS, Page, ReplayQuery
+from relay.store.named_sql import load_queries
+from relay.store.sqlite.runner import SqliteRunner
+
+QUERIES = load_queries("relay.store.sqlite")
+
+_FAR_FUTURE = 1e15
+
+
+def wanted_types(event_types: frozenset[EventType] | None) -> str:
+    """The filter as a JSON list for ``json_each``; no filter means the terminal types."""
+    return json.dumps(sorted(t.value for t in (event_types or TERMINAL_EVENT_TYPES)))
+
+
+class SubscriptionsMixin:
+    _db: SqliteRunner
+
+    async def create_subscription(self, subscription: Subscription, secret: str) -> None:
+        s = subscription
+        await self._db.write(
+            lambda c: c.execute(
+                QUERIES["insert_subscription"],
+                {
+                    "id": s.id,
+                    "account_id": s.account_id,
+                    "url": s.url,
+                    # A subscription's deliveries are counted against its own id.
+                    "key": s.id,
+                    "event_types": event_types_json(s.event_types),
+                    "secret": secret,
+                    "description": s.description,
+                    "headers": headers_json(s.headers),
+                    "rate_limit": s.rate_limit,
+                    "status": s.status.value,
+                    "created_at": ts(s.created_at),
+                    "updated_at": ts(s.updated_at),
+                },
+            )
+        )
+
+    async def get_subscription(self, account_id: str, sub_id: str) -> Subscription | None:
+        return await self._db.read(lambda c: _get(c, account_id, sub_id))
+
+    async def list_subscriptions(
+        self, account_id: str, after: int | None, limit: int
+    ) -> Page[Subscription]:
+        def get(c: sqlite3.Connection) -> list[Any]:
+            return c.execute(
+                QUERIES["list_subscriptions"],
+                {"account_id": account_id, "after": after, "limit": limit + 1},
+            ).fetchall()
+
+        rows = await self._db.read(get)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return Page(
+            [subscription_from_row(r[1:]) for r in rows], rows[-1][0] if more and rows else None
+        )
+
+    async def update_subscription(
+        self, account_id: str, sub_id: str, changes: Mapping[str, Any], now: datetime
+    ) -> Subscription | None:
+        unknown = set(changes) - SUBSCRIPTION_FIELDS
+        if unknown:
+            raise ValueError(f"not subscription fields: {sorted(unknown)}")
+        values = dict(changes)
+        if "event_types" in values:
+            values["event_types"] = event_types_json(values["event_types"])
+        if "headers" in values:
+            values["headers"] = headers_json(values["headers"] or {})
+        # One UPDATE for any change: each of SUBSCRIPTION_FIELDS is a parameter, and its
+        # set_ flag says whether the change names it (a field not named keeps its value).
+        params = {
+            "set_url": "url" in values,
+            "url": values.get("url"),
+            "set_event_types": "event_types" in values,
+            "event_types": values.get("event_types"),
+            "set_description": "description" in values,
+            "description": values.get("description"),
+            "set_headers": "headers" in values,
+            "headers": values.get("headers"),
+            "set_rate_limit": "rate_limit" in values,
+            "rate_limit": values.get("rate_limit"),
+            "now": ts(now),
+            "sub_id": sub_id,
+            "account_id": account_id,
+        }
+
+        def update(c: sqlite3.Connection) -> Subscription | None:
+            found = c.execute(QUERIES["update_subscription"], params).rowcount
+            if not found:  # another account's subscription: nothing of it may change
+                return None
+            if "url" in values:
+                c.execute(
+                    QUERIES["repoint_pending_deliveries"], {"url": values["url"], "sub_id": sub_id}
+                )
+            return _get(c, account_id, sub_id)
+
+        return await self._db.write(update)
+
+    async def delete_subscription(self, account_id: str, sub_id: str, now: datetime) -> bool:
+        def delete(c: sqlite3.Connection) -> bool:
+            found = c.execute(
+                QUERIES["delete_subscription"],
+                {"now": ts(now), "sub_id": sub_id, "account_id": account_id},
+            ).rowcount
+            if found:
+                stop_pending(c, sub_id, now, "the subscription was deleted")
+            return bool(found)
+
+        return await self._db.write(delete)
+
+    async def disable_subscription(
+        self, account_id: str, sub_id: str, reason: str, now: datetime
+    ) -> Subscription | None:
+        def disable(c: sqlite3.Connection) -> Subscription | None:
+            disable_in(c, sub_id, reason, now, account_id)
+            return _get(c, account_id, sub_id)
+
+        return await self._db.write(disable)
+
+    async def enable_subscription(
+        self, account_id: str, sub_id: str, now: datetime
+    ) -> tuple[Subscription, datetime | None] | None:
+        def enable(c: sqlite3.Connection) -> tuple[Subscription, datetime | None] | None:
+            row = c.execute(
+                QUERIES["subscription_state"], {"sub_id": sub_id, "account_id": account_id}
+            ).fetchone()
+            if row is None:
+                return None
+            missed = dt(row[1]) if row[0] == SubscriptionStatus.DISABLED else None
+            c.execute(QUERIES["enable_subscription"], {"now": ts(now), "sub_id": sub_id})
+            found = _get(c, account_id, sub_id)
+            assert found is not None
+            return found, missed
+
+        return await self._db.write(enable)
+
+    async def rotate_subscription_secret(
+        self, account_id: str, sub_id: str, secret: str, grace_until: datetime, now: datetime
+    ) -> Subscription | None:
+        def rotate(c: sqlite3.Connection) -> Subscription | None:
+            c.execute(
+                QUERIES["rotate_subscription_secret"],
+                {
+                    "secret": secret,
+                    "grace_until": ts(grace_until),
+                    "now": ts(now),
+                    "sub_id": sub_id,
+                    "account_id": account_id,
+                },
+            )
+            return _get(c, account_id, sub_id)
+
+        return await self._db.write(rotate)
+
+    async def rotate_callback_secret(
+        self, account_id: str, secret: str, grace_until: datetime
+    ) -> None:
+        await self._db.write(
+            lambda c: c.execute(
+                QUERIES["rotate_callback_secret"],
+                {"secret": secret, "grace_until": ts(grace_until), "account_id": account_id},
+            )
+        )
+
+    async def disable_failing_subscriptions(self, now: datetime, failing_for: float) -> list[str]:
+        def disable(c: sqlite3.Connection) -> list[str]:
+            rows = c.execute(
+                QUERIES["failing_subscriptions"], {"since": now.timestamp() - failing_for}
+            ).fetchall()
+            for sub_id, account_id, since in rows:
+                reason = (
+                    f"every delivery has failed since {iso(dt(since))} "
+                    f"({failing_for / 86400:g} days without a success)"
+                )
+                disable_in(c, sub_id, reason, now, account_id)
+            return [r[0] for r in rows]
+
+        return await self._db.write(disable)
+
+    async def replay(
+        self,
+        account_id: str,
+        destination_id: str,
+        query: ReplayQuery,
+        now: datetime,
+        *,
+        after: int | None,
+        limit: int,
+    ) -> tuple[int, int | None]:
+        def insert(c: sqlite3.Connection) -> tuple[int, int | None]:
+            found = _replay_target(c, account_id, destination_id)
+            if found is None:
+                return 0, None
+            key, url, types = found
+            rows = c.execute(
+                QUERIES["replay_events"],
+                {
+                    **_replay_params(account_id, destination_id, query, types),
+                    "after": after or 0,
+                    "limit": limit,
+                },
+            ).fetchall()
+            c.executemany(
+                QUERIES["insert_replay_delivery"],
+                [
+                    {
+                        "id": new_id("dlv"),
+                        "account_id": account_id,
+                        "event_pk": pk,
+                        "destination_id": destination_id,
+                        "destination_key": key,
+                        "url": url,
+                        "now": ts(now),
+                        "task_id": task_id,
+                    }
+                    for pk, _, task_id in rows
+                ],
+            )
+            return len(rows), (rows[-1][0] if len(rows) == limit else None)
+
+        return await self._db.write(insert)
+
+    async def count_replay(self, account_id: str, destination_id: str, query: ReplayQuery) -> int:
+        def count(c: sqlite3.Connection) -> int:
+            found = _replay_target(c, account_id, destination_id)
+            if found is None:
+                return 0
+            params = _replay_params(account_id, destination_id, query, found[2])
+            return int(c.execute(QUERIES["count_replay"], params).fetchone()[0])
+
+        return await self._db.read(count)
+
+    async def insert_test_delivery(
+        self,
+        event: Event,
+        destination_id: str,
+        owner: str,
+        now: datetime,
+        lease_seconds: float,
+    ) -> DueDelivery | None:
+        def insert(c: sqlite3.Connection) -> DueDelivery | None:
+            row = c.execute(
+                QUERIES["test_destination"],
+                {"destination_id": destination_id, "account_id": event.account_id},
+            ).fetchone()
+            if row is None:
+                return None
+            cur = c.execute(
+                QUERIES["insert_test_event"],
+                {
+                    "id": event.id,
+                    "account_id": event.account_id,
+                    "type": event.type.value,
+                    "created_at": ts(event.created_at),
+                    "body": event.body,
+                },
+            )
+            delivery_id = new_id("dlv")
+            pk = c.execute(
+                QUERIES["insert_test_delivery"],
+                {
+                    "id": delivery_id,
+                    "account_id": event.account_id,
+                    "event_pk": cur.lastrowid,
+                    "destination_id": destination_id,
+                    "destination_key": row[0],
+                    "url": row[1],
+                    "now": ts(now),
+                    "owner": owner,
+                    "lease_until": now.timestamp() + lease_seconds,
+                },
+            ).lastrowid
+            assert pk is not None
+            return DueDelivery(
+                pk=pk,
+                id=delivery_id,
+                event_id=event.id,
+                destination_key=row[0],
+                url=row[1],
+                body=event.body,
+                secrets=signing_secrets(row[2], row[3], row[4], now),
+                attempt_count=0,
+                account_id=event.account_id,
+                headers=headers_from_json(row[5]),
+                rate_limit=row[6],
+            )
+
+        return await self._db.write(insert)
+
+
+def _get(c: sqlite3.Connection, account_id: str, sub_id: str) -> Subscription | None:
+    row = c.execute(
+        QUERIES["get_subscription"], {"sub_id": sub_id, "account_id": account_id}
+    ).fetchone()
+    return subscription_from_row(row) if row else None
+
+
+def disable_in(
+    c: sqlite3.Connection, sub_id: str, reason: str, now: datetime, account_id: str
+) -> bool:
+    """Disable an active subscription and stop its pending deliveries, in the caller's
+    transaction; False when it was not active."""
+    oldest = c.execute(QUERIES["oldest_pending_event"], {"sub_id": sub_id}).fetchone()[0]
+    missed = min(oldest, now.timestamp()) if oldest is not None else now.timestamp()
+    changed = c.execute(
+        QUERIES["disable_subscription"],
+        {
+            "reason": reason,
+            "now": ts(now),
+            "missed_since": missed,
+            "sub_id": sub_id,
+            "account_id": account_id,
+        },
+    ).rowcount
+    if changed:
+        stop_pending(c, sub_id, now, f"the subscription was disabled: {reason}")
+    return bool(changed)
+
+
+def stop_pending(c: sqlite3.Connection, destination_id: str, now: datetime, why: str) -> None:
+    c.execute(
+        QUERIES["stop_pending_deliveries"],
+        {"why": why, "now": ts(now), "destination_id": destination_id},
+    )
+
+
+def _replay_target(
+    c: sqlite3.Connection, account_id: str, destination_id: str
+) -> tuple[str, str, str] | None:
+    row = c.execute(
+        QUERIES["replay_target"], {"destination_id": destination_id, "account_id": account_id}
+    ).fetchone()
+    if row is None:
+        return None
+    return row[0], row[1], wanted_types(event_types_from(row[2]))
+
+
+def _replay_params(
+    account_id: str, destination_id: str, query: ReplayQuery, types: str
+) -> dict[str, Any]:
+    """The filter ``replay_events`` and ``count_replay`` share; an open end of the period is
+    a bound nothing passes."""
+    return {
+        "account_id": account_id,
+        "destination_id": destination_id,
+        "types": types,
+        "since": ts(query.since) or 0.0,
+        "until": ts(query.until) or _FAR_FUTURE,
+        "only_failed": query.only_failed,
+    }

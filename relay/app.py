@@ -23,11 +23,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
 
-from relay.adapters.ark import ArkDialect
-from relay.adapters.base import Dialect
-from relay.adapters.seedance2ink import Seedance2InkDialect
-from relay.adapters.unified import UnifiedDialect
-from relay.api.http import api_error, error_response
+from relay.adapters.registry import build_dialect, dialect_entry
+from relay.api.errors import exception_handlers
 from relay.api.routes import routes
 from relay.clock import Clock, SystemClock
 from relay.config.settings import ProviderSettings, Settings
@@ -35,7 +32,7 @@ from relay.dashboard import dashboard_mount
 from relay.delivery.engine import DeliveryEngine, EngineSettings
 from relay.delivery.fresh_urls import OutputRefresher
 from relay.delivery.outcomes import RetryPolicy
-from relay.errors import ApiError, ConfigError, StoreError
+from relay.errors import ConfigError
 from relay.ids import new_id
 from relay.limits import FailureLimiter
 from relay.metrics import CONTENT_TYPE, RelayMetrics, live_state
@@ -49,23 +46,11 @@ from relay.services import Services
 from relay.signing import Tokens
 from relay.store import open_store
 from relay.store.interface import Store
-from relay.store.sqlite_runner import InstanceLock
 from relay.tasks.providers import ProviderClient
 from relay.tasks.registration import ProviderPlan
 from relay.tasks.tracker import Tracker
 
 log = logging.getLogger("relay")
-
-SANDBOX_FLAVORS = {"ark": "ark", "unified": "newapi", "seedance2ink": "seedance2ink"}
-"""Where a sandbox provider without a preset is emulated, by dialect (``/sandbox/<flavor>``)."""
-
-
-def dialect_for(p: ProviderSettings) -> Dialect:
-    if p.dialect == "unified":
-        return UnifiedDialect(query_params=p.query_params)
-    if p.dialect == "seedance2ink":
-        return Seedance2InkDialect()
-    return ArkDialect()
 
 
 def own_address(settings: Settings) -> str:
@@ -100,6 +85,12 @@ def check_runtime(settings: Settings, role: Role = "all") -> None:
             f"--role {role} needs PostgreSQL: SQLite serves one "
             "relay instance, which must do all the work (--role all)",
         )
+    for name, p in settings.providers.items():
+        dialect_entry(p.dialect, key=_dialect_key(name))
+
+
+def _dialect_key(provider: str) -> str:
+    return f"providers.{provider}.dialect"
 
 
 def _provider(
@@ -110,14 +101,15 @@ def _provider(
     clock: Clock,
     rng: random.Random,
 ) -> ProviderPlan:
+    dialect = dialect_entry(p.dialect, key=_dialect_key(name))
     if p.sandbox:
-        flavor = p.preset or SANDBOX_FLAVORS[p.dialect]
+        flavor = p.preset or dialect.sandbox_flavor
         base = f"{own_address(settings)}/sandbox/{flavor}"
     else:
         base = (p.base_url or own_address(settings)).rstrip("/")
     client = ProviderClient(
         name=name,
-        dialect=dialect_for(p),
+        dialect=dialect.build(p.query_params),
         base_url=base,
         path_prefix=p.path_prefix,
         moderation_path=p.moderation_path,
@@ -196,32 +188,30 @@ def create_app(settings: Settings, *, clock: Clock | None = None, role: Role = "
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        # SQLite is one instance; PostgreSQL coordinates several through leases.
-        lock = InstanceLock(settings.sqlite_path) if settings.sqlite_path else None
+        # First of all, as this process serves the database: SQLite serves one instance, so
+        # a second relay on the same file is refused here (StoreError), before it migrates or
+        # reclaims the first one's leases. The store holds that lock until it is closed, last.
+        # PostgreSQL coordinates several instances through leases instead.
+        store = open_store(settings.database_url, exclusive=True)
         try:
-            async with _running(app, settings, clock, rng, owner, delivery_settings, role, metrics):
+            async with _running(
+                app, store, settings, clock, rng, owner, delivery_settings, role, metrics
+            ):
                 yield
         finally:
-            if sandbox is not None:  # a mounted app has no lifespan: its pushes end here
-                await sandbox.aclose()
-            if lock is not None:
-                lock.release()
+            try:
+                if sandbox is not None:  # a mounted app has no lifespan: its pushes end here
+                    await sandbox.aclose()
+            finally:
+                await store.close()
 
-    return Starlette(
-        routes=mounts,
-        lifespan=lifespan,
-        exception_handlers={
-            ApiError: api_error,
-            StoreError: _store_unavailable,
-            404: _not_found,
-            405: _not_allowed,
-        },
-    )
+    return Starlette(routes=mounts, lifespan=lifespan, exception_handlers=exception_handlers())
 
 
 @contextlib.asynccontextmanager
 async def _running(
     app: Starlette,
+    store: Store,
     settings: Settings,
     clock: Clock,
     rng: random.Random,
@@ -230,9 +220,9 @@ async def _running(
     role: Role = "all",
     metrics: RelayMetrics | None = None,
 ) -> AsyncIterator[None]:
-    """The relay's moving parts, from opening the store to draining work at shutdown."""
+    """The relay's moving parts on an open ``store``, from migrating it to draining work at
+    shutdown."""
     d = settings.delivery
-    store = open_store(settings.database_url)
     # Provider calls go to the operator's own base URLs; webhooks go where callers say, so
     # their transport checks every address against the network policy (relay.net.guard).
     transport = RelayTransport(max_connections=d.max_in_flight + 64)
@@ -338,7 +328,6 @@ async def _running(
             metrics.detach()
         await http.aclose()
         await webhooks.aclose()
-        await store.close()
 
 
 def _schedule(
@@ -420,7 +409,7 @@ def _warn_unreachable_pushes(settings: Settings) -> None:
     if settings.server.public_url is not None:
         return
     for name, p in settings.providers.items():
-        if p.dialect == "seedance2ink" and not p.sandbox:
+        if not p.sandbox and build_dialect(p.dialect, key=_dialect_key(name)).pushes:
             log.warning(
                 "provider %s pushes results to this relay, but server.public_url is "
                 "not set: it is told %s, which it likely cannot reach; results "
@@ -435,20 +424,3 @@ def _metrics_endpoint(metrics: RelayMetrics) -> Callable[[Request], Any]:
         return Response(await metrics.render(), media_type=CONTENT_TYPE)
 
     return endpoint
-
-
-async def _store_unavailable(request: Any, exc: Exception) -> Any:
-    # The database is down or refused: the request may be retried, nothing was half-done
-    # (every store call is one transaction).
-    log.error("database error on %s %s: %s", request.method, request.url.path, exc)
-    return error_response(503, "database_unavailable", "the database is unavailable; retry shortly")
-
-
-async def _not_found(request: Any, exc: Exception) -> Any:
-    return error_response(404, "not_found", f"no route {request.url.path}")
-
-
-async def _not_allowed(request: Any, exc: Exception) -> Any:
-    return error_response(
-        405, "method_not_allowed", f"{request.method} is not allowed on {request.url.path}"
-    )

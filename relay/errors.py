@@ -1,28 +1,62 @@
 """One error tree for the relay. Exceptions are for bugs and boundaries; expected outcomes
 (a provider fault, a failed delivery) are values (``relay.models``, ``relay.delivery.outcomes``).
 
+Domain errors say what happened, never which HTTP status answers it: that is decided once, at
+the HTTP edge, by the table in ``relay.api.errors`` (the JSON API and the dashboard both read
+it). Edge errors are about the HTTP request itself, so only ``relay.api`` and
+``relay.dashboard`` raise them. The message of every domain and edge error is shown to the
+caller as it is: it names only what the caller sent or owns.
+
 ::
 
     RelayError
-    ├── ConfigError          the configuration is invalid; names the key path
-    ├── StoreError           the database refused or is unreachable
-    │   └── MigrationError   the schema cannot be brought to this version
-    ├── DestinationRefused   the network policy forbids a webhook's address (also an
-    │                        httpx.ConnectError: a delivery records it as a failed attempt)
-    └── ApiError             a request the API answers with a 4xx (code, message, status)
-        ├── BadRequest       400: malformed or invalid input
-        ├── Unauthorized     401: missing or unknown API key
-        ├── NotFound         404: no such object in the caller's account
-        ├── Conflict         409: the object exists or is in the wrong state
-        ├── PayloadTooLarge  413: the body is over the limit
-        ├── TooManyRequests  429: too many failed authentications; retry after a while
-        └── ProviderUnavailable  502: the provider could not take a task now (not the
-                             caller's fault, and never the relay's own failure)
+    ├── ConfigError              the configuration is invalid; names the key path
+    ├── StoreError               the database refused or is unreachable
+    │   └── MigrationError       the schema cannot be brought to this version
+    ├── DestinationRefused       (relay.net.guard) the network policy forbids a webhook's
+    │                            address at connect time; also an httpx.ConnectError, so a
+    │                            delivery records it as a failed attempt
+    ├── DomainError              what was asked cannot be done
+    │   ├── InvalidInput         the task's input is wrong (names the field)
+    │   ├── UntranslatableInput  the provider-neutral input asks what this provider cannot do
+    │   ├── InvalidTimeRange     a replay's range is empty: since is not before until
+    │   ├── DestinationNotAllowed  the network policy forbids a callback or subscription URL
+    │   ├── UnknownProvider      a registration names no configured provider
+    │   ├── UnknownObject        no such object in the caller's account
+    │   │   ├── UnknownTask
+    │   │   ├── UnknownEvent
+    │   │   ├── UnknownSubscription
+    │   │   └── UnknownDestination  the event has no such (active) destination
+    │   ├── DuplicateTask        the provider task is already tracked (raised by the stores)
+    │   ├── ProviderCannot       the provider offers no way to do it (moderate an image)
+    │   │   └── NotCancellable   ... to cancel this task (its dialect, or the task's status)
+    │   ├── TaskFinished         the task ended before it could be cancelled
+    │   ├── SubscriptionDisabled  the subscription must be enabled first
+    │   │   └── ReplayTargetDisabled  ... found by a replay (relay.operator_actions)
+    │   ├── ProviderRejected     the provider refused to create the task: its input is wrong
+    │   ├── CancelRefused        the provider refused to cancel the task
+    │   └── ProviderUnavailable  the provider could not do it now (not the caller's fault,
+    │                            and never the relay's own failure)
+    └── EdgeError                the HTTP request itself is refused
+        ├── BadRequest           a body field, query parameter, header or form is wrong
+        │   ├── InvalidJson      the body is not a bounded JSON object
+        │   ├── InvalidCursor    a pagination cursor the relay did not sign (for this order)
+        │   └── InvalidIdempotencyKey
+        ├── Unauthorized         no API key or session, or an unknown key
+        ├── CsrfRefused          a dashboard form without its session's CSRF token
+        ├── NoSuchResource       the URL names nothing (an inbound token, a provider)
+        ├── IdempotencyKeyReused  the key came with another request before
+        ├── IdempotencyKeyInUse  the first request with the key is still being answered
+        ├── PayloadTooLarge      the body is over the limit
+        └── TooManyRequests      too many failed authentications; retry after a while
 """
 
 from __future__ import annotations
 
-import httpx
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from relay.models import ProviderFault
 
 
 class RelayError(Exception):
@@ -44,64 +78,174 @@ class MigrationError(StoreError):
     pass
 
 
-class DuplicateTask(RelayError):
+# --- the domain: what happened -------------------------------------------------------------
+
+
+class DomainError(RelayError):
+    """What a caller (through the API, the dashboard or the CLI) asked cannot be done."""
+
+
+class _FieldError(DomainError):
+    """A refusal about one named field: ``"{field}: {message}"``."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class InvalidInput(_FieldError):
+    """The task's input is wrong; ``field`` is its dotted path (``input.duration``)."""
+
+
+class UntranslatableInput(_FieldError):
+    """The provider-neutral input is valid but asks what this provider cannot do (a
+    resolution or ratio its models lack)."""
+
+
+class InvalidTimeRange(DomainError):
+    pass
+
+
+class DestinationNotAllowed(_FieldError):
+    """The network policy forbids the address a callback or subscription URL resolves to;
+    ``field`` is the URL's field and the message says why."""
+
+
+class UnknownProvider(DomainError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"unknown provider {name!r}")
+        self.name = name
+
+
+class UnknownObject(DomainError):
+    """No such object in the caller's account: another account's objects are unknown too, so
+    nothing of theirs is revealed."""
+
+
+class UnknownTask(UnknownObject):
+    def __init__(self, task_id: str) -> None:
+        super().__init__(f"no task {task_id}")
+        self.task_id = task_id
+
+
+class UnknownEvent(UnknownObject):
+    pass
+
+
+class UnknownSubscription(UnknownObject):
+    pass
+
+
+class UnknownDestination(UnknownObject):
+    pass
+
+
+class DuplicateTask(DomainError):
     """This provider task is already tracked: by the same account (``existing_id`` names its
     task) or by another one (``existing_id`` is None: nothing of theirs is revealed)."""
 
     def __init__(self, existing_id: str | None) -> None:
-        super().__init__(existing_id)
+        super().__init__(
+            f"this provider task is already tracked as {existing_id}"
+            if existing_id
+            else "this provider task is already tracked by another account"
+        )
         self.existing_id = existing_id
 
 
-class DestinationRefused(RelayError, httpx.ConnectError):
-    """Raised by the delivery transport instead of connecting (``relay.net.guard``)."""
+class ProviderCannot(DomainError):
+    pass
 
 
-class ApiError(RelayError):
-    status_code = 400
-    code = "bad_request"
-
-    def __init__(self, message: str, *, code: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        if code is not None:
-            self.code = code
+class NotCancellable(ProviderCannot):
+    pass
 
 
-class BadRequest(ApiError):
-    status_code = 400
-    code = "invalid_request"
+class TaskFinished(DomainError):
+    def __init__(self, status: str) -> None:
+        super().__init__(f"the task has already ended ({status})")
+        self.status = status
 
 
-class Unauthorized(ApiError):
-    status_code = 401
-    code = "unauthorized"
+class SubscriptionDisabled(DomainError):
+    pass
 
 
-class NotFound(ApiError):
-    status_code = 404
-    code = "not_found"
+class ReplayTargetDisabled(SubscriptionDisabled):
+    """A replay found its subscription disabled (before it started, or while it ran).
+
+    Its own class only because these paths have always answered the generic code
+    ``conflict`` where the API's own checks answer ``disabled`` (``relay.api.errors``)."""
 
 
-class Conflict(ApiError):
-    status_code = 409
-    code = "conflict"
+class ProviderRejected(DomainError):
+    """The provider refused to create the task because of its input (``fault.kind`` is
+    ``invalid_request``): resubmitting the same input will not help."""
+
+    def __init__(self, fault: ProviderFault) -> None:
+        super().__init__(f"the provider refused the task: {fault.message}")
+        self.fault = fault
 
 
-class PayloadTooLarge(ApiError):
-    status_code = 413
-    code = "payload_too_large"
+class CancelRefused(DomainError):
+    pass
 
 
-class TooManyRequests(ApiError):
-    status_code = 429
-    code = "too_many_requests"
+class ProviderUnavailable(DomainError):
+    pass
 
+
+# --- the HTTP edge: the request itself -----------------------------------------------------
+
+
+class EdgeError(RelayError):
+    """The HTTP request itself is refused (its body, key, headers or URL); raised only by
+    ``relay.api`` and ``relay.dashboard``."""
+
+
+class BadRequest(EdgeError):
+    pass
+
+
+class InvalidJson(BadRequest):
+    pass
+
+
+class InvalidCursor(BadRequest):
+    pass
+
+
+class InvalidIdempotencyKey(BadRequest):
+    pass
+
+
+class Unauthorized(EdgeError):
+    pass
+
+
+class CsrfRefused(EdgeError):
+    """A dashboard form arrived without this session's CSRF token."""
+
+
+class NoSuchResource(EdgeError):
+    """The URL names nothing: an inbound webhook whose token is wrong (or whose task is
+    gone), a provider that is not configured."""
+
+
+class IdempotencyKeyReused(EdgeError):
+    pass
+
+
+class IdempotencyKeyInUse(EdgeError):
+    pass
+
+
+class PayloadTooLarge(EdgeError):
+    pass
+
+
+class TooManyRequests(EdgeError):
     def __init__(self, message: str, *, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = retry_after
-
-
-class ProviderUnavailable(ApiError):
-    status_code = 502
-    code = "provider_unavailable"

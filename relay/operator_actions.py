@@ -14,7 +14,13 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from relay.errors import BadRequest, Conflict, NotFound
+from relay.errors import (
+    InvalidTimeRange,
+    ReplayTargetDisabled,
+    UnknownDestination,
+    UnknownEvent,
+    UnknownSubscription,
+)
 from relay.models import Delivery, Event, Subscription, SubscriptionStatus, iso
 from relay.store.interface import EventQuery, ReplayQuery, Store
 
@@ -54,14 +60,14 @@ async def redeliver(
 ) -> list[Delivery]:
     """New deliveries of a stored event to its active destinations (or to the one named)."""
     if await store.get_event(account_id, event_id) is None:
-        raise NotFound(f"no event {event_id} in account {account_id}")
+        raise UnknownEvent(f"no event {event_id} in account {account_id}")
     created = await store.redeliver(account_id, event_id, destination_id, now)
     if not created:
         if destination_id is not None:
-            raise NotFound(
+            raise UnknownDestination(
                 f"event {event_id} was never sent to an active destination {destination_id}"
             )
-        raise NotFound(f"event {event_id} has no active destination to send it to")
+        raise UnknownDestination(f"event {event_id} has no active destination to send it to")
     return created
 
 
@@ -98,7 +104,9 @@ async def plan_replay(
     subscription = await active_subscription(store, account_id, sub_id)
     until = now if query.until is None else query.until
     if query.since is not None and query.since >= until:
-        raise BadRequest(f"since ({iso(query.since)}) must be earlier than until ({iso(until)})")
+        raise InvalidTimeRange(
+            f"since ({iso(query.since)}) must be earlier than until ({iso(until)})"
+        )
     query = replace(query, until=until)
     count = await store.count_replay(account_id, sub_id, query)
     return ReplayPlan(subscription, query, count)
@@ -165,7 +173,7 @@ async def enable(
     subscription, since when it missed events (None: nothing), and how many were replayed."""
     enabled = await store.enable_subscription(account_id, sub_id, now)
     if enabled is None:
-        raise NotFound(f"no subscription {sub_id}")
+        raise UnknownSubscription(f"no subscription {sub_id}")
     sub, missed_since = enabled
     replayed = 0
     if replay_missed and missed_since is not None and missed_since < now:
@@ -181,10 +189,10 @@ async def active_subscription(
     subscription = await store.get_subscription(account_id, sub_id)
     stopped = f"the replay stopped {during}: " if during else ""
     if subscription is None:
-        raise NotFound(f"{stopped}no subscription {sub_id} in account {account_id}")
+        raise UnknownSubscription(f"{stopped}no subscription {sub_id} in account {account_id}")
     if subscription.status is not SubscriptionStatus.ACTIVE:
         why = f" ({subscription.disabled_reason})" if subscription.disabled_reason else ""
-        raise Conflict(
+        raise ReplayTargetDisabled(
             f"{stopped}subscription {sub_id} is disabled{why}: enable it first "
             f"(POST /v1/subscriptions/{sub_id}/enable, which also replays what it "
             "missed)"

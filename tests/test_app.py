@@ -40,3 +40,19 @@ def test_a_worker_serves_only_health_metrics_and_the_sandbox(tmp_path: Path) -> 
     assert paths == {"/healthz", "/readyz", "/metrics", "/sandbox"}
     api = {getattr(r, "path", "") for r in create_app(settings, role="api").routes}
     assert {"/v1/tasks", "/v1/subscriptions", "/healthz", "/metrics"} <= api
+
+
+def test_a_dialect_the_relay_does_not_speak_is_refused_naming_the_key(tmp_path: Path) -> None:
+    # The configuration's own validation refuses such a name first; this is the registry's
+    # guard for settings built another way: never a silent fallback to Ark.
+    settings = Settings.from_mapping(
+        {
+            "database_url": f"sqlite:///{tmp_path / 'relay.db'}",
+            "providers": {"acme": {"dialect": "ark", "base_url": "https://acme.example"}},
+        },
+        env={},
+    )
+    acme = settings.providers["acme"].model_copy(update={"dialect": "klingon"})
+    odd = settings.model_copy(update={"providers": {**settings.providers, "acme": acme}})
+    with pytest.raises(ConfigError, match=r"^providers\.acme\.dialect: unknown dialect 'klingon'"):
+        create_app(odd)

@@ -26,7 +26,7 @@ from click.testing import CliRunner, Result
 
 from relay import operator_actions as operations
 from relay.cli import main
-from relay.errors import Conflict
+from relay.errors import ReplayTargetDisabled
 from relay.models import (
     Account,
     DeliveryStatus,
@@ -318,7 +318,7 @@ def test_a_replay_cut_short_by_a_disable_says_so(db: Db) -> None:
         await operations.run_replay(store, plan, datetime.now(UTC), 2)
 
     with pytest.raises(
-        Conflict,
+        ReplayTargetDisabled,
         match=f"^the replay stopped after 0 of 4 events: "
         f"subscription {s.sub.id} is disabled \\(by hand\\)",
     ):

@@ -228,6 +228,9 @@ class ArkDialect:
     def build_cancel(self, provider_task_id: str) -> HttpCall | None:
         return HttpCall(method="DELETE", path=_task_path(provider_task_id))
 
+    def created_at_from_id(self, provider_task_id: str) -> datetime | None:
+        return ark_id_created_at(provider_task_id)
+
     def parse_cancel(
         self, reply: HttpReply, provider_task_id: str, now: datetime
     ) -> CancelAccepted | ProviderFault:

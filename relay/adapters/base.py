@@ -77,3 +77,9 @@ class Dialect(Protocol):
     def parse_cancel(
         self, reply: HttpReply, provider_task_id: str, now: datetime
     ) -> CancelAccepted | ProviderFault: ...
+
+    def created_at_from_id(self, provider_task_id: str) -> datetime | None:
+        """When the task was created, read from its id, for a dialect whose ids carry it;
+        None otherwise. A task registered long after it was made is dated by it, so that
+        it expires with the provider's retention instead of failing as unknown."""
+        ...

@@ -246,6 +246,9 @@ class Seedance2InkDialect:
     def build_query(self, provider_task_id: str) -> HttpCall:
         return HttpCall(method="GET", path=_task_path(provider_task_id))
 
+    def created_at_from_id(self, provider_task_id: str) -> datetime | None:
+        return None  # its requestIds carry no time the relay can read
+
     def parse_query(
         self, reply: HttpReply, provider_task_id: str, now: datetime
     ) -> ProviderTask | ProviderFault:

@@ -25,7 +25,7 @@ from types import MappingProxyType
 from typing import Any, Final
 from urllib.parse import quote
 
-from relay.adapters.ark import normalize_ark_task
+from relay.adapters.ark import ark_id_created_at, normalize_ark_task
 from relay.adapters.base import CancelAccepted, Created, HttpCall, HttpReply
 from relay.adapters.common import (
     NOT_FOUND_CODES,
@@ -280,6 +280,11 @@ class UnifiedDialect:
 
     def build_cancel(self, provider_task_id: str) -> HttpCall | None:
         return None
+
+    def created_at_from_id(self, provider_task_id: str) -> datetime | None:
+        # A task tracked by the upstream's cgt- id (apiyi, naci) is dated by it, as on Ark;
+        # the gateway's own ids say nothing.
+        return ark_id_created_at(provider_task_id)
 
     def parse_cancel(
         self, reply: HttpReply, provider_task_id: str, now: datetime

@@ -1,5 +1,5 @@
 """HTTP plumbing shared by the routes: bounded JSON bodies, API-key auth (rate-limited on
-failure), destination checks, error answers.
+failure), destination checks.
 
 Hostile input is bounded here before any model sees it: the body (``limits.max_body_bytes``,
 413), JSON nesting (``MAX_JSON_DEPTH``) and object keys (``MAX_JSON_KEY_CHARS``); string
@@ -15,11 +15,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from relay.errors import (
-    ApiError,
     BadRequest,
+    DestinationNotAllowed,
+    InvalidCursor,
+    InvalidJson,
     PayloadTooLarge,
     TooManyRequests,
     Unauthorized,
@@ -44,18 +46,6 @@ def json_response(data: Any, status_code: int = 200) -> Response:
     )
 
 
-def error_response(status_code: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status_code)
-
-
-async def api_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ApiError)
-    response = error_response(exc.status_code, exc.code, exc.message)
-    if isinstance(exc, TooManyRequests):
-        response.headers["Retry-After"] = str(exc.retry_after)
-    return response
-
-
 MAX_JSON_DEPTH = 32
 """Nested arrays and objects in a request body; the relay's own bodies need 6 at most."""
 MAX_JSON_KEY_CHARS = 256
@@ -75,22 +65,20 @@ async def read_json(request: Request) -> dict[str, Any]:
         chunks.append(chunk)
     raw = b"".join(chunks)
     if not raw.strip():
-        raise BadRequest("the body is empty; send a JSON object", code="invalid_json")
+        raise InvalidJson("the body is empty; send a JSON object")
     try:
         data = json.loads(raw, parse_constant=_not_json, parse_float=_finite)
     except (ValueError, RecursionError) as exc:
-        raise BadRequest(f"the body is not valid JSON: {exc}"[:300], code="invalid_json") from None
+        raise InvalidJson(f"the body is not valid JSON: {exc}"[:300]) from None
     if not isinstance(data, dict):
-        raise BadRequest("the body must be a JSON object", code="invalid_json")
+        raise InvalidJson("the body must be a JSON object")
     _check_shape(data)
     try:
         # "\udfff" escapes decode to lone surrogates, which no UTF-8 store or receiver
         # can take: refuse them here rather than fail later with a 500.
         json.dumps(data, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:
-        raise BadRequest(
-            "the body holds an invalid \\u escape (a lone surrogate)", code="invalid_json"
-        ) from None
+        raise InvalidJson("the body holds an invalid \\u escape (a lone surrogate)") from None
     return data
 
 
@@ -101,17 +89,15 @@ def _check_shape(data: Any) -> None:
     while stack:
         node, depth = stack.pop()
         if depth > MAX_JSON_DEPTH:
-            raise BadRequest(
-                f"the body nests arrays and objects deeper than {MAX_JSON_DEPTH} levels",
-                code="invalid_json",
+            raise InvalidJson(
+                f"the body nests arrays and objects deeper than {MAX_JSON_DEPTH} levels"
             )
         if isinstance(node, dict):
             for key, value in node.items():
                 if len(key) > MAX_JSON_KEY_CHARS:
-                    raise BadRequest(
+                    raise InvalidJson(
                         f"the body has an object key of {len(key)} characters; "
-                        f"the limit is {MAX_JSON_KEY_CHARS}",
-                        code="invalid_json",
+                        f"the limit is {MAX_JSON_KEY_CHARS}"
                     )
                 if isinstance(value, dict | list):
                     stack.append((value, depth + 1))
@@ -197,7 +183,7 @@ async def check_destination(request: Request, field: str, url: str) -> None:
     an address the network policy forbids (loopback, private, link-local, metadata, ...)."""
     reason = await services(request).destinations.check_url(url)
     if reason is not None:
-        raise BadRequest(f"{field}: {reason}", code="destination_not_allowed")
+        raise DestinationNotAllowed(field, reason)
 
 
 # --- shared by the route modules ---
@@ -245,9 +231,7 @@ def cursor_position(request: Request, cursor: str | None, order: str) -> int | N
         and value[1] == order
         and isinstance(value[0], int)
     ):
-        raise BadRequest(
-            "the cursor is not valid (or was made for another order)", code="invalid_cursor"
-        )
+        raise InvalidCursor("the cursor is not valid (or was made for another order)")
     return value[0]
 
 
@@ -261,5 +245,5 @@ def parse_time(name: str, value: str | None) -> datetime | None:
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise BadRequest(f"{name}: not an ISO 8601 time", code="invalid_request") from None
+        raise BadRequest(f"{name}: not an ISO 8601 time") from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

@@ -18,8 +18,9 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from relay.api.errors import answer_for
 from relay.api.http import services
-from relay.errors import ApiError, BadRequest, Conflict
+from relay.errors import IdempotencyKeyInUse, IdempotencyKeyReused, InvalidIdempotencyKey
 from relay.models import Account
 
 HEADER = "idempotency-key"
@@ -47,24 +48,15 @@ async def idempotent(
     if key is None:
         return await answer()
     if not _KEY.match(key):
-        raise BadRequest(
-            "Idempotency-Key must be 1 to 255 printable ASCII characters",
-            code="invalid_idempotency_key",
-        )
+        raise InvalidIdempotencyKey("Idempotency-Key must be 1 to 255 printable ASCII characters")
     svc = services(request)
     digest = request_hash(request, body)
     earlier = await svc.store.reserve_idempotency_key(account.id, key, digest, svc.clock.now())
     if earlier is not None:
         if earlier.request_hash != digest:
-            raise Conflict(
-                "this Idempotency-Key was used with a different request",
-                code="idempotency_key_reused",
-            )
+            raise IdempotencyKeyReused("this Idempotency-Key was used with a different request")
         if earlier.status_code is None or earlier.body is None:
-            raise Conflict(
-                "a request with this Idempotency-Key is still being answered",
-                code="idempotency_key_in_use",
-            )
+            raise IdempotencyKeyInUse("a request with this Idempotency-Key is still being answered")
         return Response(
             earlier.body,
             status_code=earlier.status_code,
@@ -73,15 +65,13 @@ async def idempotent(
         )
     try:
         response = await answer()
-    except ApiError as exc:
-        if exc.status_code >= 500:
+    except BaseException as exc:
+        refused = answer_for(exc)
+        if refused is None or refused.status >= 500:
             await svc.store.forget_idempotency_key(account.id, key)
             raise
-        body_text = json.dumps({"error": {"code": exc.code, "message": exc.message}})
-        await svc.store.finish_idempotency_key(account.id, key, exc.status_code, body_text)
-        raise
-    except BaseException:
-        await svc.store.forget_idempotency_key(account.id, key)
+        body_text = json.dumps({"error": {"code": refused.code, "message": str(exc)}})
+        await svc.store.finish_idempotency_key(account.id, key, refused.status, body_text)
         raise
     if response.status_code >= 500:
         await svc.store.forget_idempotency_key(account.id, key)

@@ -27,17 +27,18 @@ from relay.api.openapi import openapi_routes
 from relay.api.schemas import CreateTask, EventList, Redeliver, TaskList, parse
 from relay.api.subscriptions import subscription_routes
 from relay.errors import (
-    ApiError,
-    BadRequest,
-    Conflict,
-    NotFound,
+    NoSuchResource,
     PayloadTooLarge,
+    ProviderCannot,
     ProviderUnavailable,
+    UnknownDestination,
+    UnknownEvent,
+    UnknownTask,
 )
-from relay.models import Account, Event, FaultKind, ProviderFault, iso
+from relay.models import Account, Event, ProviderFault, iso
 from relay.store.interface import EventQuery, TaskQuery
 from relay.tasks.providers import ProviderClient
-from relay.tasks.registration import ProviderRejected, Registration
+from relay.tasks.registration import Registration
 
 
 async def me(request: Request) -> Response:
@@ -73,10 +74,7 @@ async def _create_task(request: Request, account: Account, raw: dict[str, Any]) 
         metadata=body.metadata,
         input_format=body.input_format,
     )
-    try:
-        task = await services(request).tracker.register(account, reg)
-    except ProviderRejected as rejected:
-        raise _provider_error(rejected) from None
+    task = await services(request).tracker.register(account, reg)
     return json_response(task.to_json(), status_code=201)
 
 
@@ -108,7 +106,7 @@ async def get_task(request: Request) -> Response:
     task_id = request.path_params["task_id"]
     task = await services(request).store.get_task(account.id, task_id)
     if task is None:
-        raise NotFound(f"no task {task_id}")
+        raise UnknownTask(task_id)
     return json_response(task.to_json())
 
 
@@ -135,7 +133,7 @@ async def inbound(request: Request) -> Response:
     provider = request.path_params["provider"]
     named = svc.tokens.read_inbound(request.path_params["token"])
     if named is None or named[0] != provider:
-        raise NotFound("no such inbound webhook")
+        raise NoSuchResource("no such inbound webhook")
     declared = request.headers.get("content-length", "")
     if declared.isascii() and declared.isdigit() and int(declared) > INBOUND_BODY_LIMIT:
         raise PayloadTooLarge(f"the body is over {INBOUND_BODY_LIMIT} bytes")
@@ -146,7 +144,7 @@ async def inbound(request: Request) -> Response:
             raise PayloadTooLarge(f"the body is over {INBOUND_BODY_LIMIT} bytes")
     _, account_id, task_id = named
     if not await svc.tracker.pushed(account_id, task_id):
-        raise NotFound("no such inbound webhook")
+        raise NoSuchResource("no such inbound webhook")
     return json_response({"received": True}, status_code=202)
 
 
@@ -164,9 +162,9 @@ async def moderate(request: Request) -> Response:
     name = request.path_params["provider"]
     client = svc.providers.get(name)
     if client is None:
-        raise NotFound(f"no provider {name}")
+        raise NoSuchResource(f"no provider {name}")
     if client.moderation_path is None:
-        raise Conflict(f"provider {name!r} offers no image moderation", code="not_supported")
+        raise ProviderCannot(f"provider {name!r} offers no image moderation")
     answer = await client.moderate(await read_json(request))
     if isinstance(answer, ProviderFault):
         raise ProviderUnavailable(f"the provider could not moderate now: {answer.message}")
@@ -240,7 +238,9 @@ async def redeliver_event(request: Request) -> Response:
     svc = services(request)
     created = await svc.store.redeliver(account.id, event.id, body.destination_id, svc.clock.now())
     if not created:
-        raise NotFound(f"event {event.id} has no destination {body.destination_id or ''}".rstrip())
+        raise UnknownDestination(
+            f"event {event.id} has no destination {body.destination_id or ''}".rstrip()
+        )
     svc.delivery.wake()
     return json_response({"data": [delivery_json(d) for d in created]}, status_code=202)
 
@@ -268,21 +268,12 @@ async def _event(request: Request, account_id: str) -> Event:
     event_id = request.path_params["event_id"]
     event = await services(request).store.get_event(account_id, event_id)
     if event is None:
-        raise NotFound(f"no event {event_id}")
+        raise UnknownEvent(f"no event {event_id}")
     return event
 
 
 def _envelope(event: Event) -> Any:
     return json.loads(event.body)
-
-
-def _provider_error(rejected: ProviderRejected) -> ApiError:
-    fault = rejected.fault
-    if fault.kind is FaultKind.INVALID_REQUEST:
-        return BadRequest(
-            f"the provider refused the task: {fault.message}", code="provider_rejected"
-        )
-    return ProviderUnavailable(f"the provider could not take the task now: {fault.message}")
 
 
 def routes() -> list[Route]:

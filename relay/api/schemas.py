@@ -250,4 +250,4 @@ def parse(model: type[M], data: Any) -> M:
         for err in exc.errors(include_url=False):
             where = ".".join(str(p) for p in err["loc"]) or "body"
             problems.append(f"{where}: {err['msg']}")
-        raise BadRequest("; ".join(problems), code="invalid_request") from None
+        raise BadRequest("; ".join(problems)) from None

@@ -32,7 +32,7 @@ from relay.api.schemas import (
     UpdateSubscription,
     parse,
 )
-from relay.errors import BadRequest, Conflict, NotFound
+from relay.errors import BadRequest, SubscriptionDisabled, UnknownSubscription
 from relay.ids import new_id
 from relay.models import (
     Account,
@@ -103,12 +103,12 @@ async def update_subscription(request: Request) -> Response:
     if "target_url" in changes:
         target = changes.pop("target_url")
         if "url" in changes and changes["url"] != target:
-            raise BadRequest("url and target_url differ; give one", code="invalid_request")
+            raise BadRequest("url and target_url differ; give one")
         changes["url"] = target
     if not changes:
-        raise BadRequest("nothing to change", code="invalid_request")
+        raise BadRequest("nothing to change")
     if changes.get("url", "") is None:
-        raise BadRequest("url: cannot be null", code="invalid_request")
+        raise BadRequest("url: cannot be null")
     if "url" in changes:
         await check_destination(request, "url" if body.url else "target_url", changes["url"])
     if "event_types" in changes and changes["event_types"] is not None:
@@ -117,7 +117,7 @@ async def update_subscription(request: Request) -> Response:
     sub_id = request.path_params["sub_id"]
     updated = await svc.store.update_subscription(account.id, sub_id, changes, svc.clock.now())
     if updated is None:
-        raise NotFound(f"no subscription {sub_id}")
+        raise UnknownSubscription(f"no subscription {sub_id}")
     return json_response(updated.to_json())
 
 
@@ -126,7 +126,7 @@ async def delete_subscription(request: Request) -> Response:
     svc = services(request)
     sub_id = request.path_params["sub_id"]
     if not await svc.store.delete_subscription(account.id, sub_id, svc.clock.now()):
-        raise NotFound(f"no subscription {sub_id}")
+        raise UnknownSubscription(f"no subscription {sub_id}")
     return json_response({"id": sub_id, "deleted": True})
 
 
@@ -166,7 +166,7 @@ async def rotate_subscription_secret(request: Request) -> Response:
     secret = generate_webhook_secret()
     sub = await svc.store.rotate_subscription_secret(account.id, sub_id, secret, until, now)
     if sub is None:
-        raise NotFound(f"no subscription {sub_id}")
+        raise UnknownSubscription(f"no subscription {sub_id}")
     return json_response({**sub.to_json(), "secret": secret})
 
 
@@ -185,7 +185,7 @@ async def test_subscription(request: Request) -> Response:
     account = await authenticate(request)
     sub = await _subscription(request, account)
     if sub.status is not SubscriptionStatus.ACTIVE:
-        raise Conflict("the subscription is disabled; enable it first", code="disabled")
+        raise SubscriptionDisabled("the subscription is disabled; enable it first")
     svc = services(request)
     now = svc.clock.now()
     event_id = new_id("evt")
@@ -211,7 +211,7 @@ async def test_subscription(request: Request) -> Response:
         event, sub.id, svc.delivery.owner, now, svc.delivery.lease_seconds
     )
     if due is None:  # deleted meanwhile
-        raise NotFound(f"no subscription {sub.id}")
+        raise UnknownSubscription(f"no subscription {sub.id}")
     record = await svc.delivery.send_now(due)
     a = record.attempt
     return json_response(
@@ -232,9 +232,8 @@ async def replay_subscription(request: Request) -> Response:
     body = parse(ReplayRequest, await read_json(request) if await has_body(request) else {})
     sub = await _subscription(request, account)
     if sub.status is not SubscriptionStatus.ACTIVE:
-        raise Conflict(
-            "the subscription is disabled; enable it first (which replays what it missed)",
-            code="disabled",
+        raise SubscriptionDisabled(
+            "the subscription is disabled; enable it first (which replays what it missed)"
         )
     query = ReplayQuery(
         since=parse_time("since", body.since),
@@ -252,7 +251,7 @@ async def _subscription(request: Request, account: Account) -> Subscription:
     sub_id = request.path_params["sub_id"]
     sub = await services(request).store.get_subscription(account.id, sub_id)
     if sub is None:
-        raise NotFound(f"no subscription {sub_id}")
+        raise UnknownSubscription(f"no subscription {sub_id}")
     return sub
 
 

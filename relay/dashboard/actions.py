@@ -27,7 +27,13 @@ from relay.dashboard.session import (
     signed_in,
 )
 from relay.dashboard.views import back_target
-from relay.errors import BadRequest, Conflict, NotFound, TooManyRequests, Unauthorized
+from relay.errors import (
+    BadRequest,
+    SubscriptionDisabled,
+    TooManyRequests,
+    Unauthorized,
+    UnknownSubscription,
+)
 from relay.ids import new_id
 from relay.models import DeliveryStatus, Event, EventType, Subscription, SubscriptionStatus
 from relay.operator_actions import parse_time, redeliver
@@ -127,7 +133,7 @@ async def test_subscription(request: Request) -> Response:
         event, sub.id, svc.delivery.owner, now, svc.delivery.lease_seconds
     )
     if due is None:
-        raise NotFound(f"no subscription {sub.id}")
+        raise UnknownSubscription(f"no subscription {sub.id}")
     record = await svc.delivery.send_now(due)
     a = record.attempt
     answer = f"HTTP {a.status_code}" if a.status_code is not None else (a.error or a.outcome)
@@ -159,7 +165,7 @@ async def disable_subscription(request: Request) -> Response:
         account_id, sub_id, "disabled from the dashboard", svc.clock.now()
     )
     if disabled is None:
-        raise NotFound(f"no subscription {sub_id}")
+        raise UnknownSubscription(f"no subscription {sub_id}")
     flash(request, f"Subscription {sub_id} disabled.")
     return redirect(back_target(form.get("back"), SUBSCRIPTIONS))
 
@@ -190,7 +196,7 @@ async def rotate_secret(request: Request) -> Response:
     secret = generate_webhook_secret()
     sub = await svc.store.rotate_subscription_secret(account_id, sub_id, secret, until, now)
     if sub is None:
-        raise NotFound(f"no subscription {sub_id}")
+        raise UnknownSubscription(f"no subscription {sub_id}")
     response = page(request, "secret.html", {"subscription": sub, "secret": secret, "until": until})
     response.headers.update(NO_STORE)
     return response
@@ -200,7 +206,7 @@ async def _active(request: Request, account_id: str) -> Subscription:
     sub_id = request.path_params["sub_id"]
     sub = await services(request).store.get_subscription(account_id, sub_id)
     if sub is None:
-        raise NotFound(f"no subscription {sub_id}")
+        raise UnknownSubscription(f"no subscription {sub_id}")
     if sub.status is not SubscriptionStatus.ACTIVE:
-        raise Conflict("the subscription is disabled; enable it first")
+        raise SubscriptionDisabled("the subscription is disabled; enable it first")
     return sub

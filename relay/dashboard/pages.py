@@ -17,7 +17,7 @@ from relay.api.http import cursor_position, next_cursor, services
 from relay.dashboard import views
 from relay.dashboard.render import guarded, page, redirect
 from relay.dashboard.session import require_account
-from relay.errors import BadRequest, NotFound
+from relay.errors import BadRequest, UnknownEvent, UnknownTask
 from relay.models import LOOKS_KEPT, DeliveryStatus, EventType, TaskStatus
 from relay.store.interface import EventQuery, TaskQuery
 
@@ -86,7 +86,7 @@ async def task(request: Request) -> Response:
     task_id = request.path_params["task_id"]
     found = await svc.store.get_task(who.account_id, task_id)
     if found is None:
-        raise NotFound(f"no task {task_id}")
+        raise UnknownTask(task_id)
     events = await svc.store.list_events(
         who.account_id, EventQuery(task_id=task_id, order="asc", limit=TASK_EVENTS)
     )
@@ -153,7 +153,7 @@ async def event(request: Request) -> Response:
     event_id = request.path_params["event_id"]
     found = await svc.store.get_event(who.account_id, event_id)
     if found is None:
-        raise NotFound(f"no event {event_id}")
+        raise UnknownEvent(f"no event {event_id}")
     deliveries = await svc.store.event_deliveries(who.account_id, event_id)
     return page(
         request,

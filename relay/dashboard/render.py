@@ -13,10 +13,11 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
+from relay.api.errors import answer_for
 from relay.api.http import services
 from relay.dashboard import views
 from relay.dashboard.session import csrf_token, signed_in, take_flash
-from relay.errors import ApiError, StoreError, Unauthorized
+from relay.errors import RelayError, StoreError, Unauthorized
 
 log = logging.getLogger("relay.dashboard")
 
@@ -67,7 +68,8 @@ def redirect(to: str) -> Response:
 
 def guarded(handler: Handler) -> Handler:
     """Errors as pages: a signed-out browser goes to the sign-in form, a refused request gets
-    a page saying why (messages never hold secrets: the API shows the same ones)."""
+    a page saying why, with the status the API answers it with (``relay.api.errors``;
+    messages never hold secrets: the API shows the same ones)."""
 
     @functools.wraps(handler)
     async def run(request: Request) -> Response:
@@ -82,13 +84,6 @@ def guarded(handler: Handler) -> Handler:
                 {"status": 401, "message": "Your session ended: sign in again."},
                 status_code=401,
             )
-        except ApiError as exc:
-            return page(
-                request,
-                "error.html",
-                {"status": exc.status_code, "message": exc.message},
-                status_code=exc.status_code,
-            )
         except StoreError as exc:
             log.error(
                 "database error on dashboard %s %s: %s", request.method, request.url.path, exc
@@ -98,6 +93,16 @@ def guarded(handler: Handler) -> Handler:
                 "error.html",
                 {"status": 503, "message": "The database is unavailable; retry shortly."},
                 status_code=503,
+            )
+        except RelayError as exc:
+            answer = answer_for(exc)
+            if answer is None:  # not a refusal: a bug, answered 500 like anywhere else
+                raise
+            return page(
+                request,
+                "error.html",
+                {"status": answer.status, "message": str(exc)},
+                status_code=answer.status,
             )
 
     return run

@@ -24,19 +24,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from relay.api.http import services
 from relay.config.sections import DashboardSettings
-from relay.errors import ApiError, BadRequest, PayloadTooLarge, Unauthorized
+from relay.errors import BadRequest, CsrfRefused, PayloadTooLarge, Unauthorized
 
 SESSION_COOKIE = "relay_dashboard"
 SETTINGS_SCOPE_KEY = "relay.dashboard"
 FORM_LIMIT = 16 * 1024
 """The dashboard's forms are a few short fields: anything larger is not one of them."""
-
-
-class CsrfRefused(ApiError):
-    """A dashboard form arrived without this session's CSRF token."""
-
-    status_code = 403
-    code = "csrf_refused"
 
 
 def session_key(secret: str) -> str:

@@ -19,6 +19,7 @@ from ipaddress import ip_address
 
 import httpx
 
+from relay.errors import RelayError
 from relay.net.addresses import IPAddress, NetworkPolicy, Refusal
 
 Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
@@ -56,6 +57,13 @@ class Refused:
     @property
     def message(self) -> str:
         return self.refusal.describe(self.host)
+
+
+class DestinationRefused(RelayError, httpx.ConnectError):
+    """Raised by the delivery transport (``relay.net.transport``) instead of connecting to
+    an address the policy forbids. It is an ``httpx.ConnectError`` so that the delivery
+    engine records it as the failed attempt it is, with the reason, like any other
+    connection that could not be made."""
 
 
 class DestinationGuard:

@@ -32,8 +32,7 @@ from collections.abc import Sequence
 import httptools
 import httpx
 
-from relay.errors import DestinationRefused
-from relay.net.guard import DestinationGuard, Refused
+from relay.net.guard import DestinationGuard, DestinationRefused, Refused
 
 BODY_LIMIT = "relay.body_limit"
 """Request extension: keep at most this many bytes of the response body (a webhook attempt

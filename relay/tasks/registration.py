@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from relay.adapters.video_input import Refused, is_neutral, parse_neutral, to_native
-from relay.errors import BadRequest
-from relay.models import EventType, ProviderFault
+from relay.errors import InvalidInput, UntranslatableInput
+from relay.models import EventType
 from relay.polling.schedule import PollPolicy
 from relay.tasks.providers import ProviderClient
 
@@ -43,27 +43,20 @@ class ProviderPlan:
     """Poll by what was learned of this provider's task durations (``relay.polling.durations``)."""
 
 
-class ProviderRejected(Exception):
-    def __init__(self, fault: ProviderFault) -> None:
-        super().__init__(fault.message)
-        self.fault = fault
-
-
 def native_input(reg: Registration, plan: ProviderPlan) -> Mapping[str, Any]:
     """The provider's own create body: ``reg.input`` as is, or translated from the
-    provider-neutral form. Refusals are 400s naming the field."""
+    provider-neutral form. Refusals name the field: ``InvalidInput`` for a neutral input
+    that is wrong, ``UntranslatableInput`` for one this provider cannot do."""
     assert reg.input is not None
     neutral = reg.input_format == "unified" or (reg.input_format is None and is_neutral(reg.input))
     if not neutral:
         return reg.input
     spec = parse_neutral(reg.input)
     if isinstance(spec, Refused):
-        raise BadRequest(f"{spec_field(spec.field)}: {spec.message}", code="invalid_input")
+        raise InvalidInput(spec_field(spec.field), spec.message)
     body = to_native(plan.client.dialect.name, spec, models=plan.models)
     if isinstance(body, Refused):
-        raise BadRequest(
-            f"{spec_field(body.field)}: {body.message}", code="unsupported_by_provider"
-        )
+        raise UntranslatableInput(spec_field(body.field), body.message)
     return body
 
 

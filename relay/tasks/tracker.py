@@ -18,10 +18,17 @@ from typing import Any
 
 import httpx
 
-from relay.adapters.ark import ark_id_created_at
 from relay.adapters.base import Created
 from relay.clock import Clock
-from relay.errors import BadRequest, Conflict, DuplicateTask, NotFound, ProviderUnavailable
+from relay.errors import (
+    CancelRefused,
+    NotCancellable,
+    ProviderRejected,
+    ProviderUnavailable,
+    TaskFinished,
+    UnknownProvider,
+    UnknownTask,
+)
 from relay.ids import new_id
 from relay.logs import ids
 from relay.metrics import RelayMetrics
@@ -42,7 +49,7 @@ from relay.polling.learned import next_poll_delay_learned
 from relay.polling.schedule import is_past_max_age, next_poll_delay
 from relay.pump import Pump
 from relay.store.interface import Store
-from relay.tasks.registration import ProviderPlan, ProviderRejected, Registration, native_input
+from relay.tasks.registration import ProviderPlan, Registration, native_input
 from relay.transitions import Change, apply_answer, registered, terminate
 
 log = logging.getLogger("relay.tracker")
@@ -104,9 +111,13 @@ class Tracker:
     # registration
 
     async def register(self, account: Account, reg: Registration) -> Task:
+        """Track the task (or submit ``reg.input`` first). Raises ``UnknownProvider``,
+        ``InvalidInput``/``UntranslatableInput`` (nothing was sent), ``ProviderRejected``
+        (the provider refused the input), ``ProviderUnavailable`` (it could not take it now)
+        and ``DuplicateTask`` (the provider task is tracked already)."""
         plan = self._providers.get(reg.provider)
         if plan is None:
-            raise BadRequest(f"unknown provider {reg.provider!r}", code="unknown_provider")
+            raise UnknownProvider(reg.provider)
         now = self._clock.now()
         task_id = new_id("task")
         # Everything that can refuse the request is checked before the provider is asked:
@@ -132,7 +143,11 @@ class Tracker:
                 webhook = self._inbound_url(reg.provider, account.id, task_id)
             answer = await plan.client.create(body, webhook)
             if isinstance(answer, ProviderFault):
-                raise ProviderRejected(answer)
+                if answer.kind is FaultKind.INVALID_REQUEST:
+                    raise ProviderRejected(answer)
+                raise ProviderUnavailable(
+                    f"the provider could not take the task now: {answer.message}"
+                )
             created = answer
             provider_task_id = answer.provider_task_id
         task = Task(
@@ -154,15 +169,7 @@ class Tracker:
         change = registered(task, now, _event_id)
         if created is not None and created.task is not None:
             change = _chain(change, apply_answer(change.task, created.task, now, _event_id))
-        try:
-            await self._store.create_task(change, callback)
-        except DuplicateTask as dup:
-            raise Conflict(
-                f"this provider task is already tracked as {dup.existing_id}"
-                if dup.existing_id
-                else "this provider task is already tracked by another account",
-                code="task_exists",
-            ) from None
+        await self._store.create_task(change, callback)  # may raise DuplicateTask
         self._after_write(change)
         due = change.task.next_poll_at
         if due is not None and due <= self._clock.now():
@@ -177,7 +184,7 @@ class Tracker:
         """Poll one task now, whatever its schedule."""
         task = await self._store.get_task(account_id, task_id)
         if task is None:
-            raise NotFound(f"no task {task_id}")
+            raise UnknownTask(task_id)
         return await self._poll(task, via="refresh")
 
     async def pushed(self, account_id: str, task_id: str) -> bool:
@@ -198,34 +205,27 @@ class Tracker:
         """Cancel at the provider, where its dialect can, and emit ``task.cancelled``."""
         task = await self._store.get_task(account_id, task_id)
         if task is None:
-            raise NotFound(f"no task {task_id}")
+            raise UnknownTask(task_id)
         plan = self._providers.get(task.provider)
         if plan is None or not plan.client.dialect.cancellable:
-            raise Conflict(
-                f"provider {task.provider!r} offers no way to cancel a task", code="not_supported"
-            )
+            raise NotCancellable(f"provider {task.provider!r} offers no way to cancel a task")
         # Look first: Ark's DELETE on a task that has finished meanwhile deletes it (and
         # its video) instead of cancelling, so only a task still cancellable is sent one.
         task = await self._poll(task, via="cancel")
         if task.status.terminal:
-            raise Conflict(
-                f"the task has already ended ({task.status.value})", code="task_finished"
-            )
+            raise TaskFinished(task.status.value)
         client = plan.client
         if task.status not in client.dialect.cancellable:
-            raise Conflict(
-                f"provider {task.provider!r} cannot cancel a {task.status.value} task",
-                code="not_supported",
+            raise NotCancellable(
+                f"provider {task.provider!r} cannot cancel a {task.status.value} task"
             )
         assert task.provider_task_id is not None  # only tracked tasks are ever polled
         answer = await client.cancel(task.provider_task_id)
         if answer is None:  # pragma: no cover - cancellable said it could
-            raise Conflict("this provider cannot cancel tasks", code="not_supported")
+            raise NotCancellable("this provider cannot cancel tasks")
         if isinstance(answer, ProviderFault):
             if answer.kind in (FaultKind.INVALID_REQUEST, FaultKind.NOT_FOUND):
-                raise Conflict(
-                    f"the provider refused to cancel: {answer.message}", code="cancel_refused"
-                )
+                raise CancelRefused(f"the provider refused to cancel: {answer.message}")
             raise ProviderUnavailable(f"the provider could not cancel now: {answer.message}")
         return await self._save_cancelled(task, answer.task)
 
@@ -437,7 +437,9 @@ class Tracker:
         task = replace(task, not_found_count=count)
         created = task.created_at
         if task.provider_task_id is not None:
-            created = min(created, ark_id_created_at(task.provider_task_id) or created)
+            # A task registered long after it was made: its id may say when that was.
+            dated = plan.client.dialect.created_at_from_id(task.provider_task_id)
+            created = min(created, dated or created)
         if is_past_max_age(created, now, plan.retention):
             # Forgotten, as the provider forgets every task after its window: the task did
             # not fail, it is gone, and nothing more will ever be known of it.

@@ -13,9 +13,8 @@ from ipaddress import ip_address
 import httpx
 import pytest
 
-from relay.errors import DestinationRefused
 from relay.net.addresses import LOOPBACK, NetworkPolicy
-from relay.net.guard import DestinationGuard, Refused, Resolved
+from relay.net.guard import DestinationGuard, DestinationRefused, Refused, Resolved
 from relay.net.transport import RelayTransport
 from tests.net.transport_server import RawServer, replies, response
 

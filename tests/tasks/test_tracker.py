@@ -17,7 +17,14 @@ from typing import Any
 import httpx
 import pytest
 
-from relay.errors import BadRequest, Conflict, NotFound
+from relay.api.errors import Answer, answer_for
+from relay.errors import (
+    DuplicateTask,
+    ProviderRejected,
+    ProviderUnavailable,
+    UnknownProvider,
+    UnknownTask,
+)
 from relay.models import (
     Account,
     DeliveryStatus,
@@ -31,7 +38,7 @@ from relay.models import (
 )
 from relay.polling.schedule import PollPolicy
 from relay.store.interface import TaskQuery
-from relay.tasks.registration import ProviderPlan, ProviderRejected, Registration
+from relay.tasks.registration import ProviderPlan, Registration
 from relay.tasks.tracker import Tracker
 from tests.tasks.tracker_env import (
     BOGUS_ID,
@@ -151,9 +158,9 @@ async def test_unknown_provider_is_a_bad_request(env: Env) -> None:
         Registration(provider="nope", provider_task_id="cgt-1"),
         Registration(provider="nope", input=create_body()),
     ):
-        with pytest.raises(BadRequest) as caught:
+        with pytest.raises(UnknownProvider) as caught:
             await env.tracker.register(env.account, reg)
-        assert (caught.value.code, caught.value.status_code) == ("unknown_provider", 400)
+        assert answer_for(caught.value) == Answer(400, "unknown_provider")
     assert env.recorder.requests == []
     assert (await env.store.list_tasks(env.account.id, TaskQuery())).items == []
 
@@ -161,12 +168,12 @@ async def test_unknown_provider_is_a_bad_request(env: Env) -> None:
 async def test_duplicate_registration_is_a_conflict(env: Env) -> None:
     ptid = await env.sandbox_task()
     first = await env.register(provider_task_id=ptid)
-    with pytest.raises(Conflict) as caught:
+    with pytest.raises(DuplicateTask) as caught:
         await env.tracker.register(
             env.account, Registration(provider="sandbox", provider_task_id=ptid)
         )
-    assert (caught.value.code, caught.value.status_code) == ("task_exists", 409)
-    assert first.id in caught.value.message
+    assert answer_for(caught.value) == Answer(409, "task_exists")
+    assert str(caught.value) == f"this provider task is already tracked as {first.id}"
     tasks = (await env.store.list_tasks(env.account.id, TaskQuery())).items
     assert [t.id for t in tasks] == [first.id]
     assert await env.history(first) == [(EventType.TASK_QUEUED, 1)]
@@ -177,6 +184,7 @@ async def test_input_the_provider_refuses_registers_nothing(env: Env) -> None:
         await env.tracker.register(
             env.account, Registration(provider="sandbox", input={"model": MODEL, "content": []})
         )
+    assert answer_for(caught.value) == Answer(400, "provider_rejected")
     fault = caught.value.fault
     assert (fault.kind, fault.retryable, fault.status_code, fault.provider_code) == (
         FaultKind.INVALID_REQUEST,
@@ -187,6 +195,18 @@ async def test_input_the_provider_refuses_registers_nothing(env: Env) -> None:
     assert (await env.store.list_tasks(env.account.id, TaskQuery())).items == []
     assert env.client.health().consecutive_faults == 0
     assert env.on_events.calls == 0
+
+
+async def test_a_provider_that_cannot_take_the_task_now_is_unavailable_not_a_rejection(
+    env: Env,
+) -> None:
+    env.recorder.scripted = [503]
+    with pytest.raises(ProviderUnavailable) as caught:
+        await env.register(input=create_body())
+    assert answer_for(caught.value) == Answer(502, "provider_unavailable")
+    assert str(caught.value).startswith("the provider could not take the task now: ")
+    assert env.recorder.requests == [POST]
+    assert (await env.store.list_tasks(env.account.id, TaskQuery())).items == []
 
 
 # --- polling ----------------------------------------------------------------------------------
@@ -533,11 +553,11 @@ async def test_refresh_polls_now(env: Env) -> None:
 
 async def test_refresh_of_an_unknown_or_foreign_task_is_not_found(env: Env) -> None:
     task = await env.register(input=create_body())
-    with pytest.raises(NotFound):
+    with pytest.raises(UnknownTask):
         await env.tracker.refresh(env.account.id, "task_missing")
     other = Account(id="acc_other", name="other", created_at=T0)
     await env.store.create_account(other, "hash-other", "whsec_b3RoZXI=")
-    with pytest.raises(NotFound):
+    with pytest.raises(UnknownTask):
         await env.tracker.refresh(other.id, task.id)
     assert env.recorder.requests == [POST]
 

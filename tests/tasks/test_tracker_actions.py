@@ -12,7 +12,14 @@ from typing import Any
 import httpx
 import pytest
 
-from relay.errors import BadRequest, Conflict, NotFound
+from relay.api.errors import Answer, answer_for
+from relay.errors import (
+    InvalidInput,
+    NotCancellable,
+    TaskFinished,
+    UnknownTask,
+    UntranslatableInput,
+)
 from relay.models import LOOKS_KEPT, ErrorCode, EventType, TaskStatus
 from relay.polling.schedule import PollPolicy
 from relay.tasks.registration import ProviderPlan, Registration
@@ -60,10 +67,10 @@ async def test_ark_cannot_cancel_a_running_task(env: Env) -> None:
     ptid = task.provider_task_id
     assert ptid is not None
     env.clock.advance(3)  # running at the sandbox
-    with pytest.raises(Conflict) as caught:
+    with pytest.raises(NotCancellable) as caught:
         await env.tracker.cancel(env.account.id, task.id)
-    assert caught.value.code == "not_supported"
-    assert "running" in caught.value.message
+    assert answer_for(caught.value) == Answer(409, "not_supported")
+    assert "running" in str(caught.value)
     assert env.recorder.requests == [POST, get(ptid)]  # no DELETE
     assert (await env.stored(task)).status is TaskStatus.RUNNING
 
@@ -73,14 +80,14 @@ async def test_a_finished_task_is_not_cancelled(env: Env) -> None:
     ptid = task.provider_task_id
     assert ptid is not None
     env.clock.advance(30)
-    with pytest.raises(Conflict) as caught:
+    with pytest.raises(TaskFinished) as caught:
         await env.tracker.cancel(env.account.id, task.id)
-    assert caught.value.code == "task_finished"
+    assert answer_for(caught.value) == Answer(409, "task_finished")
     assert env.recorder.requests == [POST, get(ptid)]
     assert (await env.stored(task)).status is TaskStatus.SUCCEEDED
-    with pytest.raises(NotFound):
+    with pytest.raises(UnknownTask):
         await env.tracker.cancel(env.account.id, "task_nope")
-    with pytest.raises(NotFound):
+    with pytest.raises(UnknownTask):
         await env.tracker.cancel("acc_other", task.id)
 
 
@@ -200,22 +207,29 @@ async def test_neutral_input_is_translated_into_the_ark_body(env: Env) -> None:
 
 
 @pytest.mark.parametrize(
-    ("body", "field"),
+    ("body", "field", "refused"),
     [
         (
             {"model": "seedance-2.0-fast", "prompt": "a fox", "resolution": "1080p"},
             "input.resolution",
+            UntranslatableInput,  # a valid resolution this provider's model lacks
         ),
-        ({"model": "seedance-2.0-fast", "prompt": "a fox", "ratio": "5:4"}, "input.ratio"),
+        (
+            {"model": "seedance-2.0-fast", "prompt": "a fox", "ratio": "5:4"},
+            "input.ratio",
+            InvalidInput,  # not a ratio of the neutral form at all
+        ),
     ],
 )
 async def test_neutral_input_a_provider_cannot_do_is_refused_before_it_is_sent(
-    env: Env, body: dict[str, Any], field: str
+    env: Env, body: dict[str, Any], field: str, refused: type[InvalidInput | UntranslatableInput]
 ) -> None:
     tracker = neutral_tracker(env)
-    with pytest.raises(BadRequest) as caught:
+    with pytest.raises(refused) as caught:
         await tracker.register(env.account, Registration(provider="sandbox", input=body))
-    assert caught.value.message.startswith(field + ":")
+    assert caught.value.field == field
+    code = "invalid_input" if refused is InvalidInput else "unsupported_by_provider"
+    assert answer_for(caught.value) == Answer(400, code)
     assert env.recorder.requests == []
 
 

@@ -1,0 +1,125 @@
+"""The HTTP edge of the error tree (``relay.errors``): the one table of which status and code
+answer each error, and the JSON answer built from it.
+
+The domain says what happened (``UnknownTask``, ``TaskFinished``); only this table says how
+HTTP puts it. The JSON API answers with it (``exception_handlers``, idempotency keys keep the
+answer it gives), and so do the dashboard's error pages (``relay.dashboard.render``), so an
+error is the same status wherever it is met. A class is looked up along its MRO: a subclass
+without a row of its own answers as its nearest listed ancestor. An error no row covers is a
+bug and answers 500, which ``tests/api/test_errors.py`` keeps from happening to any class of
+the domain or edge branch.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Final
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from relay import errors as e
+
+log = logging.getLogger("relay.api")
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    status: int
+    code: str
+
+
+ANSWERS: Final[Mapping[type[e.RelayError], Answer]] = MappingProxyType(
+    {
+        # the domain
+        e.InvalidInput: Answer(400, "invalid_input"),
+        e.UntranslatableInput: Answer(400, "unsupported_by_provider"),
+        e.InvalidTimeRange: Answer(400, "invalid_request"),
+        e.DestinationNotAllowed: Answer(400, "destination_not_allowed"),
+        # A provider is named in the body of a registration, so an unknown one is bad
+        # input there; where a URL names it, the route answers NoSuchResource (404).
+        e.UnknownProvider: Answer(400, "unknown_provider"),
+        e.ProviderRejected: Answer(400, "provider_rejected"),
+        e.UnknownObject: Answer(404, "not_found"),
+        e.DuplicateTask: Answer(409, "task_exists"),
+        e.ProviderCannot: Answer(409, "not_supported"),
+        e.TaskFinished: Answer(409, "task_finished"),
+        e.CancelRefused: Answer(409, "cancel_refused"),
+        e.SubscriptionDisabled: Answer(409, "disabled"),
+        e.ReplayTargetDisabled: Answer(409, "conflict"),
+        e.ProviderUnavailable: Answer(502, "provider_unavailable"),
+        # the request itself
+        e.BadRequest: Answer(400, "invalid_request"),
+        e.InvalidJson: Answer(400, "invalid_json"),
+        e.InvalidCursor: Answer(400, "invalid_cursor"),
+        e.InvalidIdempotencyKey: Answer(400, "invalid_idempotency_key"),
+        e.Unauthorized: Answer(401, "unauthorized"),
+        e.CsrfRefused: Answer(403, "csrf_refused"),
+        e.NoSuchResource: Answer(404, "not_found"),
+        e.IdempotencyKeyReused: Answer(409, "idempotency_key_reused"),
+        e.IdempotencyKeyInUse: Answer(409, "idempotency_key_in_use"),
+        e.PayloadTooLarge: Answer(413, "payload_too_large"),
+        e.TooManyRequests: Answer(429, "too_many_requests"),
+    }
+)
+
+
+def answer_for(exc: BaseException) -> Answer | None:
+    """The status and code ``exc`` is answered with; None: no row covers it (a bug)."""
+    return answer_for_class(type(exc))
+
+
+def answer_for_class(cls: type[BaseException]) -> Answer | None:
+    for ancestor in cls.__mro__:
+        found = ANSWERS.get(ancestor)
+        if found is not None:
+            return found
+    return None
+
+
+def error_response(status_code: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status_code)
+
+
+async def answer_error(request: Request, exc: Exception) -> Response:
+    """The JSON answer to an error of the table (the app registers it for every row)."""
+    answer = answer_for(exc)
+    if answer is None:  # pragma: no cover - registered only for the table's classes
+        raise exc
+    response = error_response(answer.status, answer.code, str(exc))
+    if isinstance(exc, e.TooManyRequests):
+        response.headers["Retry-After"] = str(exc.retry_after)
+    return response
+
+
+async def _store_unavailable(request: Request, exc: Exception) -> Response:
+    # The database is down or refused: the request may be retried, nothing was half-done
+    # (every store call is one transaction). What the database said stays in the log.
+    log.error("database error on %s %s: %s", request.method, request.url.path, exc)
+    return error_response(503, "database_unavailable", "the database is unavailable; retry shortly")
+
+
+async def _no_route(request: Request, exc: Exception) -> Response:
+    return error_response(404, "not_found", f"no route {request.url.path}")
+
+
+async def _not_allowed(request: Request, exc: Exception) -> Response:
+    return error_response(
+        405, "method_not_allowed", f"{request.method} is not allowed on {request.url.path}"
+    )
+
+
+Handler = Callable[[Request, Exception], Any]
+
+
+def exception_handlers() -> dict[Any, Handler]:
+    """The Starlette app's handlers: every row of the table, the database being down, and
+    Starlette's own 404 and 405 (in the same JSON shape)."""
+    handlers: dict[Any, Handler] = dict.fromkeys(ANSWERS, answer_error)
+    handlers[e.StoreError] = _store_unavailable
+    handlers[404] = _no_route
+    handlers[405] = _not_allowed
+    return handlers

@@ -48,7 +48,7 @@ from relay.polling.durations import DurationKey, DurationModel
 from relay.polling.learned import next_poll_delay_learned
 from relay.polling.schedule import is_past_max_age, next_poll_delay
 from relay.pump import Pump
-from relay.store.interface import Store
+from relay.store.interface import TaskStore
 from relay.tasks.registration import ProviderPlan, Registration, native_input
 from relay.transitions import Change, apply_answer, registered, terminate
 
@@ -72,7 +72,7 @@ class Tracker:
     def __init__(
         self,
         *,
-        store: Store,
+        store: TaskStore,
         providers: Mapping[str, ProviderPlan],
         clock: Clock,
         rng: random.Random,

@@ -60,7 +60,7 @@ def test_the_table_of_clients_stays_bounded() -> None:
 def test_bad_parameters_are_refused() -> None:
     for kwargs in ({"per_minute": -1}, {"burst": 0}, {"max_clients": 0}):
         with pytest.raises(ValueError, match="need per_minute"):
-            FailureLimiter(**kwargs)  # type: ignore[arg-type]
+            FailureLimiter(**kwargs)
 
 
 @pytest.mark.parametrize(

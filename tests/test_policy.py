@@ -578,7 +578,7 @@ def test_finish_model_shares() -> None:
 )
 def test_learned_polling_rejects_nonsense(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):  # noqa: PT011 - any of several messages
-        LearnedPolling(**kwargs)  # type: ignore[arg-type]
+        LearnedPolling(**kwargs)
 
 
 def test_learned_polling_beats_a_fixed_loop() -> None:

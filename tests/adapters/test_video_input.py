@@ -495,7 +495,13 @@ def test_parse_builds_the_value() -> None:
 
 
 def test_nulls_and_empty_lists_mean_not_given() -> None:
-    body = {"model": "m", "prompt": None, "images": [], "videos": None, "seed": None}
+    body: dict[str, object] = {
+        "model": "m",
+        "prompt": None,
+        "images": [],
+        "videos": None,
+        "seed": None,
+    }
     assert parse_neutral(body) == VideoInput(model="m")
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import random
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -140,16 +140,35 @@ async def test_stop_lets_attempts_in_flight_finish_and_starts_no_more(store: Sto
 
 
 class Outage:
-    """The store, except that its first ``failures`` attempt records fail as a database
-    that is down does."""
+    """The delivery engine's store role (``DeliveryStore``), except that its first
+    ``failures`` attempt records fail as a database that is down does."""
 
     def __init__(self, store: Store, failures: int) -> None:
         self._store = store
         self.failures = failures
         self.refused: list[int] = []
 
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._store, name)
+    async def claim_due_deliveries(
+        self,
+        now: datetime,
+        limit: int,
+        lease_seconds: float,
+        owner: str,
+        *,
+        in_flight: Mapping[str, int] | None = None,
+        per_destination: int | None = None,
+    ) -> list[DueDelivery]:
+        return await self._store.claim_due_deliveries(
+            now,
+            limit,
+            lease_seconds,
+            owner,
+            in_flight=in_flight,
+            per_destination=per_destination,
+        )
+
+    async def next_delivery_at(self, after: datetime) -> datetime | None:
+        return await self._store.next_delivery_at(after)
 
     async def record_attempts(self, records: Sequence[AttemptRecord], owner: str) -> None:
         if self.failures > 0:

@@ -196,7 +196,12 @@ async def test_a_closed_port_is_harmless(receiver: Receiver) -> None:
 
 async def test_closing_the_sandbox_cancels_pending_pushes(clock: FakeClock) -> None:
     sent: list[httpx.Request] = []
-    transport = httpx.MockTransport(lambda request: sent.append(request) or httpx.Response(200))
+
+    def take(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(200)
+
+    transport = httpx.MockTransport(take)
     async with served(clock, push_transport=transport) as (sandbox, http):
         json_of(await http.post(TASKS, headers=AUTH, json=create_body("https://x.test/h")))
         assert sandbox.pushes.pending == 1

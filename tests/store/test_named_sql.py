@@ -25,8 +25,10 @@ def asked_for(backend: str) -> set[str]:
                 and isinstance(node.value, ast.Name)
                 and node.value.id == "QUERIES"
             ):
-                assert isinstance(node.slice, ast.Constant), f"{path}: a query name is a literal"
-                names.add(node.slice.value)
+                name = node.slice
+                assert isinstance(name, ast.Constant), f"{path}: a query name is a literal"
+                assert isinstance(name.value, str), f"{path}: a query name is a string"
+                names.add(name.value)
     return names
 
 

@@ -181,7 +181,9 @@ async def test_a_poll_lease_names_its_owner_until_saved_or_released(
 
     async def owners() -> dict[object, object]:
         async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as c:
-            return dict(await fetch(c, "SELECT id, poll_lease_owner FROM tasks"))
+            return {
+                row[0]: row[1] for row in await fetch(c, "SELECT id, poll_lease_owner FROM tasks")
+            }
 
     assert await owners() == {first.id: None, second.id: None}
     claimed = await pg.claim_due_polls(NOW, 10, 30, "instance-a")

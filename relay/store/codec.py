@@ -27,6 +27,7 @@ from relay.models import (
     TaskStatus,
     utc,
 )
+from relay.store.interface import SUBSCRIPTION_FIELDS
 
 
 def ts(value: datetime | None) -> float | None:
@@ -279,3 +280,22 @@ def signing_secrets(
     if previous and previous_until is not None and previous_until > now.timestamp():
         return (secret, previous)
     return (secret,)
+
+
+def subscription_changes(changes: Mapping[str, Any]) -> dict[str, Any]:
+    """The parameters of a backend's static ``update_subscription`` query: each of
+    ``SUBSCRIPTION_FIELDS`` as a column value, with a ``set_<field>`` flag saying whether the
+    change names it (a field not named keeps its value). Other names are a ``ValueError``."""
+    unknown = set(changes) - SUBSCRIPTION_FIELDS
+    if unknown:
+        raise ValueError(f"not subscription fields: {sorted(unknown)}")
+    values = dict(changes)
+    if "event_types" in values:
+        values["event_types"] = event_types_json(values["event_types"])
+    if "headers" in values:
+        values["headers"] = headers_json(values["headers"] or {})
+    params: dict[str, Any] = {}
+    for name in sorted(SUBSCRIPTION_FIELDS):
+        params[f"set_{name}"] = name in values
+        params[name] = values.get(name)
+    return params

@@ -28,7 +28,6 @@ from relay.store.codec import (
     ts,
 )
 from relay.store.interface import (
-    SUBSCRIPTION_FIELDS,
     Page,
     ReplayQuery,
 )
@@ -104,27 +103,9 @@ class SubscriptionsMixin:
     async def update_subscription(
         self, account_id: str, sub_id: str, changes: Mapping[str, Any], now: datetime
     ) -> Subscription | None:
-        unknown = set(changes) - SUBSCRIPTION_FIELDS
-        if unknown:
-            raise ValueError(f"not subscription fields: {sorted(unknown)}")
-        values = dict(changes)
-        if "event_types" in values:
-            values["event_types"] = codec.event_types_json(values["event_types"])
-        if "headers" in values:
-            values["headers"] = headers_json(values["headers"] or {})
-        # One static UPDATE sets every field in SUBSCRIPTION_FIELDS: each comes with whether
-        # it was given (a field not given keeps its value).
+        # One static UPDATE for any change (see codec.subscription_changes).
         params = {
-            "set_url": "url" in values,
-            "url": values.get("url"),
-            "set_event_types": "event_types" in values,
-            "event_types": values.get("event_types"),
-            "set_description": "description" in values,
-            "description": values.get("description"),
-            "set_headers": "headers" in values,
-            "headers": values.get("headers"),
-            "set_rate_limit": "rate_limit" in values,
-            "rate_limit": values.get("rate_limit"),
+            **codec.subscription_changes(changes),
             "now": ts(now),
             "id": sub_id,
         }
@@ -133,10 +114,10 @@ class SubscriptionsMixin:
             if await lock_subscription(c, sub_id, account_id) is None:
                 return None
             await c.execute(QUERIES["update_subscription"], params)
-            if "url" in values:
+            if params["set_url"]:
                 await c.execute(
                     QUERIES["redirect_pending_deliveries"],
-                    {"url": values["url"], "destination_id": sub_id},
+                    {"url": params["url"], "destination_id": sub_id},
                 )
             return await _get(c, account_id, sub_id)
 

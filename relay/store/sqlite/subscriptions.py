@@ -19,6 +19,7 @@ from relay.models import (
     SubscriptionStatus,
     iso,
 )
+from relay.store import codec
 from relay.store.codec import (
     dt,
     event_types_from,
@@ -29,7 +30,7 @@ from relay.store.codec import (
     subscription_from_row,
     ts,
 )
-from relay.store.interface import SUBSCRIPTION_FIELDS, Page, ReplayQuery
+from relay.store.interface import Page, ReplayQuery
 from relay.store.named_sql import load_queries
 from relay.store.sqlite.runner import SqliteRunner
 
@@ -91,27 +92,9 @@ class SubscriptionsMixin:
     async def update_subscription(
         self, account_id: str, sub_id: str, changes: Mapping[str, Any], now: datetime
     ) -> Subscription | None:
-        unknown = set(changes) - SUBSCRIPTION_FIELDS
-        if unknown:
-            raise ValueError(f"not subscription fields: {sorted(unknown)}")
-        values = dict(changes)
-        if "event_types" in values:
-            values["event_types"] = event_types_json(values["event_types"])
-        if "headers" in values:
-            values["headers"] = headers_json(values["headers"] or {})
-        # One UPDATE for any change: each of SUBSCRIPTION_FIELDS is a parameter, and its
-        # set_ flag says whether the change names it (a field not named keeps its value).
+        # One static UPDATE for any change (see codec.subscription_changes).
         params = {
-            "set_url": "url" in values,
-            "url": values.get("url"),
-            "set_event_types": "event_types" in values,
-            "event_types": values.get("event_types"),
-            "set_description": "description" in values,
-            "description": values.get("description"),
-            "set_headers": "headers" in values,
-            "headers": values.get("headers"),
-            "set_rate_limit": "rate_limit" in values,
-            "rate_limit": values.get("rate_limit"),
+            **codec.subscription_changes(changes),
             "now": ts(now),
             "sub_id": sub_id,
             "account_id": account_id,
@@ -121,9 +104,9 @@ class SubscriptionsMixin:
             found = c.execute(QUERIES["update_subscription"], params).rowcount
             if not found:  # another account's subscription: nothing of it may change
                 return None
-            if "url" in values:
+            if params["set_url"]:
                 c.execute(
-                    QUERIES["repoint_pending_deliveries"], {"url": values["url"], "sub_id": sub_id}
+                    QUERIES["repoint_pending_deliveries"], {"url": params["url"], "sub_id": sub_id}
                 )
             return _get(c, account_id, sub_id)
 

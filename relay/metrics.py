@@ -26,9 +26,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from relay.models import TaskStatus
+from relay.models import ProviderHealth, TaskStatus
 from relay.store.interface import MetricsSnapshot, StoreUpkeep
-from relay.tasks.providers import ProviderHealth
 
 log = logging.getLogger("relay.metrics")
 

@@ -416,3 +416,28 @@ def iso(value: datetime | None) -> str | None:
     if value is None:
         return None
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderHealth:
+    """A provider as the relay sees it now: its run of faults and its back-off."""
+
+    name: str
+    dialect: str
+    consecutive_faults: int
+    last_fault: str | None
+    last_fault_at: datetime | None
+    backoff_until: datetime | None
+    in_flight: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "dialect": self.dialect,
+            "healthy": self.consecutive_faults == 0,
+            "consecutive_faults": self.consecutive_faults,
+            "last_fault": self.last_fault,
+            "last_fault_at": iso(self.last_fault_at),
+            "backoff_until": iso(self.backoff_until),
+            "in_flight": self.in_flight,
+        }

@@ -9,7 +9,7 @@ import asyncio
 import logging
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -18,34 +18,11 @@ import httpx
 from relay.adapters.base import CancelAccepted, Created, Dialect, HttpCall, HttpReply
 from relay.backoff import provider_backoff, retry_after_wait
 from relay.clock import Clock
-from relay.models import FaultKind, ProviderFault, ProviderTask, iso
+from relay.models import FaultKind, ProviderFault, ProviderHealth, ProviderTask, iso
 
 log = logging.getLogger("relay.providers")
 
 R = TypeVar("R")
-
-
-@dataclass(frozen=True, slots=True)
-class ProviderHealth:
-    name: str
-    dialect: str
-    consecutive_faults: int
-    last_fault: str | None
-    last_fault_at: datetime | None
-    backoff_until: datetime | None
-    in_flight: int
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "dialect": self.dialect,
-            "healthy": self.consecutive_faults == 0,
-            "consecutive_faults": self.consecutive_faults,
-            "last_fault": self.last_fault,
-            "last_fault_at": iso(self.last_fault_at),
-            "backoff_until": iso(self.backoff_until),
-            "in_flight": self.in_flight,
-        }
 
 
 _NOT_PROVIDER_FAULTS = frozenset(

@@ -6,7 +6,8 @@
        metrics, operator actions, services, sandbox
     1  store, adapters, net, config      storage, provider dialects, the network, settings
     0  models, errors, transitions,      pure values and decisions, no I/O
-       polling, delivery outcomes, backoff, limits, signing, logs, clock, ids
+       polling, delivery outcomes, task verdicts, backoff, limits, signing, logs,
+       clock, ids
 
 Two more rules: the sandbox (a fake provider) never imports the adapters it is there to
 exercise, and nothing outside ``relay.store`` imports a backend (``open_store`` is the door).
@@ -28,6 +29,7 @@ FLOORS: dict[str, int] = {
     "relay.api": 3,
     "relay.dashboard": 3,
     "relay.tasks": 2,
+    "relay.tasks.verdicts": 0,
     "relay.delivery.engine": 2,
     "relay.delivery.recorder": 2,
     "relay.delivery.fresh_urls": 2,

@@ -46,20 +46,16 @@ from relay.models import (
 )
 from relay.polling.durations import DurationKey, DurationModel
 from relay.polling.learned import next_poll_delay_learned
-from relay.polling.schedule import is_past_max_age, next_poll_delay
+from relay.polling.schedule import next_poll_delay
 from relay.pump import Pump
 from relay.store.interface import TaskStore
+from relay.tasks import verdicts
 from relay.tasks.registration import ProviderPlan, Registration, native_input
 from relay.transitions import Change, apply_answer, registered, terminate
 
 log = logging.getLogger("relay.tracker")
 
 _RUNNING_AGES_MAX = 200_000
-
-NOT_FOUND_LIMIT = 3
-"""Consecutive "no such task" answers before a task is given up (a just-created task can
-briefly be unknown to a gateway's replica)."""
-
 
 PUSH_RECHECK = 2.0
 """Seconds before another look when a push's confirming query still says "not done" or met
@@ -166,9 +162,11 @@ class Tracker:
             if created is None
             else now + timedelta(seconds=next_poll_delay(0, None, plan.poll, self._rng)),
         )
-        change = registered(task, now, _event_id)
+        change = registered(task, now, verdicts.event_id)
         if created is not None and created.task is not None:
-            change = _chain(change, apply_answer(change.task, created.task, now, _event_id))
+            change = verdicts.chain(
+                change, apply_answer(change.task, created.task, now, verdicts.event_id)
+            )
         await self._store.create_task(change, callback)  # may raise DuplicateTask
         self._after_write(change)
         due = change.task.next_poll_at
@@ -234,8 +232,8 @@ class Tracker:
             now = self._clock.now()
             change = Change(task)
             if said is not None:
-                change = apply_answer(task, said, now, _event_id)
-            change = _chain(
+                change = apply_answer(task, said, now, verdicts.event_id)
+            change = verdicts.chain(
                 change,
                 terminate(
                     change.task,
@@ -244,7 +242,7 @@ class Tracker:
                         ErrorCode.CANCELLED, "cancelled through the relay at the caller's request"
                     ),
                     now,
-                    _event_id,
+                    verdicts.event_id,
                 ),
             )
             if await self._store.save_task(change, task.version):
@@ -326,16 +324,7 @@ class Tracker:
             if task.status.terminal:
                 return task
             if plan is None:
-                change = terminate(
-                    task,
-                    TaskStatus.FAILED,
-                    TaskError(
-                        ErrorCode.INVALID_REQUEST,
-                        f"provider {task.provider!r} is no longer configured",
-                    ),
-                    now,
-                    _event_id,
-                )
+                change = verdicts.provider_gone(task, now)
             else:
                 change, answered = await self._ask(task, plan, via)
                 next_at = change.task.next_poll_at
@@ -344,27 +333,9 @@ class Tracker:
                     change = Change(
                         replace(change.task, next_poll_at=min(next_at, soon)), change.events
                     )
-                # Past its maximum age a task gets one last real look (it may have finished
-                # while the provider was backed off) before the relay gives up on it.
-                # A provider that keeps failing for this task gets as long again: then the
-                # task expires without an answer rather than being polled forever.
-                if not change.task.status.terminal and (
-                    (answered and is_past_max_age(task.created_at, now, plan.max_age))
-                    or is_past_max_age(task.created_at, now, 2 * plan.max_age)
-                ):
-                    change = _chain(
-                        change,
-                        terminate(
-                            change.task,
-                            TaskStatus.EXPIRED,
-                            TaskError(
-                                ErrorCode.EXPIRED,
-                                f"the task did not finish within {plan.max_age:g} s",
-                            ),
-                            self._clock.now(),
-                            _event_id,
-                        ),
-                    )
+                change = verdicts.expire_if_overdue(
+                    change, task.created_at, answered, plan.max_age, now, self._clock.now()
+                )
             if await self._store.save_task(change, task.version):
                 if left > 1 and not change.task.status.terminal:
                     self._unconfirmed[task.id] = left - 1
@@ -417,9 +388,12 @@ class Tracker:
             else Look(now, via, outcome)
         )
         if isinstance(answer, ProviderTask):
-            change = apply_answer(replace(task, not_found_count=0), answer, now, _event_id)
+            change = apply_answer(replace(task, not_found_count=0), answer, now, verdicts.event_id)
         elif answer.kind is FaultKind.NOT_FOUND:
-            change = self._unknown(task, answer, plan, now)
+            # A task registered long after it was made: its id may say when that was.
+            pid = task.provider_task_id
+            dated = plan.client.dialect.created_at_from_id(pid) if pid is not None else None
+            change = verdicts.not_found(task, answer, plan.retention, dated, now)
         else:
             change = Change(task)
         ended = change.task.status.terminal
@@ -429,45 +403,6 @@ class Tracker:
         # Only an answer about the task counts as a look at it; a provider fault says nothing.
         answered = isinstance(answer, ProviderTask) or answer.kind is FaultKind.NOT_FOUND
         return Change(replace(change.task, next_poll_at=later), change.events), answered
-
-    def _unknown(
-        self, task: Task, fault: ProviderFault, plan: ProviderPlan, now: datetime
-    ) -> Change:
-        count = task.not_found_count + 1
-        task = replace(task, not_found_count=count)
-        created = task.created_at
-        if task.provider_task_id is not None:
-            # A task registered long after it was made: its id may say when that was.
-            dated = plan.client.dialect.created_at_from_id(task.provider_task_id)
-            created = min(created, dated or created)
-        if is_past_max_age(created, now, plan.retention):
-            # Forgotten, as the provider forgets every task after its window: the task did
-            # not fail, it is gone, and nothing more will ever be known of it.
-            return terminate(
-                task,
-                TaskStatus.EXPIRED,
-                TaskError(
-                    ErrorCode.PAST_RETENTION,
-                    f"the provider no longer keeps this task (it keeps "
-                    f"tasks {plan.retention / 86400:g} days): {fault.message}",
-                    provider_code=fault.provider_code,
-                ),
-                now,
-                _event_id,
-            )
-        if count < NOT_FOUND_LIMIT:
-            return Change(task)
-        return terminate(
-            task,
-            TaskStatus.FAILED,
-            TaskError(
-                ErrorCode.NOT_FOUND,
-                f"the provider does not know this task: {fault.message}",
-                provider_code=fault.provider_code,
-            ),
-            now,
-            _event_id,
-        )
 
     def _delay(self, task: Task, plan: ProviderPlan, now: datetime) -> float:
         age = (now - task.created_at).total_seconds()
@@ -508,14 +443,6 @@ class Tracker:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
         self._running.add(task)
         task.add_done_callback(self._running.discard)
-
-
-def _chain(first: Change, then: Change) -> Change:
-    return Change(then.task, first.events + then.events)
-
-
-def _event_id() -> str:
-    return new_id("evt")
 
 
 def _origin(url: str) -> str:

@@ -10,10 +10,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from relay.errors import StoreError
 from relay.metrics import SNAPSHOT_TTL, LiveState, RelayMetrics, state_metrics
-from relay.models import TaskStatus
+from relay.models import ProviderHealth, TaskStatus
 from relay.store import open_store
 from relay.store.interface import MetricsSnapshot
-from relay.tasks.providers import ProviderHealth
 from tests.clock import FakeClock
 from tests.store.factories import make_account, register
 
@@ -167,7 +166,7 @@ async def test_the_snapshot_is_read_at_most_once_per_ttl(tmp_path: Path) -> None
         # ... and scrapes in the next TTL do not ask the database again.
         asked = 0
 
-        async def counting(now: datetime) -> object:
+        async def counting(now: datetime) -> MetricsSnapshot:
             nonlocal asked
             asked += 1
             raise StoreError("PostgreSQL: no connection within 5 s")

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from standardwebhooks import Webhook
 
 from tests.e2e.harness import (
@@ -28,6 +29,8 @@ TASKS = 20
 # Long enough that nothing runs out of attempts while the receiver is down, short enough that
 # what is pending comes due within a second of the restart.
 PATIENT_SCHEDULE = [0.5] * 40
+
+pytestmark = pytest.mark.slow
 
 
 def authed(url: str, account: Account) -> httpx.AsyncClient:

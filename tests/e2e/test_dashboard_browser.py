@@ -140,6 +140,7 @@ def browse(
         driver.quit()
 
 
+@pytest.mark.slow
 async def test_sign_in_open_a_task_redeliver_and_see_the_new_attempt(
     start_relay: RelayFactory,
     start_receiver: ReceiverFactory,

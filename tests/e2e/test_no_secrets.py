@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.e2e.conftest import ReceiverFactory
 from tests.e2e.harness import (
@@ -229,6 +230,7 @@ def leaks(texts: Iterable[str], secrets: Iterable[str]) -> list[str]:
     return found
 
 
+@pytest.mark.slow
 async def test_no_secret_in_logs_errors_metrics_or_dashboard(
     tmp_path: Path,
     start_receiver: ReceiverFactory,

@@ -51,6 +51,7 @@ from tests.e2e.harness import (
 )
 
 pytestmark = [
+    pytest.mark.slow,
     pytest.mark.asyncio(loop_scope="module"),
     # The fuzzing thread's HTTP client may leave a socket for the garbage collector; with
     # warnings as errors, its ResourceWarning runs pytest's hook inside whatever the thread

@@ -233,7 +233,7 @@ async def test_a_preset_delivers_what_its_provider_reports(
         for task_id, how in ((submitted, "submitted"), (tracked, "tracked")):
             event = await terminal_event(account, receiver, task_id)
             data = event["data"]
-            assert (event["type"], set(data)) == ("task.succeeded", TASK_FIELDS), how
+            assert (event["type"], frozenset(data)) == ("task.succeeded", TASK_FIELDS), how
             expected = {**flavor.reported, **(flavor.submitted_extra if how == "submitted" else {})}
             assert {k: data[k] for k in expected} == expected, how
             assert (data["provider"], data["status"], data["progress"], data["error"]) == (

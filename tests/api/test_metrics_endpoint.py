@@ -1,5 +1,6 @@
-"""``/metrics`` of a real relay (issue 6): what it counts matches what the API and the
-sandbox provider saw, and the state gauges follow the database and the engine."""
+"""``/metrics`` of a running relay (issue 6): what it counts matches what the API and the
+sandbox provider saw, and the state gauges follow the database and the engine. The unit
+tests of the counters themselves are in ``tests/test_metrics.py``."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.conftest import ReceiverFactory, RelayFactory
+from tests.api.conftest import InProcessFactory
+from tests.e2e.conftest import ReceiverFactory
 from tests.e2e.harness import ARK_TASKS, Reply, ark_input, eventually, provider_requests
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -59,7 +61,7 @@ async def attempt_outcomes(client: httpx.AsyncClient, task_ids: list[str]) -> Co
 
 
 async def test_metrics_count_deliveries_polls_tasks_and_the_backlog(
-    start_relay: RelayFactory,
+    start_relay: InProcessFactory,
     start_receiver: ReceiverFactory,
 ) -> None:
     # One attempt at a time: while the slow first reply hangs, the next events wait, due.
@@ -172,7 +174,7 @@ async def test_metrics_count_deliveries_polls_tasks_and_the_backlog(
         } == {"sandbox"}
 
 
-async def test_provider_back_off_shows_in_metrics(start_relay: RelayFactory) -> None:
+async def test_provider_back_off_shows_in_metrics(start_relay: InProcessFactory) -> None:
     relay = await start_relay()
     account = await relay.account("backoff")
     async with relay.client(account) as client, relay.client() as anonymous:

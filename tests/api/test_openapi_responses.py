@@ -1,4 +1,4 @@
-"""Every answer of a real relay, through every operation, fits what ``/openapi.json`` documents
+"""Every answer of the relay, through every operation, fits what ``/openapi.json`` documents
 for its status: a client-side response hook validates each one against the response models
 (strict, through JSON, no extra or missing field) while a full flow runs: tasks, callbacks
 with a failed attempt, the event feed, deliveries, redelivery, subscriptions from create to
@@ -13,8 +13,8 @@ import pytest
 from pydantic import ValidationError
 
 from relay.api.openapi import OPERATIONS, documented_answer, find_operation
-from tests.e2e.conftest import RelayFactory
-from tests.e2e.harness import Receiver, RelayServer, ark_input, eventually
+from tests.api.conftest import InProcessFactory
+from tests.e2e.harness import InProcessRelay, Receiver, ark_input, eventually
 
 SLOW = {"min_interval": 0.1, "max_interval": 0.5, "expected_duration": 2, "learn": False}
 PROVIDERS: dict[str, dict[str, Any]] = {
@@ -63,7 +63,7 @@ class Checker:
 
 
 @pytest.fixture
-async def relay(start_relay: RelayFactory) -> RelayServer:
+async def relay(start_relay: InProcessFactory) -> InProcessRelay:
     return await start_relay(
         providers=PROVIDERS, sandbox={"queued_seconds": 1.0, "running_seconds": 0.5}
     )
@@ -75,7 +75,7 @@ def checked(client: httpx.AsyncClient, checker: Checker) -> httpx.AsyncClient:
 
 
 async def test_every_answer_of_a_full_flow_is_what_the_document_says(
-    relay: RelayServer, start_receiver: Any
+    relay: InProcessRelay, start_receiver: Any
 ) -> None:
     checker = Checker()
     receiver: Receiver = await start_receiver(script=[500])  # one failed attempt first
@@ -213,7 +213,7 @@ async def subscriptions(client: httpx.AsyncClient, receiver: Receiver) -> None:
 
 
 async def moderation_and_push(
-    client: httpx.AsyncClient, relay: RelayServer, receiver: Receiver, checker: Checker
+    client: httpx.AsyncClient, relay: InProcessRelay, receiver: Receiver, checker: Checker
 ) -> None:
     moderated = await client.post(
         "/v1/providers/cubicspaces/moderations",
@@ -236,6 +236,6 @@ async def moderation_and_push(
         return str(urls[0]) if urls else None
 
     path = httpx.URL(await eventually(push_url, within=10, what="the provider's push")).path
-    async with checked(httpx.AsyncClient(base_url=relay.url, trust_env=False), checker) as provider:
+    async with checked(relay.client(), checker) as provider:
         assert (await provider.post(path, json={"status": "succeeded"})).status_code == 202
         assert (await provider.post(path + "x", json={})).status_code == 404

@@ -1,6 +1,7 @@
-"""Bad input over real HTTP: every mistake is a 4xx with ``{"error": {"code", "message"}}``,
-never a 5xx, and writes nothing (DESIGN §7). One relay serves the whole module; the account
-the bad requests come from must still have no task and no event at the end of each test."""
+"""Bad input: every mistake is a 4xx with ``{"error": {"code", "message"}}``, never a 5xx, and
+writes nothing (DESIGN §7). One relay (in-process, see ``tests/api/conftest.py``) serves the
+whole module; the account the bad requests come from must still have no task and no event at
+the end of each test."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ import pytest_asyncio
 
 from tests.e2e.harness import (
     Account,
+    InProcessRelay,
     Receiver,
-    RelayServer,
     ark_input,
     eventually,
     free_port,
@@ -24,7 +25,11 @@ from tests.e2e.harness import (
     write_config,
 )
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+pytestmark = [
+    pytest.mark.asyncio(loop_scope="module"),
+    # One worker runs the module, so that its relay is started once.
+    pytest.mark.xdist_group("api_bad_input"),
+]
 
 MAX_BODY = 65536  # limits.max_body_bytes of relay_config
 TRACKED = "cgt-20260606160057-tracked"  # any id: registering with it polls nothing at once
@@ -33,7 +38,7 @@ TRACKED = "cgt-20260606160057-tracked"  # any id: registering with it polls noth
 class World:
     """One relay; ``clean`` only ever sends bad input; ``owner`` has a task and an event."""
 
-    relay: RelayServer
+    relay: InProcessRelay
     receiver: Receiver
     clean: Account
     owner: Account
@@ -48,7 +53,7 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
     # them has its own tests, in test_auth_limit.py).
     config = relay_config(tmp, free_port(), limits={"auth_failure_burst": 10_000})
     w = World()
-    w.relay = await RelayServer(config, write_config(tmp, config)).start()
+    w.relay = await InProcessRelay(config, write_config(tmp, config)).start()
     w.receiver = await Receiver().start()
     try:
         w.clean = await w.relay.account("clean")

@@ -995,6 +995,7 @@ async def server_up(url: str, *, within: float) -> datetime | None:
 
 
 @pytest.mark.postgres(exclusive=True)  # it restarts the server
+@pytest.mark.alone  # timing proofs under a server restart want the machine to itself
 async def test_a_database_restart_under_load_loses_nothing(tmp_path: Path) -> None:
     """Three instances on PostgreSQL; 400 tasks go in, and the database server is restarted
     while they run and deliver. The relays reconnect by themselves (their wake-up listeners

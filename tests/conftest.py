@@ -5,15 +5,23 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
+import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 
 from tests.tasks.tracker_env import env
 
 __all__ = ["env"]
+
+LOCK_WAIT = 300.0
+"""Seconds a test waits for its turn on the PostgreSQL server before it fails."""
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups
@@ -22,11 +30,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     those whose id names PostgreSQL (the store tests' backend parameter,
     ``test_postgres_only.py``), so that new store tests are covered by themselves.
 
-    Puts first the test that restarts the server (it runs while the other workers start on
-    tests that do not need the server), then the ``slow`` ones: xdist hands tests out in this
-    order (``xdist_group`` groups first, the largest first), so the workers start with the
-    long tests and none is left to run alone at the end. A serial run only sees the order
-    change."""
+    Puts first the test that restarts the server, when a run has it (``scripts/test`` runs
+    it afterwards, ``alone``), then the ``slow`` ones: xdist hands tests out in this order
+    (``xdist_group`` groups first, the largest first), so the workers start with the long
+    tests and none is left to run alone at the end. A serial run only sees the order change."""
     for item in items:
         if item.get_closest_marker("postgres") is None and "postgres" in item.nodeid.lower():
             item.add_marker(pytest.mark.postgres)
@@ -43,23 +50,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(autouse=True)
-def _postgres_server(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[None]:
-    """In a parallel run, the tests on the PostgreSQL server share it, except a test marked
+def _postgres_server(request: pytest.FixtureRequest) -> Iterator[None]:
+    """The tests on the PostgreSQL server share it, except a test marked
     ``postgres(exclusive=True)``, which restarts it and so has it to itself: it waits until
-    the tests using the server are done, and those that come meanwhile wait for it.
+    the tests using the server are done, and those that come meanwhile wait for it. This holds
+    across every run on this machine that uses the same server (the workers of a parallel run,
+    other runs from this or another checkout), since a restart breaks their tests as well.
 
-    A file lock in the run's temporary directory, which every worker of the run shares: shared
-    for each ``postgres`` test, exclusive for the restart (an autouse fixture comes before the
-    test's other fixtures, so a test's schema is made and dropped under the lock too)."""
-    marker = request.node.get_closest_marker("postgres")
-    if marker is None or "PYTEST_XDIST_WORKER" not in os.environ:
+    A file lock in the system's temporary directory, named after the server: shared for each
+    ``postgres`` test, exclusive for the restart. (An autouse fixture comes before the test's
+    other fixtures, so a test's schema is made and dropped under the lock too.)"""
+    url = os.environ.get("RELAY_TEST_POSTGRES_URL")
+    if not url or request.node.get_closest_marker("postgres") is None:
         yield
         return
-    with _server_lock(
-        tmp_path_factory.getbasetemp().parent, exclusive=_has_the_server_alone(request.node)
-    ):
+    with _server_lock(_lock_path(url), exclusive=_has_the_server_alone(request.node)):
         yield
 
 
@@ -68,22 +73,43 @@ def _has_the_server_alone(item: pytest.Item) -> bool:
     return marker is not None and bool(marker.kwargs.get("exclusive", False))
 
 
+def _lock_path(url: str) -> Path:
+    """One lock per server (host and port), whatever database or options the URL names."""
+    params = conninfo_to_dict(url)
+    server = f"{params.get('host', 'localhost')}:{params.get('port', 5432)}"
+    digest = hashlib.sha256(server.encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / f"relay-tests-postgres-{digest}"
+
+
 @contextlib.contextmanager
-def _server_lock(directory: Path, *, exclusive: bool) -> Iterator[None]:
+def _server_lock(path: Path, *, exclusive: bool) -> Iterator[None]:
     """A readers-writer lock of two ``flock`` files. Readers pass the gate one at a time and
     take the lock shared; the writer keeps the gate while it waits for the lock, so that no
     reader comes in meanwhile and the restart is not put off for ever."""
-    with (
-        open(directory / "postgres.gate", "a") as gate,
-        open(directory / "postgres.lock", "a") as lock,
-    ):
-        fcntl.flock(gate, fcntl.LOCK_EX)
+    deadline = time.monotonic() + LOCK_WAIT
+    with open(f"{path}.gate", "a") as gate, open(f"{path}.lock", "a") as lock:
+        _flock(gate, fcntl.LOCK_EX, deadline)
         try:
-            fcntl.flock(lock, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            _flock(lock, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH, deadline)
         finally:
             if not exclusive:
                 fcntl.flock(gate, fcntl.LOCK_UN)
         yield  # closing the files releases what is still held
+
+
+def _flock(file: IO[str], operation: int, deadline: float) -> None:
+    while True:
+        try:
+            fcntl.flock(file, operation | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    f"waited {LOCK_WAIT:g} s for the PostgreSQL server ({file.name}): a test "
+                    "elsewhere still has it (fuser shows which process holds that file)",
+                    pytrace=False,
+                )
+            time.sleep(0.05)
 
 
 def _name_the_group(item: pytest.Item) -> None:

@@ -440,6 +440,7 @@ def insert_events(db: Db, n: int) -> None:
     conn.close()
 
 
+@pytest.mark.slow  # 100k events: seconds of CPU, so a parallel run starts it first
 def test_a_100k_event_replay_holds_one_batch_at_a_time(db: Db) -> None:
     sub = db.store(lambda store: subscribe(store, event_types=None))  # terminal types
     insert_events(db, BIG)

@@ -7,9 +7,9 @@ so adding a reported field never needs a migration.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from relay.models import (
     Account,
@@ -27,7 +27,9 @@ from relay.models import (
     TaskStatus,
     utc,
 )
-from relay.store.interface import SUBSCRIPTION_FIELDS
+from relay.store.interface import SUBSCRIPTION_FIELDS, Page
+
+T = TypeVar("T")
 
 
 def ts(value: datetime | None) -> float | None:
@@ -299,3 +301,15 @@ def subscription_changes(changes: Mapping[str, Any]) -> dict[str, Any]:
         params[f"set_{name}"] = name in values
         params[name] = values.get(name)
     return params
+
+
+def paged(
+    rows: Sequence[Sequence[Any]], limit: int, decode: Callable[[Sequence[Any]], T]
+) -> Page[T]:
+    """A page of rows selected as (pk, *columns), ``limit + 1`` of them: the extra row only
+    says that another page follows, from the last pk of this one."""
+    more = len(rows) > limit
+    kept = rows[:limit]
+    return Page(
+        items=[decode(r[1:]) for r in kept], next_after=kept[-1][0] if more and kept else None
+    )

@@ -3,9 +3,8 @@ page decoding its listings share."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from relay.models import Delivery, Event
 from relay.store import codec
@@ -18,16 +17,6 @@ from relay.store.postgres.runner import Conn, PgRunner
 QUERIES = load_queries("relay.store.postgres")
 
 T = TypeVar("T")
-
-
-def paged(rows: list[Any], limit: int, decode: Callable[[Sequence[Any]], T]) -> Page[T]:
-    """A page of rows selected with their pk first and one more than ``limit``: that one only
-    says whether another page follows."""
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return Page(
-        items=[decode(r[1:]) for r in rows], next_after=rows[-1][0] if more and rows else None
-    )
 
 
 class EventsMixin:
@@ -68,7 +57,7 @@ class EventsMixin:
         rows = await self._db.run(
             lambda c: fetch_all(c, sql, params, prepare=False), transaction=False
         )
-        return paged(rows, query.limit, codec.event_from_row)
+        return codec.paged(rows, query.limit, codec.event_from_row)
 
     async def event_deliveries(self, account_id: str, event_id: str) -> list[DeliveryView]:
         async def get(c: Conn) -> list[DeliveryView]:

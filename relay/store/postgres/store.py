@@ -24,7 +24,7 @@ from relay.store.codec import ts
 from relay.store.interface import Page, TaskQuery
 from relay.store.named_sql import load_queries
 from relay.store.postgres.deliveries import DeliveriesMixin
-from relay.store.postgres.events import EventsMixin, paged
+from relay.store.postgres.events import EventsMixin
 from relay.store.postgres.idempotency import IdempotencyMixin
 from relay.store.postgres.metrics import MetricsMixin
 from relay.store.postgres.outbox import (
@@ -204,7 +204,7 @@ class PostgresStore(
         rows = await self._db.run(
             lambda c: fetch_all(c, sql, params, prepare=False), transaction=False
         )
-        return paged(rows, query.limit, codec.task_from_row)
+        return codec.paged(rows, query.limit, codec.task_from_row)
 
     async def claim_due_polls(
         self, now: datetime, limit: int, lease_seconds: float, owner: str

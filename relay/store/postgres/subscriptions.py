@@ -94,11 +94,7 @@ class SubscriptionsMixin:
             ),
             transaction=False,
         )
-        more = len(rows) > limit
-        rows = rows[:limit]
-        return Page(
-            [subscription_from_row(r[1:]) for r in rows], rows[-1][0] if more and rows else None
-        )
+        return codec.paged(rows, limit, subscription_from_row)
 
     async def update_subscription(
         self, account_id: str, sub_id: str, changes: Mapping[str, Any], now: datetime

@@ -8,7 +8,6 @@ import secrets
 import sqlite3
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
 
 from relay.errors import DuplicateTask, StoreError
 from relay.models import Account, Delivery, Destination, Event, Task
@@ -20,6 +19,7 @@ from relay.store.codec import (
     dt,
     event_from_row,
     event_types_json,
+    paged,
     task_from_row,
     task_params,
     ts,
@@ -201,7 +201,7 @@ class SqliteStore(
         }
         sql = QUERIES["list_tasks_desc"] if query.order == "desc" else QUERIES["list_tasks_asc"]
         rows = await self._db.read(lambda c: c.execute(sql, params).fetchall())
-        return _paged(rows, query.limit, task_from_row)
+        return paged(rows, query.limit, task_from_row)
 
     async def claim_due_polls(
         self, now: datetime, limit: int, lease_seconds: float, owner: str
@@ -250,7 +250,7 @@ class SqliteStore(
         }
         sql = QUERIES["list_events_desc"] if query.order == "desc" else QUERIES["list_events_asc"]
         rows = await self._db.read(lambda c: c.execute(sql, params).fetchall())
-        return _paged(rows, query.limit, event_from_row)
+        return paged(rows, query.limit, event_from_row)
 
     async def event_deliveries(self, account_id: str, event_id: str) -> list[DeliveryView]:
         def get(c: sqlite3.Connection) -> list[DeliveryView]:
@@ -289,12 +289,3 @@ class SqliteStore(
             ]
 
         return await self._db.write(insert)
-
-
-def _paged(rows: list[Any], limit: int, decode: Callable[[Any], Any]) -> Page[Any]:
-    """A page from ``limit + 1`` rows of (pk, *columns): the extra row says there is more."""
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return Page(
-        items=[decode(r[1:]) for r in rows], next_after=rows[-1][0] if more and rows else None
-    )

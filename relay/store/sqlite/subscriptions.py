@@ -83,11 +83,7 @@ class SubscriptionsMixin:
             ).fetchall()
 
         rows = await self._db.read(get)
-        more = len(rows) > limit
-        rows = rows[:limit]
-        return Page(
-            [subscription_from_row(r[1:]) for r in rows], rows[-1][0] if more and rows else None
-        )
+        return codec.paged(rows, limit, subscription_from_row)
 
     async def update_subscription(
         self, account_id: str, sub_id: str, changes: Mapping[str, Any], now: datetime

@@ -42,6 +42,8 @@ class Pump:
         self._woken: set[asyncio.Task[None]] = set()
         self._idle = asyncio.Event()
         self._idle.set()
+        self._skipped = 0
+        """Passes skipped in a row because the database was unavailable."""
 
     def wake(self) -> None:
         if self._stopped:
@@ -83,9 +85,24 @@ class Pump:
                 if not self._again:  # a wake while arming the timer asks for another pass
                     break
         except StoreError as exc:
-            # The database is away (a restart, a network blip): nothing was half-done, and
-            # the next tick tries again. A warning, not a crash report.
-            log.warning("%s pass skipped, the database is unavailable: %s", self._name, exc)
+            # The database is away (a restart, a network blip, a full disk): nothing was
+            # half-done, and the next tick tries again. A warning, not a crash report, and
+            # one for the outage, not one for every tick.
+            self._skipped += 1
+            if self._skipped == 1:
+                log.warning(
+                    "%s pass skipped, the database is unavailable: %s (trying again every tick)",
+                    self._name,
+                    exc,
+                )
+        else:
+            if self._skipped:
+                log.warning(
+                    "%s passes resumed: the database is back after %d skipped",
+                    self._name,
+                    self._skipped,
+                )
+                self._skipped = 0
         finally:
             self._running = False
             self._idle.set()

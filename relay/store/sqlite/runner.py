@@ -5,12 +5,26 @@ Each store operation is one plain function run whole on a database thread, insid
 transaction. That is why this is not ``aiosqlite``: it hops threads per statement and keeps a
 transaction open across ``await`` points, where another coroutine's statements would land
 inside it. Here one hop runs one transaction, and the writer thread serializes writers.
+
+A full disk is an outage that heals by itself. Every SQLite error comes out as
+``StoreError`` (the API answers 503); a failed transaction is rolled back, or, when even that
+fails, its connection is closed (which discards it) and opened afresh, so nothing half-done
+is committed and the next write commits as soon as there is room again. The write-ahead log
+is kept small (``configure_connection`` in ``queries.sql``, and a ``TRUNCATE`` checkpoint
+every ``CHECKPOINT_EVERY`` writes or once it passes ``CHECKPOINT_ABOVE``), so the relay's
+own log does not fill the disk; after a
+write fails for want of space, a checkpoint is tried again (at most every
+``FULL_CHECKPOINT_PAUSE`` seconds), which folds the log into the database and frees its
+space once the disk has room for the database to grow.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
+import logging
+import os
 import sqlite3
 import time
 from collections.abc import Callable
@@ -24,71 +38,202 @@ from relay.store.schema import packaged_migrations, pending_migrations
 
 QUERIES = load_queries("relay.store.sqlite")
 
+log = logging.getLogger("relay.store.sqlite")
+
 R = TypeVar("R")
+
+CHECKPOINT_EVERY = 1000
+"""Write transactions between two ``TRUNCATE`` checkpoints. The automatic checkpoint is
+passive: while the reader thread keeps reading it may never get to restart the log, which
+then grows without end. A ``TRUNCATE`` checkpoint waits for the readers (one short read
+transaction at most), restarts the log and shrinks its file to nothing."""
+
+CHECKPOINT_ABOVE = 8 * 2**20
+"""A log file larger than this after a write is checkpointed (``TRUNCATE``) at once: twice
+what the automatic checkpoint lets it reach, so only a large transaction or readers that
+kept the log from restarting get it there."""
+
+FULL_CHECKPOINT_PAUSE = 1.0
+"""Seconds between two checkpoints tried after writes failed for want of space: each copies
+the log into the database until the disk refuses, which is not worth doing for every write
+of an outage."""
+
+FULL_REPORTED_FOR = 5.0
+"""Seconds the write probe (``/readyz``) still fails after any write failed for want of
+space: the probe is small, and a small write can fit where the relay's own writes do not
+(the frames a failed commit left in the log's file are reused by the next write)."""
+
+_OUT_OF_SPACE = frozenset({sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR})
+"""Primary result codes of a disk that refuses: ENOSPC is SQLITE_FULL, or an I/O error where
+SQLite meets it outside a plain write (growing the shared-memory index, a sync)."""
 
 
 def _connect(path: str) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    # WAL, durability and waiting for locks: the pragmas and their reasons are in queries.sql.
-    conn.executescript(QUERIES["configure_connection"])
+    try:
+        # WAL, durability, waiting for locks and the log's size: the pragmas and their
+        # reasons are in queries.sql.
+        conn.executescript(QUERIES["configure_connection"])
+    except BaseException:
+        conn.close()
+        raise
     return conn
+
+
+class _Connection:
+    """One connection and the one thread that uses it. A transaction that fails is undone;
+    when SQLite cannot say what state it left (its rollback failed), the connection is
+    closed, which discards the transaction, and opened afresh on next use: one failed write
+    must never keep the next one from committing."""
+
+    def __init__(self, path: str, name: str) -> None:
+        self._path = path
+        self._conn: sqlite3.Connection | None = _connect(path)
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix=name)
+
+    async def run(self, fn: Callable[[], R]) -> R:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn)
+
+    def conn(self) -> sqlite3.Connection:
+        """The open connection (on this connection's thread), opened again if it was closed."""
+        if self._conn is None:
+            try:
+                self._conn = _connect(self._path)
+            except sqlite3.Error as exc:
+                raise StoreError(f"sqlite: cannot open the database again: {exc}") from exc
+        return self._conn
+
+    def transaction(self, fn: Callable[[sqlite3.Connection], R], begin: str) -> R:
+        """``fn`` in one transaction, committed whole or not at all (on this thread)."""
+        conn = self.conn()
+        try:
+            conn.execute(begin)
+            result = fn(conn)
+            conn.execute(QUERIES["commit"])
+        except sqlite3.Error as exc:
+            self._undo(conn)
+            raise StoreError(f"sqlite: {exc}") from exc
+        except BaseException:
+            self._undo(conn)
+            raise
+        return result
+
+    def _undo(self, conn: sqlite3.Connection) -> None:
+        # SQLite may have rolled the transaction back itself (it does when the disk is full,
+        # and a ROLLBACK then fails with "no transaction is active"), or the failure may be
+        # BEGIN's, finding a transaction left open: either way the connection must end up
+        # outside any transaction.
+        try:
+            if conn.in_transaction:
+                conn.execute(QUERIES["rollback"])
+        except sqlite3.Error as exc:
+            log.warning("sqlite: rollback failed (%s); the connection is opened afresh", exc)
+            self.discard()
+
+    def discard(self) -> None:
+        """Close the connection (on this thread); closing discards an open transaction."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+
+    def shutdown(self) -> None:
+        self._thread.shutdown(wait=True)
+
+    async def close(self) -> None:
+        await self.run(self.discard)
+        self.shutdown()
 
 
 class SqliteRunner:
     """One writer thread and one reader thread, each with its own connection (WAL lets the
     reader see the last committed state while the writer works)."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(
+        self,
+        path: str,
+        *,
+        checkpoint_every: int = CHECKPOINT_EVERY,
+        full_reported_for: float = FULL_REPORTED_FOR,
+    ) -> None:
         self.path = path
-        self._writer = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
-        self._reader = ThreadPoolExecutor(1, thread_name_prefix="sqlite-reader")
-        self._wconn = _connect(path)
-        self._rconn = _connect(path)
+        self._wal = path + "-wal"
+        self._checkpoint_every = checkpoint_every
+        self._full_reported_for = full_reported_for
+        self._writes = 0
+        self._full_at = float("-inf")
+        """When a write last failed for want of space (``time.monotonic``)."""
+        self._full_checkpoint_at = float("-inf")
+        self._writer = _Connection(path, "sqlite-writer")
+        try:
+            self._reader = _Connection(path, "sqlite-reader")
+        except BaseException:
+            self._writer.discard()
+            self._writer.shutdown()
+            raise
 
     async def write(self, fn: Callable[[sqlite3.Connection], R]) -> R:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._writer, partial(_in_tx, self._wconn, fn, QUERIES["begin_write"])
-        )
+        return await self._writer.run(partial(self._write, fn))
+
+    async def probe(self, fn: Callable[[sqlite3.Connection], object]) -> None:
+        """Commit ``fn`` as a write probe: ``StoreError`` if it fails, or if any write
+        failed for want of space in the last ``FULL_REPORTED_FOR`` seconds."""
+        await self.write(fn)
+        ago = time.monotonic() - self._full_at
+        if ago < self._full_reported_for:
+            raise StoreError(f"sqlite: a write failed {ago:.1f} s ago: the disk is full")
 
     async def read(self, fn: Callable[[sqlite3.Connection], R]) -> R:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._reader, partial(_in_tx, self._rconn, fn, QUERIES["begin_read"])
-        )
+        return await self._reader.run(partial(self._reader.transaction, fn, QUERIES["begin_read"]))
 
     async def write_untransacted(self, fn: Callable[[sqlite3.Connection], R]) -> R:
         """For work that manages its own transactions (migrations)."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._writer, partial(fn, self._wconn))
+        return await self._writer.run(lambda: fn(self._writer.conn()))
 
     async def close(self) -> None:
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._writer, self._wconn.close)
-        await loop.run_in_executor(self._reader, self._rconn.close)
-        self._writer.shutdown(wait=True)
-        self._reader.shutdown(wait=True)
+        await self._writer.close()
+        await self._reader.close()
+
+    def _write(self, fn: Callable[[sqlite3.Connection], R]) -> R:
+        try:
+            result = self._writer.transaction(fn, QUERIES["begin_write"])
+        except StoreError as exc:
+            if _out_of_space(exc.__cause__):
+                now = self._full_at = time.monotonic()
+                if now - self._full_checkpoint_at >= FULL_CHECKPOINT_PAUSE:
+                    self._full_checkpoint_at = now
+                    self._checkpoint()
+            raise
+        self._writes += 1
+        if self._writes >= self._checkpoint_every or self._log_size() > CHECKPOINT_ABOVE:
+            self._checkpoint()
+        return result
+
+    def _log_size(self) -> int:
+        try:
+            return os.stat(self._wal).st_size
+        except OSError:  # no log file (yet)
+            return 0
+
+    def _checkpoint(self) -> None:
+        """Copy the log into the database and truncate it (on the writer thread). A failure
+        loses nothing: the log keeps what the database did not take."""
+        self._writes = 0
+        try:
+            # fetchall: a statement left unfinished would keep the next COMMIT from running.
+            [(busy, _, _)] = self._writer.conn().execute(QUERIES["checkpoint"]).fetchall()
+        except (sqlite3.Error, StoreError) as exc:
+            log.warning("sqlite: the write-ahead log could not be checkpointed: %s", exc)
+            return
+        if busy:
+            # A reader held on past the busy timeout: the log was copied as far as it could
+            # be; it is truncated at the next round.
+            log.info("sqlite: checkpoint incomplete, a reader was busy")
 
 
-def _in_tx(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], R], begin: str) -> R:
-    try:
-        conn.execute(begin)
-    except sqlite3.Error as exc:
-        raise StoreError(f"sqlite: {exc}") from exc
-    try:
-        result = fn(conn)
-    except sqlite3.Error as exc:
-        conn.execute(QUERIES["rollback"])
-        raise StoreError(f"sqlite: {exc}") from exc
-    except BaseException:
-        conn.execute(QUERIES["rollback"])
-        raise
-    try:
-        conn.execute(QUERIES["commit"])
-    except sqlite3.Error as exc:
-        conn.execute(QUERIES["rollback"])
-        raise StoreError(f"sqlite: {exc}") from exc
-    return result
+def _out_of_space(exc: BaseException | None) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and (code & 0xFF) in _OUT_OF_SPACE
 
 
 class InstanceLock:
@@ -128,7 +273,10 @@ def migrate(conn: sqlite3.Connection) -> list[int]:
             )
             conn.execute(QUERIES["commit"])
         except sqlite3.Error as exc:
-            conn.execute(QUERIES["rollback"])
+            # SQLite may have rolled it back already (a full disk does).
+            with contextlib.suppress(sqlite3.Error):
+                if conn.in_transaction:
+                    conn.execute(QUERIES["rollback"])
             raise MigrationError(f"migration {name} failed: {exc}") from exc
         done.append(version)
     return done

@@ -11,6 +11,9 @@ deprecated IPv4-compatible form.
 
 The operator widens this with ``network.allow_networks`` (tests and local development allow
 127.0.0.0/8 and ::1) and narrows it with ``network.deny_networks``; deny wins over allow.
+
+A destination's host must also be a name DNS can hold (``host_name_problem``): checked when
+a URL is registered and again before each lookup.
 """
 
 from __future__ import annotations
@@ -163,6 +166,46 @@ class NetworkPolicy:
 
 def _inner(reason: str, view: IPAddress, address: IPAddress) -> str:
     return reason if view == address else f"{reason} ({view} in IPv6 form)"
+
+
+# --- host names --------------------------------------------------------------------------------
+
+MAX_NAME_CHARS = 253
+MAX_LABEL_CHARS = 63
+
+
+def host_name_problem(host: str) -> str | None:
+    """Why ``host`` cannot be looked up in DNS, as a phrase; None when it can (or when it is
+    an IP literal, which is not looked up). ``host`` is as httpx gives it: international
+    names already IDNA-encoded to ASCII, which is where a label's 63 bytes are counted.
+
+    Only the lengths and empty labels: what the system resolver's IDNA step refuses with a
+    ``UnicodeError`` (not the ``OSError`` of a name that does not resolve) and RFC 1035's
+    limits. Characters are left to DNS: ``_`` is common in real names."""
+    if _is_ip(host):
+        return None
+    name = host[:-1] if host.endswith(".") else host
+    if not name:
+        return "has an empty host name"
+    if len(name) > MAX_NAME_CHARS:
+        return f"has a host name of {len(name)} characters; DNS allows at most {MAX_NAME_CHARS}"
+    for label in name.split("."):
+        if not label:
+            return "has an empty label in its host name (two dots in a row, or a leading dot)"
+        if len(label) > MAX_LABEL_CHARS:
+            return (
+                f"has a host name label of {len(label)} characters "
+                f"({label[:20]}...); DNS allows at most {MAX_LABEL_CHARS}"
+            )
+    return None
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ip_address(host.strip("[]").split("%", 1)[0])
+    except ValueError:
+        return False
+    return True
 
 
 # --- the configuration section ---------------------------------------------------------------

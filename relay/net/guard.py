@@ -20,7 +20,7 @@ from ipaddress import ip_address
 import httpx
 
 from relay.errors import RelayError
-from relay.net.addresses import IPAddress, NetworkPolicy, Refusal
+from relay.net.addresses import IPAddress, NetworkPolicy, Refusal, host_name_problem
 
 Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
 """``(host, port)`` → the addresses it resolves to, as text (IPv6 with a ``%zone`` kept)."""
@@ -81,15 +81,23 @@ class DestinationGuard:
 
     async def resolve(self, host: str, port: int) -> Resolved | Refused:
         """Resolve ``host`` (an IP literal is itself) and check every address. A host that
-        does not resolve raises ``OSError`` (``socket.gaierror``)."""
+        does not resolve, or is no name DNS could hold, raises ``OSError``
+        (``socket.gaierror``): a delivery records it as a failed attempt, never a crash."""
         if "%" in host:
             # No zone ids or escapes in a destination's host: "8.8.8.8%2e.evil.test" is no
             # IP literal, and must not pass for one.
             raise socket.gaierror(f"{host!r} is not a host name or an IP address")
         literal = _literal(host)
-        texts: Sequence[str] = (
-            (str(literal),) if literal is not None else await self._resolve(host, port)
-        )
+        if literal is None:
+            problem = host_name_problem(host)
+            if problem is not None:  # (registered before names were checked)
+                raise socket.gaierror(f"the destination {problem}")
+            try:
+                texts: Sequence[str] = await self._resolve(host, port)
+            except UnicodeError as exc:  # the resolver's IDNA step: no such name either
+                raise socket.gaierror(f"{host[:80]} is not a valid host name ({exc})") from None
+        else:
+            texts = (str(literal),)
         if not texts:
             raise socket.gaierror(f"{host} resolves to no address")
         addresses = [_address(text) for text in texts]

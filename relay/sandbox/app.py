@@ -15,7 +15,9 @@ base URL swapped for ``{relay}/sandbox/<flavor>``. Layout under the mount point:
     /seedance2ink/api/open/v1/models
     /files/{id}.mp4 | /files/{id}.png               what the signed (TOS-style) URLs serve
     /pub-bucket/open-api-results/{id}.mp4           seedance2.ink's public result URLs
-    /_control/faults | /_control/requests | /_control/pushes     the control API
+    /_control/faults | /_control/requests | /_control/pushes     the control API (only
+                                   with ``control``: the relay serves it only when every
+                                   provider is its own sandbox, see ``relay.app``)
 
 The app also works unmounted (tests drive it directly); every URL it hands out is built
 from where it is actually served. Each :class:`Sandbox` owns its memory (tasks it created,
@@ -33,14 +35,14 @@ from datetime import timedelta
 
 import httpx
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from relay.clock import Clock
 from relay.models import TaskStatus
 from relay.sandbox.ark import ARK_VARIANTS, ArkEmulation
-from relay.sandbox.control import Control
+from relay.sandbox.control import CLIENT_CLOSED, Control
 from relay.sandbox.faults import Family
 from relay.sandbox.moderation import ModerationEmulation
 from relay.sandbox.push import PushScheduler
@@ -68,7 +70,8 @@ class Sandbox:
 
     ``push_transport`` replaces the network for seedance2.ink pushes (tests inject an
     ``httpx.MockTransport``); ``push_retry_delays`` are the pauses before each retry of a
-    push the receiver did not take with a 2xx.
+    push the receiver did not take with a 2xx. Without ``control`` the control API is not
+    served (404), so no fault can be set.
     """
 
     def __init__(
@@ -79,8 +82,10 @@ class Sandbox:
         push_transport: httpx.AsyncBaseTransport | None = None,
         push_retry_delays: Sequence[float] = (1.0, 5.0),
         push_timeout: float = 10.0,
+        control: bool = True,
     ) -> None:
         self._clock = clock
+        self.control_served = control
         self.book = TaskBook()
         self.pushes = PushScheduler(
             clock, transport=push_transport, retry_delays=push_retry_delays, timeout=push_timeout
@@ -88,7 +93,9 @@ class Sandbox:
         self.control = Control(clock, self.pushes)
         self._context = SandboxContext(self.book, settings, clock)
         self.ink = InkEmulation(self._context, self.pushes)
-        self.app = Starlette(routes=self.routes())
+        self.app = Starlette(
+            routes=self.routes(), exception_handlers={ClientDisconnect: _client_gone}
+        )
         self.app.state.sandbox = self
 
     def routes(self) -> list[BaseRoute]:
@@ -115,7 +122,7 @@ class Sandbox:
         routes += [
             Route(FILES_PATH + "/{name}", self.file, methods=["GET"]),
             Route(BUCKET_PATH + "/open-api-results/{name}", self.bucket_file, methods=["GET"]),
-            *self.control.routes(),
+            *(self.control.routes() if self.control_served else ()),
         ]
         return routes
 
@@ -173,6 +180,12 @@ def sandbox_app(
     return Sandbox(
         settings, clock, push_transport=push_transport, push_retry_delays=push_retry_delays
     ).app
+
+
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    # The sandbox is served on the relay's port to anyone: a caller hanging up mid-body is
+    # routine there, not a traceback in the relay's log. (Nobody reads this answer.)
+    return Response(status_code=CLIENT_CLOSED)
 
 
 def _storage_error(status: int, code: str, message: str) -> JSONResponse:

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from relay import operator_actions as operations
-from relay.api.http import account_for_key, services
+from relay.api.http import caller_for_key, services
 from relay.dashboard.render import NO_STORE, guarded, page, redirect
 from relay.dashboard.session import (
     check_csrf,
@@ -24,6 +24,7 @@ from relay.dashboard.session import (
     read_form,
     require_account,
     sign_in,
+    sign_out,
     signed_in,
 )
 from relay.dashboard.views import back_target
@@ -57,14 +58,14 @@ async def login(request: Request) -> Response:
     # The key is never echoed back, logged or kept. Wrong keys count against the address
     # as they do on the API, so the form is no way around its limit.
     try:
-        account = await account_for_key(request, key or " ")
+        caller = await caller_for_key(request, key or " ")
     except TooManyRequests as exc:
         refused = page(request, "login.html", {"error": str(exc)}, status_code=429)
         refused.headers["Retry-After"] = str(exc.retry_after)
         return refused
     except Unauthorized:
         return page(request, "login.html", {"error": "That API key is not valid."}, status_code=401)
-    sign_in(request, account.id, account.name)
+    await sign_in(request, caller)
     return redirect("/dashboard/tasks")
 
 
@@ -72,7 +73,7 @@ async def login(request: Request) -> Response:
 async def logout(request: Request) -> Response:
     form = await read_form(request)
     check_csrf(request, form)
-    request.session.clear()
+    await sign_out(request)
     return redirect("/dashboard/login")
 
 

@@ -1,11 +1,18 @@
 """Dashboard sign-in state: the session cookie, CSRF tokens and form bodies.
 
 The session is Starlette's ``SessionMiddleware`` (an itsdangerous-signed, timestamped cookie,
-HttpOnly, SameSite=Lax, Path=/dashboard). It holds the signed-in account's id and name and a
-CSRF token, never the API key. Its key is resolved at the first request, because the relay's
-default key lives in the database, which is only open once the app runs; several instances on
-one database therefore agree on it without configuration. The cookie is marked Secure when the
-request came over https (directly, or through a proxy uvicorn trusts).
+HttpOnly, SameSite=Lax, Path=/dashboard). It holds the signed-in account's id and name, a
+session id and a CSRF token, never the API key. Its key is resolved at the first request,
+because the relay's default key lives in the database, which is only open once the app runs;
+several instances on one database therefore agree on it without configuration. The cookie is
+marked Secure when the request came over https (directly, or through a proxy uvicorn trusts).
+
+A signed cookie alone cannot be taken back, so a sign-in is also a row in the database (the
+store's dashboard sessions, by the SHA-256 of the session id), tied to the API key that
+opened it. Every dashboard request checks that row before any page sees the session
+(``_HeldSessions``): signing out deletes it, so a copy of the cookie taken before is worthless
+after; revoking (or deleting) the key ends every session it opened, on every instance, from
+their next request on.
 """
 
 from __future__ import annotations
@@ -13,18 +20,23 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import logging
 import secrets
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
+from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from relay.api.http import services
+from relay.api.http import Caller, services
 from relay.config.sections import DashboardSettings
-from relay.errors import BadRequest, CsrfRefused, PayloadTooLarge, Unauthorized
+from relay.errors import BadRequest, CsrfRefused, PayloadTooLarge, StoreError, Unauthorized
+
+log = logging.getLogger("relay.dashboard")
 
 SESSION_COOKIE = "relay_dashboard"
 SETTINGS_SCOPE_KEY = "relay.dashboard"
@@ -71,9 +83,48 @@ class DashboardSessions:
                     "path": "/dashboard",
                     "same_site": "lax",
                 }
-                self._plain = SessionMiddleware(self.app, https_only=False, **common)
-                self._secure = SessionMiddleware(self.app, https_only=True, **common)
+                held = _HeldSessions(self.app)
+                self._plain = SessionMiddleware(held, https_only=False, **common)
+                self._secure = SessionMiddleware(held, https_only=True, **common)
             return self._plain, self._secure
+
+
+class _HeldSessions:
+    """Between the cookie and the pages: a signed-in session whose row no longer holds (signed
+    out, its key revoked, expired) is emptied before any page sees it, and the emptied session
+    deletes the cookie in the answer."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        session: dict[str, Any] = scope["session"]
+        if "account_id" in session:
+            svc = scope["app"].state.services
+            sid = session.get("sid")
+            try:
+                holder = (
+                    await svc.store.dashboard_session_account(_digest(sid), svc.clock.now())
+                    if isinstance(sid, str)
+                    else None
+                )
+            except StoreError as exc:
+                # Unchecked, the session must not be honoured, nor dropped for a blip.
+                log.error("database error checking a dashboard session: %s", exc)
+                unavailable = PlainTextResponse(
+                    "The database is unavailable; retry shortly.",
+                    status_code=503,
+                    headers={"Cache-Control": "no-store", "Retry-After": "5"},
+                )
+                await unavailable(scope, receive, send)
+                return
+            if holder is None or holder != session.get("account_id"):
+                session.clear()
+        await self.app(scope, receive, send)
+
+
+def _digest(sid: str) -> str:
+    return hashlib.sha256(sid.encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,20 +156,37 @@ def require_account(request: Request) -> SignedIn:
     return who
 
 
-def sign_in(request: Request, account_id: str, name: str) -> None:
-    """A fresh session for the account: whatever was there before (and its CSRF token) goes,
-    so a token planted before sign-in is worthless after it."""
+async def sign_in(request: Request, caller: Caller) -> None:
+    """A fresh session for the caller's account, recorded against the key it signed in with:
+    whatever was there before (its record, its CSRF token) goes, so a token planted before
+    sign-in is worthless after it."""
     settings: DashboardSettings = request.scope[SETTINGS_SCOPE_KEY]
-    expires = services(request).clock.now().timestamp() + settings.session_max_age
-    request.session.clear()
+    svc = services(request)
+    now = svc.clock.now()
+    expires = int(now.timestamp() + settings.session_max_age)
+    await sign_out(request)
+    sid = secrets.token_urlsafe(32)
+    await svc.store.open_dashboard_session(
+        _digest(sid), caller.key_id, now, datetime.fromtimestamp(expires, UTC)
+    )
     request.session.update(
         {
-            "account_id": account_id,
-            "account_name": name,
-            "expires": int(expires),
+            "account_id": caller.account.id,
+            "account_name": caller.account.name,
+            "sid": sid,
+            "expires": expires,
             "csrf": secrets.token_urlsafe(32),
         }
     )
+
+
+async def sign_out(request: Request) -> None:
+    """End the session here and in the database: its cookie, wherever copied, no longer
+    signs anyone in."""
+    sid = request.session.get("sid")
+    if isinstance(sid, str):
+        await services(request).store.end_dashboard_session(_digest(sid))
+    request.session.clear()
 
 
 def csrf_token(request: Request) -> str:
@@ -163,4 +231,6 @@ async def read_form(request: Request) -> dict[str, str]:
         pairs = parse_qsl(text, keep_blank_values=True, max_num_fields=32, errors="strict")
     except (UnicodeDecodeError, ValueError):
         raise BadRequest("the form is not valid") from None
+    if any("\x00" in name or "\x00" in value for name, value in pairs):  # as relay.api.http
+        raise BadRequest("the form holds a NUL character (\\u0000), which the relay cannot store")
     return dict(pairs)

@@ -7,8 +7,10 @@ from __future__ import annotations
 import base64
 import json
 import re
+import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,8 @@ import pytest
 
 from relay.app import create_app
 from relay.config.settings import Settings, redacted
+from relay.dashboard.session import SESSION_COOKIE
+from relay.keys import ApiKey, issue_key, key_id
 from relay.models import Account, TaskStatus
 from relay.services import Services
 from relay.signing import hash_api_key
@@ -395,3 +399,97 @@ async def test_dashboard_follows_role_and_config(tmp_path: Path) -> None:
     )
     assert secret.dashboard.session_secret == "a-session-secret-of-some-length"
     assert redacted(secret)["dashboard"]["session_secret"] == "***"
+
+
+# --- sessions are held server-side, against the key that opened them --------------------------
+
+
+async def copied(dash: Dash) -> httpx.AsyncClient:
+    """Another browser holding a copy of the session cookie as it is now."""
+    cookie = dash.client.cookies.get(SESSION_COOKIE)
+    assert cookie
+    return httpx.AsyncClient(
+        transport=dash.client._transport,
+        base_url="http://testserver",
+        headers={"Cookie": f"{SESSION_COOKIE}={cookie}"},
+    )
+
+
+async def test_a_cookie_copied_before_sign_out_is_refused_after_it(dash: Dash) -> None:
+    await dash.sign_in()
+    token = await dash.csrf()
+    async with await copied(dash) as thief:
+        assert (await thief.get("/dashboard/tasks")).status_code == 200
+        out = await dash.client.post("/dashboard/logout", data={"csrf": token})
+        assert out.status_code == 303
+
+        page = await thief.get("/dashboard/tasks")
+        assert page.status_code == 303
+        assert page.headers["location"] == "/dashboard/login"
+        assert f"{SESSION_COOKIE}=null" in page.headers["set-cookie"]  # and told to forget it
+        # Nor does its form token act any more.
+        task = (await register(dash.services.store, dash.account, callback_url=None)).event
+        acted = await thief.post(f"/dashboard/events/{task.id}/redeliver", data={"csrf": token})
+        assert acted.status_code in (401, 403)
+    assert len(await dash.services.store.event_deliveries(dash.account.id, task.id)) == 0
+
+
+async def test_revoking_the_key_ends_its_sessions_at_once(dash: Dash) -> None:
+    other_key = "rk_dashboard-second-key-0123456789abcdefghijklmn"
+    store, now = dash.services.store, dash.services.clock.now()
+    second = ApiKey(key_id(hash_api_key(other_key)), dash.account.id, None, now, None)
+    await store.add_api_key(second, hash_api_key(other_key))
+    await dash.sign_in()
+    async with await copied(dash) as first_browser:
+        dash.client.cookies.clear()
+        await dash.sign_in(other_key)  # a second session, opened with the second key
+        assert (await first_browser.get("/dashboard/tasks")).status_code == 200
+
+        await store.revoke_api_key(dash.account.id, key_id(hash_api_key(API_KEY)), now)
+        gone = await first_browser.get("/dashboard/tasks")
+        assert gone.status_code == 303
+        assert gone.headers["location"] == "/dashboard/login"
+        # The session of the key still active holds.
+        assert (await dash.client.get("/dashboard/tasks")).status_code == 200
+    dash.client.cookies.clear()
+    assert (await dash.sign_in()).status_code == 401  # and the revoked key signs in no more
+
+
+async def test_a_deleted_key_row_ends_its_sessions(dash: Dash, tmp_path: Path) -> None:
+    await dash.sign_in()
+    assert (await dash.client.get("/dashboard/tasks")).status_code == 200
+    with sqlite3.connect(tmp_path / "relay.db") as conn:
+        conn.execute("DELETE FROM api_keys")
+    conn.close()
+    gone = await dash.client.get("/dashboard/tasks")
+    assert gone.status_code == 303
+    assert gone.headers["location"] == "/dashboard/login"
+
+
+async def test_a_rotation_grace_ends_the_old_keys_sessions_when_it_ends(dash: Dash) -> None:
+    await dash.sign_in()
+    store, clock = dash.services.store, dash.services.clock
+    assert isinstance(clock, FakeClock)
+    issued = issue_key(dash.account.id, clock.now())
+    await store.add_api_key(issued.key, issued.hash, others_until=clock.now() + timedelta(hours=1))
+    clock.advance(3599)
+    assert (await dash.client.get("/dashboard/tasks")).status_code == 200
+    clock.advance(1)
+    assert (await dash.client.get("/dashboard/tasks")).status_code == 303
+
+
+async def test_a_session_that_cannot_be_checked_is_neither_honoured_nor_dropped(
+    dash: Dash, tmp_path: Path
+) -> None:
+    await dash.sign_in()
+    with sqlite3.connect(tmp_path / "relay.db") as conn:
+        conn.execute("ALTER TABLE dashboard_sessions RENAME TO away")  # the check fails
+    conn.close()
+    unchecked = await dash.client.get("/dashboard/tasks")
+    assert unchecked.status_code == 503
+    assert "dash-team" not in unchecked.text
+    assert unchecked.headers["retry-after"] == "5"
+    with sqlite3.connect(tmp_path / "relay.db") as conn:
+        conn.execute("ALTER TABLE away RENAME TO dashboard_sessions")
+    conn.close()
+    assert (await dash.client.get("/dashboard/tasks")).status_code == 200  # still signed in

@@ -55,6 +55,11 @@ class DeliverySettings(ConfigModel):
     jitter: float = Field(default=0.2, ge=0, le=0.5)
     max_in_flight: int = Field(default=256, ge=1)
     max_in_flight_per_destination: int = Field(default=64, ge=1)
+    max_in_flight_per_account: int | None = Field(default=None, ge=1)
+    """Slots one account's sends to slow or unknown receivers may hold, so one tenant's black
+    holes leave the rest to the others; sends to receivers that answered within a second
+    lately are not counted (an account alone may use every slot for those). None: half of
+    ``max_in_flight``."""
     retry_after_max: float = Field(default=3600.0, gt=0)
     tick_seconds: float = Field(default=1.0, gt=0)
     response_snippet_bytes: int = Field(default=1024, ge=0)

@@ -1,12 +1,16 @@
 """The delivery engine: claims due deliveries, signs them, POSTs them, records every attempt.
 
 Flow: each pass of the pump claims as many due deliveries as there are free slots, never
-more for one destination than its concurrency cap leaves room for, and starts one send each.
+more for one destination than its concurrency cap leaves room for, nor for one account than its
+share, nor for a rate-limited destination than its gate lets start now
+(``relay.delivery.fairness``), and starts one send each.
 A finished send is classified by the pure ``relay.delivery.outcomes.classify_attempt`` into a record
 that ``relay.delivery.recorder`` writes in batches, one transaction per batch, which is what
 lets a durable relay keep up with a bare HTTP loop.
 Until its record is written a delivery stays leased, so a crash at any moment leaves it due
-again once the lease is released (at-least-once).
+again once the lease is released (at-least-once). Without a crash a delivery is never sent
+twice: a send starts at most ``RATE_HORIZON`` after its claim, and never on a lease that could
+run out before its attempt's timeout.
 """
 
 from __future__ import annotations
@@ -17,37 +21,33 @@ import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
-from typing import Any, Protocol
+from datetime import datetime, timedelta
+from typing import Protocol
 
 import httpx
 
 from relay.backoff import parse_retry_after
 from relay.clock import Clock
+from relay.delivery.fairness import Ledger, RateGate, filled
 from relay.delivery.outcomes import (
     SLOW_DOWN_STATUSES,
     AttemptResult,
-    Dead,
     Delivered,
-    DeliveryOutcome,
-    Gone,
-    RetryAt,
     RetryPolicy,
     classify_attempt,
     describe_attempt,
+    outcome_fields,
 )
 from relay.delivery.recorder import AttemptRecorder, log_crash
+from relay.delivery.requests import WebhookRequests
 from relay.logs import ids, url_origin
 from relay.metrics import RelayMetrics
 from relay.models import Attempt, DeliveryStatus, DueDelivery
 from relay.net.transport import BODY_LIMIT, TOTAL_TIMEOUT
 from relay.pump import Pump
-from relay.signing import sign, webhook_key
 from relay.store.interface import AttemptRecord, DeliveryStore
 
 log = logging.getLogger("relay.delivery")
-
-USER_AGENT = b"seedance-relay/0.1"
 
 FILLED_RECHECK = 0.05
 """Seconds before another claim when a destination reached its cap in the last one."""
@@ -64,6 +64,9 @@ class EngineSettings:
     timeout: float = 15.0
     max_in_flight: int = 256
     max_in_flight_per_destination: int = 64
+    max_in_flight_per_account: int | None = None
+    """Slots one account's sends to slow or unknown receivers may hold (quick ones are not
+    counted: ``relay.delivery.fairness``); None: half of ``max_in_flight``."""
     lease_seconds: float = 300.0
     snippet_bytes: int = 1024
     retry: RetryPolicy = field(default_factory=RetryPolicy)
@@ -71,20 +74,14 @@ class EngineSettings:
     def __post_init__(self) -> None:
         if self.lease_seconds < 2 * self.timeout:
             raise ValueError("a delivery's lease must cover at least two attempt timeouts")
+        if self.max_in_flight_per_account is not None and self.max_in_flight_per_account < 1:
+            raise ValueError("an account's share must be at least one slot")
 
-
-def outcome_fields(outcome: DeliveryOutcome) -> tuple[str, DeliveryStatus, datetime | None]:
-    """(attempt outcome label, the delivery's new status, its next attempt time)."""
-    match outcome:
-        case Delivered():
-            return "delivered", DeliveryStatus.SUCCEEDED, None
-        case RetryAt(at=at):
-            return "retry", DeliveryStatus.PENDING, at
-        case Dead():
-            return "failed", DeliveryStatus.FAILED, None
-        case Gone():
-            return "gone", DeliveryStatus.STOPPED, None
-    raise AssertionError(outcome)  # pragma: no cover - the match is exhaustive
+    @property
+    def account_share(self) -> int:
+        if self.max_in_flight_per_account is not None:
+            return self.max_in_flight_per_account
+        return max(1, self.max_in_flight // 2)
 
 
 class DeliveryEngine:
@@ -114,18 +111,18 @@ class DeliveryEngine:
         self._settings = settings
         self._owner = owner
         t = settings.timeout
-        self._extensions: dict[str, Any] = {
-            "timeout": {"connect": t, "read": t, "write": t, "pool": t},
-            TOTAL_TIMEOUT: t,
-            BODY_LIMIT: settings.snippet_bytes,
-        }
+        self._requests = WebhookRequests(
+            {
+                "timeout": {"connect": t, "read": t, "write": t, "pool": t},
+                TOTAL_TIMEOUT: t,
+                BODY_LIMIT: settings.snippet_bytes,
+            }
+        )
         self._recorder = AttemptRecorder(
             store, owner, self._recorded, clock, settings.lease_seconds
         )
         self._sends: set[asyncio.Task[None]] = set()
-        self._per_key: dict[str, int] = {}
-        self._keys: dict[str, bytes] = {}
-        self._urls: dict[str, httpx.URL] = {}
+        self._ledger = Ledger()
         self._backlog = False
         self._stopping = False
         self._gate = RateGate()
@@ -172,34 +169,40 @@ class DeliveryEngine:
         if free <= 0:
             self._backlog = True
             return False
-        self._claimed_at = self._clock.now()
-        due = await self._store.claim_due_deliveries(
-            self._claimed_at,
-            free,
-            self._settings.lease_seconds,
-            self._owner,
-            in_flight=self._per_key,
+        claimed_at = self._claimed_at = self._clock.now()
+        limits = self._ledger.limits(
+            time.monotonic(),
             per_destination=self._settings.max_in_flight_per_destination,
+            per_account=self._settings.account_share,
+            gate=self._gate,
+        )
+        due = await self._store.claim_due_deliveries(
+            claimed_at, free, self._settings.lease_seconds, self._owner, limits=limits
         )
         if self._stopping:
             return False  # claimed as the engine stopped: leased, sent after a restart
+        lease_end = claimed_at + timedelta(seconds=self._settings.lease_seconds)
         for delivery in due:
-            self._start(delivery)
+            self._start(delivery, lease_end)
         self._backlog = len(due) == free
-        # A destination the claim filled up may have hidden others' due work behind its
-        # backlog in the candidate window; a pass shortly after leaves it out and reaches
-        # them. Shortly, not at once: skipping a long backlog costs the claim a scan.
-        cap = self._settings.max_in_flight_per_destination
-        if not self._backlog and any(self._per_key[d.destination_key] >= cap for d in due):
+        # A destination or account the claim filled up may have hidden others' due work
+        # behind its backlog in the candidate window; a pass shortly after leaves it out and
+        # reaches them. Shortly, not at once: skipping a long backlog costs the claim a scan.
+        if not self._backlog and filled(limits, due):
             self.pump.due_in(FILLED_RECHECK)
         return self._backlog
 
     async def _seconds_to_next(self) -> float | None:
         if self._backlog:
             return None  # sends finishing will wake the pump
-        # Work due by the last claim was that claim's; anything later wants a timer.
+        # Work due by the last claim was that claim's; anything later wants a timer, and so
+        # does a rate-limited destination's due work once its gate opens.
         due = await self._store.next_delivery_at(self._claimed_at)
-        return None if due is None else (due - self._clock.now()).total_seconds()
+        waits = [] if due is None else [(due - self._clock.now()).total_seconds()]
+        opens = self._gate.opens_in(time.monotonic())
+        if opens is not None:
+            waits.append(opens)
+        return min(waits, default=None)
 
     def _recorded(self, records: Sequence[AttemptRecord]) -> None:
         """Retries just written come due later: make sure the pump wakes for the first."""
@@ -207,10 +210,14 @@ class DeliveryEngine:
         if retries:
             self.pump.due_in((min(retries) - self._clock.now()).total_seconds())
 
-    def _start(self, delivery: DueDelivery) -> None:
+    def _start(self, delivery: DueDelivery, lease_end: datetime) -> None:
         key = delivery.destination_key
-        self._per_key[key] = self._per_key.get(key, 0) + 1
-        task = asyncio.ensure_future(self._send(delivery))
+        now = time.monotonic()
+        # The turn is reserved here, in the claim's pass: the next claim's rooms count it.
+        self._gate.learn(key, delivery.rate_limit)
+        wait = self._gate.reserve(key, now)
+        ticket = self._ledger.start(key, delivery.account_id, now, wait)
+        task = asyncio.ensure_future(self._send(delivery, ticket, wait, lease_end))
         self._sends.add(task)
         task.add_done_callback(self._sent)
 
@@ -238,24 +245,39 @@ class DeliveryEngine:
         await self._store.record_attempts([record], self._owner)
         return record
 
-    async def _send(self, delivery: DueDelivery) -> None:
-        key = delivery.destination_key
+    async def _send(
+        self, delivery: DueDelivery, ticket: int, wait: float, lease_end: datetime
+    ) -> None:
+        answered_in: float | None = None
         try:
-            record = await self._attempt(delivery)
+            if wait > 0:
+                await asyncio.sleep(wait)
+            record = await self._attempt(delivery, lease_end)
             self._recorder.add(record)
             self._finished(delivery, record)
+            if record.attempt.status_code is not None:
+                answered_in = record.attempt.latency_ms / 1000
+        except _LeaseTooShort as exc:
+            # Rare (a slow provider while refreshing a video URL): it stays leased and goes
+            # out when the lease has run out and it is claimed again.
+            log.warning(
+                "delivery %s to %s not sent: %.1f s of its lease left, less than the attempt "
+                "timeout; it is sent when it is claimed again",
+                delivery.id,
+                url_origin(delivery.url),
+                exc.left,
+                extra=ids(delivery_id=delivery.id, event_id=delivery.event_id),
+            )
+            self.pump.due_in(exc.left + FILLED_RECHECK)
         finally:
-            count = self._per_key[key]
+            left = self._ledger.finish(ticket, time.monotonic(), answered_in)
             cap = self._settings.max_in_flight_per_destination
-            if count - 1 <= cap - max(1, cap // 4):
-                # Claims may have left this destination's due work behind at its cap; claim
-                # again once a quarter of its room is free. Wakes while a pass runs fold into
-                # one more pass, so this is not a database round trip per delivery.
+            if left <= cap - max(1, cap // 4):
+                # Claims may have left this destination's (or this account's) due work
+                # behind at its cap; claim again once a quarter of its room is free. Wakes
+                # while a pass runs fold into one more pass, so this is not a database round
+                # trip per delivery.
                 self.wake()
-            if count > 1:
-                self._per_key[key] = count - 1
-            else:
-                del self._per_key[key]
 
     def _finished(self, d: DueDelivery, record: AttemptRecord) -> None:
         a = record.attempt
@@ -291,9 +313,10 @@ class DeliveryEngine:
                 extra=extra,
             )
 
-    async def _attempt(self, d: DueDelivery) -> AttemptRecord:
-        if d.rate_limit:
-            await asyncio.sleep(self._gate.wait(d.destination_key, d.rate_limit))
+    async def _attempt(self, d: DueDelivery, lease_end: datetime | None = None) -> AttemptRecord:
+        """The attempt's record. Raises ``_LeaseTooShort``, sending nothing, when the lease
+        (ending at ``lease_end``) could run out before the attempt's timeout: another claim
+        would then send it a second time."""
         started = self._clock.now()
         t0 = time.perf_counter()
         snippet: str | None = None
@@ -301,7 +324,11 @@ class DeliveryEngine:
             body = d.body
             if self._refresh is not None and self._refresh.needs_refresh(d, started):
                 body = await self._refresh.body_for(d)
-            response = await self._transport.handle_async_request(self._request(d, body, started))
+            if lease_end is not None:
+                self._check_lease(d, lease_end)
+            response = await self._transport.handle_async_request(
+                self._requests.build(d, body, started)
+            )
             await response.aread()
             snippet = response.content[: self._settings.snippet_bytes].decode(
                 "utf-8", errors="replace"
@@ -319,7 +346,7 @@ class DeliveryEngine:
             )
         except httpx.HTTPError as exc:
             result = AttemptResult(None, error=_describe(exc))
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, _LeaseTooShort):
             raise
         except Exception as exc:
             # Whatever went wrong, it is recorded as this attempt's outcome: a delivery must
@@ -354,65 +381,16 @@ class DeliveryEngine:
             next_attempt_at=next_at,
         )
 
-    def _request(self, d: DueDelivery, text: str, started: datetime) -> httpx.Request:
-        stamp = int(started.timestamp())
-        body = text.encode()
-        # Raw header pairs and a byte stream: httpx then skips re-encoding and re-measuring
-        # what is already bytes (5x cheaper than headers as a dict and content=).
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", b"%d" % len(body)),
-            (b"user-agent", USER_AGENT),
-            (b"webhook-id", d.event_id.encode()),
-            (b"webhook-timestamp", b"%d" % stamp),
-            (
-                b"webhook-signature",
-                sign(d.event_id, stamp, body, map(self._key, d.secrets)).encode(),
-            ),
-        ]
-        # A subscription's static headers (a receiver's own token); the API refuses names
-        # that would shadow the ones above.
-        headers += [(name.encode(), value.encode()) for name, value in d.headers]
-        return httpx.Request(
-            "POST",
-            self._url(d.url),
-            headers=headers,
-            stream=httpx.ByteStream(body),
-            extensions=self._extensions,
-        )
-
-    def _url(self, url: str) -> httpx.URL:
-        parsed = self._urls.get(url)
-        if parsed is None:
-            if len(self._urls) > 10_000:
-                self._urls.clear()
-            parsed = self._urls[url] = httpx.URL(url)
-        return parsed
-
-    def _key(self, secret: str) -> bytes:
-        key = self._keys.get(secret)
-        if key is None:
-            if len(self._keys) > 10_000:
-                self._keys.clear()
-            key = self._keys[secret] = webhook_key(secret)
-        return key
+    def _check_lease(self, d: DueDelivery, lease_end: datetime) -> None:
+        left = (lease_end - self._clock.now()).total_seconds()
+        if left < self._settings.timeout:
+            raise _LeaseTooShort(left)
 
 
-class RateGate:
-    """Spaces sends to one destination at most ``rate`` per second (Zapier takes about 30 a
-    second per hook): each send reserves the next free slot and waits for it."""
-
-    def __init__(self) -> None:
-        self._next: dict[str, float] = {}
-
-    def wait(self, key: str, rate: float) -> float:
-        """Seconds to wait before this send; reserves its slot."""
-        now = time.monotonic()
-        slot = max(now, self._next.get(key, now))
-        self._next[key] = slot + 1.0 / rate
-        if len(self._next) > 10_000:  # forget idle destinations
-            self._next = {k: v for k, v in self._next.items() if v > now}
-        return slot - now
+class _LeaseTooShort(Exception):
+    def __init__(self, left: float) -> None:
+        super().__init__(f"{left:.1f} s of the lease left")
+        self.left = left
 
 
 def _describe(exc: Exception) -> str:

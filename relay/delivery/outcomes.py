@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from relay.backoff import jittered
+from relay.models import DeliveryStatus
 
 # DESIGN §5: these statuses mean "slow down", so their Retry-After is worth honouring.
 SLOW_DOWN_STATUSES = frozenset({429, 502, 503, 504})
@@ -121,3 +122,17 @@ def classify_attempt(
     if code in SLOW_DOWN_STATUSES and ra is not None and math.isfinite(ra) and ra > 0:
         delay = max(delay, min(ra, policy.retry_after_max))
     return RetryAt(now + timedelta(seconds=delay), reason)
+
+
+def outcome_fields(outcome: DeliveryOutcome) -> tuple[str, DeliveryStatus, datetime | None]:
+    """(attempt outcome label, the delivery's new status, its next attempt time)."""
+    match outcome:
+        case Delivered():
+            return "delivered", DeliveryStatus.SUCCEEDED, None
+        case RetryAt(at=at):
+            return "retry", DeliveryStatus.PENDING, at
+        case Dead():
+            return "failed", DeliveryStatus.FAILED, None
+        case Gone():
+            return "gone", DeliveryStatus.STOPPED, None
+    raise AssertionError(outcome)  # pragma: no cover - the match is exhaustive

@@ -3,10 +3,11 @@ on loopback (the end-to-end suite covers the same engine inside a running relay)
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 from collections import Counter
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from relay.models import Account, Destination, DueDelivery, Task, TaskStatus
 from relay.net.transport import RelayTransport
 from relay.signing import generate_webhook_secret
 from relay.store import open_store
-from relay.store.interface import AttemptRecord, Store
+from relay.store.interface import AttemptRecord, ClaimLimits, Store
 from relay.transitions import registered
 from tests.e2e.harness import Receiver, Reply, eventually
 
@@ -155,16 +156,10 @@ class Outage:
         lease_seconds: float,
         owner: str,
         *,
-        in_flight: Mapping[str, int] | None = None,
-        per_destination: int | None = None,
+        limits: ClaimLimits | None = None,
     ) -> list[DueDelivery]:
         return await self._store.claim_due_deliveries(
-            now,
-            limit,
-            lease_seconds,
-            owner,
-            in_flight=in_flight,
-            per_destination=per_destination,
+            now, limit, lease_seconds, owner, limits=limits
         )
 
     async def next_delivery_at(self, after: datetime) -> datetime | None:
@@ -288,3 +283,52 @@ async def test_a_late_send_signs_and_sends_the_refreshed_body(store: Store) -> N
         assert bodies[events[True].id]["relay_notice"]["code"] == "video_url_refreshed"
         assert bodies[events[True].id]["id"] == events[True].id
         assert receiver.with_id(events[False].id)[0].body == events[False].body.encode()
+
+
+class SlowRefresh(Relabel):
+    """A refresher whose first answer takes ``delay`` seconds (a slow provider)."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__()
+        self.delay = delay
+
+    def needs_refresh(self, d: DueDelivery, now: datetime) -> bool:
+        return True
+
+    async def body_for(self, d: DueDelivery) -> str:
+        if not self.asked:
+            await asyncio.sleep(self.delay)
+        return await super().body_for(d)
+
+
+async def test_a_send_never_starts_on_a_lease_that_may_run_out_under_it(store: Store) -> None:
+    # Lease 1 s, timeout 0.5 s; the video URL's refresh takes 0.7 s and the receiver 0.45 s:
+    # sent after the refresh, the POST would outlive the lease, and the delivery, claimed
+    # again meanwhile, would be sent twice without any crash.
+    async with Receiver() as receiver:
+        receiver.default = Reply(204, delay=0.45)
+        account_id, [event_id] = await write_succeeded_tasks(store, receiver.url, 1)
+        transport = RelayTransport(max_connections=8)
+        refresh = SlowRefresh(0.7)
+        engine = DeliveryEngine(
+            store=store,
+            transport=transport,
+            clock=SystemClock(),
+            rng=random.Random(1),
+            owner="test",
+            refresh=refresh,
+            settings=EngineSettings(
+                timeout=0.5, lease_seconds=1.0, retry=RetryPolicy(schedule=(0.1,), jitter=0)
+            ),
+        )
+        try:
+            engine.wake()
+            await receiver.wait_for(1, within=5)
+            await receiver.quiet_for(1.5)
+        finally:
+            await engine.stop(grace=1)
+            await transport.aclose()
+        assert [r.webhook_id for r in receiver.requests] == [event_id]
+        assert refresh.asked == [event_id, event_id]  # asked again by the second claim
+        [view] = await store.event_deliveries(account_id, event_id)
+        assert [a.number for a in view.attempts] == [1]

@@ -24,7 +24,7 @@ from relay.models import (
     TaskStatus,
 )
 from relay.store import open_store
-from relay.store.interface import EventQuery, Order, Store, TaskQuery
+from relay.store.interface import ClaimLimits, EventQuery, Order, Store, TaskQuery
 from relay.transitions import apply_answer, registered
 from tests.store.factories import (
     HOOK_KEY,
@@ -82,9 +82,9 @@ async def test_migrations_apply_once_and_the_secret_key_is_kept(database_url: st
 async def test_accounts_by_key_hash_and_callback_secret(
     store: Store, alice: Account, bob: Account
 ) -> None:
-    assert await store.account_by_key_hash("hash-alice") == alice
-    assert await store.account_by_key_hash("hash-bob") == bob
-    assert await store.account_by_key_hash("hash-nobody") is None
+    assert await store.account_by_key_hash("hash-alice", NOW) == alice
+    assert await store.account_by_key_hash("hash-bob", NOW) == bob
+    assert await store.account_by_key_hash("hash-nobody", NOW) is None
     assert await store.callback_secret(alice.id) == "whsec_alice"
     assert await store.callback_secret(bob.id) == "whsec_bob"
     assert await store.callback_secret("acc_nobody") is None
@@ -512,7 +512,11 @@ async def test_claim_leaves_room_per_destination(store: Store, alice: Account) -
     # a.example already has one delivery in flight and may have two: one more of its three
     # is claimed, and b.example's, although it is the latest due, is not crowded out.
     due = await store.claim_due_deliveries(
-        at(seconds=10), 10, 30, "w1", in_flight={"https://a.example": 1}, per_destination=2
+        at(seconds=10),
+        10,
+        30,
+        "w1",
+        limits=ClaimLimits(per_destination=2, destination_room={"https://a.example": 1}),
     )
     assert [(d.event_id, d.destination_key) for d in due] == [
         (a[0].event.id, "https://a.example"),
@@ -521,7 +525,11 @@ async def test_claim_leaves_room_per_destination(store: Store, alice: Account) -
     # A destination at its cap gets nothing.
     assert (
         await store.claim_due_deliveries(
-            at(seconds=10), 10, 30, "w1", in_flight={"https://a.example": 2}, per_destination=2
+            at(seconds=10),
+            10,
+            30,
+            "w1",
+            limits=ClaimLimits(per_destination=2, destination_room={"https://a.example": 0}),
         )
         == []
     )
@@ -625,7 +633,7 @@ async def test_release_leases_frees_deliveries_and_polls(store: Store, alice: Ac
     reg = await register(store, alice, events={Q})
     [due] = await store.claim_due_deliveries(NOW, 10, 30, "w1")
     assert await store.claim_due_polls(NOW, 10, 30, OWNER) == [reg.task]
-    await store.release_leases()
+    await store.release_leases(NOW)
     assert await store.claim_due_deliveries(NOW, 10, 30, "w2") == [due]
     assert await store.claim_due_polls(NOW, 10, 30, OWNER) == [reg.task]
 

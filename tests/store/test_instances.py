@@ -11,7 +11,7 @@ import pytest_asyncio
 
 from relay.models import Account, DeliveryStatus
 from relay.store import open_store
-from relay.store.interface import Store
+from relay.store.interface import ClaimLimits, Store
 from tests.store.factories import NOW, OWNER, at, attempt, only_delivery, pending, register, state
 
 
@@ -32,7 +32,7 @@ async def test_two_instances_never_claim_the_same_delivery(
     }
     claims = await asyncio.gather(
         *(
-            s.claim_due_deliveries(NOW, 4, 30, f"w{i}", per_destination=2)
+            s.claim_due_deliveries(NOW, 4, 30, f"w{i}", limits=ClaimLimits(per_destination=2))
             for i, s in enumerate([store, other] * 5)
         )
     )

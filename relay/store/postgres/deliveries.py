@@ -3,13 +3,13 @@ attempts under leases, the batched record of finished attempts, and the next wak
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 
 from relay.models import DueDelivery, utc
 from relay.store import codec
 from relay.store.codec import ts
-from relay.store.interface import AttemptRecord
+from relay.store.interface import AttemptRecord, ClaimLimits
 from relay.store.named_sql import load_queries
 from relay.store.postgres.outbox import claimed_delivery, disable_in, fetch_all, fetch_one
 from relay.store.postgres.runner import Conn, PgRunner
@@ -34,15 +34,12 @@ class DeliveriesMixin:
         lease_seconds: float,
         owner: str,
         *,
-        in_flight: Mapping[str, int] | None = None,
-        per_destination: int | None = None,
+        limits: ClaimLimits | None = None,
     ) -> list[DueDelivery]:
         t = now.timestamp()
-        cap = per_destination if per_destination is not None else limit
-        room = {k: cap - n for k, n in (in_flight or {}).items()}
-        # Look a little past the limit, so one destination's backlog at the head of the
-        # queue does not hide the others' due work from this claim (as SQLite does).
-        window = limit if per_destination is None else limit * 4
+        limits = limits or ClaimLimits()
+        rooms = limits.destination_room
+        accounts = limits.account_room
         self._leased = True
         rows = await self._db.run(
             lambda c: fetch_all(
@@ -50,11 +47,20 @@ class DeliveriesMixin:
                 QUERIES["claim_due_deliveries"],
                 {
                     "now": t,
-                    "full": [k for k, n in room.items() if n <= 0],
-                    "window": window,
-                    "keys": list(room),
-                    "rooms": list(room.values()),
-                    "cap": cap,
+                    "full": [k for k, n in rooms.items() if n <= 0],
+                    "full_accounts": [a for a, n in accounts.items() if n <= 0],
+                    "uncounted": sorted(limits.uncounted),
+                    # Look a little past the limit, so one destination's or account's
+                    # backlog at the head of the queue does not hide the others' due work
+                    # from this claim (as SQLite does).
+                    "window": limit * limits.window,
+                    "keys": list(rooms),
+                    "rooms": list(rooms.values()),
+                    "cap": limit if limits.per_destination is None else limits.per_destination,
+                    "rated_cap": limit if limits.per_destination is None else 1,
+                    "accounts": list(accounts),
+                    "account_rooms": list(accounts.values()),
+                    "account_cap": limit if limits.per_account is None else limits.per_account,
                     "limit": limit,
                     "owner": owner,
                     "until": t + lease_seconds,

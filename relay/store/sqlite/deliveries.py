@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 
 from relay.models import DueDelivery, utc
 from relay.store.codec import dt, headers_from_json, signing_secrets, ts
-from relay.store.interface import AttemptRecord
+from relay.store.interface import AttemptRecord, ClaimLimits
 from relay.store.named_sql import load_queries
 from relay.store.sqlite.runner import SqliteRunner
 from relay.store.sqlite.subscriptions import disable_in
@@ -29,31 +29,27 @@ class DeliveriesMixin:
         lease_seconds: float,
         owner: str,
         *,
-        in_flight: Mapping[str, int] | None = None,
-        per_destination: int | None = None,
+        limits: ClaimLimits | None = None,
     ) -> list[DueDelivery]:
         t = now.timestamp()
-        cap = per_destination if per_destination is not None else limit
-        room = {k: cap - n for k, n in (in_flight or {}).items()}
-        # Look a little past the limit, so one destination's backlog at the head of the
-        # queue does not hide the others' due work from this claim; SQLite ranks each
-        # destination's candidates and keeps as many as its room allows.
-        window = limit if per_destination is None else limit * 4
+        limits = limits or ClaimLimits()
+        params = {
+            "now": t,
+            "room": json.dumps(dict(limits.destination_room)),
+            "cap": limit if limits.per_destination is None else limits.per_destination,
+            "rated_cap": limit if limits.per_destination is None else 1,
+            "accounts": json.dumps(dict(limits.account_room)),
+            "account_cap": limit if limits.per_account is None else limits.per_account,
+            "uncounted": json.dumps(sorted(limits.uncounted)),
+            # Look a little past the limit, so one destination's or account's backlog at the
+            # head of the queue does not hide the others' due work from this claim; SQLite
+            # ranks the candidates and keeps as many as each one's room allows.
+            "window": limit * limits.window,
+            "limit": limit,
+        }
 
         def claim(c: sqlite3.Connection) -> list[DueDelivery]:
-            picked = [
-                row[0]
-                for row in c.execute(
-                    QUERIES["pick_due_deliveries"],
-                    {
-                        "now": t,
-                        "room": json.dumps(room),
-                        "window": window,
-                        "cap": cap,
-                        "limit": limit,
-                    },
-                )
-            ]
+            picked = [row[0] for row in c.execute(QUERIES["pick_due_deliveries"], params)]
             if not picked:
                 return []
             c.execute(

@@ -7,16 +7,22 @@ import base64
 import hashlib
 import hmac
 import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from itsdangerous import URLSafeSerializer
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from relay.signing import (
+    INBOUND_GRACE,
+    INBOUND_SKEW,
+    InboundToken,
     Tokens,
     generate_api_key,
     generate_webhook_secret,
     hash_api_key,
+    inbound_lifetime,
     sign,
     webhook_key,
 )
@@ -209,13 +215,82 @@ def test_cursor_from_another_secret_key_is_none() -> None:
     assert Tokens("instance-b").read_cursor(token) is None
 
 
+NOW = datetime(2026, 6, 6, 16, 0, 0, tzinfo=UTC)
+INK_MAX_AGE = 172_800.0
+LIFETIMES = {"seedance2ink": inbound_lifetime(INK_MAX_AGE), "ark": inbound_lifetime(3600)}
+
+
+def later(seconds: float) -> datetime:
+    return NOW + timedelta(seconds=seconds)
+
+
 def test_inbound_tokens_name_one_task_and_refuse_tampering() -> None:
-    tokens = Tokens("k" * 32)
-    token = tokens.inbound("seedance2ink", "acc_1", "task_1")
-    assert tokens.read_inbound(token) == ("seedance2ink", "acc_1", "task_1")
+    tokens = Tokens("k" * 32, LIFETIMES)
+    token = tokens.inbound("seedance2ink", "acc_1", "task_1", NOW)
+    assert tokens.read_inbound("seedance2ink", token, NOW) == InboundToken(
+        "seedance2ink", "acc_1", "task_1"
+    )
     # Another purpose's token, another key, or one flipped character is not ours.
-    assert tokens.read_inbound(tokens.cursor(["seedance2ink", "acc_1", "task_1"])) is None
-    assert Tokens("x" * 32).read_inbound(token) is None
+    cursor = tokens.cursor(["seedance2ink", "acc_1", "task_1"])
+    assert tokens.read_inbound("seedance2ink", cursor, NOW) is None
+    assert Tokens("x" * 32, LIFETIMES).read_inbound("seedance2ink", token, NOW) is None
     flipped = token[:-1] + ("A" if token[-1] != "A" else "B")
-    assert tokens.read_inbound(flipped) is None
-    assert tokens.read_inbound("") is None
+    assert tokens.read_inbound("seedance2ink", flipped, NOW) is None
+    assert tokens.read_inbound("seedance2ink", "", NOW) is None
+    # Another provider's URL, or one the relay no longer serves.
+    assert tokens.read_inbound("ark", token, NOW) is None
+    assert Tokens("k" * 32).read_inbound("seedance2ink", token, NOW) is None
+
+
+def test_an_inbound_token_lasts_its_providers_slowest_task_and_then_expires() -> None:
+    tokens = Tokens("k" * 32, LIFETIMES)
+    token = tokens.inbound("seedance2ink", "acc_1", "task_1", NOW)
+    assert inbound_lifetime(INK_MAX_AGE) == INK_MAX_AGE + INBOUND_GRACE
+    # Good for a task as slow as the provider's maximum age, and a late push after it ...
+    last = INK_MAX_AGE + INBOUND_GRACE
+    assert tokens.read_inbound("seedance2ink", token, later(INK_MAX_AGE)) is not None
+    assert tokens.read_inbound("seedance2ink", token, later(last)) is not None
+    # ... and no longer.
+    assert tokens.read_inbound("seedance2ink", token, later(last + 1)) is None
+    # A provider with a shorter maximum age has shorter-lived URLs; the lifetime is read
+    # when the token is, so changing a provider's max_age applies to URLs already out.
+    short = Tokens("k" * 32, {"seedance2ink": inbound_lifetime(3600)})
+    assert short.read_inbound("seedance2ink", token, later(3600 + INBOUND_GRACE)) is not None
+    assert short.read_inbound("seedance2ink", token, later(3601 + INBOUND_GRACE)) is None
+
+
+def test_an_inbound_token_from_an_instance_whose_clock_runs_ahead_is_good() -> None:
+    tokens = Tokens("k" * 32, LIFETIMES)
+    ahead = tokens.inbound("seedance2ink", "acc_1", "task_1", later(INBOUND_SKEW))
+    assert tokens.read_inbound("seedance2ink", ahead, NOW) is not None
+    too_far = tokens.inbound("seedance2ink", "acc_1", "task_1", later(INBOUND_SKEW + 1))
+    assert tokens.read_inbound("seedance2ink", too_far, NOW) is None
+
+
+def test_an_inbound_token_is_stamped_with_the_time_it_is_given_not_the_system_clock() -> None:
+    tokens = Tokens("k" * 32, LIFETIMES)
+    old = tokens.inbound("seedance2ink", "acc_1", "task_1", datetime(2020, 1, 1, tzinfo=UTC))
+    assert tokens.read_inbound("seedance2ink", old, datetime.now(UTC)) is None
+    assert tokens.read_inbound("seedance2ink", old, datetime(2020, 1, 2, tzinfo=UTC)) is not None
+
+
+def test_an_untimed_token_of_an_earlier_relay_covers_only_a_task_young_enough() -> None:
+    # Exactly what relays issued before tokens carried their time.
+    untimed = str(
+        URLSafeSerializer("k" * 32, salt="inbound").dumps(["seedance2ink", "acc_1", "task_1"])
+    )
+    tokens = Tokens("k" * 32, LIFETIMES)
+    named = tokens.read_inbound("seedance2ink", untimed, NOW)
+    # It cannot say when it was issued, but that was when its task was created: it names the
+    # task only if the task is younger than the provider's inbound lifetime.
+    assert named == InboundToken(
+        "seedance2ink",
+        "acc_1",
+        "task_1",
+        created_after=NOW - timedelta(seconds=INK_MAX_AGE + INBOUND_GRACE),
+    )
+    assert tokens.read_inbound("ark", untimed, NOW) is None
+    assert Tokens("x" * 32, LIFETIMES).read_inbound("seedance2ink", untimed, NOW) is None
+    # A timed token is never read as an untimed one (which would never expire).
+    timed = tokens.inbound("seedance2ink", "acc_1", "task_1", NOW)
+    assert tokens.read_inbound("seedance2ink", timed, later(10**7)) is None

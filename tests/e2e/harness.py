@@ -40,6 +40,7 @@ from starlette.applications import Starlette
 
 from relay import cli
 from relay.app import create_app
+from relay.clock import Clock
 from relay.config.settings import Settings
 from tests.store.conftest import _unavailable
 
@@ -386,9 +387,13 @@ class Receiver:
 class RelayServer:
     """``create_app(settings)`` under an in-process ``uvicorn.Server`` in the test's loop."""
 
-    def __init__(self, config: Mapping[str, Any], config_path: Path) -> None:
+    def __init__(
+        self, config: Mapping[str, Any], config_path: Path, *, clock: Clock | None = None
+    ) -> None:
         self.config = config
         self.config_path = config_path
+        self.clock = clock
+        """The relay's clock (None: the system's); a test's ``FakeClock`` moves it."""
         self.settings = Settings.from_mapping(dict(config), env={})
         self.port = self.settings.server.port
         self._app: Starlette | None = None
@@ -405,7 +410,7 @@ class RelayServer:
         return self._app
 
     async def start(self, within: float = 10.0) -> RelayServer:
-        self._app = create_app(self.settings)
+        self._app = create_app(self.settings, clock=self.clock)
         config = uvicorn.Config(
             self._app,
             host=HOST,
@@ -461,9 +466,14 @@ class InProcessRelay(RelayServer):
     test's receivers either way, sent by the relay's own delivery engine."""
 
     def __init__(
-        self, config: Mapping[str, Any], config_path: Path, *, listen: bool = True
+        self,
+        config: Mapping[str, Any],
+        config_path: Path,
+        *,
+        listen: bool = True,
+        clock: Clock | None = None,
     ) -> None:
-        super().__init__(config, config_path)
+        super().__init__(config, config_path, clock=clock)
         self.listen = listen
         self._lifespan: contextlib.AsyncExitStack | None = None
 
@@ -471,7 +481,7 @@ class InProcessRelay(RelayServer):
         if self.listen:
             await super().start(within)
             return self
-        self._app = create_app(self.settings)
+        self._app = create_app(self.settings, clock=self.clock)
         async with contextlib.AsyncExitStack() as stack:
             await stack.enter_async_context(self._app.router.lifespan_context(self._app))
             self._lifespan = stack.pop_all()

@@ -19,12 +19,14 @@ import httpx
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.schedulers.base import STATE_STOPPED
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
 
 from relay.adapters.registry import build_dialect, dialect_entry
 from relay.api.errors import exception_handlers
+from relay.api.http import RefuseUnstorable
 from relay.api.routes import routes
 from relay.clock import Clock, SystemClock
 from relay.config.settings import ProviderSettings, Settings
@@ -32,7 +34,7 @@ from relay.dashboard import dashboard_mount
 from relay.delivery.engine import DeliveryEngine, EngineSettings
 from relay.delivery.fresh_urls import OutputRefresher
 from relay.delivery.outcomes import RetryPolicy
-from relay.errors import ConfigError
+from relay.errors import ConfigError, StoreError
 from relay.ids import new_id
 from relay.limits import FailureLimiter
 from relay.metrics import CONTENT_TYPE, RelayMetrics, live_state
@@ -43,7 +45,7 @@ from relay.sandbox.app import Sandbox
 from relay.sandbox.push import PushRoutes
 from relay.sandbox.simulation import SandboxSettings
 from relay.services import Services
-from relay.signing import Tokens
+from relay.signing import Tokens, inbound_lifetime
 from relay.store import open_store
 from relay.store.interface import Store
 from relay.tasks.providers import ProviderClient
@@ -148,6 +150,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, role: Role = "
         timeout=d.timeout,
         max_in_flight=d.max_in_flight,
         max_in_flight_per_destination=d.max_in_flight_per_destination,
+        max_in_flight_per_account=d.max_in_flight_per_account,
         snippet_bytes=d.response_snippet_bytes,
         # A lease must outlast any attempt (a send starts only right after its claim).
         lease_seconds=d.lease_seconds or max(300.0, 4 * d.timeout),
@@ -177,7 +180,13 @@ def create_app(settings: Settings, *, clock: Clock | None = None, role: Role = "
             ),
             clock,
             push_transport=pushes,
+            control=only_sandbox_providers(settings),
         )
+        if not sandbox.control_served:
+            log.info(
+                "the sandbox's control API (/sandbox/_control) is off: "
+                "providers other than the sandbox are configured"
+            )
         mounts.append(Mount("/sandbox", app=sandbox.app))
     if role != "worker" and settings.dashboard.enabled:
         mounts.append(dashboard_mount(settings))
@@ -205,7 +214,20 @@ def create_app(settings: Settings, *, clock: Clock | None = None, role: Role = "
             finally:
                 await store.close()
 
-    return Starlette(routes=mounts, lifespan=lifespan, exception_handlers=exception_handlers())
+    return Starlette(
+        routes=mounts,
+        lifespan=lifespan,
+        exception_handlers=exception_handlers(),
+        middleware=[Middleware(RefuseUnstorable)],
+    )
+
+
+def only_sandbox_providers(settings: Settings) -> bool:
+    """Whether every provider is this relay's own sandbox. The sandbox's control API (faults,
+    request and push logs) has no key, so it is served only then: on a relay that also
+    serves real providers (a production relay), anyone could otherwise inject faults into
+    its tenants' sandbox tasks or read what they asked the sandbox."""
+    return all(p.sandbox or p.base_url is None for p in settings.providers.values())
 
 
 @contextlib.asynccontextmanager
@@ -239,8 +261,12 @@ async def _running(
             log.info("database migrated to version %d", applied[-1])
         # Leases left by this instance's killed predecessor are ours to reclaim (SQLite: all
         # of them; PostgreSQL: they expire, another live instance's are never touched).
-        await store.release_leases()
-        tokens = Tokens(settings.secret_key or await store.secret_key())
+        await store.release_leases(clock.now())
+        tokens = Tokens(
+            settings.secret_key or await store.secret_key(),
+            # Long enough for the provider's slowest task, and no longer.
+            {n: inbound_lifetime(settings.provider_max_age(n)) for n in settings.providers},
+        )
         plans = {
             name: _provider(name, p, settings, http, clock, rng)
             for name, p in settings.providers.items()
@@ -259,7 +285,7 @@ async def _running(
         public = public_address(settings)
 
         def inbound_url(provider: str, account_id: str, task_id: str) -> str:
-            token = tokens.inbound(provider, account_id, task_id)
+            token = tokens.inbound(provider, account_id, task_id, clock.now())
             return f"{public}/v1/inbound/{provider}/{token}"
 
         tracker = Tracker(
@@ -355,6 +381,15 @@ def _schedule(
         coalesce=True,
     )
     scheduler.add_job(
+        _reconcile_submissions,
+        "interval",
+        seconds=RECONCILE_SECONDS,
+        args=(tracker,),
+        id="reconcile-submissions",
+        max_instances=1,
+        coalesce=True,
+    )
+    scheduler.add_job(
         _housekeeping,
         "interval",
         seconds=settings.subscriptions.housekeeping_seconds,
@@ -375,6 +410,18 @@ def _waker(tracker: Tracker, engine: DeliveryEngine) -> Callable[[str], None]:
             engine.wake()
 
     return wake
+
+
+RECONCILE_SECONDS = 15.0
+"""How often submissions left uncertain are looked for at their providers (each on its own
+back-off, ``relay.tasks.submitting``)."""
+
+
+async def _reconcile_submissions(tracker: Tracker) -> None:
+    try:
+        await tracker.submitter.reconcile_open()
+    except StoreError as exc:  # the database is down: the next pass tries again
+        log.warning("could not reconcile submissions: %s", exc)
 
 
 async def _housekeeping(store: Store, clock: Clock, settings: Settings) -> None:
@@ -401,6 +448,8 @@ async def _housekeeping(store: Store, clock: Clock, settings: Settings) -> None:
                 await asyncio.sleep(0)
             if pruned:
                 log.info("retention: deleted %d events older than %g days", pruned, days)
+    except StoreError as exc:  # the database is away or full: nothing was half-done
+        log.warning("housekeeping skipped, the database is unavailable: %s", exc)
     except Exception:  # the next round tries again
         log.exception("housekeeping failed")
 

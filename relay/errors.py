@@ -26,20 +26,33 @@ caller as it is: it names only what the caller sent or owns.
     │   │   ├── UnknownTask
     │   │   ├── UnknownEvent
     │   │   ├── UnknownSubscription
-    │   │   └── UnknownDestination  the event has no such (active) destination
+    │   │   ├── UnknownDestination  the event has no such (active) destination
+    │   │   ├── UnknownSubmission
+    │   │   ├── UnknownAccount   (operators) no account with that id
+    │   │   └── UnknownKey       no such API key
     │   ├── DuplicateTask        the provider task is already tracked (raised by the stores)
+    │   ├── TooManyKeys          the account has as many active API keys as it may
+    │   ├── LastActiveKey        revoking it would leave the account no key to call with
     │   ├── ProviderCannot       the provider offers no way to do it (moderate an image)
     │   │   └── NotCancellable   ... to cancel this task (its dialect, or the task's status)
     │   ├── TaskFinished         the task ended before it could be cancelled
     │   ├── SubscriptionDisabled  the subscription must be enabled first
     │   │   └── ReplayTargetDisabled  ... found by a replay (relay.operator_actions)
     │   ├── ProviderRejected     the provider refused to create the task: its input is wrong
+    │   ├── ModerationRefused    the provider refused a moderation request (its words, redacted)
     │   ├── CancelRefused        the provider refused to cancel the task
-    │   └── ProviderUnavailable  the provider could not do it now (not the caller's fault,
-    │                            and never the relay's own failure)
+    │   ├── ProviderUnavailable  the provider could not do it now (not the caller's fault,
+    │   │                        and never the relay's own failure)
+    │   ├── SubmissionUncertain  the create met an answer that does not say whether the
+    │   │   │                    provider took it (relay.submissions): never sent again
+    │   │   └── SubmissionStillUncertain  a retry with the same Idempotency-Key met it
+    │   ├── SubmissionInFlight   the provider's answer to that submission is still awaited
+    │   └── SubmissionSettled    an uncertain submission was settled already
     └── EdgeError                the HTTP request itself is refused
         ├── BadRequest           a body field, query parameter, header or form is wrong
         │   ├── InvalidJson      the body is not a bounded JSON object
+        │   ├── UnstorableInput  a NUL character, which no database stores, in a body
+        │   │                    string or key, a path or a query parameter
         │   ├── InvalidCursor    a pagination cursor the relay did not sign (for this order)
         │   └── InvalidIdempotencyKey
         ├── Unauthorized         no API key or session, or an unknown key
@@ -48,6 +61,7 @@ caller as it is: it names only what the caller sent or owns.
         ├── IdempotencyKeyReused  the key came with another request before
         ├── IdempotencyKeyInUse  the first request with the key is still being answered
         ├── PayloadTooLarge      the body is over the limit
+        ├── ClientDisconnected   the client hung up before its request was read
         └── TooManyRequests      too many failed authentications; retry after a while
 """
 
@@ -141,6 +155,27 @@ class UnknownDestination(UnknownObject):
     pass
 
 
+class UnknownSubmission(UnknownObject):
+    def __init__(self, submission_id: str) -> None:
+        super().__init__(f"no submission {submission_id}")
+
+
+class UnknownAccount(UnknownObject):
+    pass
+
+
+class UnknownKey(UnknownObject):
+    pass
+
+
+class TooManyKeys(DomainError):
+    pass
+
+
+class LastActiveKey(DomainError):
+    pass
+
+
 class DuplicateTask(DomainError):
     """This provider task is already tracked: by the same account (``existing_id`` names its
     task) or by another one (``existing_id`` is None: nothing of theirs is revealed)."""
@@ -188,11 +223,42 @@ class ProviderRejected(DomainError):
         self.fault = fault
 
 
+class ModerationRefused(DomainError):
+    """The provider refused an image moderation request (a 4xx): the message gives its
+    status and its own words, cut to a sentence and with the operator's key taken out."""
+
+
 class CancelRefused(DomainError):
     pass
 
 
 class ProviderUnavailable(DomainError):
+    pass
+
+
+class SubmissionUncertain(DomainError):
+    """Whether the provider created the task cannot be known now (the answer was lost: a
+    timeout after the body was sent, a 5xx, the relay killed mid-request). Sending it again
+    could pay twice, so the relay does not; the submission waits to be reconciled."""
+
+    def __init__(self, submission_id: str, message: str) -> None:
+        super().__init__(
+            f"{message}; submission {submission_id} is uncertain and will not be sent "
+            "again: the relay tracks the task if it finds it at the provider, or settle it "
+            f"with POST /v1/submissions/{submission_id}/resolve"
+        )
+        self.submission_id = submission_id
+
+
+class SubmissionStillUncertain(SubmissionUncertain):
+    """A request repeating an uncertain submission (same Idempotency-Key)."""
+
+
+class SubmissionInFlight(DomainError):
+    pass
+
+
+class SubmissionSettled(DomainError):
     pass
 
 
@@ -210,6 +276,11 @@ class BadRequest(EdgeError):
 
 class InvalidJson(BadRequest):
     pass
+
+
+class UnstorableInput(BadRequest):
+    """A NUL character (PostgreSQL's text and jsonb refuse it; SQLite would take it): refused
+    at the edge so that both backends answer the same 400, before any query runs."""
 
 
 class InvalidCursor(BadRequest):
@@ -238,11 +309,18 @@ class IdempotencyKeyReused(EdgeError):
 
 
 class IdempotencyKeyInUse(EdgeError):
-    pass
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class PayloadTooLarge(EdgeError):
     pass
+
+
+class ClientDisconnected(EdgeError):
+    """The client went away while its body was being read: nobody reads the answer, and
+    nothing was done (a body is read whole before anything is written)."""
 
 
 class TooManyRequests(EdgeError):

@@ -196,7 +196,13 @@ def state_metrics(
         "How long the longest-waiting due delivery has waited (0: no backlog).",
         value=max(0.0, (taken - oldest).total_seconds()) if oldest is not None else 0.0,
     )
-    return [*metrics, tasks, backlog, age]
+    uncertain = GaugeMetricFamily(
+        "relay_submissions_uncertain",
+        "Creates whose provider answer was lost and that are not settled yet: each may be a "
+        "paid task the relay does not track (GET /v1/submissions?state=uncertain).",
+        value=snapshot.uncertain_submissions,
+    )
+    return [*metrics, tasks, backlog, age, uncertain]
 
 
 def live_state(

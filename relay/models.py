@@ -152,6 +152,9 @@ class ProviderFault:
     provider_code: str | None = None
     retry_after: float | None = None
     """Seconds, from a ``Retry-After`` header, when the provider sent one."""
+    reached: bool = True
+    """False when the request certainly never reached the provider (no connection, backed
+    off): what decides whether a failed create may have been taken (``relay.submissions``)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,10 +3,10 @@
     4  app, cli                          composition root and commands
     3  api, dashboard                    the HTTP edge
     2  tasks, delivery engine, pump,     engines: sequence I/O around the pure rules
-       metrics, operator actions, services, sandbox
+       heartbeat, metrics, operator actions, services, sandbox
     1  store, adapters, net, config      storage, provider dialects, the network, settings
     0  models, errors, transitions,      pure values and decisions, no I/O
-       polling, delivery outcomes, task verdicts, backoff, limits, signing, logs,
+       submissions, polling, delivery outcomes, task verdicts, backoff, limits, signing, logs,
        clock, ids
 
 Two more rules: the sandbox (a fake provider) never imports the adapters it is there to
@@ -34,6 +34,7 @@ FLOORS: dict[str, int] = {
     "relay.delivery.recorder": 2,
     "relay.delivery.fresh_urls": 2,
     "relay.pump": 2,
+    "relay.heartbeat": 2,
     "relay.metrics": 2,
     "relay.operator_actions": 2,
     "relay.services": 2,
@@ -46,6 +47,7 @@ FLOORS: dict[str, int] = {
     "relay.models": 0,
     "relay.errors": 0,
     "relay.transitions": 0,
+    "relay.submissions": 0,
     "relay.polling": 0,
     "relay.delivery": 0,
     "relay.delivery.outcomes": 0,

@@ -57,6 +57,7 @@ def test_state_gauges_from_the_engine_the_providers_and_a_snapshot() -> None:
         tasks={TaskStatus.RUNNING: 3, TaskStatus.SUCCEEDED: 7},
         due_deliveries=4,
         oldest_due_at=NOW - timedelta(seconds=90),
+        uncertain_submissions=2,
     )
     live = LiveState(
         in_flight=5,
@@ -84,6 +85,7 @@ def test_state_gauges_from_the_engine_the_providers_and_a_snapshot() -> None:
         key("relay_delivery_backlog"): 4,
         # As of the snapshot: 89 s then, whatever the scrape time.
         key("relay_delivery_backlog_age_seconds"): 89,
+        key("relay_submissions_uncertain"): 2,
     }
 
 

@@ -37,6 +37,7 @@ from relay.models import (
     TaskError,
     TaskStatus,
 )
+from relay.submissions import MATCHED_PARAMS, Candidate
 
 TASKS_PATH: Final = "/contents/generations/tasks"
 
@@ -228,6 +229,25 @@ class ArkDialect:
     def build_cancel(self, provider_task_id: str) -> HttpCall | None:
         return HttpCall(method="DELETE", path=_task_path(provider_task_id))
 
+    def build_list(self, model: str | None) -> HttpCall | None:
+        # DOC-L: newest first; one page of the latest is what a lost create can be in.
+        params = {"page_num": "1", "page_size": str(LIST_PAGE)}
+        if model:
+            params["filter.model"] = model
+        return HttpCall(method="GET", path=TASKS_PATH, params=params)
+
+    def parse_list(self, reply: HttpReply, now: datetime) -> list[Candidate] | ProviderFault:
+        if not is_success(reply):
+            return _reply_error(reply, now)
+        obj = as_mapping(decode_json(reply.body))
+        items = None if obj is None else obj.get("items")
+        if not isinstance(items, list):
+            return bad_response(
+                f"provider answered HTTP {reply.status_code} without a task list",
+                status_code=reply.status_code,
+            )
+        return [c for c in map(_candidate, items) if c is not None]
+
     def created_at_from_id(self, provider_task_id: str) -> datetime | None:
         return ark_id_created_at(provider_task_id)
 
@@ -269,6 +289,21 @@ class ArkDialect:
                 status_code=reply.status_code,
             )
         return normalize_ark_task(obj, now)
+
+
+LIST_PAGE: Final = 100
+
+
+def _candidate(item: object) -> Candidate | None:
+    entry = as_mapping(item)
+    if entry is None:
+        return None
+    task_id = empty_to_none(entry.get("id"))
+    created = unix_to_datetime(entry.get("created_at"))
+    if task_id is None or created is None:
+        return None
+    params = {name: entry.get(name) for name in MATCHED_PARAMS if entry.get(name) is not None}
+    return Candidate(str(task_id), created, empty_to_none(entry.get("model")), params)
 
 
 def _task_path(provider_task_id: str) -> str:

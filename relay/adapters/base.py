@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from relay.models import ProviderFault, ProviderTask, TaskStatus
+from relay.submissions import Candidate
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +78,13 @@ class Dialect(Protocol):
     def parse_cancel(
         self, reply: HttpReply, provider_task_id: str, now: datetime
     ) -> CancelAccepted | ProviderFault: ...
+
+    def build_list(self, model: str | None) -> HttpCall | None:
+        """The call that lists the account's recent tasks (of ``model``), newest first, to
+        reconcile an uncertain create (``relay.submissions``); None: the dialect has none."""
+        ...
+
+    def parse_list(self, reply: HttpReply, now: datetime) -> list[Candidate] | ProviderFault: ...
 
     def created_at_from_id(self, provider_task_id: str) -> datetime | None:
         """When the task was created, read from its id, for a dialect whose ids carry it;

@@ -42,6 +42,7 @@ from relay.models import (
     TaskError,
     TaskStatus,
 )
+from relay.submissions import Candidate
 
 GENERATIONS_PATH: Final = "/api/open/v1/video/generations"
 
@@ -245,6 +246,12 @@ class Seedance2InkDialect:
 
     def build_query(self, provider_task_id: str) -> HttpCall:
         return HttpCall(method="GET", path=_task_path(provider_task_id))
+
+    def build_list(self, model: str | None) -> HttpCall | None:
+        return None  # no task list in this dialect: an uncertain create waits for a person
+
+    def parse_list(self, reply: HttpReply, now: datetime) -> list[Candidate] | ProviderFault:
+        return []
 
     def created_at_from_id(self, provider_task_id: str) -> datetime | None:
         return None  # its requestIds carry no time the relay can read

@@ -46,6 +46,7 @@ from relay.adapters.unified_shapes import (
     task_dto_ids,
 )
 from relay.models import FaultKind, ProviderFault, ProviderTask, TaskStatus
+from relay.submissions import Candidate
 
 GENERATIONS_PATH: Final = "/v1/video/generations"
 
@@ -280,6 +281,12 @@ class UnifiedDialect:
 
     def build_cancel(self, provider_task_id: str) -> HttpCall | None:
         return None
+
+    def build_list(self, model: str | None) -> HttpCall | None:
+        return None  # no task list in this dialect: an uncertain create waits for a person
+
+    def parse_list(self, reply: HttpReply, now: datetime) -> list[Candidate] | ProviderFault:
+        return []
 
     def created_at_from_id(self, provider_task_id: str) -> datetime | None:
         # A task tracked by the upstream's cgt- id (apiyi, naci) is dated by it, as on Ark;

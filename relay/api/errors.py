@@ -13,12 +13,13 @@ the domain or edge branch.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Final
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from relay import errors as e
@@ -43,17 +44,26 @@ ANSWERS: Final[Mapping[type[e.RelayError], Answer]] = MappingProxyType(
         # input there; where a URL names it, the route answers NoSuchResource (404).
         e.UnknownProvider: Answer(400, "unknown_provider"),
         e.ProviderRejected: Answer(400, "provider_rejected"),
+        e.ModerationRefused: Answer(400, "provider_rejected"),
         e.UnknownObject: Answer(404, "not_found"),
         e.DuplicateTask: Answer(409, "task_exists"),
+        e.TooManyKeys: Answer(409, "too_many_keys"),
+        e.LastActiveKey: Answer(409, "last_active_key"),
         e.ProviderCannot: Answer(409, "not_supported"),
         e.TaskFinished: Answer(409, "task_finished"),
         e.CancelRefused: Answer(409, "cancel_refused"),
         e.SubscriptionDisabled: Answer(409, "disabled"),
         e.ReplayTargetDisabled: Answer(409, "conflict"),
         e.ProviderUnavailable: Answer(502, "provider_unavailable"),
+        # DESIGN §11: 502 to the request that met it, 409 to a retry with its key.
+        e.SubmissionUncertain: Answer(502, "submission_uncertain"),
+        e.SubmissionStillUncertain: Answer(409, "submission_uncertain"),
+        e.SubmissionInFlight: Answer(409, "submission_in_flight"),
+        e.SubmissionSettled: Answer(409, "submission_settled"),
         # the request itself
         e.BadRequest: Answer(400, "invalid_request"),
         e.InvalidJson: Answer(400, "invalid_json"),
+        e.UnstorableInput: Answer(400, "invalid_request"),
         e.InvalidCursor: Answer(400, "invalid_cursor"),
         e.InvalidIdempotencyKey: Answer(400, "invalid_idempotency_key"),
         e.Unauthorized: Answer(401, "unauthorized"),
@@ -62,6 +72,8 @@ ANSWERS: Final[Mapping[type[e.RelayError], Answer]] = MappingProxyType(
         e.IdempotencyKeyReused: Answer(409, "idempotency_key_reused"),
         e.IdempotencyKeyInUse: Answer(409, "idempotency_key_in_use"),
         e.PayloadTooLarge: Answer(413, "payload_too_large"),
+        # nginx's "client closed request": what the access log shows; nobody reads it.
+        e.ClientDisconnected: Answer(499, "client_closed_request"),
         e.TooManyRequests: Answer(429, "too_many_requests"),
     }
 )
@@ -90,16 +102,55 @@ async def answer_error(request: Request, exc: Exception) -> Response:
     if answer is None:  # pragma: no cover - registered only for the table's classes
         raise exc
     response = error_response(answer.status, answer.code, str(exc))
-    if isinstance(exc, e.TooManyRequests):
+    if isinstance(exc, (e.TooManyRequests, e.IdempotencyKeyInUse)):
         response.headers["Retry-After"] = str(exc.retry_after)
     return response
 
 
-async def _store_unavailable(request: Request, exc: Exception) -> Response:
-    # The database is down or refused: the request may be retried, nothing was half-done
-    # (every store call is one transaction). What the database said stays in the log.
-    log.error("database error on %s %s: %s", request.method, request.url.path, exc)
-    return error_response(503, "database_unavailable", "the database is unavailable; retry shortly")
+STORE_RETRY_AFTER = 5
+"""Seconds a client is asked to wait (``Retry-After``) while the database is unavailable
+(down, unreachable, or its disk full): the relay resumes by itself once it is back."""
+
+
+STORE_ERROR_LOG_EVERY = 10.0
+"""Seconds between two log lines about requests the database failed. An outage fails every
+request, and a line for each would flood the log (on a full disk, perhaps the very disk)."""
+
+
+class _Reported:
+    """When the last store error was logged, and how many went unlogged since."""
+
+    def __init__(self) -> None:
+        self.at = float("-inf")
+        self.unlogged = 0
+
+
+def _store_unavailable(reported: _Reported) -> Handler:
+    async def answer(request: Request, exc: Exception) -> Response:
+        # The database is down or refused: the request may be retried, nothing was
+        # half-done (every store call is one transaction). What the database said stays in
+        # the log.
+        now = time.monotonic()
+        if now - reported.at >= STORE_ERROR_LOG_EVERY:
+            more = f" ({reported.unlogged} more since the last report)" if reported.unlogged else ""
+            log.error("database error on %s %s: %s%s", request.method, request.url.path, exc, more)
+            reported.at, reported.unlogged = now, 0
+        else:
+            reported.unlogged += 1
+        response = error_response(
+            503, "database_unavailable", "the database is unavailable; retry shortly"
+        )
+        response.headers["Retry-After"] = str(STORE_RETRY_AFTER)
+        return response
+
+    return answer
+
+
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    # Routine (a client timing out while it uploads), not a fault: no traceback. Whoever
+    # was reading the body (a route, the dashboard's forms) is answered the same.
+    log.debug("client hung up during the request body of %s %s", request.method, request.url.path)
+    return await answer_error(request, e.ClientDisconnected("the client disconnected"))
 
 
 async def _no_route(request: Request, exc: Exception) -> Response:
@@ -116,10 +167,11 @@ Handler = Callable[[Request, Exception], Any]
 
 
 def exception_handlers() -> dict[Any, Handler]:
-    """The Starlette app's handlers: every row of the table, the database being down, and
-    Starlette's own 404 and 405 (in the same JSON shape)."""
+    """The Starlette app's handlers: every row of the table, the database being down, a
+    client gone mid-body, and Starlette's own 404 and 405 (in the same JSON shape)."""
     handlers: dict[Any, Handler] = dict.fromkeys(ANSWERS, answer_error)
-    handlers[e.StoreError] = _store_unavailable
+    handlers[e.StoreError] = _store_unavailable(_Reported())
+    handlers[ClientDisconnect] = _client_gone
     handlers[404] = _no_route
     handlers[405] = _not_allowed
     return handlers

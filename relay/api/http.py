@@ -3,7 +3,10 @@ failure), destination checks.
 
 Hostile input is bounded here before any model sees it: the body (``limits.max_body_bytes``,
 413), JSON nesting (``MAX_JSON_DEPTH``) and object keys (``MAX_JSON_KEY_CHARS``); string
-values are bounded per field by ``relay.api.schemas`` (and by the body limit)."""
+values are bounded per field by ``relay.api.schemas`` (and by the body limit). What no
+database can store, a NUL character, is refused here too, in every string and key of a body
+(``read_json``) and in every path and query string (``RefuseUnstorable``), so that SQLite
+and PostgreSQL answer the same 400 before any query runs."""
 
 from __future__ import annotations
 
@@ -11,12 +14,16 @@ import ipaddress
 import json
 import logging
 import math
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from relay.api.errors import answer_error
 from relay.errors import (
     BadRequest,
     DestinationNotAllowed,
@@ -25,7 +32,9 @@ from relay.errors import (
     PayloadTooLarge,
     TooManyRequests,
     Unauthorized,
+    UnstorableInput,
 )
+from relay.keys import key_id
 from relay.models import Account, Attempt, Delivery, iso
 from relay.services import Services
 from relay.signing import hash_api_key
@@ -82,13 +91,26 @@ async def read_json(request: Request) -> dict[str, Any]:
     return data
 
 
+NUL = "\x00"
+_UNSTORABLE = "holds a NUL character (\\u0000), which the relay cannot store"
+
+_Where = tuple[Any, str | int] | None
+"""Where a value sits in a body: ``(parent's where, key or index)``, None for the body
+itself; spelled out (``metadata.tags[2]``) only for a refusal."""
+
+
 def _check_shape(data: Any) -> None:
-    """Refuse nesting deeper than ``MAX_JSON_DEPTH`` and keys longer than
-    ``MAX_JSON_KEY_CHARS`` (iteratively: a deep body must not exhaust the stack here)."""
-    stack: list[tuple[Any, int]] = [(data, 1)]
+    """Refuse nesting deeper than ``MAX_JSON_DEPTH``, keys longer than ``MAX_JSON_KEY_CHARS``
+    and a NUL in any string or key, naming where (iteratively: a deep body must not exhaust
+    the stack here)."""
+    stack: list[tuple[Any, int, _Where]] = [(data, 1, None)]
     while stack:
-        node, depth = stack.pop()
-        if depth > MAX_JSON_DEPTH:
+        node, depth, where = stack.pop()
+        if isinstance(node, str):
+            if NUL in node:
+                raise UnstorableInput(f"{_spell(where)}: {_UNSTORABLE}")
+            continue
+        if depth > MAX_JSON_DEPTH and isinstance(node, dict | list):
             raise InvalidJson(
                 f"the body nests arrays and objects deeper than {MAX_JSON_DEPTH} levels"
             )
@@ -99,10 +121,56 @@ def _check_shape(data: Any) -> None:
                         f"the body has an object key of {len(key)} characters; "
                         f"the limit is {MAX_JSON_KEY_CHARS}"
                     )
-                if isinstance(value, dict | list):
-                    stack.append((value, depth + 1))
+                if NUL in key:
+                    raise UnstorableInput(f"{_spell(where)}: an object key {_UNSTORABLE}")
+                if isinstance(value, dict | list | str):
+                    stack.append((value, depth + 1, (where, key)))
         elif isinstance(node, list):
-            stack.extend((item, depth + 1) for item in node if isinstance(item, dict | list))
+            stack.extend(
+                (item, depth + 1, (where, i))
+                for i, item in enumerate(node)
+                if isinstance(item, dict | list | str)
+            )
+
+
+def _spell(where: _Where) -> str:
+    parts: list[str] = []
+    while where is not None:
+        where, step = where
+        parts.append(f"[{step}]" if isinstance(step, int) else f".{step}")
+    return "".join(reversed(parts)).lstrip(".") or "body"
+
+
+class RefuseUnstorable:
+    """ASGI middleware: a NUL character in a request's path (``%00`` decodes to one) or query
+    string is answered 400 (``UnstorableInput``) before any route reads it. One check for
+    every path id and query parameter of the API, the dashboard and the inbound webhooks."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            problem = _unstorable_url(scope["path"], scope.get("query_string", b""))
+            if problem is not None:
+                answer = await answer_error(Request(scope), UnstorableInput(problem))
+                await answer(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _unstorable_url(path: str, query: bytes) -> str | None:
+    if NUL in path:
+        return f"the path {_UNSTORABLE}"
+    if b"%00" not in query and b"\x00" not in query:
+        return None
+    # Decoded the way Starlette decodes query_params, to name the parameter.
+    for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
+        if NUL in name:
+            return f"the name of a query parameter {_UNSTORABLE}"
+        if NUL in value:
+            return f"the query parameter {name} {_UNSTORABLE}"
+    return None
 
 
 def _not_json(name: str) -> Any:
@@ -121,8 +189,21 @@ def _finite(text: str) -> float:
 MAX_API_KEY_CHARS = 256
 
 
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who sent a request: the account, and which of its keys (``relay.keys.key_id``)."""
+
+    account: Account
+    key_id: str
+
+
 async def authenticate(request: Request) -> Account:
-    """The caller's account (``account_for_key``).
+    """The caller's account (``caller_for_key``)."""
+    return (await authenticate_caller(request)).account
+
+
+async def authenticate_caller(request: Request) -> Caller:
+    """The caller: the account and the key it called with.
 
     The key is never compared as text: its SHA-256 is looked up, so how long a lookup takes
     tells an attacker at most about a hash, which does not lead back to any key."""
@@ -131,35 +212,37 @@ async def authenticate(request: Request) -> Account:
     key = key or request.headers.get("x-api-key", "").strip() or None
     if not key:
         raise Unauthorized("send your API key as 'Authorization: Bearer <key>'")
-    return await account_for_key(request, key)
+    return await caller_for_key(request, key)
 
 
-async def account_for_key(request: Request, key: str) -> Account:
-    """The account of ``key`` (from a header or the dashboard's sign-in form). A valid key
-    always passes. A wrong one counts against the client's address, and once the address
+async def caller_for_key(request: Request, key: str) -> Caller:
+    """The caller holding ``key`` (from a header or the dashboard's sign-in form). A valid
+    key always passes. A wrong one counts against the client's address, and once the address
     has sent too many it is answered ``TooManyRequests`` instead of ``Unauthorized``
-    (``relay.limits``).
+    (``relay.limits``). A revoked key is a wrong one from the moment it is revoked: the key is
+    looked up in the database on every request, never cached, so on PostgreSQL every instance
+    refuses it from its next request on.
 
     Valid keys are never held back: they are 256 random bits, so a correct guess is not the
     risk, and many tenants share an address (Zapier's, Make's egress), where one tenant's
     stale key must not lock out the others."""
     svc = services(request)
-    account = None
+    now = svc.clock.now()
     if len(key) <= MAX_API_KEY_CHARS and key.isascii() and key.isprintable():
-        account = await svc.store.account_by_key_hash(hash_api_key(key))
-    if account is not None:
-        return account
+        digest = hash_api_key(key)
+        account = await svc.store.account_by_key_hash(digest, now)
+        if account is not None:
+            return Caller(account, key_id(digest))
     client = client_address(request)
     if client is not None:
-        now = svc.clock.now().timestamp()
-        wait = svc.auth_failures.retry_after(client, now)
+        wait = svc.auth_failures.retry_after(client, now.timestamp())
         if wait is not None:
             raise TooManyRequests(
                 "too many requests with a wrong API key from this "
                 f"address; retry in {math.ceil(wait)} s",
                 retry_after=math.ceil(wait),
             )
-        svc.auth_failures.failed(client, now)
+        svc.auth_failures.failed(client, now.timestamp())
     raise Unauthorized("the API key is not valid")
 
 

@@ -24,6 +24,7 @@ from starlette.routing import Route
 
 from relay import __version__
 from relay.api import idempotency
+from relay.api import keys as api_keys
 from relay.api import responses as out
 from relay.api import schemas as req
 from relay.api.docs_page import render
@@ -105,6 +106,34 @@ OPERATIONS: tuple[Operation, ...] = (
         "grace_seconds, by default 24 h.",
     ),
     Operation(
+        "GET",
+        "/v1/keys",
+        "List the account's API keys (never the keys themselves)",
+        "account",
+        ok(api_keys.ApiKeyList),
+    ),
+    Operation(
+        "POST",
+        "/v1/keys",
+        "Issue another API key",
+        "account",
+        {201: Answer("Issued; the key is shown this once", api_keys.IssuedApiKey)},
+        errors=(409,),
+        description=f"At most {api_keys.MAX_ACTIVE_KEYS} active keys (409 too_many_keys). "
+        "No Idempotency-Key: the answer holds a secret the relay does not keep.",
+    ),
+    Operation(
+        "DELETE",
+        "/v1/keys/{key_id}",
+        "Revoke an API key",
+        "account",
+        ok(api_keys.ApiKey),
+        errors=(409,),
+        description="At once: its requests are refused (401) and the dashboard sessions it "
+        "opened end, on every instance. The account's last active key cannot be revoked "
+        "(409 last_active_key): issue another first.",
+    ),
+    Operation(
         "POST",
         "/v1/tasks",
         "Register a task",
@@ -112,7 +141,7 @@ OPERATIONS: tuple[Operation, ...] = (
         {201: Answer("Registered", out.Task)},
         body=req.CreateTask,
         idempotent=True,
-        errors=(502,),
+        errors=(409, 502),
         example={
             "provider": "sandbox",
             "provider_task_id": "cgt-20260606160057-6bbjd",
@@ -150,11 +179,16 @@ OPERATIONS: tuple[Operation, ...] = (
         "Image moderation, passed through to the provider",
         "providers",
         {
-            "2XX": Answer("The provider's answer, status and body as it sent them", None, "*/*"),
+            "2XX": Answer(
+                "The provider's JSON answer and status, the provider key and configured "
+                "header values replaced by ***",
+                None,
+                "*/*",
+            ),
             "4XX": Answer(
-                "The provider's answer passed through, or the relay's own "
-                "refusal as an Error (not JSON, no such provider, no "
-                "moderation there)",
+                "An Error: the provider refused the request (provider_rejected, quoting its "
+                "status and words), or the relay's own refusal (not JSON, no such provider, "
+                "no moderation there)",
                 None,
                 "*/*",
             ),
@@ -268,16 +302,45 @@ OPERATIONS: tuple[Operation, ...] = (
         errors=(409,),
     ),
     Operation(
+        "GET",
+        "/v1/submissions",
+        "List submissions (what the relay sent to providers)",
+        "tasks",
+        ok(out.SubmissionPage),
+        query=req.SubmissionList,
+        description="?state=uncertain lists the ones whose provider answer was lost.",
+    ),
+    Operation(
+        "GET",
+        "/v1/submissions/{submission_id}",
+        "Read a submission",
+        "tasks",
+        ok(out.Submission),
+    ),
+    Operation(
+        "POST",
+        "/v1/submissions/{submission_id}/resolve",
+        "Settle an uncertain submission",
+        "tasks",
+        ok(out.Submission),
+        body=req.ResolveSubmission,
+        errors=(409,),
+        example={"provider_task_id": "cgt-20260606160057-6bbjd"},
+        description="provider_task_id: the task found at the provider, tracked with the "
+        "original callback, reference and metadata. abandon: nothing was created; a "
+        "retry with the same Idempotency-Key submits again.",
+    ),
+    Operation(
         "GET", "/healthz", "Liveness", "operations", ok(out.Healthy), auth=False, store=False
     ),
     Operation(
         "GET",
         "/readyz",
-        "Readiness: the database answers",
+        "Readiness: the database takes a write",
         "operations",
         {
             200: Answer("Ready", out.Ready),
-            503: Answer("The database does not answer", out.NotReady),
+            503: Answer("The database cannot take a write (down, or its disk full)", out.NotReady),
         },
         auth=False,
         store=False,
@@ -327,6 +390,8 @@ PATH_PARAMS = {
     "task_id": "A task's id (task_…)",
     "event_id": "An event's id (evt_…)",
     "sub_id": "A subscription's id (sub_…)",
+    "key_id": "An API key's id (key_…)",
+    "submission_id": "A submission's id (smb_…)",
     "provider": "A configured provider's name",
     "token": "The signed token the relay gave the provider",
 }
@@ -438,7 +503,7 @@ def _operation(op: Operation, components: _Components) -> JSON:
             "description": answer.description,
             "content": {answer.media_type: {"schema": schema}},
         }
-        if status == "429":
+        if status in ("429", "503"):
             entry["headers"] = {
                 "Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}
             }

@@ -188,6 +188,30 @@ class SubscriptionPage(Out):
     next_cursor: str | None
 
 
+class Submission(Out):
+    """A create the relay sent to a provider for the account (DESIGN §11)."""
+
+    id: str
+    task_id: str | None = Field(description="The task it created, once accepted.")
+    provider: str
+    state: Literal["pending", "accepted", "not_accepted", "uncertain", "abandoned"] = Field(
+        description="uncertain: the provider's answer was lost; the relay never sends it "
+        "again, tracks the task if it finds it, or waits to be told (resolve)."
+    )
+    provider_task_id: str | None
+    idempotency_key: str | None
+    detail: str | None = Field(description="What happened, in words.")
+    reference: str | None
+    model: str | None
+    created_at: Time = time_field()
+    updated_at: Time = time_field()
+
+
+class SubmissionPage(Out):
+    data: list[Submission]
+    next_cursor: str | None
+
+
 class Deleted(Out):
     id: str
     deleted: Literal[True]

@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from relay.api.errors import STORE_RETRY_AFTER
 from relay.api.http import (
     attempt_json,
     authenticate,
@@ -22,11 +23,14 @@ from relay.api.http import (
     read_json,
     services,
 )
-from relay.api.idempotency import idempotent
+from relay.api.idempotency import idempotency_key, idempotent
+from relay.api.keys import key_routes
 from relay.api.openapi import openapi_routes
 from relay.api.schemas import CreateTask, EventList, Redeliver, TaskList, parse
+from relay.api.submissions import submission_routes
 from relay.api.subscriptions import subscription_routes
 from relay.errors import (
+    ModerationRefused,
     NoSuchResource,
     PayloadTooLarge,
     ProviderCannot,
@@ -73,6 +77,7 @@ async def _create_task(request: Request, account: Account, raw: dict[str, Any]) 
         reference=body.reference,
         metadata=body.metadata,
         input_format=body.input_format,
+        idempotency_key=idempotency_key(request),
     )
     task = await services(request).tracker.register(account, reg)
     return json_response(task.to_json(), status_code=201)
@@ -128,11 +133,12 @@ INBOUND_BODY_LIMIT = 64 * 1024
 
 async def inbound(request: Request) -> Response:
     """A push provider's webhook: the token in the path is the credential and names the
-    task. Anything wrong with it is a 404 that changes nothing."""
+    task. Anything wrong with it (expired included) is a 404 that changes nothing and asks
+    the provider nothing."""
     svc = services(request)
     provider = request.path_params["provider"]
-    named = svc.tokens.read_inbound(request.path_params["token"])
-    if named is None or named[0] != provider:
+    named = svc.tokens.read_inbound(provider, request.path_params["token"], svc.clock.now())
+    if named is None:
         raise NoSuchResource("no such inbound webhook")
     declared = request.headers.get("content-length", "")
     if declared.isascii() and declared.isdigit() and int(declared) > INBOUND_BODY_LIMIT:
@@ -142,8 +148,9 @@ async def inbound(request: Request) -> Response:
         size += len(chunk)
         if size > INBOUND_BODY_LIMIT:
             raise PayloadTooLarge(f"the body is over {INBOUND_BODY_LIMIT} bytes")
-    _, account_id, task_id = named
-    if not await svc.tracker.pushed(account_id, task_id):
+    if not await svc.tracker.pushed(
+        named.account_id, named.task_id, created_after=named.created_after
+    ):
         raise NoSuchResource("no such inbound webhook")
     return json_response({"received": True}, status_code=202)
 
@@ -154,9 +161,19 @@ async def list_providers(request: Request) -> Response:
     return json_response({"data": [_provider(p) for p in svc.providers.values()]})
 
 
+_NOT_THE_CALLERS = frozenset({401, 403, 407, 429})
+"""Provider 4xx answers about the operator's key, proxy or quota, not the caller's request: a
+401 passed on would read as "your relay key is wrong"."""
+
+
 async def moderate(request: Request) -> Response:
-    """The provider's image moderation, passed through so callers keep one API: the
-    provider's answer comes back as it is, status and body."""
+    """The provider's image moderation, passed through so callers keep one API. Nothing of
+    the operator's leaves with it: a JSON 2xx comes back with the provider's status and body,
+    the provider key and configured header values cut out (``ProviderClient.moderate``); a
+    refusal of the request (4xx) is a 400 ``provider_rejected`` quoting the provider's
+    status and words (redacted the same way); anything else (5xx, the operator's key or
+    quota refused, an answer that is not JSON, no answer) is a 502 ``provider_unavailable``
+    that says nothing of the provider's body or address."""
     await authenticate(request)
     svc = services(request)
     name = request.path_params["provider"]
@@ -167,13 +184,21 @@ async def moderate(request: Request) -> Response:
         raise ProviderCannot(f"provider {name!r} offers no image moderation")
     answer = await client.moderate(await read_json(request))
     if isinstance(answer, ProviderFault):
-        raise ProviderUnavailable(f"the provider could not moderate now: {answer.message}")
-    if answer.status_code >= 500 or answer.status_code in (401, 403):
-        # The relay's own key or the provider failed: not the caller's doing, so not
-        # passed through as if it were (a 401 would read as "your relay key is wrong").
-        raise ProviderUnavailable(f"the provider answered HTTP {answer.status_code}")
-    content_type = answer.headers.get("content-type", "application/json")
-    return Response(answer.body, status_code=answer.status_code, media_type=content_type)
+        # Its message may name the provider's address: only the kind goes out.
+        raise ProviderUnavailable(f"the provider could not moderate now ({answer.kind.value})")
+    status = answer.status_code
+    if 200 <= status < 300 and answer.is_json:
+        return json_response(answer.body, status_code=status)
+    if 400 <= status < 500 and status not in _NOT_THE_CALLERS:
+        said = answer.refusal()
+        raise ModerationRefused(
+            f"the provider refused the moderation request (HTTP {status})"
+            + (f": {said}" if said else "")
+        )
+    raise ProviderUnavailable(
+        f"the provider answered HTTP {status}"
+        + ("" if answer.is_json or status >= 300 else " with a body that is not JSON")
+    )
 
 
 def _provider(client: ProviderClient) -> dict[str, Any]:
@@ -252,9 +277,13 @@ async def healthz(request: Request) -> Response:
 async def readyz(request: Request) -> Response:
     svc = services(request)
     try:
-        await svc.store.ping()
+        # A write, committed: a database on a full disk still answers reads, yet can take
+        # nothing the relay has to record.
+        await svc.store.probe_write(svc.clock.now())
     except Exception as exc:  # readiness reports, it does not crash
-        return json_response({"status": "unavailable", "error": str(exc)}, status_code=503)
+        response = json_response({"status": "unavailable", "error": str(exc)}, status_code=503)
+        response.headers["Retry-After"] = str(STORE_RETRY_AFTER)
+        return response
     return json_response(
         {
             "status": "ready",
@@ -279,6 +308,8 @@ def _envelope(event: Event) -> Any:
 def routes() -> list[Route]:
     return [
         *subscription_routes(),
+        *key_routes(),
+        *submission_routes(),
         Route("/v1/me", me),
         Route("/v1/callback-secret", callback_secret),
         Route("/v1/tasks", create_task, methods=["POST"]),

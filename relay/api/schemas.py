@@ -19,8 +19,11 @@ from pydantic import (
     model_validator,
 )
 
+from relay.delivery.fairness import MIN_RATE_LIMIT
 from relay.errors import BadRequest
 from relay.models import DeliveryStatus, EventType, TaskStatus
+from relay.net.addresses import host_name_problem
+from relay.submissions import SubmissionState
 
 M = TypeVar("M", bound=BaseModel)
 METADATA_MAX_BYTES = 16 * 1024
@@ -42,6 +45,10 @@ def _http_url(value: str) -> str:
         raise ValueError("must be an absolute URL with a host")
     if b"%" in url.raw_host:
         raise ValueError("must have a plain host name or IP address (no '%' in the host)")
+    # Checked here so a name no resolver takes is refused now, not failed on every attempt.
+    problem = host_name_problem(url.raw_host.decode("ascii"))
+    if problem is not None:
+        raise ValueError(problem)
     if url.userinfo:
         raise ValueError("must not carry credentials (use a static header later, or HMAC)")
     return value
@@ -191,7 +198,7 @@ class CreateSubscription(_Strict):
     event_types: EventTypes | None = None
     description: Annotated[str, Field(max_length=500)] | None = None
     headers: Annotated[dict[str, str] | None, AfterValidator(_static_headers)] = None
-    rate_limit: Annotated[float, Field(gt=0, le=10_000, strict=True)] | None = None
+    rate_limit: Annotated[float, Field(ge=MIN_RATE_LIMIT, le=10_000, strict=True)] | None = None
 
     @model_validator(mode="after")
     def _one_url(self) -> CreateSubscription:
@@ -214,7 +221,7 @@ class UpdateSubscription(_Strict):
     event_types: EventTypes | None = None
     description: Annotated[str, Field(max_length=500)] | None = None
     headers: Annotated[dict[str, str] | None, AfterValidator(_static_headers)] = None
-    rate_limit: Annotated[float, Field(gt=0, le=10_000, strict=True)] | None = None
+    rate_limit: Annotated[float, Field(ge=MIN_RATE_LIMIT, le=10_000, strict=True)] | None = None
 
 
 class EnableSubscription(_Strict):
@@ -235,6 +242,25 @@ class ReplayRequest(_Strict):
 class SubscriptionList(_Strict):
     cursor: Cursor | None = None
     limit: Annotated[int, Field(ge=1, le=200)] = 50
+
+
+class SubmissionList(_Strict):
+    state: SubmissionState | None = None
+    cursor: Cursor | None = None
+    limit: Annotated[int, Field(ge=1, le=200)] = 50
+
+
+class ResolveSubmission(_Strict):
+    """Settle an uncertain submission: the task found at the provider, or nothing was made."""
+
+    provider_task_id: Annotated[str, Field(min_length=1, max_length=256)] | None = None
+    abandon: Literal[True] | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> ResolveSubmission:
+        if (self.provider_task_id is None) == (self.abandon is None):
+            raise ValueError('give either "provider_task_id" or "abandon": true')
+        return self
 
 
 class Redeliver(_Strict):

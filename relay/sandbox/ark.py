@@ -12,12 +12,14 @@
 
 ``POST .../contents/generations/tasks`` creates, ``GET .../tasks/{id}`` reads, and
 ``DELETE .../tasks/{id}`` cancels a queued task, refuses a running one and forgets a
-finished one: Ark's own behaviour, so served by ark and by apiyi (which passes its Ark path
-through), not by cubicspaces' mirror, whose page documents no DELETE and whose tasks read
+finished one, and ``GET .../tasks?page_num=&page_size=&filter.model=&filter.status=`` lists
+the tasks this sandbox created, newest first (``{"total", "items"}``, DOC-L): Ark's own
+behaviour, so served by ark and by apiyi (which passes its Ark path through), not by
+cubicspaces' mirror, whose page documents no DELETE and whose tasks read
 ``running`` from the start. Errors use Ark's envelope with a ``Request id`` in the message and an
 ``x-request-id`` header.
 
-Deliberately not emulated: the task list endpoint, ``callback_url`` pushes, input
+Deliberately not emulated: the list's ``filter.task_ids``, ``callback_url`` pushes, input
 moderation, ``frames``/``execution_expires_after`` as inputs, and real model-name checking
 (any string is accepted so gateway aliases work).
 """
@@ -106,7 +108,31 @@ class ArkEmulation:
         ]
         if not self.variant.mirror:
             found.append(Endpoint(tasks + "/{task_id}", self.delete, ("DELETE",)))
+            found.append(Endpoint(tasks, self.list, ("GET",)))
         return found
+
+    async def list(self, request: Request) -> JSONResponse:
+        request_id = self._request_id()
+        denied = self._authenticate(request, request_id)
+        if denied is not None:
+            return denied
+        query = request.query_params
+        try:
+            page = max(1, int(query.get("page_num", "1")))
+            size = min(500, max(1, int(query.get("page_size", "10"))))
+        except ValueError:
+            refused = Invalid("InvalidParameter", "page_size", "page numbers are integers")
+            return _json(invalid_error_body(refused, request_id), 400, request_id)
+        model, status = query.get("filter.model"), query.get("filter.status")
+        views = [
+            view
+            for view in self._ctx.book.listed(self._ctx.clock.now(), self.flavor)
+            if (model is None or view.task.model == model)
+            and (status is None or view.status.value == status)
+        ]
+        base = files_base(request)
+        items = [ark_task_body(view, base) for view in views[(page - 1) * size : page * size]]
+        return _json({"total": len(views), "items": items}, 200, request_id)
 
     async def create(self, request: Request) -> JSONResponse:
         request_id = self._request_id()

@@ -8,7 +8,8 @@ Routes, under the sandbox's mount::
     DELETE /_control/faults     clear it; answers the (empty) state
     GET    /_control/requests   {"data": [{time, flavor, method, path, query, fault,
                                 status}]}, oldest first; ?flavor= filters; status 499
-                                when the caller hung up during a ``timeout`` fault
+                                when the caller hung up (mid-body, or during a
+                                ``timeout`` fault)
     DELETE /_control/requests   forget them (204)
     GET    /_control/pushes     {"data": [{task_id, url, attempt, due_at, sent_at, status,
                                 error}]}: seedance2.ink webhook attempts
@@ -22,7 +23,7 @@ from __future__ import annotations
 import asyncio
 from typing import Final
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
@@ -51,8 +52,8 @@ from relay.sandbox.web import (
 
 CONTROL_PATH: Final = "/_control"
 CLIENT_CLOSED: Final = 499
-"""What the request log records when the caller hung up during a ``timeout`` fault (nginx's
-"client closed request")."""
+"""What the request log records when the caller hung up before its answer (nginx's "client
+closed request")."""
 _DISCONNECT_POLL: Final = 0.05
 _REASONS: Final = {
     502: "Bad Gateway",
@@ -79,12 +80,18 @@ class Control:
             arrived = self._clock.now()
             fault = self.faults.take(flavor)
             if fault is None:
-                response = await handler(request)
+                try:
+                    response = await handler(request)
+                except ClientDisconnect:  # hung up mid-body: logged, not a traceback
+                    response = Response(status_code=CLIENT_CLOSED)
             elif fault.kind == "timeout":
                 if await _stall(request, fault.timeout_seconds):
                     response = await handler(request)
                 else:
                     response = Response(status_code=CLIENT_CLOSED)
+            elif fault.kind == "slow":
+                response = await handler(request)
+                await asyncio.sleep(fault.timeout_seconds)
             elif fault.kind == "garbage":
                 whole = await handler(request)
                 response = Response(

@@ -6,6 +6,8 @@ taking the next one: ``ok`` answers normally; ``500`` answers the dialect's inte
 body; ``502``/``503``/``504`` an nginx HTML page, as the proxy in front of a provider does;
 ``429`` the dialect's rate-limit body with ``Retry-After``; ``timeout`` waits
 ``timeout_seconds`` and then answers normally (the caller's timeout should fire first);
+``slow`` does the work at once and answers ``timeout_seconds`` later, even to a caller that
+hung up meanwhile (a provider that took a create whose answer was then lost);
 ``garbage`` answers HTTP 200 with the normal body cut in half (so not JSON). Requests to
 flavors outside ``flavors`` (when given) neither take an entry nor get a fault. Without
 ``repeat`` the plan is used once, then requests answer normally; with it, it starts over.
@@ -23,7 +25,7 @@ from relay.models import JSON
 from relay.sandbox.timeline import FLAVORS, Flavor
 from relay.sandbox.web import iso_ms
 
-FAULT_KINDS: Final = ("ok", "500", "502", "503", "504", "429", "timeout", "garbage")
+FAULT_KINDS: Final = ("ok", "500", "502", "503", "504", "429", "timeout", "slow", "garbage")
 MAX_PLAN: Final = 10_000
 MAX_LOG: Final = 10_000
 MAX_TIMEOUT: Final = 600.0

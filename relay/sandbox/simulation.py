@@ -155,6 +155,11 @@ class TaskBook:
             del self.tasks[oldest]
             self.prompts.pop(oldest, None)
 
+    def listed(self, now: datetime, flavor: Flavor) -> list[TaskView]:
+        """The tasks ``flavor`` created that it still knows, newest first (Ark's list)."""
+        views = (self.lookup(task_id, now, flavor=flavor) for task_id in reversed(self.tasks))
+        return [view for view in views if view is not None]
+
     def lookup(
         self,
         task_id: str,

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
+from relay.keys import ApiKey
 from relay.models import (
     Account,
     Attempt,
@@ -28,6 +29,7 @@ from relay.models import (
     utc,
 )
 from relay.store.interface import SUBSCRIPTION_FIELDS, Page
+from relay.submissions import Submission, SubmissionState
 
 T = TypeVar("T")
 
@@ -171,6 +173,11 @@ def account_from_row(row: Sequence[Any]) -> Account:
     return Account(id=row[0], name=row[1], created_at=utc(row[2]))
 
 
+def api_key_from_row(row: Sequence[Any]) -> ApiKey:
+    """id, account_id, prefix, created_at, revoked_at"""
+    return ApiKey(row[0], row[1], row[2], utc(row[3]), dt(row[4]))
+
+
 DELIVERY_COLUMNS = (
     "d.pk, d.id, d.account_id, e.id, d.destination_id, d.url, d.status, d.attempt_count, "
     "d.next_attempt_at, d.created_at, d.updated_at"
@@ -312,4 +319,41 @@ def paged(
     kept = rows[:limit]
     return Page(
         items=[decode(r[1:]) for r in kept], next_after=kept[-1][0] if more and kept else None
+    )
+
+
+def submission_params(s: Submission) -> dict[str, Any]:
+    return {
+        "id": s.id,
+        "account_id": s.account_id,
+        "task_id": s.task_id,
+        "provider": s.provider,
+        "state": s.state.value,
+        "body_hash": s.body_hash,
+        "registration": json.dumps(s.registration, separators=(",", ":")),
+        "idempotency_key": s.idempotency_key,
+        "provider_task_id": s.provider_task_id,
+        "detail": s.detail,
+        "created_at": ts(s.created_at),
+        "updated_at": ts(s.updated_at),
+        "lease_until": ts(s.lease_until),
+    }
+
+
+def submission_from_row(row: Sequence[Any]) -> Submission:
+    """A row selected as the columns of ``submission_params``, in that order."""
+    return Submission(
+        id=row[0],
+        account_id=row[1],
+        task_id=row[2],
+        provider=row[3],
+        state=SubmissionState(row[4]),
+        body_hash=row[5],
+        registration=json.loads(row[6]),
+        idempotency_key=row[7],
+        provider_task_id=row[8],
+        detail=row[9],
+        created_at=utc(row[10]),
+        updated_at=utc(row[11]),
+        lease_until=utc(row[12]),
     )

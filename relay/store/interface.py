@@ -3,7 +3,8 @@ implement, and that one contract test suite (``tests/store``) checks for both.
 
 ``Store`` is the sum of role-sized protocols, one per kind of caller (``TaskStore`` for the
 tracker, ``DeliveryStore`` for the delivery engine, ``EventStore``, ``SubscriptionStore``,
-``AccountStore``, ``IdempotencyStore`` for the API, ``StoreUpkeep`` for the app), so a
+``AccountStore``, ``IdempotencyStore`` for the API, ``SubmissionStore`` for the tracker's
+creates, ``StoreUpkeep`` for the app), so a
 component asks only for what it uses and a test double needs a handful of methods.
 
 Rules every backend keeps:
@@ -34,6 +35,8 @@ Leases and fencing (at-least-once, never a duplicate attempt record):
   ``save_task``; at start-up, ``release_leases`` frees what this store may reclaim (SQLite,
   one instance: every lease; PostgreSQL: only the leases taken through this store object,
   since other live instances hold the rest, and a crashed instance's leases expire).
+  The same goes for Idempotency-Key reservations and pending submissions: on SQLite every
+  unanswered one is a dead process's at start-up; on PostgreSQL their leases run out.
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
+from relay.delivery.fairness import ClaimLimits as ClaimLimits
+from relay.keys import ApiKey
 from relay.models import (
     Account,
     Attempt,
@@ -56,6 +61,7 @@ from relay.models import (
     Task,
     TaskStatus,
 )
+from relay.submissions import Submission, SubmissionState
 from relay.transitions import Change
 
 T = TypeVar("T")
@@ -107,6 +113,8 @@ class IdempotentReply:
     request_hash: str
     status_code: int | None
     body: str | None
+    lease_until: datetime
+    """While unanswered, its holder's lease: after it the reservation may be taken over."""
 
 
 SUBSCRIPTION_FIELDS = frozenset({"url", "event_types", "description", "headers", "rate_limit"})
@@ -133,6 +141,8 @@ class MetricsSnapshot:
     """Deliveries due now and not leased to a sender: the backlog."""
     oldest_due_at: datetime | None
     """When the longest-waiting of those came due."""
+    uncertain_submissions: int = 0
+    """Creates whose provider answer was lost, not yet settled (``relay.submissions``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,9 +154,12 @@ class DeliveryView:
 class TaskStore(Protocol):
     """What the tracker needs: tasks, their first events, and the poll queue."""
 
-    async def create_task(self, change: Change, callback: Destination | None) -> None:
+    async def create_task(
+        self, change: Change, callback: Destination | None, submission: str | None = None
+    ) -> None:
         """Insert a task with its first events and, with ``callback``, the task's callback
-        destination and its deliveries. Raise ``DuplicateTask`` when the account (or another)
+        destination and its deliveries; with ``submission``, mark that submission accepted
+        in the same transaction. Raise ``DuplicateTask`` when the account (or another)
         already tracks this provider task."""
         ...
 
@@ -186,13 +199,15 @@ class DeliveryStore(Protocol):
         lease_seconds: float,
         owner: str,
         *,
-        in_flight: Mapping[str, int] | None = None,
-        per_destination: int | None = None,
+        limits: ClaimLimits | None = None,
     ) -> list[DueDelivery]:
-        """Lease up to ``limit`` due deliveries to ``owner``, the longest due first, taking
-        no more for a destination key than ``per_destination`` minus its ``in_flight``
-        count allows. A replayed (ordered) delivery waits for the task's earlier ordered
-        deliveries to the same destination."""
+        """Lease up to ``limit`` due deliveries to ``owner``, no more for a destination key
+        or an account than ``limits`` leaves room for (``ClaimLimits``: a rate-limited
+        destination it does not name takes one; deliveries to its ``uncounted`` keys do not
+        count against their account). The accounts take turns: each one's longest-due
+        delivery first, then each one's second, and so on; within a turn, the longest due
+        first. A replayed (ordered) delivery waits for the task's earlier ordered deliveries
+        to the same destination."""
         ...
 
     async def record_attempts(self, records: Sequence[AttemptRecord], owner: str) -> None:
@@ -314,14 +329,69 @@ class SubscriptionStore(Protocol):
 
 
 class AccountStore(Protocol):
-    """Accounts, their API keys (by hash) and callback secrets."""
+    """Accounts, their API keys (by hash, named by ``relay.keys.key_id``), the dashboard
+    sessions opened with those keys, and callback secrets."""
 
-    async def create_account(self, account: Account, key_hash: str, callback_secret: str) -> None:
-        """Insert an account with its API key's hash and its callback signing secret."""
+    async def create_account(
+        self,
+        account: Account,
+        key_hash: str,
+        callback_secret: str,
+        key_prefix: str | None = None,
+    ) -> None:
+        """Insert an account with its first API key (its hash, and the key's shown prefix
+        when the caller has one) and its callback signing secret."""
         ...
 
-    async def account_by_key_hash(self, key_hash: str) -> Account | None:
-        """The account whose API key hashes to ``key_hash``, or None."""
+    async def account_by_key_hash(self, key_hash: str, now: datetime) -> Account | None:
+        """The account whose API key hashes to ``key_hash`` if that key is active at
+        ``now``, else None. Never cached: a revocation holds from the next call on."""
+        ...
+
+    async def add_api_key(
+        self,
+        key: ApiKey,
+        key_hash: str,
+        *,
+        others_until: datetime | None = None,
+        max_active: int | None = None,
+    ) -> None:
+        """Give ``key.account_id`` another key, active from ``key.created_at``.
+        ``others_until``: a rotation; the account's other keys stop then (``key.created_at``:
+        at once) unless they stop sooner. ``max_active``: raise ``TooManyKeys`` when the
+        account has that many active keys already. ``UnknownAccount`` without the account."""
+        ...
+
+    async def list_api_keys(self, account_id: str) -> list[ApiKey]:
+        """Every key of the account, revoked ones too, oldest first."""
+        ...
+
+    async def find_api_keys(self, ref: str) -> list[ApiKey]:
+        """The keys, of any account, whose id or shown prefix is ``ref`` (for operators)."""
+        ...
+
+    async def revoke_api_key(
+        self, account_id: str, key_id: str, now: datetime, *, keep_last: bool = False
+    ) -> ApiKey | None:
+        """Stop the key at ``now`` (a key stopped earlier keeps its time) and so end its
+        dashboard sessions; the key as it is now, or None when the account has no such key.
+        ``keep_last``: raise ``LastActiveKey`` instead of stopping the account's last active
+        key."""
+        ...
+
+    async def open_dashboard_session(
+        self, session_id: str, key_id: str, now: datetime, expires_at: datetime
+    ) -> None:
+        """Record a dashboard sign-in made with the key (and forget sessions expired by now)."""
+        ...
+
+    async def dashboard_session_account(self, session_id: str, now: datetime) -> str | None:
+        """The account of the session if it still holds at ``now``: not ended, not expired,
+        and its key active. Else None."""
+        ...
+
+    async def end_dashboard_session(self, session_id: str) -> None:
+        """Sign-out: the session no longer holds, whoever presents its cookie."""
         ...
 
     async def callback_secret(self, account_id: str) -> str | None:
@@ -336,26 +406,89 @@ class AccountStore(Protocol):
 
 
 class IdempotencyStore(Protocol):
-    """Idempotency-Key reservations and the answers they replay."""
+    """Idempotency-Key reservations and the answers they replay. A reservation is held by
+    one request (``owner``) under a lease it renews while it runs; a later request with the
+    same body takes over one whose lease ran out unanswered (its holder died)."""
 
     async def reserve_idempotency_key(
-        self, account_id: str, key: str, request_hash: str, now: datetime
+        self,
+        account_id: str,
+        key: str,
+        request_hash: str,
+        owner: str,
+        now: datetime,
+        lease_until: datetime,
     ) -> IdempotentReply | None:
-        """None: the key is now this request's; else what the first request with it got."""
+        """None: the key is now ``owner``'s; else what the request holding it got."""
+        ...
+
+    async def renew_idempotency_key(
+        self, account_id: str, key: str, owner: str, lease_until: datetime
+    ) -> bool:
+        """Extend ``owner``'s lease; False when the reservation is no longer its own."""
         ...
 
     async def finish_idempotency_key(
-        self, account_id: str, key: str, status_code: int, body: str
+        self, account_id: str, key: str, owner: str, status_code: int, body: str
     ) -> None:
         """Keep the answer the reserving request got, for later requests with the key."""
         ...
 
-    async def forget_idempotency_key(self, account_id: str, key: str) -> None:
+    async def forget_idempotency_key(self, account_id: str, key: str, owner: str) -> None:
         """Drop a reservation whose request failed, so a retry may run again."""
         ...
 
     async def prune_idempotency_keys(self, before: datetime) -> int:
-        """Delete keys reserved before ``before``; how many went."""
+        """Delete keys reserved before ``before``, and submissions settled before it; how
+        many keys went."""
+        ...
+
+
+class SubmissionStore(Protocol):
+    """The intents written before a provider is asked to create a task
+    (``relay.submissions``). ``create_task(..., submission=id)`` accepts one."""
+
+    async def begin_submission(self, submission: Submission) -> None:
+        """Write a ``pending`` submission, before the provider is asked."""
+        ...
+
+    async def renew_submission(self, submission_id: str, lease_until: datetime) -> None:
+        """Extend a pending submission's lease while its create is still under way."""
+        ...
+
+    async def settle_submission(
+        self,
+        submission_id: str,
+        state: SubmissionState,
+        now: datetime,
+        detail: str | None = None,
+        provider_task_id: str | None = None,
+    ) -> bool:
+        """Move an open submission to ``state``; False when it was already settled."""
+        ...
+
+    async def get_submission(self, account_id: str, submission_id: str) -> Submission | None: ...
+
+    async def submission_for_key(self, account_id: str, key: str) -> Submission | None:
+        """The latest submission made under this Idempotency-Key."""
+        ...
+
+    async def list_submissions(
+        self, account_id: str, state: SubmissionState | None, after: int | None, limit: int
+    ) -> Page[Submission]:
+        """Newest first."""
+        ...
+
+    async def open_submissions(self, limit: int) -> list[Submission]:
+        """Every account's pending and uncertain submissions, oldest first."""
+        ...
+
+    async def expire_submissions(self, now: datetime, detail: str) -> int:
+        """Pending submissions whose holder's lease ran out become uncertain; how many."""
+        ...
+
+    async def known_provider_task_ids(self, provider: str, ids: Sequence[str]) -> frozenset[str]:
+        """Those of ``ids`` the relay tracks as tasks of ``provider`` or a submission holds."""
         ...
 
 
@@ -374,6 +507,11 @@ class StoreUpkeep(Protocol):
         """Raise ``StoreError`` when the database does not answer."""
         ...
 
+    async def probe_write(self, now: datetime) -> None:
+        """Commit one small write (a heartbeat row); raise ``StoreError`` when the database
+        cannot take writes now (a full disk, a read-only server), even if it answers reads."""
+        ...
+
     async def secret_key(self) -> str:
         """The instance secret for signed tokens, generated once and kept."""
         ...
@@ -384,9 +522,9 @@ class StoreUpkeep(Protocol):
         restarts) until ``close``. SQLite: nothing to do, a single instance wakes itself."""
         ...
 
-    async def release_leases(self) -> None:
+    async def release_leases(self, now: datetime) -> None:
         """Forget the leases that are this store's to reclaim, for an instance starting
-        after a crash (see the module docstring)."""
+        after a crash (see the module docstring); ``now`` dates what it settles."""
         ...
 
     async def metrics_snapshot(self, now: datetime) -> MetricsSnapshot:
@@ -407,6 +545,7 @@ class Store(
     SubscriptionStore,
     AccountStore,
     IdempotencyStore,
+    SubmissionStore,
     StoreUpkeep,
     Protocol,
 ):

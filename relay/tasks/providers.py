@@ -6,10 +6,12 @@ relay down instead of failing tasks.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import math
 import random
-from collections.abc import Mapping
-from dataclasses import replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -19,10 +21,60 @@ from relay.adapters.base import CancelAccepted, Created, Dialect, HttpCall, Http
 from relay.backoff import provider_backoff, retry_after_wait
 from relay.clock import Clock
 from relay.models import FaultKind, ProviderFault, ProviderHealth, ProviderTask, iso
+from relay.submissions import Candidate
 
 log = logging.getLogger("relay.providers")
 
 R = TypeVar("R")
+
+
+@dataclass(frozen=True, slots=True)
+class ModerationAnswer:
+    """A provider's answer to an image moderation request, redacted
+    (``ProviderClient.moderate``)."""
+
+    status_code: int
+    body: Any
+    """The decoded JSON answer; None (and ``is_json`` false) when it was not JSON."""
+    is_json: bool
+
+    def refusal(self) -> str | None:
+        """The provider's own words for a refusal (``message``, ``error.message``, ...),
+        cut to a sentence's length; None when it gave none."""
+        if not isinstance(self.body, dict):
+            return None
+        error = self.body.get("error")
+        for said in (
+            self.body.get("message"),
+            error.get("message") if isinstance(error, dict) else error,
+            self.body.get("msg"),
+            self.body.get("detail"),
+        ):
+            if isinstance(said, str) and said.strip():
+                return said.strip()[:300]
+        return None
+
+
+def _redact_json(value: Any, redact: Callable[[str], str]) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, list):
+        return [_redact_json(item, redact) for item in value]
+    if isinstance(value, dict):
+        return {redact(k): _redact_json(v, redact) for k, v in value.items()}
+    return value
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _finite(text: str) -> float:
+    # 1e999 would go back out as Infinity, which is no JSON either.
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:40]} is out of range")
+    return value
 
 
 _NOT_PROVIDER_FAULTS = frozenset(
@@ -119,6 +171,23 @@ class ProviderClient:
             self.dialect.parse_query(reply, provider_task_id, self._clock.now()), started
         )
 
+    async def list_recent(self, model: str | None) -> list[Candidate] | ProviderFault | None:
+        """The account's latest tasks (of ``model``), to reconcile an uncertain create;
+        None when the dialect cannot list."""
+        call = self.dialect.build_list(model)
+        if call is None:
+            return None
+        started = self._clock.now()
+        reply = await self._send(call)
+        if isinstance(reply, ProviderFault):
+            return self._note(reply, started)
+        return self._note(self.dialect.parse_list(reply, self._clock.now()), started)
+
+    @property
+    def timeout(self) -> float:
+        """Seconds one request to the provider may take."""
+        return self._timeout
+
     async def cancel(self, provider_task_id: str) -> CancelAccepted | ProviderFault | None:
         """Ask the provider to cancel; None when its dialect cannot."""
         call = self.dialect.build_cancel(provider_task_id)
@@ -132,11 +201,29 @@ class ProviderClient:
             self.dialect.parse_cancel(reply, provider_task_id, self._clock.now()), started
         )
 
-    async def moderate(self, body: Mapping[str, Any]) -> HttpReply | ProviderFault:
-        """Pass an image moderation request through to the provider, answer untouched."""
+    async def moderate(self, body: Mapping[str, Any]) -> ModerationAnswer | ProviderFault:
+        """Pass an image moderation request through to the provider. What comes back is its
+        answer decoded, with the key and every configured header value cut out of every
+        string and key: the answer goes to a caller, and a provider's error page may echo
+        the request's headers. (Decoded, so an escaped copy, ``\\/`` or ``\\u0073k-``,
+        is found too.)"""
         assert self.moderation_path is not None
         call = HttpCall(method="POST", path=self.moderation_path, json=body)
-        return await self._send(call, base=self._root)
+        reply = await self._send(call, base=self._root)
+        if isinstance(reply, ProviderFault):
+            return replace(reply, message=self.redact(reply.message))
+        try:
+            decoded = json.loads(reply.body, parse_constant=_not_json, parse_float=_finite)
+            return ModerationAnswer(reply.status_code, _redact_json(decoded, self.redact), True)
+        except (ValueError, RecursionError):  # UnicodeDecodeError included
+            return ModerationAnswer(reply.status_code, None, False)
+
+    def redact(self, text: str) -> str:
+        """``text`` with the provider key and the configured header values (``_secrets``)
+        replaced by ``***``: the one redaction of what a provider says."""
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
 
     async def _send(self, call: HttpCall, base: str | None = None) -> HttpReply | ProviderFault:
         async with self._slots:
@@ -146,7 +233,10 @@ class ProviderClient:
             backoff = self.backoff_until()
             if backoff is not None:
                 return ProviderFault(
-                    FaultKind.BACKED_OFF, True, f"backing off this provider until {iso(backoff)}"
+                    FaultKind.BACKED_OFF,
+                    True,
+                    f"backing off this provider until {iso(backoff)}",
+                    reached=False,
                 )
             self._in_flight += 1
             try:
@@ -157,6 +247,11 @@ class ProviderClient:
                     params=dict(call.params) or None,
                     headers=self._headers,
                     timeout=self._timeout,
+                )
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+                # No connection, so nothing was sent: a create can safely go again.
+                return ProviderFault(
+                    FaultKind.UNAVAILABLE, True, f"{type(exc).__name__}: {exc}", reached=False
                 )
             except httpx.TimeoutException:
                 return ProviderFault(
@@ -183,10 +278,7 @@ class ProviderClient:
         already under way when a fault was counted are the same outage, not new ones: eight
         concurrent polls refused at once are one fault, not eight in a row."""
         if isinstance(result, ProviderFault) and any(k in result.message for k in self._secrets):
-            message = result.message
-            for secret in self._secrets:
-                message = message.replace(secret, "***")
-            result = replace(result, message=message)
+            result = replace(result, message=self.redact(result.message))
         if isinstance(result, ProviderFault) and result.kind not in _NOT_PROVIDER_FAULTS:
             now = self._clock.now()
             backs_off = result.retryable or result.kind is FaultKind.UNAUTHORIZED

@@ -26,6 +26,9 @@ class Registration:
     callback_events: frozenset[EventType] | None = None
     reference: str | None = None
     metadata: Mapping[str, Any] | None = None
+    idempotency_key: str | None = None
+    """The caller's Idempotency-Key: a repeat of a submission is answered from its record
+    (``relay.tasks.submitting``), never sent again."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,8 +23,8 @@ from relay.clock import Clock
 from relay.errors import (
     CancelRefused,
     NotCancellable,
-    ProviderRejected,
     ProviderUnavailable,
+    StoreError,
     TaskFinished,
     UnknownProvider,
     UnknownTask,
@@ -48,9 +48,10 @@ from relay.polling.durations import DurationKey, DurationModel
 from relay.polling.learned import next_poll_delay_learned
 from relay.polling.schedule import next_poll_delay
 from relay.pump import Pump
-from relay.store.interface import TaskStore
 from relay.tasks import verdicts
-from relay.tasks.registration import ProviderPlan, Registration, native_input
+from relay.tasks.pushes import Confirmations
+from relay.tasks.registration import ProviderPlan, Registration
+from relay.tasks.submitting import Submitter, TrackingStore
 from relay.transitions import Change, apply_answer, registered, terminate
 
 log = logging.getLogger("relay.tracker")
@@ -68,7 +69,7 @@ class Tracker:
     def __init__(
         self,
         *,
-        store: TaskStore,
+        store: TrackingStore,
         providers: Mapping[str, ProviderPlan],
         clock: Clock,
         rng: random.Random,
@@ -92,8 +93,9 @@ class Tracker:
         self._batch = batch_size
         self._lease = lease_seconds
         self._inbound_url = inbound_url
-        self._unconfirmed: dict[str, int] = {}
-        """Pushed tasks not yet confirmed, with the quick looks they have left."""
+        self._unconfirmed = Confirmations(PUSH_RECHECKS)
+        """Pushed tasks being confirmed: the quick looks they have left, and which pushes
+        cost nothing."""
         self._durations = DurationModel()
         """How long tasks took, by provider, model, clip length and resolution."""
         self._running_age: dict[str, float] = {}
@@ -103,54 +105,61 @@ class Tracker:
         """Tasks whose claimed poll is under way here, by the version it started from."""
         self._claimed_at = clock.now()
         self.pump = Pump("polls", self._claim_polls, self._seconds_to_next)
+        self.submitter = Submitter(
+            store=store,
+            providers=providers,
+            clock=clock,
+            track=self._track,
+            webhook_url=lambda provider, account_id, task_id: (
+                None if inbound_url is None else inbound_url(provider, account_id, task_id)
+            ),
+        )
 
     # registration
 
     async def register(self, account: Account, reg: Registration) -> Task:
-        """Track the task (or submit ``reg.input`` first). Raises ``UnknownProvider``,
-        ``InvalidInput``/``UntranslatableInput`` (nothing was sent), ``ProviderRejected``
-        (the provider refused the input), ``ProviderUnavailable`` (it could not take it now)
-        and ``DuplicateTask`` (the provider task is tracked already)."""
+        """Track the task (or submit ``reg.input`` first, ``relay.tasks.submitting``).
+        Raises ``UnknownProvider``, ``InvalidInput``/``UntranslatableInput`` (nothing was
+        sent), ``ProviderRejected`` (the provider refused the input),
+        ``ProviderUnavailable`` (it could not take it now), ``SubmissionUncertain`` (nobody
+        can tell whether it took it) and ``DuplicateTask`` (the provider task is tracked
+        already)."""
         plan = self._providers.get(reg.provider)
         if plan is None:
             raise UnknownProvider(reg.provider)
-        now = self._clock.now()
         task_id = new_id("task")
-        # Everything that can refuse the request is checked before the provider is asked:
-        # a task submitted and paid for must not then fail to be tracked.
+        if reg.input is not None:
+            return await self.submitter.submit(account.id, reg, task_id, plan)
+        return await self._track(account.id, reg, task_id, None, None)
+
+    async def _track(
+        self,
+        account_id: str,
+        reg: Registration,
+        task_id: str,
+        created: Created | None,
+        submission: str | None,
+    ) -> Task:
+        """Write the task ``reg`` names (or the provider just ``created``), accepting
+        ``submission`` in the same transaction, and schedule its first poll."""
+        plan = self._providers[reg.provider]
+        now = self._clock.now()
         callback = None
         if reg.callback_url is not None:
             callback = Destination(
                 id=new_id("dst"),
-                account_id=account.id,
+                account_id=account_id,
                 kind="callback",
                 url=reg.callback_url,
                 key=_origin(reg.callback_url),
                 event_types=reg.callback_events,
                 task_id=task_id,
             )
-        created: Created | None = None
-        provider_task_id = reg.provider_task_id
-        if reg.input is not None:
-            body = native_input(reg, plan)
-            dialect = plan.client.dialect
-            webhook = None
-            if dialect.pushes and self._inbound_url is not None:
-                webhook = self._inbound_url(reg.provider, account.id, task_id)
-            answer = await plan.client.create(body, webhook)
-            if isinstance(answer, ProviderFault):
-                if answer.kind is FaultKind.INVALID_REQUEST:
-                    raise ProviderRejected(answer)
-                raise ProviderUnavailable(
-                    f"the provider could not take the task now: {answer.message}"
-                )
-            created = answer
-            provider_task_id = answer.provider_task_id
         task = Task(
             id=task_id,
-            account_id=account.id,
+            account_id=account_id,
             provider=reg.provider,
-            provider_task_id=provider_task_id,
+            provider_task_id=reg.provider_task_id if created is None else created.provider_task_id,
             status=TaskStatus.QUEUED,
             created_at=now,
             updated_at=now,
@@ -167,7 +176,7 @@ class Tracker:
             change = verdicts.chain(
                 change, apply_answer(change.task, created.task, now, verdicts.event_id)
             )
-        await self._store.create_task(change, callback)  # may raise DuplicateTask
+        await self._store.create_task(change, callback, submission)  # may raise DuplicateTask
         self._after_write(change)
         due = change.task.next_poll_at
         if due is not None and due <= self._clock.now():
@@ -185,17 +194,26 @@ class Tracker:
             raise UnknownTask(task_id)
         return await self._poll(task, via="refresh")
 
-    async def pushed(self, account_id: str, task_id: str) -> bool:
+    async def pushed(
+        self, account_id: str, task_id: str, *, created_after: datetime | None = None
+    ) -> bool:
         """A push provider said something happened to this task. The push is only a hint
         (unsigned, DIALECTS §4): the task is confirmed by a query before any event, in the
-        background so the provider's webhook call returns at once. False: no such task."""
+        background so the provider's webhook call returns at once. Pushes are coalesced
+        (``relay.tasks.pushes``): one for a task already being confirmed, or finished, asks
+        the provider nothing. False: no such task, or none created after ``created_after``
+        (what an untimed token still covers)."""
+        now = self._clock.now()
+        if created_after is None and self._unconfirmed.held(account_id, task_id, now):
+            return True  # not even a read: a flood must not cost the database either
         task = await self._store.get_task(account_id, task_id)
-        if task is None:
+        if task is None or (created_after is not None and task.created_at < created_after):
             return False
-        if not task.status.terminal:  # a duplicate push for a finished task changes nothing
+        if task.status.terminal:  # a duplicate push for a finished task changes nothing
+            self._unconfirmed.finished(account_id, task.id, now)
+        elif self._unconfirmed.begin(account_id, task.id, now):
             # Until a look confirms it, the next looks come soon, also when the first one
             # meets a provider fault: the result is there, only the provider's API is not.
-            self._unconfirmed[task.id] = PUSH_RECHECKS
             self._spawn(self._poll_quietly(task))
         return True
 
@@ -306,6 +324,13 @@ class Tracker:
     async def _poll_quietly(self, task: Task, recheck: float | None = None) -> None:
         try:
             await self._poll(task, recheck)
+        except StoreError as exc:  # the database is away or full: the poll lease brings it back
+            log.warning(
+                "poll of %s not saved: %s",
+                task.id,
+                exc,
+                extra=ids(task_id=task.id, provider=task.provider),
+            )
         except Exception:  # a bug in one poll must not stop the others
             log.exception(
                 "poll of %s failed", task.id, extra=ids(task_id=task.id, provider=task.provider)
@@ -315,7 +340,7 @@ class Tracker:
         """Ask the provider about ``task`` and save what it says; ``recheck`` brings the
         next poll forward to at most that many seconds away. ``via``: why (``Look.via``)."""
         plan = self._providers.get(task.provider)
-        left = self._unconfirmed.pop(task.id, 0)
+        left = self._unconfirmed.take(task.id)
         if left:
             recheck = PUSH_RECHECK if recheck is None else min(recheck, PUSH_RECHECK)
             via = "push"
@@ -337,8 +362,7 @@ class Tracker:
                     change, task.created_at, answered, plan.max_age, now, self._clock.now()
                 )
             if await self._store.save_task(change, task.version):
-                if left > 1 and not change.task.status.terminal:
-                    self._unconfirmed[task.id] = left - 1
+                self._unconfirmed.looked(task.id, left, change.task.status.terminal)
                 if plan is not None:
                     self._learn(task, change.task, now)
                 self._after_write(change)

@@ -108,6 +108,11 @@ FAULT = ProviderFault(FaultKind.INVALID_REQUEST, False, "MissingParameter: conte
         (errors.SubscriptionDisabled("disabled"), 409, "disabled", None),
         (errors.ReplayTargetDisabled("disabled"), 409, "conflict", None),
         (errors.ProviderUnavailable("down"), 502, "provider_unavailable", None),
+        (errors.SubmissionUncertain("smb_1", "lost"), 502, "submission_uncertain", None),
+        (errors.SubmissionStillUncertain("smb_1", "lost"), 409, "submission_uncertain", None),
+        (errors.SubmissionInFlight("waiting"), 409, "submission_in_flight", None),
+        (errors.SubmissionSettled("settled"), 409, "submission_settled", None),
+        (errors.UnknownSubmission("smb_1"), 404, "not_found", "no submission smb_1"),
         (errors.BadRequest("nothing to change"), 400, "invalid_request", None),
         (errors.InvalidJson("not JSON"), 400, "invalid_json", None),
         (errors.InvalidCursor("bad cursor"), 400, "invalid_cursor", None),
@@ -116,7 +121,7 @@ FAULT = ProviderFault(FaultKind.INVALID_REQUEST, False, "MissingParameter: conte
         (errors.CsrfRefused("stale"), 403, "csrf_refused", None),
         (errors.NoSuchResource("no such inbound webhook"), 404, "not_found", None),
         (errors.IdempotencyKeyReused("reused"), 409, "idempotency_key_reused", None),
-        (errors.IdempotencyKeyInUse("in use"), 409, "idempotency_key_in_use", None),
+        (errors.IdempotencyKeyInUse("in use", retry_after=3), 409, "idempotency_key_in_use", None),
         (errors.PayloadTooLarge("too big"), 413, "payload_too_large", None),
         (errors.TooManyRequests("slow down", retry_after=7), 429, "too_many_requests", None),
     ],
@@ -162,6 +167,7 @@ async def test_the_app_answers_errors_as_json_from_the_table() -> None:
         assert (limited.status_code, limited.headers["retry-after"]) == (429, "7")
         assert limited.json()["error"]["code"] == "too_many_requests"
         down = await client.get("/StoreError")
+        assert down.headers["retry-after"] == "5"
         assert (down.status_code, down.json()) == (
             503,
             {

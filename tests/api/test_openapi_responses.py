@@ -89,6 +89,7 @@ async def test_every_answer_of_a_full_flow_is_what_the_document_says(
         task = await tasks(client, receiver)
         await events(client, task)
         await subscriptions(client, receiver)
+        await submissions(client)
         await moderation_and_push(client, relay, receiver, checker)
 
     assert not checker.problems, "\n\n".join(checker.problems)
@@ -106,6 +107,11 @@ async def account_and_providers(client: httpx.AsyncClient) -> None:
         await client.post("/v1/callback-secret/rotate", json={"grace_seconds": 60})
     ).status_code == 200
     assert (await client.get("/v1/providers")).status_code == 200
+    assert (await client.get("/v1/keys")).status_code == 200
+    issued = await client.post("/v1/keys")
+    assert issued.status_code == 201, issued.text
+    assert (await client.delete(f"/v1/keys/{issued.json()['id']}")).status_code == 200
+    assert (await client.delete("/v1/keys/key_nope")).status_code == 404
 
 
 async def tasks(client: httpx.AsyncClient, receiver: Receiver) -> dict[str, Any]:
@@ -158,6 +164,35 @@ async def tasks(client: httpx.AsyncClient, receiver: Receiver) -> dict[str, Any]
         return answer if answer["status"] == "succeeded" else None
 
     return await eventually(done, within=15, what="the task to succeed")
+
+
+async def submissions(client: httpx.AsyncClient) -> None:
+    """A create whose answer is lost (the provider answers 500) and one refused while the
+    relay backs the provider off: listed, read, and the lost one settled by hand."""
+    faults = await client.put("/sandbox/_control/faults", json={"plan": ["500"]})
+    assert faults.status_code == 200, faults.text
+    key = {"Idempotency-Key": "lost-1"}
+    body = {"provider": "sandbox", "input": ark_input("lost")}
+    lost = await client.post("/v1/tasks", json=body, headers=key)
+    assert (lost.status_code, lost.json()["error"]["code"]) == (502, "submission_uncertain")
+    again = await client.post("/v1/tasks", json=body, headers=key)
+    assert (again.status_code, again.json()["error"]["code"]) == (409, "submission_uncertain")
+    refused = await client.post("/v1/tasks", json={**body, "input": ark_input("backed off")})
+    assert (refused.status_code, refused.json()["error"]["code"]) == (502, "provider_unavailable")
+    listed = await client.get("/v1/submissions", params={"limit": 1})
+    assert listed.status_code == 200, listed.text
+    assert listed.json()["next_cursor"]
+    rest = await client.get("/v1/submissions", params={"cursor": listed.json()["next_cursor"]})
+    assert rest.status_code == 200
+    uncertain = await client.get("/v1/submissions", params={"state": "uncertain"})
+    [open_] = [s for s in uncertain.json()["data"] if s["idempotency_key"] == "lost-1"]
+    assert (await client.get(f"/v1/submissions/{open_['id']}")).status_code == 200
+    neither = await client.post(f"/v1/submissions/{open_['id']}/resolve", json={})
+    assert neither.status_code == 400
+    dropped = await client.post(f"/v1/submissions/{open_['id']}/resolve", json={"abandon": True})
+    assert (dropped.status_code, dropped.json()["state"]) == (200, "abandoned"), dropped.text
+    twice = await client.post(f"/v1/submissions/{open_['id']}/resolve", json={"abandon": True})
+    assert twice.status_code == 409
 
 
 async def events(client: httpx.AsyncClient, task: dict[str, Any]) -> None:

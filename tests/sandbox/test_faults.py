@@ -319,9 +319,12 @@ def test_the_request_log_is_bounded() -> None:
         ({"plan": "500"}, "plan must be a list of at most 10000 entries"),
         (
             {"plan": ["500", "418"]},
-            "plan.1 must be one of ok, 500, 502, 503, 504, 429, timeout, garbage",
+            "plan.1 must be one of ok, 500, 502, 503, 504, 429, timeout, slow, garbage",
         ),
-        ({"plan": [True]}, "plan.0 must be one of ok, 500, 502, 503, 504, 429, timeout, garbage"),
+        (
+            {"plan": [True]},
+            "plan.0 must be one of ok, 500, 502, 503, 504, 429, timeout, slow, garbage",
+        ),
         ({"plan": [], "repeat": "yes"}, "repeat must be a boolean"),
         (
             {"plan": [], "flavors": []},

@@ -317,19 +317,52 @@ async def test_only_failed_replays_what_never_reached_the_destination(
 async def test_an_idempotency_key_answers_once_and_remembers_the_answer(
     store: Store, alice: Account, bob: Account
 ) -> None:
-    assert await store.reserve_idempotency_key(alice.id, "k1", "h1", NOW) is None
-    assert await store.reserve_idempotency_key(alice.id, "k1", "h1", NOW) == IdempotentReply(
-        "h1", None, None
-    )  # the first request is still being answered
-    assert await store.reserve_idempotency_key(bob.id, "k1", "h2", NOW) is None  # per account
-    await store.finish_idempotency_key(alice.id, "k1", 201, '{"id":"task_1"}')
-    assert await store.reserve_idempotency_key(alice.id, "k1", "h9", NOW) == IdempotentReply(
-        "h1", 201, '{"id":"task_1"}'
+    lease = at(seconds=15)
+    assert await store.reserve_idempotency_key(alice.id, "k1", "h1", "r1", NOW, lease) is None
+    assert await store.reserve_idempotency_key(
+        alice.id, "k1", "h1", "r2", NOW, lease
+    ) == IdempotentReply("h1", None, None, lease)  # the first request is still being answered
+    assert await store.reserve_idempotency_key(bob.id, "k1", "h2", "r3", NOW, lease) is None
+    await store.finish_idempotency_key(alice.id, "k1", "r1", 201, '{"id":"task_1"}')
+    assert await store.reserve_idempotency_key(
+        alice.id, "k1", "h9", "r4", NOW, lease
+    ) == IdempotentReply("h1", 201, '{"id":"task_1"}', lease)
+    await store.forget_idempotency_key(bob.id, "k1", "r3")
+    assert (
+        await store.reserve_idempotency_key(bob.id, "k1", "h3", "r5", at(hours=1), at(hours=2))
+        is None
     )
-    await store.forget_idempotency_key(bob.id, "k1")
-    assert await store.reserve_idempotency_key(bob.id, "k1", "h3", at(hours=1)) is None
     assert await store.prune_idempotency_keys(at(minutes=30)) == 1  # alice's; bob's is new
-    assert await store.reserve_idempotency_key(alice.id, "k1", "h4", at(hours=2)) is None
+    assert (
+        await store.reserve_idempotency_key(alice.id, "k1", "h4", "r6", at(hours=2), at(hours=3))
+        is None
+    )
+
+
+async def test_a_dead_holder_s_idempotency_key_is_taken_over_after_its_lease(
+    store: Store, alice: Account
+) -> None:
+    lease = at(seconds=15)
+    assert await store.reserve_idempotency_key(alice.id, "k", "h", "dead", NOW, lease) is None
+    # While the holder renews, nobody takes it over; its renewal says it still holds it.
+    assert await store.renew_idempotency_key(alice.id, "k", "dead", at(seconds=25))
+    still = await store.reserve_idempotency_key(alice.id, "k", "h", "r2", at(seconds=20), lease)
+    assert still == IdempotentReply("h", None, None, at(seconds=25))
+    # Another request cannot take it over, even after the lease ran out.
+    other = await store.reserve_idempotency_key(alice.id, "k", "x", "r3", at(seconds=30), lease)
+    assert other is not None
+    assert other.request_hash == "h"
+    # The same request can, and the dead holder's late writes change nothing.
+    took = await store.reserve_idempotency_key(
+        alice.id, "k", "h", "r4", at(seconds=30), at(seconds=45)
+    )
+    assert took is None
+    assert not await store.renew_idempotency_key(alice.id, "k", "dead", at(seconds=60))
+    await store.finish_idempotency_key(alice.id, "k", "dead", 500, "late")
+    await store.forget_idempotency_key(alice.id, "k", "dead")
+    await store.finish_idempotency_key(alice.id, "k", "r4", 201, "{}")
+    done = await store.reserve_idempotency_key(alice.id, "k", "h", "r5", at(seconds=31), lease)
+    assert done == IdempotentReply("h", 201, "{}", at(seconds=45))
 
 
 async def test_a_test_event_is_stored_with_a_delivery_leased_to_the_caller(

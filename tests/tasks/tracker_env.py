@@ -68,9 +68,17 @@ class Recorder(httpx.AsyncBaseTransport):
         """While set, every request gets this status with an Ark error body."""
         self.scripted: list[int] = []
         """Statuses to answer, one per request, before passing through again."""
+        self.lose = 0
+        """Requests to pass to the sandbox whose answers are then lost (a read timeout):
+        the provider did the work, the relay never hears of it."""
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         self.requests.append((request.method, request.url.path))
+        if self.lose:
+            self.lose -= 1
+            response = await self.inner.handle_async_request(request)
+            await response.aread()
+            raise httpx.ReadTimeout("the answer was lost", request=request)
         status = self.scripted.pop(0) if self.scripted else self.failing
         if status is not None:
             error = (

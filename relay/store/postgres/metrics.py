@@ -25,7 +25,10 @@ class MetricsMixin:
             cur = await c.execute(QUERIES["due_deliveries"], {"now": t})
             row = await cur.fetchone()
             due, oldest = row if row is not None else (0, None)
-            return MetricsSnapshot(tasks=tasks, due_deliveries=due, oldest_due_at=codec.dt(oldest))
+            cur = await c.execute(QUERIES["uncertain_submissions"])
+            counted = await cur.fetchone()
+            uncertain = counted[0] if counted is not None else 0
+            return MetricsSnapshot(tasks, due, codec.dt(oldest), uncertain)
 
         # Both reads in one transaction: a consistent view (REPEATABLE READ is not needed
         # for gauges, but one round of BEGIN/COMMIT is as cheap as two autocommits).

@@ -66,18 +66,86 @@ VALUES ('secret_key', %(value)s)
 ON CONFLICT (key) DO UPDATE SET value = meta.value
 RETURNING value
 
+-- probe_write --
+-- /readyz: a real write, committed, on the primary (a read-only server or a full disk
+-- refuses it).
+INSERT INTO meta (key, value) VALUES ('write_probe', %(value)s)
+ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value
+
 -- insert_account --
 INSERT INTO accounts (id, name, callback_secret, created_at)
 VALUES (%(id)s, %(name)s, %(callback_secret)s, %(created_at)s)
 
 -- insert_api_key --
-INSERT INTO api_keys (key_hash, account_id, created_at)
-VALUES (%(key_hash)s, %(account_id)s, %(created_at)s)
+INSERT INTO api_keys (key_hash, id, account_id, prefix, created_at, revoked_at)
+VALUES (%(key_hash)s, %(id)s, %(account_id)s, %(prefix)s, %(created_at)s, NULL)
 
 -- account_by_key_hash --
+-- Only while the key is active: revoked_at NULL, or still ahead (a rotation's grace). Read on
+-- every request, never cached, so a revocation holds on every instance at once.
 SELECT id, name, created_at
 FROM accounts
-WHERE id = (SELECT account_id FROM api_keys WHERE key_hash = %(key_hash)s)
+WHERE id = (
+    SELECT account_id FROM api_keys
+    WHERE key_hash = %(key_hash)s AND (revoked_at IS NULL OR revoked_at > %(now)s)
+)
+
+-- lock_account --
+-- Taken before a key is added or revoked: the count of active keys that decides it cannot
+-- change under the transaction (two revocations at once must not leave the account no key).
+SELECT 1 FROM accounts WHERE id = %(account_id)s FOR UPDATE
+
+-- count_active_keys --
+SELECT count(*) FROM api_keys
+WHERE account_id = %(account_id)s AND (revoked_at IS NULL OR revoked_at > %(now)s)
+
+-- retire_other_keys --
+-- A rotation: the account's other keys stop at %(until)s, unless they stop sooner already.
+UPDATE api_keys SET revoked_at = %(until)s
+WHERE account_id = %(account_id)s AND id <> %(key_id)s
+  AND (revoked_at IS NULL OR revoked_at > %(until)s)
+
+-- list_api_keys --
+SELECT id, account_id, prefix, created_at, revoked_at
+FROM api_keys
+WHERE account_id = %(account_id)s
+ORDER BY created_at, id
+
+-- find_api_keys --
+SELECT id, account_id, prefix, created_at, revoked_at
+FROM api_keys
+WHERE id = %(ref)s OR prefix = %(ref)s
+ORDER BY created_at, id
+
+-- get_api_key --
+SELECT id, account_id, prefix, created_at, revoked_at
+FROM api_keys
+WHERE id = %(key_id)s AND account_id = %(account_id)s
+
+-- revoke_api_key --
+-- At once; a key already stopped keeps the time it stopped.
+UPDATE api_keys SET revoked_at = %(now)s
+WHERE id = %(key_id)s AND account_id = %(account_id)s
+  AND (revoked_at IS NULL OR revoked_at > %(now)s)
+
+-- insert_dashboard_session --
+INSERT INTO dashboard_sessions (id, key_id, created_at, expires_at)
+VALUES (%(id)s, %(key_id)s, %(created_at)s, %(expires_at)s)
+
+-- prune_dashboard_sessions --
+-- Run at each sign-in: the table holds at most the sessions of one session_max_age.
+DELETE FROM dashboard_sessions WHERE expires_at <= %(now)s
+
+-- dashboard_session_account --
+-- A session holds while its row does, it has not expired, and its key is active.
+SELECT k.account_id
+FROM dashboard_sessions s
+JOIN api_keys k ON k.id = s.key_id
+WHERE s.id = %(id)s AND s.expires_at > %(now)s
+  AND (k.revoked_at IS NULL OR k.revoked_at > %(now)s)
+
+-- delete_dashboard_session --
+DELETE FROM dashboard_sessions WHERE id = %(id)s
 
 -- callback_secret --
 SELECT callback_secret FROM accounts WHERE id = %(account_id)s
@@ -328,16 +396,23 @@ FOR KEY SHARE
 -- several statements says SET LOCAL synchronous_commit = off instead: no_sync_commit.)
 --
 -- The candidate window is locked as it is read, skipping rows another claim holds; the
--- ranking then keeps what each destination's room allows, and only those are leased (the
--- rest are unlocked when the statement ends). full: the destinations with no room at all;
--- keys/rooms: the room left to those with attempts in flight, cap to the others.
+-- rankings then keep what each destination's and each account's room allows (see the
+-- SQLite store's pick_due_deliveries for the rules), and only those are leased (the rest
+-- are unlocked when the statement ends). full/full_accounts: the destinations and accounts
+-- with no room at all; keys/rooms and accounts/account_rooms: the rooms the claim names,
+-- cap (rated_cap for a rate-limited destination) and account_cap for the others; uncounted:
+-- keys the account rooms do not count.
 WITH no_sync AS (SELECT set_config('synchronous_commit', 'off', true) AS off),
 candidate AS MATERIALIZED (
-    SELECT pk, next_attempt_at, destination_key
+    SELECT pk, next_attempt_at, destination_key, destination_id, account_id
     FROM deliveries AS d, no_sync
     WHERE next_attempt_at <= %(now)s
       AND (lease_until IS NULL OR lease_until < %(now)s)
       AND destination_key <> ALL(%(full)b::text[])
+      AND (
+        account_id <> ALL(%(full_accounts)b::text[])
+        OR destination_key = ANY(%(uncounted)b::text[])
+      )
       -- A replayed event waits for the task's earlier ones to that destination.
       AND (
         NOT ordered
@@ -354,20 +429,37 @@ candidate AS MATERIALIZED (
     LIMIT %(window)s
     FOR UPDATE OF d SKIP LOCKED
 ),
+by_key AS (
+    SELECT c.pk, c.next_attempt_at, c.account_id,
+           c.destination_key = ANY(%(uncounted)b::text[]) AS uncounted,
+           row_number() OVER (
+               PARTITION BY c.destination_key ORDER BY c.next_attempt_at, c.pk
+           ) AS rank,
+           coalesce(r.room, CASE WHEN dst.rate_limit IS NULL THEN %(cap)s ELSE %(rated_cap)s END) AS room
+    FROM candidate AS c
+    LEFT JOIN destinations AS dst ON dst.id = c.destination_id
+    LEFT JOIN unnest(%(keys)b::text[], %(rooms)b::int[]) AS r (key, room)
+        ON r.key = c.destination_key
+),
+by_account AS (
+    SELECT b.pk, b.next_attempt_at, b.uncounted,
+           row_number() OVER (
+               PARTITION BY b.account_id ORDER BY b.next_attempt_at, b.pk
+           ) AS turn,
+           count(*) FILTER (WHERE NOT b.uncounted) OVER (
+               PARTITION BY b.account_id ORDER BY b.next_attempt_at, b.pk
+           ) AS counted,
+           coalesce(a.room, %(account_cap)s) AS room
+    FROM by_key AS b
+    LEFT JOIN unnest(%(accounts)b::text[], %(account_rooms)b::int[]) AS a (account, room)
+        ON a.account = b.account_id
+    WHERE b.rank <= b.room
+),
 picked AS (
     SELECT pk
-    FROM (
-        SELECT c.pk, c.next_attempt_at,
-               row_number() OVER (
-                   PARTITION BY c.destination_key ORDER BY c.next_attempt_at, c.pk
-               ) AS rank,
-               coalesce(r.room, %(cap)s) AS room
-        FROM candidate AS c
-        LEFT JOIN unnest(%(keys)b::text[], %(rooms)b::int[]) AS r (key, room)
-            ON r.key = c.destination_key
-    ) AS ranked
-    WHERE rank <= room
-    ORDER BY next_attempt_at, pk
+    FROM by_account
+    WHERE uncounted OR counted <= room
+    ORDER BY turn, next_attempt_at, pk
     LIMIT %(limit)s
 ),
 -- An array, not a join: the planner then fetches the picked rows by primary key instead of
@@ -831,26 +923,126 @@ RETURNING pk
 
 -- reserve_idempotency_key --
 -- ON CONFLICT waits for a concurrent first request's row to commit; the read after it
--- (idempotent_reply), a statement of its own, then sees that row.
-INSERT INTO idempotency_keys (account_id, key, request_hash, created_at)
-VALUES (%(account_id)s, %(key)s, %(request_hash)s, %(now)s)
-ON CONFLICT DO NOTHING
+-- (idempotent_reply), a statement of its own, then sees that row. A later request with the
+-- same body takes over a reservation whose holder's lease ran out unanswered (a dead
+-- instance). A row returned: this request answers.
+INSERT INTO idempotency_keys (account_id, key, request_hash, created_at, owner, lease_until)
+VALUES (%(account_id)s, %(key)s, %(request_hash)s, %(now)s, %(owner)s, %(lease_until)s)
+ON CONFLICT (account_id, key) DO UPDATE
+SET owner = excluded.owner, lease_until = excluded.lease_until
+WHERE idempotency_keys.status_code IS NULL
+  AND idempotency_keys.lease_until < %(now)s
+  AND idempotency_keys.request_hash = excluded.request_hash
+RETURNING 1
 
 -- idempotent_reply --
-SELECT request_hash, status_code, body
+SELECT request_hash, status_code, body, lease_until
 FROM idempotency_keys
 WHERE account_id = %(account_id)s AND key = %(key)s
+
+-- renew_idempotency_key --
+UPDATE idempotency_keys
+SET lease_until = %(lease_until)s
+WHERE account_id = %(account_id)s AND key = %(key)s AND owner = %(owner)s
+  AND status_code IS NULL
 
 -- finish_idempotency_key --
 UPDATE idempotency_keys
 SET status_code = %(status_code)s, body = %(body)s
-WHERE account_id = %(account_id)s AND key = %(key)s
+WHERE account_id = %(account_id)s AND key = %(key)s AND owner = %(owner)s
 
 -- forget_idempotency_key --
-DELETE FROM idempotency_keys WHERE account_id = %(account_id)s AND key = %(key)s
+DELETE FROM idempotency_keys
+WHERE account_id = %(account_id)s AND key = %(key)s AND owner = %(owner)s
+  AND status_code IS NULL
 
 -- prune_idempotency_keys --
 DELETE FROM idempotency_keys WHERE created_at < %(before)s
+
+
+-- --- submissions (submissions.py) ----------------------------------------------------------------
+
+-- insert_submission --
+INSERT INTO submissions (
+    id, account_id, task_id, provider, state, body_hash, registration, idempotency_key,
+    provider_task_id, detail, created_at, updated_at, lease_until
+) VALUES (
+    %(id)s, %(account_id)s, %(task_id)s, %(provider)s, %(state)s, %(body_hash)s,
+    %(registration)s, %(idempotency_key)s, %(provider_task_id)s, %(detail)s, %(created_at)s,
+    %(updated_at)s, %(lease_until)s
+)
+
+-- settle_submission --
+-- Only an open submission moves: a settled one (accepted, not accepted, abandoned) is final.
+UPDATE submissions
+SET state = %(state)s, detail = %(detail)s, updated_at = %(now)s,
+    provider_task_id = coalesce(%(provider_task_id)s, provider_task_id)
+WHERE id = %(id)s AND state IN ('pending', 'uncertain')
+
+-- renew_submission --
+UPDATE submissions SET lease_until = %(lease_until)s WHERE id = %(id)s AND state = 'pending'
+
+-- accept_submission --
+-- In the transaction that creates its task (create_task).
+UPDATE submissions
+SET state = 'accepted', provider_task_id = %(provider_task_id)s, updated_at = %(now)s
+WHERE id = %(id)s AND state IN ('pending', 'uncertain')
+
+-- get_submission --
+SELECT id, account_id, task_id, provider, state, body_hash, registration, idempotency_key,
+       provider_task_id, detail, created_at, updated_at, lease_until
+FROM submissions
+WHERE id = %(id)s AND account_id = %(account_id)s
+
+-- submission_for_key --
+-- The latest with this key: a key may be used again once its reservation was pruned.
+SELECT id, account_id, task_id, provider, state, body_hash, registration, idempotency_key,
+       provider_task_id, detail, created_at, updated_at, lease_until
+FROM submissions
+WHERE account_id = %(account_id)s AND idempotency_key = %(key)s
+ORDER BY pk DESC
+LIMIT 1
+
+-- list_submissions --
+SELECT pk, id, account_id, task_id, provider, state, body_hash, registration,
+       idempotency_key, provider_task_id, detail, created_at, updated_at, lease_until
+FROM submissions
+WHERE account_id = %(account_id)s
+  AND pk < coalesce(%(after)s::bigint, 9223372036854775807)
+  AND (%(state)s::text IS NULL OR state = %(state)s::text)
+ORDER BY pk DESC
+LIMIT %(limit)s
+
+-- open_submissions --
+-- Every account's: what reconciling (and counting rivals) looks at.
+SELECT id, account_id, task_id, provider, state, body_hash, registration, idempotency_key,
+       provider_task_id, detail, created_at, updated_at, lease_until
+FROM submissions
+WHERE state IN ('pending', 'uncertain')
+ORDER BY created_at
+LIMIT %(limit)s
+
+-- expire_submissions --
+-- Pending past its lease: the instance that was asking the provider died.
+UPDATE submissions
+SET state = 'uncertain', detail = %(detail)s, updated_at = %(now)s
+WHERE state = 'pending' AND lease_until < %(now)s
+
+-- known_provider_task_ids --
+-- Which of these provider task ids the relay tracks or a submission already holds.
+SELECT provider_task_id FROM tasks
+WHERE provider = %(provider)s AND provider_task_id = ANY(%(ids)s::text[])
+UNION
+SELECT provider_task_id FROM submissions
+WHERE provider = %(provider)s AND provider_task_id = ANY(%(ids)s::text[])
+
+-- uncertain_submissions --
+SELECT count(*) FROM submissions WHERE state = 'uncertain'
+
+-- prune_submissions --
+-- Settled ones, with the Idempotency-Keys they answered; open ones stay until settled.
+DELETE FROM submissions
+WHERE state IN ('accepted', 'not_accepted', 'abandoned') AND updated_at < %(before)s
 
 
 -- --- metrics (metrics.py) ------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """``PostgresStore``: several relay instances against one database. This module holds its
-lifecycle, accounts, tasks and polls; its mixins hold the rest (``events``, ``deliveries``,
-``subscriptions``, ``idempotency``, ``metrics``, ``retention``).
+lifecycle, tasks and polls; its mixins hold the rest (``accounts`` and keys, ``events``,
+``deliveries``, ``subscriptions``, ``idempotency``, ``metrics``, ``retention``).
 
 Work is claimed with leases taken by one statement each (``FOR UPDATE SKIP LOCKED``), so two
 instances never take the same poll or attempt while a lease holds, and a crashed instance's
@@ -18,11 +18,12 @@ from datetime import datetime
 
 from relay.errors import DuplicateTask
 from relay.ids import new_id
-from relay.models import Account, Destination, Task
+from relay.models import Destination, Task
 from relay.store import codec
 from relay.store.codec import ts
 from relay.store.interface import Page, TaskQuery
 from relay.store.named_sql import load_queries
+from relay.store.postgres.accounts import AccountsMixin
 from relay.store.postgres.deliveries import DeliveriesMixin
 from relay.store.postgres.events import EventsMixin
 from relay.store.postgres.idempotency import IdempotencyMixin
@@ -36,6 +37,7 @@ from relay.store.postgres.outbox import (
 )
 from relay.store.postgres.retention import RetentionMixin
 from relay.store.postgres.runner import Conn, Listener, PgRunner
+from relay.store.postgres.submissions import SubmissionsMixin, accept_submission
 from relay.store.postgres.subscriptions import SubscriptionsMixin
 from relay.transitions import Change
 
@@ -49,7 +51,14 @@ def _polls_due(task: Task) -> bool:
 
 
 class PostgresStore(
-    SubscriptionsMixin, EventsMixin, DeliveriesMixin, IdempotencyMixin, RetentionMixin, MetricsMixin
+    AccountsMixin,
+    SubscriptionsMixin,
+    EventsMixin,
+    DeliveriesMixin,
+    IdempotencyMixin,
+    SubmissionsMixin,
+    RetentionMixin,
+    MetricsMixin,
 ):
     def __init__(self, url: str, *, timeout: float = 5.0) -> None:
         """``url``: ``postgresql://user:password@host:port/database?param=value`` (libpq's
@@ -73,6 +82,12 @@ class PostgresStore(
     async def ping(self) -> None:
         await self._db.run(lambda c: c.execute(QUERIES["ping"]), transaction=False)
 
+    async def probe_write(self, now: datetime) -> None:
+        await self._db.run(
+            lambda c: c.execute(QUERIES["probe_write"], {"value": now.isoformat()}),
+            transaction=False,
+        )
+
     async def listen(self, on_work: Callable[[str], None]) -> None:
         listener = Listener(self._db.conninfo, on_work)
         await listener.start()
@@ -86,36 +101,7 @@ class PostgresStore(
 
         return await self._db.run(get, transaction=False)
 
-    # accounts
-
-    async def create_account(self, account: Account, key_hash: str, callback_secret: str) -> None:
-        async def insert(c: Conn) -> None:
-            await c.execute(
-                QUERIES["insert_account"],
-                {
-                    "id": account.id,
-                    "name": account.name,
-                    "callback_secret": callback_secret,
-                    "created_at": ts(account.created_at),
-                },
-            )
-            await c.execute(
-                QUERIES["insert_api_key"],
-                {
-                    "key_hash": key_hash,
-                    "account_id": account.id,
-                    "created_at": ts(account.created_at),
-                },
-            )
-
-        await self._db.run(insert)
-
-    async def account_by_key_hash(self, key_hash: str) -> Account | None:
-        async def get(c: Conn) -> Account | None:
-            row = await fetch_one(c, QUERIES["account_by_key_hash"], {"key_hash": key_hash})
-            return codec.account_from_row(row) if row else None
-
-        return await self._db.run(get, transaction=False)
+    # accounts and keys: AccountsMixin (besides the callback secret)
 
     async def callback_secret(self, account_id: str) -> str | None:
         async def get(c: Conn) -> str | None:
@@ -126,7 +112,9 @@ class PostgresStore(
 
     # tasks
 
-    async def create_task(self, change: Change, callback: Destination | None) -> None:
+    async def create_task(
+        self, change: Change, callback: Destination | None, submission: str | None = None
+    ) -> None:
         t = change.task
 
         async def insert(c: Conn) -> None:
@@ -155,6 +143,8 @@ class PostgresStore(
                     {"provider": t.provider, "provider_task_id": t.provider_task_id},
                 )
                 raise DuplicateTask(row[0] if row and row[1] == t.account_id else None)
+            if submission is not None:
+                await accept_submission(c, submission, t.provider_task_id, t.updated_at)
             # A registration wakes the pollers even for a poll due later: one of them arms
             # its timer for it (an instance serving only the API polls nothing itself).
             await write_events(c, change.events, destinations, polls=t.next_poll_at is not None)
@@ -234,7 +224,7 @@ class PostgresStore(
         )
         return codec.dt(row[0] if row else None)
 
-    async def release_leases(self) -> None:
+    async def release_leases(self, now: datetime) -> None:
         """Forget the leases this store object took, and no others.
 
         SQLite serves one instance, so every lease there is its own (or a killed

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 from datetime import datetime
 
+from relay.models import utc
 from relay.store.codec import ts
 from relay.store.interface import IdempotentReply
 from relay.store.named_sql import load_queries
@@ -18,39 +19,67 @@ class IdempotencyMixin:
     _db: SqliteRunner
 
     async def reserve_idempotency_key(
-        self, account_id: str, key: str, request_hash: str, now: datetime
+        self,
+        account_id: str,
+        key: str,
+        request_hash: str,
+        owner: str,
+        now: datetime,
+        lease_until: datetime,
     ) -> IdempotentReply | None:
         def reserve(c: sqlite3.Connection) -> IdempotentReply | None:
             key_params = {"account_id": account_id, "key": key}
-            inserted = c.execute(
+            taken = c.execute(
                 QUERIES["reserve_idempotency_key"],
-                {**key_params, "request_hash": request_hash, "now": ts(now)},
+                {
+                    **key_params,
+                    "request_hash": request_hash,
+                    "owner": owner,
+                    "now": ts(now),
+                    "lease_until": ts(lease_until),
+                },
             ).rowcount
-            if inserted:
+            if taken:
                 return None
             row = c.execute(QUERIES["idempotent_reply"], key_params).fetchone()
-            return IdempotentReply(row[0], row[1], row[2])
+            return IdempotentReply(row[0], row[1], row[2], utc(row[3]))
 
         return await self._db.write(reserve)
 
-    async def finish_idempotency_key(
-        self, account_id: str, key: str, status_code: int, body: str
-    ) -> None:
-        await self._db.write(
-            lambda c: c.execute(
-                QUERIES["finish_idempotency_key"],
-                {"status_code": status_code, "body": body, "account_id": account_id, "key": key},
-            )
+    async def renew_idempotency_key(
+        self, account_id: str, key: str, owner: str, lease_until: datetime
+    ) -> bool:
+        params = {
+            "account_id": account_id,
+            "key": key,
+            "owner": owner,
+            "lease_until": ts(lease_until),
+        }
+        return await self._db.write(
+            lambda c: c.execute(QUERIES["renew_idempotency_key"], params).rowcount == 1
         )
 
-    async def forget_idempotency_key(self, account_id: str, key: str) -> None:
-        await self._db.write(
-            lambda c: c.execute(
-                QUERIES["forget_idempotency_key"], {"account_id": account_id, "key": key}
-            )
-        )
+    async def finish_idempotency_key(
+        self, account_id: str, key: str, owner: str, status_code: int, body: str
+    ) -> None:
+        params = {
+            "status_code": status_code,
+            "body": body,
+            "account_id": account_id,
+            "key": key,
+            "owner": owner,
+        }
+        await self._db.write(lambda c: c.execute(QUERIES["finish_idempotency_key"], params))
+
+    async def forget_idempotency_key(self, account_id: str, key: str, owner: str) -> None:
+        params = {"account_id": account_id, "key": key, "owner": owner}
+        await self._db.write(lambda c: c.execute(QUERIES["forget_idempotency_key"], params))
 
     async def prune_idempotency_keys(self, before: datetime) -> int:
-        return await self._db.write(
-            lambda c: c.execute(QUERIES["prune_idempotency_keys"], {"before": ts(before)}).rowcount
-        )
+        def prune(c: sqlite3.Connection) -> int:
+            c.execute(QUERIES["prune_submissions"], {"before": ts(before)})
+            return int(
+                c.execute(QUERIES["prune_idempotency_keys"], {"before": ts(before)}).rowcount
+            )
+
+        return await self._db.write(prune)

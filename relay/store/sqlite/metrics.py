@@ -27,6 +27,7 @@ class MetricsMixin:
             for status, n in c.execute(QUERIES["tasks_by_status"]):
                 tasks[TaskStatus(status)] = tasks.get(TaskStatus(status), 0) + n
             due, oldest = c.execute(QUERIES["due_deliveries"], {"now": t}).fetchone()
-            return MetricsSnapshot(tasks=tasks, due_deliveries=due, oldest_due_at=dt(oldest))
+            (uncertain,) = c.execute(QUERIES["uncertain_submissions"]).fetchone()
+            return MetricsSnapshot(tasks, due, dt(oldest), uncertain)
 
         return await self._db.read(read)

@@ -10,10 +10,14 @@
 -- Run once per connection, outside any transaction.
 -- synchronous=NORMAL in WAL mode survives a killed process (what at-least-once delivery
 -- needs); only an OS crash or power loss can drop the last transactions.
+-- The write-ahead log stays small: a checkpoint every 1,000 pages (4 MiB, SQLite's default),
+-- and once restarted the log file is cut back to 4 MiB (without journal_size_limit it keeps
+-- the largest size it ever had). The runner also truncates it now and then (runner.py).
 PRAGMA journal_mode=WAL;
 PRAGMA synchronous=NORMAL;
 PRAGMA busy_timeout=10000;
-PRAGMA wal_autocheckpoint=10000;
+PRAGMA wal_autocheckpoint=1000;
+PRAGMA journal_size_limit=4194304;
 PRAGMA foreign_keys=ON;
 
 -- begin_read --
@@ -29,6 +33,11 @@ COMMIT
 
 -- rollback --
 ROLLBACK
+
+-- checkpoint --
+-- Copies the whole log into the database, waiting (busy_timeout) for readers still on it,
+-- and truncates the log file to nothing. Answers (busy, log frames, frames checkpointed).
+PRAGMA wal_checkpoint(TRUNCATE)
 
 -- create_schema_migrations --
 CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -56,17 +65,80 @@ INSERT OR IGNORE INTO meta (key, value) VALUES ('secret_key', :value)
 -- get_secret_key --
 SELECT value FROM meta WHERE key = 'secret_key'
 
+-- probe_write --
+-- /readyz: a real write, committed. A full disk still answers reads and even BEGIN; only
+-- appending to the log finds it full. The value is the probe's time and a nonce (store.py).
+INSERT INTO meta (key, value) VALUES ('write_probe', :value)
+ON CONFLICT (key) DO UPDATE SET value = excluded.value
+
 -- insert_account --
 INSERT INTO accounts (id, name, callback_secret, created_at)
 VALUES (:id, :name, :callback_secret, :created_at)
 
 -- insert_api_key --
-INSERT INTO api_keys (key_hash, account_id, created_at) VALUES (:key_hash, :account_id, :created_at)
+INSERT INTO api_keys (key_hash, id, account_id, prefix, created_at, revoked_at)
+VALUES (:key_hash, :id, :account_id, :prefix, :created_at, NULL)
 
 -- account_by_key_hash --
+-- Only while the key is active: revoked_at NULL, or still ahead (a rotation's grace).
 SELECT id, name, created_at
 FROM accounts
-WHERE id = (SELECT account_id FROM api_keys WHERE key_hash = :key_hash)
+WHERE id = (
+    SELECT account_id FROM api_keys
+    WHERE key_hash = :key_hash AND (revoked_at IS NULL OR revoked_at > :now)
+)
+
+-- account_exists --
+SELECT 1 FROM accounts WHERE id = :account_id
+
+-- count_active_keys --
+SELECT count(*) FROM api_keys
+WHERE account_id = :account_id AND (revoked_at IS NULL OR revoked_at > :now)
+
+-- retire_other_keys --
+-- A rotation: the account's other keys stop at :until, unless they stop sooner already.
+UPDATE api_keys SET revoked_at = :until
+WHERE account_id = :account_id AND id <> :key_id AND (revoked_at IS NULL OR revoked_at > :until)
+
+-- list_api_keys --
+SELECT id, account_id, prefix, created_at, revoked_at
+FROM api_keys
+WHERE account_id = :account_id
+ORDER BY created_at, id
+
+-- find_api_keys --
+SELECT id, account_id, prefix, created_at, revoked_at
+FROM api_keys
+WHERE id = :ref OR prefix = :ref
+ORDER BY created_at, id
+
+-- get_api_key --
+SELECT id, account_id, prefix, created_at, revoked_at
+FROM api_keys
+WHERE id = :key_id AND account_id = :account_id
+
+-- revoke_api_key --
+-- At once; a key already stopped keeps the time it stopped.
+UPDATE api_keys SET revoked_at = :now
+WHERE id = :key_id AND account_id = :account_id AND (revoked_at IS NULL OR revoked_at > :now)
+
+-- insert_dashboard_session --
+INSERT INTO dashboard_sessions (id, key_id, created_at, expires_at)
+VALUES (:id, :key_id, :created_at, :expires_at)
+
+-- prune_dashboard_sessions --
+-- Run at each sign-in: the table holds at most the sessions of one session_max_age.
+DELETE FROM dashboard_sessions WHERE expires_at <= :now
+
+-- dashboard_session_account --
+-- A session holds while its row does, it has not expired, and its key is active.
+SELECT k.account_id
+FROM dashboard_sessions s
+JOIN api_keys k ON k.id = s.key_id
+WHERE s.id = :id AND s.expires_at > :now AND (k.revoked_at IS NULL OR k.revoked_at > :now)
+
+-- delete_dashboard_session --
+DELETE FROM dashboard_sessions WHERE id = :id
 
 -- get_callback_secret --
 SELECT callback_secret FROM accounts WHERE id = :account_id
@@ -334,34 +406,61 @@ INSERT INTO deliveries (
 -- ---------------------------------------------------------------------------------------
 
 -- pick_due_deliveries --
--- Due and not leased (or the lease ran out), the longest due first. :room is a JSON object
--- of destination key -> how many more this claim may take for it; keys without room are
--- skipped, and each destination's candidates are ranked so it keeps as many as its room
--- allows (:cap for a key not in :room). The inner LIMIT (:window) looks a little past the
--- claim's limit, so one destination's backlog at the head of the queue does not hide the
--- others' due work.
+-- Due and not leased (or the lease ran out); the accounts take turns (turn: each account's
+-- longest due first, then each one's second, ...), the longest due first within a turn.
+-- Rooms (relay.delivery.fairness.ClaimLimits): :room is a JSON object of destination key ->
+-- how many more this claim may take for it (:cap for a key it does not name, :rated_cap for
+-- a rate-limited destination it does not name); :accounts the same per account (:account_cap
+-- for the others), counting only deliveries to keys not in :uncounted (a JSON array). Keys
+-- and accounts without room are skipped before the inner LIMIT (:window), which looks a
+-- little past the claim's limit, so one destination's or account's backlog at the head of
+-- the queue does not hide the others' due work; the rankings then keep what rooms allow.
 SELECT pk FROM (
-    SELECT pk, next_attempt_at, destination_key,
-           row_number() OVER (PARTITION BY destination_key ORDER BY next_attempt_at, pk) AS rank
+    SELECT pk, next_attempt_at, uncounted,
+           row_number() OVER (
+               PARTITION BY account_id ORDER BY next_attempt_at, pk
+           ) AS turn,
+           sum(1 - uncounted) OVER (
+               PARTITION BY account_id ORDER BY next_attempt_at, pk ROWS UNBOUNDED PRECEDING
+           ) AS counted,
+           coalesce(
+               (SELECT value FROM json_each(:accounts) WHERE key = by_key.account_id),
+               :account_cap
+           ) AS account_room
     FROM (
-        SELECT pk, next_attempt_at, destination_key
-        FROM deliveries AS d
-        WHERE next_attempt_at <= :now AND (lease_until IS NULL OR lease_until < :now)
-          AND destination_key NOT IN (SELECT key FROM json_each(:room) WHERE value <= 0)
-          -- A replayed event waits for the task's earlier ones to that destination.
-          AND (ordered = 0 OR NOT EXISTS (
-              SELECT 1 FROM deliveries AS e
-              WHERE e.destination_id = d.destination_id AND e.task_id = d.task_id
-                AND e.ordered = 1 AND e.status = 'pending' AND e.pk < d.pk
-          ))
-        ORDER BY next_attempt_at
-        LIMIT :window
-    )
-) AS candidate
-WHERE rank <= coalesce(
-    (SELECT value FROM json_each(:room) WHERE key = candidate.destination_key), :cap
-)
-ORDER BY next_attempt_at, pk
+        SELECT c.pk, c.next_attempt_at, c.account_id,
+               c.destination_key IN (SELECT value FROM json_each(:uncounted)) AS uncounted,
+               row_number() OVER (
+                   PARTITION BY c.destination_key ORDER BY c.next_attempt_at, c.pk
+               ) AS rank,
+               coalesce(
+                   (SELECT value FROM json_each(:room) WHERE key = c.destination_key),
+                   CASE WHEN dst.rate_limit IS NULL THEN :cap ELSE :rated_cap END
+               ) AS room
+        FROM (
+            SELECT pk, next_attempt_at, destination_key, destination_id, account_id
+            FROM deliveries AS d
+            WHERE next_attempt_at <= :now AND (lease_until IS NULL OR lease_until < :now)
+              AND destination_key NOT IN (SELECT key FROM json_each(:room) WHERE value <= 0)
+              AND (
+                  account_id NOT IN (SELECT key FROM json_each(:accounts) WHERE value <= 0)
+                  OR destination_key IN (SELECT value FROM json_each(:uncounted))
+              )
+              -- A replayed event waits for the task's earlier ones to that destination.
+              AND (ordered = 0 OR NOT EXISTS (
+                  SELECT 1 FROM deliveries AS e
+                  WHERE e.destination_id = d.destination_id AND e.task_id = d.task_id
+                    AND e.ordered = 1 AND e.status = 'pending' AND e.pk < d.pk
+              ))
+            ORDER BY next_attempt_at
+            LIMIT :window
+        ) AS c
+        LEFT JOIN destinations AS dst ON dst.id = c.destination_id
+    ) AS by_key
+    WHERE rank <= room
+) AS by_account
+WHERE uncounted OR counted <= account_room
+ORDER BY turn, next_attempt_at, pk
 LIMIT :limit
 
 -- lease_deliveries --
@@ -688,25 +787,133 @@ INSERT INTO deliveries (
 -- ---------------------------------------------------------------------------------------
 
 -- reserve_idempotency_key --
--- The first request with a key inserts it; a later one finds it (idempotent_reply).
-INSERT OR IGNORE INTO idempotency_keys (account_id, key, request_hash, created_at)
-VALUES (:account_id, :key, :request_hash, :now)
+-- The first request with a key inserts it; a later one with the same request takes it over
+-- when its holder's lease ran out unanswered (a dead process), else finds it
+-- (idempotent_reply). One row changed: this request answers.
+INSERT INTO idempotency_keys (account_id, key, request_hash, created_at, owner, lease_until)
+VALUES (:account_id, :key, :request_hash, :now, :owner, :lease_until)
+ON CONFLICT (account_id, key) DO UPDATE
+SET owner = excluded.owner, lease_until = excluded.lease_until
+WHERE idempotency_keys.status_code IS NULL
+  AND idempotency_keys.lease_until < :now
+  AND idempotency_keys.request_hash = excluded.request_hash
 
 -- idempotent_reply --
-SELECT request_hash, status_code, body
+SELECT request_hash, status_code, body, lease_until
 FROM idempotency_keys
 WHERE account_id = :account_id AND key = :key
+
+-- renew_idempotency_key --
+UPDATE idempotency_keys
+SET lease_until = :lease_until
+WHERE account_id = :account_id AND key = :key AND owner = :owner AND status_code IS NULL
 
 -- finish_idempotency_key --
 UPDATE idempotency_keys
 SET status_code = :status_code, body = :body
-WHERE account_id = :account_id AND key = :key
+WHERE account_id = :account_id AND key = :key AND owner = :owner
 
 -- forget_idempotency_key --
-DELETE FROM idempotency_keys WHERE account_id = :account_id AND key = :key
+DELETE FROM idempotency_keys
+WHERE account_id = :account_id AND key = :key AND owner = :owner AND status_code IS NULL
+
+-- release_idempotency_keys --
+-- At start-up (one instance): a reservation still unanswered is a dead process's.
+UPDATE idempotency_keys SET lease_until = 0 WHERE status_code IS NULL
 
 -- prune_idempotency_keys --
 DELETE FROM idempotency_keys WHERE created_at < :before
+
+-- ---------------------------------------------------------------------------------------
+-- submissions.py: the intents written before a provider is asked to create a task
+-- ---------------------------------------------------------------------------------------
+
+-- insert_submission --
+INSERT INTO submissions (
+    id, account_id, task_id, provider, state, body_hash, registration, idempotency_key,
+    provider_task_id, detail, created_at, updated_at, lease_until
+) VALUES (
+    :id, :account_id, :task_id, :provider, :state, :body_hash, :registration, :idempotency_key,
+    :provider_task_id, :detail, :created_at, :updated_at, :lease_until
+)
+
+-- settle_submission --
+-- Only an open submission moves: a settled one (accepted, not accepted, abandoned) is final.
+UPDATE submissions
+SET state = :state, detail = :detail, updated_at = :now,
+    provider_task_id = coalesce(:provider_task_id, provider_task_id)
+WHERE id = :id AND state IN ('pending', 'uncertain')
+
+-- renew_submission --
+UPDATE submissions SET lease_until = :lease_until WHERE id = :id AND state = 'pending'
+
+-- accept_submission --
+-- In the transaction that creates its task (create_task).
+UPDATE submissions
+SET state = 'accepted', provider_task_id = :provider_task_id, updated_at = :now
+WHERE id = :id AND state IN ('pending', 'uncertain')
+
+-- get_submission --
+SELECT id, account_id, task_id, provider, state, body_hash, registration, idempotency_key,
+       provider_task_id, detail, created_at, updated_at, lease_until
+FROM submissions
+WHERE id = :id AND account_id = :account_id
+
+-- submission_for_key --
+-- The latest with this key: a key may be used again once its reservation was pruned.
+SELECT id, account_id, task_id, provider, state, body_hash, registration, idempotency_key,
+       provider_task_id, detail, created_at, updated_at, lease_until
+FROM submissions
+WHERE account_id = :account_id AND idempotency_key = :key
+ORDER BY rowid DESC
+LIMIT 1
+
+-- list_submissions --
+SELECT rowid, id, account_id, task_id, provider, state, body_hash, registration,
+       idempotency_key, provider_task_id, detail, created_at, updated_at, lease_until
+FROM submissions
+WHERE account_id = :account_id
+  AND rowid < coalesce(:after, 9223372036854775807)
+  AND (:state IS NULL OR state = :state)
+ORDER BY rowid DESC
+LIMIT :limit
+
+-- open_submissions --
+-- Every account's: what reconciling (and counting rivals) looks at.
+SELECT id, account_id, task_id, provider, state, body_hash, registration, idempotency_key,
+       provider_task_id, detail, created_at, updated_at, lease_until
+FROM submissions
+WHERE state IN ('pending', 'uncertain')
+ORDER BY created_at
+LIMIT :limit
+
+-- expire_submissions --
+-- Pending past its lease: the instance that was asking the provider died.
+UPDATE submissions
+SET state = 'uncertain', detail = :detail, updated_at = :now
+WHERE state = 'pending' AND lease_until < :now
+
+-- release_submissions --
+-- At start-up (one instance): every pending submission is a dead process's.
+UPDATE submissions
+SET state = 'uncertain', detail = :detail, updated_at = :now
+WHERE state = 'pending'
+
+-- known_provider_task_ids --
+-- Which of these provider task ids the relay tracks or a submission already holds.
+SELECT provider_task_id FROM tasks
+WHERE provider = :provider AND provider_task_id IN (SELECT value FROM json_each(:ids))
+UNION
+SELECT provider_task_id FROM submissions
+WHERE provider = :provider AND provider_task_id IN (SELECT value FROM json_each(:ids))
+
+-- uncertain_submissions --
+SELECT count(*) FROM submissions WHERE state = 'uncertain'
+
+-- prune_submissions --
+-- Settled ones, with the Idempotency-Keys they answered; open ones stay until settled.
+DELETE FROM submissions
+WHERE state IN ('accepted', 'not_accepted', 'abandoned') AND updated_at < :before
 
 -- ---------------------------------------------------------------------------------------
 -- metrics.py: the reads behind /metrics

@@ -1,6 +1,6 @@
 """``SqliteStore``, the embedded default store for one relay instance (WAL mode): its
-lifecycle and instance lock, accounts, tasks and the poll queue, events; the rest comes from
-the mixins of this package (deliveries, subscriptions, idempotency, metrics, retention)."""
+lifecycle and instance lock, tasks and the poll queue, events; the rest comes from the mixins
+of this package (accounts and keys, deliveries, subscriptions, idempotency, metrics, retention)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,8 @@ from collections.abc import Callable
 from datetime import datetime
 
 from relay.errors import DuplicateTask, StoreError
-from relay.models import Account, Delivery, Destination, Event, Task
+from relay.models import Delivery, Destination, Event, Task
 from relay.store.codec import (
-    account_from_row,
     attempt_from_row,
     delivery_from_row,
     destination_from_row,
@@ -26,12 +25,18 @@ from relay.store.codec import (
 )
 from relay.store.interface import DeliveryView, EventQuery, Page, TaskQuery
 from relay.store.named_sql import load_queries
+from relay.store.sqlite.accounts import AccountsMixin
 from relay.store.sqlite.deliveries import DeliveriesMixin
 from relay.store.sqlite.idempotency import IdempotencyMixin
 from relay.store.sqlite.metrics import MetricsMixin
 from relay.store.sqlite.outbox import insert_delivery, write_events
 from relay.store.sqlite.retention import RetentionMixin
 from relay.store.sqlite.runner import InstanceLock, SqliteRunner, migrate
+from relay.store.sqlite.submissions import (
+    SubmissionsMixin,
+    accept_submission,
+    release_submissions,
+)
 from relay.store.sqlite.subscriptions import SubscriptionsMixin
 from relay.transitions import Change
 
@@ -42,7 +47,13 @@ MIN_SQLITE = (3, 35, 0)
 
 
 class SqliteStore(
-    DeliveriesMixin, SubscriptionsMixin, IdempotencyMixin, RetentionMixin, MetricsMixin
+    AccountsMixin,
+    DeliveriesMixin,
+    SubscriptionsMixin,
+    IdempotencyMixin,
+    SubmissionsMixin,
+    RetentionMixin,
+    MetricsMixin,
 ):
     """The ``relay.store.interface.Store`` on one SQLite file: one writer thread, one reader
     thread (``SqliteRunner``), each operation one transaction."""
@@ -83,6 +94,12 @@ class SqliteStore(
     async def ping(self) -> None:
         await self._db.read(lambda c: c.execute(QUERIES["ping"]).fetchone())
 
+    async def probe_write(self, now: datetime) -> None:
+        # A nonce as well as the time: SQLite writes nothing for an update that changes
+        # nothing, and a probe that writes nothing proves nothing.
+        value = f"{now.isoformat()} {secrets.token_hex(4)}"
+        await self._db.probe(lambda c: c.execute(QUERIES["probe_write"], {"value": value}))
+
     async def listen(self, on_work: Callable[[str], None]) -> None:
         """Nothing to hear: SQLite serves one instance, which wakes itself."""
 
@@ -93,43 +110,15 @@ class SqliteStore(
 
         return await self._db.write(get)
 
-    async def release_leases(self) -> None:
+    async def release_leases(self, now: datetime) -> None:
         def release(c: sqlite3.Connection) -> None:
             c.execute(QUERIES["release_delivery_leases"])
             c.execute(QUERIES["release_poll_leases"])
+            release_submissions(c, now)
 
         await self._db.write(release)
 
-    # accounts
-
-    async def create_account(self, account: Account, key_hash: str, callback_secret: str) -> None:
-        def insert(c: sqlite3.Connection) -> None:
-            c.execute(
-                QUERIES["insert_account"],
-                {
-                    "id": account.id,
-                    "name": account.name,
-                    "callback_secret": callback_secret,
-                    "created_at": ts(account.created_at),
-                },
-            )
-            c.execute(
-                QUERIES["insert_api_key"],
-                {
-                    "key_hash": key_hash,
-                    "account_id": account.id,
-                    "created_at": ts(account.created_at),
-                },
-            )
-
-        await self._db.write(insert)
-
-    async def account_by_key_hash(self, key_hash: str) -> Account | None:
-        def get(c: sqlite3.Connection) -> Account | None:
-            row = c.execute(QUERIES["account_by_key_hash"], {"key_hash": key_hash}).fetchone()
-            return account_from_row(row) if row else None
-
-        return await self._db.read(get)
+    # accounts and keys: AccountsMixin (besides the callback secret)
 
     async def callback_secret(self, account_id: str) -> str | None:
         def get(c: sqlite3.Connection) -> str | None:
@@ -140,7 +129,9 @@ class SqliteStore(
 
     # tasks
 
-    async def create_task(self, change: Change, callback: Destination | None) -> None:
+    async def create_task(
+        self, change: Change, callback: Destination | None, submission: str | None = None
+    ) -> None:
         def insert(c: sqlite3.Connection) -> None:
             t = change.task
             existing = c.execute(
@@ -165,6 +156,8 @@ class SqliteStore(
                         "created_at": ts(t.created_at),
                     },
                 )
+            if submission is not None:
+                accept_submission(c, submission, t.provider_task_id, t.updated_at)
             write_events(c, change.events)
 
         await self._db.write(insert)

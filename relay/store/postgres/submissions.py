@@ -1,0 +1,119 @@
+"""The PostgreSQL store's submissions: the intents written before a provider is asked to
+create a task (mixed into ``PostgresStore``; see ``relay.submissions``).
+
+Unlike SQLite, a starting instance cannot tell a live instance's pending submission from a
+dead one's: a pending submission becomes uncertain when its holder's lease runs out
+(``expire_submissions``, from housekeeping)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from relay.store import codec
+from relay.store.codec import ts
+from relay.store.interface import Page
+from relay.store.named_sql import load_queries
+from relay.store.postgres.outbox import fetch_all, fetch_one
+from relay.store.postgres.runner import Conn, PgRunner
+from relay.submissions import Submission, SubmissionState
+
+QUERIES = load_queries("relay.store.postgres")
+
+
+class SubmissionsMixin:
+    _db: PgRunner
+
+    async def begin_submission(self, submission: Submission) -> None:
+        params = codec.submission_params(submission)
+        await self._db.run(
+            lambda c: c.execute(QUERIES["insert_submission"], params), transaction=False
+        )
+
+    async def renew_submission(self, submission_id: str, lease_until: datetime) -> None:
+        params = {"id": submission_id, "lease_until": ts(lease_until)}
+        await self._db.run(
+            lambda c: c.execute(QUERIES["renew_submission"], params), transaction=False
+        )
+
+    async def settle_submission(
+        self,
+        submission_id: str,
+        state: SubmissionState,
+        now: datetime,
+        detail: str | None = None,
+        provider_task_id: str | None = None,
+    ) -> bool:
+        params = {
+            "id": submission_id,
+            "state": state.value,
+            "now": ts(now),
+            "detail": detail,
+            "provider_task_id": provider_task_id,
+        }
+
+        async def settle(c: Conn) -> bool:
+            cur = await c.execute(QUERIES["settle_submission"], params)
+            return cur.rowcount == 1
+
+        return await self._db.run(settle, transaction=False)
+
+    async def get_submission(self, account_id: str, submission_id: str) -> Submission | None:
+        params = {"id": submission_id, "account_id": account_id}
+        row = await self._db.run(
+            lambda c: fetch_one(c, QUERIES["get_submission"], params), transaction=False
+        )
+        return None if row is None else codec.submission_from_row(row)
+
+    async def submission_for_key(self, account_id: str, key: str) -> Submission | None:
+        params = {"account_id": account_id, "key": key}
+        row = await self._db.run(
+            lambda c: fetch_one(c, QUERIES["submission_for_key"], params), transaction=False
+        )
+        return None if row is None else codec.submission_from_row(row)
+
+    async def list_submissions(
+        self, account_id: str, state: SubmissionState | None, after: int | None, limit: int
+    ) -> Page[Submission]:
+        params = {
+            "account_id": account_id,
+            "state": None if state is None else state.value,
+            "after": after,
+            "limit": limit + 1,
+        }
+        rows = await self._db.run(
+            lambda c: fetch_all(c, QUERIES["list_submissions"], params), transaction=False
+        )
+        return codec.paged(rows, limit, codec.submission_from_row)
+
+    async def open_submissions(self, limit: int) -> list[Submission]:
+        rows = await self._db.run(
+            lambda c: fetch_all(c, QUERIES["open_submissions"], {"limit": limit}),
+            transaction=False,
+        )
+        return [codec.submission_from_row(r) for r in rows]
+
+    async def expire_submissions(self, now: datetime, detail: str) -> int:
+        async def expire(c: Conn) -> int:
+            cur = await c.execute(QUERIES["expire_submissions"], {"now": ts(now), "detail": detail})
+            return cur.rowcount
+
+        return await self._db.run(expire, transaction=False)
+
+    async def known_provider_task_ids(self, provider: str, ids: Sequence[str]) -> frozenset[str]:
+        params = {"provider": provider, "ids": list(ids)}
+        rows = await self._db.run(
+            lambda c: fetch_all(c, QUERIES["known_provider_task_ids"], params),
+            transaction=False,
+        )
+        return frozenset(r[0] for r in rows)
+
+
+async def accept_submission(
+    c: Conn, submission_id: str, provider_task_id: str | None, now: datetime
+) -> None:
+    """In ``create_task``'s transaction."""
+    await c.execute(
+        QUERIES["accept_submission"],
+        {"id": submission_id, "provider_task_id": provider_task_id, "now": ts(now)},
+    )

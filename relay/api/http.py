@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from relay import strict_json
 from relay.api.errors import answer_error
 from relay.errors import (
     BadRequest,
@@ -76,7 +77,7 @@ async def read_json(request: Request) -> dict[str, Any]:
     if not raw.strip():
         raise InvalidJson("the body is empty; send a JSON object")
     try:
-        data = json.loads(raw, parse_constant=_not_json, parse_float=_finite)
+        data = strict_json.loads(raw)
     except (ValueError, RecursionError) as exc:
         raise InvalidJson(f"the body is not valid JSON: {exc}"[:300]) from None
     if not isinstance(data, dict):
@@ -171,19 +172,6 @@ def _unstorable_url(path: str, query: bytes) -> str | None:
         if NUL in value:
             return f"the query parameter {name} {_UNSTORABLE}"
     return None
-
-
-def _not_json(name: str) -> Any:
-    # Python's json accepts NaN and Infinity; JSON does not. Kept, they would come back out in
-    # task objects and signed webhook bodies that strict parsers (JSON.parse) reject.
-    raise ValueError(f"{name} is not a JSON value")
-
-
-def _finite(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"the number {text[:40]} is out of range")
-    return value
 
 
 MAX_API_KEY_CHARS = 256

@@ -6,9 +6,7 @@ relay down instead of failing tasks.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import math
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -17,6 +15,7 @@ from typing import Any, TypeVar
 
 import httpx
 
+from relay import strict_json
 from relay.adapters.base import CancelAccepted, Created, Dialect, HttpCall, HttpReply
 from relay.backoff import provider_backoff, retry_after_wait
 from relay.clock import Clock
@@ -62,18 +61,6 @@ def _redact_json(value: Any, redact: Callable[[str], str]) -> Any:
         return [_redact_json(item, redact) for item in value]
     if isinstance(value, dict):
         return {redact(k): _redact_json(v, redact) for k, v in value.items()}
-    return value
-
-
-def _not_json(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON value")
-
-
-def _finite(text: str) -> float:
-    # 1e999 would go back out as Infinity, which is no JSON either.
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"{text[:40]} is out of range")
     return value
 
 
@@ -213,7 +200,7 @@ class ProviderClient:
         if isinstance(reply, ProviderFault):
             return replace(reply, message=self.redact(reply.message))
         try:
-            decoded = json.loads(reply.body, parse_constant=_not_json, parse_float=_finite)
+            decoded = strict_json.loads(reply.body)
             return ModerationAnswer(reply.status_code, _redact_json(decoded, self.redact), True)
         except (ValueError, RecursionError):  # UnicodeDecodeError included
             return ModerationAnswer(reply.status_code, None, False)

@@ -419,7 +419,7 @@ back-off, ``relay.tasks.submitting``)."""
 
 async def _reconcile_submissions(tracker: Tracker) -> None:
     try:
-        await tracker.submitter.reconcile_open()
+        await tracker.submitter.reconciler.reconcile_open()
     except StoreError as exc:  # the database is down: the next pass tries again
         log.warning("could not reconcile submissions: %s", exc)
 

@@ -46,6 +46,7 @@ caller as it is: it names only what the caller sent or owns.
     │   ├── SubmissionUncertain  the create met an answer that does not say whether the
     │   │   │                    provider took it (relay.submissions): never sent again
     │   │   └── SubmissionStillUncertain  a retry with the same Idempotency-Key met it
+    │   ├── SubmissionKeyReused  that key's unsettled submission was for another request
     │   ├── SubmissionInFlight   the provider's answer to that submission is still awaited
     │   └── SubmissionSettled    an uncertain submission was settled already
     └── EdgeError                the HTTP request itself is refused
@@ -251,7 +252,16 @@ class SubmissionUncertain(DomainError):
 
 
 class SubmissionStillUncertain(SubmissionUncertain):
-    """A request repeating an uncertain submission (same Idempotency-Key)."""
+    """A request repeating an uncertain submission (same Idempotency-Key); ``retry_after``:
+    seconds until the relay next looks for its task (None: only a person can settle it)."""
+
+    def __init__(self, submission_id: str, message: str, *, retry_after: int | None) -> None:
+        super().__init__(submission_id, message)
+        self.retry_after = retry_after
+
+
+class SubmissionKeyReused(DomainError):
+    """An Idempotency-Key whose unsettled submission was for another request."""
 
 
 class SubmissionInFlight(DomainError):

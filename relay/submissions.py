@@ -65,6 +65,11 @@ class Submission:
     provider_task_id: str | None = None
     detail: str | None = None
     """What happened, in words: the fault that made it uncertain, how it was settled."""
+    looks: int = 0
+    """How often the provider's task list was read for it."""
+    next_look_at: datetime | None = None
+    """While uncertain: when the reconciler reads the provider's list again (None: it
+    cannot, only a person can settle it)."""
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -116,6 +121,29 @@ def create_was_taken(fault: ProviderFault) -> bool | None:
 
 # --- reconciling an uncertain submission against the provider's task list ------------------
 
+LOOK_FIRST = 10.0
+"""Seconds after a create's answer was lost before the provider's list is first read: a
+task may show in the list a moment after it was created."""
+LOOK_MAX_WAIT = 3600.0
+"""The longest wait between two looks at one uncertain submission's provider list."""
+RECONCILE_FOR = timedelta(hours=48)
+"""After this (Ark's longest task life) an uncertain submission is left to a person."""
+
+
+def next_look(now: datetime, looks: int) -> datetime:
+    """When to read the provider's list again after ``looks`` looks found nothing: doubling
+    from ``LOOK_FIRST``, at most ``LOOK_MAX_WAIT`` apart."""
+    return now + timedelta(seconds=min(LOOK_FIRST * 2 ** min(looks, 20), LOOK_MAX_WAIT))
+
+
+def is_rival(submission: Submission, other: Submission) -> bool:
+    """Whether the task ``submission`` finds in its window might be ``other``'s: an open
+    submission to the same provider whose model is the same or unknown on either side (the
+    store has already bounded both windows)."""
+    mine, theirs = submission.registration.get("model"), other.registration.get("model")
+    return other.id != submission.id and (mine is None or theirs is None or mine == theirs)
+
+
 MATCH_EARLY = timedelta(seconds=5)
 """How long before the intent was written a provider's clock may put the task (clock skew;
 Ark's ``created_at`` is in whole seconds)."""
@@ -145,9 +173,18 @@ class NotFound:
 MATCHED_PARAMS = ("duration", "ratio", "resolution", "seed", "generate_audio")
 
 
+_LET_THE_MODEL_CHOOSE = {"seed": -1, "duration": -1, "ratio": "adaptive"}
+"""Request values that ask the model to choose: a listed task reports what it chose."""
+
+
 def matched_params(body: Mapping[str, Any]) -> dict[str, Any]:
-    """What of a create body a listed task can be matched on (kept with the intent)."""
-    return {name: body[name] for name in MATCHED_PARAMS if body.get(name) is not None}
+    """What of a create body a listed task can be matched on (kept with the intent): the
+    parameters it set, except those that let the model choose."""
+    return {
+        name: body[name]
+        for name in MATCHED_PARAMS
+        if body.get(name) is not None and body[name] != _LET_THE_MODEL_CHOOSE.get(name)
+    }
 
 
 def match_submission(

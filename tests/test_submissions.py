@@ -3,6 +3,7 @@ which listed provider task an uncertain submission created."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -15,8 +16,10 @@ from relay.submissions import (
     Submission,
     SubmissionState,
     create_was_taken,
+    is_rival,
     match_submission,
     matched_params,
+    next_look,
 )
 
 T0 = datetime(2026, 6, 6, 16, 0, tzinfo=UTC)
@@ -105,3 +108,31 @@ def test_two_matches_or_none_or_rivals_tell_nothing() -> None:
     )
     # Another open submission could own the lone match: never hand it to this caller.
     assert isinstance(match_submission(submission(), END, two[:1], frozenset(), 1), NotFound)
+
+
+def test_values_that_let_the_model_choose_are_not_matched_on() -> None:
+    """Ark reports what the model chose, so a body's -1 or "adaptive" never equals it."""
+    body = {"seed": -1, "duration": -1, "ratio": "adaptive", "resolution": "720p"}
+    assert matched_params(body) == {"resolution": "720p"}
+    sub = submission(params=matched_params(body))
+    listed = [candidate("it", 2, seed=7, duration=5, ratio="16:9", resolution="720p")]
+    assert match_submission(sub, END, listed, frozenset(), 0) == Found("it")
+
+
+def test_looks_back_off_to_an_hour() -> None:
+    assert [(next_look(T0, n) - T0).total_seconds() for n in (0, 1, 2, 30)] == [
+        10,
+        20,
+        40,
+        3600,
+    ]
+
+
+def test_a_rival_is_another_submission_whose_model_could_be_the_same() -> None:
+    mine = submission()
+    assert not is_rival(mine, mine)
+    other = replace(mine, id="smb_2")
+    assert is_rival(mine, other)
+    assert not is_rival(mine, replace(other, registration={"model": "n"}))
+    assert is_rival(mine, replace(other, registration={}))  # model unknown: could be
+    assert is_rival(replace(mine, registration={}), replace(other, registration={"model": "n"}))

@@ -237,6 +237,12 @@ class ArkDialect:
         return HttpCall(method="GET", path=TASKS_PATH, params=params)
 
     def parse_list(self, reply: HttpReply, now: datetime) -> list[Candidate] | ProviderFault:
+        if reply.status_code in (404, 405):
+            # A mirror that serves no list (cubicspaces' page documents none): not a fault
+            # of the provider's, and nothing to back it off for.
+            return ProviderFault(
+                FaultKind.NOT_FOUND, False, "the provider serves no task list", reply.status_code
+            )
         if not is_success(reply):
             return _reply_error(reply, now)
         obj = as_mapping(decode_json(reply.body))

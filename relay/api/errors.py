@@ -59,6 +59,7 @@ ANSWERS: Final[Mapping[type[e.RelayError], Answer]] = MappingProxyType(
         e.SubmissionUncertain: Answer(502, "submission_uncertain"),
         e.SubmissionStillUncertain: Answer(409, "submission_uncertain"),
         e.SubmissionInFlight: Answer(409, "submission_in_flight"),
+        e.SubmissionKeyReused: Answer(409, "idempotency_key_reused"),
         e.SubmissionSettled: Answer(409, "submission_settled"),
         # the request itself
         e.BadRequest: Answer(400, "invalid_request"),
@@ -102,8 +103,9 @@ async def answer_error(request: Request, exc: Exception) -> Response:
     if answer is None:  # pragma: no cover - registered only for the table's classes
         raise exc
     response = error_response(answer.status, answer.code, str(exc))
-    if isinstance(exc, (e.TooManyRequests, e.IdempotencyKeyInUse)):
-        response.headers["Retry-After"] = str(exc.retry_after)
+    retry_after = getattr(exc, "retry_after", None)
+    if isinstance(retry_after, int):
+        response.headers["Retry-After"] = str(retry_after)
     return response
 
 

@@ -333,11 +333,18 @@ def submission_params(s: Submission) -> dict[str, Any]:
         "registration": json.dumps(s.registration, separators=(",", ":")),
         "idempotency_key": s.idempotency_key,
         "provider_task_id": s.provider_task_id,
-        "detail": s.detail,
+        "detail": storable(s.detail),
         "created_at": ts(s.created_at),
         "updated_at": ts(s.updated_at),
         "lease_until": ts(s.lease_until),
+        "looks": s.looks,
+        "next_look_at": ts(s.next_look_at),
     }
+
+
+def storable(text: str | None) -> str | None:
+    """Text a provider wrote (a fault message), without the NUL PostgreSQL cannot store."""
+    return None if text is None else text.replace("\x00", "")
 
 
 def submission_from_row(row: Sequence[Any]) -> Submission:
@@ -356,4 +363,6 @@ def submission_from_row(row: Sequence[Any]) -> Submission:
         created_at=utc(row[10]),
         updated_at=utc(row[11]),
         lease_until=utc(row[12]),
+        looks=row[13],
+        next_look_at=dt(row[14]),
     )

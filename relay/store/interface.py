@@ -446,7 +446,8 @@ class IdempotencyStore(Protocol):
 
 class SubmissionStore(Protocol):
     """The intents written before a provider is asked to create a task
-    (``relay.submissions``). ``create_task(..., submission=id)`` accepts one."""
+    (``relay.submissions``). ``create_task(..., submission=id)`` accepts one, and raises
+    ``SubmissionSettled`` (writing nothing) when it was accepted already or not accepted."""
 
     async def begin_submission(self, submission: Submission) -> None:
         """Write a ``pending`` submission, before the provider is asked."""
@@ -463,8 +464,17 @@ class SubmissionStore(Protocol):
         now: datetime,
         detail: str | None = None,
         provider_task_id: str | None = None,
+        next_look_at: datetime | None = None,
     ) -> bool:
-        """Move an open submission to ``state``; False when it was already settled."""
+        """Move an open submission to ``state`` (``next_look_at``: an uncertain one's first
+        look at the provider's list); False when it was already settled."""
+        ...
+
+    async def note_look(
+        self, submission_id: str, now: datetime, detail: str, next_look_at: datetime | None
+    ) -> None:
+        """A look at the provider's list that settled nothing: why, and when to look again
+        (None: never; a person must)."""
         ...
 
     async def get_submission(self, account_id: str, submission_id: str) -> Submission | None: ...
@@ -479,12 +489,21 @@ class SubmissionStore(Protocol):
         """Newest first."""
         ...
 
-    async def open_submissions(self, limit: int) -> list[Submission]:
-        """Every account's pending and uncertain submissions, oldest first."""
+    async def due_submissions(self, now: datetime, since: datetime, limit: int) -> list[Submission]:
+        """Every account's uncertain submissions created after ``since`` whose next look is
+        due at ``now``, the longest waiting first."""
+        ...
+
+    async def rival_submissions(
+        self, submission: Submission, start: datetime, end: datetime
+    ) -> list[Submission]:
+        """The other open submissions to ``submission``'s provider whose windows (creation
+        to lease) meet ``start`` to ``end``."""
         ...
 
     async def expire_submissions(self, now: datetime, detail: str) -> int:
-        """Pending submissions whose holder's lease ran out become uncertain; how many."""
+        """Pending submissions whose holder's lease ran out become uncertain, due for a look
+        at once; how many."""
         ...
 
     async def known_provider_task_ids(self, provider: str, ids: Sequence[str]) -> frozenset[str]:

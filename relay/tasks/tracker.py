@@ -50,8 +50,9 @@ from relay.polling.schedule import next_poll_delay
 from relay.pump import Pump
 from relay.tasks import verdicts
 from relay.tasks.pushes import Confirmations
+from relay.tasks.reconciling import TrackingStore
 from relay.tasks.registration import ProviderPlan, Registration
-from relay.tasks.submitting import Submitter, TrackingStore
+from relay.tasks.submitting import Submitter
 from relay.transitions import Change, apply_answer, registered, terminate
 
 log = logging.getLogger("relay.tracker")

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import pytest
+
+from relay.errors import SubmissionSettled
 from relay.models import Account
 from relay.store.interface import Store
 from relay.submissions import Submission, SubmissionState
@@ -62,9 +65,26 @@ async def test_create_task_accepts_its_submission_in_the_same_write(
     accepted = await store.get_submission(alice.id, sub.id)
     assert accepted is not None
     assert (accepted.state, accepted.provider_task_id) == (SubmissionState.ACCEPTED, "cgt-1")
-    # A settled submission does not move again.
+    # A settled submission does not move again, and is not accepted twice.
     assert not await store.settle_submission(sub.id, UNCERTAIN, at(seconds=5), "late")
-    assert await store.open_submissions(10) == []
+    other = new_task(alice, provider_task_id="cgt-2")
+    with pytest.raises(SubmissionSettled):
+        await store.create_task(registered(other, NOW, event_id), None, sub.id)
+    assert await store.get_task(alice.id, other.id) is None  # nothing of it was written
+
+
+async def test_an_abandoned_submission_whose_task_turns_up_is_accepted(
+    store: Store, alice: Account
+) -> None:
+    """A person said nothing was made; then the task was found after all: it is tracked."""
+    sub = intent(alice)
+    await store.begin_submission(sub)
+    await store.settle_submission(sub.id, SubmissionState.ABANDONED, NOW, "by hand")
+    task = new_task(alice, provider_task_id="cgt-late")
+    await store.create_task(registered(task, NOW, event_id), None, sub.id)
+    accepted = await store.get_submission(alice.id, sub.id)
+    assert accepted is not None
+    assert (accepted.state, accepted.provider_task_id) == (SubmissionState.ACCEPTED, "cgt-late")
 
 
 async def test_settling_moves_only_open_submissions(store: Store, alice: Account) -> None:
@@ -91,8 +111,11 @@ async def test_a_pending_submission_past_its_lease_becomes_uncertain(
     late = intent(alice, key=None, lease_until=at(seconds=90))
     await store.begin_submission(early)
     await store.begin_submission(late)
-    assert [s.id for s in await store.open_submissions(10)] == [early.id, late.id]
+    assert await store.due_submissions(at(seconds=60), NOW, 10) == []
     assert await store.expire_submissions(at(seconds=60), "the holder died") == 1
+    # Looked for at once.
+    [due] = await store.due_submissions(at(seconds=60), NOW, 10)
+    assert (due.id, due.next_look_at) == (early.id, at(seconds=60))
     assert (await store.metrics_snapshot(NOW)).uncertain_submissions == 1
     expired = await store.get_submission(alice.id, early.id)
     assert expired is not None
@@ -100,6 +123,40 @@ async def test_a_pending_submission_past_its_lease_becomes_uncertain(
     still = await store.get_submission(alice.id, late.id)
     assert still is not None
     assert still.state is PENDING
+
+
+async def test_uncertain_submissions_come_due_by_their_next_look(
+    store: Store, alice: Account, bob: Account
+) -> None:
+    first, second, old = intent(alice), intent(bob), intent(alice, created_at=at(days=-3))
+    for sub in (first, second, old):
+        await store.begin_submission(sub)
+        await store.settle_submission(sub.id, UNCERTAIN, NOW, "lost", next_look_at=at(seconds=10))
+    await store.note_look(second.id, at(seconds=10), "not listed", at(seconds=30))
+    since = at(days=-2)
+    assert [s.id for s in await store.due_submissions(at(seconds=10), since, 10)] == [first.id]
+    due = await store.due_submissions(at(seconds=30), since, 10)
+    assert [s.id for s in due] == [first.id, second.id]
+    looked = due[1]
+    assert (looked.looks, looked.detail, looked.updated_at) == (1, "not listed", at(seconds=10))
+    # Never due: a person must settle it.
+    await store.note_look(first.id, at(seconds=30), "no list", None)
+    assert [s.id for s in await store.due_submissions(at(days=9), since, 10)] == [second.id]
+
+
+async def test_rivals_are_other_open_submissions_of_the_provider_in_the_window(
+    store: Store, alice: Account, bob: Account
+) -> None:
+    sub = intent(alice, lease_until=at(seconds=20))
+    overlapping = intent(bob, created_at=at(seconds=10), lease_until=at(seconds=40))
+    later = intent(bob, created_at=at(seconds=30), lease_until=at(seconds=50))
+    elsewhere = intent(bob, provider="other")
+    settled = intent(bob)
+    for s in (sub, overlapping, later, elsewhere, settled):
+        await store.begin_submission(s)
+    await store.settle_submission(settled.id, SubmissionState.NOT_ACCEPTED, NOW, "429")
+    rivals = await store.rival_submissions(sub, at(seconds=-5), sub.lease_until)
+    assert [r.id for r in rivals] == [overlapping.id]
 
 
 async def test_known_provider_task_ids_are_tracked_tasks_and_held_submissions(

@@ -12,14 +12,15 @@ import pytest
 from relay.api.errors import Answer, answer_for
 from relay.errors import (
     ProviderUnavailable,
+    SubmissionKeyReused,
     SubmissionSettled,
     SubmissionStillUncertain,
     SubmissionUncertain,
 )
 from relay.models import DeliveryStatus, EventType, Task, TaskStatus
 from relay.store.interface import EventQuery, TaskQuery
-from relay.submissions import Submission, SubmissionState
-from relay.tasks.submitting import DEAD_HOLDER, RECONCILE_FIRST
+from relay.submissions import LOOK_FIRST, Submission, SubmissionState
+from relay.tasks.reconciling import DEAD_HOLDER, NO_LIST
 from tests.tasks.tracker_env import HOOK, MODEL, POST, SEED, T0, TASKS_PATH, Env, at, create_body
 
 LIST = ("GET", TASKS_PATH)
@@ -70,7 +71,14 @@ async def test_a_lost_answer_is_uncertain_and_a_retry_finds_the_task_not_a_secon
     assert caught.value.submission_id == sub.id
     assert await tasks(env) == []
 
+    # Asked again before the provider's list is due (a task may show there a moment after
+    # it was made): still uncertain, with when to ask again, and nothing asked.
     env.clock.advance(3)
+    with pytest.raises(SubmissionStillUncertain) as early:
+        await submit(env, callback_url=HOOK, reference="order-1234")
+    assert early.value.retry_after == LOOK_FIRST - 3
+    assert env.recorder.requests == [POST]
+    env.clock.advance(LOOK_FIRST)
     task = await submit(env, callback_url=HOOK, reference="order-1234")
     # One create at the provider; the retry read its task list and found the task.
     assert env.recorder.requests[:2] == [POST, LIST]
@@ -95,14 +103,16 @@ async def test_a_retry_that_cannot_find_the_task_is_still_uncertain_never_sent_a
     env.recorder.scripted = [500]  # the provider's 500 does not say whether it took it
     with pytest.raises(SubmissionUncertain):
         await submit(env)
-    env.clock.advance(60)  # past the provider's back-off
-    for _ in range(2):
+    env.clock.advance(60)  # past the provider's back-off and the first look
+    for _ in range(5):  # a client retrying in a loop
         with pytest.raises(SubmissionStillUncertain) as caught:
             await submit(env)
         assert answer_for(caught.value) == Answer(409, "submission_uncertain")
-    assert env.recorder.requests.count(POST) == 1
+    # One look at the provider's list, the schedule's; the loop asked nothing more.
+    assert env.recorder.requests == [POST, LIST]
+    assert caught.value.retry_after == LOOK_FIRST  # the next look, then twice as far apart
     sub = await only_submission(env)
-    assert sub.state is SubmissionState.UNCERTAIN
+    assert (sub.state, sub.looks) == (SubmissionState.UNCERTAIN, 1)
     assert sub.detail == (
         "not found in the provider's task list: the provider lists no task that matches it"
     )
@@ -115,6 +125,40 @@ async def test_a_retry_that_cannot_find_the_task_is_still_uncertain_never_sent_a
     task = await submit(env)
     assert task.status is TaskStatus.QUEUED
     assert env.recorder.requests.count(POST) == 2
+
+
+async def test_an_unsettled_key_refuses_another_request(env: Env) -> None:
+    """The 502 let the key's reservation go, not its submission: the same key with another
+    body must not create while the first may still exist."""
+    env.recorder.scripted = [500]
+    with pytest.raises(SubmissionUncertain):
+        await submit(env, prompt="first")
+    env.clock.advance(60)
+    with pytest.raises(SubmissionKeyReused) as caught:
+        await submit(env, prompt="second")
+    assert answer_for(caught.value) == Answer(409, "idempotency_key_reused")
+    assert env.recorder.requests == [POST]
+
+
+async def test_a_task_the_provider_named_cannot_be_abandoned(env: Env) -> None:
+    sub = await uncertain_with_id(env, "cgt-known")
+    with pytest.raises(SubmissionSettled, match="resolve it with that provider_task_id"):
+        await env.tracker.submitter.resolve(env.account.id, sub.id, None)
+
+
+async def uncertain_with_id(env: Env, provider_task_id: str) -> Submission:
+    """An uncertain submission whose provider task id is known (the provider took it, the
+    task could not be saved)."""
+    env.recorder.scripted = [500]
+    with pytest.raises(SubmissionUncertain):
+        await submit(env)
+    sub = await only_submission(env)
+    await env.store.settle_submission(
+        sub.id, SubmissionState.UNCERTAIN, T0, "saved nothing", provider_task_id
+    )
+    again = await env.store.get_submission(env.account.id, sub.id)
+    assert again is not None
+    return again
 
 
 async def test_a_refusal_took_nothing_so_a_retry_submits_again(env: Env) -> None:
@@ -140,15 +184,15 @@ async def test_two_lost_creates_of_one_model_are_not_told_apart_by_the_list(env:
     with pytest.raises(SubmissionStillUncertain):
         await submit(env, prompt="a", key="a")
     page = await env.store.list_submissions(env.account.id, SubmissionState.UNCERTAIN, None, 10)
-    assert {s.detail for s in page.items} >= {
+    a = next(s for s in page.items if s.idempotency_key == "a")
+    assert a.detail == (
         "not found in the provider's task list: 1 other submission(s) to this provider "
         "are unsettled"
-    }
+    )
     assert await tasks(env) == []
     # Settling one by hand (the caller found its task) lets the list tell the other.
     listed = (await env.http.get(TASKS_PATH, headers={"authorization": "Bearer k"})).json()
     first, second = listed["items"]  # newest first: b, then a
-    a = next(s for s in page.items if s.idempotency_key == "a")
     await env.tracker.submitter.resolve(env.account.id, a.id, second["id"])
     task = await submit(env, prompt="b", key="b")
     assert task.provider_task_id == first["id"]
@@ -172,15 +216,11 @@ async def test_the_reconciler_settles_what_a_dead_process_left_pending(env: Env)
         lease_until=at(30),
     )
     await env.store.begin_submission(pending)
-    submitter = env.tracker.submitter
-    assert await submitter.reconcile_open() == 0  # still leased
+    reconciler = env.tracker.submitter.reconciler
+    assert await reconciler.reconcile_open() == 0  # still leased
+    assert env.recorder.requests == [POST]
     env.clock.advance(31)
-    assert await submitter.reconcile_open() == 0  # now uncertain; its first look comes later
-    now_uncertain = await env.store.get_submission(env.account.id, pending.id)
-    assert now_uncertain is not None
-    assert (now_uncertain.state, now_uncertain.detail) == (SubmissionState.UNCERTAIN, DEAD_HOLDER)
-    env.clock.advance(RECONCILE_FIRST)
-    assert await submitter.reconcile_open() == 1
+    assert await reconciler.reconcile_open() == 1  # uncertain, looked for at once, found
     task = await env.store.get_task(env.account.id, pending.task_id)
     assert task is not None
     assert (task.callback_url, task.provider_task_id) == (HOOK, provider_task_id)
@@ -190,6 +230,27 @@ async def test_the_reconciler_settles_what_a_dead_process_left_pending(env: Env)
     view = await env.store.event_deliveries(env.account.id, last.id)
     assert [(d.delivery.url, d.delivery.status) for d in view] == [(HOOK, DeliveryStatus.PENDING)]
     assert env.recorder.requests.count(POST) == 1  # the dead process's create
+    settled = await env.store.get_submission(env.account.id, pending.id)
+    assert settled is not None
+    assert (settled.state, settled.detail) == (SubmissionState.ACCEPTED, DEAD_HOLDER)
+
+
+async def test_a_provider_without_a_task_list_leaves_it_to_a_person(env: Env) -> None:
+    """A mirror that serves no list (404) is no fault of the provider's and no reason to
+    ask again: the submission waits for a person, and its retries ask nothing."""
+    env.recorder.scripted = [500]
+    with pytest.raises(SubmissionUncertain):
+        await submit(env)
+    env.clock.advance(60)
+    env.recorder.scripted = [404]
+    with pytest.raises(SubmissionStillUncertain) as caught:
+        await submit(env)
+    assert caught.value.retry_after is None
+    sub = await only_submission(env)
+    assert (sub.detail, sub.next_look_at) == (NO_LIST, None)
+    assert env.client.health().consecutive_faults == 1  # the 500's; the 404 counts nothing
+    assert await env.tracker.submitter.reconciler.reconcile_open() == 0
+    assert env.recorder.requests == [POST, LIST]
 
 
 async def test_resolving_with_the_provider_task_id_tracks_it(env: Env) -> None:

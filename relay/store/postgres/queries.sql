@@ -965,47 +965,58 @@ DELETE FROM idempotency_keys WHERE created_at < %(before)s
 -- insert_submission --
 INSERT INTO submissions (
     id, account_id, task_id, provider, state, body_hash, registration, idempotency_key,
-    provider_task_id, detail, created_at, updated_at, lease_until
+    provider_task_id, detail, created_at, updated_at, lease_until, looks, next_look_at
 ) VALUES (
     %(id)s, %(account_id)s, %(task_id)s, %(provider)s, %(state)s, %(body_hash)s,
-    %(registration)s, %(idempotency_key)s, %(provider_task_id)s, %(detail)s, %(created_at)s,
-    %(updated_at)s, %(lease_until)s
+    %(registration)s, %(idempotency_key)s, %(provider_task_id)s, %(detail)s,
+    %(created_at)s, %(updated_at)s, %(lease_until)s, %(looks)s, %(next_look_at)s
 )
+
+-- renew_submission --
+UPDATE submissions SET lease_until = %(lease_until)s WHERE id = %(id)s AND state = 'pending'
 
 -- settle_submission --
 -- Only an open submission moves: a settled one (accepted, not accepted, abandoned) is final.
 UPDATE submissions
 SET state = %(state)s, detail = %(detail)s, updated_at = %(now)s,
+    next_look_at = %(next_look_at)s,
     provider_task_id = coalesce(%(provider_task_id)s, provider_task_id)
 WHERE id = %(id)s AND state IN ('pending', 'uncertain')
 
--- renew_submission --
-UPDATE submissions SET lease_until = %(lease_until)s WHERE id = %(id)s AND state = 'pending'
+-- note_look --
+-- A look at the provider's list that settled nothing: when to look again, and why not yet.
+UPDATE submissions
+SET detail = %(detail)s, updated_at = %(now)s, looks = looks + 1,
+    next_look_at = %(next_look_at)s
+WHERE id = %(id)s AND state = 'uncertain'
 
 -- accept_submission --
--- In the transaction that creates its task (create_task).
+-- In the transaction that creates its task (create_task), which no row here undoes. An
+-- abandoned one is accepted too: a person said nothing was made, and yet here it is.
 UPDATE submissions
-SET state = 'accepted', provider_task_id = %(provider_task_id)s, updated_at = %(now)s
-WHERE id = %(id)s AND state IN ('pending', 'uncertain')
+SET state = 'accepted', provider_task_id = %(provider_task_id)s, updated_at = %(now)s,
+    next_look_at = NULL
+WHERE id = %(id)s AND state IN ('pending', 'uncertain', 'abandoned')
+RETURNING id
 
 -- get_submission --
 SELECT id, account_id, task_id, provider, state, body_hash, registration, idempotency_key,
-       provider_task_id, detail, created_at, updated_at, lease_until
+       provider_task_id, detail, created_at, updated_at, lease_until, looks, next_look_at
 FROM submissions
 WHERE id = %(id)s AND account_id = %(account_id)s
 
 -- submission_for_key --
 -- The latest with this key: a key may be used again once its reservation was pruned.
 SELECT id, account_id, task_id, provider, state, body_hash, registration, idempotency_key,
-       provider_task_id, detail, created_at, updated_at, lease_until
+       provider_task_id, detail, created_at, updated_at, lease_until, looks, next_look_at
 FROM submissions
 WHERE account_id = %(account_id)s AND idempotency_key = %(key)s
 ORDER BY pk DESC
 LIMIT 1
 
 -- list_submissions --
-SELECT pk, id, account_id, task_id, provider, state, body_hash, registration,
-       idempotency_key, provider_task_id, detail, created_at, updated_at, lease_until
+SELECT pk, id, account_id, task_id, provider, state, body_hash, registration, idempotency_key,
+       provider_task_id, detail, created_at, updated_at, lease_until, looks, next_look_at
 FROM submissions
 WHERE account_id = %(account_id)s
   AND pk < coalesce(%(after)s::bigint, 9223372036854775807)
@@ -1013,19 +1024,32 @@ WHERE account_id = %(account_id)s
 ORDER BY pk DESC
 LIMIT %(limit)s
 
--- open_submissions --
--- Every account's: what reconciling (and counting rivals) looks at.
+-- due_submissions --
+-- Every account's uncertain submissions whose next look has come, the longest waiting first;
+-- past RECONCILE_FOR they are a person's (the provider forgets tasks after a while).
 SELECT id, account_id, task_id, provider, state, body_hash, registration, idempotency_key,
-       provider_task_id, detail, created_at, updated_at, lease_until
+       provider_task_id, detail, created_at, updated_at, lease_until, looks, next_look_at
 FROM submissions
-WHERE state IN ('pending', 'uncertain')
-ORDER BY created_at
+WHERE state = 'uncertain' AND next_look_at <= %(now)s AND created_at >= %(since)s
+ORDER BY next_look_at
 LIMIT %(limit)s
 
+-- rival_submissions --
+-- Other open submissions to the provider whose window meets [start, end]: while one is open,
+-- a task found in that window might be its, and is handed to nobody.
+SELECT id, account_id, task_id, provider, state, body_hash, registration, idempotency_key,
+       provider_task_id, detail, created_at, updated_at, lease_until, looks, next_look_at
+FROM submissions
+WHERE provider = %(provider)s
+  AND state IN ('pending', 'uncertain')
+  AND created_at <= %(end)s
+  AND lease_until >= %(start)s
+  AND id <> %(id)s
+
 -- expire_submissions --
--- Pending past its lease: the instance that was asking the provider died.
+-- Pending past its lease: the instance that was asking the provider died. Looked for at once.
 UPDATE submissions
-SET state = 'uncertain', detail = %(detail)s, updated_at = %(now)s
+SET state = 'uncertain', detail = %(detail)s, updated_at = %(now)s, next_look_at = %(now)s
 WHERE state = 'pending' AND lease_until < %(now)s
 
 -- known_provider_task_ids --

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
+from relay.errors import SubmissionSettled
 from relay.store import codec
 from relay.store.codec import ts
 from relay.store.interface import Page
@@ -43,13 +44,15 @@ class SubmissionsMixin:
         now: datetime,
         detail: str | None = None,
         provider_task_id: str | None = None,
+        next_look_at: datetime | None = None,
     ) -> bool:
         params = {
             "id": submission_id,
             "state": state.value,
             "now": ts(now),
-            "detail": detail,
+            "detail": codec.storable(detail),
             "provider_task_id": provider_task_id,
+            "next_look_at": ts(next_look_at),
         }
 
         async def settle(c: Conn) -> bool:
@@ -57,6 +60,17 @@ class SubmissionsMixin:
             return cur.rowcount == 1
 
         return await self._db.run(settle, transaction=False)
+
+    async def note_look(
+        self, submission_id: str, now: datetime, detail: str, next_look_at: datetime | None
+    ) -> None:
+        params = {
+            "id": submission_id,
+            "now": ts(now),
+            "detail": codec.storable(detail),
+            "next_look_at": ts(next_look_at),
+        }
+        await self._db.run(lambda c: c.execute(QUERIES["note_look"], params), transaction=False)
 
     async def get_submission(self, account_id: str, submission_id: str) -> Submission | None:
         params = {"id": submission_id, "account_id": account_id}
@@ -86,10 +100,24 @@ class SubmissionsMixin:
         )
         return codec.paged(rows, limit, codec.submission_from_row)
 
-    async def open_submissions(self, limit: int) -> list[Submission]:
+    async def due_submissions(self, now: datetime, since: datetime, limit: int) -> list[Submission]:
+        params = {"now": ts(now), "since": ts(since), "limit": limit}
         rows = await self._db.run(
-            lambda c: fetch_all(c, QUERIES["open_submissions"], {"limit": limit}),
-            transaction=False,
+            lambda c: fetch_all(c, QUERIES["due_submissions"], params), transaction=False
+        )
+        return [codec.submission_from_row(r) for r in rows]
+
+    async def rival_submissions(
+        self, submission: Submission, start: datetime, end: datetime
+    ) -> list[Submission]:
+        params = {
+            "provider": submission.provider,
+            "id": submission.id,
+            "start": ts(start),
+            "end": ts(end),
+        }
+        rows = await self._db.run(
+            lambda c: fetch_all(c, QUERIES["rival_submissions"], params), transaction=False
         )
         return [codec.submission_from_row(r) for r in rows]
 
@@ -112,8 +140,11 @@ class SubmissionsMixin:
 async def accept_submission(
     c: Conn, submission_id: str, provider_task_id: str | None, now: datetime
 ) -> None:
-    """In ``create_task``'s transaction."""
-    await c.execute(
+    """In ``create_task``'s transaction, which ``SubmissionSettled`` rolls back."""
+    accepted = await fetch_one(
+        c,
         QUERIES["accept_submission"],
         {"id": submission_id, "provider_task_id": provider_task_id, "now": ts(now)},
     )
+    if accepted is None:
+        raise SubmissionSettled(f"submission {submission_id} was settled meanwhile")

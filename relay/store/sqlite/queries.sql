@@ -831,46 +831,58 @@ DELETE FROM idempotency_keys WHERE created_at < :before
 -- insert_submission --
 INSERT INTO submissions (
     id, account_id, task_id, provider, state, body_hash, registration, idempotency_key,
-    provider_task_id, detail, created_at, updated_at, lease_until
+    provider_task_id, detail, created_at, updated_at, lease_until, looks, next_look_at
 ) VALUES (
-    :id, :account_id, :task_id, :provider, :state, :body_hash, :registration, :idempotency_key,
-    :provider_task_id, :detail, :created_at, :updated_at, :lease_until
+    :id, :account_id, :task_id, :provider, :state, :body_hash,
+    :registration, :idempotency_key, :provider_task_id, :detail,
+    :created_at, :updated_at, :lease_until, :looks, :next_look_at
 )
+
+-- renew_submission --
+UPDATE submissions SET lease_until = :lease_until WHERE id = :id AND state = 'pending'
 
 -- settle_submission --
 -- Only an open submission moves: a settled one (accepted, not accepted, abandoned) is final.
 UPDATE submissions
 SET state = :state, detail = :detail, updated_at = :now,
+    next_look_at = :next_look_at,
     provider_task_id = coalesce(:provider_task_id, provider_task_id)
 WHERE id = :id AND state IN ('pending', 'uncertain')
 
--- renew_submission --
-UPDATE submissions SET lease_until = :lease_until WHERE id = :id AND state = 'pending'
+-- note_look --
+-- A look at the provider's list that settled nothing: when to look again, and why not yet.
+UPDATE submissions
+SET detail = :detail, updated_at = :now, looks = looks + 1,
+    next_look_at = :next_look_at
+WHERE id = :id AND state = 'uncertain'
 
 -- accept_submission --
--- In the transaction that creates its task (create_task).
+-- In the transaction that creates its task (create_task), which no row here undoes. An
+-- abandoned one is accepted too: a person said nothing was made, and yet here it is.
 UPDATE submissions
-SET state = 'accepted', provider_task_id = :provider_task_id, updated_at = :now
-WHERE id = :id AND state IN ('pending', 'uncertain')
+SET state = 'accepted', provider_task_id = :provider_task_id, updated_at = :now,
+    next_look_at = NULL
+WHERE id = :id AND state IN ('pending', 'uncertain', 'abandoned')
+RETURNING id
 
 -- get_submission --
 SELECT id, account_id, task_id, provider, state, body_hash, registration, idempotency_key,
-       provider_task_id, detail, created_at, updated_at, lease_until
+       provider_task_id, detail, created_at, updated_at, lease_until, looks, next_look_at
 FROM submissions
 WHERE id = :id AND account_id = :account_id
 
 -- submission_for_key --
 -- The latest with this key: a key may be used again once its reservation was pruned.
 SELECT id, account_id, task_id, provider, state, body_hash, registration, idempotency_key,
-       provider_task_id, detail, created_at, updated_at, lease_until
+       provider_task_id, detail, created_at, updated_at, lease_until, looks, next_look_at
 FROM submissions
 WHERE account_id = :account_id AND idempotency_key = :key
 ORDER BY rowid DESC
 LIMIT 1
 
 -- list_submissions --
-SELECT rowid, id, account_id, task_id, provider, state, body_hash, registration,
-       idempotency_key, provider_task_id, detail, created_at, updated_at, lease_until
+SELECT rowid, id, account_id, task_id, provider, state, body_hash, registration, idempotency_key,
+       provider_task_id, detail, created_at, updated_at, lease_until, looks, next_look_at
 FROM submissions
 WHERE account_id = :account_id
   AND rowid < coalesce(:after, 9223372036854775807)
@@ -878,25 +890,38 @@ WHERE account_id = :account_id
 ORDER BY rowid DESC
 LIMIT :limit
 
--- open_submissions --
--- Every account's: what reconciling (and counting rivals) looks at.
+-- due_submissions --
+-- Every account's uncertain submissions whose next look has come, the longest waiting first;
+-- past RECONCILE_FOR they are a person's (the provider forgets tasks after a while).
 SELECT id, account_id, task_id, provider, state, body_hash, registration, idempotency_key,
-       provider_task_id, detail, created_at, updated_at, lease_until
+       provider_task_id, detail, created_at, updated_at, lease_until, looks, next_look_at
 FROM submissions
-WHERE state IN ('pending', 'uncertain')
-ORDER BY created_at
+WHERE state = 'uncertain' AND next_look_at <= :now AND created_at >= :since
+ORDER BY next_look_at
 LIMIT :limit
 
+-- rival_submissions --
+-- Other open submissions to the provider whose window meets [start, end]: while one is open,
+-- a task found in that window might be its, and is handed to nobody.
+SELECT id, account_id, task_id, provider, state, body_hash, registration, idempotency_key,
+       provider_task_id, detail, created_at, updated_at, lease_until, looks, next_look_at
+FROM submissions
+WHERE provider = :provider
+  AND state IN ('pending', 'uncertain')
+  AND created_at <= :end
+  AND lease_until >= :start
+  AND id <> :id
+
 -- expire_submissions --
--- Pending past its lease: the instance that was asking the provider died.
+-- Pending past its lease: the instance that was asking the provider died. Looked for at once.
 UPDATE submissions
-SET state = 'uncertain', detail = :detail, updated_at = :now
+SET state = 'uncertain', detail = :detail, updated_at = :now, next_look_at = :now
 WHERE state = 'pending' AND lease_until < :now
 
 -- release_submissions --
 -- At start-up (one instance): every pending submission is a dead process's.
 UPDATE submissions
-SET state = 'uncertain', detail = :detail, updated_at = :now
+SET state = 'uncertain', detail = :detail, updated_at = :now, next_look_at = :now
 WHERE state = 'pending'
 
 -- known_provider_task_ids --

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from relay.errors import SubmissionSettled
 from relay.store import codec
 from relay.store.codec import ts
 from relay.store.interface import Page
@@ -39,17 +40,30 @@ class SubmissionsMixin:
         now: datetime,
         detail: str | None = None,
         provider_task_id: str | None = None,
+        next_look_at: datetime | None = None,
     ) -> bool:
         params = {
             "id": submission_id,
             "state": state.value,
             "now": ts(now),
-            "detail": detail,
+            "detail": codec.storable(detail),
             "provider_task_id": provider_task_id,
+            "next_look_at": ts(next_look_at),
         }
         return await self._db.write(
             lambda c: c.execute(QUERIES["settle_submission"], params).rowcount == 1
         )
+
+    async def note_look(
+        self, submission_id: str, now: datetime, detail: str, next_look_at: datetime | None
+    ) -> None:
+        params = {
+            "id": submission_id,
+            "now": ts(now),
+            "detail": codec.storable(detail),
+            "next_look_at": ts(next_look_at),
+        }
+        await self._db.write(lambda c: c.execute(QUERIES["note_look"], params))
 
     async def get_submission(self, account_id: str, submission_id: str) -> Submission | None:
         params = {"id": submission_id, "account_id": account_id}
@@ -77,9 +91,24 @@ class SubmissionsMixin:
         )
         return codec.paged(rows, limit, codec.submission_from_row)
 
-    async def open_submissions(self, limit: int) -> list[Submission]:
+    async def due_submissions(self, now: datetime, since: datetime, limit: int) -> list[Submission]:
+        params = {"now": ts(now), "since": ts(since), "limit": limit}
         rows = await self._db.read(
-            lambda c: c.execute(QUERIES["open_submissions"], {"limit": limit}).fetchall()
+            lambda c: c.execute(QUERIES["due_submissions"], params).fetchall()
+        )
+        return [codec.submission_from_row(r) for r in rows]
+
+    async def rival_submissions(
+        self, submission: Submission, start: datetime, end: datetime
+    ) -> list[Submission]:
+        params = {
+            "provider": submission.provider,
+            "id": submission.id,
+            "start": ts(start),
+            "end": ts(end),
+        }
+        rows = await self._db.read(
+            lambda c: c.execute(QUERIES["rival_submissions"], params).fetchall()
         )
         return [codec.submission_from_row(r) for r in rows]
 
@@ -107,8 +136,10 @@ def release_submissions(c: sqlite3.Connection, now: datetime) -> Any:
 def accept_submission(
     c: sqlite3.Connection, submission_id: str, provider_task_id: str | None, now: datetime
 ) -> None:
-    """In ``create_task``'s transaction."""
-    c.execute(
+    """In ``create_task``'s transaction, which ``SubmissionSettled`` rolls back."""
+    accepted = c.execute(
         QUERIES["accept_submission"],
         {"id": submission_id, "provider_task_id": provider_task_id, "now": ts(now)},
-    )
+    ).fetchone()
+    if accepted is None:
+        raise SubmissionSettled(f"submission {submission_id} was settled meanwhile")

@@ -15,11 +15,15 @@ CREATE TABLE submissions (
     detail           text,
     created_at       double precision NOT NULL,
     updated_at       double precision NOT NULL,
-    lease_until      double precision NOT NULL
+    lease_until      double precision NOT NULL,
+    looks            integer NOT NULL DEFAULT 0,  -- how often the provider's list was read for it
+    next_look_at     double precision               -- uncertain: when to read it again (NULL: only a person can)
 );
 CREATE INDEX submissions_by_key ON submissions (account_id, idempotency_key)
     WHERE idempotency_key IS NOT NULL;
-CREATE INDEX submissions_open ON submissions (state, lease_until)
+CREATE INDEX submissions_pending ON submissions (lease_until) WHERE state = 'pending';
+CREATE INDEX submissions_due ON submissions (next_look_at) WHERE state = 'uncertain';
+CREATE INDEX submissions_open ON submissions (provider, created_at)
     WHERE state IN ('pending', 'uncertain');
 CREATE INDEX submissions_listed ON submissions (account_id, pk);
 CREATE INDEX submissions_age ON submissions (updated_at);

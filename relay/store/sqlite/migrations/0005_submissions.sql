@@ -14,11 +14,15 @@ CREATE TABLE submissions (
     detail           TEXT,
     created_at       REAL NOT NULL,
     updated_at       REAL NOT NULL,
-    lease_until      REAL NOT NULL
+    lease_until      REAL NOT NULL,
+    looks            INTEGER NOT NULL DEFAULT 0,  -- how often the provider's list was read for it
+    next_look_at     REAL               -- uncertain: when to read it again (NULL: only a person can)
 );
 CREATE INDEX submissions_by_key ON submissions (account_id, idempotency_key)
     WHERE idempotency_key IS NOT NULL;
-CREATE INDEX submissions_open ON submissions (state, lease_until)
+CREATE INDEX submissions_pending ON submissions (lease_until) WHERE state = 'pending';
+CREATE INDEX submissions_due ON submissions (next_look_at) WHERE state = 'uncertain';
+CREATE INDEX submissions_open ON submissions (provider, created_at)
     WHERE state IN ('pending', 'uncertain');
 CREATE INDEX submissions_listed ON submissions (account_id);  -- ordered by rowid within
 CREATE INDEX submissions_age ON submissions (updated_at);

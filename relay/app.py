@@ -7,12 +7,10 @@ work in flight, and new work is dispatched at once through the engines' ``wake``
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import random
 from collections.abc import AsyncIterator, Callable
-from datetime import timedelta
 from typing import Any, Literal
 
 import httpx
@@ -34,8 +32,9 @@ from relay.dashboard import dashboard_mount
 from relay.delivery.engine import DeliveryEngine, EngineSettings
 from relay.delivery.fresh_urls import OutputRefresher
 from relay.delivery.outcomes import RetryPolicy
-from relay.errors import ConfigError, StoreError
+from relay.errors import ConfigError
 from relay.ids import new_id
+from relay.jobs import schedule, waker
 from relay.limits import FailureLimiter
 from relay.metrics import CONTENT_TYPE, RelayMetrics, live_state
 from relay.net.guard import DestinationGuard
@@ -330,8 +329,8 @@ async def _running(
             engine.pump.stop()
             tracker.stop()
         else:
-            _schedule(scheduler, settings, store, clock, tracker, engine)
-            await store.listen(_waker(tracker, engine))
+            schedule(scheduler, settings, store, clock, tracker, engine)
+            await store.listen(waker(tracker, engine))
             scheduler.start()
             # Deliveries left pending go out at once. Polls start at the first tick: the
             # sandbox provider is this very server, which is not listening yet.
@@ -354,104 +353,6 @@ async def _running(
             metrics.detach()
         await http.aclose()
         await webhooks.aclose()
-
-
-def _schedule(
-    scheduler: AsyncIOScheduler,
-    settings: Settings,
-    store: Store,
-    clock: Clock,
-    tracker: Tracker,
-    engine: DeliveryEngine,
-) -> None:
-    scheduler.add_job(
-        tracker.poll_due,
-        "interval",
-        seconds=settings.polling.tick_seconds,
-        id="poll-due",
-        max_instances=1,
-        coalesce=True,
-    )
-    scheduler.add_job(
-        engine.pump.run,
-        "interval",
-        seconds=settings.delivery.tick_seconds,
-        id="deliver-due",
-        max_instances=1,
-        coalesce=True,
-    )
-    scheduler.add_job(
-        _reconcile_submissions,
-        "interval",
-        seconds=RECONCILE_SECONDS,
-        args=(tracker,),
-        id="reconcile-submissions",
-        max_instances=1,
-        coalesce=True,
-    )
-    scheduler.add_job(
-        _housekeeping,
-        "interval",
-        seconds=settings.subscriptions.housekeeping_seconds,
-        args=(store, clock, settings),
-        id="housekeeping",
-        max_instances=1,
-        coalesce=True,
-    )
-
-
-def _waker(tracker: Tracker, engine: DeliveryEngine) -> Callable[[str], None]:
-    """What another instance's NOTIFY wakes here."""
-
-    def wake(kind: str) -> None:
-        if kind == "polls":
-            tracker.wake()
-        else:
-            engine.wake()
-
-    return wake
-
-
-RECONCILE_SECONDS = 15.0
-"""How often submissions left uncertain are looked for at their providers (each on its own
-back-off, ``relay.tasks.submitting``)."""
-
-
-async def _reconcile_submissions(tracker: Tracker) -> None:
-    try:
-        await tracker.submitter.reconciler.reconcile_open()
-    except StoreError as exc:  # the database is down: the next pass tries again
-        log.warning("could not reconcile submissions: %s", exc)
-
-
-async def _housekeeping(store: Store, clock: Clock, settings: Settings) -> None:
-    """Subscriptions that have failed too long are disabled; old idempotency keys and
-    history past its retention go."""
-    now = clock.now()
-    try:
-        for sub_id in await store.disable_failing_subscriptions(
-            now, settings.subscriptions.disable_after
-        ):
-            log.warning(
-                "subscription %s disabled: its deliveries have failed for %g s",
-                sub_id,
-                settings.subscriptions.disable_after,
-            )
-        await store.prune_idempotency_keys(now - timedelta(seconds=settings.idempotency.ttl))
-        days = settings.retention.history_days
-        if days is not None:
-            before = now - timedelta(days=days)
-            pruned = 0
-            # One short transaction per batch, with the event loop free in between.
-            while n := await store.prune_history(before, settings.retention.batch_size):
-                pruned += n
-                await asyncio.sleep(0)
-            if pruned:
-                log.info("retention: deleted %d events older than %g days", pruned, days)
-    except StoreError as exc:  # the database is away or full: nothing was half-done
-        log.warning("housekeeping skipped, the database is unavailable: %s", exc)
-    except Exception:  # the next round tries again
-        log.exception("housekeeping failed")
 
 
 def _warn_unreachable_pushes(settings: Settings) -> None:

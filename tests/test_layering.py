@@ -3,7 +3,7 @@
     4  app, cli                          composition root and commands
     3  api, dashboard                    the HTTP edge
     2  tasks, delivery engine, pump,     engines: sequence I/O around the pure rules
-       heartbeat, metrics, operator actions, services, sandbox
+       heartbeat, jobs, metrics, operator actions, services, sandbox
     1  store, adapters, net, config      storage, provider dialects, the network, settings
     0  models, errors, transitions,      pure values and decisions, no I/O
        submissions, polling, delivery outcomes, task verdicts, backoff, limits, signing, logs,
@@ -35,6 +35,7 @@ FLOORS: dict[str, int] = {
     "relay.delivery.fresh_urls": 2,
     "relay.pump": 2,
     "relay.heartbeat": 2,
+    "relay.jobs": 2,
     "relay.metrics": 2,
     "relay.operator_actions": 2,
     "relay.services": 2,

@@ -44,9 +44,7 @@ from relay.models import (
     TaskError,
     TaskStatus,
 )
-from relay.polling.durations import DurationKey, DurationModel
-from relay.polling.learned import next_poll_delay_learned
-from relay.polling.schedule import next_poll_delay
+from relay.polling.pacer import Pacer
 from relay.pump import Pump
 from relay.tasks import verdicts
 from relay.tasks.pushes import Confirmations
@@ -57,7 +55,6 @@ from relay.transitions import Change, apply_answer, registered, terminate
 
 log = logging.getLogger("relay.tracker")
 
-_RUNNING_AGES_MAX = 200_000
 
 PUSH_RECHECK = 2.0
 """Seconds before another look when a push's confirming query still says "not done" or met
@@ -88,7 +85,6 @@ class Tracker:
         self._metrics = metrics or RelayMetrics()
         self._providers = providers
         self._clock = clock
-        self._rng = rng
         self._on_events = on_events
         self._owner = owner
         self._batch = batch_size
@@ -97,10 +93,8 @@ class Tracker:
         self._unconfirmed = Confirmations(PUSH_RECHECKS)
         """Pushed tasks being confirmed: the quick looks they have left, and which pushes
         cost nothing."""
-        self._durations = DurationModel()
-        """How long tasks took, by provider, model, clip length and resolution."""
-        self._running_age: dict[str, float] = {}
-        """Each unfinished task's age at its last poll: the success lies after it."""
+        self._pacer = Pacer(rng)
+        """When to poll each task next, from how long tasks like it took."""
         self._running: set[asyncio.Task[None]] = set()
         self._claimed: dict[str, int] = {}
         """Tasks whose claimed poll is under way here, by the version it started from."""
@@ -170,7 +164,7 @@ class Tracker:
             callback_events=reg.callback_events,
             next_poll_at=now
             if created is None
-            else now + timedelta(seconds=next_poll_delay(0, None, plan.poll, self._rng)),
+            else now + timedelta(seconds=self._pacer.first_delay(plan.poll)),
         )
         change = registered(task, now, verdicts.event_id)
         if created is not None and created.task is not None:
@@ -365,7 +359,7 @@ class Tracker:
             if await self._store.save_task(change, task.version):
                 self._unconfirmed.looked(task.id, left, change.task.status.terminal)
                 if plan is not None:
-                    self._learn(task, change.task, now)
+                    self._pacer.observe(task, change.task, now)
                 self._after_write(change)
                 if change.task.next_poll_at is not None:
                     # The pass that claimed this poll could not know its next time.
@@ -422,33 +416,16 @@ class Tracker:
         else:
             change = Change(task)
         ended = change.task.status.terminal
-        later = None if ended else now + timedelta(seconds=self._delay(change.task, plan, now))
+        later = (
+            None
+            if ended
+            else now + timedelta(seconds=self._pacer.delay(change.task, plan.poll, plan.learn, now))
+        )
         if not ended and plan.client.backoff_until() is not None:
             later = max(later or now, plan.client.backoff_until() or now)
         # Only an answer about the task counts as a look at it; a provider fault says nothing.
         answered = isinstance(answer, ProviderTask) or answer.kind is FaultKind.NOT_FOUND
         return Change(replace(change.task, next_poll_at=later), change.events), answered
-
-    def _delay(self, task: Task, plan: ProviderPlan, now: datetime) -> float:
-        age = (now - task.created_at).total_seconds()
-        estimate = self._durations.estimate(DurationKey.of(task)) if plan.learn else None
-        return next_poll_delay_learned(age, task.progress, plan.poll, estimate, self._rng)
-
-    def _learn(self, before: Task, after: Task, polled_at: datetime) -> None:
-        """Remember how long a task took, to poll the next ones like it when they finish."""
-        if after.status.terminal or before.status.terminal:
-            last_running = self._running_age.pop(after.id, None)
-            if (
-                after.status is TaskStatus.SUCCEEDED
-                and not before.status.terminal
-                and after.completed_at is not None
-            ):
-                seconds = (after.completed_at - after.created_at).total_seconds()
-                self._durations.observe(DurationKey.of(after), seconds, last_running=last_running)
-            return
-        if len(self._running_age) >= _RUNNING_AGES_MAX:
-            self._running_age.clear()  # a bound, not a cache: at worst one estimate is coarser
-        self._running_age[after.id] = (polled_at - after.created_at).total_seconds()
 
     def _after_write(self, change: Change) -> None:
         t = change.task

@@ -17,15 +17,8 @@ from schemathesis.core.result import Ok
 from relay.api import responses as out
 from relay.api.docs_page import render
 from relay.api.http import attempt_json, delivery_json
-from relay.api.openapi import (
-    ERRORS,
-    OPERATIONS,
-    Answer,
-    build_document,
-    document,
-    documented_answer,
-    find_operation,
-)
+from relay.api.openapi import ERRORS, build_document, document, documented_answer, find_operation
+from relay.api.operations import OPERATIONS, Answer
 from relay.api.routes import routes
 from relay.models import (
     Attempt,

@@ -12,7 +12,8 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from relay.api.openapi import OPERATIONS, documented_answer, find_operation
+from relay.api.openapi import documented_answer, find_operation
+from relay.api.operations import OPERATIONS
 from tests.api.conftest import InProcessFactory
 from tests.e2e.harness import InProcessRelay, Receiver, ark_input, eventually
 

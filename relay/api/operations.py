@@ -1,0 +1,371 @@
+"""What each route takes and answers: ``OPERATIONS``, the route-to-spec table, one
+``Operation`` per route of ``relay.api.routes`` (and the app's own ``/metrics``). A test holds
+the table and the routes equal, so a route cannot go undocumented nor a documented one vanish;
+``relay.api.openapi`` builds the OpenAPI document from it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+
+from relay.api import keys as api_keys
+from relay.api import responses as out
+from relay.api import schemas as req
+
+JSON = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One documented response: a model, or ``None`` for a body the relay passes through."""
+
+    description: str
+    model: type[BaseModel] | None
+    media_type: str = "application/json"
+
+
+@dataclass(frozen=True)
+class Operation:
+    method: str
+    path: str
+    summary: str
+    tag: str
+    answers: Mapping[int | str, Answer]
+    body: type[BaseModel] | None = None
+    body_required: bool = True
+    query: type[BaseModel] | None = None
+    errors: tuple[int, ...] = ()
+    """Besides the ones every operation of its kind can answer (see ``_errors``)."""
+    auth: bool = True
+    idempotent: bool = False
+    raw_body: bool = False
+    """Takes any body, unparsed (a provider's push; a moderation passed through)."""
+    description: str = ""
+    store: bool = True
+    """Reads the database, so may answer 503 while it is unavailable."""
+    example: JSON | None = None
+    """A request body that works against the default configuration (its sandbox provider)."""
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.method, self.path
+
+    @property
+    def path_params(self) -> list[str]:
+        return re.findall(r"{(\w+)}", self.path)
+
+
+def ok(model: type[BaseModel], description: str = "OK") -> dict[int | str, Answer]:
+    return {200: Answer(description, model)}
+
+
+SUB = "/v1/subscriptions/{sub_id}"
+OPERATIONS: tuple[Operation, ...] = (
+    Operation(
+        "GET",
+        "/v1/me",
+        "The caller's account (a no-code tool's connection test)",
+        "account",
+        ok(out.Me),
+    ),
+    Operation(
+        "GET",
+        "/v1/callback-secret",
+        "The secret that signs task callbacks",
+        "account",
+        ok(out.CallbackSecret),
+    ),
+    Operation(
+        "POST",
+        "/v1/callback-secret/rotate",
+        "Rotate the callback secret",
+        "account",
+        ok(out.RotatedCallbackSecret),
+        body=req.RotateSecret,
+        body_required=False,
+        description="The old secret keeps signing (a second signature) for "
+        "grace_seconds, by default 24 h.",
+    ),
+    Operation(
+        "GET",
+        "/v1/keys",
+        "List the account's API keys (never the keys themselves)",
+        "account",
+        ok(api_keys.ApiKeyList),
+    ),
+    Operation(
+        "POST",
+        "/v1/keys",
+        "Issue another API key",
+        "account",
+        {201: Answer("Issued; the key is shown this once", api_keys.IssuedApiKey)},
+        errors=(409,),
+        description=f"At most {api_keys.MAX_ACTIVE_KEYS} active keys (409 too_many_keys). "
+        "No Idempotency-Key: the answer holds a secret the relay does not keep.",
+    ),
+    Operation(
+        "DELETE",
+        "/v1/keys/{key_id}",
+        "Revoke an API key",
+        "account",
+        ok(api_keys.ApiKey),
+        errors=(409,),
+        description="At once: its requests are refused (401) and the dashboard sessions it "
+        "opened end, on every instance. The account's last active key cannot be revoked "
+        "(409 last_active_key): issue another first.",
+    ),
+    Operation(
+        "POST",
+        "/v1/tasks",
+        "Register a task",
+        "tasks",
+        {201: Answer("Registered", out.Task)},
+        body=req.CreateTask,
+        idempotent=True,
+        errors=(409, 502),
+        example={
+            "provider": "sandbox",
+            "provider_task_id": "cgt-20260606160057-6bbjd",
+            "callback_url": "https://example.com/hooks/video",
+            "reference": "order-1234",
+            "metadata": {"projectId": "proj_1001"},
+        },
+        description="Either track a task you created at the provider "
+        "(provider_task_id) or have the relay submit one (input).",
+    ),
+    Operation("GET", "/v1/tasks", "List tasks", "tasks", ok(out.TaskPage), query=req.TaskList),
+    Operation("GET", "/v1/tasks/{task_id}", "Read a task", "tasks", ok(out.Task)),
+    Operation(
+        "POST", "/v1/tasks/{task_id}/refresh", "Poll the provider now", "tasks", ok(out.Task)
+    ),
+    Operation(
+        "POST",
+        "/v1/tasks/{task_id}/cancel",
+        "Cancel a task",
+        "tasks",
+        ok(out.Task),
+        errors=(409, 502),
+        description="Where the provider supports it; 409 where it cannot or the task has ended.",
+    ),
+    Operation(
+        "GET",
+        "/v1/providers",
+        "The configured providers and their health",
+        "providers",
+        ok(out.ProviderList),
+    ),
+    Operation(
+        "POST",
+        "/v1/providers/{provider}/moderations",
+        "Image moderation, passed through to the provider",
+        "providers",
+        {
+            "2XX": Answer(
+                "The provider's JSON answer and status, the provider key and configured "
+                "header values replaced by ***",
+                None,
+                "*/*",
+            ),
+            "4XX": Answer(
+                "An Error: the provider refused the request (provider_rejected, quoting its "
+                "status and words), or the relay's own refusal (not JSON, no such provider, "
+                "no moderation there)",
+                None,
+                "*/*",
+            ),
+        },
+        raw_body=True,
+        errors=(400, 404, 409, 413, 502),
+    ),
+    Operation(
+        "POST",
+        "/v1/inbound/{provider}/{token}",
+        "A push provider's webhook",
+        "providers",
+        {202: Answer("Accepted as a hint; the relay confirms with the provider", out.Received)},
+        raw_body=True,
+        auth=False,
+        errors=(413,),
+        description="No API key: the signed token in the path is the credential. "
+        "Anything wrong with it is a 404 that changes nothing.",
+    ),
+    Operation(
+        "GET", "/v1/events", "The event feed", "events", ok(out.EventPage), query=req.EventList
+    ),
+    Operation("GET", "/v1/events/{event_id}", "Read an event", "events", ok(out.Event)),
+    Operation(
+        "GET",
+        "/v1/events/{event_id}/deliveries",
+        "An event's deliveries, with every attempt",
+        "events",
+        ok(out.EventDeliveries),
+    ),
+    Operation(
+        "POST",
+        "/v1/events/{event_id}/redeliver",
+        "Send an event again",
+        "events",
+        {202: Answer("Queued", out.Redelivered)},
+        body=req.Redeliver,
+        body_required=False,
+        description="To all its destinations, or to destination_id only.",
+    ),
+    Operation(
+        "POST",
+        "/v1/subscriptions",
+        "Subscribe (REST hook)",
+        "subscriptions",
+        {201: Answer("Subscribed; the secret is shown this once", out.SubscriptionWithSecret)},
+        body=req.CreateSubscription,
+        idempotent=True,
+        example={
+            "url": "https://example.com/hooks/relay",
+            "event_types": ["task.succeeded", "task.failed"],
+            "description": "the orders backend",
+        },
+    ),
+    Operation(
+        "GET",
+        "/v1/subscriptions",
+        "List subscriptions",
+        "subscriptions",
+        ok(out.SubscriptionPage),
+        query=req.SubscriptionList,
+    ),
+    Operation("GET", SUB, "Read a subscription", "subscriptions", ok(out.Subscription)),
+    Operation(
+        "PATCH",
+        SUB,
+        "Change a subscription",
+        "subscriptions",
+        ok(out.Subscription),
+        body=req.UpdateSubscription,
+    ),
+    Operation("DELETE", SUB, "Unsubscribe", "subscriptions", ok(out.Deleted)),
+    Operation(
+        "POST",
+        SUB + "/enable",
+        "Enable a disabled subscription",
+        "subscriptions",
+        ok(out.EnabledSubscription),
+        body=req.EnableSubscription,
+        body_required=False,
+        description="By default re-sends what it missed while disabled.",
+    ),
+    Operation(
+        "POST", SUB + "/disable", "Disable a subscription", "subscriptions", ok(out.Subscription)
+    ),
+    Operation(
+        "POST",
+        SUB + "/rotate-secret",
+        "Rotate a subscription's secret",
+        "subscriptions",
+        ok(out.SubscriptionWithSecret),
+        body=req.RotateSecret,
+        body_required=False,
+    ),
+    Operation(
+        "POST",
+        SUB + "/test",
+        "Send a relay.test event now",
+        "subscriptions",
+        ok(out.SentTest, "What the receiver answered"),
+        errors=(409,),
+    ),
+    Operation(
+        "POST",
+        SUB + "/replay",
+        "Re-send the events of a time range",
+        "subscriptions",
+        {202: Answer("Queued", out.ReplayAccepted)},
+        body=req.ReplayRequest,
+        body_required=False,
+        errors=(409,),
+    ),
+    Operation(
+        "GET",
+        "/v1/submissions",
+        "List submissions (what the relay sent to providers)",
+        "tasks",
+        ok(out.SubmissionPage),
+        query=req.SubmissionList,
+        description="?state=uncertain lists the ones whose provider answer was lost.",
+    ),
+    Operation(
+        "GET",
+        "/v1/submissions/{submission_id}",
+        "Read a submission",
+        "tasks",
+        ok(out.Submission),
+    ),
+    Operation(
+        "POST",
+        "/v1/submissions/{submission_id}/resolve",
+        "Settle an uncertain submission",
+        "tasks",
+        ok(out.Submission),
+        body=req.ResolveSubmission,
+        errors=(409,),
+        example={"provider_task_id": "cgt-20260606160057-6bbjd"},
+        description="provider_task_id: the task found at the provider, tracked with the "
+        "original callback, reference and metadata. abandon: nothing was created; a "
+        "retry with the same Idempotency-Key submits again.",
+    ),
+    Operation(
+        "GET", "/healthz", "Liveness", "operations", ok(out.Healthy), auth=False, store=False
+    ),
+    Operation(
+        "GET",
+        "/readyz",
+        "Readiness: the database takes a write",
+        "operations",
+        {
+            200: Answer("Ready", out.Ready),
+            503: Answer("The database cannot take a write (down, or its disk full)", out.NotReady),
+        },
+        auth=False,
+        store=False,
+    ),
+    Operation(
+        "GET",
+        "/metrics",
+        "Prometheus metrics (served by every role)",
+        "operations",
+        {200: Answer("Prometheus text format", None, "text/plain")},
+        auth=False,
+        description="Aggregate counts only: no ids, URLs or secrets.",
+    ),
+    Operation(
+        "GET",
+        "/openapi.json",
+        "This document",
+        "operations",
+        {200: Answer("OpenAPI 3.1", None)},
+        auth=False,
+        store=False,
+    ),
+    Operation(
+        "GET",
+        "/docs",
+        "This document, as a page",
+        "operations",
+        {200: Answer("HTML", None, "text/html")},
+        auth=False,
+        store=False,
+    ),
+)
+
+PATH_PARAMS = {
+    "task_id": "A task's id (task_…)",
+    "event_id": "An event's id (evt_…)",
+    "sub_id": "A subscription's id (sub_…)",
+    "key_id": "An API key's id (key_…)",
+    "submission_id": "A submission's id (smb_…)",
+    "provider": "A configured provider's name",
+    "token": "The signed token the relay gave the provider",
+}

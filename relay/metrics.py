@@ -27,7 +27,8 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from relay.models import ProviderHealth, TaskStatus
-from relay.store.interface import MetricsSnapshot, StoreUpkeep
+from relay.store.interface import StoreUpkeep
+from relay.store.values import MetricsSnapshot
 
 log = logging.getLogger("relay.metrics")
 

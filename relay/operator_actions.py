@@ -22,7 +22,8 @@ from relay.errors import (
     UnknownSubscription,
 )
 from relay.models import Delivery, Event, Subscription, SubscriptionStatus, iso
-from relay.store.interface import EventQuery, ReplayQuery, Store
+from relay.store.interface import Store
+from relay.store.values import EventQuery, ReplayQuery
 
 PAGE_SIZE = 200
 """Rows per read when walking the event feed or the subscriptions."""

@@ -37,7 +37,8 @@ from relay.models import (
     iso,
 )
 from relay.store import open_store
-from relay.store.interface import ReplayQuery, Store
+from relay.store.interface import Store
+from relay.store.values import ReplayQuery
 from tests.store.factories import advance, attempt, current, make_account, new_id, register
 
 T = TypeVar("T")

@@ -12,7 +12,7 @@ from relay.errors import StoreError
 from relay.metrics import SNAPSHOT_TTL, LiveState, RelayMetrics, state_metrics
 from relay.models import ProviderHealth, TaskStatus
 from relay.store import open_store
-from relay.store.interface import MetricsSnapshot
+from relay.store.values import MetricsSnapshot
 from tests.clock import FakeClock
 from tests.store.factories import make_account, register
 

@@ -40,7 +40,7 @@ from relay.errors import (
     UnknownTask,
 )
 from relay.models import Account, Event, ProviderFault, iso
-from relay.store.interface import EventQuery, TaskQuery
+from relay.store.values import EventQuery, TaskQuery
 from relay.tasks.providers import ProviderClient
 from relay.tasks.registration import Registration
 

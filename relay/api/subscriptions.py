@@ -44,7 +44,7 @@ from relay.models import (
     iso,
 )
 from relay.signing import generate_webhook_secret
-from relay.store.interface import ReplayQuery
+from relay.store.values import ReplayQuery
 from relay.transitions import envelope
 
 

@@ -39,7 +39,7 @@ from relay.ids import new_id
 from relay.models import DeliveryStatus, Event, EventType, Subscription, SubscriptionStatus
 from relay.operator_actions import parse_time, redeliver
 from relay.signing import generate_webhook_secret
-from relay.store.interface import ReplayQuery
+from relay.store.values import ReplayQuery
 from relay.transitions import envelope
 
 

@@ -19,7 +19,7 @@ from relay.dashboard.render import guarded, page, redirect
 from relay.dashboard.session import require_account
 from relay.errors import BadRequest, UnknownEvent, UnknownTask
 from relay.models import LOOKS_KEPT, DeliveryStatus, EventType, TaskStatus
-from relay.store.interface import EventQuery, TaskQuery
+from relay.store.values import EventQuery, TaskQuery
 
 PAGE_SIZE = 50
 TASK_EVENTS = 200

@@ -20,7 +20,7 @@ from relay.models import (
     TaskStatus,
     iso,
 )
-from relay.store.interface import DeliveryView
+from relay.store.values import DeliveryView
 
 SNIPPET_CHARS = 300
 """Response snippets are cut to this on the page (the store keeps what the config allows)."""

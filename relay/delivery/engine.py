@@ -45,7 +45,8 @@ from relay.metrics import RelayMetrics
 from relay.models import Attempt, DeliveryStatus, DueDelivery
 from relay.net.transport import BODY_LIMIT, TOTAL_TIMEOUT
 from relay.pump import Pump
-from relay.store.interface import AttemptRecord, DeliveryStore
+from relay.store.interface import DeliveryStore
+from relay.store.values import AttemptRecord
 
 log = logging.getLogger("relay.delivery")
 

@@ -12,7 +12,8 @@ from typing import Any
 
 from relay.clock import Clock
 from relay.errors import StoreError
-from relay.store.interface import AttemptRecord, DeliveryStore
+from relay.store.interface import DeliveryStore
+from relay.store.values import AttemptRecord
 
 log = logging.getLogger("relay.delivery")
 

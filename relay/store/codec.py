@@ -28,7 +28,7 @@ from relay.models import (
     TaskStatus,
     utc,
 )
-from relay.store.interface import SUBSCRIPTION_FIELDS, Page
+from relay.store.values import SUBSCRIPTION_FIELDS, Page
 from relay.submissions import Submission, SubmissionState
 
 T = TypeVar("T")

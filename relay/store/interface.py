@@ -7,6 +7,9 @@ tracker, ``DeliveryStore`` for the delivery engine, ``EventStore``, ``Subscripti
 creates, ``StoreUpkeep`` for the app), so a
 component asks only for what it uses and a test double needs a handful of methods.
 
+The values these roles take and give (queries, pages, replies) are in
+``relay.store.values``.
+
 Rules every backend keeps:
 
 - Every read takes the caller's ``account_id``: another account's object does not exist.
@@ -42,113 +45,32 @@ Leases and fencing (at-least-once, never a duplicate attempt record):
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Generic, Literal, Protocol, TypeVar
+from typing import Any, Protocol
 
 from relay.delivery.fairness import ClaimLimits as ClaimLimits
 from relay.keys import ApiKey
 from relay.models import (
     Account,
-    Attempt,
     Delivery,
-    DeliveryStatus,
     Destination,
     DueDelivery,
     Event,
-    EventType,
     Subscription,
     Task,
-    TaskStatus,
+)
+from relay.store.values import (
+    AttemptRecord,
+    DeliveryView,
+    EventQuery,
+    IdempotentReply,
+    MetricsSnapshot,
+    Page,
+    ReplayQuery,
+    TaskQuery,
 )
 from relay.submissions import Submission, SubmissionState
 from relay.transitions import Change
-
-T = TypeVar("T")
-Order = Literal["asc", "desc"]
-
-
-@dataclass(frozen=True, slots=True)
-class Page(Generic[T]):
-    items: list[T]
-    next_after: int | None
-    """The position to continue from (an opaque pk; the API signs it into a cursor)."""
-
-
-@dataclass(frozen=True, slots=True)
-class TaskQuery:
-    status: TaskStatus | None = None
-    provider: str | None = None
-    reference: str | None = None
-    after: int | None = None
-    limit: int = 50
-    order: Order = "desc"
-
-
-@dataclass(frozen=True, slots=True)
-class EventQuery:
-    type: EventType | None = None
-    task_id: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-    delivery_status: DeliveryStatus | None = None
-    """Only events with at least one delivery in this status (``failed``: what was missed)."""
-    after: int | None = None
-    limit: int = 50
-    order: Order = "desc"
-
-
-@dataclass(frozen=True, slots=True)
-class ReplayQuery:
-    since: datetime | None = None
-    until: datetime | None = None
-    only_failed: bool = False
-    """Only events whose deliveries to the destination failed (and none succeeded)."""
-
-
-@dataclass(frozen=True, slots=True)
-class IdempotentReply:
-    """What a request with this Idempotency-Key was answered (status None: still running)."""
-
-    request_hash: str
-    status_code: int | None
-    body: str | None
-    lease_until: datetime
-    """While unanswered, its holder's lease: after it the reservation may be taken over."""
-
-
-SUBSCRIPTION_FIELDS = frozenset({"url", "event_types", "description", "headers", "rate_limit"})
-"""What ``update_subscription`` may change."""
-
-
-@dataclass(frozen=True, slots=True)
-class AttemptRecord:
-    """One finished attempt and what it decides for its delivery."""
-
-    delivery_pk: int
-    attempt: Attempt
-    status: DeliveryStatus
-    next_attempt_at: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class MetricsSnapshot:
-    """What the database holds, for ``/metrics`` (read at scrape time, not counted)."""
-
-    tasks: Mapping[TaskStatus, int]
-    """Tasks by status; a status with none is absent."""
-    due_deliveries: int
-    """Deliveries due now and not leased to a sender: the backlog."""
-    oldest_due_at: datetime | None
-    """When the longest-waiting of those came due."""
-    uncertain_submissions: int = 0
-    """Creates whose provider answer was lost, not yet settled (``relay.submissions``)."""
-
-
-@dataclass(frozen=True, slots=True)
-class DeliveryView:
-    delivery: Delivery
-    attempts: list[Attempt]
 
 
 class TaskStore(Protocol):

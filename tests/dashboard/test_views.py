@@ -28,7 +28,7 @@ from relay.models import (
     Task,
     TaskStatus,
 )
-from relay.store.interface import DeliveryView
+from relay.store.values import DeliveryView
 from relay.transitions import envelope
 from tests.store.factories import NOW, at
 

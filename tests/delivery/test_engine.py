@@ -23,7 +23,8 @@ from relay.models import Account, Destination, DueDelivery, Task, TaskStatus
 from relay.net.transport import RelayTransport
 from relay.signing import generate_webhook_secret
 from relay.store import open_store
-from relay.store.interface import AttemptRecord, ClaimLimits, Store
+from relay.store.interface import ClaimLimits, Store
+from relay.store.values import AttemptRecord
 from relay.transitions import registered
 from tests.e2e.harness import Receiver, Reply, eventually
 

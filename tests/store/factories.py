@@ -28,7 +28,8 @@ from relay.models import (
     TaskError,
     TaskStatus,
 )
-from relay.store.interface import AttemptRecord, DeliveryView, EventQuery, Page, Store
+from relay.store.interface import Store
+from relay.store.values import AttemptRecord, DeliveryView, EventQuery, Page
 from relay.transitions import Change, apply_answer, registered
 
 NOW = datetime(2026, 6, 6, 16, 0, tzinfo=UTC)

@@ -24,7 +24,8 @@ from relay.models import (
     TaskStatus,
 )
 from relay.store import open_store
-from relay.store.interface import ClaimLimits, EventQuery, Order, Store, TaskQuery
+from relay.store.interface import ClaimLimits, Store
+from relay.store.values import EventQuery, Order, TaskQuery
 from relay.transitions import apply_answer, registered
 from tests.store.factories import (
     HOOK_KEY,

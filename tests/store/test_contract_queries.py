@@ -32,13 +32,13 @@ from relay.models import (
     Task,
     TaskStatus,
 )
-from relay.store.interface import (
+from relay.store.interface import Store
+from relay.store.values import (
     SUBSCRIPTION_FIELDS,
     AttemptRecord,
     EventQuery,
     Order,
     ReplayQuery,
-    Store,
     TaskQuery,
 )
 from relay.transitions import wants

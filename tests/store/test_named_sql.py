@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from relay.store.interface import SUBSCRIPTION_FIELDS
 from relay.store.named_sql import load_queries, parse_queries
+from relay.store.values import SUBSCRIPTION_FIELDS
 
 STORE = Path(__file__).resolve().parents[2] / "relay" / "store"
 BACKENDS = ["sqlite", "postgres"]

@@ -23,10 +23,11 @@ from psycopg.conninfo import conninfo_to_dict
 from relay.errors import StoreError
 from relay.models import Account, DeliveryStatus, EventType, TaskStatus
 from relay.store import open_store
-from relay.store.interface import ReplayQuery, Store
+from relay.store.interface import Store
 from relay.store.postgres import runner as postgres_runner
 from relay.store.postgres.store import PostgresStore
 from relay.store.schema import packaged_migrations
+from relay.store.values import ReplayQuery
 from tests.store.conftest import BACKENDS
 from tests.store.factories import (
     NOW,

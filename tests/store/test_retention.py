@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from relay.models import Account, DeliveryStatus, EventType, TaskStatus
-from relay.store.interface import EventQuery, Store
+from relay.store.interface import Store
+from relay.store.values import EventQuery
 from tests.store.factories import advance, at, attempt, current, register
 
 

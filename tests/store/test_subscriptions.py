@@ -14,7 +14,8 @@ from relay.models import (
     SubscriptionStatus,
     TaskStatus,
 )
-from relay.store.interface import EventQuery, IdempotentReply, ReplayQuery, Store
+from relay.store.interface import Store
+from relay.store.values import EventQuery, IdempotentReply, ReplayQuery
 from tests.store.factories import (
     NOW,
     advance,

@@ -18,7 +18,7 @@ from relay.errors import (
     SubmissionUncertain,
 )
 from relay.models import DeliveryStatus, EventType, Task, TaskStatus
-from relay.store.interface import EventQuery, TaskQuery
+from relay.store.values import EventQuery, TaskQuery
 from relay.submissions import LOOK_FIRST, Submission, SubmissionState
 from relay.tasks.reconciling import DEAD_HOLDER, NO_LIST
 from tests.tasks.tracker_env import HOOK, MODEL, POST, SEED, T0, TASKS_PATH, Env, at, create_body

@@ -37,7 +37,7 @@ from relay.models import (
     TaskStatus,
 )
 from relay.polling.schedule import PollPolicy
-from relay.store.interface import TaskQuery
+from relay.store.values import TaskQuery
 from relay.tasks.registration import ProviderPlan, Registration
 from relay.tasks.tracker import Tracker
 from tests.tasks.tracker_env import (

@@ -33,7 +33,8 @@ from relay.polling.schedule import PollPolicy
 from relay.sandbox.app import sandbox_app
 from relay.sandbox.simulation import SandboxSettings
 from relay.store import open_store
-from relay.store.interface import EventQuery, Store
+from relay.store.interface import Store
+from relay.store.values import EventQuery
 from relay.tasks.providers import ProviderClient
 from relay.tasks.registration import ProviderPlan, Registration
 from relay.tasks.tracker import Tracker

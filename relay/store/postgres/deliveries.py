@@ -9,10 +9,11 @@ from datetime import datetime
 from relay.models import DueDelivery, utc
 from relay.store import codec
 from relay.store.codec import ts
-from relay.store.interface import AttemptRecord, ClaimLimits
+from relay.store.interface import ClaimLimits
 from relay.store.named_sql import load_queries
 from relay.store.postgres.outbox import claimed_delivery, disable_in, fetch_all, fetch_one
 from relay.store.postgres.runner import Conn, PgRunner
+from relay.store.values import AttemptRecord
 
 QUERIES = load_queries("relay.store.postgres")
 

@@ -9,10 +9,10 @@ from typing import TypeVar
 from relay.models import Delivery, Event
 from relay.store import codec
 from relay.store.codec import destination_from_row
-from relay.store.interface import DeliveryView, EventQuery, Page
 from relay.store.named_sql import load_queries
 from relay.store.postgres.outbox import NewDelivery, fetch_all, fetch_one, insert_deliveries
 from relay.store.postgres.runner import Conn, PgRunner
+from relay.store.values import DeliveryView, EventQuery, Page
 
 QUERIES = load_queries("relay.store.postgres")
 

@@ -8,10 +8,10 @@ from datetime import datetime
 
 from relay.models import utc
 from relay.store.codec import ts
-from relay.store.interface import IdempotentReply
 from relay.store.named_sql import load_queries
 from relay.store.postgres.outbox import fetch_one
 from relay.store.postgres.runner import Conn, PgRunner
+from relay.store.values import IdempotentReply
 
 QUERIES = load_queries("relay.store.postgres")
 

@@ -6,9 +6,9 @@ from datetime import datetime
 
 from relay.models import TaskStatus
 from relay.store import codec
-from relay.store.interface import MetricsSnapshot
 from relay.store.named_sql import load_queries
 from relay.store.postgres.runner import Conn, PgRunner
+from relay.store.values import MetricsSnapshot
 
 QUERIES = load_queries("relay.store.postgres")
 

@@ -21,7 +21,6 @@ from relay.ids import new_id
 from relay.models import Destination, Task
 from relay.store import codec
 from relay.store.codec import ts
-from relay.store.interface import Page, TaskQuery
 from relay.store.named_sql import load_queries
 from relay.store.postgres.accounts import AccountsMixin
 from relay.store.postgres.deliveries import DeliveriesMixin
@@ -39,6 +38,7 @@ from relay.store.postgres.retention import RetentionMixin
 from relay.store.postgres.runner import Conn, Listener, PgRunner
 from relay.store.postgres.submissions import SubmissionsMixin, accept_submission
 from relay.store.postgres.subscriptions import SubscriptionsMixin
+from relay.store.values import Page, TaskQuery
 from relay.transitions import Change
 
 QUERIES = load_queries("relay.store.postgres")

@@ -13,10 +13,10 @@ from datetime import datetime
 from relay.errors import SubmissionSettled
 from relay.store import codec
 from relay.store.codec import ts
-from relay.store.interface import Page
 from relay.store.named_sql import load_queries
 from relay.store.postgres.outbox import fetch_all, fetch_one
 from relay.store.postgres.runner import Conn, PgRunner
+from relay.store.values import Page
 from relay.submissions import Submission, SubmissionState
 
 QUERIES = load_queries("relay.store.postgres")

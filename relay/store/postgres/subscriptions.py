@@ -27,10 +27,6 @@ from relay.store.codec import (
     subscription_from_row,
     ts,
 )
-from relay.store.interface import (
-    Page,
-    ReplayQuery,
-)
 from relay.store.named_sql import load_queries
 from relay.store.postgres.outbox import (
     NewDelivery,
@@ -42,6 +38,7 @@ from relay.store.postgres.outbox import (
     stop_pending,
 )
 from relay.store.postgres.runner import Conn, PgRunner
+from relay.store.values import Page, ReplayQuery
 
 QUERIES = load_queries("relay.store.postgres")
 

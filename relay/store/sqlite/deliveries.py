@@ -11,10 +11,11 @@ from datetime import datetime
 
 from relay.models import DueDelivery, utc
 from relay.store.codec import dt, headers_from_json, signing_secrets, ts
-from relay.store.interface import AttemptRecord, ClaimLimits
+from relay.store.interface import ClaimLimits
 from relay.store.named_sql import load_queries
 from relay.store.sqlite.runner import SqliteRunner
 from relay.store.sqlite.subscriptions import disable_in
+from relay.store.values import AttemptRecord
 
 QUERIES = load_queries("relay.store.sqlite")
 

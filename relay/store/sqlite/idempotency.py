@@ -8,9 +8,9 @@ from datetime import datetime
 
 from relay.models import utc
 from relay.store.codec import ts
-from relay.store.interface import IdempotentReply
 from relay.store.named_sql import load_queries
 from relay.store.sqlite.runner import SqliteRunner
+from relay.store.values import IdempotentReply
 
 QUERIES = load_queries("relay.store.sqlite")
 

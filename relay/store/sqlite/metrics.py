@@ -8,9 +8,9 @@ from datetime import datetime
 
 from relay.models import TaskStatus
 from relay.store.codec import dt
-from relay.store.interface import MetricsSnapshot
 from relay.store.named_sql import load_queries
 from relay.store.sqlite.runner import SqliteRunner
+from relay.store.values import MetricsSnapshot
 
 QUERIES = load_queries("relay.store.sqlite")
 

@@ -23,7 +23,6 @@ from relay.store.codec import (
     task_params,
     ts,
 )
-from relay.store.interface import DeliveryView, EventQuery, Page, TaskQuery
 from relay.store.named_sql import load_queries
 from relay.store.sqlite.accounts import AccountsMixin
 from relay.store.sqlite.deliveries import DeliveriesMixin
@@ -38,6 +37,7 @@ from relay.store.sqlite.submissions import (
     release_submissions,
 )
 from relay.store.sqlite.subscriptions import SubscriptionsMixin
+from relay.store.values import DeliveryView, EventQuery, Page, TaskQuery
 from relay.transitions import Change
 
 QUERIES = load_queries("relay.store.sqlite")

@@ -12,9 +12,9 @@ from typing import Any
 from relay.errors import SubmissionSettled
 from relay.store import codec
 from relay.store.codec import ts
-from relay.store.interface import Page
 from relay.store.named_sql import load_queries
 from relay.store.sqlite.runner import SqliteRunner
+from relay.store.values import Page
 from relay.submissions import Submission, SubmissionState
 
 QUERIES = load_queries("relay.store.sqlite")

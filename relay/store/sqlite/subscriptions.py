@@ -30,9 +30,9 @@ from relay.store.codec import (
     subscription_from_row,
     ts,
 )
-from relay.store.interface import Page, ReplayQuery
 from relay.store.named_sql import load_queries
 from relay.store.sqlite.runner import SqliteRunner
+from relay.store.values import Page, ReplayQuery
 
 QUERIES = load_queries("relay.store.sqlite")
 

@@ -150,6 +150,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, role: Role = "
         max_in_flight=d.max_in_flight,
         max_in_flight_per_destination=d.max_in_flight_per_destination,
         max_in_flight_per_account=d.max_in_flight_per_account,
+        reserved_for_others=d.reserved_for_others,
         snippet_bytes=d.response_snippet_bytes,
         # A lease must outlast any attempt (a send starts only right after its claim).
         lease_seconds=d.lease_seconds or max(300.0, 4 * d.timeout),

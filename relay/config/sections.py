@@ -58,14 +58,28 @@ class DeliverySettings(ConfigModel):
     max_in_flight_per_account: int | None = Field(default=None, ge=1)
     """Slots one account's sends to slow or unknown receivers may hold, so one tenant's black
     holes leave the rest to the others; sends to receivers that answered within a second
-    lately are not counted (an account alone may use every slot for those). None: half of
-    ``max_in_flight``."""
+    lately are not counted (an account alone may use nearly every slot for those). None:
+    half of ``max_in_flight``."""
+    reserved_for_others: int | None = Field(default=None, ge=0)
+    """Slots one account's sends never take, quick receivers included: what another account
+    always finds free, even when a tenant's quick receivers all start hanging at once. None:
+    an eighth of ``max_in_flight`` (at least one when there are two or more); 0: an account
+    may take every slot."""
     retry_after_max: float = Field(default=3600.0, gt=0)
     tick_seconds: float = Field(default=1.0, gt=0)
     response_snippet_bytes: int = Field(default=1024, ge=0)
     lease_seconds: float | None = Field(default=None, gt=0)
     """A claimed delivery is another instance's to send after this (its claimer crashed);
     None: the larger of 300 s and four attempt timeouts. At least two timeouts."""
+
+    @model_validator(mode="after")
+    def _reserve_leaves_a_slot(self) -> DeliverySettings:
+        if self.reserved_for_others is not None and self.reserved_for_others >= self.max_in_flight:
+            raise ValueError(
+                f"reserved_for_others ({self.reserved_for_others}) must be less than "
+                f"max_in_flight ({self.max_in_flight}): an account needs a slot to send"
+            )
+        return self
 
     @model_validator(mode="after")
     def _lease_covers_attempts(self) -> DeliverySettings:

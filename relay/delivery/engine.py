@@ -2,7 +2,7 @@
 
 Flow: each pass of the pump claims as many due deliveries as there are free slots, never
 more for one destination than its concurrency cap leaves room for, nor for one account than its
-share, nor for a rate-limited destination than its gate lets start now
+share or its total, nor for a rate-limited destination than its gate lets start now
 (``relay.delivery.fairness``), and starts one send each.
 A finished send is classified by the pure ``relay.delivery.outcomes.classify_attempt`` into a record
 that ``relay.delivery.recorder`` writes in batches, one transaction per batch, which is what
@@ -28,7 +28,7 @@ import httpx
 
 from relay.backoff import parse_retry_after
 from relay.clock import Clock
-from relay.delivery.fairness import Ledger, RateGate, filled
+from relay.delivery.fairness import Ledger, RateGate, account_limit, filled
 from relay.delivery.outcomes import (
     SLOW_DOWN_STATUSES,
     AttemptResult,
@@ -68,6 +68,8 @@ class EngineSettings:
     max_in_flight_per_account: int | None = None
     """Slots one account's sends to slow or unknown receivers may hold (quick ones are not
     counted: ``relay.delivery.fairness``); None: half of ``max_in_flight``."""
+    reserved_for_others: int | None = None
+    """Slots any one account leaves to the others, quick sends included (None: an eighth)."""
     lease_seconds: float = 300.0
     snippet_bytes: int = 1024
     retry: RetryPolicy = field(default_factory=RetryPolicy)
@@ -77,6 +79,8 @@ class EngineSettings:
             raise ValueError("a delivery's lease must cover at least two attempt timeouts")
         if self.max_in_flight_per_account is not None and self.max_in_flight_per_account < 1:
             raise ValueError("an account's share must be at least one slot")
+        if not 0 <= (self.reserved_for_others or 0) < self.max_in_flight:
+            raise ValueError("the slots reserved for others must leave an account one slot")
 
     @property
     def account_share(self) -> int:
@@ -175,6 +179,9 @@ class DeliveryEngine:
             time.monotonic(),
             per_destination=self._settings.max_in_flight_per_destination,
             per_account=self._settings.account_share,
+            per_account_total=account_limit(
+                self._settings.max_in_flight, self._settings.reserved_for_others
+            ),
             gate=self._gate,
         )
         due = await self._store.claim_due_deliveries(
@@ -215,7 +222,7 @@ class DeliveryEngine:
         key = delivery.destination_key
         now = time.monotonic()
         # The turn is reserved here, in the claim's pass: the next claim's rooms count it.
-        self._gate.learn(key, delivery.rate_limit)
+        self._gate.learn(key, delivery.rate_limit, now)
         wait = self._gate.reserve(key, now)
         ticket = self._ledger.start(key, delivery.account_id, now, wait)
         task = asyncio.ensure_future(self._send(delivery, ticket, wait, lease_end))

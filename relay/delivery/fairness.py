@@ -8,21 +8,37 @@ Why (issue 11): one tenant's receivers must not stall another tenant's deliverie
    does not stall the others).
 2. An account's sends count against its share (``max_in_flight_per_account``, by default half
    the slots), except sends to destinations that answered within ``QUICK_ANSWER`` lately and
-   have no send in flight for longer than that: such a slot comes back before anyone waits
-   long for it. So an account alone may use every slot for receivers that answer, while its
-   black holes and slow receivers never hold more than its share, and the rest stays free for
-   the other accounts. (A slot cannot be taken back from a send under way, so a share that
-   applied only "when others wait" would leave a newcomer waiting a whole timeout.)
-3. The store's claim takes the accounts in turns: each account's longest-due delivery first,
+   have no send in flight for longer than that: such a slot normally comes back before anyone
+   waits long for it. So an account's black holes and slow receivers never hold more than its
+   share.
+3. Quick or not, an account's sends never hold more than ``max_in_flight`` minus
+   ``reserved_for_others`` slots (by default an eighth of them is reserved): the part another
+   account always finds free. A quick receiver can turn into a black hole at any moment, and a
+   slot cannot be taken back from a send under way: without this cap, an account could keep
+   four receivers quick, have every slot claimed for them, make them all hang, and starve
+   everyone else for an attempt timeout, again and again. (Exempting quick sends only while no
+   other account has due work would not do: work that falls due a moment later would wait a
+   whole timeout for the slots taken meanwhile.) So an account alone may use nearly every slot
+   for receivers that answer, its black holes hold at most its share, and another account
+   always keeps the reserve. The guarantee is per account: many accounts acting together can
+   still fill the slots, each within its own limits.
+4. The store's claim takes the accounts in turns: each account's longest-due delivery first,
    then each one's second, and so on, so a small account is not queued behind a big one's
    backlog for the slots that are free.
-4. A rate-limited destination is claimed only for the sends its gate lets start within
+5. A rate-limited destination is claimed only for the sends its gate lets start within
    ``RATE_HORIZON``; the rest of its due deliveries stay unclaimed in the database. We chose
    this over renewing the leases of sends waiting in the gate: a waiting send would still hold
    an in-flight slot (four slow subscriptions held all 256), and each renewal would be a
    database write; an unclaimed delivery costs nothing while it waits, and a send starts at
    most ``RATE_HORIZON`` after its claim, so its lease (at least two attempt timeouts) cannot
    run out under it: no second claim, no duplicate POST without a crash.
+6. A gate is planned at the rate the destination's last claimed delivery had, and the claim
+   applies its room only while the destination still has that rate. A subscription whose
+   ``rate_limit`` was raised, lowered or removed is claimed at the next claim like one whose
+   rate is not known yet (one send; all it may take if it has no limit any more), and the
+   gate re-plans from its last turn at the new rate: a raised rate does not wait out the old
+   rate's turn (up to 100 s). That send still starts within ``RATE_HORIZON``, so after a
+   lowered rate one send may come sooner than the new rate alone would allow.
 """
 
 from __future__ import annotations
@@ -45,13 +61,41 @@ seconds; each waits for its turn (at most this long) holding its slot and lease.
 
 QUICK_ANSWER = 1.0
 """Seconds: a destination that answered this fast lately may use slots beyond its account's
-share (they come back within about this long)."""
+share, up to its total (they come back within about this long)."""
 
 QUICK_MEMORY = 60.0
 """How long a quick answer counts: a destination not sent to since is counted again."""
 
+RATE_TOLERANCE = 1e-9
+"""Relative difference below which two rate limits are the same setting (``same_rate``)."""
+
 _FORGET_AFTER = 10_000
 """Keys remembered at most, per table, before idle ones are forgotten."""
+
+
+def account_limit(max_in_flight: int, reserved_for_others: int | None) -> int:
+    """Slots one account's sends may hold, quick ones included: all but the reserve (None:
+    an eighth of the slots, at least one when there are two or more)."""
+    if reserved_for_others is None:
+        reserved_for_others = min(max_in_flight - 1, max(1, max_in_flight // 8))
+    return max_in_flight - reserved_for_others
+
+
+def same_rate(a: float, b: float) -> bool:
+    """Whether two rate limits read from the database are the same setting (a rate may come
+    back through JSON, so not to the last bit; a changed setting differs by far more)."""
+    return abs(a - b) <= RATE_TOLERANCE * max(abs(a), abs(b))
+
+
+@dataclass(frozen=True, slots=True)
+class GateRoom:
+    """A rate-limited destination's gate, as the claim sees it."""
+
+    rate: float
+    """The rate limit the gate is planned at: its room applies while the destination still
+    has this rate (``same_rate``); otherwise the destination is one of unknown rate."""
+    room: int
+    """Sends the gate lets start within ``RATE_HORIZON`` (0: none)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,16 +104,26 @@ class ClaimLimits:
 
     per_destination: int | None = None
     """Deliveries a destination key not in ``destination_room`` may take, but one for a
-    destination with a rate limit (the engine learns its rate from that one); None: no cap."""
+    rate-limited destination without a gate at its current rate in ``gates`` (the engine
+    learns its rate from that one); None: no cap."""
     destination_room: Mapping[str, int] = field(default_factory=dict)
-    """Destination key → how many more it may take (0 or less: none)."""
+    """Destination key → how many more it may take, for its sends in flight (0 or less:
+    none)."""
+    gates: Mapping[str, GateRoom] = field(default_factory=dict)
+    """Rate-limited destination key → its gate: while the destination's rate is the gate's,
+    it takes no more than the gate's room (as well as its ``destination_room``)."""
     per_account: int | None = None
     """Deliveries an account not in ``account_room`` may take; None: no cap."""
     account_room: Mapping[str, int] = field(default_factory=dict)
     """Account → how many more it may take (0 or less: none), counting only deliveries to
     keys not in ``uncounted``."""
     uncounted: frozenset[str] = frozenset()
-    """Destination keys whose deliveries the account caps do not limit (quick receivers)."""
+    """Destination keys whose deliveries ``account_room`` does not count (quick receivers)."""
+    per_account_total: int | None = None
+    """Deliveries of any key (``uncounted`` too) an account not in ``account_total_room``
+    may take; None: no cap."""
+    account_total_room: Mapping[str, int] = field(default_factory=dict)
+    """Account → how many more deliveries of any key it may take (0 or less: none)."""
 
     @property
     def window(self) -> int:
@@ -80,24 +134,39 @@ class ClaimLimits:
         capped = (
             self.per_destination is not None
             or self.per_account is not None
+            or self.per_account_total is not None
             or bool(self.destination_room)
+            or bool(self.gates)
             or bool(self.account_room)
+            or bool(self.account_total_room)
         )
         return 4 if capped else 1
 
-    def destination_cap(self, key: str, rate_limited: bool) -> float:
+    def destination_cap(self, key: str, rate_limit: float | None) -> float:
+        """How many a destination with this (current) rate limit may take."""
         room = self.destination_room.get(key)
-        if room is not None:
-            return room
-        if self.per_destination is None:
-            return math.inf
-        return 1 if rate_limited else self.per_destination
+        cap: float = math.inf if self.per_destination is None else self.per_destination
+        in_flight = cap if room is None else room
+        if rate_limit is None:
+            return in_flight
+        gate = self.gates.get(key)
+        if gate is not None and same_rate(gate.rate, rate_limit):
+            return min(in_flight, gate.room)
+        return min(in_flight, 1 if self.per_destination is not None else math.inf)
 
     def account_cap(self, account: str) -> float:
+        """How many deliveries to keys not in ``uncounted`` the account may take."""
         room = self.account_room.get(account)
         if room is not None:
             return room
         return math.inf if self.per_account is None else self.per_account
+
+    def account_total_cap(self, account: str) -> float:
+        """How many deliveries of any key the account may take."""
+        room = self.account_total_room.get(account)
+        if room is not None:
+            return room
+        return math.inf if self.per_account_total is None else self.per_account_total
 
 
 def filled(limits: ClaimLimits, due: Sequence[DueDelivery]) -> bool:
@@ -105,11 +174,14 @@ def filled(limits: ClaimLimits, due: Sequence[DueDelivery]) -> bool:
     work may then have been hidden behind its backlog, and a claim shortly after (which
     leaves the full ones out) reaches it."""
     keys = Counter(d.destination_key for d in due)
-    rated = {d.destination_key for d in due if d.rate_limit}
-    if any(n >= limits.destination_cap(k, k in rated) for k, n in keys.items()):
+    rates = {d.destination_key: d.rate_limit for d in due}
+    if any(n >= limits.destination_cap(k, rates[k]) for k, n in keys.items()):
         return True
     accounts = Counter(d.account_id for d in due if d.destination_key not in limits.uncounted)
-    return any(n >= limits.account_cap(a) for a, n in accounts.items())
+    if any(n >= limits.account_cap(a) for a, n in accounts.items()):
+        return True
+    totals = Counter(d.account_id for d in due)
+    return any(n >= limits.account_total_cap(a) for a, n in totals.items())
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,19 +241,28 @@ class Ledger:
         )
 
     def limits(
-        self, now: float, *, per_destination: int, per_account: int, gate: RateGate
+        self,
+        now: float,
+        *,
+        per_destination: int,
+        per_account: int,
+        per_account_total: int,
+        gate: RateGate,
     ) -> ClaimLimits:
+        """``per_account``: an account's share for sends to keys that are not quick;
+        ``per_account_total``: all its sends may hold (``max_in_flight`` less the reserve)."""
         quick = self.quick(now)
-        room = {k: per_destination - n for k, n in self._per_key.items()}
-        for key, open_ in gate.rooms(now).items():
-            room[key] = min(room.get(key, per_destination), open_)
         counted = Counter(s.account for s in self._sends.values() if s.key not in quick)
+        totals = Counter(s.account for s in self._sends.values())
         return ClaimLimits(
             per_destination=per_destination,
-            destination_room=room,
+            destination_room={k: per_destination - n for k, n in self._per_key.items()},
+            gates=gate.gates(now),
             per_account=per_account,
             account_room={a: per_account - n for a, n in counted.items()},
             uncounted=quick,
+            per_account_total=per_account_total,
+            account_total_room={a: per_account_total - n for a, n in totals.items()},
         )
 
 
@@ -191,51 +272,63 @@ class RateGate:
 
     def __init__(self) -> None:
         self._rates: dict[str, float] = {}
-        self._next: dict[str, float] = {}
+        """Destination key → its rate limit as read (a gate spaces at no less than
+        ``MIN_RATE_LIMIT``)."""
+        self._last: dict[str, float] = {}
+        """Destination key → the moment of the last turn reserved."""
 
-    def learn(self, key: str, rate: float | None) -> None:
-        """The destination's rate limit, as its latest claimed delivery says (None: none)."""
+    def learn(self, key: str, rate: float | None, now: float) -> None:
+        """The destination's rate limit, as its latest claimed delivery says (None: none).
+        A changed rate re-plans the gate from its last turn, but the send the claim took
+        (as one of unknown rate) still starts within ``RATE_HORIZON``."""
         if rate is None:
             self._rates.pop(key, None)
-            self._next.pop(key, None)
-        else:
-            self._rates[key] = max(rate, MIN_RATE_LIMIT)
+            self._last.pop(key, None)
+            return
+        known = self._rates.get(key)
+        self._rates[key] = rate
+        last = self._last.get(key)
+        if known is not None and last is not None and not same_rate(known, rate):
+            self._last[key] = min(last, now + RATE_HORIZON - self._interval(key))
 
     def reserve(self, key: str, now: float) -> float:
         """Seconds this send waits for its turn; reserves the turn. 0 for a destination
         without a rate limit."""
-        rate = self._rates.get(key)
-        if rate is None:
+        if key not in self._rates:
             return 0.0
-        slot = max(now, self._next.get(key, now))
-        self._next[key] = slot + 1.0 / rate
-        if len(self._next) > _FORGET_AFTER:
+        slot = max(now, self._next(key))
+        self._last[key] = slot
+        if len(self._last) > _FORGET_AFTER:
             self._forget(now)
         return slot - now
 
-    def rooms(self, now: float) -> dict[str, int]:
-        """Rate-limited destination → how many sends may start within ``RATE_HORIZON``."""
-        return {key: self._room(key, rate, now) for key, rate in self._rates.items()}
+    def gates(self, now: float) -> dict[str, GateRoom]:
+        """Rate-limited destination → its rate and how many sends may start within
+        ``RATE_HORIZON``."""
+        return {key: GateRoom(rate, self._room(key, now)) for key, rate in self._rates.items()}
 
     def opens_in(self, now: float) -> float | None:
         """Seconds until the first closed gate lets a send be claimed again; None: none is
         closed."""
-        closed = [
-            self._next[k] - RATE_HORIZON - now
-            for k, rate in self._rates.items()
-            if self._room(k, rate, now) == 0
-        ]
+        closed = [self._next(k) - RATE_HORIZON - now for k in self._rates if not self._room(k, now)]
         return max(0.0, min(closed)) if closed else None
 
-    def _room(self, key: str, rate: float, now: float) -> int:
-        slot = max(now, self._next.get(key, now))
+    def _interval(self, key: str) -> float:
+        return 1.0 / max(self._rates[key], MIN_RATE_LIMIT)
+
+    def _next(self, key: str) -> float:
+        last = self._last.get(key)
+        return -math.inf if last is None else last + self._interval(key)
+
+    def _room(self, key: str, now: float) -> int:
+        slot = max(now, self._next(key))
         if slot > now + RATE_HORIZON:
             return 0
         # A hair of slack: a turn that falls exactly on the horizon counts.
-        return math.floor((now + RATE_HORIZON - slot) * rate + 1e-9) + 1
+        return math.floor((now + RATE_HORIZON - slot) / self._interval(key) + 1e-9) + 1
 
     def _forget(self, now: float) -> None:
         """Open gates are forgotten: such a destination is then claimed one at a time until
         its rate is learnt again."""
-        self._next = {k: t for k, t in self._next.items() if t > now}
-        self._rates = {k: r for k, r in self._rates.items() if k in self._next}
+        self._last = {k: t for k, t in self._last.items() if self._next(k) > now}
+        self._rates = {k: r for k, r in self._rates.items() if k in self._last}

@@ -125,8 +125,9 @@ class DeliveryStore(Protocol):
     ) -> list[DueDelivery]:
         """Lease up to ``limit`` due deliveries to ``owner``, no more for a destination key
         or an account than ``limits`` leaves room for (``ClaimLimits``: a rate-limited
-        destination it does not name takes one; deliveries to its ``uncounted`` keys do not
-        count against their account). The accounts take turns: each one's longest-due
+        destination without a gate at its current rate takes one; deliveries to its
+        ``uncounted`` keys do not count against their account's share, only against its
+        total). The accounts take turns: each one's longest-due
         delivery first, then each one's second, and so on; within a turn, the longest due
         first. A replayed (ordered) delivery waits for the task's earlier ordered deliveries
         to the same destination."""

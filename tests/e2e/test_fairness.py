@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import statistics
 import time
 from collections import Counter
@@ -83,6 +84,57 @@ class BlackHoles:
             writer.close()
         for server in self._servers:
             await server.wait_closed()
+
+
+class TurnCoat:
+    """A receiver on loopback that answers every request at once (a quick receiver) until
+    ``hang`` is set; from then on it reads requests and never answers them."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.hang = False
+        self.answered = 0
+        self.held = 0
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    def url(self, i: int) -> str:
+        return f"http://{HOST}:{self.port}/hook/{i}"
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = re.search(rb"(?i)\r\ncontent-length:\s*(\d+)", head)
+                await reader.readexactly(int(length.group(1)) if length else 0)
+                if self.hang:
+                    self.held += 1
+                    try:
+                        while await reader.read(65536):
+                            pass
+                    finally:
+                        self.held -= 1
+                    return
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                await writer.drain()
+                self.answered += 1
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            self._writers.discard(writer)
+            writer.close()
+
+    async def __aenter__(self) -> TurnCoat:
+        self._server = await asyncio.start_server(self._serve, HOST, self.port)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in list(self._writers):
+            writer.close()
+        await self._server.wait_closed()
 
 
 def authed(url: str, account: Account) -> httpx.AsyncClient:
@@ -166,6 +218,45 @@ async def test_another_account_s_black_holes_leave_the_victim_s_latency_alone(
         latencies = await victim_latencies(relay, victim, receiver)
         # The noisy account's share (half the slots) is all it holds.
         assert holes.open == 16, holes.open
+    assert statistics.median(latencies) < 1.0, latencies
+    assert max(latencies) < PROBE_PATIENCE, latencies
+
+
+async def test_another_account_s_quick_receivers_that_all_start_hanging_leave_the_victim_alone(
+    tmp_path: Path,
+) -> None:
+    """Sends to quick receivers are not counted against the account's share, so the noisy
+    account's four quick subscriptions may take more than half the slots; when they all hang
+    at once, the slots it took stay held for a timeout, and the eighth of the slots reserved
+    for others (4 of 32) is what keeps the victim's deliveries going."""
+    async with (
+        TurnCoat() as turncoat,
+        Receiver() as receiver,
+        relay_process(tmp_path, timeout=25, **SLOTS) as relay,
+    ):
+        noisy = await create_account_in_process(relay.config_path, "noisy")
+        victim = await create_account_in_process(relay.config_path, "victim")
+        async with authed(relay.url, noisy) as client:
+            for i in range(4):
+                await subscribe(client, turncoat.url(i), event_types=["task.queued"])
+            await submit(client)  # one quick answer from each: all four are quick
+
+            async def all_answered() -> bool:
+                return turncoat.answered == 4
+
+            await eventually(all_answered, within=10, what="four quick answers")
+            turncoat.hang = True
+            # 12 tasks at once, four deliveries each: 48 due, more than all 32 slots.
+            await asyncio.gather(*(submit(client) for _ in range(12)))
+
+        async def past_the_share() -> int:
+            return turncoat.held if turncoat.held > 16 else 0
+
+        await eventually(past_the_share, within=10, what="more sends held than the share")
+        await asyncio.sleep(1.5)  # the hanging receivers are no longer quick
+        latencies = await victim_latencies(relay, victim, receiver)
+        # More than its share, never more than all the slots but the four reserved.
+        assert 16 < turncoat.held <= 28, turncoat.held
     assert statistics.median(latencies) < 1.0, latencies
     assert max(latencies) < PROBE_PATIENCE, latencies
 
@@ -260,3 +351,45 @@ async def test_a_rate_limit_below_the_bound_is_refused_and_names_it(
         assert "0.01" in patched.json()["error"]["message"]
         listed = (await client.get("/v1/subscriptions")).json()["data"]
         assert [s["rate_limit"] for s in listed] == [MIN_RATE_LIMIT]
+
+
+async def test_a_raised_or_removed_rate_limit_applies_at_the_next_claim(tmp_path: Path) -> None:
+    """A subscription at the slowest rate gets its first event at once and the next one
+    100 s later; raised (or removed), the events waiting go out at once, not after the old
+    rate's interval."""
+    every_event = ["task.queued", "task.running", "task.progress", "task.succeeded"]
+    async with Receiver() as receiver, relay_process(tmp_path) as relay:
+        account = await create_account_in_process(relay.config_path, "changing")
+        async with authed(relay.url, account) as client:
+            subs = [
+                await subscribe(
+                    client,
+                    f"{receiver.url}/{i}",
+                    event_types=every_event,
+                    rate_limit=MIN_RATE_LIMIT,
+                )
+                for i in range(2)
+            ]
+            task = await submit(client)
+
+            async def all_events() -> list[str] | None:
+                page = await client.get("/v1/events", params={"task_id": task, "limit": 100})
+                found = page.json()["data"]
+                done = any(e["type"] == "task.succeeded" for e in found)
+                return [e["id"] for e in found] if done else None
+
+            events = await eventually(all_events, within=15, what="the task to succeed")
+            assert len(events) >= 3, events
+            # One event each went out at once; the others wait for the gate (100 s).
+            await receiver.wait_for(2, within=10)
+            await receiver.quiet_for(0.5)
+            assert len(receiver.requests) == 2
+            for sub, change in zip(subs, (50, None), strict=True):
+                patched = await client.patch(
+                    f"/v1/subscriptions/{sub}", json={"rate_limit": change}
+                )
+                assert patched.status_code == 200, patched.text
+            await receiver.wait_for(2 * len(events), within=5)
+            for i in range(2):
+                got = [r.webhook_id for r in receiver.requests if r.path == f"/hook/{i}"]
+                assert sorted(got) == sorted(events), (i, got)

@@ -41,6 +41,8 @@ class DeliveriesMixin:
         limits = limits or ClaimLimits()
         rooms = limits.destination_room
         accounts = limits.account_room
+        totals = limits.account_total_room
+        gates = limits.gates
         self._leased = True
         rows = await self._db.run(
             lambda c: fetch_all(
@@ -50,6 +52,7 @@ class DeliveriesMixin:
                     "now": t,
                     "full": [k for k, n in rooms.items() if n <= 0],
                     "full_accounts": [a for a, n in accounts.items() if n <= 0],
+                    "spent_accounts": [a for a, n in totals.items() if n <= 0],
                     "uncounted": sorted(limits.uncounted),
                     # Look a little past the limit, so one destination's or account's
                     # backlog at the head of the queue does not hide the others' due work
@@ -62,6 +65,14 @@ class DeliveriesMixin:
                     "accounts": list(accounts),
                     "account_rooms": list(accounts.values()),
                     "account_cap": limit if limits.per_account is None else limits.per_account,
+                    "totals": list(totals),
+                    "total_rooms": list(totals.values()),
+                    "total_cap": limit
+                    if limits.per_account_total is None
+                    else limits.per_account_total,
+                    "gate_keys": list(gates),
+                    "gate_rates": [g.rate for g in gates.values()],
+                    "gate_rooms": [g.room for g in gates.values()],
                     "limit": limit,
                     "owner": owner,
                     "until": t + lease_seconds,

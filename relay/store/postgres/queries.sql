@@ -398,10 +398,12 @@ FOR KEY SHARE
 -- The candidate window is locked as it is read, skipping rows another claim holds; the
 -- rankings then keep what each destination's and each account's room allows (see the
 -- SQLite store's pick_due_deliveries for the rules), and only those are leased (the rest
--- are unlocked when the statement ends). full/full_accounts: the destinations and accounts
--- with no room at all; keys/rooms and accounts/account_rooms: the rooms the claim names,
--- cap (rated_cap for a rate-limited destination) and account_cap for the others; uncounted:
--- keys the account rooms do not count.
+-- are unlocked when the statement ends). full/full_accounts/spent_accounts: the destinations
+-- and accounts with no room at all (spent: none even for uncounted keys); keys/rooms,
+-- accounts/account_rooms and totals/total_rooms: the rooms the claim names, cap, account_cap
+-- and total_cap for the others; gate_keys/gate_rates/gate_rooms: the rate gates, each
+-- applying while its destination's rate_limit is still its rate (a rate-limited destination
+-- without one takes rated_cap); uncounted: keys the account rooms do not count.
 WITH no_sync AS (SELECT set_config('synchronous_commit', 'off', true) AS off),
 candidate AS MATERIALIZED (
     SELECT pk, next_attempt_at, destination_key, destination_id, account_id
@@ -409,6 +411,16 @@ candidate AS MATERIALIZED (
     WHERE next_attempt_at <= %(now)s
       AND (lease_until IS NULL OR lease_until < %(now)s)
       AND destination_key <> ALL(%(full)b::text[])
+      -- Closed gates, while their destination's rate is still theirs (a subscription's key is
+      -- its destination id).
+      AND destination_key <> ALL(ARRAY(
+        SELECT g.key
+        FROM unnest(%(gate_keys)b::text[], %(gate_rates)b::float8[], %(gate_rooms)b::int[])
+            AS g (key, rate, room)
+        JOIN destinations AS x ON x.id = g.key
+        WHERE g.room <= 0 AND abs(x.rate_limit - g.rate) <= 1e-9 * x.rate_limit
+      ))
+      AND account_id <> ALL(%(spent_accounts)b::text[])
       AND (
         account_id <> ALL(%(full_accounts)b::text[])
         OR destination_key = ANY(%(uncounted)b::text[])
@@ -435,11 +447,18 @@ by_key AS (
            row_number() OVER (
                PARTITION BY c.destination_key ORDER BY c.next_attempt_at, c.pk
            ) AS rank,
-           coalesce(r.room, CASE WHEN dst.rate_limit IS NULL THEN %(cap)s ELSE %(rated_cap)s END) AS room
+           LEAST(
+               coalesce(r.room, %(cap)s),
+               CASE WHEN dst.rate_limit IS NULL THEN %(cap)s
+                    WHEN abs(dst.rate_limit - g.rate) <= 1e-9 * dst.rate_limit THEN g.room
+                    ELSE %(rated_cap)s END
+           ) AS room
     FROM candidate AS c
     LEFT JOIN destinations AS dst ON dst.id = c.destination_id
     LEFT JOIN unnest(%(keys)b::text[], %(rooms)b::int[]) AS r (key, room)
         ON r.key = c.destination_key
+    LEFT JOIN unnest(%(gate_keys)b::text[], %(gate_rates)b::float8[], %(gate_rooms)b::int[])
+        AS g (key, rate, room) ON g.key = c.destination_key
 ),
 by_account AS (
     SELECT b.pk, b.next_attempt_at, b.uncounted,
@@ -449,16 +468,22 @@ by_account AS (
            count(*) FILTER (WHERE NOT b.uncounted) OVER (
                PARTITION BY b.account_id ORDER BY b.next_attempt_at, b.pk
            ) AS counted,
-           coalesce(a.room, %(account_cap)s) AS room
+           coalesce(a.room, %(account_cap)s) AS room,
+           coalesce(t.room, %(total_cap)s) AS total_room
     FROM by_key AS b
     LEFT JOIN unnest(%(accounts)b::text[], %(account_rooms)b::int[]) AS a (account, room)
         ON a.account = b.account_id
+    LEFT JOIN unnest(%(totals)b::text[], %(total_rooms)b::int[]) AS t (account, room)
+        ON t.account = b.account_id
     WHERE b.rank <= b.room
 ),
+-- Kept so far, at a row of an account: its uncounted rows so far (turn - counted) and the
+-- counted ones its room kept (the first room of them); the total room caps that.
 picked AS (
     SELECT pk
     FROM by_account
-    WHERE uncounted OR counted <= room
+    WHERE (uncounted OR counted <= room)
+      AND turn - counted + LEAST(counted, GREATEST(room, 0)) <= total_room
     ORDER BY turn, next_attempt_at, pk
     LIMIT %(limit)s
 ),

@@ -37,11 +37,14 @@ class DeliveriesMixin:
         params = {
             "now": t,
             "room": json.dumps(dict(limits.destination_room)),
+            "gates": json.dumps({k: [g.rate, g.room] for k, g in limits.gates.items()}),
             "cap": limit if limits.per_destination is None else limits.per_destination,
             "rated_cap": limit if limits.per_destination is None else 1,
             "accounts": json.dumps(dict(limits.account_room)),
             "account_cap": limit if limits.per_account is None else limits.per_account,
             "uncounted": json.dumps(sorted(limits.uncounted)),
+            "totals": json.dumps(dict(limits.account_total_room)),
+            "total_cap": limit if limits.per_account_total is None else limits.per_account_total,
             # Look a little past the limit, so one destination's or account's backlog at the
             # head of the queue does not hide the others' due work from this claim; SQLite
             # ranks the candidates and keeps as many as each one's room allows.

@@ -409,12 +409,18 @@ INSERT INTO deliveries (
 -- Due and not leased (or the lease ran out); the accounts take turns (turn: each account's
 -- longest due first, then each one's second, ...), the longest due first within a turn.
 -- Rooms (relay.delivery.fairness.ClaimLimits): :room is a JSON object of destination key ->
--- how many more this claim may take for it (:cap for a key it does not name, :rated_cap for
--- a rate-limited destination it does not name); :accounts the same per account (:account_cap
--- for the others), counting only deliveries to keys not in :uncounted (a JSON array). Keys
--- and accounts without room are skipped before the inner LIMIT (:window), which looks a
+-- how many more this claim may take for it (:cap for a key it does not name); :gates a JSON
+-- object of rate-limited key -> [the rate its gate is planned at, the gate's room], which
+-- applies while the destination's rate_limit is still that rate (within a relative 1e-9: the
+-- rate came back through JSON); a rate-limited destination without one takes :rated_cap.
+-- :accounts the same as :room per account (:account_cap for the others), counting only
+-- deliveries to keys not in :uncounted (a JSON array); :totals per account again
+-- (:total_cap for the others), counting every delivery the account keeps, so quick ones too.
+-- Keys and accounts without room are skipped before the inner LIMIT (:window), which looks a
 -- little past the claim's limit, so one destination's or account's backlog at the head of
 -- the queue does not hide the others' due work; the rankings then keep what rooms allow.
+-- Kept so far, at a row of an account: its uncounted rows so far (turn - counted) and the
+-- counted ones its room kept (the first account_room of them).
 SELECT pk FROM (
     SELECT pk, next_attempt_at, uncounted,
            row_number() OVER (
@@ -426,22 +432,44 @@ SELECT pk FROM (
            coalesce(
                (SELECT value FROM json_each(:accounts) WHERE key = by_key.account_id),
                :account_cap
-           ) AS account_room
+           ) AS account_room,
+           coalesce(
+               (SELECT value FROM json_each(:totals) WHERE key = by_key.account_id),
+               :total_cap
+           ) AS total_room
     FROM (
         SELECT c.pk, c.next_attempt_at, c.account_id,
                c.destination_key IN (SELECT value FROM json_each(:uncounted)) AS uncounted,
                row_number() OVER (
                    PARTITION BY c.destination_key ORDER BY c.next_attempt_at, c.pk
                ) AS rank,
-               coalesce(
-                   (SELECT value FROM json_each(:room) WHERE key = c.destination_key),
-                   CASE WHEN dst.rate_limit IS NULL THEN :cap ELSE :rated_cap END
+               min(
+                   coalesce(
+                       (SELECT value FROM json_each(:room) WHERE key = c.destination_key),
+                       :cap
+                   ),
+                   CASE WHEN dst.rate_limit IS NULL THEN :cap ELSE coalesce(
+                       (SELECT json_extract(g.value, '$[1]') FROM json_each(:gates) AS g
+                        WHERE g.key = c.destination_key
+                          AND abs(dst.rate_limit - json_extract(g.value, '$[0]'))
+                              <= 1e-9 * dst.rate_limit),
+                       :rated_cap
+                   ) END
                ) AS room
         FROM (
             SELECT pk, next_attempt_at, destination_key, destination_id, account_id
             FROM deliveries AS d
             WHERE next_attempt_at <= :now AND (lease_until IS NULL OR lease_until < :now)
               AND destination_key NOT IN (SELECT key FROM json_each(:room) WHERE value <= 0)
+              -- Closed gates, while their destination's rate is still theirs (a subscription's
+              -- key is its destination id).
+              AND destination_key NOT IN (
+                  SELECT g.key FROM json_each(:gates) AS g
+                  JOIN destinations AS x ON x.id = g.key
+                  WHERE json_extract(g.value, '$[1]') <= 0
+                    AND abs(x.rate_limit - json_extract(g.value, '$[0]')) <= 1e-9 * x.rate_limit
+              )
+              AND account_id NOT IN (SELECT key FROM json_each(:totals) WHERE value <= 0)
               AND (
                   account_id NOT IN (SELECT key FROM json_each(:accounts) WHERE value <= 0)
                   OR destination_key IN (SELECT value FROM json_each(:uncounted))
@@ -459,7 +487,8 @@ SELECT pk FROM (
     ) AS by_key
     WHERE rank <= room
 ) AS by_account
-WHERE uncounted OR counted <= account_room
+WHERE (uncounted OR counted <= account_room)
+  AND turn - counted + min(counted, max(account_room, 0)) <= total_room
 ORDER BY turn, next_attempt_at, pk
 LIMIT :limit
 

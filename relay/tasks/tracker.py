@@ -12,7 +12,7 @@ import asyncio
 import logging
 import random
 from collections.abc import Callable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -61,6 +61,15 @@ PUSH_RECHECK = 2.0
 a provider fault: the provider's API may lag its own webhook, or be briefly down."""
 PUSH_RECHECKS = 5
 """How many looks a push earns before the task is back on its ordinary (slow) schedule."""
+
+
+@dataclass(frozen=True, slots=True)
+class Asked:
+    """What one provider query said, and when (``answer`` None: not asked, backed off
+    until ``at``)."""
+
+    answer: ProviderTask | ProviderFault | None
+    at: datetime
 
 
 class Tracker:
@@ -339,6 +348,7 @@ class Tracker:
         if left:
             recheck = PUSH_RECHECK if recheck is None else min(recheck, PUSH_RECHECK)
             via = "push"
+        asked: Asked | None = None
         for _ in range(3):
             now = self._clock.now()
             if task.status.terminal:
@@ -346,7 +356,10 @@ class Tracker:
             if plan is None:
                 change = verdicts.provider_gone(task, now)
             else:
-                change, answered = await self._ask(task, plan, via)
+                # One question per poll: a save that lost a race applies the same answer
+                # to the task as the winner left it, it does not ask the provider again.
+                asked = asked or await self._ask(task, plan)
+                change, answered = self._apply(task, plan, asked, via)
                 next_at = change.task.next_poll_at
                 if recheck is not None and next_at is not None:
                     soon = self._clock.now() + timedelta(seconds=recheck)
@@ -371,17 +384,14 @@ class Tracker:
             task = again
         return task
 
-    async def _ask(self, task: Task, plan: ProviderPlan, via: str) -> tuple[Change, bool]:
-        """The change one provider query makes, and whether the provider answered about the
-        task (it is not asked while backed off, and a fault is no answer). The query is kept
-        among the task's latest looks."""
+    async def _ask(self, task: Task, plan: ProviderPlan) -> Asked:
+        """One provider query about ``task``, or none while the provider is backed off."""
         backoff = plan.client.backoff_until()
         if backoff is not None or task.provider_task_id is None:
             if backoff is not None:
                 self._metrics.poll_finished(task.provider, FaultKind.BACKED_OFF.value)
-            return Change(replace(task, next_poll_at=backoff or self._clock.now())), False
+            return Asked(None, backoff or self._clock.now())
         answer = await plan.client.query(task.provider_task_id)
-        now = self._clock.now()
         outcome = "answered" if isinstance(answer, ProviderTask) else answer.kind.value
         self._metrics.poll_finished(task.provider, outcome)
         log.debug(
@@ -395,6 +405,16 @@ class Tracker:
                 outcome=outcome,
             ),
         )
+        return Asked(answer, self._clock.now())
+
+    def _apply(self, task: Task, plan: ProviderPlan, asked: Asked, via: str) -> tuple[Change, bool]:
+        """The change an answer makes to ``task``, and whether the provider answered about
+        the task (it is not asked while backed off, and a fault is no answer). The query is
+        kept among the task's latest looks."""
+        answer, now = asked.answer, asked.at
+        if answer is None:
+            return Change(replace(task, next_poll_at=now)), False
+        outcome = "answered" if isinstance(answer, ProviderTask) else answer.kind.value
         task = replace(task, poll_count=task.poll_count + 1).looked(
             Look(
                 now,

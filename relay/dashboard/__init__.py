@@ -15,6 +15,7 @@ PREFIX = "/dashboard"
 
 def dashboard_routes() -> list[Route]:
     sub = "/subscriptions/{sub_id}"
+    submission = "/submissions/{submission_id}"
     return [
         Route("/", pages.home),
         Route("/login", actions.login_form, methods=["GET"]),
@@ -31,6 +32,10 @@ def dashboard_routes() -> list[Route]:
         Route(sub + "/disable", actions.disable_subscription, methods=["POST"]),
         Route(sub + "/replay", actions.replay_subscription, methods=["POST"]),
         Route(sub + "/rotate-secret", actions.rotate_secret, methods=["POST"]),
+        Route("/submissions", pages.submissions),
+        Route(submission, pages.submission),
+        Route(submission + "/resolve", actions.resolve_submission, methods=["POST"]),
+        Route(submission + "/abandon", actions.abandon_submission, methods=["POST"]),
         Route("/providers", pages.providers),
     ]
 

@@ -1,11 +1,12 @@
 """The dashboard's forms: sign in and out, and the buttons that act (redeliver an event; test,
-enable, disable, replay a subscription or rotate its secret).
+enable, disable, replay a subscription or rotate its secret; settle an uncertain submission).
 
 Every form is a POST that carries the session's CSRF token and is refused without it. The
 actions call what the JSON API calls (the store's own operations, ``relay.operator_actions`` for
-replays, the delivery engine for test events) and then redirect (303) to a page that shows the
-result, except a secret rotation: its new secret is shown once, in the answer to that POST
-(never cached, never stored, never logged), as ``POST /v1/.../rotate-secret`` does.
+replays, the delivery engine for test events, the submitter for settling) and then redirect
+(303) to a page that shows the result, except a secret rotation: its new secret is shown
+once, in the answer to that POST (never cached, never stored, never logged), as
+``POST /v1/.../rotate-secret`` does.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from starlette.responses import Response
 
 from relay import operator_actions as operations
 from relay.api.http import caller_for_key, services
+from relay.api.schemas import ResolveSubmission, parse
 from relay.dashboard.render import NO_STORE, guarded, page, redirect
 from relay.dashboard.session import (
     check_csrf,
@@ -36,7 +38,14 @@ from relay.errors import (
     UnknownSubscription,
 )
 from relay.ids import new_id
-from relay.models import DeliveryStatus, Event, EventType, Subscription, SubscriptionStatus
+from relay.models import (
+    DeliveryStatus,
+    Event,
+    EventType,
+    Subscription,
+    SubscriptionStatus,
+    Task,
+)
 from relay.operator_actions import parse_time, redeliver
 from relay.signing import generate_webhook_secret
 from relay.store.values import ReplayQuery
@@ -201,6 +210,49 @@ async def rotate_secret(request: Request) -> Response:
     response = page(request, "secret.html", {"subscription": sub, "secret": secret, "until": until})
     response.headers.update(NO_STORE)
     return response
+
+
+@guarded
+async def resolve_submission(request: Request) -> Response:
+    """The operator found the submission's task at the provider: track it (``POST
+    /v1/submissions/{id}/resolve`` with ``provider_task_id``)."""
+    account_id, form = await _acting(request)
+    given = form.get("provider_task_id", "").strip()
+    if not given:
+        raise BadRequest("provider_task_id: enter the task id the provider gave the task")
+    # The API's own limits on it (length), with the API's messages.
+    body = parse(ResolveSubmission, {"provider_task_id": given})
+    return await _settle(request, account_id, form, body.provider_task_id)
+
+
+@guarded
+async def abandon_submission(request: Request) -> Response:
+    """Nothing was created at the provider (``POST /v1/submissions/{id}/resolve`` with
+    ``abandon``)."""
+    account_id, form = await _acting(request)
+    return await _settle(request, account_id, form, None)
+
+
+async def _settle(
+    request: Request, account_id: str, form: dict[str, str], provider_task_id: str | None
+) -> Response:
+    submission_id = request.path_params["submission_id"]
+    settled = await services(request).tracker.submitter.resolve(
+        account_id, submission_id, provider_task_id
+    )
+    if isinstance(settled, Task):
+        flash(
+            request,
+            f"Submission {submission_id} settled: provider task {settled.provider_task_id} "
+            f"is tracked as task {settled.id}.",
+        )
+    else:
+        flash(
+            request,
+            f"Submission {submission_id} abandoned: a retry with its Idempotency-Key "
+            "submits again.",
+        )
+    return redirect(back_target(form.get("back"), f"/dashboard/submissions/{submission_id}"))
 
 
 async def _active(request: Request, account_id: str) -> Subscription:

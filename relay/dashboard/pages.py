@@ -17,13 +17,16 @@ from relay.api.http import cursor_position, next_cursor, services
 from relay.dashboard import views
 from relay.dashboard.render import guarded, page, redirect
 from relay.dashboard.session import require_account
-from relay.errors import BadRequest, UnknownEvent, UnknownTask
+from relay.errors import BadRequest, UnknownEvent, UnknownSubmission, UnknownTask
 from relay.models import LOOKS_KEPT, DeliveryStatus, EventType, TaskStatus
 from relay.store.values import EventQuery, TaskQuery
+from relay.submissions import SubmissionState
 
 PAGE_SIZE = 50
 TASK_EVENTS = 200
 """Events shown on a task's page (a task has a handful; progress steps can add more)."""
+UNCERTAIN_COUNTED = 50
+"""Uncertain submissions counted for the navigation; more show as ``50+``."""
 
 
 def _choice(request: Request, name: str, allowed: type[Any]) -> Any:
@@ -47,6 +50,18 @@ def _query(**filters: str | None) -> str:
 async def home(request: Request) -> Response:
     require_account(request)
     return redirect("/dashboard/tasks")
+
+
+async def _uncertain(request: Request, account_id: str) -> str | None:
+    """How many of the account's submissions are uncertain (each may be a paid task the relay
+    does not track), for the navigation; None when none is. Read on the landing page (the
+    task list) and the submissions page, not on every page: it is one more query."""
+    found = await services(request).store.list_submissions(
+        account_id, SubmissionState.UNCERTAIN, None, UNCERTAIN_COUNTED
+    )
+    if not found.items:
+        return None
+    return views.count_label(len(found.items), found.next_after is not None)
 
 
 @guarded
@@ -75,6 +90,7 @@ async def tasks(request: Request) -> Response:
             "provider": provider or "",
             "query": _query(status=status.value if status else None, provider=provider),
             "next_cursor": next_cursor(request, page_.next_after, "desc"),
+            "uncertain": await _uncertain(request, who.account_id),
         },
     )
 
@@ -180,6 +196,47 @@ async def subscriptions(request: Request) -> Response:
             "query": "",
             "next_cursor": next_cursor(request, page_.next_after, "desc"),
         },
+    )
+
+
+@guarded
+async def submissions(request: Request) -> Response:
+    who = require_account(request)
+    svc = services(request)
+    state = _choice(request, "state", SubmissionState)
+    page_ = await svc.store.list_submissions(
+        who.account_id,
+        state,
+        cursor_position(request, request.query_params.get("cursor"), "desc"),
+        PAGE_SIZE,
+    )
+    now = svc.clock.now()
+    return page(
+        request,
+        "submissions.html",
+        {
+            "submissions": [(s, views.settleable(s, now)) for s in page_.items],
+            "states": [s.value for s in SubmissionState],
+            "state": state.value if state else "",
+            "query": _query(state=state.value if state else None),
+            "next_cursor": next_cursor(request, page_.next_after, "desc"),
+            "uncertain": await _uncertain(request, who.account_id),
+        },
+    )
+
+
+@guarded
+async def submission(request: Request) -> Response:
+    who = require_account(request)
+    svc = services(request)
+    submission_id = request.path_params["submission_id"]
+    found = await svc.store.get_submission(who.account_id, submission_id)
+    if found is None:
+        raise UnknownSubmission(submission_id)
+    return page(
+        request,
+        "submission.html",
+        {"s": found, "settleable": views.settleable(found, svc.clock.now())},
     )
 
 

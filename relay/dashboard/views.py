@@ -21,6 +21,7 @@ from relay.models import (
     iso,
 )
 from relay.store.values import DeliveryView
+from relay.submissions import Submission, SubmissionState
 
 SNIPPET_CHARS = 300
 """Response snippets are cut to this on the page (the store keeps what the config allows)."""
@@ -227,3 +228,16 @@ def subscription_health(sub: Subscription, now: datetime) -> Health:
     if sub.last_success_at is not None:
         return Health("healthy", f"last success {age(now, sub.last_success_at)} ago")
     return Health("new", "nothing delivered yet")
+
+
+def settleable(sub: Submission, now: datetime) -> bool:
+    """Whether a person may settle ``sub`` now (what ``Submitter.resolve`` accepts): its
+    answer was lost, or the instance that asked the provider let its lease run out."""
+    return sub.state is SubmissionState.UNCERTAIN or (
+        sub.state is SubmissionState.PENDING and sub.lease_until <= now
+    )
+
+
+def count_label(shown: int, more: bool) -> str:
+    """A count read with a bound: ``3``, or ``50+`` when there were more than the bound."""
+    return f"{shown}+" if more else str(shown)

@@ -86,6 +86,8 @@ async def test_pages_need_a_session(dash: Dash) -> None:
         "/dashboard/subscriptions",
         "/dashboard/providers",
         "/dashboard/tasks/x",
+        "/dashboard/submissions",
+        "/dashboard/submissions/x",
     ):
         response = await dash.client.get(path)
         assert response.status_code == 303, path

@@ -11,7 +11,9 @@ from relay.dashboard.session import session_key
 from relay.dashboard.views import (
     age,
     back_target,
+    count_label,
     event_line,
+    settleable,
     snippet,
     subscription_health,
     timeline,
@@ -29,6 +31,7 @@ from relay.models import (
     TaskStatus,
 )
 from relay.store.values import DeliveryView
+from relay.submissions import Submission, SubmissionState
 from relay.transitions import envelope
 from tests.store.factories import NOW, at
 
@@ -173,3 +176,38 @@ def test_subscription_health() -> None:
     off = replace(failing, status=SubscriptionStatus.DISABLED, disabled_reason="failing for 5 days")
     assert subscription_health(off, NOW).state == "disabled"
     assert subscription_health(off, NOW).detail == "failing for 5 days"
+
+
+@pytest.mark.parametrize(
+    ("state", "lease_left", "shown"),
+    [
+        (SubmissionState.UNCERTAIN, 60, True),
+        (SubmissionState.PENDING, 60, False),  # its create is still under way
+        (SubmissionState.PENDING, 0, True),  # its holder let the lease run out
+        (SubmissionState.PENDING, -5, True),
+        (SubmissionState.ACCEPTED, -5, False),
+        (SubmissionState.NOT_ACCEPTED, -5, False),
+        (SubmissionState.ABANDONED, -5, False),
+    ],
+)
+def test_settle_buttons_show_when_the_submitter_would_settle(
+    state: SubmissionState, lease_left: float, shown: bool
+) -> None:
+    sub = Submission(
+        id="smb_1",
+        account_id="acct_1",
+        task_id="tsk_1",
+        provider="sandbox",
+        state=state,
+        body_hash="0" * 64,
+        registration={},
+        created_at=at(minutes=-1),
+        updated_at=at(minutes=-1),
+        lease_until=at(seconds=lease_left),
+    )
+    assert settleable(sub, NOW) is shown
+
+
+def test_counts_read_with_a_bound_say_so() -> None:
+    assert count_label(3, more=False) == "3"
+    assert count_label(50, more=True) == "50+"

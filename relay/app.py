@@ -177,6 +177,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, role: Role = "
             SandboxSettings(
                 queued_seconds=settings.sandbox.queued_seconds,
                 running_seconds=settings.sandbox.running_seconds,
+                video_bytes=settings.sandbox.video_bytes,
             ),
             clock,
             push_transport=pushes,

@@ -126,3 +126,6 @@ class SandboxSettings(ConfigModel):
     enabled: bool = True
     queued_seconds: float = Field(default=2.0, ge=0)
     running_seconds: float = Field(default=6.0, ge=0)
+    video_bytes: int = Field(default=65_536, ge=64, le=2**40)
+    """The size of every sandbox task's video; its bytes follow from the task id
+    (``relay.sandbox.media``). Small by default; benchmarks set tens of megabytes."""

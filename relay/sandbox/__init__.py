@@ -16,8 +16,12 @@ Where things are:
   :mod:`~relay.sandbox.unified` (naci, vastnum, cubicspaces, newapi),
   :mod:`~relay.sandbox.seedance2ink` with its webhook :mod:`~relay.sandbox.push`,
   :mod:`~relay.sandbox.moderation` (cubicspaces).
-- Test-double machinery: :mod:`~relay.sandbox.faults` and :mod:`~relay.sandbox.control`
-  (``/_control``: switchable faults, the request log, the push log).
+- Result files: :mod:`~relay.sandbox.media` (their bytes, pure: ``expected_sha256(task_id,
+  size)`` tells a test what a download must hold) and :mod:`~relay.sandbox.files` (served
+  streamed, with range requests, expiring links, gone with a deleted task).
+- Test-double machinery: :mod:`~relay.sandbox.faults`, :mod:`~relay.sandbox.file_faults` and
+  :mod:`~relay.sandbox.control` (``/_control``: switchable API and file faults, the request
+  log, the file log, the push log).
 
 Keys: any non-empty ``Bearer`` key is accepted except one starting with ``invalid``, which
 gets the provider's 401 like a missing key does.

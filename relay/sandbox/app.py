@@ -16,8 +16,14 @@ base URL swapped for ``{relay}/sandbox/<flavor>``. Layout under the mount point:
     /files/{id}.mp4 | /files/{id}.png               what the signed (TOS-style) URLs serve
     /pub-bucket/open-api-results/{id}.mp4           seedance2.ink's public result URLs
     /_control/faults | /_control/requests | /_control/pushes     the control API (only
-                                   with ``control``: the relay serves it only when every
-                                   provider is its own sandbox, see ``relay.app``)
+    /_control/file-faults | /_control/files        with ``control``: the relay serves it
+                                   only when every provider is its own sandbox, see
+                                   ``relay.app``)
+
+The files (:mod:`relay.sandbox.files`) are ``video_bytes`` long (``SandboxSettings``), their
+bytes computable from the task id alone (:mod:`relay.sandbox.media`), streamed with range
+requests; signed links expire on the sandbox's clock and a task Ark's DELETE forgot no
+longer serves them.
 
 The app also works unmounted (tests drive it directly); every URL it hands out is built
 from where it is actually served. Each :class:`Sandbox` owns its memory (tasks it created,
@@ -29,40 +35,26 @@ and closes their HTTP client).
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Sequence
-from datetime import timedelta
 
 import httpx
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from relay.clock import Clock
-from relay.models import TaskStatus
 from relay.sandbox.ark import ARK_VARIANTS, ArkEmulation
 from relay.sandbox.control import CLIENT_CLOSED, Control
 from relay.sandbox.faults import Family
+from relay.sandbox.files import FileServer
 from relay.sandbox.moderation import ModerationEmulation
 from relay.sandbox.push import PushScheduler
 from relay.sandbox.seedance2ink import InkEmulation
-from relay.sandbox.simulation import (
-    URL_LIFETIME_SECONDS,
-    SandboxSettings,
-    TaskBook,
-    file_signature,
-    parse_tos_date,
-)
+from relay.sandbox.simulation import SandboxSettings, TaskBook
 from relay.sandbox.timeline import Flavor
 from relay.sandbox.unified import UNIFIED_FLAVORS, UnifiedEmulation
-from relay.sandbox.web import BUCKET_PATH, FILES_PATH, Endpoint, SandboxContext
-
-# Just enough bytes for a downloader to see the right kind of file: an MP4 ``ftyp`` box
-# and the PNG signature.
-_MP4 = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom"
-_PNG = b"\x89PNG\r\n\x1a\n"
-_MEDIA = {"mp4": ("video/mp4", _MP4), "png": ("image/png", _PNG)}
+from relay.sandbox.web import Endpoint, SandboxContext
 
 
 class Sandbox:
@@ -93,6 +85,7 @@ class Sandbox:
         self.control = Control(clock, self.pushes)
         self._context = SandboxContext(self.book, settings, clock)
         self.ink = InkEmulation(self._context, self.pushes)
+        self.files = FileServer(self._context, self.control, self.ink.lookup)
         self.app = Starlette(
             routes=self.routes(), exception_handlers={ClientDisconnect: _client_gone}
         )
@@ -120,52 +113,13 @@ class Sandbox:
             for flavor, family, endpoint in guarded
         ]
         routes += [
-            Route(FILES_PATH + "/{name}", self.file, methods=["GET"]),
-            Route(BUCKET_PATH + "/open-api-results/{name}", self.bucket_file, methods=["GET"]),
+            *self.files.routes(),
             *(self.control.routes() if self.control_served else ()),
         ]
         return routes
 
     async def aclose(self) -> None:
         await self.pushes.aclose()
-
-    async def file(self, request: Request) -> Response:
-        """Serve a signed file the way object storage does: the query string is the credential.
-
-        Real TOS refuses a presigned URL that also carries an ``Authorization`` header,
-        which is exactly the mistake the provider pages warn about; so does the sandbox.
-        """
-        if "authorization" in request.headers:
-            return _storage_error(
-                400, "InvalidArgument", "Only one auth mechanism allowed: query or header."
-            )
-        name = request.path_params["name"]
-        media = _MEDIA.get(name.rpartition(".")[2])
-        query = request.query_params
-        date, expires = query.get("X-Tos-Date", ""), query.get("X-Tos-Expires", "")
-        signed_at = parse_tos_date(date)
-        expected = file_signature(name, date, expires)
-        if (
-            media is None
-            or signed_at is None
-            or expires != str(URL_LIFETIME_SECONDS)
-            or not hmac.compare_digest(query.get("X-Tos-Signature", ""), expected)
-        ):
-            return _storage_error(403, "SignatureDoesNotMatch", "The signature does not match.")
-        if self._clock.now() >= signed_at + timedelta(seconds=URL_LIFETIME_SECONDS):
-            return _storage_error(403, "AccessDenied", "Request has expired.")
-        media_type, content = media
-        return Response(content, media_type=media_type)
-
-    async def bucket_file(self, request: Request) -> Response:
-        """seedance2.ink's results sit in a public bucket: no credential, no expiry, there
-        for as long as the task is (and only once it has succeeded)."""
-        name = request.path_params["name"]
-        task_id, _, extension = name.rpartition(".")
-        view = self.ink.lookup(task_id) if extension == "mp4" else None
-        if view is None or view.status is not TaskStatus.SUCCEEDED:
-            return _storage_error(404, "NoSuchKey", "The specified key does not exist.")
-        return Response(_MP4, media_type="video/mp4")
 
 
 def sandbox_app(
@@ -186,7 +140,3 @@ async def _client_gone(request: Request, exc: Exception) -> Response:
     # The sandbox is served on the relay's port to anyone: a caller hanging up mid-body is
     # routine there, not a traceback in the relay's log. (Nobody reads this answer.)
     return Response(status_code=CLIENT_CLOSED)
-
-
-def _storage_error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"Code": code, "Message": message}, status_code=status)

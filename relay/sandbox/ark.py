@@ -12,8 +12,9 @@
 
 ``POST .../contents/generations/tasks`` creates, ``GET .../tasks/{id}`` reads, and
 ``DELETE .../tasks/{id}`` cancels a queued task, refuses a running one and forgets a
-finished one, and ``GET .../tasks?page_num=&page_size=&filter.model=&filter.status=`` lists
-the tasks this sandbox created, newest first (``{"total", "items"}``, DOC-L): Ark's own
+finished one (its reads and its files then answer 404), and
+``GET .../tasks?page_num=&page_size=&filter.model=&filter.status=`` lists the tasks this
+sandbox created, newest first (``{"total", "items"}``, DOC-L): Ark's own
 behaviour, so served by ark and by apiyi (which passes its Ark path through), not by
 cubicspaces' mirror, whose page documents no DELETE and whose tasks read
 ``running`` from the start. Errors use Ark's envelope with a ``Request id`` in the message and an

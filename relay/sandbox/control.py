@@ -14,6 +14,12 @@ Routes, under the sandbox's mount::
     GET    /_control/pushes     {"data": [{task_id, url, attempt, due_at, sent_at, status,
                                 error}]}: seedance2.ink webhook attempts
     DELETE /_control/pushes     forget them (204)
+    GET    /_control/file-faults    the result files' plan (see relay.sandbox.file_faults)
+    PUT    /_control/file-faults    set it; answers the state
+    DELETE /_control/file-faults    clear it; answers the (empty) state
+    GET    /_control/files      {"data": [{time, path, range, fault, status, bytes}]}: file
+                                requests, oldest first (status 499: the caller hung up)
+    DELETE /_control/files      forget them (204)
 
 Bad control input is a 400 ``{"error": {"code": "invalid_request", "message"}}``.
 """
@@ -37,6 +43,7 @@ from relay.sandbox.faults import (
     RequestRecord,
     parse_plan,
 )
+from relay.sandbox.file_faults import FileFaultSwitch, FileLog, parse_file_plan
 from relay.sandbox.gateway_shapes import RATE_LIMITED
 from relay.sandbox.push import PushScheduler
 from relay.sandbox.seedance2ink_shapes import refusal
@@ -72,6 +79,8 @@ class Control:
         self._pushes = pushes
         self.faults = FaultSwitch()
         self.requests = RequestLog()
+        self.file_faults = FileFaultSwitch()
+        self.files = FileLog()
 
     def guard(self, flavor: Flavor, family: Family, handler: Handler) -> Handler:
         """``handler`` behind the fault plan and the request log."""
@@ -152,6 +161,11 @@ class Control:
             Route(CONTROL_PATH + "/requests", self.delete_requests, methods=["DELETE"]),
             Route(CONTROL_PATH + "/pushes", self.get_pushes, methods=["GET"]),
             Route(CONTROL_PATH + "/pushes", self.delete_pushes, methods=["DELETE"]),
+            Route(CONTROL_PATH + "/file-faults", self.get_file_faults, methods=["GET"]),
+            Route(CONTROL_PATH + "/file-faults", self.put_file_faults, methods=["PUT"]),
+            Route(CONTROL_PATH + "/file-faults", self.delete_file_faults, methods=["DELETE"]),
+            Route(CONTROL_PATH + "/files", self.get_files, methods=["GET"]),
+            Route(CONTROL_PATH + "/files", self.delete_files, methods=["DELETE"]),
         ]
 
     async def get_faults(self, request: Request) -> JSONResponse:
@@ -188,6 +202,28 @@ class Control:
 
     async def delete_pushes(self, request: Request) -> Response:
         self._pushes.log.clear()
+        return Response(status_code=204)
+
+    async def get_file_faults(self, request: Request) -> JSONResponse:
+        return json_response(self.file_faults.state())
+
+    async def put_file_faults(self, request: Request) -> JSONResponse:
+        body = await read_json(request)
+        plan = parse_file_plan(body) if not isinstance(body, NotJson) else "the body is not JSON"
+        if isinstance(plan, str):
+            return _invalid(plan)
+        self.file_faults.set(plan)
+        return json_response(self.file_faults.state())
+
+    async def delete_file_faults(self, request: Request) -> JSONResponse:
+        self.file_faults.clear()
+        return json_response(self.file_faults.state())
+
+    async def get_files(self, request: Request) -> JSONResponse:
+        return json_response({"data": [record.as_json() for record in self.files.records()]})
+
+    async def delete_files(self, request: Request) -> Response:
+        self.files.clear()
         return Response(status_code=204)
 
 

@@ -11,6 +11,7 @@ hung up meanwhile (a provider that took a create whose answer was then lost);
 ``garbage`` answers HTTP 200 with the normal body cut in half (so not JSON). Requests to
 flavors outside ``flavors`` (when given) neither take an entry nor get a fault. Without
 ``repeat`` the plan is used once, then requests answer normally; with it, it starts over.
+The result files have their own plan, in the same style: :mod:`relay.sandbox.file_faults`.
 """
 
 from __future__ import annotations

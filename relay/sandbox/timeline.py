@@ -57,6 +57,10 @@ forgets it."""
 CANCELLED_RETENTION = timedelta(hours=24)
 """Ark drops a cancelled record 24 hours after the cancellation."""
 URL_LIFETIME_SECONDS = 86400
+DEFAULT_VIDEO_BYTES = 65_536
+"""Each task's video, in bytes (``sandbox.video_bytes``): small, so the suite stays fast;
+benchmarks ask for tens of megabytes (the bytes are in :mod:`relay.sandbox.media`)."""
+MIN_VIDEO_BYTES, MAX_VIDEO_BYTES = 64, 2**40
 
 # Pixel area per resolution tier. Ark bills every ratio of a tier the same, and
 # (duration * fps + 1) frames reproduce apiyi's real sample exactly (5 s 720p: 108900 tokens).
@@ -92,16 +96,20 @@ FLAVORS: tuple[Flavor, ...] = tuple(Flavor)
 
 @dataclass(frozen=True, slots=True)
 class SandboxSettings:
-    """How long simulated tasks take. Out-of-range values raise ``ValueError``."""
+    """How long simulated tasks take and how big their videos are. Out-of-range values
+    raise ``ValueError``."""
 
     queued_seconds: float = 2.0
     running_seconds: float = 6.0
+    video_bytes: int = DEFAULT_VIDEO_BYTES
 
     def __post_init__(self) -> None:
         if not 0 <= self.queued_seconds * 1000 <= MAX_PHASE_MS:
             raise ValueError("queued_seconds must be between 0 and about 49 days")
         if not 0 <= self.running_seconds * 1000 * SLOW_FACTOR <= MAX_PHASE_MS:
             raise ValueError("running_seconds must be between 0 and about 9 days")
+        if not MIN_VIDEO_BYTES <= self.video_bytes <= MAX_VIDEO_BYTES:
+            raise ValueError(f"video_bytes must be from {MIN_VIDEO_BYTES} to {MAX_VIDEO_BYTES}")
 
 
 @dataclass(frozen=True, slots=True)

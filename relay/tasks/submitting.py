@@ -217,7 +217,10 @@ class Submitter:
                 "resolve it with that provider_task_id instead"
             )
         if not await self._store.settle_submission(
-            sub.id, SubmissionState.ABANDONED, self._clock.now(), "abandoned by hand (API or dashboard)"
+            sub.id,
+            SubmissionState.ABANDONED,
+            self._clock.now(),
+            "abandoned by hand (API or dashboard)",
         ):
             raise SubmissionSettled(f"submission {sub.id} was settled meanwhile")
         again = await self._store.get_submission(account_id, submission_id)

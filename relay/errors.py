@@ -23,6 +23,7 @@ caller as it is: it names only what the caller sent or owns.
     │   ├── DestinationNotAllowed  the network policy forbids a callback or subscription URL
     │   ├── UnknownProvider      a registration names no configured provider
     │   ├── UnknownObject        no such object in the caller's account
+    │   │   ├── UnknownOutput    (relay.outputs) no stored output under that key
     │   │   ├── UnknownTask
     │   │   ├── UnknownEvent
     │   │   ├── UnknownSubscription
@@ -48,7 +49,12 @@ caller as it is: it names only what the caller sent or owns.
     │   │   └── SubmissionStillUncertain  a retry with the same Idempotency-Key met it
     │   ├── SubmissionKeyReused  that key's unsettled submission was for another request
     │   ├── SubmissionInFlight   the provider's answer to that submission is still awaited
-    │   └── SubmissionSettled    an uncertain submission was settled already
+    │   ├── SubmissionSettled    an uncertain submission was settled already
+    │   ├── OutputRejected       (relay.outputs) a body the output store refuses: empty
+    │   │   └── OutputTooLarge   ... or over outputs.max_bytes; nothing is left stored
+    │   ├── OutputStorageUnavailable  the output storage (a directory, a bucket) failed
+    │   │                        or is unreachable; what it said is the ``__cause__``
+    │   └── UnsatisfiableRange   a byte range that starts past the end of a stored output
     └── EdgeError                the HTTP request itself is refused
         ├── BadRequest           a body field, query parameter, header or form is wrong
         │   ├── InvalidJson      the body is not a bounded JSON object
@@ -270,6 +276,34 @@ class SubmissionInFlight(DomainError):
 
 class SubmissionSettled(DomainError):
     pass
+
+
+class UnknownOutput(UnknownObject):
+    def __init__(self, key: str) -> None:
+        super().__init__(f"no stored output {key}")
+        self.key = key
+
+
+class OutputRejected(DomainError):
+    """The output store refused a body (``relay.outputs``): a failed copy, never a stored
+    object. The source's own errors (a cut transfer) are not this: they pass through."""
+
+
+class OutputTooLarge(OutputRejected):
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(f"the output is larger than the limit of {max_bytes} bytes")
+        self.max_bytes = max_bytes
+
+
+class OutputStorageUnavailable(DomainError):
+    """The output storage failed or cannot be reached (a full disk, a bucket that answers
+    500 or not at all). The message names no path or bucket; the cause says what failed."""
+
+
+class UnsatisfiableRange(DomainError):
+    def __init__(self, size: int) -> None:
+        super().__init__(f"the range starts past the end of the output ({size} bytes)")
+        self.size = size
 
 
 # --- the HTTP edge: the request itself -----------------------------------------------------

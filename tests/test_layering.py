@@ -4,7 +4,8 @@
     3  api, dashboard                    the HTTP edge
     2  tasks, delivery engine, pump,     engines: sequence I/O around the pure rules
        heartbeat, jobs, metrics, operator actions, services, sandbox
-    1  store, adapters, net, config      storage, provider dialects, the network, settings
+    1  store, adapters, net, config,     storage, provider dialects, the network, settings,
+       outputs                           stored videos
     0  models, errors, transitions,      pure values and decisions, no I/O
        submissions, polling, delivery outcomes, task verdicts, backoff, limits, signing, logs,
        clock, ids
@@ -43,6 +44,7 @@ FLOORS: dict[str, int] = {
     "relay.store": 1,
     "relay.adapters": 1,
     "relay.net": 1,
+    "relay.outputs": 1,
     "relay.config": 1,
     "relay": 0,
     "relay.models": 0,

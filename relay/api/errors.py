@@ -61,6 +61,11 @@ ANSWERS: Final[Mapping[type[e.RelayError], Answer]] = MappingProxyType(
         e.SubmissionInFlight: Answer(409, "submission_in_flight"),
         e.SubmissionKeyReused: Answer(409, "idempotency_key_reused"),
         e.SubmissionSettled: Answer(409, "submission_settled"),
+        # Stored outputs (relay.outputs): a refused body is a failed copy, recorded, not
+        # answered; 502 if a request ever meets one (the provider's body was refused).
+        e.OutputRejected: Answer(502, "output_rejected"),
+        e.OutputStorageUnavailable: Answer(503, "output_storage_unavailable"),
+        e.UnsatisfiableRange: Answer(416, "range_not_satisfiable"),
         # the request itself
         e.BadRequest: Answer(400, "invalid_request"),
         e.InvalidJson: Answer(400, "invalid_json"),

@@ -32,6 +32,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from relay.config.outputs import OutputsSettings
 from relay.config.presets import apply_preset
 from relay.config.sections import (
     ConfigModel,
@@ -210,6 +211,7 @@ class Settings(ConfigModel):
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     network: NetworkSettings = Field(default_factory=NetworkSettings)
     dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
+    outputs: OutputsSettings = Field(default_factory=OutputsSettings)
     # Declared before providers: the providers validator reads it.
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     providers: FrozenMap[ProviderName, ProviderSettings] = Field(

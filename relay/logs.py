@@ -159,9 +159,12 @@ def configure_logging(
     for noisy in ("apscheduler", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
-        # uvicorn's own handlers would bypass this format: its records go to the root.
-        logging.getLogger(name).handlers.clear()
-        logging.getLogger(name).propagate = True
+        # uvicorn's own handlers would bypass this format, and a level its Config set
+        # (log_level) would outlive this one: its records go to the root, at its level.
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.propagate = True
+        logger.setLevel(logging.NOTSET)
     return handler
 
 

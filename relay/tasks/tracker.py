@@ -21,11 +21,7 @@ import httpx
 from relay.adapters.base import Created
 from relay.clock import Clock
 from relay.errors import (
-    CancelRefused,
-    NotCancellable,
-    ProviderUnavailable,
     StoreError,
-    TaskFinished,
     UnknownProvider,
     UnknownTask,
 )
@@ -35,23 +31,22 @@ from relay.metrics import RelayMetrics
 from relay.models import (
     Account,
     Destination,
-    ErrorCode,
     FaultKind,
     Look,
     ProviderFault,
     ProviderTask,
     Task,
-    TaskError,
     TaskStatus,
 )
 from relay.polling.pacer import Pacer
 from relay.pump import Pump
 from relay.tasks import verdicts
+from relay.tasks.cancelling import cancel_task
 from relay.tasks.pushes import Confirmations
 from relay.tasks.reconciling import TrackingStore
 from relay.tasks.registration import ProviderPlan, Registration
 from relay.tasks.submitting import Submitter
-from relay.transitions import Change, apply_answer, registered, terminate
+from relay.transitions import Change, apply_answer, registered
 
 log = logging.getLogger("relay.tracker")
 
@@ -222,59 +217,17 @@ class Tracker:
         return True
 
     async def cancel(self, account_id: str, task_id: str) -> Task:
-        """Cancel at the provider, where its dialect can, and emit ``task.cancelled``."""
-        task = await self._store.get_task(account_id, task_id)
-        if task is None:
-            raise UnknownTask(task_id)
-        plan = self._providers.get(task.provider)
-        if plan is None or not plan.client.dialect.cancellable:
-            raise NotCancellable(f"provider {task.provider!r} offers no way to cancel a task")
-        # Look first: Ark's DELETE on a task that has finished meanwhile deletes it (and
-        # its video) instead of cancelling, so only a task still cancellable is sent one.
-        task = await self._poll(task, via="cancel")
-        if task.status.terminal:
-            raise TaskFinished(task.status.value)
-        client = plan.client
-        if task.status not in client.dialect.cancellable:
-            raise NotCancellable(
-                f"provider {task.provider!r} cannot cancel a {task.status.value} task"
-            )
-        assert task.provider_task_id is not None  # only tracked tasks are ever polled
-        answer = await client.cancel(task.provider_task_id)
-        if answer is None:  # pragma: no cover - cancellable said it could
-            raise NotCancellable("this provider cannot cancel tasks")
-        if isinstance(answer, ProviderFault):
-            if answer.kind in (FaultKind.INVALID_REQUEST, FaultKind.NOT_FOUND):
-                raise CancelRefused(f"the provider refused to cancel: {answer.message}")
-            raise ProviderUnavailable(f"the provider could not cancel now: {answer.message}")
-        return await self._save_cancelled(task, answer.task)
-
-    async def _save_cancelled(self, task: Task, said: ProviderTask | None) -> Task:
-        for _ in range(3):
-            now = self._clock.now()
-            change = Change(task)
-            if said is not None:
-                change = apply_answer(task, said, now, verdicts.event_id)
-            change = verdicts.chain(
-                change,
-                terminate(
-                    change.task,
-                    TaskStatus.CANCELLED,
-                    TaskError(
-                        ErrorCode.CANCELLED, "cancelled through the relay at the caller's request"
-                    ),
-                    now,
-                    verdicts.event_id,
-                ),
-            )
-            if await self._store.save_task(change, task.version):
-                self._after_write(change)
-                return replace(change.task, version=task.version + 1)
-            again = await self._store.get_task(task.account_id, task.id)
-            if again is None:
-                break
-            task = again
-        return task
+        """Cancel at the provider, where its dialect can, and emit ``task.cancelled``
+        (``relay.tasks.cancelling``)."""
+        return await cancel_task(
+            account_id,
+            task_id,
+            store=self._store,
+            providers=self._providers,
+            clock=self._clock,
+            look=lambda task: self._poll(task, via="cancel"),
+            saved=self._after_write,
+        )
 
     # polling
 

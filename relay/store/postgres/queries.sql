@@ -1043,9 +1043,18 @@ LIMIT 1
 SELECT pk, id, account_id, task_id, provider, state, body_hash, registration, idempotency_key,
        provider_task_id, detail, created_at, updated_at, lease_until, looks, next_look_at
 FROM submissions
-WHERE account_id = %(account_id)s
+WHERE account_id = %(account_id)s AND pk < coalesce(%(after)s::bigint, 9223372036854775807)
+ORDER BY pk DESC
+LIMIT %(limit)s
+
+-- list_submissions_in_state --
+-- A query of its own, not an "OR IS NULL" arm (see list_tasks): the index on
+-- (account_id, state, pk) serves it whatever the account's history.
+SELECT pk, id, account_id, task_id, provider, state, body_hash, registration, idempotency_key,
+       provider_task_id, detail, created_at, updated_at, lease_until, looks, next_look_at
+FROM submissions
+WHERE account_id = %(account_id)s AND state = %(state)s
   AND pk < coalesce(%(after)s::bigint, 9223372036854775807)
-  AND (%(state)s::text IS NULL OR state = %(state)s::text)
 ORDER BY pk DESC
 LIMIT %(limit)s
 

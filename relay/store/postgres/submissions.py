@@ -95,9 +95,10 @@ class SubmissionsMixin:
             "after": after,
             "limit": limit + 1,
         }
-        rows = await self._db.run(
-            lambda c: fetch_all(c, QUERIES["list_submissions"], params), transaction=False
+        query = (
+            QUERIES["list_submissions"] if state is None else QUERIES["list_submissions_in_state"]
         )
+        rows = await self._db.run(lambda c: fetch_all(c, query, params), transaction=False)
         return codec.paged(rows, limit, codec.submission_from_row)
 
     async def due_submissions(self, now: datetime, since: datetime, limit: int) -> list[Submission]:

@@ -913,9 +913,18 @@ LIMIT 1
 SELECT rowid, id, account_id, task_id, provider, state, body_hash, registration, idempotency_key,
        provider_task_id, detail, created_at, updated_at, lease_until, looks, next_look_at
 FROM submissions
-WHERE account_id = :account_id
+WHERE account_id = :account_id AND rowid < coalesce(:after, 9223372036854775807)
+ORDER BY rowid DESC
+LIMIT :limit
+
+-- list_submissions_in_state --
+-- A query of its own, not an "OR :state IS NULL" arm: SQLite uses no index behind one, and
+-- the dashboard counts an account's uncertain ones on its landing page.
+SELECT rowid, id, account_id, task_id, provider, state, body_hash, registration, idempotency_key,
+       provider_task_id, detail, created_at, updated_at, lease_until, looks, next_look_at
+FROM submissions
+WHERE account_id = :account_id AND state = :state
   AND rowid < coalesce(:after, 9223372036854775807)
-  AND (:state IS NULL OR state = :state)
 ORDER BY rowid DESC
 LIMIT :limit
 

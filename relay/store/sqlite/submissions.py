@@ -86,9 +86,10 @@ class SubmissionsMixin:
             "after": after,
             "limit": limit + 1,
         }
-        rows = await self._db.read(
-            lambda c: c.execute(QUERIES["list_submissions"], params).fetchall()
+        query = (
+            QUERIES["list_submissions"] if state is None else QUERIES["list_submissions_in_state"]
         )
+        rows = await self._db.read(lambda c: c.execute(query, params).fetchall())
         return codec.paged(rows, limit, codec.submission_from_row)
 
     async def due_submissions(self, now: datetime, since: datetime, limit: int) -> list[Submission]:

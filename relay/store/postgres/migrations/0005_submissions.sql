@@ -26,6 +26,7 @@ CREATE INDEX submissions_due ON submissions (next_look_at) WHERE state = 'uncert
 CREATE INDEX submissions_open ON submissions (provider, created_at)
     WHERE state IN ('pending', 'uncertain');
 CREATE INDEX submissions_listed ON submissions (account_id, pk);
+CREATE INDEX submissions_by_state ON submissions (account_id, state, pk);
 CREATE INDEX submissions_age ON submissions (updated_at);
 
 -- An Idempotency-Key reservation has an owner's lease, renewed while its request is being

@@ -5,9 +5,11 @@ in flight, and a job that meets an unavailable database skips its round."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import timedelta
+from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -29,40 +31,43 @@ def schedule(
     tracker: Tracker,
     engine: DeliveryEngine,
 ) -> None:
-    scheduler.add_job(
-        tracker.poll_due,
-        "interval",
-        seconds=settings.polling.tick_seconds,
-        id="poll-due",
-        max_instances=1,
-        coalesce=True,
+    jobs: tuple[tuple[str, float, Callable[..., Awaitable[None]], tuple[Any, ...]], ...] = (
+        ("poll-due", settings.polling.tick_seconds, tracker.poll_due, ()),
+        ("deliver-due", settings.delivery.tick_seconds, engine.pump.run, ()),
+        ("reconcile-submissions", RECONCILE_SECONDS, _reconcile_submissions, (tracker,)),
+        (
+            "housekeeping",
+            settings.subscriptions.housekeeping_seconds,
+            _housekeeping,
+            (store, clock, settings),
+        ),
     )
-    scheduler.add_job(
-        engine.pump.run,
-        "interval",
-        seconds=settings.delivery.tick_seconds,
-        id="deliver-due",
-        max_instances=1,
-        coalesce=True,
-    )
-    scheduler.add_job(
-        _reconcile_submissions,
-        "interval",
-        seconds=RECONCILE_SECONDS,
-        args=(tracker,),
-        id="reconcile-submissions",
-        max_instances=1,
-        coalesce=True,
-    )
-    scheduler.add_job(
-        _housekeeping,
-        "interval",
-        seconds=settings.subscriptions.housekeeping_seconds,
-        args=(store, clock, settings),
-        id="housekeeping",
-        max_instances=1,
-        coalesce=True,
-    )
+    for job_id, seconds, job, args in jobs:
+        scheduler.add_job(
+            interruptible(job),
+            "interval",
+            seconds=seconds,
+            args=args,
+            id=job_id,
+            name=job_id,
+            max_instances=1,
+            coalesce=True,
+        )
+
+
+def interruptible(
+    job: Callable[..., Awaitable[None]],
+) -> Callable[..., Coroutine[Any, Any, None]]:
+    """``job``, ending quietly when the scheduler's shutdown cancels it mid-pass
+    (AsyncIOExecutor cancels the jobs still running, and APScheduler logs that as an ERROR
+    with a traceback). Nothing is lost: a pass only takes work under leases, which a restart
+    or another instance takes up again."""
+
+    async def run(*args: Any) -> None:
+        with contextlib.suppress(asyncio.CancelledError):
+            await job(*args)
+
+    return run
 
 
 def waker(tracker: Tracker, engine: DeliveryEngine) -> Callable[[str], None]:

@@ -34,11 +34,12 @@ from pathlib import Path
 import aiohttp
 import httpx
 from relay_process import free_port
+from seeding import succeeded_task
 
 from relay.clock import SystemClock
 from relay.delivery.engine import DeliveryEngine, EngineSettings
 from relay.ids import new_id
-from relay.models import Account, Destination, Task, TaskStatus
+from relay.models import Account, Task, TaskStatus
 from relay.net.transport import RelayTransport
 from relay.signing import generate_webhook_secret, sign, webhook_key
 from relay.store import open_store
@@ -113,27 +114,7 @@ async def write_events(store: Store, account: Account, url: str, n: int) -> list
     """Write ``n`` task.succeeded events (each with its callback delivery); commit times."""
     written = []
     for _ in range(n):
-        now = datetime.now(UTC)
-        task = Task(
-            id=new_id("task"),
-            account_id=account.id,
-            provider="sandbox",
-            provider_task_id=new_id("cgt"),
-            status=TaskStatus.SUCCEEDED,
-            created_at=now,
-            updated_at=now,
-            callback_url=url,
-        )
-        dest = Destination(
-            id=new_id("dst"),
-            account_id=account.id,
-            kind="callback",
-            url=url,
-            key=url.rsplit("/", 1)[0],
-            event_types=None,
-            task_id=task.id,
-        )
-        await store.create_task(registered(task, now, lambda: new_id("evt")), dest)
+        await succeeded_task(store, account, url)
         written.append(time.time())
     return written
 

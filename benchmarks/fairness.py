@@ -35,24 +35,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from relay_process import HOST, free_port
+from seeding import succeeded_task
 
 from relay.clock import SystemClock
 from relay.delivery.engine import DeliveryEngine, EngineSettings
 from relay.ids import new_id
 from relay.models import (
     Account,
-    Destination,
     EventType,
     Subscription,
     SubscriptionStatus,
-    Task,
-    TaskStatus,
 )
 from relay.net.transport import RelayTransport
 from relay.signing import generate_webhook_secret
 from relay.store import open_store
 from relay.store.interface import Store
-from relay.transitions import registered
 
 HERE = Path(__file__).parent
 SLOWEST_RATE = 0.01
@@ -85,36 +82,6 @@ async def account(store: Store, name: str) -> Account:
     acct = Account(id=new_id("acct"), name=name, created_at=datetime.now(UTC))
     await store.create_account(acct, new_id("hash"), generate_webhook_secret())
     return acct
-
-
-async def succeeded_task(store: Store, acct: Account, callback: str | None) -> None:
-    """A task.succeeded event, with a callback delivery to ``callback`` when given (and one
-    to each of the account's matching subscriptions)."""
-    now = datetime.now(UTC)
-    task = Task(
-        id=new_id("task"),
-        account_id=acct.id,
-        provider="sandbox",
-        provider_task_id=new_id("cgt"),
-        status=TaskStatus.SUCCEEDED,
-        created_at=now,
-        updated_at=now,
-        callback_url=callback,
-    )
-    dest = (
-        Destination(
-            id=new_id("dst"),
-            account_id=acct.id,
-            kind="callback",
-            url=callback,
-            key=callback.rsplit("/", 1)[0],
-            event_types=None,
-            task_id=task.id,
-        )
-        if callback
-        else None
-    )
-    await store.create_task(registered(task, now, lambda: new_id("evt")), dest)
 
 
 async def noisy_black_holes(store: Store, holes: list[str]) -> None:

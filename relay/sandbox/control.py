@@ -191,7 +191,7 @@ class Control:
             if name not in known:
                 return _invalid(f"flavor must be one of {', '.join(known)}")
             flavor = known[name]
-        return json_response({"data": [r.as_json() for r in self.requests.records(flavor)]})
+        return json_response({"data": [r.as_json() for r in self.requests.of(flavor)]})
 
     async def delete_requests(self, request: Request) -> Response:
         self.requests.clear()

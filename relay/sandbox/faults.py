@@ -20,7 +20,7 @@ import enum
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, Generic, Protocol, TypeVar
 
 from relay.models import JSON
 from relay.sandbox.timeline import FLAVORS, Flavor
@@ -123,35 +123,50 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-class FaultSwitch:
-    """The current plan and how far along it requests have gone."""
+class Plan(Protocol):
+    """What a switch steps through: the entries, whether to start over, and its JSON."""
 
-    def __init__(self) -> None:
-        self.plan = FaultPlan()
+    @property
+    def plan(self) -> tuple[str, ...]: ...
+
+    @property
+    def repeat(self) -> bool: ...
+
+    def as_json(self) -> JSON: ...
+
+
+P = TypeVar("P", bound=Plan)
+
+
+class PlanSwitch(Generic[P]):
+    """The current plan and how far along it requests have gone: each request that the plan
+    applies to takes the next entry (provider faults here, file faults in
+    ``relay.sandbox.file_faults``)."""
+
+    def __init__(self, empty: P) -> None:
+        self._empty = empty
+        self.plan = empty
         self.taken = 0
 
-    def set(self, plan: FaultPlan) -> None:
+    def set(self, plan: P) -> None:
         self.plan = plan
         self.taken = 0
 
     def clear(self) -> None:
-        self.set(FaultPlan())
+        self.set(self._empty)
 
     @property
     def active(self) -> bool:
         entries = len(self.plan.plan)
         return entries > 0 and (self.plan.repeat or self.taken < entries)
 
-    def take(self, flavor: Flavor) -> Fault | None:
-        """The fault for one request to ``flavor``; ``None``: answer normally."""
-        plan = self.plan
-        if not self.active or (plan.flavors is not None and flavor not in plan.flavors):
+    def next_kind(self) -> str | None:
+        """The next entry of an active plan (moving along it); ``None``: none, or ``ok``."""
+        if not self.active:
             return None
-        kind = plan.plan[self.taken % len(plan.plan)]
+        kind = self.plan.plan[self.taken % len(self.plan.plan)]
         self.taken += 1
-        if kind == "ok":
-            return None
-        return Fault(kind, plan.retry_after, plan.timeout_seconds)
+        return None if kind == "ok" else kind
 
     def state(self) -> JSON:
         entries = len(self.plan.plan)
@@ -164,6 +179,38 @@ class FaultSwitch:
             "taken": self.taken,
             "active": self.active,
         }
+
+
+class FaultSwitch(PlanSwitch[FaultPlan]):
+    def __init__(self) -> None:
+        super().__init__(FaultPlan())
+
+    def take(self, flavor: Flavor) -> Fault | None:
+        """The fault for one request to ``flavor``; ``None``: answer normally."""
+        plan = self.plan
+        if plan.flavors is not None and flavor not in plan.flavors:
+            return None
+        kind = self.next_kind()
+        return None if kind is None else Fault(kind, plan.retry_after, plan.timeout_seconds)
+
+
+R = TypeVar("R")
+
+
+class BoundedLog(Generic[R]):
+    """The last ``limit`` records, oldest first."""
+
+    def __init__(self, limit: int = MAX_LOG) -> None:
+        self._records: deque[R] = deque(maxlen=limit)
+
+    def add(self, record: R) -> None:
+        self._records.append(record)
+
+    def records(self) -> list[R]:
+        return list(self._records)
+
+    def clear(self) -> None:
+        self._records.clear()
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,17 +235,8 @@ class RequestRecord:
         }
 
 
-class RequestLog:
+class RequestLog(BoundedLog[RequestRecord]):
     """The last :data:`MAX_LOG` provider API requests, oldest first."""
 
-    def __init__(self, limit: int = MAX_LOG) -> None:
-        self._records: deque[RequestRecord] = deque(maxlen=limit)
-
-    def add(self, record: RequestRecord) -> None:
-        self._records.append(record)
-
-    def records(self, flavor: Flavor | None = None) -> list[RequestRecord]:
-        return [r for r in self._records if flavor is None or r.flavor is flavor]
-
-    def clear(self) -> None:
-        self._records.clear()
+    def of(self, flavor: Flavor | None = None) -> list[RequestRecord]:
+        return [r for r in self.records() if flavor is None or r.flavor is flavor]

@@ -31,13 +31,12 @@ bytes sent.
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
 from relay.models import JSON
-from relay.sandbox.faults import MAX_LOG, MAX_PLAN, MAX_TIMEOUT
+from relay.sandbox.faults import MAX_PLAN, MAX_TIMEOUT, BoundedLog, PlanSwitch
 from relay.sandbox.web import iso_ms
 
 FILE_FAULT_KINDS: Final = ("ok", "html", "empty", "cut", "stall", "403", "404", "500", "503")
@@ -110,47 +109,17 @@ def parse_file_plan(body: object) -> FileFaultPlan | str:
     )
 
 
-class FileFaultSwitch:
-    """The current file plan and how far along file requests have gone."""
-
+class FileFaultSwitch(PlanSwitch[FileFaultPlan]):
     def __init__(self) -> None:
-        self.plan = FileFaultPlan()
-        self.taken = 0
-
-    def set(self, plan: FileFaultPlan) -> None:
-        self.plan = plan
-        self.taken = 0
-
-    def clear(self) -> None:
-        self.set(FileFaultPlan())
-
-    @property
-    def active(self) -> bool:
-        entries = len(self.plan.plan)
-        return entries > 0 and (self.plan.repeat or self.taken < entries)
+        super().__init__(FileFaultPlan())
 
     def take(self, file_type: str) -> FileFault | None:
         """The fault for one request of a ``file_type`` file; ``None``: answer normally."""
         plan = self.plan
-        if not self.active or (plan.types is not None and file_type not in plan.types):
+        if plan.types is not None and file_type not in plan.types:
             return None
-        kind = plan.plan[self.taken % len(plan.plan)]
-        self.taken += 1
-        if kind == "ok":
-            return None
-        return FileFault(kind, plan.after_bytes, plan.timeout_seconds)
-
-    def state(self) -> JSON:
-        entries = len(self.plan.plan)
-        position = (
-            self.taken % entries if self.plan.repeat and entries else min(self.taken, entries)
-        )
-        return {
-            **self.plan.as_json(),
-            "position": position,
-            "taken": self.taken,
-            "active": self.active,
-        }
+        kind = self.next_kind()
+        return None if kind is None else FileFault(kind, plan.after_bytes, plan.timeout_seconds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,17 +142,5 @@ class FileRecord:
         }
 
 
-class FileLog:
+class FileLog(BoundedLog[FileRecord]):
     """The last :data:`~relay.sandbox.faults.MAX_LOG` file requests, oldest first."""
-
-    def __init__(self, limit: int = MAX_LOG) -> None:
-        self._records: deque[FileRecord] = deque(maxlen=limit)
-
-    def add(self, record: FileRecord) -> None:
-        self._records.append(record)
-
-    def records(self) -> list[FileRecord]:
-        return list(self._records)
-
-    def clear(self) -> None:
-        self._records.clear()

@@ -143,32 +143,21 @@ class ProviderClient:
     async def create(
         self, body: Mapping[str, Any], webhook_url: str | None = None
     ) -> Created | ProviderFault:
-        started = self._clock.now()
-        reply = await self._send(self.dialect.build_create(body, webhook_url))
-        if isinstance(reply, ProviderFault):
-            return self._note(reply, started)
-        return self._note(self.dialect.parse_create(reply, self._clock.now()), started)
+        return await self._exchange(
+            self.dialect.build_create(body, webhook_url), self.dialect.parse_create
+        )
 
     async def query(self, provider_task_id: str) -> ProviderTask | ProviderFault:
-        started = self._clock.now()
-        reply = await self._send(self.dialect.build_query(provider_task_id))
-        if isinstance(reply, ProviderFault):
-            return self._note(reply, started)
-        return self._note(
-            self.dialect.parse_query(reply, provider_task_id, self._clock.now()), started
+        return await self._exchange(
+            self.dialect.build_query(provider_task_id),
+            lambda reply, now: self.dialect.parse_query(reply, provider_task_id, now),
         )
 
     async def list_recent(self, model: str | None) -> list[Candidate] | ProviderFault | None:
         """The account's latest tasks (of ``model``), to reconcile an uncertain create;
         None when the dialect cannot list."""
         call = self.dialect.build_list(model)
-        if call is None:
-            return None
-        started = self._clock.now()
-        reply = await self._send(call)
-        if isinstance(reply, ProviderFault):
-            return self._note(reply, started)
-        return self._note(self.dialect.parse_list(reply, self._clock.now()), started)
+        return None if call is None else await self._exchange(call, self.dialect.parse_list)
 
     @property
     def timeout(self) -> float:
@@ -180,13 +169,20 @@ class ProviderClient:
         call = self.dialect.build_cancel(provider_task_id)
         if call is None:
             return None
+        return await self._exchange(
+            call, lambda reply, now: self.dialect.parse_cancel(reply, provider_task_id, now)
+        )
+
+    async def _exchange(
+        self, call: HttpCall, parse: Callable[[HttpReply, datetime], R]
+    ) -> R | ProviderFault:
+        """Send ``call``, read the reply with ``parse``, and count what came of it toward
+        the provider's health (``_note``)."""
         started = self._clock.now()
         reply = await self._send(call)
         if isinstance(reply, ProviderFault):
             return self._note(reply, started)
-        return self._note(
-            self.dialect.parse_cancel(reply, provider_task_id, self._clock.now()), started
-        )
+        return self._note(parse(reply, self._clock.now()), started)
 
     async def moderate(self, body: Mapping[str, Any]) -> ModerationAnswer | ProviderFault:
         """Pass an image moderation request through to the provider. What comes back is its

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from relay.copies.values import TaskOutput
+
 JSON = dict[str, Any]
 
 
@@ -44,6 +46,8 @@ class EventType(enum.StrEnum):
     TASK_FAILED = "task.failed"
     TASK_EXPIRED = "task.expired"
     TASK_CANCELLED = "task.cancelled"
+    TASK_OUTPUT_STORED = "task.output_stored"
+    """The task's files were stored after its ``task.succeeded`` went out without them."""
     RELAY_TEST = "relay.test"
 
     @classmethod
@@ -59,7 +63,9 @@ TERMINAL_EVENT_TYPES: frozenset[EventType] = frozenset(
         EventType.TASK_CANCELLED,
     }
 )
-"""What a destination with no explicit filter receives (DESIGN §3)."""
+DEFAULT_EVENT_TYPES: frozenset[EventType] = TERMINAL_EVENT_TYPES | {EventType.TASK_OUTPUT_STORED}
+"""What a destination with no explicit filter receives (DESIGN §3): the outcome, and the
+durable link of a video stored after the outcome went out (``relay.copies.rules``)."""
 
 
 class ErrorCode(enum.StrEnum):
@@ -221,6 +227,12 @@ class Task:
     video_url: str | None = None
     video_url_expires_at: datetime | None = None
     last_frame_url: str | None = None
+    provider_video_url: str | None = None
+    """The provider's own link; ``video_url`` is the stored copy's once there is one."""
+    provider_video_url_expires_at: datetime | None = None
+    provider_last_frame_url: str | None = None
+    output: TaskOutput | None = None
+    """What the relay keeps of the task's files; None: not copied (outputs are off)."""
     error: TaskError | None = None
     usage: JSON | None = None
     resolution: str | None = None
@@ -256,6 +268,9 @@ class Task:
             "video_url": self.video_url,
             "video_url_expires_at": iso(self.video_url_expires_at),
             "last_frame_url": self.last_frame_url,
+            "provider_video_url": self.provider_video_url,
+            "provider_video_url_expires_at": iso(self.provider_video_url_expires_at),
+            "output": self.output.to_json() if self.output else None,
             "error": self.error.to_json() if self.error else None,
             "usage": self.usage,
             "resolution": self.resolution,

@@ -10,13 +10,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from relay.copies.values import OutputCopy
 from relay.models import (
+    DEFAULT_EVENT_TYPES,
     SUBSCRIPTION,
-    TERMINAL_EVENT_TYPES,
     Destination,
     Event,
     EventType,
@@ -36,26 +37,35 @@ class Change:
 
     task: Task
     events: tuple[Event, ...] = ()
+    copies: tuple[OutputCopy, ...] = ()
+    """Output copies to insert or update with the task (``relay.copies``)."""
 
 
-def envelope(event_id: str, type_: EventType, sequence: int, at: datetime, data: object) -> str:
-    """The event body exactly as delivered, listed and replayed."""
-    return json.dumps(
-        {
-            "id": event_id,
-            "type": type_.value,
-            "timestamp": iso(at),
-            "sequence": sequence,
-            "data": data,
-        },
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
+def envelope(
+    event_id: str,
+    type_: EventType,
+    sequence: int,
+    at: datetime,
+    data: object,
+    notice: Mapping[str, str] | None = None,
+) -> str:
+    """The event body exactly as delivered, listed and replayed; ``notice``: a
+    ``relay_notice`` (``{"code", "message"}``) about what the relay did to the data."""
+    body: dict[str, object] = {
+        "id": event_id,
+        "type": type_.value,
+        "timestamp": iso(at),
+        "sequence": sequence,
+        "data": data,
+    }
+    if notice is not None:
+        body["relay_notice"] = dict(notice)
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
 
 
 def wants(filter_: frozenset[EventType] | None, type_: EventType) -> bool:
-    """Whether a destination with this filter receives this type (no filter: terminal only)."""
-    return type_ in (TERMINAL_EVENT_TYPES if filter_ is None else filter_)
+    """Whether a destination with this filter receives this type (no filter: the defaults)."""
+    return type_ in (DEFAULT_EVENT_TYPES if filter_ is None else filter_)
 
 
 def fan_out(
@@ -76,7 +86,13 @@ def fan_out(
     ]
 
 
-def emit(task: Task, type_: EventType, now: datetime, new_id: IdFactory) -> Change:
+def emit(
+    task: Task,
+    type_: EventType,
+    now: datetime,
+    new_id: IdFactory,
+    notice: Mapping[str, str] | None = None,
+) -> Change:
     """Append one event to ``task``: bump its sequence and snapshot it into the event."""
     task = replace(task, sequence=task.sequence + 1)
     event_id = new_id()
@@ -87,7 +103,7 @@ def emit(task: Task, type_: EventType, now: datetime, new_id: IdFactory) -> Chan
         type=type_,
         sequence=task.sequence,
         created_at=now,
-        body=envelope(event_id, type_, task.sequence, now, task.to_json()),
+        body=envelope(event_id, type_, task.sequence, now, task.to_json(), notice),
         url_expires_at=task.video_url_expires_at if type_ is EventType.TASK_SUCCEEDED else None,
     )
     return Change(task, (event,))
@@ -162,6 +178,11 @@ def _move(
             answer.video_url_expires_at if status is TaskStatus.SUCCEEDED else None
         ),
         last_frame_url=answer.last_frame_url if status is TaskStatus.SUCCEEDED else None,
+        provider_video_url=answer.video_url if status is TaskStatus.SUCCEEDED else None,
+        provider_video_url_expires_at=(
+            answer.video_url_expires_at if status is TaskStatus.SUCCEEDED else None
+        ),
+        provider_last_frame_url=(answer.last_frame_url if status is TaskStatus.SUCCEEDED else None),
         completed_at=now if status.terminal else None,
         next_poll_at=None if status.terminal else task.next_poll_at,
     )

@@ -135,6 +135,9 @@ def test_envelope_data_is_the_full_public_task() -> None:
         "video_url": None,
         "video_url_expires_at": None,
         "last_frame_url": None,
+        "provider_video_url": None,
+        "provider_video_url_expires_at": None,
+        "output": None,
         "error": None,
         "usage": None,
         "resolution": None,
@@ -196,6 +199,9 @@ def test_queued_to_succeeded_directly_emits_only_task_succeeded(queued: Task) ->
         video_url=VIDEO,
         video_url_expires_at=expires,
         last_frame_url="https://cdn.example.com/f.png",
+        provider_video_url=VIDEO,
+        provider_video_url_expires_at=expires,
+        provider_last_frame_url="https://cdn.example.com/f.png",
         model=MODEL,
         usage=USAGE,
         updated_at=at(60),
@@ -487,8 +493,10 @@ TERMINAL = {
 
 
 @pytest.mark.parametrize("type_", list(EventType))
-def test_no_filter_means_the_four_terminal_types_only(type_: EventType) -> None:
-    assert wants(None, type_) is (type_ in TERMINAL)
+def test_no_filter_means_the_four_terminal_types_and_a_late_stored_output(
+    type_: EventType,
+) -> None:
+    assert wants(None, type_) is (type_ in TERMINAL | {EventType.TASK_OUTPUT_STORED})
 
 
 def test_an_explicit_filter_is_exact() -> None:

@@ -4,7 +4,7 @@ implement, and that one contract test suite (``tests/store``) checks for both.
 ``Store`` is the sum of role-sized protocols, one per kind of caller (``TaskStore`` for the
 tracker, ``DeliveryStore`` for the delivery engine, ``EventStore``, ``SubscriptionStore``,
 ``AccountStore``, ``IdempotencyStore`` for the API, ``SubmissionStore`` for the tracker's
-creates, ``StoreUpkeep`` for the app), so a
+creates, ``CopyStore`` for the copier of finished videos, ``StoreUpkeep`` for the app), so a
 component asks only for what it uses and a test double needs a handful of methods.
 
 The values these roles take and give (queries, pages, replies) are in
@@ -13,17 +13,19 @@ The values these roles take and give (queries, pages, replies) are in
 Rules every backend keeps:
 
 - Every read takes the caller's ``account_id``: another account's object does not exist.
-- Every write that changes a task writes its events and their deliveries in the same
-  transaction (a transactional outbox), so no event is ever lost between two writes.
-  Which destination receives which event is decided by ``relay.transitions.fan_out``.
+- Every write that changes a task writes its events and their deliveries, and its output
+  copies (``Change.copies``), in the same transaction (a transactional outbox), so no event
+  and no copy is ever lost between two writes. Which destination receives which event is
+  decided by ``relay.transitions.fan_out``.
 
 Leases and fencing (at-least-once, never a duplicate attempt record):
 
-- A claim (``claim_due_polls``, ``claim_due_deliveries``) takes rows that are due and not
-  leased, or whose lease has run out, the longest due first, and leases them to ``owner``
-  until ``now + lease_seconds``. Concurrent claims (other coroutines, other instances on
-  PostgreSQL) never receive the same row while its lease holds. A lease that runs out makes
-  the row claimable again: that is how a crashed instance's work comes back.
+- A claim (``claim_due_polls``, ``claim_due_deliveries``, ``claim_due_copies``) takes rows
+  that are due and not leased, or whose lease has run out, the longest due first, and
+  leases them to ``owner`` until ``now + lease_seconds``. Concurrent claims (other
+  coroutines, other instances on PostgreSQL) never receive the same row while its lease
+  holds. A lease that runs out makes the row claimable again: that is how a crashed
+  instance's work comes back.
 - Polls are fenced by the task's ``version``: ``save_task`` writes only over the version the
   caller read, and releases the poll lease. A poller that lost that race re-reads the task
   and applies its answer again (the transition rules make that harmless).
@@ -34,10 +36,15 @@ Leases and fencing (at-least-once, never a duplicate attempt record):
   does not clear the new lease.
 - A delivery stopped while its attempt was in flight (its subscription was disabled or
   deleted) keeps that attempt in its history but stays stopped.
+- Copies are fenced by their task's ``version``: a copier writes what a try left through
+  ``save_task`` (with the task it settles), which ends the copy's lease; a copier that lost
+  that race re-reads the task and its copies.
 - Released when: a delivery's lease by the record that applies to it; a poll lease by
-  ``save_task``; at start-up, ``release_leases`` frees what this store may reclaim (SQLite,
-  one instance: every lease; PostgreSQL: only the leases taken through this store object,
-  since other live instances hold the rest, and a crashed instance's leases expire).
+  ``save_task``; a copy's lease by ``save_task`` or ``create_task`` writing the copy, or by
+  ``release_copy`` (a copier stopping); at start-up, ``release_leases`` frees what this
+  store may reclaim (SQLite, one instance: every lease; PostgreSQL: only the leases taken
+  through this store object, since other live instances hold the rest, and a crashed
+  instance's leases expire).
   The same goes for Idempotency-Key reservations and pending submissions: on SQLite every
   unanswered one is a dead process's at start-up; on PostgreSQL their leases run out.
 """
@@ -48,6 +55,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
+from relay.copies.values import OutputCopy
 from relay.delivery.fairness import ClaimLimits as ClaimLimits
 from relay.keys import ApiKey
 from relay.models import (
@@ -434,6 +442,55 @@ class SubmissionStore(Protocol):
         ...
 
 
+class CopyStore(Protocol):
+    """What the copier of finished videos needs (``relay.copies``): the queue of output
+    copies, written with their task by ``create_task`` and ``save_task`` (``Change.copies``:
+    each copy inserted, or updated as the change left it, which ends its lease), and the
+    reads behind stable links, announcements and retention. A copy's id comes from a signed
+    link, so these reads take no account."""
+
+    async def claim_due_copies(
+        self, now: datetime, limit: int, lease_seconds: float, owner: str
+    ) -> list[OutputCopy]:
+        """Lease up to ``limit`` pending copies whose next try is due at ``now`` to
+        ``owner``, the longest due first (the lease rules are in this module's docstring)."""
+        ...
+
+    async def renew_copy(self, copy_id: str, owner: str, lease_until: datetime) -> bool:
+        """Extend ``owner``'s lease to ``lease_until`` while a long copy runs; False when the
+        copy is no longer pending or no longer leased to ``owner``."""
+        ...
+
+    async def release_copy(self, copy_id: str, owner: str) -> None:
+        """Drop ``owner``'s lease (a copier stopping mid-copy), changing nothing else: the
+        copy is claimable again at once."""
+        ...
+
+    async def get_copy(self, copy_id: str) -> OutputCopy | None:
+        """The copy, of any account, or None."""
+        ...
+
+    async def task_copies(self, task_id: str) -> list[OutputCopy]:
+        """The task's copies: its video first, then its last frame."""
+        ...
+
+    async def due_announcements(self, now: datetime, limit: int) -> list[tuple[str, str]]:
+        """(account id, task id) of up to ``limit`` tasks with a copy whose ``announce_by``
+        has come at ``now``: the successes that waited for their copies as long as they may,
+        each task once, the longest waiting first."""
+        ...
+
+    async def stored_copies_before(self, before: datetime, limit: int) -> list[OutputCopy]:
+        """Up to ``limit`` stored copies stored before ``before``, the oldest first (for
+        retention)."""
+        ...
+
+    async def next_copy_at(self, after: datetime) -> datetime | None:
+        """The earliest try or announcement scheduled later than ``after`` (due ones are for
+        the claim and ``due_announcements``)."""
+        ...
+
+
 class StoreUpkeep(Protocol):
     """What the app itself needs: schema, liveness, wake-ups, leases, metrics, retention."""
 
@@ -470,7 +527,8 @@ class StoreUpkeep(Protocol):
         ...
 
     async def metrics_snapshot(self, now: datetime) -> MetricsSnapshot:
-        """Tasks by status and the backlog of due, unleased deliveries at ``now``."""
+        """Tasks by status, the backlog of due, unleased deliveries at ``now``, uncertain
+        submissions, and output copies by state with the bytes stored."""
         ...
 
     async def prune_history(self, before: datetime, limit: int) -> int:
@@ -488,6 +546,7 @@ class Store(
     AccountStore,
     IdempotencyStore,
     SubmissionStore,
+    CopyStore,
     StoreUpkeep,
     Protocol,
 ):

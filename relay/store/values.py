@@ -4,10 +4,11 @@ pages, replies and snapshots. Frozen, no behaviour."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Generic, Literal, TypeVar
 
+from relay.copies.values import CopyState
 from relay.models import (
     Attempt,
     Delivery,
@@ -95,6 +96,10 @@ class MetricsSnapshot:
     """When the longest-waiting of those came due."""
     uncertain_submissions: int = 0
     """Creates whose provider answer was lost, not yet settled (``relay.submissions``)."""
+    copies: Mapping[CopyState, int] = field(default_factory=dict)
+    """Output copies by state (``relay.copies``); a state with none is absent."""
+    stored_bytes: int = 0
+    """The bytes the stored copies hold in the output store."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ def event_id() -> str:
 
 def chain(first: Change, then: Change) -> Change:
     """Two changes of one task in a row, as one write: the later task, every event."""
-    return Change(then.task, first.events + then.events)
+    return Change(then.task, first.events + then.events, first.copies + then.copies)
 
 
 def provider_gone(task: Task, now: datetime) -> Change:

@@ -258,6 +258,8 @@ async def test_polls_move_the_task_to_succeeded(env: Env) -> None:
         video_url=sandbox_video_url(ptid, at(8)),
         video_url_expires_at=at(8) + timedelta(hours=24),
         last_frame_url=None,
+        provider_video_url=sandbox_video_url(ptid, at(8)),
+        provider_video_url_expires_at=at(8) + timedelta(hours=24),
         error=None,
         usage={"completion_tokens": tokens, "total_tokens": tokens},
         resolution="720p",

@@ -28,8 +28,10 @@ class MetricsMixin:
             cur = await c.execute(QUERIES["uncertain_submissions"])
             counted = await cur.fetchone()
             uncertain = counted[0] if counted is not None else 0
-            return MetricsSnapshot(tasks, due, codec.dt(oldest), uncertain)
+            cur = await c.execute(QUERIES["copies_by_state"])
+            copies, stored_bytes = codec.copy_counts(await cur.fetchall())
+            return MetricsSnapshot(tasks, due, codec.dt(oldest), uncertain, copies, stored_bytes)
 
-        # Both reads in one transaction: a consistent view (REPEATABLE READ is not needed
-        # for gauges, but one round of BEGIN/COMMIT is as cheap as two autocommits).
+        # The reads in one transaction: a consistent view (REPEATABLE READ is not needed
+        # for gauges, but one round of BEGIN/COMMIT is as cheap as several autocommits).
         return await self._db.run(read)

@@ -1,6 +1,7 @@
 """The PostgreSQL store's shared delivery statements: the transactional outbox (events fanned
-out to their destinations in the writer's transaction, with a wake-up at commit), a claimed
-delivery's decoding, and stopping a subscription. Used by the store and its mixins.
+out to their destinations in the writer's transaction, with a wake-up at commit, and output
+copies written with their task), a claimed delivery's decoding, and stopping a subscription.
+Used by the store and its mixins.
 
 Where SQLite has one writer, PostgreSQL runs writers side by side, and row locks keep the
 same outcomes (the queries in ``queries.sql`` say where):
@@ -23,6 +24,7 @@ from typing import Any
 
 from psycopg import AsyncCursor
 
+from relay.copies.values import OutputCopy
 from relay.ids import new_id
 from relay.models import Delivery, DeliveryStatus, DueDelivery, Event
 from relay.store import codec
@@ -129,6 +131,15 @@ async def write_events(
         }
     )
     await c.execute(QUERIES["write_events"], params)
+
+
+async def write_copies(c: Conn, copies: Sequence[OutputCopy]) -> None:
+    """Insert output copies, or update them as the change left them (which ends their
+    lease), in one statement. Nothing is sent for a change without copies, as most are."""
+    if not copies:
+        return
+    rows = [codec.copy_params(copy) for copy in copies]
+    await c.execute(QUERIES["write_copies"], {name: [r[name] for r in rows] for name in rows[0]})
 
 
 async def insert_deliveries(

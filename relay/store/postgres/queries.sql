@@ -281,6 +281,13 @@ UPDATE deliveries
 SET lease_owner = NULL, lease_until = NULL, lease_holder = NULL
 WHERE lease_holder = %(holder)s
 
+-- release_copy_leases --
+-- Only this store object's leases: another live instance's must not be taken from it. Only
+-- pending copies are ever leased (writing a copy ends its lease): the due index bounds it.
+UPDATE output_copies
+SET lease_owner = NULL, lease_until = NULL, lease_holder = NULL
+WHERE state = 'pending' AND lease_holder = %(holder)s
+
 
 -- --- events (events.py) --------------------------------------------------------------------------
 
@@ -697,6 +704,53 @@ WITH dl AS (
 )
 SELECT pg_notify('relay_work', 'deliveries') WHERE EXISTS (SELECT 1 FROM dl)
 
+-- write_copies --
+-- Output copies written with their task (relay.copies), in one statement: new ones inserted,
+-- the others updated as the change left them. Writing a try's outcome ends the copy's lease:
+-- whoever held it is done with it, or lost the task's version race. The task's row, written first in the
+-- same transaction, keeps two writers of one task's copies apart.
+INSERT INTO output_copies (
+    id, account_id, task_id, kind, state, attempts, next_attempt_at, announce_by, object_key,
+    size, sha256, content_type, stored_at, error, deleted_at, deleted_reason, tries,
+    created_at, updated_at
+)
+SELECT id, account_id, task_id, kind, state, attempts, next_attempt_at, announce_by,
+       object_key, size, sha256, content_type, stored_at, error, deleted_at, deleted_reason,
+       tries, created_at, updated_at
+FROM unnest(
+    %(id)b::text[], %(account_id)b::text[], %(task_id)b::text[], %(kind)b::text[],
+    %(state)b::text[], %(attempts)b::int[], %(next_attempt_at)b::float8[],
+    %(announce_by)b::float8[], %(object_key)b::text[], %(size)b::bigint[],
+    %(sha256)b::text[], %(content_type)b::text[], %(stored_at)b::float8[],
+    %(error)b::text[], %(deleted_at)b::float8[], %(deleted_reason)b::text[],
+    %(tries)b::text[], %(created_at)b::float8[], %(updated_at)b::float8[]
+) WITH ORDINALITY AS x (
+    id, account_id, task_id, kind, state, attempts, next_attempt_at, announce_by, object_key,
+    size, sha256, content_type, stored_at, error, deleted_at, deleted_reason, tries,
+    created_at, updated_at, n
+)
+ORDER BY n
+ON CONFLICT (id) DO UPDATE
+SET state = excluded.state,
+    attempts = excluded.attempts,
+    next_attempt_at = excluded.next_attempt_at,
+    announce_by = excluded.announce_by,
+    object_key = excluded.object_key,
+    size = excluded.size,
+    sha256 = excluded.sha256,
+    content_type = excluded.content_type,
+    stored_at = excluded.stored_at,
+    error = excluded.error,
+    deleted_at = excluded.deleted_at,
+    deleted_reason = excluded.deleted_reason,
+    tries = excluded.tries,
+    updated_at = excluded.updated_at,
+    -- A try recorded (or the copy settled) ends its lease; a change that is no try (the
+    -- announcement's deadline cleared) leaves a copy under way to its holder.
+    lease_owner = CASE WHEN excluded.state = output_copies.state AND excluded.attempts = output_copies.attempts THEN output_copies.lease_owner END,
+    lease_until = CASE WHEN excluded.state = output_copies.state AND excluded.attempts = output_copies.attempts THEN output_copies.lease_until END,
+    lease_holder = CASE WHEN excluded.state = output_copies.state AND excluded.attempts = output_copies.attempts THEN output_copies.lease_holder END
+
 -- lock_subscription --
 -- A live subscription FOR UPDATE: no fan-out to it meanwhile (fan-outs take it FOR KEY SHARE).
 SELECT status
@@ -1103,6 +1157,99 @@ DELETE FROM submissions
 WHERE state IN ('accepted', 'not_accepted', 'abandoned') AND updated_at < %(before)s
 
 
+-- --- output copies (copies.py) ------------------------------------------------------------------
+
+-- claim_due_copies --
+-- As claim_due_polls: due copies are locked as they are read, skipping rows another claim
+-- holds, so two instances never take the same copy while a lease holds; a crashed
+-- instance's leases simply expire. The lease names the instance (owner) and this store
+-- object (holder: what release_leases frees). no_sync: a lease is bookkeeping (see
+-- claim_due_deliveries).
+WITH no_sync AS (SELECT set_config('synchronous_commit', 'off', true) AS off),
+due AS MATERIALIZED (
+    SELECT id
+    FROM output_copies, no_sync
+    WHERE state = 'pending'
+      AND next_attempt_at <= %(now)s
+      AND (lease_until IS NULL OR lease_until < %(now)s)
+    ORDER BY next_attempt_at, id
+    LIMIT %(limit)s
+    FOR UPDATE OF output_copies SKIP LOCKED
+),
+claimed AS (
+    UPDATE output_copies
+    SET lease_owner = %(owner)s, lease_until = %(until)s, lease_holder = %(holder)s
+    WHERE id = ANY(ARRAY(SELECT id FROM due))
+    RETURNING id, account_id, task_id, kind, state, attempts, next_attempt_at, announce_by,
+              object_key, size, sha256, content_type, stored_at, error, deleted_at,
+              deleted_reason, tries, created_at, updated_at
+)
+SELECT id, account_id, task_id, kind, state, attempts, next_attempt_at, announce_by,
+       object_key, size, sha256, content_type, stored_at, error, deleted_at, deleted_reason,
+       tries, created_at, updated_at
+FROM claimed
+ORDER BY next_attempt_at, id
+
+-- renew_copy --
+UPDATE output_copies
+SET lease_until = %(lease_until)s
+WHERE id = %(id)s AND lease_owner = %(owner)s AND state = 'pending'
+
+-- release_copy --
+UPDATE output_copies
+SET lease_owner = NULL, lease_until = NULL, lease_holder = NULL
+WHERE id = %(id)s AND lease_owner = %(owner)s
+
+-- get_copy --
+SELECT id, account_id, task_id, kind, state, attempts, next_attempt_at, announce_by,
+       object_key, size, sha256, content_type, stored_at, error, deleted_at, deleted_reason,
+       tries, created_at, updated_at
+FROM output_copies
+WHERE id = %(id)s
+
+-- task_copies --
+-- The video first, then the last frame.
+SELECT id, account_id, task_id, kind, state, attempts, next_attempt_at, announce_by,
+       object_key, size, sha256, content_type, stored_at, error, deleted_at, deleted_reason,
+       tries, created_at, updated_at
+FROM output_copies
+WHERE task_id = %(task_id)s
+ORDER BY CASE kind WHEN 'video' THEN 0 ELSE 1 END, kind
+
+-- due_announcements --
+-- The tasks whose task.succeeded has waited for their copies as long as it may: each once,
+-- the longest waiting first.
+SELECT account_id, task_id
+FROM output_copies
+WHERE announce_by <= %(now)s
+GROUP BY account_id, task_id
+ORDER BY min(announce_by), task_id
+LIMIT %(limit)s
+
+-- stored_copies_before --
+-- Retention: stored before a time, oldest first.
+SELECT id, account_id, task_id, kind, state, attempts, next_attempt_at, announce_by,
+       object_key, size, sha256, content_type, stored_at, error, deleted_at, deleted_reason,
+       tries, created_at, updated_at
+FROM output_copies
+WHERE state = 'stored' AND stored_at < %(before)s
+ORDER BY stored_at, id
+LIMIT %(limit)s
+
+-- next_copy_at --
+-- The next try or announcement after a time: two index seeks.
+SELECT min(at)
+FROM (
+    SELECT min(next_attempt_at)
+    FROM output_copies
+    WHERE state = 'pending' AND next_attempt_at > %(after)s
+    UNION ALL
+    SELECT min(announce_by)
+    FROM output_copies
+    WHERE announce_by > %(after)s
+) AS x (at)
+
+
 -- --- metrics (metrics.py) ------------------------------------------------------------------------
 
 -- count_tasks_by_status --
@@ -1115,6 +1262,12 @@ SELECT status, count(*) FROM tasks GROUP BY status
 SELECT count(*), min(next_attempt_at)
 FROM deliveries
 WHERE next_attempt_at <= %(now)s AND (lease_until IS NULL OR lease_until < %(now)s)
+
+-- copies_by_state --
+-- Output copies by state, with their bytes (those of 'stored' are the bytes kept), counted
+-- per (kind, state), the order of the covering index (an index-only scan where the
+-- visibility map allows), then summed by the caller; /metrics caches it.
+SELECT state, count(*), coalesce(sum(size), 0) FROM output_copies GROUP BY kind, state
 
 
 -- --- retention (retention.py) --------------------------------------------------------------------

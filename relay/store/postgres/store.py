@@ -1,6 +1,7 @@
 """``PostgresStore``: several relay instances against one database. This module holds its
 lifecycle, tasks and polls; its mixins hold the rest (``accounts`` and keys, ``events``,
-``deliveries``, ``subscriptions``, ``idempotency``, ``metrics``, ``retention``).
+``deliveries``, ``subscriptions``, ``idempotency``, ``submissions``, output ``copies``,
+``metrics``, ``retention``).
 
 Work is claimed with leases taken by one statement each (``FOR UPDATE SKIP LOCKED``), so two
 instances never take the same poll or attempt while a lease holds, and a crashed instance's
@@ -23,6 +24,7 @@ from relay.store import codec
 from relay.store.codec import ts
 from relay.store.named_sql import load_queries
 from relay.store.postgres.accounts import AccountsMixin
+from relay.store.postgres.copies import CopiesMixin
 from relay.store.postgres.deliveries import DeliveriesMixin
 from relay.store.postgres.events import EventsMixin
 from relay.store.postgres.idempotency import IdempotencyMixin
@@ -32,6 +34,7 @@ from relay.store.postgres.outbox import (
     fetch_one,
     read_destinations,
     wake_pollers,
+    write_copies,
     write_events,
 )
 from relay.store.postgres.retention import RetentionMixin
@@ -57,6 +60,7 @@ class PostgresStore(
     DeliveriesMixin,
     IdempotencyMixin,
     SubmissionsMixin,
+    CopiesMixin,
     RetentionMixin,
     MetricsMixin,
 ):
@@ -148,6 +152,7 @@ class PostgresStore(
             # A registration wakes the pollers even for a poll due later: one of them arms
             # its timer for it (an instance serving only the API polls nothing itself).
             await write_events(c, change.events, destinations, polls=t.next_poll_at is not None)
+            await write_copies(c, change.copies)
 
         await self._db.run(insert, pipeline=True)
 
@@ -165,10 +170,11 @@ class PostgresStore(
                 await write_events(c, change.events, destinations, polls=_polls_due(change.task))
             elif _polls_due(change.task):
                 await wake_pollers(c)
+            await write_copies(c, change.copies)
             return True
 
         # A poll that changed nothing writes one row: one statement, no transaction.
-        alone = not change.events and not _polls_due(change.task)
+        alone = not change.events and not change.copies and not _polls_due(change.task)
         return await self._db.run(update, transaction=not alone, pipeline=not alone)
 
     async def get_task(self, account_id: str, task_id: str) -> Task | None:
@@ -239,5 +245,6 @@ class PostgresStore(
         async def release(c: Conn) -> None:
             await c.execute(QUERIES["release_delivery_leases"], {"holder": self._holder})
             await c.execute(QUERIES["release_poll_leases"], {"holder": self._holder})
+            await c.execute(QUERIES["release_copy_leases"], {"holder": self._holder})
 
         await self._db.run(release)

@@ -7,7 +7,7 @@ import sqlite3
 from datetime import datetime
 
 from relay.models import TaskStatus
-from relay.store.codec import dt
+from relay.store.codec import copy_counts, dt
 from relay.store.named_sql import load_queries
 from relay.store.sqlite.runner import SqliteRunner
 from relay.store.values import MetricsSnapshot
@@ -28,6 +28,7 @@ class MetricsMixin:
                 tasks[TaskStatus(status)] = tasks.get(TaskStatus(status), 0) + n
             due, oldest = c.execute(QUERIES["due_deliveries"], {"now": t}).fetchone()
             (uncertain,) = c.execute(QUERIES["uncertain_submissions"]).fetchone()
-            return MetricsSnapshot(tasks, due, dt(oldest), uncertain)
+            copies, stored_bytes = copy_counts(c.execute(QUERIES["copies_by_state"]))
+            return MetricsSnapshot(tasks, due, dt(oldest), uncertain, copies, stored_bytes)
 
         return await self._db.read(read)

@@ -1,5 +1,6 @@
-"""The SQLite store's transactional outbox: a change's events and their deliveries, written in
-the transaction of the change that made them, so no event is lost between two writes."""
+"""The SQLite store's transactional outbox: a change's events and their deliveries, and its
+output copies, written in the transaction of the change that made them, so no event and no
+copy is lost between two writes."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 
+from relay.copies.values import OutputCopy
 from relay.ids import new_id
 from relay.models import Delivery, DeliveryStatus, Destination, Event
-from relay.store.codec import destination_from_row, ts
+from relay.store.codec import copy_params, destination_from_row, ts
 from relay.store.named_sql import load_queries
 from relay.transitions import fan_out
 
@@ -48,6 +50,13 @@ def write_events(c: sqlite3.Connection, events: Sequence[Event]) -> None:
         pks[e.id] = cur.lastrowid
     for event, destination in fan_out(events, destinations):
         insert_delivery(c, pks[event.id], event.id, destination, event.created_at, event.task_id)
+
+
+def write_copies(c: sqlite3.Connection, copies: Sequence[OutputCopy]) -> None:
+    """Insert output copies, or update them as the change left them (which ends their
+    lease). Nothing to run for a change without copies, as most are."""
+    if copies:
+        c.executemany(QUERIES["upsert_copy"], [copy_params(copy) for copy in copies])
 
 
 def insert_delivery(

@@ -373,6 +373,11 @@ UPDATE deliveries SET lease_owner = NULL, lease_until = NULL WHERE lease_until I
 -- release_poll_leases --
 UPDATE tasks SET poll_lease_until = NULL, poll_lease_owner = NULL WHERE poll_lease_until IS NOT NULL
 
+-- release_copy_leases --
+-- Only pending copies are ever leased (writing a copy ends its lease): the due index bounds it.
+UPDATE output_copies SET lease_owner = NULL, lease_until = NULL
+WHERE state = 'pending' AND lease_until IS NOT NULL
+
 -- ---------------------------------------------------------------------------------------
 -- outbox.py: events and their deliveries, written with the change that made them
 -- ---------------------------------------------------------------------------------------
@@ -400,6 +405,39 @@ INSERT INTO deliveries (
     :id, :account_id, :event_pk, :destination_id, :destination_key, :url, 'pending', :now,
     :now, :now, :task_id
 )
+
+-- upsert_copy --
+-- An output copy written with its task (relay.copies): new, or as the change left it. Writing
+-- a try's outcome ends its lease: whoever held it is done with it, or lost the task's version
+-- race.
+INSERT INTO output_copies (
+    id, account_id, task_id, kind, state, attempts, next_attempt_at, announce_by, object_key,
+    size, sha256, content_type, stored_at, error, deleted_at, deleted_reason, tries,
+    created_at, updated_at
+) VALUES (
+    :id, :account_id, :task_id, :kind, :state, :attempts, :next_attempt_at, :announce_by,
+    :object_key, :size, :sha256, :content_type, :stored_at, :error, :deleted_at,
+    :deleted_reason, :tries, :created_at, :updated_at
+)
+ON CONFLICT (id) DO UPDATE
+SET state = excluded.state,
+    attempts = excluded.attempts,
+    next_attempt_at = excluded.next_attempt_at,
+    announce_by = excluded.announce_by,
+    object_key = excluded.object_key,
+    size = excluded.size,
+    sha256 = excluded.sha256,
+    content_type = excluded.content_type,
+    stored_at = excluded.stored_at,
+    error = excluded.error,
+    deleted_at = excluded.deleted_at,
+    deleted_reason = excluded.deleted_reason,
+    tries = excluded.tries,
+    updated_at = excluded.updated_at,
+    -- A try recorded (or the copy settled) ends its lease; a change that is no try (the
+    -- announcement's deadline cleared) leaves a copy under way to its holder.
+    lease_owner = CASE WHEN excluded.state = output_copies.state AND excluded.attempts = output_copies.attempts THEN output_copies.lease_owner END,
+    lease_until = CASE WHEN excluded.state = output_copies.state AND excluded.attempts = output_copies.attempts THEN output_copies.lease_until END
 
 -- ---------------------------------------------------------------------------------------
 -- deliveries.py: the delivery queue, attempts, subscription health
@@ -979,6 +1017,86 @@ DELETE FROM submissions
 WHERE state IN ('accepted', 'not_accepted', 'abandoned') AND updated_at < :before
 
 -- ---------------------------------------------------------------------------------------
+-- copies.py: output copies, the copier's queue (written by outbox.py with their task)
+-- ---------------------------------------------------------------------------------------
+
+-- claim_due_copies --
+-- Due and not leased (or the lease ran out), the longest due first; the lease goes to :owner
+-- until :lease_until. One statement, so two claims never take the same copy.
+UPDATE output_copies
+SET lease_owner = :owner, lease_until = :lease_until
+WHERE id IN (
+    SELECT id FROM output_copies
+    WHERE state = 'pending'
+      AND next_attempt_at <= :now
+      AND (lease_until IS NULL OR lease_until < :now)
+    ORDER BY next_attempt_at, id
+    LIMIT :limit
+)
+RETURNING id, account_id, task_id, kind, state, attempts, next_attempt_at, announce_by,
+          object_key, size, sha256, content_type, stored_at, error, deleted_at, deleted_reason,
+          tries, created_at, updated_at
+
+-- renew_copy --
+UPDATE output_copies
+SET lease_until = :lease_until
+WHERE id = :id AND lease_owner = :owner AND state = 'pending'
+
+-- release_copy --
+UPDATE output_copies
+SET lease_owner = NULL, lease_until = NULL
+WHERE id = :id AND lease_owner = :owner
+
+-- get_copy --
+SELECT id, account_id, task_id, kind, state, attempts, next_attempt_at, announce_by,
+       object_key, size, sha256, content_type, stored_at, error, deleted_at, deleted_reason,
+       tries, created_at, updated_at
+FROM output_copies
+WHERE id = :id
+
+-- task_copies --
+-- The video first, then the last frame.
+SELECT id, account_id, task_id, kind, state, attempts, next_attempt_at, announce_by,
+       object_key, size, sha256, content_type, stored_at, error, deleted_at, deleted_reason,
+       tries, created_at, updated_at
+FROM output_copies
+WHERE task_id = :task_id
+ORDER BY CASE kind WHEN 'video' THEN 0 ELSE 1 END, kind
+
+-- due_announcements --
+-- The tasks whose task.succeeded has waited for their copies as long as it may: each once,
+-- the longest waiting first.
+SELECT account_id, task_id
+FROM output_copies
+WHERE announce_by <= :now
+GROUP BY account_id, task_id
+ORDER BY min(announce_by), task_id
+LIMIT :limit
+
+-- stored_copies_before --
+-- Retention: stored before a time, oldest first.
+SELECT id, account_id, task_id, kind, state, attempts, next_attempt_at, announce_by,
+       object_key, size, sha256, content_type, stored_at, error, deleted_at, deleted_reason,
+       tries, created_at, updated_at
+FROM output_copies
+WHERE state = 'stored' AND stored_at < :before
+ORDER BY stored_at, id
+LIMIT :limit
+
+-- next_copy_at --
+-- The next try or announcement after a time: two index seeks.
+SELECT min(at)
+FROM (
+    SELECT min(next_attempt_at) AS at
+    FROM output_copies
+    WHERE state = 'pending' AND next_attempt_at > :after
+    UNION ALL
+    SELECT min(announce_by)
+    FROM output_copies
+    WHERE announce_by > :after
+)
+
+-- ---------------------------------------------------------------------------------------
 -- metrics.py: the reads behind /metrics
 -- ---------------------------------------------------------------------------------------
 
@@ -992,6 +1110,12 @@ SELECT status, count(*) FROM tasks GROUP BY account_id, status
 SELECT count(*), min(next_attempt_at)
 FROM deliveries
 WHERE next_attempt_at <= :now AND (lease_until IS NULL OR lease_until < :now)
+
+-- copies_by_state --
+-- Output copies by state, with their bytes (those of 'stored' are the bytes kept), counted
+-- per (kind, state), the order of the covering index, then summed by the caller: a scan of
+-- the index without a temporary B-tree.
+SELECT state, count(*), coalesce(sum(size), 0) FROM output_copies GROUP BY kind, state
 
 -- ---------------------------------------------------------------------------------------
 -- retention.py: old events go, with their deliveries and attempts, in short batches

@@ -1,6 +1,7 @@
 """``SqliteStore``, the embedded default store for one relay instance (WAL mode): its
 lifecycle and instance lock, tasks and the poll queue, events; the rest comes from the mixins
-of this package (accounts and keys, deliveries, subscriptions, idempotency, metrics, retention)."""
+of this package (accounts and keys, deliveries, subscriptions, idempotency, submissions,
+output copies, metrics, retention)."""
 
 from __future__ import annotations
 
@@ -25,10 +26,11 @@ from relay.store.codec import (
 )
 from relay.store.named_sql import load_queries
 from relay.store.sqlite.accounts import AccountsMixin
+from relay.store.sqlite.copies import CopiesMixin
 from relay.store.sqlite.deliveries import DeliveriesMixin
 from relay.store.sqlite.idempotency import IdempotencyMixin
 from relay.store.sqlite.metrics import MetricsMixin
-from relay.store.sqlite.outbox import insert_delivery, write_events
+from relay.store.sqlite.outbox import insert_delivery, write_copies, write_events
 from relay.store.sqlite.retention import RetentionMixin
 from relay.store.sqlite.runner import InstanceLock, SqliteRunner, migrate
 from relay.store.sqlite.submissions import (
@@ -52,6 +54,7 @@ class SqliteStore(
     SubscriptionsMixin,
     IdempotencyMixin,
     SubmissionsMixin,
+    CopiesMixin,
     RetentionMixin,
     MetricsMixin,
 ):
@@ -114,6 +117,7 @@ class SqliteStore(
         def release(c: sqlite3.Connection) -> None:
             c.execute(QUERIES["release_delivery_leases"])
             c.execute(QUERIES["release_poll_leases"])
+            c.execute(QUERIES["release_copy_leases"])
             release_submissions(c, now)
 
         await self._db.write(release)
@@ -159,6 +163,7 @@ class SqliteStore(
             if submission is not None:
                 accept_submission(c, submission, t.provider_task_id, t.updated_at)
             write_events(c, change.events)
+            write_copies(c, change.copies)
 
         await self._db.write(insert)
 
@@ -170,6 +175,7 @@ class SqliteStore(
             if c.execute(QUERIES["save_task"], params).rowcount != 1:
                 return False
             write_events(c, change.events)
+            write_copies(c, change.copies)
             return True
 
         return await self._db.write(update)

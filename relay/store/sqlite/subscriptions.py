@@ -11,7 +11,7 @@ from typing import Any
 
 from relay.ids import new_id
 from relay.models import (
-    TERMINAL_EVENT_TYPES,
+    DEFAULT_EVENT_TYPES,
     DueDelivery,
     Event,
     EventType,
@@ -41,7 +41,7 @@ _FAR_FUTURE = 1e15
 
 def wanted_types(event_types: frozenset[EventType] | None) -> str:
     """The filter as a JSON list for ``json_each``; no filter means the terminal types."""
-    return json.dumps(sorted(t.value for t in (event_types or TERMINAL_EVENT_TYPES)))
+    return json.dumps(sorted(t.value for t in (event_types or DEFAULT_EVENT_TYPES)))
 
 
 class SubscriptionsMixin:

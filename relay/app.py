@@ -27,7 +27,12 @@ from relay.api.errors import exception_handlers
 from relay.api.http import RefuseUnstorable
 from relay.api.routes import routes
 from relay.clock import Clock, SystemClock
+from relay.config.outputs import OutputsSettings
 from relay.config.settings import ProviderSettings, Settings
+from relay.copier.engine import Copier, CopierSettings
+from relay.copier.fetch import FetchLimits
+from relay.copier.removal import KeptOutputs, Remover
+from relay.copies.rules import CopyPolicy, hold_success
 from relay.dashboard import dashboard_mount
 from relay.delivery.engine import DeliveryEngine, EngineSettings
 from relay.delivery.fresh_urls import OutputRefresher
@@ -37,8 +42,11 @@ from relay.ids import new_id
 from relay.jobs import schedule, waker
 from relay.limits import FailureLimiter
 from relay.metrics import CONTENT_TYPE, RelayMetrics, live_state
+from relay.net.downloads import download_pool
 from relay.net.guard import DestinationGuard
 from relay.net.transport import RelayTransport
+from relay.outputs import open_output_store
+from relay.outputs.links import OutputLinks
 from relay.polling.schedule import PollPolicy
 from relay.sandbox.app import Sandbox
 from relay.sandbox.push import PushRoutes
@@ -50,6 +58,8 @@ from relay.store.interface import Store
 from relay.tasks.providers import ProviderClient
 from relay.tasks.registration import ProviderPlan
 from relay.tasks.tracker import Tracker
+from relay.tasks.verdicts import event_id
+from relay.transitions import Change
 
 log = logging.getLogger("relay")
 
@@ -256,6 +266,7 @@ async def _running(
     scheduler = AsyncIOScheduler(timezone="UTC")
     engine: DeliveryEngine | None = None
     tracker: Tracker | None = None
+    copier: Copier | None = None
     try:
         applied = await store.migrate()
         if applied:
@@ -263,8 +274,9 @@ async def _running(
         # Leases left by this instance's killed predecessor are ours to reclaim (SQLite: all
         # of them; PostgreSQL: they expire, another live instance's are never touched).
         await store.release_leases(clock.now())
+        secret_key = settings.secret_key or await store.secret_key()
         tokens = Tokens(
-            settings.secret_key or await store.secret_key(),
+            secret_key,
             # Long enough for the provider's slowest task, and no longer.
             {n: inbound_lifetime(settings.provider_max_age(n)) for n in settings.providers},
         )
@@ -284,6 +296,25 @@ async def _running(
             metrics=metrics,
         )
         public = public_address(settings)
+        kept = await _kept_outputs(settings, store, clock, secret_key, public, engine.wake)
+        hold = None
+        if kept is not None:
+            copier = Copier(
+                store=store,
+                outputs=kept.store,
+                pool=download_pool(guard, max_connections=settings.outputs.max_concurrent + 4),
+                links=kept.links,
+                refresher=refresher,
+                clock=clock,
+                owner=owner,
+                settings=copier_settings(settings.outputs),
+                on_events=engine.wake,
+                metrics=metrics,
+            )
+            policy = copier_settings(settings.outputs).policy
+
+            def hold(change: Change) -> Change:
+                return hold_success(change, policy, clock.now(), event_id, lambda: new_id("out"))
 
         def inbound_url(provider: str, account_id: str, task_id: str) -> str:
             token = tokens.inbound(provider, account_id, task_id, clock.now())
@@ -300,6 +331,8 @@ async def _running(
             lease_seconds=settings.polling.lease_seconds,
             inbound_url=inbound_url,
             metrics=metrics,
+            hold=hold,
+            on_copies=copier.wake if copier is not None else lambda: None,
         )
         if metrics is not None:
             metrics.attach(
@@ -324,19 +357,33 @@ async def _running(
             auth_failures=FailureLimiter(
                 settings.limits.auth_failures_per_minute, settings.limits.auth_failure_burst
             ),
+            outputs=kept,
         )
         if role == "api":
             # No dispatch here: what the API writes wakes the workers through the database.
             # (Test events and push confirmations still run in the request that asks.)
             engine.pump.stop()
             tracker.stop()
+            if copier is not None:
+                copier.pump.stop()
         else:
-            schedule(scheduler, settings, store, clock, tracker, engine)
+            schedule(
+                scheduler,
+                settings,
+                store,
+                clock,
+                tracker,
+                engine,
+                copier,
+                kept.remover if kept is not None else None,
+            )
             await store.listen(waker(tracker, engine))
             scheduler.start()
             # Deliveries left pending go out at once. Polls start at the first tick: the
             # sandbox provider is this very server, which is not listening yet.
             engine.wake()
+            if copier is not None:
+                copier.wake()
         log.info(
             "relay ready on %s as %s (providers: %s)", own_address(settings), role, ", ".join(plans)
         )
@@ -351,10 +398,45 @@ async def _running(
         if tracker is not None:
             tracker.stop()
             await tracker.drain()
+        if copier is not None:
+            await copier.stop(grace=COPY_GRACE)
         if metrics is not None:
             metrics.detach()
         await http.aclose()
         await webhooks.aclose()
+
+
+COPY_GRACE = 5.0
+"""Seconds copies under way get to finish at shutdown; the rest are due again at once."""
+
+
+def copier_settings(o: OutputsSettings) -> CopierSettings:
+    return CopierSettings(
+        policy=CopyPolicy(
+            wait=o.wait_seconds, max_attempts=o.max_attempts, retry_delays=tuple(o.retry_delays)
+        ),
+        limits=FetchLimits(
+            max_bytes=o.max_bytes, stall_timeout=o.stall_timeout, total_timeout=o.copy_timeout
+        ),
+        max_concurrent=o.max_concurrent,
+    )
+
+
+async def _kept_outputs(
+    settings: Settings,
+    store: Store,
+    clock: Clock,
+    secret_key: str,
+    public: str,
+    on_events: Callable[[], None],
+) -> KeptOutputs | None:
+    """The output store ``outputs.store`` names, with its links and remover; None: off."""
+    outputs = await open_output_store(settings.outputs, clock=clock)
+    if outputs is None:
+        return None
+    links = OutputLinks(secret_key, public)
+    remover = Remover(store=store, outputs=outputs, links=links, clock=clock, on_events=on_events)
+    return KeptOutputs(outputs, links, remover, settings.outputs.link_lifetime)
 
 
 def _warn_unreachable_pushes(settings: Settings) -> None:

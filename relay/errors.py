@@ -284,6 +284,15 @@ class UnknownOutput(UnknownObject):
         self.key = key
 
 
+class OutputDeleted(DomainError):
+    """A stable link whose stored object was deleted (retention, or the account asked)."""
+
+
+class OutputNotAvailable(UnknownObject):
+    """A stable link whose copy is not stored (yet, or ever) while the provider's own link
+    has expired too: nothing to serve or redirect to now."""
+
+
 class OutputRejected(DomainError):
     """The output store refused a body (``relay.outputs``): a failed copy, never a stored
     object. The source's own errors (a cut transfer) are not this: they pass through."""
@@ -304,6 +313,7 @@ class UnsatisfiableRange(DomainError):
     def __init__(self, size: int) -> None:
         super().__init__(f"the range starts past the end of the output ({size} bytes)")
         self.size = size
+        self.headers = {"Content-Range": f"bytes */{size}"}
 
 
 # --- the HTTP edge: the request itself -----------------------------------------------------

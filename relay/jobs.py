@@ -15,6 +15,8 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from relay.clock import Clock
 from relay.config.settings import Settings
+from relay.copier.engine import Copier
+from relay.copier.removal import Remover
 from relay.delivery.engine import DeliveryEngine
 from relay.errors import StoreError
 from relay.store.interface import Store
@@ -30,6 +32,8 @@ def schedule(
     clock: Clock,
     tracker: Tracker,
     engine: DeliveryEngine,
+    copier: Copier | None = None,
+    remover: Remover | None = None,
 ) -> None:
     jobs: tuple[tuple[str, float, Callable[..., Awaitable[None]], tuple[Any, ...]], ...] = (
         ("poll-due", settings.polling.tick_seconds, tracker.poll_due, ()),
@@ -42,6 +46,12 @@ def schedule(
             (store, clock, settings),
         ),
     )
+    if copier is not None:
+        jobs += (("copy-due", settings.delivery.tick_seconds, copier.pump.run, ()),)
+    days = settings.outputs.retention_days
+    if remover is not None and days is not None:
+        every = settings.subscriptions.housekeeping_seconds
+        jobs += (("output-retention", every, _output_retention, (remover, days)),)
     for job_id, seconds, job, args in jobs:
         scheduler.add_job(
             interruptible(job),
@@ -92,6 +102,25 @@ async def _reconcile_submissions(tracker: Tracker) -> None:
         await tracker.submitter.reconciler.reconcile_open()
     except StoreError as exc:  # the database is down: the next pass tries again
         log.warning("could not reconcile submissions: %s", exc)
+
+
+async def _output_retention(remover: Remover, days: float) -> None:
+    """Stored outputs past ``outputs.retention_days`` go, a batch at a time."""
+    try:
+        deleted = 0
+        while n := await remover.expire(days, RETENTION_BATCH):
+            deleted += n
+            if n < RETENTION_BATCH:
+                break
+        if deleted:
+            log.info("retention: deleted %d stored outputs older than %g days", deleted, days)
+    except StoreError as exc:
+        log.warning("output retention skipped, the database is unavailable: %s", exc)
+    except Exception:  # the storage failed: the next round tries again
+        log.exception("output retention failed")
+
+
+RETENTION_BATCH = 100
 
 
 async def _housekeeping(store: Store, clock: Clock, settings: Settings) -> None:

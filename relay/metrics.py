@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from relay.copies.values import CopyState
 from relay.models import ProviderHealth, TaskStatus
 from relay.store.interface import StoreUpkeep
 from relay.store.values import MetricsSnapshot
@@ -42,6 +43,11 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 ATTEMPT_OUTCOMES = ("delivered", "retry", "failed", "gone")
 """``Attempt.outcome`` values: sent (2xx); failed, will retry; failed, no retries left; the
 receiver answered 410 and the delivery (or its subscription) stopped."""
+
+
+COPY_OUTCOMES = ("stored", "failed")
+COPY_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0, 3600.0)
+"""Seconds; a copy of a large video over a slow link may take many minutes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,8 +86,34 @@ class RelayMetrics:
             ["provider", "outcome"],
             registry=self.registry,
         )
+        self._copies = Counter(
+            "relay_output_copies",
+            "Tries at copying a task's file into the output store, by outcome "
+            "(stored, failed: the copy is retried or, after its last try, given up).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self._copied = {o: self._copies.labels(o) for o in COPY_OUTCOMES}
+        self._copied_bytes = Counter(
+            "relay_output_copied_bytes",
+            "Bytes stored by copies into the output store.",
+            registry=self.registry,
+        )
+        self._copy_seconds = Histogram(
+            "relay_output_copy_seconds",
+            "How long a stored copy took, from its claim to its last byte stored.",
+            buckets=COPY_BUCKETS,
+            registry=self.registry,
+        )
         self._state = _StateCollector()
         self.registry.register(self._state)
+
+    def copy_finished(self, outcome: str, stored_bytes: int, seconds: float | None) -> None:
+        (self._copied.get(outcome) or self._copies.labels(outcome)).inc()
+        if stored_bytes:
+            self._copied_bytes.inc(stored_bytes)
+        if seconds is not None:
+            self._copy_seconds.observe(seconds)
 
     def attempt_finished(self, outcome: str, latency_seconds: float) -> None:
         counter = self._by_outcome.get(outcome)
@@ -203,7 +235,20 @@ def state_metrics(
         "paid task the relay does not track (GET /v1/submissions?state=uncertain).",
         value=snapshot.uncertain_submissions,
     )
-    return [*metrics, tasks, backlog, age, uncertain]
+    copies = GaugeMetricFamily(
+        "relay_output_copies_by_state",
+        "Output copies in the database, by state (pending: not stored yet; failed: every try "
+        "failed; deleted: removed by retention or on request).",
+        labels=["state"],
+    )
+    for state in CopyState:
+        copies.add_metric([state.value], snapshot.copies.get(state, 0))
+    stored = GaugeMetricFamily(
+        "relay_output_stored_bytes",
+        "Bytes of the output copies stored now (what outputs.store holds for the relay).",
+        value=snapshot.stored_bytes,
+    )
+    return [*metrics, tasks, backlog, age, uncertain, copies, stored]
 
 
 def live_state(

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from relay.clock import Clock
+from relay.copier.removal import KeptOutputs
 from relay.delivery.engine import DeliveryEngine
 from relay.limits import FailureLimiter
 from relay.net.guard import DestinationGuard
@@ -28,3 +29,5 @@ class Services:
     destinations: DestinationGuard = field(default_factory=DestinationGuard)
     """Checks callback and subscription URLs when they are registered (SSRF)."""
     auth_failures: FailureLimiter = field(default_factory=FailureLimiter)
+    outputs: KeptOutputs | None = None
+    """Stored outputs (``relay.copier``); None: outputs are not copied."""

@@ -3,12 +3,12 @@
     4  app, cli                          composition root and commands
     3  api, dashboard                    the HTTP edge
     2  tasks, delivery engine, pump,     engines: sequence I/O around the pure rules
-       heartbeat, jobs, metrics, operator actions, services, sandbox
+       heartbeat, jobs, metrics, operator actions, services, sandbox, copier
     1  store, adapters, net, config,     storage, provider dialects, the network, settings,
        outputs                           stored videos
     0  models, errors, transitions,      pure values and decisions, no I/O
-       submissions, polling, delivery outcomes, task verdicts, backoff, limits, signing, logs,
-       clock, ids
+       submissions, polling, delivery outcomes, task verdicts, copies, backoff, limits,
+       signing, logs, clock, ids
 
 Two more rules: the sandbox (a fake provider) never imports the adapters it is there to
 exercise, and nothing outside ``relay.store`` imports a backend (``open_store`` is the door).
@@ -31,6 +31,8 @@ FLOORS: dict[str, int] = {
     "relay.dashboard": 3,
     "relay.tasks": 2,
     "relay.tasks.verdicts": 0,
+    "relay.copier": 2,
+    "relay.copies": 0,
     "relay.delivery.engine": 2,
     "relay.delivery.recorder": 2,
     "relay.delivery.fresh_urls": 2,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from relay.copies.values import CopyState
 from relay.errors import StoreError
 from relay.metrics import SNAPSHOT_TTL, LiveState, RelayMetrics, state_metrics
 from relay.models import ProviderHealth, TaskStatus
@@ -58,6 +59,8 @@ def test_state_gauges_from_the_engine_the_providers_and_a_snapshot() -> None:
         due_deliveries=4,
         oldest_due_at=NOW - timedelta(seconds=90),
         uncertain_submissions=2,
+        copies={CopyState.STORED: 6, CopyState.FAILED: 1},
+        stored_bytes=123_456_789,
     )
     live = LiveState(
         in_flight=5,
@@ -86,6 +89,11 @@ def test_state_gauges_from_the_engine_the_providers_and_a_snapshot() -> None:
         # As of the snapshot: 89 s then, whatever the scrape time.
         key("relay_delivery_backlog_age_seconds"): 89,
         key("relay_submissions_uncertain"): 2,
+        key("relay_output_copies_by_state", state="pending"): 0,
+        key("relay_output_copies_by_state", state="stored"): 6,
+        key("relay_output_copies_by_state", state="failed"): 1,
+        key("relay_output_copies_by_state", state="deleted"): 0,
+        key("relay_output_stored_bytes"): 123_456_789,
     }
 
 

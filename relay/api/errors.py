@@ -66,6 +66,8 @@ ANSWERS: Final[Mapping[type[e.RelayError], Answer]] = MappingProxyType(
         e.OutputRejected: Answer(502, "output_rejected"),
         e.OutputStorageUnavailable: Answer(503, "output_storage_unavailable"),
         e.UnsatisfiableRange: Answer(416, "range_not_satisfiable"),
+        e.OutputDeleted: Answer(410, "output_deleted"),
+        e.OutputNotAvailable: Answer(404, "output_not_available"),
         # the request itself
         e.BadRequest: Answer(400, "invalid_request"),
         e.InvalidJson: Answer(400, "invalid_json"),
@@ -111,6 +113,7 @@ async def answer_error(request: Request, exc: Exception) -> Response:
     retry_after = getattr(exc, "retry_after", None)
     if isinstance(retry_after, int):
         response.headers["Retry-After"] = str(retry_after)
+    response.headers.update(getattr(exc, "headers", None) or {})
     return response
 
 

@@ -32,7 +32,9 @@ ERRORS = {
     401: "No API key, or not a valid one",
     404: "No such object in your account",
     409: "A conflict with the object's state, or an Idempotency-Key already used otherwise",
+    410: "Gone: the stored output was deleted (retention, or the account asked)",
     413: "The body is over the size limit",
+    416: "The range starts past the end of the file",
     429: "Too many requests with a wrong API key from this address; retry after Retry-After "
     "seconds",
     502: "The provider could not answer now (not your request's fault)",
@@ -171,9 +173,11 @@ def _operation_id(op: Operation) -> str:
 
 
 def find_operation(method: str, path: str) -> Operation | None:
-    """The documented operation a request is for (what a client-side check looks up)."""
+    """The documented operation a request is for (what a client-side check looks up); a
+    HEAD is its GET's (the same answer without a body)."""
+    wanted = "GET" if method.upper() == "HEAD" else method.upper()
     for op in OPERATIONS:
-        if op.method == method.upper() and _pattern(op.path).fullmatch(path):
+        if op.method == wanted and _pattern(op.path).fullmatch(path):
             return op
     return None
 

@@ -153,6 +153,35 @@ OPERATIONS: tuple[Operation, ...] = (
         description="Where the provider supports it; 409 where it cannot or the task has ended.",
     ),
     Operation(
+        "DELETE",
+        "/v1/tasks/{task_id}/outputs",
+        "Delete the task's stored video",
+        "tasks",
+        ok(out.Task),
+        description="Removes the stored files (outputs.store); the task records when and why, "
+        "and its video_url is the provider's link again. 404 when nothing was copied.",
+    ),
+    Operation(
+        "GET",
+        "/v1/outputs/{token}",
+        "A stored video (the stable link in video_url)",
+        "tasks",
+        {
+            200: Answer("The stored file", None, "*/*"),
+            206: Answer("A range of it (Range: bytes=…)", None, "*/*"),
+            307: Answer(
+                "Redirect: to a presigned URL of the bucket, or to the provider's link while "
+                "the copy is not stored",
+                None,
+                "*/*",
+            ),
+        },
+        errors=(410, 416),
+        auth=False,
+        description="No API key: the signed token is the credential, and rotating secret_key "
+        "revokes every link. HEAD is answered too.",
+    ),
+    Operation(
         "GET",
         "/v1/providers",
         "The configured providers and their health",

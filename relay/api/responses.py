@@ -66,6 +66,24 @@ class TaskError(Out):
     provider_code: str | None = Field(description="The provider's own code, verbatim.")
 
 
+class StoredFile(Out):
+    size: int = Field(description="Bytes.")
+    sha256: str = Field(description="Hex SHA-256 of the stored bytes.")
+    content_type: str
+
+
+class TaskOutput(Out):
+    """What the relay keeps of the task's files (outputs.store); null when not copied."""
+
+    status: Literal["pending", "stored", "failed", "deleted"]
+    video: StoredFile | None
+    last_frame: StoredFile | None
+    stored_at: Time | None = time_field()
+    error: str | None = Field(description="Why the last try of a copy failed.")
+    deleted_at: Time | None = time_field()
+    deleted_reason: str | None
+
+
 class Task(Out):
     """The normalized task (DESIGN §3): every field present, ``null`` when unknown."""
 
@@ -75,9 +93,15 @@ class Task(Out):
     model: str | None
     status: TaskStatus
     progress: int | None
-    video_url: str | None
-    video_url_expires_at: Time | None = time_field()
+    video_url: str | None = Field(
+        description="The stored copy's stable link once the video is stored "
+        "(outputs.store), else the provider's link."
+    )
+    video_url_expires_at: Time | None = time_field("null for a stored copy's link.")
     last_frame_url: str | None
+    provider_video_url: str | None = Field(description="The provider's own link.")
+    provider_video_url_expires_at: Time | None = time_field()
+    output: TaskOutput | None
     error: TaskError | None
     usage: dict[str, Any] | None
     resolution: str | None

@@ -26,6 +26,7 @@ from relay.api.http import (
 from relay.api.idempotency import idempotency_key, idempotent
 from relay.api.keys import key_routes
 from relay.api.openapi import openapi_routes
+from relay.api.outputs import output_routes
 from relay.api.schemas import CreateTask, EventList, Redeliver, TaskList, parse
 from relay.api.submissions import submission_routes
 from relay.api.subscriptions import subscription_routes
@@ -310,6 +311,7 @@ def routes() -> list[Route]:
         *subscription_routes(),
         *key_routes(),
         *submission_routes(),
+        *output_routes(),
         Route("/v1/me", me),
         Route("/v1/callback-secret", callback_secret),
         Route("/v1/tasks", create_task, methods=["POST"]),

@@ -84,6 +84,30 @@ class OutputsSettings(ConfigModel):
     """Stored objects older than this are deleted; None: kept."""
     link_lifetime: int = Field(default=3600, ge=1, le=MAX_LINK_LIFETIME)
     """Seconds a presigned bucket URL lives (the relay signs a fresh one at each request)."""
+    wait_seconds: float = Field(default=60.0, ge=0, le=3600)
+    """How long a task's ``task.succeeded`` waits for its files to be stored; after that it
+    goes out with the provider's link and a ``relay_notice``, and ``task.output_stored``
+    follows. 0: it goes out at once."""
+    max_attempts: int = Field(default=8, ge=1, le=100)
+    """Tries per file."""
+    retry_delays: list[float] = Field(
+        default=[10, 60, 300, 1800, 3600, 10800, 21600], min_length=1, max_length=100
+    )
+    """Seconds before the next try after the first, second, ... failed one; the last
+    repeats."""
+    max_concurrent: int = Field(default=4, ge=1, le=256)
+    """Copies under way at once in one process."""
+    copy_timeout: float = Field(default=3600.0, gt=0)
+    """Seconds one try may take in all."""
+    stall_timeout: float = Field(default=60.0, gt=0)
+    """Seconds without a byte from the provider before a try is given up."""
+
+    @field_validator("retry_delays")
+    @classmethod
+    def _delays(cls, value: list[float]) -> list[float]:
+        if any(not 0 < d <= 7 * 86_400 for d in value):
+            raise ValueError("each delay must be more than 0 and at most 604800 seconds")
+        return value
 
     @field_validator("store")
     @classmethod

@@ -10,6 +10,9 @@ and a ``relay_notice`` saying what happened either way::
 
 The event itself stays as written (events are immutable); the task takes the fresh URL, so
 the next late send of any of its events reuses it without asking the provider again.
+When the task's video is stored (``relay.copies``), the stored copy's stable link is the
+fresh URL: it works after the provider forgot the task. The copier asks here too, for a
+live provider link to copy from (``provider_links``).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from relay.clock import Clock
+from relay.copies.values import CopyState
 from relay.models import DueDelivery, ProviderTask, Task, TaskStatus, iso
 from relay.polling.schedule import is_past_max_age
 from relay.store.interface import TaskStore
@@ -37,7 +41,7 @@ MARGIN = timedelta(seconds=60)
 
 
 @dataclass(frozen=True, slots=True)
-class _Output:
+class Links:
     video_url: str
     expires_at: datetime | None
     last_frame_url: str | None
@@ -50,8 +54,8 @@ class OutputRefresher:
         self._store = store
         self._providers = providers
         self._clock = clock
-        self._asking: dict[str, asyncio.Future[tuple[_Output | None, str]]] = {}
-        self._fetched: dict[str, _Output] = {}
+        self._asking: dict[str, asyncio.Future[tuple[Links | None, str]]] = {}
+        self._fetched: dict[str, Links] = {}
         """Fresh outputs by task, for sends that read the task before it was updated."""
 
     @staticmethod
@@ -76,10 +80,14 @@ class OutputRefresher:
                 video_url_expires_at=iso(output.expires_at),
                 last_frame_url=output.last_frame_url,
             )
+            source = (
+                "is the relay's stored copy"
+                if output.expires_at is None
+                else "was fetched from the provider again"
+            )
             envelope["relay_notice"] = {
                 "code": "video_url_refreshed",
-                "message": f"the video_url of this event expired at {expired}; this one was "
-                f"fetched from the provider again",
+                "message": f"the video_url of this event expired at {expired}; this one {source}",
             }
         else:
             envelope["relay_notice"] = {
@@ -89,14 +97,32 @@ class OutputRefresher:
             }
         return json.dumps(envelope, separators=(",", ":"), ensure_ascii=False)
 
-    async def _fresh(self, task: Task) -> tuple[_Output | None, str]:
+    async def _fresh(self, task: Task) -> tuple[Links | None, str]:
+        if (
+            task.output is not None
+            and task.output.status is CopyState.STORED
+            and task.video_url is not None
+        ):
+            return Links(task.video_url, None, task.last_frame_url), ""
+        return await self.provider_links(task)
+
+    async def provider_links(self, task: Task) -> tuple[Links | None, str]:
+        """The provider's links to the task's files, live for at least ``MARGIN``: as the
+        task has them, or asked for again; else None and why not."""
         now = self._clock.now()
         if (
-            task.video_url is not None
-            and task.video_url_expires_at is not None
-            and task.video_url_expires_at > now + MARGIN
+            task.provider_video_url is not None
+            and task.provider_video_url_expires_at is not None
+            and task.provider_video_url_expires_at > now + MARGIN
         ):
-            return _Output(task.video_url, task.video_url_expires_at, task.last_frame_url), ""
+            return (
+                Links(
+                    task.provider_video_url,
+                    task.provider_video_url_expires_at,
+                    task.provider_last_frame_url,
+                ),
+                "",
+            )
         fetched = self._fetched.get(task.id)
         if fetched is not None and (
             fetched.expires_at is None or fetched.expires_at > now + MARGIN
@@ -110,7 +136,7 @@ class OutputRefresher:
             asking.add_done_callback(lambda _: self._asking.pop(task.id, None))
         return await asyncio.shield(asking)
 
-    async def _ask(self, task: Task) -> tuple[_Output | None, str]:
+    async def _ask(self, task: Task) -> tuple[Links | None, str]:
         plan = self._providers.get(task.provider)
         if plan is None:
             return None, f"provider {task.provider!r} is no longer configured"
@@ -128,17 +154,24 @@ class OutputRefresher:
             return None, "the provider no longer reports a video for this task"
         if answer.video_url_expires_at is not None and answer.video_url_expires_at <= now:
             return None, "the provider only hands out the same expired URL"
-        output = _Output(answer.video_url, answer.video_url_expires_at, answer.last_frame_url)
+        output = Links(answer.video_url, answer.video_url_expires_at, answer.last_frame_url)
         if len(self._fetched) >= _FETCHED_MAX:
             self._fetched.clear()
         self._fetched[task.id] = output
         updated = replace(
             task,
-            video_url=output.video_url,
-            video_url_expires_at=output.expires_at,
-            last_frame_url=output.last_frame_url,
+            provider_video_url=output.video_url,
+            provider_video_url_expires_at=output.expires_at,
+            provider_last_frame_url=output.last_frame_url,
             updated_at=now,
         )
+        if task.output is None or task.output.status is not CopyState.STORED:
+            updated = replace(
+                updated,
+                video_url=output.video_url,
+                video_url_expires_at=output.expires_at,
+                last_frame_url=output.last_frame_url,
+            )
         # No event: the status did not change. A lost race only means a later send asks again.
         if not await self._store.save_task(Change(updated), task.version):
             log.info(

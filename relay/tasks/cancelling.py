@@ -41,9 +41,11 @@ async def cancel_task(
     clock: Clock,
     look: Callable[[Task], Awaitable[Task]],
     saved: Callable[[Change], None],
+    hold: Callable[[Change], Change] = lambda change: change,
 ) -> Task:
     """``look(task)`` polls the task now (the tracker's poll); ``saved(change)`` is told of
-    the write that cancelled it."""
+    the write that cancelled it; ``hold`` is the tracker's (a success the provider reports
+    instead of the cancellation waits for its copies)."""
     task = await store.get_task(account_id, task_id)
     if task is None:
         raise UnknownTask(task_id)
@@ -64,7 +66,7 @@ async def cancel_task(
         if answer.kind in (FaultKind.INVALID_REQUEST, FaultKind.NOT_FOUND):
             raise CancelRefused(f"the provider refused to cancel: {answer.message}")
         raise ProviderUnavailable(f"the provider could not cancel now: {answer.message}")
-    return await _save_cancelled(store, clock, task, answer.task, saved)
+    return await _save_cancelled(store, clock, task, answer.task, saved, hold)
 
 
 async def _save_cancelled(
@@ -73,6 +75,7 @@ async def _save_cancelled(
     task: Task,
     said: ProviderTask | None,
     saved: Callable[[Change], None],
+    hold: Callable[[Change], Change],
 ) -> Task:
     for _ in range(3):
         now = clock.now()
@@ -91,6 +94,7 @@ async def _save_cancelled(
                 verdicts.event_id,
             ),
         )
+        change = hold(change)
         if await store.save_task(change, task.version):
             saved(change)
             return replace(change.task, version=task.version + 1)

@@ -81,10 +81,17 @@ class Tracker:
         lease_seconds: float = 120.0,
         inbound_url: Callable[[str, str, str], str] | None = None,
         metrics: RelayMetrics | None = None,
+        hold: Callable[[Change], Change] | None = None,
+        on_copies: Callable[[], None] = lambda: None,
     ) -> None:
         """``owner`` names this instance on the poll leases it takes;
         ``inbound_url(provider, account_id, task_id)`` is the webhook URL handed to a push
-        provider for one task; ``metrics`` counts the polls."""
+        provider for one task; ``metrics`` counts the polls. ``hold`` turns a change into
+        the one written (outputs on: a success writes copies of its files and waits for
+        them, ``relay.copies.rules.hold_success``); ``on_copies`` is told when copies were
+        written."""
+        self._hold = hold or (lambda change: change)
+        self._on_copies = on_copies
         self._store = store
         self._metrics = metrics or RelayMetrics()
         self._providers = providers
@@ -175,6 +182,7 @@ class Tracker:
             change = verdicts.chain(
                 change, apply_answer(change.task, created.task, now, verdicts.event_id)
             )
+        change = self._hold(change)
         await self._store.create_task(change, callback, submission)  # may raise DuplicateTask
         self._after_write(change)
         due = change.task.next_poll_at
@@ -227,6 +235,7 @@ class Tracker:
             clock=self._clock,
             look=lambda task: self._poll(task, via="cancel"),
             saved=self._after_write,
+            hold=self._hold,
         )
 
     # polling
@@ -322,6 +331,7 @@ class Tracker:
                 change = verdicts.expire_if_overdue(
                     change, task.created_at, answered, plan.max_age, now, self._clock.now()
                 )
+            change = self._hold(change)
             if await self._store.save_task(change, task.version):
                 self._unconfirmed.looked(task.id, left, change.task.status.terminal)
                 if plan is not None:
@@ -413,6 +423,8 @@ class Tracker:
             )
         if change.events:
             self._on_events()
+        if change.copies:
+            self._on_copies()
 
     def _spawn(self, coro: Any) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)

@@ -6,6 +6,7 @@ delete, moderation, a provider's push, and the usual refusals."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -64,9 +65,11 @@ class Checker:
 
 
 @pytest.fixture
-async def relay(start_relay: InProcessFactory) -> InProcessRelay:
+async def relay(start_relay: InProcessFactory, tmp_path: Path) -> InProcessRelay:
     return await start_relay(
-        providers=PROVIDERS, sandbox={"queued_seconds": 1.0, "running_seconds": 0.5}
+        providers=PROVIDERS,
+        sandbox={"queued_seconds": 1.0, "running_seconds": 0.5},
+        outputs={"store": f"file://{tmp_path / 'outputs'}"},
     )
 
 
@@ -88,6 +91,7 @@ async def test_every_answer_of_a_full_flow_is_what_the_document_says(
     async with checked(relay.client(account), checker) as client:
         await account_and_providers(client)
         task = await tasks(client, receiver)
+        await outputs(client, task)
         await events(client, task)
         await subscriptions(client, receiver)
         await submissions(client)
@@ -98,7 +102,7 @@ async def test_every_answer_of_a_full_flow_is_what_the_document_says(
     missing = {op.key for op in OPERATIONS} - answered
     assert not missing, f"operations the flow never saw succeed: {sorted(missing)}"
     refusals = {status for _, _, status in checker.seen if status >= 400}
-    assert {400, 401, 404, 409, 413} <= refusals, refusals
+    assert {400, 401, 404, 409, 410, 413, 416} <= refusals, refusals
 
 
 async def account_and_providers(client: httpx.AsyncClient) -> None:
@@ -165,6 +169,21 @@ async def tasks(client: httpx.AsyncClient, receiver: Receiver) -> dict[str, Any]
         return answer if answer["status"] == "succeeded" else None
 
     return await eventually(done, within=15, what="the task to succeed")
+
+
+async def outputs(client: httpx.AsyncClient, task: dict[str, Any]) -> None:
+    """The stored video's stable link, whole, a range, past the end, HEAD; then deleted."""
+    link = httpx.URL(task["video_url"]).path
+    assert link.startswith("/v1/outputs/"), task
+    assert (await client.get(link)).status_code == 200
+    assert (await client.get(link, headers={"Range": "bytes=0-9"})).status_code == 206
+    assert (await client.get(link, headers={"Range": "bytes=999999999-"})).status_code == 416
+    assert (await client.head(link)).status_code == 200
+    assert (await client.get("/v1/outputs/not-a-token")).status_code == 404
+    deleted = await client.delete(f"/v1/tasks/{task['id']}/outputs")
+    assert deleted.status_code == 200, deleted.text
+    assert (await client.get(link)).status_code == 410
+    assert (await client.delete("/v1/tasks/task_nope/outputs")).status_code == 404
 
 
 async def submissions(client: httpx.AsyncClient) -> None:

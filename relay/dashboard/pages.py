@@ -7,6 +7,8 @@ Every list is one indexed, cursor-paginated store query (the same as ``GET /v1/t
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlencode
 
@@ -14,13 +16,23 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from relay.api.http import cursor_position, next_cursor, services
+from relay.copies.values import CopyState, OutputCopy, OutputKind
 from relay.dashboard import views
 from relay.dashboard.render import guarded, page, redirect
 from relay.dashboard.session import require_account
-from relay.errors import BadRequest, UnknownEvent, UnknownSubmission, UnknownTask
-from relay.models import LOOKS_KEPT, DeliveryStatus, EventType, TaskStatus
+from relay.errors import (
+    BadRequest,
+    OutputStorageUnavailable,
+    UnknownEvent,
+    UnknownSubmission,
+    UnknownTask,
+)
+from relay.models import LOOKS_KEPT, DeliveryStatus, EventType, Task, TaskStatus
+from relay.services import Services
 from relay.store.values import EventQuery, TaskQuery
 from relay.submissions import SubmissionState
+
+log = logging.getLogger("relay.dashboard")
 
 PAGE_SIZE = 50
 TASK_EVENTS = 200
@@ -109,6 +121,8 @@ async def task(request: Request) -> Response:
     deliveries = {
         e.id: await svc.store.event_deliveries(who.account_id, e.id) for e in events.items
     }
+    # The task is the account's (read above); its copies are read by the task alone.
+    copies = await svc.store.task_copies(task_id) if found.output is not None else []
     return page(
         request,
         "task.html",
@@ -117,11 +131,35 @@ async def task(request: Request) -> Response:
             "events": events.items,
             "deliveries": deliveries,
             "more_events": events.next_after is not None,
-            "timeline": views.timeline(found, events.items, deliveries),
+            "timeline": views.timeline(found, events.items, deliveries, copies),
             "looks_kept": LOOKS_KEPT,
             "event_line": views.event_line,
+            "output_state": views.output_state_line(found.output) if found.output else "",
         },
+        media=await _media(svc, found, copies),
     )
+
+
+async def _media(svc: Services, task: Task, copies: Sequence[OutputCopy]) -> tuple[str, ...]:
+    """The origins the page's ``<video>`` and ``<img>`` load the stored files from: their
+    links' (the relay's public URL), and a bucket's, where those links redirect to a
+    presigned URL. That origin is learnt from a URL signed here for the stored object (and
+    thrown away: following the link signs its own), so it is exactly the one the browser
+    is sent to, whatever the endpoint, region or addressing style of the bucket."""
+    stored = {c.kind: c for c in copies if c.state is CopyState.STORED and c.object_key}
+    if not stored:
+        return ()
+    urls = [
+        task.video_url if OutputKind.VIDEO in stored else None,
+        task.last_frame_url if OutputKind.LAST_FRAME in stored else None,
+    ]
+    key = next(iter(stored.values())).object_key
+    if svc.outputs is not None and key is not None:
+        try:
+            urls.append(await svc.outputs.store.link(key, 60))
+        except OutputStorageUnavailable as exc:  # the page still shows; the player may not
+            log.warning("no presigned URL for the task page of %s: %s", task.id, exc)
+    return views.media_origins(urls)
 
 
 @guarded

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,16 +22,29 @@ from relay.errors import RelayError, StoreError, Unauthorized
 log = logging.getLogger("relay.dashboard")
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
-TEMPLATES.env.filters.update(when=views.when, snippet=views.snippet)
+TEMPLATES.env.filters.update(when=views.when, snippet=views.snippet, bytes_label=views.bytes_label)
+
+
+def content_policy(media: Sequence[str] = ()) -> str:
+    """The pages' Content-Security-Policy: no scripts, nothing framed, forms only to the
+    dashboard; images and media (a task's stored video and last frame) from this origin, and
+    from the ``media`` origins a page names (``views.media_origins``: the origin of the
+    relay's own output links when ``server.public_url`` is another one, and a bucket's when
+    its links redirect to presigned URLs)."""
+    sources = " ".join(["'self'", *media])
+    return (
+        "default-src 'none'; style-src 'unsafe-inline'; "
+        f"img-src {sources}; media-src {sources}; form-action 'self'; "
+        "frame-ancestors 'none'"
+    )
+
 
 NO_STORE = {
     "Cache-Control": "no-store",
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "same-origin",
     "X-Content-Type-Options": "nosniff",
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
-    "img-src 'self'; form-action 'self'; "
-    "frame-ancestors 'none'",
+    "Content-Security-Policy": content_policy(),
 }
 """Every dashboard page: never cached (it shows account data), never framed, no scripts."""
 
@@ -39,8 +52,15 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 
 def page(
-    request: Request, template: str, context: Mapping[str, Any], status_code: int = 200
+    request: Request,
+    template: str,
+    context: Mapping[str, Any],
+    status_code: int = 200,
+    *,
+    media: Sequence[str] = (),
 ) -> Response:
+    """``template`` rendered; ``media``: the other origins its images and media load from
+    (``content_policy``)."""
     now = services(request).clock.now()
     shared = {
         "who": signed_in(request),
@@ -51,7 +71,13 @@ def page(
         "path": _here(request),
     }
     return TEMPLATES.TemplateResponse(
-        request, template, {**shared, **context}, status_code=status_code, headers=NO_STORE
+        request,
+        template,
+        {**shared, **context},
+        status_code=status_code,
+        headers={**NO_STORE, "Content-Security-Policy": content_policy(media)}
+        if media
+        else NO_STORE,
     )
 
 

@@ -4,11 +4,14 @@ in. The routes read the store; these functions decide what a row or a timeline s
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
+from relay.copies.values import CopyState, OutputCopy, OutputKind, TaskOutput
 from relay.models import (
     Attempt,
     Event,
@@ -81,7 +84,8 @@ class Step:
 
     at: datetime
     kind: str
-    """``task``, ``event``, ``delivery`` or ``attempt``: what the line is about."""
+    """``task``, ``event``, ``delivery``, ``attempt``, ``copy`` (of an output file) or a
+    look's ``via``: what the line is about."""
     title: str
     detail: str = ""
     ok: bool | None = None
@@ -112,12 +116,17 @@ def attempt_line(a: Attempt) -> str:
 
 
 def timeline(
-    task: Task, events: Sequence[Event], deliveries: Mapping[str, Sequence[DeliveryView]]
+    task: Task,
+    events: Sequence[Event],
+    deliveries: Mapping[str, Sequence[DeliveryView]],
+    copies: Sequence[OutputCopy] = (),
 ) -> list[Step]:
     """The task's history as the store keeps it: registration, its latest queries to the
     provider (scheduled polls, the confirmations of provider pushes, refreshes: the last
     ``LOOKS_KEPT``, with what each found), each event the relay wrote (one per status change
-    or progress step), each delivery of it and every attempt, and the finish."""
+    or progress step), each delivery of it and every attempt, the finish, and each try at
+    copying its files into the output store (the latest ``TRIES_KEPT`` of each) and their
+    deletion."""
     steps = [
         Step(
             task.created_at,
@@ -137,6 +146,9 @@ def timeline(
         )
         for look in task.looks
     )
+    # Before the events: a try that stored the files releases the held ``task.succeeded``
+    # (or ``task.output_stored``) in its own transaction, at the same instant.
+    steps.extend(step for copy in copies for step in copy_steps(copy))
     finished = (
         None
         if task.completed_at is None
@@ -178,6 +190,105 @@ def timeline(
         steps.append(finished)
     # Stable: what happened at the same instant keeps its causal order.
     return sorted(steps, key=lambda s: s.at)
+
+
+KIND_LABELS = {OutputKind.VIDEO: "video", OutputKind.LAST_FRAME: "last frame"}
+
+
+def copy_steps(copy: OutputCopy) -> list[Step]:
+    """One line per kept try at copying ``copy`` (``video copied (N bytes)``, ``video copy
+    failed: why``), and one for its deletion."""
+    label = KIND_LABELS.get(copy.kind, copy.kind.value)
+    first = copy.attempts - len(copy.tries) + 1  # older tries are counted, not kept
+    steps = []
+    for number, attempt in enumerate(copy.tries, start=max(first, 1)):
+        if attempt.error is None:
+            size = f" ({copy.size} bytes)" if copy.size is not None else ""
+            detail = ", ".join(
+                x for x in (bytes_label(copy.size), copy.content_type) if x and x != "-"
+            )
+            steps.append(
+                Step(attempt.at, "copy", f"{label} copied{size}", f"try {number}: {detail}", True)
+            )
+            continue
+        last = copy.state is CopyState.FAILED and number == copy.attempts
+        steps.append(
+            Step(
+                attempt.at,
+                "copy",
+                f"{label} copy failed: {attempt.error}",
+                f"try {number}" + (": the last, the copy gave up" if last else ""),
+                False,
+            )
+        )
+    if copy.deleted_at is not None:
+        steps.append(
+            Step(copy.deleted_at, "copy", f"stored {label} deleted", copy.deleted_reason or "")
+        )
+    return steps
+
+
+_UNITS = ("KiB", "MiB", "GiB", "TiB")
+
+
+def bytes_label(size: int | None) -> str:
+    """A size for people: ``512 bytes``, ``293.0 KiB``, ``1.50 GiB``; ``-`` when unknown."""
+    if size is None:
+        return "-"
+    if size < 1024:
+        return f"{size} bytes"
+    value = float(size)
+    for unit in _UNITS:
+        value /= 1024
+        if value < 1024 or unit == _UNITS[-1]:
+            return f"{value:.2f} {unit}" if value < 10 else f"{value:.1f} {unit}"
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def output_state_line(output: TaskOutput) -> str:
+    """What the task's stored copy is, in a sentence."""
+    if output.status is CopyState.STORED:
+        return "Stored: video_url is the relay's own link to this copy, which does not expire."
+    if output.status is CopyState.PENDING:
+        why = f" (the last try failed: {output.error})" if output.error else ""
+        return f"Not stored yet: the relay is copying it{why}. video_url is the provider's link."
+    if output.status is CopyState.FAILED:
+        return (
+            f"Not stored: every try failed ({output.error or 'no reason recorded'}). "
+            "video_url is the provider's link."
+        )
+    return (
+        f"Deleted at {when(output.deleted_at)} ({output.deleted_reason or 'no reason recorded'})."
+        " video_url is the provider's link again."
+    )
+
+
+_HOST = re.compile(r"^[A-Za-z0-9.-]+$|^\[[0-9A-Fa-f:.]+\]$")
+
+
+def origin(url: str | None) -> str | None:
+    """``scheme://host[:port]`` of an http(s) URL, for a Content-Security-Policy source;
+    None for anything else (nothing that could end the directive gets through)."""
+    if not url:
+        return None
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    host = parts.netloc.rsplit("@", 1)[-1]
+    if port is not None:
+        host = host[: host.rfind(":")]
+    if parts.scheme not in ("http", "https") or not _HOST.match(host):
+        return None
+    return f"{parts.scheme}://{host.lower()}" + (f":{port}" if port is not None else "")
+
+
+def media_origins(urls: Iterable[str | None]) -> tuple[str, ...]:
+    """The distinct origins of ``urls`` (the stored files' links, the bucket's presigned
+    URLs) that a page's ``<video>`` and ``<img>`` load from, in order."""
+    found = (origin(u) for u in urls)
+    return tuple(dict.fromkeys(o for o in found if o is not None))
 
 
 def look_title(look: Look) -> str:

@@ -6,6 +6,14 @@ A user signs in with an API key, opens a finished task, presses "Redeliver" on i
 the page; the receiver gets the same webhook id again. A screenshot of that page is written to
 the test's directory (its path is printed; ``pytest -s`` shows it).
 
+The relay copies finished videos into a local directory (``outputs.store``), so the task page
+has the stored video's ``<video>`` and the last frame's ``<img>``: the browser loads both from
+the relay's stable links under the page's Content-Security-Policy. The sandbox's video is an
+MP4 ``ftyp`` and ``mdat`` of checkable pseudo-random bytes with no ``moov`` box, which no
+decoder can open, so its ``readyState`` stays 0: the test asserts what proves the player got
+the file (a media request the page's policy let through, the bytes handed to the demuxer)
+and accepts ``readyState >= 1`` for the day the sandbox serves a decodable video.
+
 Without Chromium the test is skipped, except under ``CI=true``, where it fails: ``.ci/run``
 installs ``chromium`` and ``chromium-driver``.
 """
@@ -69,6 +77,25 @@ class Seen:
     last_snippet: str
     flash: str
     page_source: str
+    media: dict[str, Any]
+    """What the browser made of the stored video and last frame (``MEDIA_STATE``)."""
+    console: list[str]
+
+
+MEDIA_STATE = """
+const video = document.getElementById('output-video');
+const frame = document.getElementById('output-last-frame');
+if (!video || !frame) return null;
+return {
+  src: video.currentSrc,
+  ready: video.readyState,
+  error: video.error ? video.error.message : null,
+  frame_width: frame.complete ? frame.naturalWidth : 0,
+  fetched: performance.getEntriesByType('resource')
+    .filter(e => e.initiatorType === 'video').map(e => e.name),
+};
+"""
+"""Read through WebDriver (the page itself runs no script: its policy allows none)."""
 
 
 def browse(
@@ -83,6 +110,7 @@ def browse(
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # CSP refusals
     for flag in (*FLAGS, f"--user-data-dir={profile}"):
         options.add_argument(flag)
     # An explicit driver path: Selenium Manager (which would download one) never runs.
@@ -114,6 +142,16 @@ def browse(
         until("the task page", lambda d: d.current_url.endswith(f"/dashboard/tasks/{task_id}"))
         assert driver.find_element(By.ID, "task-status").text == "succeeded"
 
+        def media_settled(d: WebDriver) -> dict[str, Any] | None:
+            state: dict[str, Any] | None = d.execute_script(MEDIA_STATE)
+            if state is None or not state["frame_width"]:
+                return None
+            return state if state["ready"] >= 1 or state["error"] is not None else None
+
+        media = until("the stored video and last frame loaded", media_settled)
+        logged = driver.execute("getLog", {"type": "browser"})["value"]  # get_log, typed
+        console = [str(entry["message"]) for entry in logged]
+
         def attempts(d: WebDriver) -> list[Any]:
             table = d.find_element(By.ID, f"deliveries-{event_id}")
             return list(table.find_elements(By.CSS_SELECTOR, "tr.attempt"))
@@ -135,7 +173,7 @@ def browse(
         snippet = last.find_elements(By.TAG_NAME, "td")[-1].text
         # The whole page (notice, timeline, both attempts) fits the window.
         assert driver.save_screenshot(str(screenshot)), "no screenshot was written"
-        return Seen(before, len(rows), code, snippet, flash, driver.page_source)
+        return Seen(before, len(rows), code, snippet, flash, driver.page_source, media, console)
     finally:
         driver.quit()
 
@@ -153,7 +191,10 @@ async def test_sign_in_open_a_task_redeliver_and_see_the_new_attempt(
     for client_logger in CLIENT_LOGGERS:
         caplog.set_level(logging.WARNING, logger=client_logger)
     caplog.set_level(logging.DEBUG)
-    relay = await start_relay()
+    relay = await start_relay(
+        outputs={"store": f"file://{tmp_path / 'kept'}", "wait_seconds": 10},
+        sandbox={"video_bytes": 200_000},
+    )
     receiver = await start_receiver(default=Reply(200, body=RECEIVER_ANSWER))
     account = await relay.account("browser-user")
     async with relay.client(account) as api:
@@ -161,7 +202,7 @@ async def test_sign_in_open_a_task_redeliver_and_see_the_new_attempt(
             "/v1/tasks",
             json={
                 "provider": "sandbox",
-                "input": ark_input("a lighthouse at dusk"),
+                "input": {**ark_input("a lighthouse at dusk"), "return_last_frame": True},
                 "callback_url": receiver.url,
                 "reference": "browser-test",
             },
@@ -179,6 +220,8 @@ async def test_sign_in_open_a_task_redeliver_and_see_the_new_attempt(
         event_id = await eventually(succeeded_event, within=15, what="task.succeeded")
     (first,) = await receiver.wait_for(1)
     assert first.webhook_id == event_id
+    video_url = first.json()["data"]["video_url"]
+    assert video_url.startswith(f"{relay.url}/v1/outputs/")  # the stored copy's link
 
     screenshot = tmp_path / "dashboard-redelivered.png"
     seen = await asyncio.to_thread(
@@ -197,6 +240,12 @@ async def test_sign_in_open_a_task_redeliver_and_see_the_new_attempt(
     assert seen.last_status_code == "200"
     assert RECEIVER_ANSWER in seen.last_snippet
     assert f"Redelivery of {event_id} queued" in seen.flash
+    # The stored video and last frame, loaded from the relay's links under the page's policy.
+    assert seen.media["src"] == video_url
+    assert seen.media["frame_width"] == 32  # the sandbox's last frame is a 32x18 PNG
+    assert video_url in seen.media["fetched"], seen.media  # a policy refusal fetches nothing
+    assert seen.media["ready"] >= 1 or "DEMUXER" in seen.media["error"], seen.media
+    assert not [line for line in seen.console if "Content Security Policy" in line]
     assert screenshot.stat().st_size > 10_000
     assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # The receiver got the same event again: same webhook id, a fresh signature.

@@ -442,6 +442,12 @@ async def _kept_outputs(
 def _warn_unreachable_pushes(settings: Settings) -> None:
     if settings.server.public_url is not None:
         return
+    if settings.outputs.store is not None:
+        log.warning(
+            "outputs.store is set, but server.public_url is not: the stable video links "
+            "handed to receivers name %s, which receivers elsewhere likely cannot reach",
+            own_address(settings),
+        )
     for name, p in settings.providers.items():
         if not p.sandbox and build_dialect(p.dialect, key=_dialect_key(name)).pushes:
             log.warning(

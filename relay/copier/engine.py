@@ -27,6 +27,7 @@ from relay.copier.fetch import CopyFailed, FetchLimits, fetch_into
 from relay.copies.rules import CopyPolicy, failed, settle, stored
 from relay.copies.values import CopyState, OutputCopy, OutputKind, StoredFile
 from relay.delivery.fresh_urls import MARGIN, OutputRefresher
+from relay.errors import StoreError
 from relay.heartbeat import renewing
 from relay.logs import ids
 from relay.metrics import RelayMetrics
@@ -135,6 +136,10 @@ class Copier:
             # Shutting down: the copy is due again for the next process (or this one).
             await asyncio.shield(self._store.release_copy(copy.id, self._owner))
             raise
+        except StoreError as exc:
+            # The database is away: the copy stays leased until its lease runs out, then is
+            # tried again (what was stored is overwritten by the same bytes).
+            log.warning("copy %s could not be recorded: %s", copy.id, exc, extra=_ids(copy))
         except Exception:
             log.exception("copy %s of task %s failed", copy.id, copy.task_id, extra=_ids(copy))
 

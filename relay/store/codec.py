@@ -1,17 +1,18 @@
 """How domain values map to database rows, shared by every backend.
 
 A task's filterable fields are columns; its descriptive fields travel as one JSON document,
-so adding a reported field never needs a migration.
+so adding a reported field never needs a migration. The rows of the newer work queues are
+in ``relay.store.submission_codec`` and ``relay.store.copy_codec``.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
-from relay.copies.values import CopyState, CopyTry, OutputCopy, OutputKind, TaskOutput
+from relay.copies.values import TaskOutput
 from relay.keys import ApiKey
 from relay.models import (
     Account,
@@ -30,7 +31,6 @@ from relay.models import (
     utc,
 )
 from relay.store.values import SUBSCRIPTION_FIELDS, Page
-from relay.submissions import Submission, SubmissionState
 
 T = TypeVar("T")
 
@@ -41,6 +41,11 @@ def ts(value: datetime | None) -> float | None:
 
 def dt(value: float | None) -> datetime | None:
     return None if value is None else utc(value)
+
+
+def storable(text: str | None) -> str | None:
+    """Text a provider wrote (a fault message), without the NUL PostgreSQL cannot store."""
+    return None if text is None else text.replace("\x00", "")
 
 
 def event_types_json(types: frozenset[EventType] | None) -> str | None:
@@ -332,121 +337,3 @@ def paged(
     return Page(
         items=[decode(r[1:]) for r in kept], next_after=kept[-1][0] if more and kept else None
     )
-
-
-def submission_params(s: Submission) -> dict[str, Any]:
-    return {
-        "id": s.id,
-        "account_id": s.account_id,
-        "task_id": s.task_id,
-        "provider": s.provider,
-        "state": s.state.value,
-        "body_hash": s.body_hash,
-        "registration": json.dumps(s.registration, separators=(",", ":")),
-        "idempotency_key": s.idempotency_key,
-        "provider_task_id": s.provider_task_id,
-        "detail": storable(s.detail),
-        "created_at": ts(s.created_at),
-        "updated_at": ts(s.updated_at),
-        "lease_until": ts(s.lease_until),
-        "looks": s.looks,
-        "next_look_at": ts(s.next_look_at),
-    }
-
-
-def storable(text: str | None) -> str | None:
-    """Text a provider wrote (a fault message), without the NUL PostgreSQL cannot store."""
-    return None if text is None else text.replace("\x00", "")
-
-
-def submission_from_row(row: Sequence[Any]) -> Submission:
-    """A row selected as the columns of ``submission_params``, in that order."""
-    return Submission(
-        id=row[0],
-        account_id=row[1],
-        task_id=row[2],
-        provider=row[3],
-        state=SubmissionState(row[4]),
-        body_hash=row[5],
-        registration=json.loads(row[6]),
-        idempotency_key=row[7],
-        provider_task_id=row[8],
-        detail=row[9],
-        created_at=utc(row[10]),
-        updated_at=utc(row[11]),
-        lease_until=utc(row[12]),
-        looks=row[13],
-        next_look_at=dt(row[14]),
-    )
-
-
-COPY_COLUMNS = (
-    "id, account_id, task_id, kind, state, attempts, next_attempt_at, announce_by, "
-    "object_key, size, sha256, content_type, stored_at, error, deleted_at, deleted_reason, "
-    "tries, created_at, updated_at"
-)
-"""The columns of an output copy, in the order of ``copy_params`` and ``copy_from_row``; the
-lease (``lease_owner``, ``lease_until``) is the store's, not the copy's."""
-
-
-def copy_params(copy: OutputCopy) -> dict[str, Any]:
-    """An output copy's row (``COPY_COLUMNS``); its tries are a JSON list of
-    ``CopyTry.to_json``. Error texts may quote a remote answer: no NUL (``storable``)."""
-    return {
-        "id": copy.id,
-        "account_id": copy.account_id,
-        "task_id": copy.task_id,
-        "kind": copy.kind.value,
-        "state": copy.state.value,
-        "attempts": copy.attempts,
-        "next_attempt_at": ts(copy.next_attempt_at),
-        "announce_by": ts(copy.announce_by),
-        "object_key": copy.object_key,
-        "size": copy.size,
-        "sha256": copy.sha256,
-        "content_type": copy.content_type,
-        "stored_at": ts(copy.stored_at),
-        "error": storable(copy.error),
-        "deleted_at": ts(copy.deleted_at),
-        "deleted_reason": storable(copy.deleted_reason),
-        "tries": json.dumps([t.to_json() for t in copy.tries], separators=(",", ":")),
-        "created_at": ts(copy.created_at),
-        "updated_at": ts(copy.updated_at),
-    }
-
-
-def copy_from_row(row: Sequence[Any]) -> OutputCopy:
-    """A row selected with ``COPY_COLUMNS``."""
-    return OutputCopy(
-        id=row[0],
-        account_id=row[1],
-        task_id=row[2],
-        kind=OutputKind(row[3]),
-        state=CopyState(row[4]),
-        attempts=row[5],
-        next_attempt_at=dt(row[6]),
-        announce_by=dt(row[7]),
-        object_key=row[8],
-        size=row[9],
-        sha256=row[10],
-        content_type=row[11],
-        stored_at=dt(row[12]),
-        error=row[13],
-        deleted_at=dt(row[14]),
-        deleted_reason=row[15],
-        tries=tuple(CopyTry.from_json(t) for t in json.loads(row[16])),
-        created_at=utc(row[17]),
-        updated_at=utc(row[18]),
-    )
-
-
-def copy_counts(rows: Iterable[Sequence[Any]]) -> tuple[dict[CopyState, int], int]:
-    """Copies by state and the bytes the stored ones hold, from (state, count, bytes) rows
-    (a state may come in several rows: they are summed)."""
-    copies: dict[CopyState, int] = {}
-    stored_bytes = 0
-    for state, n, size in rows:
-        copies[CopyState(state)] = copies.get(CopyState(state), 0) + int(n)
-        if state == CopyState.STORED:
-            stored_bytes += int(size)
-    return copies, stored_bytes

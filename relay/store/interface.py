@@ -3,9 +3,10 @@ implement, and that one contract test suite (``tests/store``) checks for both.
 
 ``Store`` is the sum of role-sized protocols, one per kind of caller (``TaskStore`` for the
 tracker, ``DeliveryStore`` for the delivery engine, ``EventStore``, ``SubscriptionStore``,
-``AccountStore``, ``IdempotencyStore`` for the API, ``SubmissionStore`` for the tracker's
-creates, ``CopyStore`` for the copier of finished videos, ``StoreUpkeep`` for the app), so a
-component asks only for what it uses and a test double needs a handful of methods.
+``AccountStore``, ``StoreUpkeep`` for the app; in ``relay.store.submission_roles``,
+``IdempotencyStore`` for the API and ``SubmissionStore`` for the tracker's creates; in
+``relay.store.copy_roles``, ``CopyStore`` for the copier of finished videos), so a component
+asks only for what it uses and a test double needs a handful of methods.
 
 The values these roles take and give (queries, pages, replies) are in
 ``relay.store.values``.
@@ -55,7 +56,6 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-from relay.copies.values import OutputCopy
 from relay.delivery.fairness import ClaimLimits as ClaimLimits
 from relay.keys import ApiKey
 from relay.models import (
@@ -67,17 +67,17 @@ from relay.models import (
     Subscription,
     Task,
 )
+from relay.store.copy_roles import CopyStore
+from relay.store.submission_roles import IdempotencyStore, SubmissionStore
 from relay.store.values import (
     AttemptRecord,
     DeliveryView,
     EventQuery,
-    IdempotentReply,
     MetricsSnapshot,
     Page,
     ReplayQuery,
     TaskQuery,
 )
-from relay.submissions import Submission, SubmissionState
 from relay.transitions import Change
 
 
@@ -336,161 +336,6 @@ class AccountStore(Protocol):
         ...
 
 
-class IdempotencyStore(Protocol):
-    """Idempotency-Key reservations and the answers they replay. A reservation is held by
-    one request (``owner``) under a lease it renews while it runs; a later request with the
-    same body takes over one whose lease ran out unanswered (its holder died)."""
-
-    async def reserve_idempotency_key(
-        self,
-        account_id: str,
-        key: str,
-        request_hash: str,
-        owner: str,
-        now: datetime,
-        lease_until: datetime,
-    ) -> IdempotentReply | None:
-        """None: the key is now ``owner``'s; else what the request holding it got."""
-        ...
-
-    async def renew_idempotency_key(
-        self, account_id: str, key: str, owner: str, lease_until: datetime
-    ) -> bool:
-        """Extend ``owner``'s lease; False when the reservation is no longer its own."""
-        ...
-
-    async def finish_idempotency_key(
-        self, account_id: str, key: str, owner: str, status_code: int, body: str
-    ) -> None:
-        """Keep the answer the reserving request got, for later requests with the key."""
-        ...
-
-    async def forget_idempotency_key(self, account_id: str, key: str, owner: str) -> None:
-        """Drop a reservation whose request failed, so a retry may run again."""
-        ...
-
-    async def prune_idempotency_keys(self, before: datetime) -> int:
-        """Delete keys reserved before ``before``, and submissions settled before it; how
-        many keys went."""
-        ...
-
-
-class SubmissionStore(Protocol):
-    """The intents written before a provider is asked to create a task
-    (``relay.submissions``). ``create_task(..., submission=id)`` accepts one, and raises
-    ``SubmissionSettled`` (writing nothing) when it was accepted already or not accepted."""
-
-    async def begin_submission(self, submission: Submission) -> None:
-        """Write a ``pending`` submission, before the provider is asked."""
-        ...
-
-    async def renew_submission(self, submission_id: str, lease_until: datetime) -> None:
-        """Extend a pending submission's lease while its create is still under way."""
-        ...
-
-    async def settle_submission(
-        self,
-        submission_id: str,
-        state: SubmissionState,
-        now: datetime,
-        detail: str | None = None,
-        provider_task_id: str | None = None,
-        next_look_at: datetime | None = None,
-    ) -> bool:
-        """Move an open submission to ``state`` (``next_look_at``: an uncertain one's first
-        look at the provider's list); False when it was already settled."""
-        ...
-
-    async def note_look(
-        self, submission_id: str, now: datetime, detail: str, next_look_at: datetime | None
-    ) -> None:
-        """A look at the provider's list that settled nothing: why, and when to look again
-        (None: never; a person must)."""
-        ...
-
-    async def get_submission(self, account_id: str, submission_id: str) -> Submission | None: ...
-
-    async def submission_for_key(self, account_id: str, key: str) -> Submission | None:
-        """The latest submission made under this Idempotency-Key."""
-        ...
-
-    async def list_submissions(
-        self, account_id: str, state: SubmissionState | None, after: int | None, limit: int
-    ) -> Page[Submission]:
-        """Newest first."""
-        ...
-
-    async def due_submissions(self, now: datetime, since: datetime, limit: int) -> list[Submission]:
-        """Every account's uncertain submissions created after ``since`` whose next look is
-        due at ``now``, the longest waiting first."""
-        ...
-
-    async def rival_submissions(
-        self, submission: Submission, start: datetime, end: datetime
-    ) -> list[Submission]:
-        """The other open submissions to ``submission``'s provider whose windows (creation
-        to lease) meet ``start`` to ``end``."""
-        ...
-
-    async def expire_submissions(self, now: datetime, detail: str) -> int:
-        """Pending submissions whose holder's lease ran out become uncertain, due for a look
-        at once; how many."""
-        ...
-
-    async def known_provider_task_ids(self, provider: str, ids: Sequence[str]) -> frozenset[str]:
-        """Those of ``ids`` the relay tracks as tasks of ``provider`` or a submission holds."""
-        ...
-
-
-class CopyStore(Protocol):
-    """What the copier of finished videos needs (``relay.copies``): the queue of output
-    copies, written with their task by ``create_task`` and ``save_task`` (``Change.copies``:
-    each copy inserted, or updated as the change left it, which ends its lease), and the
-    reads behind stable links, announcements and retention. A copy's id comes from a signed
-    link, so these reads take no account."""
-
-    async def claim_due_copies(
-        self, now: datetime, limit: int, lease_seconds: float, owner: str
-    ) -> list[OutputCopy]:
-        """Lease up to ``limit`` pending copies whose next try is due at ``now`` to
-        ``owner``, the longest due first (the lease rules are in this module's docstring)."""
-        ...
-
-    async def renew_copy(self, copy_id: str, owner: str, lease_until: datetime) -> bool:
-        """Extend ``owner``'s lease to ``lease_until`` while a long copy runs; False when the
-        copy is no longer pending or no longer leased to ``owner``."""
-        ...
-
-    async def release_copy(self, copy_id: str, owner: str) -> None:
-        """Drop ``owner``'s lease (a copier stopping mid-copy), changing nothing else: the
-        copy is claimable again at once."""
-        ...
-
-    async def get_copy(self, copy_id: str) -> OutputCopy | None:
-        """The copy, of any account, or None."""
-        ...
-
-    async def task_copies(self, task_id: str) -> list[OutputCopy]:
-        """The task's copies: its video first, then its last frame."""
-        ...
-
-    async def due_announcements(self, now: datetime, limit: int) -> list[tuple[str, str]]:
-        """(account id, task id) of up to ``limit`` tasks with a copy whose ``announce_by``
-        has come at ``now``: the successes that waited for their copies as long as they may,
-        each task once, the longest waiting first."""
-        ...
-
-    async def stored_copies_before(self, before: datetime, limit: int) -> list[OutputCopy]:
-        """Up to ``limit`` stored copies stored before ``before``, the oldest first (for
-        retention)."""
-        ...
-
-    async def next_copy_at(self, after: datetime) -> datetime | None:
-        """The earliest try or announcement scheduled later than ``after`` (due ones are for
-        the claim and ``due_announcements``)."""
-        ...
-
-
 class StoreUpkeep(Protocol):
     """What the app itself needs: schema, liveness, wake-ups, leases, metrics, retention."""
 
@@ -550,4 +395,4 @@ class Store(
     StoreUpkeep,
     Protocol,
 ):
-    """Everything a backend implements: the sum of the roles above."""
+    """Everything a backend implements: the sum of the roles."""

@@ -19,8 +19,10 @@ from typing import Protocol
 from relay.adapters.base import Created
 from relay.clock import Clock
 from relay.errors import DuplicateTask, StoreError, SubmissionSettled
-from relay.models import EventType, FaultKind, ProviderFault, Task
-from relay.store.interface import SubmissionStore, TaskStore
+from relay.models import EventType, Task
+from relay.provider_answers import FaultKind, ProviderFault
+from relay.store.interface import TaskStore
+from relay.store.submission_roles import SubmissionStore
 from relay.submissions import (
     MATCH_EARLY,
     RECONCILE_FOR,

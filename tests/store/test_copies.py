@@ -19,7 +19,7 @@ from relay.copies.values import CopyState, CopyTry, OutputCopy, OutputKind
 from relay.errors import DuplicateTask
 from relay.models import Account, EventType, Task, TaskStatus
 from relay.store import open_store
-from relay.store.codec import COPY_COLUMNS
+from relay.store.copy_codec import COPY_COLUMNS
 from relay.store.interface import Store
 from relay.store.named_sql import load_queries
 from relay.transitions import Change, registered

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from relay.copies.values import OutputCopy
-from relay.store import codec
+from relay.store import codec, copy_codec
 from relay.store.codec import ts
 from relay.store.named_sql import load_queries
 from relay.store.postgres.outbox import fetch_all, fetch_one
@@ -38,7 +38,7 @@ class CopiesMixin:
         rows = await self._db.run(
             lambda c: fetch_all(c, QUERIES["claim_due_copies"], params), transaction=False
         )
-        return [codec.copy_from_row(r) for r in rows]
+        return [copy_codec.copy_from_row(r) for r in rows]
 
     async def renew_copy(self, copy_id: str, owner: str, lease_until: datetime) -> bool:
         params = {"id": copy_id, "owner": owner, "lease_until": ts(lease_until)}
@@ -57,14 +57,14 @@ class CopiesMixin:
         row = await self._db.run(
             lambda c: fetch_one(c, QUERIES["get_copy"], {"id": copy_id}), transaction=False
         )
-        return None if row is None else codec.copy_from_row(row)
+        return None if row is None else copy_codec.copy_from_row(row)
 
     async def task_copies(self, task_id: str) -> list[OutputCopy]:
         rows = await self._db.run(
             lambda c: fetch_all(c, QUERIES["task_copies"], {"task_id": task_id}),
             transaction=False,
         )
-        return [codec.copy_from_row(r) for r in rows]
+        return [copy_codec.copy_from_row(r) for r in rows]
 
     async def due_announcements(self, now: datetime, limit: int) -> list[tuple[str, str]]:
         params = {"now": now.timestamp(), "limit": limit}
@@ -78,7 +78,7 @@ class CopiesMixin:
         rows = await self._db.run(
             lambda c: fetch_all(c, QUERIES["stored_copies_before"], params), transaction=False
         )
-        return [codec.copy_from_row(r) for r in rows]
+        return [copy_codec.copy_from_row(r) for r in rows]
 
     async def next_copy_at(self, after: datetime) -> datetime | None:
         row = await self._db.run(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from relay.models import TaskStatus
-from relay.store import codec
+from relay.store import codec, copy_codec
 from relay.store.named_sql import load_queries
 from relay.store.postgres.runner import Conn, PgRunner
 from relay.store.values import MetricsSnapshot
@@ -29,7 +29,7 @@ class MetricsMixin:
             counted = await cur.fetchone()
             uncertain = counted[0] if counted is not None else 0
             cur = await c.execute(QUERIES["copies_by_state"])
-            copies, stored_bytes = codec.copy_counts(await cur.fetchall())
+            copies, stored_bytes = copy_codec.copy_counts(await cur.fetchall())
             return MetricsSnapshot(tasks, due, codec.dt(oldest), uncertain, copies, stored_bytes)
 
         # The reads in one transaction: a consistent view (REPEATABLE READ is not needed

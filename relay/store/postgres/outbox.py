@@ -27,7 +27,7 @@ from psycopg import AsyncCursor
 from relay.copies.values import OutputCopy
 from relay.ids import new_id
 from relay.models import Delivery, DeliveryStatus, DueDelivery, Event
-from relay.store import codec
+from relay.store import codec, copy_codec
 from relay.store.codec import destination_from_row, headers_from_json, signing_secrets, ts
 from relay.store.named_sql import load_queries
 from relay.store.postgres.runner import Conn
@@ -138,7 +138,7 @@ async def write_copies(c: Conn, copies: Sequence[OutputCopy]) -> None:
     lease), in one statement. Nothing is sent for a change without copies, as most are."""
     if not copies:
         return
-    rows = [codec.copy_params(copy) for copy in copies]
+    rows = [copy_codec.copy_params(copy) for copy in copies]
     await c.execute(QUERIES["write_copies"], {name: [r[name] for r in rows] for name in rows[0]})
 
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from relay.errors import SubmissionSettled
-from relay.store import codec
+from relay.store import codec, submission_codec
 from relay.store.codec import ts
 from relay.store.named_sql import load_queries
 from relay.store.postgres.outbox import fetch_all, fetch_one
@@ -26,7 +26,7 @@ class SubmissionsMixin:
     _db: PgRunner
 
     async def begin_submission(self, submission: Submission) -> None:
-        params = codec.submission_params(submission)
+        params = submission_codec.submission_params(submission)
         await self._db.run(
             lambda c: c.execute(QUERIES["insert_submission"], params), transaction=False
         )
@@ -77,14 +77,14 @@ class SubmissionsMixin:
         row = await self._db.run(
             lambda c: fetch_one(c, QUERIES["get_submission"], params), transaction=False
         )
-        return None if row is None else codec.submission_from_row(row)
+        return None if row is None else submission_codec.submission_from_row(row)
 
     async def submission_for_key(self, account_id: str, key: str) -> Submission | None:
         params = {"account_id": account_id, "key": key}
         row = await self._db.run(
             lambda c: fetch_one(c, QUERIES["submission_for_key"], params), transaction=False
         )
-        return None if row is None else codec.submission_from_row(row)
+        return None if row is None else submission_codec.submission_from_row(row)
 
     async def list_submissions(
         self, account_id: str, state: SubmissionState | None, after: int | None, limit: int
@@ -99,14 +99,14 @@ class SubmissionsMixin:
             QUERIES["list_submissions"] if state is None else QUERIES["list_submissions_in_state"]
         )
         rows = await self._db.run(lambda c: fetch_all(c, query, params), transaction=False)
-        return codec.paged(rows, limit, codec.submission_from_row)
+        return codec.paged(rows, limit, submission_codec.submission_from_row)
 
     async def due_submissions(self, now: datetime, since: datetime, limit: int) -> list[Submission]:
         params = {"now": ts(now), "since": ts(since), "limit": limit}
         rows = await self._db.run(
             lambda c: fetch_all(c, QUERIES["due_submissions"], params), transaction=False
         )
-        return [codec.submission_from_row(r) for r in rows]
+        return [submission_codec.submission_from_row(r) for r in rows]
 
     async def rival_submissions(
         self, submission: Submission, start: datetime, end: datetime
@@ -120,7 +120,7 @@ class SubmissionsMixin:
         rows = await self._db.run(
             lambda c: fetch_all(c, QUERIES["rival_submissions"], params), transaction=False
         )
-        return [codec.submission_from_row(r) for r in rows]
+        return [submission_codec.submission_from_row(r) for r in rows]
 
     async def expire_submissions(self, now: datetime, detail: str) -> int:
         async def expire(c: Conn) -> int:

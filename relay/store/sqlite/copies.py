@@ -9,7 +9,8 @@ import sqlite3
 from datetime import datetime
 
 from relay.copies.values import OutputCopy
-from relay.store.codec import copy_from_row, dt, ts
+from relay.store.codec import dt, ts
+from relay.store.copy_codec import copy_from_row
 from relay.store.named_sql import load_queries
 from relay.store.sqlite.runner import SqliteRunner
 

@@ -7,7 +7,8 @@ import sqlite3
 from datetime import datetime
 
 from relay.models import TaskStatus
-from relay.store.codec import copy_counts, dt
+from relay.store.codec import dt
+from relay.store.copy_codec import copy_counts
 from relay.store.named_sql import load_queries
 from relay.store.sqlite.runner import SqliteRunner
 from relay.store.values import MetricsSnapshot

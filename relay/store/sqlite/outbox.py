@@ -11,7 +11,8 @@ from datetime import datetime
 from relay.copies.values import OutputCopy
 from relay.ids import new_id
 from relay.models import Delivery, DeliveryStatus, Destination, Event
-from relay.store.codec import copy_params, destination_from_row, ts
+from relay.store.codec import destination_from_row, ts
+from relay.store.copy_codec import copy_params
 from relay.store.named_sql import load_queries
 from relay.transitions import fan_out
 

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from relay.errors import SubmissionSettled
-from relay.store import codec
+from relay.store import codec, submission_codec
 from relay.store.codec import ts
 from relay.store.named_sql import load_queries
 from relay.store.sqlite.runner import SqliteRunner
@@ -26,7 +26,7 @@ class SubmissionsMixin:
     _db: SqliteRunner
 
     async def begin_submission(self, submission: Submission) -> None:
-        params = codec.submission_params(submission)
+        params = submission_codec.submission_params(submission)
         await self._db.write(lambda c: c.execute(QUERIES["insert_submission"], params))
 
     async def renew_submission(self, submission_id: str, lease_until: datetime) -> None:
@@ -68,14 +68,14 @@ class SubmissionsMixin:
     async def get_submission(self, account_id: str, submission_id: str) -> Submission | None:
         params = {"id": submission_id, "account_id": account_id}
         row = await self._db.read(lambda c: c.execute(QUERIES["get_submission"], params).fetchone())
-        return None if row is None else codec.submission_from_row(row)
+        return None if row is None else submission_codec.submission_from_row(row)
 
     async def submission_for_key(self, account_id: str, key: str) -> Submission | None:
         params = {"account_id": account_id, "key": key}
         row = await self._db.read(
             lambda c: c.execute(QUERIES["submission_for_key"], params).fetchone()
         )
-        return None if row is None else codec.submission_from_row(row)
+        return None if row is None else submission_codec.submission_from_row(row)
 
     async def list_submissions(
         self, account_id: str, state: SubmissionState | None, after: int | None, limit: int
@@ -90,14 +90,14 @@ class SubmissionsMixin:
             QUERIES["list_submissions"] if state is None else QUERIES["list_submissions_in_state"]
         )
         rows = await self._db.read(lambda c: c.execute(query, params).fetchall())
-        return codec.paged(rows, limit, codec.submission_from_row)
+        return codec.paged(rows, limit, submission_codec.submission_from_row)
 
     async def due_submissions(self, now: datetime, since: datetime, limit: int) -> list[Submission]:
         params = {"now": ts(now), "since": ts(since), "limit": limit}
         rows = await self._db.read(
             lambda c: c.execute(QUERIES["due_submissions"], params).fetchall()
         )
-        return [codec.submission_from_row(r) for r in rows]
+        return [submission_codec.submission_from_row(r) for r in rows]
 
     async def rival_submissions(
         self, submission: Submission, start: datetime, end: datetime
@@ -111,7 +111,7 @@ class SubmissionsMixin:
         rows = await self._db.read(
             lambda c: c.execute(QUERIES["rival_submissions"], params).fetchall()
         )
-        return [codec.submission_from_row(r) for r in rows]
+        return [submission_codec.submission_from_row(r) for r in rows]
 
     async def expire_submissions(self, now: datetime, detail: str) -> int:
         params = {"now": ts(now), "detail": detail}

@@ -1,5 +1,6 @@
 """One error tree for the relay. Exceptions are for bugs and boundaries; expected outcomes
-(a provider fault, a failed delivery) are values (``relay.models``, ``relay.delivery.outcomes``).
+(a provider fault, a failed delivery) are values (``relay.provider_answers``,
+``relay.delivery.outcomes``).
 
 Domain errors say what happened, never which HTTP status answers it: that is decided once, at
 the HTTP edge, by the table in ``relay.api.errors`` (the JSON API and the dashboard both read
@@ -77,7 +78,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from relay.models import ProviderFault
+    from relay.provider_answers import ProviderFault
 
 
 class RelayError(Exception):

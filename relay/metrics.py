@@ -27,7 +27,8 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from relay.copies.values import CopyState
-from relay.models import ProviderHealth, TaskStatus
+from relay.models import TaskStatus
+from relay.provider_answers import ProviderHealth
 from relay.store.interface import StoreUpkeep
 from relay.store.values import MetricsSnapshot
 

@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from relay.models import FaultKind, ProviderFault, iso
+from relay.models import iso
+from relay.provider_answers import FaultKind, ProviderFault
 
 
 class SubmissionState(enum.StrEnum):

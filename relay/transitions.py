@@ -21,12 +21,12 @@ from relay.models import (
     Destination,
     Event,
     EventType,
-    ProviderTask,
     Task,
     TaskError,
     TaskStatus,
     iso,
 )
+from relay.provider_answers import ProviderTask
 
 IdFactory = Callable[[], str]
 

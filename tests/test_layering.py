@@ -6,9 +6,9 @@
        heartbeat, jobs, metrics, operator actions, services, sandbox, copier
     1  store, adapters, net, config,     storage, provider dialects, the network, settings,
        outputs                           stored videos
-    0  models, errors, transitions,      pure values and decisions, no I/O
-       submissions, polling, delivery outcomes, task verdicts, copies, backoff, limits,
-       signing, logs, clock, ids
+    0  models, provider answers, errors, pure values and decisions, no I/O
+       transitions, submissions, polling, delivery outcomes, task verdicts, copies, backoff,
+       limits, signing, logs, clock, ids
 
 Two more rules: the sandbox (a fake provider) never imports the adapters it is there to
 exercise, and nothing outside ``relay.store`` imports a backend (``open_store`` is the door).
@@ -50,6 +50,7 @@ FLOORS: dict[str, int] = {
     "relay.config": 1,
     "relay": 0,
     "relay.models": 0,
+    "relay.provider_answers": 0,
     "relay.errors": 0,
     "relay.transitions": 0,
     "relay.submissions": 0,

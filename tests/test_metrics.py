@@ -11,7 +11,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from relay.copies.values import CopyState
 from relay.errors import StoreError
 from relay.metrics import SNAPSHOT_TTL, LiveState, RelayMetrics, state_metrics
-from relay.models import ProviderHealth, TaskStatus
+from relay.models import TaskStatus
+from relay.provider_answers import ProviderHealth
 from relay.store import open_store
 from relay.store.values import MetricsSnapshot
 from tests.clock import FakeClock

@@ -26,13 +26,13 @@ from relay.models import (
     DeliveryStatus,
     ErrorCode,
     EventType,
-    ProviderHealth,
     Subscription,
     SubscriptionStatus,
     Task,
     TaskError,
     TaskStatus,
 )
+from relay.provider_answers import ProviderHealth
 from relay.transitions import envelope
 
 NOW = datetime(2026, 6, 6, 16, 3, 11, tzinfo=UTC)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from relay.models import FaultKind, ProviderFault
+from relay.provider_answers import FaultKind, ProviderFault
 from relay.submissions import (
     Candidate,
     Found,

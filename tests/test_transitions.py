@@ -12,16 +12,8 @@ from typing import Any
 
 import pytest
 
-from relay.models import (
-    Destination,
-    ErrorCode,
-    Event,
-    EventType,
-    ProviderTask,
-    Task,
-    TaskError,
-    TaskStatus,
-)
+from relay.models import Destination, ErrorCode, Event, EventType, Task, TaskError, TaskStatus
+from relay.provider_answers import ProviderTask
 from relay.transitions import (
     Change,
     apply_answer,

@@ -29,14 +29,8 @@ from relay.adapters.common import (
     signed_url_expiry,
     unix_to_datetime,
 )
-from relay.models import (
-    ErrorCode,
-    FaultKind,
-    ProviderFault,
-    ProviderTask,
-    TaskError,
-    TaskStatus,
-)
+from relay.models import ErrorCode, TaskError, TaskStatus
+from relay.provider_answers import FaultKind, ProviderFault, ProviderTask
 from relay.submissions import MATCHED_PARAMS, Candidate
 
 TASKS_PATH: Final = "/contents/generations/tasks"

@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from relay.models import ProviderFault, ProviderTask, TaskStatus
+from relay.models import TaskStatus
+from relay.provider_answers import ProviderFault, ProviderTask
 from relay.submissions import Candidate
 
 

@@ -14,7 +14,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 from relay.adapters.base import HttpReply
 from relay.backoff import parse_retry_after
-from relay.models import FaultKind, ProviderFault, TaskStatus
+from relay.models import TaskStatus
+from relay.provider_answers import FaultKind, ProviderFault
 
 ACCOUNT_REFUSAL_CODES: tuple[str, ...] = (
     "SetLimitExceeded",

@@ -34,14 +34,8 @@ from relay.adapters.common import (
     provider_error_fields,
     signed_url_expiry,
 )
-from relay.models import (
-    ErrorCode,
-    FaultKind,
-    ProviderFault,
-    ProviderTask,
-    TaskError,
-    TaskStatus,
-)
+from relay.models import ErrorCode, TaskError, TaskStatus
+from relay.provider_answers import FaultKind, ProviderFault, ProviderTask
 from relay.submissions import Candidate
 
 GENERATIONS_PATH: Final = "/api/open/v1/video/generations"

@@ -45,7 +45,8 @@ from relay.adapters.unified_shapes import (
     normalize_task_dto,
     task_dto_ids,
 )
-from relay.models import FaultKind, ProviderFault, ProviderTask, TaskStatus
+from relay.models import TaskStatus
+from relay.provider_answers import FaultKind, ProviderFault, ProviderTask
 from relay.submissions import Candidate
 
 GENERATIONS_PATH: Final = "/v1/video/generations"

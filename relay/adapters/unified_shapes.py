@@ -38,7 +38,8 @@ from relay.adapters.common import (
     signed_url_expiry,
     unix_to_datetime,
 )
-from relay.models import ErrorCode, ProviderTask, TaskError, TaskStatus
+from relay.models import ErrorCode, TaskError, TaskStatus
+from relay.provider_answers import ProviderTask
 
 OPENAI_VIDEO_STATUSES: Final[Mapping[str, TaskStatus]] = {
     # "unknown" (new-api's NOT_START, UNKNOWN and anything else) is left out on purpose:

@@ -40,7 +40,8 @@ from relay.errors import (
     UnknownEvent,
     UnknownTask,
 )
-from relay.models import Account, Event, ProviderFault, iso
+from relay.models import Account, Event, iso
+from relay.provider_answers import ProviderFault
 from relay.store.values import EventQuery, TaskQuery
 from relay.tasks.providers import ProviderClient
 from relay.tasks.registration import Registration

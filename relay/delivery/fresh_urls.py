@@ -27,8 +27,9 @@ from typing import Any
 
 from relay.clock import Clock
 from relay.copies.values import CopyState
-from relay.models import DueDelivery, ProviderTask, Task, TaskStatus, iso
+from relay.models import DueDelivery, Task, TaskStatus, iso
 from relay.polling.schedule import is_past_max_age
+from relay.provider_answers import ProviderTask
 from relay.store.interface import TaskStore
 from relay.tasks.registration import ProviderPlan
 from relay.transitions import Change

@@ -17,15 +17,8 @@ from relay.errors import (
     TaskFinished,
     UnknownTask,
 )
-from relay.models import (
-    ErrorCode,
-    FaultKind,
-    ProviderFault,
-    ProviderTask,
-    Task,
-    TaskError,
-    TaskStatus,
-)
+from relay.models import ErrorCode, Task, TaskError, TaskStatus
+from relay.provider_answers import FaultKind, ProviderFault, ProviderTask
 from relay.store.interface import TaskStore
 from relay.tasks import verdicts
 from relay.tasks.registration import ProviderPlan

@@ -19,7 +19,8 @@ from relay import strict_json
 from relay.adapters.base import CancelAccepted, Created, Dialect, HttpCall, HttpReply
 from relay.backoff import provider_backoff, retry_after_wait
 from relay.clock import Clock
-from relay.models import FaultKind, ProviderFault, ProviderHealth, ProviderTask, iso
+from relay.models import iso
+from relay.provider_answers import FaultKind, ProviderFault, ProviderHealth, ProviderTask
 from relay.submissions import Candidate
 
 log = logging.getLogger("relay.providers")

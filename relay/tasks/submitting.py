@@ -39,7 +39,8 @@ from relay.errors import (
 )
 from relay.heartbeat import renewing
 from relay.ids import new_id
-from relay.models import FaultKind, ProviderFault, Task
+from relay.models import Task
+from relay.provider_answers import FaultKind, ProviderFault
 from relay.submissions import (
     LOOK_FIRST,
     Submission,

@@ -8,8 +8,9 @@ from dataclasses import replace
 from datetime import datetime
 
 from relay.ids import new_id
-from relay.models import ErrorCode, ProviderFault, Task, TaskError, TaskStatus
+from relay.models import ErrorCode, Task, TaskError, TaskStatus
 from relay.polling.schedule import is_past_max_age
+from relay.provider_answers import ProviderFault
 from relay.transitions import Change, terminate
 
 NOT_FOUND_LIMIT = 3

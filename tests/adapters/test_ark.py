@@ -23,7 +23,8 @@ from relay.adapters.common import (
     unix_to_datetime,
 )
 from relay.backoff import parse_retry_after
-from relay.models import ErrorCode, FaultKind, ProviderFault, ProviderTask, TaskError, TaskStatus
+from relay.models import ErrorCode, TaskError, TaskStatus
+from relay.provider_answers import FaultKind, ProviderFault, ProviderTask
 
 SAMPLES = Path(__file__).parent / "samples" / "ark"
 NOW = datetime(2026, 6, 6, 8, 5, 0, tzinfo=UTC)

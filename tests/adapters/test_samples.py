@@ -19,7 +19,8 @@ from relay.adapters.ark import ArkDialect
 from relay.adapters.base import CancelAccepted, Created, Dialect, HttpReply
 from relay.adapters.seedance2ink import Seedance2InkDialect
 from relay.adapters.unified import UnifiedDialect
-from relay.models import ErrorCode, ProviderFault, ProviderTask, TaskError, TaskStatus
+from relay.models import ErrorCode, TaskError, TaskStatus
+from relay.provider_answers import ProviderFault, ProviderTask
 
 SAMPLES = Path(__file__).parent / "samples"
 NOW = datetime(2026, 6, 6, 8, 5, 0, tzinfo=UTC)

@@ -19,7 +19,8 @@ from relay.adapters.seedance2ink import (
     classify_failure,
     parse_push,
 )
-from relay.models import ErrorCode, FaultKind, ProviderFault, ProviderTask, TaskError, TaskStatus
+from relay.models import ErrorCode, TaskError, TaskStatus
+from relay.provider_answers import FaultKind, ProviderFault, ProviderTask
 
 NOW = datetime(2026, 6, 6, 8, 5, 0, tzinfo=UTC)
 DIALECT = Seedance2InkDialect()

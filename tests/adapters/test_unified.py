@@ -21,7 +21,8 @@ from relay.adapters.unified_shapes import (
     TASK_DTO_STATUSES,
     resolve_status,
 )
-from relay.models import ErrorCode, FaultKind, ProviderFault, ProviderTask, TaskError, TaskStatus
+from relay.models import ErrorCode, TaskError, TaskStatus
+from relay.provider_answers import FaultKind, ProviderFault, ProviderTask
 
 NOW = datetime(2026, 6, 6, 8, 5, 0, tzinfo=UTC)
 DIALECT = UnifiedDialect()

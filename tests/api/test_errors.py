@@ -15,8 +15,8 @@ from starlette.routing import Route
 
 from relay import errors
 from relay.api.errors import ANSWERS, Answer, answer_for, answer_for_class, exception_handlers
-from relay.models import FaultKind, ProviderFault
 from relay.net.guard import DestinationRefused
+from relay.provider_answers import FaultKind, ProviderFault
 
 BRANCHES = (errors.DomainError, errors.EdgeError)
 OUTSIDE_THE_TABLE = {

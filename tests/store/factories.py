@@ -23,11 +23,11 @@ from relay.models import (
     ErrorCode,
     Event,
     EventType,
-    ProviderTask,
     Task,
     TaskError,
     TaskStatus,
 )
+from relay.provider_answers import ProviderTask
 from relay.store.interface import Store
 from relay.store.values import AttemptRecord, DeliveryView, EventQuery, Page
 from relay.transitions import Change, apply_answer, registered

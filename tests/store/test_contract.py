@@ -19,10 +19,10 @@ from relay.models import (
     ErrorCode,
     EventType,
     Look,
-    ProviderTask,
     TaskError,
     TaskStatus,
 )
+from relay.provider_answers import ProviderTask
 from relay.store import open_store
 from relay.store.interface import ClaimLimits, Store
 from relay.store.values import EventQuery, Order, TaskQuery

@@ -12,8 +12,8 @@ import httpx
 
 from relay.adapters.ark import ArkDialect
 from relay.clock import SystemClock
-from relay.models import FaultKind, ProviderFault
 from relay.net.transport import RelayTransport
+from relay.provider_answers import FaultKind, ProviderFault
 from relay.tasks.providers import ProviderClient
 from tests.clock import FakeClock
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from relay.models import ErrorCode, EventType, FaultKind, ProviderFault, TaskStatus
+from relay.models import ErrorCode, EventType, TaskStatus
+from relay.provider_answers import FaultKind, ProviderFault
 from relay.tasks.verdicts import NOT_FOUND_LIMIT, expire_if_overdue, not_found, provider_gone
 from relay.transitions import Change
 from tests.test_transitions import T0, at, new_task

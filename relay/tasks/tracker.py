@@ -1,9 +1,10 @@
 """Registers tasks, polls the ones that are due, and applies what providers answer.
 
 The decisions are pure (``relay.transitions`` for status changes, ``relay.polling`` for when to
-poll next); this module only sequences I/O around them. Every write goes through the store's
-conditional ``save_task``: if a refresh and a scheduled poll race, the loser re-reads the task
-and applies its answer again, which the monotonic rules make harmless.
+poll next, ``relay.tasks.poll_results`` for what one answer changes); this module only
+sequences I/O around them. Every write goes through the store's conditional ``save_task``: if
+a refresh and a scheduled poll race, the loser re-reads the task and applies its answer
+again, which the monotonic rules make harmless.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import asyncio
 import logging
 import random
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -28,20 +29,13 @@ from relay.errors import (
 from relay.ids import new_id
 from relay.logs import ids
 from relay.metrics import RelayMetrics
-from relay.models import (
-    Account,
-    Destination,
-    FaultKind,
-    Look,
-    ProviderFault,
-    ProviderTask,
-    Task,
-    TaskStatus,
-)
+from relay.models import Account, Destination, Task, TaskStatus
 from relay.polling.pacer import Pacer
+from relay.provider_answers import FaultKind, ProviderTask
 from relay.pump import Pump
 from relay.tasks import verdicts
 from relay.tasks.cancelling import cancel_task
+from relay.tasks.poll_results import Asked, apply_asked
 from relay.tasks.pushes import Confirmations
 from relay.tasks.reconciling import TrackingStore
 from relay.tasks.registration import ProviderPlan, Registration
@@ -56,15 +50,6 @@ PUSH_RECHECK = 2.0
 a provider fault: the provider's API may lag its own webhook, or be briefly down."""
 PUSH_RECHECKS = 5
 """How many looks a push earns before the task is back on its ordinary (slow) schedule."""
-
-
-@dataclass(frozen=True, slots=True)
-class Asked:
-    """What one provider query said, and when (``answer`` None: not asked, backed off
-    until ``at``)."""
-
-    answer: ProviderTask | ProviderFault | None
-    at: datetime
 
 
 class Tracker:
@@ -321,7 +306,7 @@ class Tracker:
                 # One question per poll: a save that lost a race applies the same answer
                 # to the task as the winner left it, it does not ask the provider again.
                 asked = asked or await self._ask(task, plan)
-                change, answered = self._apply(task, plan, asked, via)
+                change, answered = apply_asked(task, plan, asked, via, self._pacer)
                 next_at = change.task.next_poll_at
                 if recheck is not None and next_at is not None:
                     soon = self._clock.now() + timedelta(seconds=recheck)
@@ -369,46 +354,6 @@ class Tracker:
             ),
         )
         return Asked(answer, self._clock.now())
-
-    def _apply(self, task: Task, plan: ProviderPlan, asked: Asked, via: str) -> tuple[Change, bool]:
-        """The change an answer makes to ``task``, and whether the provider answered about
-        the task (it is not asked while backed off, and a fault is no answer). The query is
-        kept among the task's latest looks."""
-        answer, now = asked.answer, asked.at
-        if answer is None:
-            return Change(replace(task, next_poll_at=now)), False
-        outcome = "answered" if isinstance(answer, ProviderTask) else answer.kind.value
-        task = replace(task, poll_count=task.poll_count + 1).looked(
-            Look(
-                now,
-                via,
-                outcome,
-                answer.status.value if answer.status else answer.raw_status,
-                answer.progress,
-            )
-            if isinstance(answer, ProviderTask)
-            else Look(now, via, outcome)
-        )
-        if isinstance(answer, ProviderTask):
-            change = apply_answer(replace(task, not_found_count=0), answer, now, verdicts.event_id)
-        elif answer.kind is FaultKind.NOT_FOUND:
-            # A task registered long after it was made: its id may say when that was.
-            pid = task.provider_task_id
-            dated = plan.client.dialect.created_at_from_id(pid) if pid is not None else None
-            change = verdicts.not_found(task, answer, plan.retention, dated, now)
-        else:
-            change = Change(task)
-        ended = change.task.status.terminal
-        later = (
-            None
-            if ended
-            else now + timedelta(seconds=self._pacer.delay(change.task, plan.poll, plan.learn, now))
-        )
-        if not ended and plan.client.backoff_until() is not None:
-            later = max(later or now, plan.client.backoff_until() or now)
-        # Only an answer about the task counts as a look at it; a provider fault says nothing.
-        answered = isinstance(answer, ProviderTask) or answer.kind is FaultKind.NOT_FOUND
-        return Change(replace(change.task, next_poll_at=later), change.events), answered
 
     def _after_write(self, change: Change) -> None:
         t = change.task

@@ -30,13 +30,13 @@ from relay.models import (
     DeliveryStatus,
     ErrorCode,
     EventType,
-    FaultKind,
     Look,
     Task,
     TaskError,
     TaskStatus,
 )
 from relay.polling.schedule import PollPolicy
+from relay.provider_answers import FaultKind
 from relay.store.values import TaskQuery
 from relay.tasks.registration import ProviderPlan, Registration
 from relay.tasks.tracker import Tracker

@@ -284,7 +284,12 @@ async def _running(
             name: _provider(name, p, settings, http, clock, rng)
             for name, p in settings.providers.items()
         }
-        refresher = OutputRefresher(store=store, providers=plans, clock=clock)
+        refresher = OutputRefresher(
+            store=store,
+            providers=plans,
+            clock=clock,
+            outputs_stored=settings.outputs.store is not None,
+        )
         engine = DeliveryEngine(
             store=store,
             transport=webhooks,
@@ -296,7 +301,8 @@ async def _running(
             metrics=metrics,
         )
         public = public_address(settings)
-        kept = await _kept_outputs(settings, store, clock, secret_key, public, engine.wake)
+        links = OutputLinks(secret_key, public)
+        kept = await _kept_outputs(settings, store, clock, links, engine.wake)
         hold = None
         if kept is not None:
             copier = Copier(
@@ -344,6 +350,7 @@ async def _running(
                 clock.now,
             )
         _warn_unreachable_pushes(settings)
+        _warn_about_outputs(settings)
         app.state.services = Services(
             store=store,
             tracker=tracker,
@@ -376,6 +383,8 @@ async def _running(
                 engine,
                 copier,
                 kept.remover if kept is not None else None,
+                # Without a store, successes held by an earlier run still go out.
+                None if kept is not None else (links, engine.wake),
             )
             await store.listen(waker(tracker, engine))
             scheduler.start()
@@ -393,6 +402,8 @@ async def _running(
         # for a moment: shut it down once, then let in-flight work finish.
         if scheduler.state != STATE_STOPPED:
             scheduler.shutdown(wait=False)
+        if copier is not None:
+            copier.pump.stop()  # no new copies nor announcements while the rest winds down
         if engine is not None:
             await engine.stop(grace=d.timeout + 1)
         if tracker is not None:
@@ -426,17 +437,29 @@ async def _kept_outputs(
     settings: Settings,
     store: Store,
     clock: Clock,
-    secret_key: str,
-    public: str,
+    links: OutputLinks,
     on_events: Callable[[], None],
 ) -> KeptOutputs | None:
     """The output store ``outputs.store`` names, with its links and remover; None: off."""
     outputs = await open_output_store(settings.outputs, clock=clock)
     if outputs is None:
         return None
-    links = OutputLinks(secret_key, public)
     remover = Remover(store=store, outputs=outputs, links=links, clock=clock, on_events=on_events)
     return KeptOutputs(outputs, links, remover, settings.outputs.link_lifetime)
+
+
+def _warn_about_outputs(settings: Settings) -> None:
+    store = settings.outputs.store
+    if (
+        store is not None
+        and store.startswith("file:")
+        and settings.database_url.startswith("postgres")
+    ):
+        log.warning(
+            "outputs.store is a local directory and the database is shared: every "
+            "instance must see the same directory (a shared volume), or a link served by "
+            "an instance without the file answers 404; use an s3:// bucket otherwise"
+        )
 
 
 def _warn_unreachable_pushes(settings: Settings) -> None:

@@ -16,9 +16,11 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from relay.clock import Clock
 from relay.config.settings import Settings
 from relay.copier.engine import Copier
+from relay.copier.orphans import announce_orphaned
 from relay.copier.removal import Remover
 from relay.delivery.engine import DeliveryEngine
 from relay.errors import StoreError
+from relay.outputs.links import OutputLinks
 from relay.store.interface import Store
 from relay.tasks.tracker import Tracker
 
@@ -34,6 +36,7 @@ def schedule(
     engine: DeliveryEngine,
     copier: Copier | None = None,
     remover: Remover | None = None,
+    orphans: tuple[OutputLinks, Callable[[], None]] | None = None,
 ) -> None:
     jobs: tuple[tuple[str, float, Callable[..., Awaitable[None]], tuple[Any, ...]], ...] = (
         ("poll-due", settings.polling.tick_seconds, tracker.poll_due, ()),
@@ -48,6 +51,10 @@ def schedule(
     )
     if copier is not None:
         jobs += (("copy-due", settings.delivery.tick_seconds, copier.pump.run, ()),)
+    if orphans is not None:
+        links, wake = orphans
+        every = settings.delivery.tick_seconds
+        jobs += (("announce-held", every, _announce_orphaned, (store, clock, links, wake)),)
     days = settings.outputs.retention_days
     if remover is not None and days is not None:
         every = settings.subscriptions.housekeeping_seconds
@@ -121,6 +128,15 @@ async def _output_retention(remover: Remover, days: float) -> None:
 
 
 RETENTION_BATCH = 100
+
+
+async def _announce_orphaned(
+    store: Store, clock: Clock, links: OutputLinks, wake: Callable[[], None]
+) -> None:
+    try:
+        await announce_orphaned(store, clock, links.link, wake)
+    except StoreError as exc:
+        log.warning("held successes not announced, the database is unavailable: %s", exc)
 
 
 async def _housekeeping(store: Store, clock: Clock, settings: Settings) -> None:

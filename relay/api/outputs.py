@@ -19,13 +19,20 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from relay.api.http import authenticate, json_response, services
+from relay.copier.fetch import EXTENSIONS
 from relay.copier.removal import KeptOutputs
 from relay.copies.values import CopyState, OutputCopy, OutputKind
-from relay.errors import OutputDeleted, OutputNotAvailable, UnknownObject
+from relay.errors import OutputDeleted, OutputNotAvailable, UnknownObject, UnsatisfiableRange
 from relay.models import iso
 from relay.outputs.interface import ByteRange, Opened
 
-_RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
+_RANGE = re.compile(r"^\s*bytes\s*=\s*(\d{0,19})\s*-\s*(\d{0,19})\s*$", re.IGNORECASE)
+SERVED_SAFELY = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; sandbox",
+}
+"""A stored file is the provider's bytes on the relay's own origin (beside the dashboard):
+never sniffed into something a browser runs, and sandboxed if it were."""
 
 
 async def output(request: Request) -> Response:
@@ -41,25 +48,30 @@ async def output(request: Request) -> Response:
         )
     if copy.state is not CopyState.STORED or copy.object_key is None:
         return await _provider_link(request, copy)
+    headers = {
+        **SERVED_SAFELY,
+        "Accept-Ranges": "bytes",
+        "ETag": f'"{copy.sha256}"',
+        "Cache-Control": "private, max-age=3600",
+        "Content-Disposition": _disposition(copy),
+    }
+    if request.method == "HEAD":
+        # Answered here for any store: a presigned URL is signed for one method (GET).
+        info = await kept.store.stat(copy.object_key)
+        if info is None:
+            raise UnknownObject("the stored output is missing")
+        headers["Content-Length"] = str(info.size)
+        return Response(None, 200, headers=headers, media_type=info.content_type)
     presigned = await kept.store.link(copy.object_key, kept.link_lifetime)
     if presigned is not None:
         return RedirectResponse(presigned, 307, headers={"Cache-Control": "no-store"})
     wanted = _range(request.headers.get("range"), request.headers.get("if-range"), copy)
     opened = await kept.store.open(copy.object_key, wanted)
-    headers = {
-        "Accept-Ranges": "bytes",
-        "Content-Length": str(opened.length),
-        "ETag": f'"{copy.sha256}"',
-        "Cache-Control": "private, max-age=3600",
-        "Content-Disposition": f'inline; filename="{_filename(copy)}"',
-    }
+    headers["Content-Length"] = str(opened.length)
     status = 200
     if wanted is not None:
         status = 206
         headers["Content-Range"] = f"bytes {opened.start}-{opened.stop - 1}/{opened.info.size}"
-    if request.method == "HEAD":
-        await opened.aclose()
-        return Response(None, status, headers=headers, media_type=opened.info.content_type)
     return StreamingResponse(
         _chunks(opened), status, headers=headers, media_type=opened.info.content_type
     )
@@ -104,12 +116,20 @@ def _range(header: str | None, if_range: str | None, copy: OutputCopy) -> ByteRa
     if first == "" and last == "":
         return None
     if first == "":
-        return ByteRange(-int(last)) if int(last) > 0 else None
+        if int(last) == 0:  # the last zero bytes: none to send (RFC 9110 14.1.2)
+            raise UnsatisfiableRange(copy.size or 0)
+        return ByteRange(-int(last))
     start = int(first)
     if last == "":
         return ByteRange(start)
     stop = int(last) + 1
     return ByteRange(start, stop) if stop > start else None
+
+
+def _disposition(copy: OutputCopy) -> str:
+    """Shown in the browser when it is a video or image the copier keeps, else saved."""
+    how = "inline" if (copy.content_type or "") in EXTENSIONS else "attachment"
+    return f'{how}; filename="{_filename(copy)}"'
 
 
 def _filename(copy: OutputCopy) -> str:

@@ -122,7 +122,18 @@ class Copier:
                 return self._store.renew_copy(copy.id, self._owner, self._clock.now() + lease)
 
             async with renewing(renew, self._settings.lease_seconds / 3, copy.id):
-                outcome = await self._try(copy)
+                try:
+                    outcome = await self._try(copy)
+                except (asyncio.CancelledError, StoreError):
+                    raise
+                except Exception as exc:  # a bug must cost a try, not the copy's progress
+                    log.exception("copy %s of task %s failed", copy.id, copy.task_id)
+                    outcome = f"unexpected error: {type(exc).__name__}: {exc}"
+            if isinstance(outcome, str) and not await renew():
+                # Not ours any more (our lease ran out and another instance took the copy):
+                # its try decides; recording ours would end its lease under it.
+                log.info("copy %s: a failed try dropped, the copy is no longer ours", copy.id)
+                return
             await self._fold(copy.account_id, copy.task_id, (copy, outcome))
             if isinstance(outcome, Stored):
                 self._metrics.copy_finished(
@@ -196,9 +207,17 @@ class Copier:
             if tried is not None:
                 copy, outcome = tried
                 current = next((c for c in copies if c.id == copy.id), None)
-                if current is None or current.state is not CopyState.PENDING:
+                # A stored file counts even if another holder gave the copy up meanwhile.
+                open_states = (CopyState.PENDING, CopyState.FAILED)
+                if (
+                    current is None
+                    or current.state not in open_states
+                    or (current.state is CopyState.FAILED and not isinstance(outcome, Stored))
+                ):
                     await self._discard(current, outcome)
                     return
+                if isinstance(outcome, str) and current.attempts != copy.attempts:
+                    return  # another holder recorded a try since our claim: it decides
                 updated = (
                     stored(current, now, outcome.key, _file(outcome))
                     if isinstance(outcome, Stored)

@@ -14,9 +14,9 @@ import asyncio
 import mimetypes
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 import httpcore
+import httpx
 
 from relay.copies.values import OutputKind
 from relay.errors import OutputRejected, OutputStorageUnavailable
@@ -26,7 +26,7 @@ from relay.outputs.interface import OutputStore, Stored
 USER_AGENT = b"seedance-relay (output copy)"
 
 _DEFAULT_TYPES = {OutputKind.VIDEO: "video/mp4", OutputKind.LAST_FRAME: "image/jpeg"}
-_EXTENSIONS = {
+EXTENSIONS = {
     "video/mp4": ".mp4",
     "video/quicktime": ".mov",
     "video/webm": ".webm",
@@ -34,9 +34,23 @@ _EXTENSIONS = {
     "image/png": ".png",
     "image/webp": ".webp",
 }
+"""The only content types stored (and so served from the relay's origin): videos and still
+images a browser plays or shows, never a type it would run (HTML, SVG, XML)."""
 _GENERIC = frozenset({"", "application/octet-stream", "binary/octet-stream"})
-_PAGES = (b"<!doctype", b"<html", b"<?xml", b"<head", b"<body", b"{", b"[")
-"""How an error page starts: HTML, XML, or a JSON error body; no video or image does."""
+_PAGES = (
+    b"<!doctype",
+    b"<html",
+    b"<?xml",
+    b"<head",
+    b"<body",
+    b"<svg",
+    b"<script",
+    b"<!--",
+    b"{",
+    b"[",
+)
+"""How an error page starts: HTML, SVG, XML, or a JSON error body; no video or image does."""
+SNIFF_BYTES = 64
 
 
 class CopyFailed(Exception):
@@ -55,7 +69,7 @@ class FetchLimits:
 def object_key(account_id: str, task_id: str, kind: OutputKind, content_type: str) -> str:
     """Where a task's file is kept: one key per task and kind, so every try (and every
     instance) writes the same object."""
-    return f"{account_id}/{task_id}/{kind.value}{_EXTENSIONS.get(content_type, '')}"
+    return f"{account_id}/{task_id}/{kind.value}{EXTENSIONS.get(content_type, '')}"
 
 
 async def fetch_into(
@@ -74,6 +88,8 @@ async def fetch_into(
             return await _fetch(pool, store, url, account_id, task_id, kind, limits)
     except CopyFailed:
         raise
+    except (httpx.InvalidURL, httpcore.UnsupportedProtocol, ValueError, TypeError) as exc:
+        raise CopyFailed(f"the link is not a URL the relay can fetch: {exc}") from None
     except TimeoutError:
         raise CopyFailed(
             f"the download took longer than {limits.total_timeout:g} s and was given up"
@@ -95,8 +111,6 @@ async def fetch_into(
         ) from None
     except (httpcore.RemoteProtocolError, httpcore.ReadError) as exc:
         raise CopyFailed(f"the transfer was cut: {exc or type(exc).__name__}") from None
-    except httpcore.UnsupportedProtocol as exc:
-        raise CopyFailed(f"the link is not an http(s) URL: {exc}") from None
     except (httpcore.ProtocolError, httpcore.NetworkError, httpcore.TimeoutException) as exc:
         raise CopyFailed(f"the download failed: {exc or type(exc).__name__}") from None
 
@@ -117,14 +131,20 @@ async def _fetch(
         "pool": limits.connect_timeout,
     }
     headers = [(b"User-Agent", USER_AGENT), (b"Accept", b"video/*, image/*, */*;q=0.1")]
+    parsed = httpx.URL(url)  # percent-encodes what a provider left raw; InvalidURL if it cannot
+    if parsed.scheme not in ("http", "https"):
+        raise CopyFailed(f"the link is not an http(s) URL ({parsed.scheme or 'no scheme'})")
+    if parsed.port is not None and not 0 < parsed.port < 65536:
+        raise CopyFailed(f"the link's port {parsed.port} is not a port")
+    target = httpcore.URL(
+        scheme=parsed.raw_scheme, host=parsed.raw_host, port=parsed.port, target=parsed.raw_path
+    )
     async with pool.stream(
-        "GET", url, headers=headers, extensions={"timeout": timeouts}
+        "GET", target, headers=headers, extensions={"timeout": timeouts}
     ) as response:
         if response.status != 200:
             raise CopyFailed(f"the link answered HTTP {response.status}, not the file")
-        content_type = _content_type(response.headers, url, kind)
-        if content_type.startswith(("text/", "application/json", "application/xhtml")):
-            raise CopyFailed(f"the link answered a page ({content_type}), not the file")
+        content_type = _content_type(response.headers, parsed.path, kind)
         declared = _length(response.headers)
         if declared is not None and declared > limits.max_bytes:
             raise CopyFailed(
@@ -146,10 +166,11 @@ async def _checked(chunks: AsyncIterator[bytes], declared: int | None) -> AsyncI
     """The body, refused inside the put (so that nothing is stored) when it starts like a
     page rather than a file, or ends short of the length the server announced."""
     received = 0
+    head = b""
     async for chunk in chunks:
-        if received == 0 and chunk:
-            head = chunk[:64].lstrip().lower()
-            if head.startswith(_PAGES):
+        if len(head) < SNIFF_BYTES:
+            head += chunk[: SNIFF_BYTES - len(head)]
+            if head.lstrip().lower().startswith(_PAGES):
                 raise CopyFailed("the link answered a page, not the file (it starts like one)")
         received += len(chunk)
         yield chunk
@@ -157,14 +178,25 @@ async def _checked(chunks: AsyncIterator[bytes], declared: int | None) -> AsyncI
         raise CopyFailed(f"the transfer was cut: {received} of {declared} bytes arrived")
 
 
-def _content_type(headers: list[tuple[bytes, bytes]], url: str, kind: OutputKind) -> str:
-    value = ""
-    for name, raw in headers:
-        if name.lower() == b"content-type":
-            value = raw.decode("latin-1").split(";")[0].strip().lower()
+def _content_type(headers: list[tuple[bytes, bytes]], path: str, kind: OutputKind) -> str:
+    """The file's type, one of ``EXTENSIONS``: as the server says, or guessed from the path
+    (or the kind) when it says nothing useful; ``CopyFailed`` for anything else (a page, an
+    SVG, several types at once)."""
+    values = [
+        raw.decode("latin-1").split(";")[0].strip().lower()
+        for name, raw in headers
+        if name.lower() == b"content-type"
+    ]
+    value = values[-1] if values else ""
+    if len(values) > 1 or "," in value:
+        raise CopyFailed(f"the link answered an ambiguous content type ({', '.join(values)})")
     if value in _GENERIC:
-        guessed, _ = mimetypes.guess_type(urlsplit(url).path)
-        return guessed or _DEFAULT_TYPES[kind]
+        guessed, _ = mimetypes.guess_type(path)
+        return guessed if guessed in EXTENSIONS else _DEFAULT_TYPES[kind]
+    if value.startswith(("text/", "application/json", "application/xhtml")):
+        raise CopyFailed(f"the link answered a page ({value}), not the file")
+    if value not in EXTENSIONS:
+        raise CopyFailed(f"the link answered {value}, not a video or image the relay keeps")
     return value
 
 

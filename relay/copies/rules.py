@@ -10,12 +10,14 @@ With outputs on, a task's success does not announce itself at once:
 3. ``settle`` folds the copies back into the task: its ``output`` summary, ``video_url`` =
    the stored copy's stable link once there is one (``provider_video_url`` stays the
    provider's), and the event owed:
-   - ``task.succeeded`` as soon as every copy settled, with the stable link, or at
-     ``announce_by`` whatever their state: then with the provider's link and a
+   - ``task.succeeded`` as soon as the video's copy settled, with the stable link, or at
+     ``announce_by`` whatever its state: then with the provider's link and a
      ``relay_notice`` saying why, so the outcome is never held longer than the wait, nor lost
      because a copy fails;
-   - ``task.output_stored`` when the files are stored after ``task.succeeded`` went out
-     without them, carrying the stable link.
+   - ``task.output_stored`` when the video is stored after ``task.succeeded`` went out
+     without it, carrying the stable link.
+   The last frame is copied alongside but waited for by nobody: its link becomes the stable
+   one whenever its copy lands.
 4. ``removed``: the copies deleted (retention, or the account asked), the task pointing at
    the provider's link again and recording when and why.
 """
@@ -99,7 +101,13 @@ def hold_success(
     held = replace(task, output=TaskOutput(CopyState.PENDING), sequence=task.sequence - 1)
     if announce_by is not None:
         return Change(held, events, change.copies + copies)
-    now_out = emit(held, EventType.TASK_SUCCEEDED, now, new_event_id)
+    now_out = emit(
+        held,
+        EventType.TASK_SUCCEEDED,
+        now,
+        new_event_id,
+        _notice(held, TaskOutput(CopyState.PENDING)),
+    )
     return Change(now_out.task, events + now_out.events, change.copies + copies)
 
 
@@ -137,10 +145,11 @@ def failed(copy: OutputCopy, now: datetime, error: str, policy: CopyPolicy) -> O
 
 
 def summarize(copies: Sequence[OutputCopy]) -> TaskOutput:
-    """The task's ``output`` from its copies: pending while one is, else as its video."""
+    """The task's ``output`` from its copies: its status is the video's (what receivers
+    wait for); the last frame is kept alongside, whenever its own copy lands."""
     by_kind = {c.kind: c for c in copies}
     video = by_kind.get(OutputKind.VIDEO)
-    if video is None or any(not c.settled for c in copies):
+    if video is None:
         return TaskOutput(CopyState.PENDING, error=_errors(copies))
     frame = by_kind.get(OutputKind.LAST_FRAME)
     return TaskOutput(

@@ -48,33 +48,67 @@ class Links:
     last_frame_url: str | None
 
 
+def _stored_links(task: Task | None) -> Links | None:
+    """The stored copy's links of ``task``, once its video is stored."""
+    if (
+        task is None
+        or task.output is None
+        or task.output.status is not CopyState.STORED
+        or task.video_url is None
+        or task.video_url_expires_at is not None
+    ):
+        return None
+    return Links(task.video_url, None, task.last_frame_url)
+
+
 class OutputRefresher:
     def __init__(
-        self, *, store: TaskStore, providers: Mapping[str, ProviderPlan], clock: Clock
+        self,
+        *,
+        store: TaskStore,
+        providers: Mapping[str, ProviderPlan],
+        clock: Clock,
+        outputs_stored: bool = False,
     ) -> None:
+        """``outputs_stored``: outputs are copied (``outputs.store``), so an event that went
+        out with the provider's link may have a stored copy to send instead."""
         self._store = store
+        self._outputs_stored = outputs_stored
         self._providers = providers
         self._clock = clock
         self._asking: dict[str, asyncio.Future[tuple[Links | None, str]]] = {}
         self._fetched: dict[str, Links] = {}
         """Fresh outputs by task, for sends that read the task before it was updated."""
 
-    @staticmethod
-    def needs_refresh(d: DueDelivery, now: datetime) -> bool:
-        return d.url_expires_at is not None and d.url_expires_at <= now + MARGIN
+    def needs_refresh(self, d: DueDelivery, now: datetime) -> bool:
+        """Whether ``d``'s body may need another link: its event carries the provider's
+        link, which has expired, or (outputs on) may have a stored copy by now."""
+        return d.url_expires_at is not None and (
+            self._outputs_stored or d.url_expires_at <= now + MARGIN
+        )
 
     async def body_for(self, d: DueDelivery) -> str:
-        """The envelope to send for ``d``, whose event's video URL has expired."""
-        envelope: dict[str, Any] = json.loads(d.body)
+        """The envelope to send for ``d``, whose event carries the provider's link: with
+        the stored copy's link once there is one, a fresh provider link once it expired,
+        else as written."""
         task = None
         if d.task_id is not None:
             task = await self._store.get_task(d.account_id, d.task_id)
-        if task is None:
-            output, why = None, "the task is no longer stored"
+        stored = _stored_links(task)
+        expires = iso(d.url_expires_at)
+        if stored is not None:
+            output, why = stored, ""
+            said = f"the video_url of this event was the provider's link (expiring at {expires})"
+        elif d.url_expires_at is not None and d.url_expires_at > self._clock.now() + MARGIN:
+            return d.body  # the provider's link still works
         else:
-            output, why = await self._fresh(task)
+            said = f"the video_url of this event expired at {expires}"
+            if task is None:
+                output, why = None, "the task is no longer stored"
+            else:
+                output, why = await self.provider_links(task)
+        envelope: dict[str, Any] = json.loads(d.body)
         data = envelope.get("data")
-        expired = iso(d.url_expires_at)
         if output is not None and isinstance(data, dict):
             data.update(
                 video_url=output.video_url,
@@ -88,24 +122,14 @@ class OutputRefresher:
             )
             envelope["relay_notice"] = {
                 "code": "video_url_refreshed",
-                "message": f"the video_url of this event expired at {expired}; this one {source}",
+                "message": f"{said}; this one {source}",
             }
         else:
             envelope["relay_notice"] = {
                 "code": "video_url_expired",
-                "message": f"the video_url of this event expired at {expired} and no fresh "
-                f"one could be fetched: {why}",
+                "message": f"{said} and no fresh one could be fetched: {why}",
             }
         return json.dumps(envelope, separators=(",", ":"), ensure_ascii=False)
-
-    async def _fresh(self, task: Task) -> tuple[Links | None, str]:
-        if (
-            task.output is not None
-            and task.output.status is CopyState.STORED
-            and task.video_url is not None
-        ):
-            return Links(task.video_url, None, task.last_frame_url), ""
-        return await self.provider_links(task)
 
     async def provider_links(self, task: Task) -> tuple[Links | None, str]:
         """The provider's links to the task's files, live for at least ``MARGIN``: as the
@@ -168,11 +192,10 @@ class OutputRefresher:
         )
         if task.output is None or task.output.status is not CopyState.STORED:
             updated = replace(
-                updated,
-                video_url=output.video_url,
-                video_url_expires_at=output.expires_at,
-                last_frame_url=output.last_frame_url,
+                updated, video_url=output.video_url, video_url_expires_at=output.expires_at
             )
+        if task.output is None or task.output.last_frame is None:
+            updated = replace(updated, last_frame_url=output.last_frame_url)
         # No event: the status did not change. A lost race only means a later send asks again.
         if not await self._store.save_task(Change(updated), task.version):
             log.info(

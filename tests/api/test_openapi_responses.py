@@ -173,6 +173,12 @@ async def tasks(client: httpx.AsyncClient, receiver: Receiver) -> dict[str, Any]
 
 async def outputs(client: httpx.AsyncClient, task: dict[str, Any]) -> None:
     """The stored video's stable link, whole, a range, past the end, HEAD; then deleted."""
+
+    async def stored() -> dict[str, Any] | None:
+        answer: dict[str, Any] = (await client.get(f"/v1/tasks/{task['id']}")).json()
+        return answer if answer["output"]["status"] == "stored" else None
+
+    task = await eventually(stored, within=15, what="the video's copy")
     link = httpx.URL(task["video_url"]).path
     assert link.startswith("/v1/outputs/"), task
     assert (await client.get(link)).status_code == 200

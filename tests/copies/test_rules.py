@@ -73,8 +73,10 @@ def test_without_a_last_frame_only_the_video_is_copied() -> None:
 def test_with_no_wait_the_success_goes_out_at_once_with_the_pending_output() -> None:
     _, held = succeeded(wait=0)
     assert [e.type for e in held.events] == [EventType.TASK_SUCCEEDED]
-    data = body(held)["data"]
+    envelope = body(held)
+    data = envelope["data"]
     assert (data["video_url"], data["output"]["status"]) == (VIDEO, "pending")
+    assert envelope["relay_notice"]["code"] == "output_pending"
     assert held.task.sequence == 3
     assert all(c.announce_by is None for c in held.copies)
 
@@ -113,14 +115,37 @@ def test_stored_copies_announce_the_success_with_the_stable_link() -> None:
     assert change.events[0].url_expires_at is None  # a stored link never needs refreshing
 
 
-def test_while_a_copy_is_pending_before_the_deadline_nothing_is_announced() -> None:
+def test_while_the_video_is_pending_before_the_deadline_nothing_is_announced() -> None:
     _, held = succeeded()
     video, frame = held.copies
-    change = settle(held.task, [stored(video, at(12), "k", FILE), frame], at(12), ids(), link)
+    change = settle(held.task, [video, stored(frame, at(12), "f", FILE)], at(12), ids(), link)
     assert change.events == ()
     assert change.task.output is not None
     assert change.task.output.status is CopyState.PENDING
-    assert change.task.video_url == link(video)  # the task shows it at once
+    assert change.task.last_frame_url == link(frame)  # the task shows it at once
+    assert change.task.video_url == VIDEO
+
+
+def test_a_pending_last_frame_holds_nothing_back() -> None:
+    _, held = succeeded()
+    video, frame = held.copies
+    frame = failed(frame, at(11), "HTTP 503", POLICY)  # tried again later
+    change = settle(held.task, [stored(video, at(12), "k", FILE), frame], at(12), ids(), link)
+    envelope = body(change)
+    assert envelope["type"] == "task.succeeded"
+    assert "relay_notice" not in envelope
+    assert envelope["data"]["video_url"] == link(video)
+    assert envelope["data"]["last_frame_url"] == FRAME  # the provider's, until stored
+    # The frame lands later: its link changes, no event.
+    later = settle(
+        change.task,
+        [change.copies[0], stored(change.copies[1], at(80), "f", FILE)],
+        at(80),
+        ids(),
+        link,
+    )
+    assert later.events == ()
+    assert later.task.last_frame_url == link(frame)
 
 
 def test_at_the_deadline_the_success_goes_out_with_the_provider_link_and_a_notice() -> None:

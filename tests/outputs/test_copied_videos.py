@@ -77,7 +77,13 @@ async def test_the_callback_link_serves_the_sandbox_bytes_after_the_provider_for
         "sha256": expected_sha256(ptid, SIZE),
         "content_type": "video/mp4",
     }
-    assert data["last_frame_url"].startswith(f"{relay.url}/v1/outputs/")
+
+    async def frame_stored() -> str | None:
+        frame: str = (await read_task(relay, account, task_id))["last_frame_url"]
+        return frame if frame.startswith(f"{relay.url}/v1/outputs/") else None
+
+    # The last frame is copied alongside, waited for by nobody.
+    await eventually(frame_stored, within=10, what="the last frame's copy")
 
     async with httpx.AsyncClient(timeout=10) as anyone:  # no API key
         whole = await anyone.get(link)
@@ -93,6 +99,12 @@ async def test_the_callback_link_serves_the_sandbox_bytes_after_the_provider_for
         assert tail.headers["content-range"] == f"bytes */{SIZE}"
         head = await anyone.head(link)
         assert (head.status_code, head.headers["content-length"]) == (200, str(SIZE))
+        # Provider bytes on the relay's origin: never sniffed, and sandboxed.
+        assert whole.headers["x-content-type-options"] == "nosniff"
+        assert whole.headers["content-security-policy"] == "default-src 'none'; sandbox"
+        assert (await anyone.get(link, headers={"Range": "bytes=-0"})).status_code == 416
+        huge = await anyone.get(link, headers={"Range": "bytes=" + "9" * 5000 + "-"})
+        assert huge.status_code == 200  # a range nobody can mean is no range
         forged = await anyone.get(link[:-3] + ("aaa" if not link.endswith("aaa") else "bbb"))
         assert forged.status_code == 404
 
@@ -108,12 +120,11 @@ async def test_the_callback_link_serves_the_sandbox_bytes_after_the_provider_for
         assert second.webhook_id == first.webhook_id
         replayed = await anyone.get(second.json()["data"]["video_url"])
         assert hashlib.sha256(replayed.content).hexdigest() == expected_sha256(ptid, SIZE)
+        output = (await read_task(relay, account, task_id))["output"]
         metrics = (await anyone.get(f"{relay.url}/metrics")).text
     assert 'relay_output_copies_total{outcome="stored"} 2.0' in metrics
-    assert (
-        f"relay_output_copied_bytes_total {float(SIZE + data['output']['last_frame']['size'])}"
-        in metrics
-    )
+    copied = float(SIZE + output["last_frame"]["size"])
+    assert f"relay_output_copied_bytes_total {copied}" in metrics
     assert 'relay_output_copies_by_state{state="stored"} 2.0' in metrics
     stored = files(tmp_path / "kept")
     assert [Path(f).name for f in stored if not Path(f).name.startswith(".")] == [
@@ -147,7 +158,21 @@ async def test_a_slow_copy_sends_the_provider_link_first_then_task_output_stored
     ptid = stored["data"]["provider_task_id"]
     async with httpx.AsyncClient(timeout=10) as anyone:
         video = await anyone.get(stored["data"]["video_url"])
-    assert video.content == video_bytes(ptid, SIZE)
+        assert video.content == video_bytes(ptid, SIZE)
+        # The provider forgets the task; task.succeeded went out with its link, so a
+        # redelivery carries the stored copy's instead.
+        forgot = await anyone.delete(f"{relay.url}{ARK}/{ptid}", headers=SANDBOX_AUTH)
+        assert forgot.status_code == 200, forgot.text
+        async with relay.client(account) as client:
+            again = await client.post(f"/v1/events/{succeeded['id']}/redeliver")
+        assert again.status_code == 202, again.text
+        third = (await receiver.wait_for(3, within=10))[2].json()
+        assert third["id"] == succeeded["id"]
+        assert third["data"]["video_url"] == stored["data"]["video_url"]
+        assert third["relay_notice"]["code"] == "video_url_refreshed"
+        assert "stored copy" in third["relay_notice"]["message"]
+        replayed = await anyone.get(third["data"]["video_url"])
+    assert replayed.content == video_bytes(ptid, SIZE)
 
 
 async def test_bad_sources_are_failed_copies_with_their_reasons_and_no_object(
@@ -165,7 +190,7 @@ async def test_bad_sources_are_failed_copies_with_their_reasons_and_no_object(
     task_id = await submit(relay, account, receiver)
 
     # The fourth failure is the last: the success goes out at once, not after 30 s.
-    (first,) = await receiver.wait_for(1, within=15)
+    (first,) = await receiver.wait_for(1, within=20)
     envelope = first.json()
     assert envelope["type"] == "task.succeeded"
     assert envelope["relay_notice"]["code"] == "output_not_stored"
@@ -282,6 +307,8 @@ async def test_a_bucket_link_redirects_to_a_presigned_url_of_the_same_bytes(
     await eventually(stored, within=20, what="the copy")
     task = await read_task(relay, account, task_id)
     async with httpx.AsyncClient(timeout=10) as anyone:
+        head = await anyone.head(task["video_url"])  # answered here: a presigned URL is GET's
+        assert (head.status_code, head.headers["content-length"]) == (200, str(SIZE))
         moved = await anyone.get(task["video_url"])
         assert moved.status_code == 307
         assert moved.headers["location"].startswith(s3_server.endpoint)
@@ -306,3 +333,32 @@ async def test_outputs_off_leaves_the_task_as_it_was(
     async with relay.client(account) as client:
         refused = await client.delete(f"/v1/tasks/{data['id']}/outputs")
     assert refused.status_code == 404
+
+
+async def test_a_success_held_for_its_copy_goes_out_when_outputs_are_turned_off(
+    start_relay: InProcessFactory, start_receiver: Any, tmp_path: Path
+) -> None:
+    # The copy's first try fails at once and the next is far off: the success is held.
+    relay = await start_relay(
+        outputs=kept(tmp_path, wait_seconds=5, retry_delays=[60]), sandbox={"video_bytes": SIZE}
+    )
+    account = await relay.account("fickle")
+    receiver = await start_receiver()
+    async with httpx.AsyncClient(base_url=relay.url) as sandbox:
+        fault = {"plan": ["500"], "types": ["mp4"], "repeat": True}
+        assert (await sandbox.put("/sandbox/_control/file-faults", json=fault)).status_code == 200
+    task_id = await submit(relay, account, receiver)
+
+    async def held() -> bool:
+        output = (await read_task(relay, account, task_id))["output"]
+        return output is not None and output["status"] == "pending"
+
+    await eventually(held, within=15, what="the success held for its copy")
+    await relay.stop()  # restarted on the same database without outputs.store
+    again = await start_relay()
+    (first,) = await receiver.wait_for(1, within=20)
+    envelope = first.json()
+    assert envelope["type"] == "task.succeeded"
+    assert envelope["relay_notice"]["code"] == "output_not_stored"
+    assert "outputs.store is no longer set" in envelope["relay_notice"]["message"]
+    assert (await read_task(again, account, task_id))["output"]["status"] == "failed"

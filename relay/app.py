@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
 
+from relay import routing
 from relay.adapters.registry import build_dialect, dialect_entry
 from relay.api.errors import exception_handlers
 from relay.api.http import RefuseUnstorable
@@ -146,6 +147,7 @@ def _provider(
         retention=p.retention,
         models=p.models,
         learn=p.poll.learn,
+        prices=prices.table() if (prices := settings.prices.get(name)) is not None else None,
     )
 
 
@@ -339,6 +341,10 @@ async def _running(
             metrics=metrics,
             hold=hold,
             on_copies=copier.wake if copier is not None else lambda: None,
+            routes={
+                name: routing.Route(name, r.providers, routing.Strategy(r.strategy))
+                for name, r in settings.routes.items()
+            },
         )
         if metrics is not None:
             metrics.attach(

@@ -244,6 +244,15 @@ class ProviderUnavailable(DomainError):
     pass
 
 
+class RouteUnavailable(ProviderUnavailable):
+    """No provider of a route took the task, each certainly not (``relay.tasks.failover``):
+    the message says why for each; nothing was created, so a retry may submit again."""
+
+    def __init__(self, message: str, steps: tuple[object, ...] = ()) -> None:
+        super().__init__(message)
+        self.steps = steps
+
+
 class SubmissionUncertain(DomainError):
     """Whether the provider created the task cannot be known now (the answer was lost: a
     timeout after the body was sent, a 5xx, the relay killed mid-request). Sending it again

@@ -13,6 +13,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from relay.copies.values import TaskOutput
+from relay.pricing import Cost
+from relay.routing import SubmissionStep
 
 JSON = dict[str, Any]
 
@@ -187,6 +189,13 @@ class Task:
     duration: int | None = None
     fps: int | None = None
     seed: int | None = None
+    cost: Cost | None = None
+    """What the task cost by the configured price table (``relay.pricing``), once it
+    succeeded; None without a price or the usage it needs."""
+    route: str | None = None
+    """The route the task was submitted through (``relay.routing``), if any."""
+    submissions: tuple[SubmissionStep, ...] = ()
+    """Each provider asked to create it (or skipped), in order: the last one took it."""
     reference: str | None = None
     metadata: JSON = field(default_factory=dict)
     callback_url: str | None = None
@@ -218,6 +227,9 @@ class Task:
             "provider_video_url": self.provider_video_url,
             "provider_video_url_expires_at": iso(self.provider_video_url_expires_at),
             "output": self.output.to_json() if self.output else None,
+            "cost": self.cost.to_json() if self.cost else None,
+            "route": self.route,
+            "submissions": [step.to_json() for step in self.submissions],
             "error": self.error.to_json() if self.error else None,
             "usage": self.usage,
             "resolution": self.resolution,

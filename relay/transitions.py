@@ -26,6 +26,7 @@ from relay.models import (
     TaskStatus,
     iso,
 )
+from relay.pricing import PriceTable, cost_of
 from relay.provider_answers import ProviderTask
 
 IdFactory = Callable[[], str]
@@ -114,8 +115,15 @@ def registered(task: Task, now: datetime, new_id: IdFactory) -> Change:
     return emit(task, EventType.for_status(task.status), now, new_id)
 
 
-def apply_answer(task: Task, answer: ProviderTask, now: datetime, new_id: IdFactory) -> Change:
-    """Fold one provider answer into the task."""
+def apply_answer(
+    task: Task,
+    answer: ProviderTask,
+    now: datetime,
+    new_id: IdFactory,
+    prices: PriceTable | None = None,
+) -> Change:
+    """Fold one provider answer into the task; ``prices``: the provider's, to price a
+    success with (``relay.pricing``)."""
     if task.status.terminal:
         return Change(task)
     status = answer.status
@@ -125,7 +133,7 @@ def apply_answer(task: Task, answer: ProviderTask, now: datetime, new_id: IdFact
         status = TaskStatus.RUNNING
     merged = _merge_fields(task, answer)
     if status is not None and status.rank > task.status.rank:
-        return _move(merged, status, answer, now, new_id)
+        return _move(merged, status, answer, now, new_id, prices)
     if (
         answer.progress is not None
         and (task.progress is None or answer.progress > task.progress)
@@ -155,7 +163,12 @@ def terminate(
 
 
 def _move(
-    task: Task, status: TaskStatus, answer: ProviderTask, now: datetime, new_id: IdFactory
+    task: Task,
+    status: TaskStatus,
+    answer: ProviderTask,
+    now: datetime,
+    new_id: IdFactory,
+    prices: PriceTable | None = None,
 ) -> Change:
     progress = task.progress
     if status is TaskStatus.SUCCEEDED:
@@ -186,6 +199,8 @@ def _move(
         completed_at=now if status.terminal else None,
         next_poll_at=None if status.terminal else task.next_poll_at,
     )
+    if status is TaskStatus.SUCCEEDED:
+        moved = replace(moved, cost=cost_of(prices, moved.model, moved.usage, moved.duration))
     return emit(moved, EventType.for_status(status), now, new_id)
 
 

@@ -183,6 +183,17 @@ OPERATIONS: tuple[Operation, ...] = (
     ),
     Operation(
         "GET",
+        "/v1/usage",
+        "What your tasks cost",
+        "tasks",
+        ok(out.Usage),
+        query=req.UsageQuery,
+        description="Totals per currency over the tasks that succeeded in [since, until) "
+        "(default: the last 30 days), from the configured prices; group_by day, provider, "
+        "model or route.",
+    ),
+    Operation(
+        "GET",
         "/v1/providers",
         "The configured providers and their health",
         "providers",

@@ -84,6 +84,21 @@ class TaskOutput(Out):
     deleted_reason: str | None
 
 
+class SubmissionStep(Out):
+    provider: str
+    at: Time = time_field()
+    outcome: Literal["skipped", "not_accepted", "uncertain", "accepted"]
+    error: str | None = Field(description="Why it was skipped or not accepted.")
+
+
+class Cost(Out):
+    amount: str = Field(description="A decimal string (never a float), e.g. 0.1525.")
+    currency: str = Field(description="ISO 4217, from the provider's price table.")
+    basis: str = Field(
+        description="How it was computed, e.g. 108900 tokens x 1.40 USD per million."
+    )
+
+
 class Task(Out):
     """The normalized task (DESIGN §3): every field present, ``null`` when unknown."""
 
@@ -102,6 +117,14 @@ class Task(Out):
     provider_video_url: str | None = Field(description="The provider's own link.")
     provider_video_url_expires_at: Time | None = time_field()
     output: TaskOutput | None
+    cost: Cost | None = Field(
+        description="Once succeeded, by the provider's configured prices; null without them."
+    )
+    route: str | None = Field(description="The route it was submitted through, if any.")
+    submissions: list[SubmissionStep] = Field(
+        description="Each provider asked to create it (or skipped), in order; the last took it. "
+        "Empty for a task registered by its provider task id."
+    )
     error: TaskError | None
     usage: dict[str, Any] | None
     resolution: str | None
@@ -294,3 +317,21 @@ class Ready(Out):
 class NotReady(Out):
     status: Literal["unavailable"]
     error: str
+
+
+class UsageRow(Out):
+    currency: str
+    amount: str = Field(description="A decimal string: the exact sum of the tasks' costs.")
+    tasks: int
+
+
+class UsageGroup(UsageRow):
+    key: str | None = Field(description="The day (YYYY-MM-DD, UTC), provider, model or route.")
+
+
+class Usage(Out):
+    since: Time = time_field()
+    until: Time = time_field()
+    group_by: Literal["day", "provider", "model", "route"] | None
+    totals: list[UsageRow] = Field(description="One row per currency.")
+    groups: list[UsageGroup] = Field(description="With group_by: one row per group and currency.")

@@ -30,6 +30,7 @@ from relay.api.outputs import output_routes
 from relay.api.schemas import CreateTask, EventList, Redeliver, TaskList, parse
 from relay.api.submissions import submission_routes
 from relay.api.subscriptions import subscription_routes
+from relay.api.usage import usage_routes
 from relay.errors import (
     ModerationRefused,
     NoSuchResource,
@@ -313,6 +314,7 @@ def routes() -> list[Route]:
         *key_routes(),
         *submission_routes(),
         *output_routes(),
+        *usage_routes(),
         Route("/v1/me", me),
         Route("/v1/callback-secret", callback_secret),
         Route("/v1/tasks", create_task, methods=["POST"]),

@@ -244,6 +244,12 @@ class SubscriptionList(_Strict):
     limit: Annotated[int, Field(ge=1, le=200)] = 50
 
 
+class UsageQuery(_Strict):
+    since: Annotated[str, Field(max_length=40)] | None = None
+    until: Annotated[str, Field(max_length=40)] | None = None
+    group_by: Literal["day", "provider", "model", "route"] | None = None
+
+
 class SubmissionList(_Strict):
     state: SubmissionState | None = None
     cursor: Cursor | None = None

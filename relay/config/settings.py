@@ -34,6 +34,8 @@ from pydantic_core import PydanticCustomError
 
 from relay.config.outputs import OutputsSettings
 from relay.config.presets import apply_preset
+from relay.config.prices import PriceTableSettings
+from relay.config.routes import RouteSettings
 from relay.config.sections import (
     ConfigModel,
     DashboardSettings,
@@ -217,6 +219,11 @@ class Settings(ConfigModel):
     providers: FrozenMap[ProviderName, ProviderSettings] = Field(
         default_factory=dict, validate_default=True
     )
+    # Declared after providers: its validator reads them.
+    routes: FrozenMap[ProviderName, RouteSettings] = Field(default_factory=dict)
+    """Names for several providers, tried in turn (``relay.routing``)."""
+    prices: FrozenMap[ProviderName, PriceTableSettings] = Field(default_factory=dict)
+    """What each provider charges (``relay.pricing``); a provider without: no costs."""
 
     @field_validator("database_url")
     @classmethod
@@ -270,6 +277,50 @@ class Settings(ConfigModel):
                     },
                 )
         return MappingProxyType(providers)
+
+    @field_validator("routes")
+    @classmethod
+    def _routes(
+        cls, value: Mapping[str, RouteSettings], info: ValidationInfo
+    ) -> Mapping[str, RouteSettings]:
+        providers = info.data.get("providers")
+        if not isinstance(providers, Mapping):
+            return value  # providers are invalid and already reported
+        for name, route in value.items():
+            if name in providers:
+                raise PydanticCustomError(
+                    "relay_subpath",
+                    "{message}",
+                    {"subpath": name, "message": "a provider has this name already"},
+                )
+            unknown = [p for p in route.providers if p not in providers]
+            if unknown:
+                raise PydanticCustomError(
+                    "relay_subpath",
+                    "{message}",
+                    {
+                        "subpath": f"{name}.providers",
+                        "message": f"not a configured provider: {', '.join(unknown)}",
+                    },
+                )
+        return MappingProxyType(dict(value))
+
+    @field_validator("prices")
+    @classmethod
+    def _prices(
+        cls, value: Mapping[str, PriceTableSettings], info: ValidationInfo
+    ) -> Mapping[str, PriceTableSettings]:
+        providers = info.data.get("providers")
+        if not isinstance(providers, Mapping):
+            return value
+        for name in value:
+            if name not in providers:
+                raise PydanticCustomError(
+                    "relay_subpath",
+                    "{message}",
+                    {"subpath": name, "message": "not a configured provider"},
+                )
+        return MappingProxyType(dict(value))
 
     @classmethod
     def from_mapping(

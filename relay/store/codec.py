@@ -30,6 +30,8 @@ from relay.models import (
     TaskStatus,
     utc,
 )
+from relay.pricing import Cost
+from relay.routing import SubmissionStep
 from relay.store.values import SUBSCRIPTION_FIELDS, Page
 
 T = TypeVar("T")
@@ -73,6 +75,9 @@ def task_params(task: Task) -> dict[str, Any]:
         "provider_video_url_expires_at": ts(task.provider_video_url_expires_at),
         "provider_last_frame_url": task.provider_last_frame_url,
         "output": task.output.to_data() if task.output else None,
+        "cost": task.cost.to_json() if task.cost else None,
+        "route": task.route,
+        "submissions": [step.to_data() for step in task.submissions],
         "error": task.error.to_json() if task.error else None,
         "usage": task.usage,
         "resolution": task.resolution,
@@ -103,6 +108,9 @@ def task_params(task: Task) -> dict[str, Any]:
         "created_at": ts(task.created_at),
         "updated_at": ts(task.updated_at),
         "next_poll_at": ts(task.next_poll_at),
+        "completed_at": ts(task.completed_at),
+        "cost_amount": str(task.cost.amount) if task.cost else None,
+        "cost_currency": task.cost.currency if task.cost else None,
     }
 
 
@@ -148,6 +156,9 @@ def task_from_row(row: Sequence[Any]) -> Task:
         ),
         provider_last_frame_url=d.get("provider_last_frame_url", d["last_frame_url"]),
         output=TaskOutput.from_data(d["output"]) if d.get("output") else None,
+        cost=Cost.from_json(d["cost"]) if d.get("cost") else None,
+        route=d.get("route"),
+        submissions=tuple(SubmissionStep.from_data(x) for x in d.get("submissions", ())),
         error=TaskError.from_json(d["error"]) if d["error"] else None,
         usage=d["usage"],
         resolution=d["resolution"],

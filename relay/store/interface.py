@@ -69,6 +69,7 @@ from relay.models import (
 )
 from relay.store.copy_roles import CopyStore
 from relay.store.submission_roles import IdempotencyStore, SubmissionStore
+from relay.store.usage_roles import UsageStore
 from relay.store.values import (
     AttemptRecord,
     DeliveryView,
@@ -392,6 +393,7 @@ class Store(
     IdempotencyStore,
     SubmissionStore,
     CopyStore,
+    UsageStore,
     StoreUpkeep,
     Protocol,
 ):

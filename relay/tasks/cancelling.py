@@ -18,6 +18,7 @@ from relay.errors import (
     UnknownTask,
 )
 from relay.models import ErrorCode, Task, TaskError, TaskStatus
+from relay.pricing import PriceTable
 from relay.provider_answers import FaultKind, ProviderFault, ProviderTask
 from relay.store.interface import TaskStore
 from relay.tasks import verdicts
@@ -59,7 +60,7 @@ async def cancel_task(
         if answer.kind in (FaultKind.INVALID_REQUEST, FaultKind.NOT_FOUND):
             raise CancelRefused(f"the provider refused to cancel: {answer.message}")
         raise ProviderUnavailable(f"the provider could not cancel now: {answer.message}")
-    return await _save_cancelled(store, clock, task, answer.task, saved, hold)
+    return await _save_cancelled(store, clock, task, answer.task, saved, hold, plan.prices)
 
 
 async def _save_cancelled(
@@ -69,12 +70,13 @@ async def _save_cancelled(
     said: ProviderTask | None,
     saved: Callable[[Change], None],
     hold: Callable[[Change], Change],
+    prices: PriceTable | None,
 ) -> Task:
     for _ in range(3):
         now = clock.now()
         change = Change(task)
         if said is not None:
-            change = apply_answer(task, said, now, verdicts.event_id)
+            change = apply_answer(task, said, now, verdicts.event_id, prices)
         change = verdicts.chain(
             change,
             terminate(

@@ -48,7 +48,9 @@ def apply_asked(
         else Look(now, via, outcome)
     )
     if isinstance(answer, ProviderTask):
-        change = apply_answer(replace(task, not_found_count=0), answer, now, verdicts.event_id)
+        change = apply_answer(
+            replace(task, not_found_count=0), answer, now, verdicts.event_id, plan.prices
+        )
     elif answer.kind is FaultKind.NOT_FOUND:
         # A task registered long after it was made: its id may say when that was.
         pid = task.provider_task_id

@@ -21,6 +21,7 @@ from relay.clock import Clock
 from relay.errors import DuplicateTask, StoreError, SubmissionSettled
 from relay.models import EventType, Task
 from relay.provider_answers import FaultKind, ProviderFault
+from relay.routing import StepOutcome, SubmissionStep
 from relay.store.interface import TaskStore
 from relay.store.submission_roles import SubmissionStore
 from relay.submissions import (
@@ -179,6 +180,13 @@ class Reconciler:
 def _registration_from(sub: Submission, provider_task_id: str) -> Registration:
     r = sub.registration
     events = r.get("callback_events")
+    steps = tuple(SubmissionStep.from_data(step) for step in r.get("steps", ()))
+    found = SubmissionStep(
+        sub.provider,
+        sub.created_at,
+        StepOutcome.ACCEPTED,
+        "its answer was lost; found at the provider later",
+    )
     return Registration(
         provider=sub.provider,
         provider_task_id=provider_task_id,
@@ -186,4 +194,6 @@ def _registration_from(sub: Submission, provider_task_id: str) -> Registration:
         callback_events=None if events is None else frozenset(EventType(e) for e in events),
         reference=r.get("reference"),
         metadata=r.get("metadata"),
+        route=r.get("route"),
+        steps=(*steps, found),
     )

@@ -12,6 +12,8 @@ from relay.adapters.video_input import Refused, is_neutral, parse_neutral, to_na
 from relay.errors import InvalidInput, UntranslatableInput
 from relay.models import EventType
 from relay.polling.schedule import PollPolicy
+from relay.pricing import PriceTable
+from relay.routing import SubmissionStep
 from relay.tasks.providers import ProviderClient
 
 
@@ -29,6 +31,10 @@ class Registration:
     idempotency_key: str | None = None
     """The caller's Idempotency-Key: a repeat of a submission is answered from its record
     (``relay.tasks.submitting``), never sent again."""
+    route: str | None = None
+    """Submitted through this route (``provider`` is then the one being asked)."""
+    steps: tuple[SubmissionStep, ...] = ()
+    """The submission so far: the providers asked (or skipped) before ``provider``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +50,8 @@ class ProviderPlan:
     """Neutral model names → the provider's, for the unified input."""
     learn: bool = True
     """Poll by what was learned of this provider's task durations (``relay.polling.durations``)."""
+    prices: PriceTable | None = None
+    """What this provider charges (``relay.pricing``); None: its tasks have no cost."""
 
 
 def native_input(reg: Registration, plan: ProviderPlan) -> Mapping[str, Any]:

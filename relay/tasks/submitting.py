@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -41,6 +42,7 @@ from relay.heartbeat import renewing
 from relay.ids import new_id
 from relay.models import Task
 from relay.provider_answers import FaultKind, ProviderFault
+from relay.routing import StepOutcome, SubmissionStep
 from relay.submissions import (
     LOOK_FIRST,
     Submission,
@@ -122,6 +124,8 @@ class Submitter:
             answer = await plan.client.create(body, webhook)
         if isinstance(answer, ProviderFault):
             return await self._failed(submission, answer)
+        took = SubmissionStep(reg.provider, self._clock.now(), StepOutcome.ACCEPTED)
+        reg = replace(reg, steps=(*reg.steps, took))
         try:
             return await self._track(account_id, reg, task_id, answer, submission.id)
         except (DuplicateTask, SubmissionSettled):
@@ -148,6 +152,16 @@ class Submitter:
                 next_look_at=self._clock.now(),
             )
             raise
+
+    async def latest_for_key(self, account_id: str, key: str) -> Submission | None:
+        return await self._store.submission_for_key(account_id, key)
+
+    async def repeat_if_decided(self, earlier: Submission) -> Task | None:
+        """The answer to a repeat of ``earlier`` when it took a task or may have (as
+        ``submit`` answers one); None when it certainly took nothing (submit again)."""
+        if earlier.state is SubmissionState.ACCEPTED or earlier.state.open:
+            return await self._repeat(earlier)
+        return None
 
     async def _failed(self, submission: Submission, fault: ProviderFault) -> Task:
         said = f"{fault.kind.value}: {fault.message}"
@@ -240,4 +254,6 @@ def _registration_json(reg: Registration, body: Mapping[str, Any]) -> dict[str, 
         "metadata": dict(reg.metadata) if reg.metadata is not None else None,
         "model": model if isinstance(model, str) else None,
         "params": matched_params(body),
+        "route": reg.route,
+        "steps": [step.to_data() for step in reg.steps],
     }

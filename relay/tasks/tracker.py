@@ -21,11 +21,7 @@ import httpx
 
 from relay.adapters.base import Created
 from relay.clock import Clock
-from relay.errors import (
-    StoreError,
-    UnknownProvider,
-    UnknownTask,
-)
+from relay.errors import InvalidInput, StoreError, UnknownProvider, UnknownTask
 from relay.ids import new_id
 from relay.logs import ids
 from relay.metrics import RelayMetrics
@@ -33,8 +29,10 @@ from relay.models import Account, Destination, Task, TaskStatus
 from relay.polling.pacer import Pacer
 from relay.provider_answers import FaultKind, ProviderTask
 from relay.pump import Pump
+from relay.routing import Route
 from relay.tasks import verdicts
 from relay.tasks.cancelling import cancel_task
+from relay.tasks.failover import submit_through
 from relay.tasks.poll_results import Asked, apply_asked
 from relay.tasks.pushes import Confirmations
 from relay.tasks.reconciling import TrackingStore
@@ -68,6 +66,7 @@ class Tracker:
         metrics: RelayMetrics | None = None,
         hold: Callable[[Change], Change] | None = None,
         on_copies: Callable[[], None] = lambda: None,
+        routes: Mapping[str, Route] | None = None,
     ) -> None:
         """``owner`` names this instance on the poll leases it takes;
         ``inbound_url(provider, account_id, task_id)`` is the webhook URL handed to a push
@@ -76,6 +75,8 @@ class Tracker:
         them, ``relay.copies.rules.hold_success``); ``on_copies`` is told when copies were
         written."""
         self._hold = hold or (lambda change: change)
+        self._routes = dict(routes or {})
+        """Route names (``relay.routing``), accepted wherever a provider name is."""
         self._on_copies = on_copies
         self._store = store
         self._metrics = metrics or RelayMetrics()
@@ -115,6 +116,23 @@ class Tracker:
         ``ProviderUnavailable`` (it could not take it now), ``SubmissionUncertain`` (nobody
         can tell whether it took it) and ``DuplicateTask`` (the provider task is tracked
         already)."""
+        route = self._routes.get(reg.provider)
+        if route is not None:
+            if reg.input is None:
+                raise InvalidInput(
+                    "provider",
+                    f"{reg.provider!r} is a route, which submits tasks: to track an existing "
+                    "task, name the provider that has it",
+                )
+            return await submit_through(
+                self.submitter,
+                route,
+                self._providers,
+                self._clock,
+                account.id,
+                reg,
+                new_id("task"),
+            )
         plan = self._providers.get(reg.provider)
         if plan is None:
             raise UnknownProvider(reg.provider)
@@ -155,6 +173,8 @@ class Tracker:
             created_at=now,
             updated_at=now,
             reference=reg.reference,
+            route=reg.route,
+            submissions=reg.steps,
             metadata=dict(reg.metadata or {}),
             callback_url=reg.callback_url,
             callback_events=reg.callback_events,
@@ -165,7 +185,8 @@ class Tracker:
         change = registered(task, now, verdicts.event_id)
         if created is not None and created.task is not None:
             change = verdicts.chain(
-                change, apply_answer(change.task, created.task, now, verdicts.event_id)
+                change,
+                apply_answer(change.task, created.task, now, verdicts.event_id, plan.prices),
             )
         change = self._hold(change)
         await self._store.create_task(change, callback, submission)  # may raise DuplicateTask

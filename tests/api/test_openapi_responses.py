@@ -70,6 +70,8 @@ async def relay(start_relay: InProcessFactory, tmp_path: Path) -> InProcessRelay
         providers=PROVIDERS,
         sandbox={"queued_seconds": 1.0, "running_seconds": 0.5},
         outputs={"store": f"file://{tmp_path / 'outputs'}"},
+        prices={"sandbox": {"models": {"*": {"per_million_tokens": "1.40"}}}},
+        routes={"any": {"providers": ["cubicspaces", "sandbox"]}},
     )
 
 
@@ -92,6 +94,7 @@ async def test_every_answer_of_a_full_flow_is_what_the_document_says(
         await account_and_providers(client)
         task = await tasks(client, receiver)
         await outputs(client, task)
+        await usage_and_routes(client)
         await events(client, task)
         await subscriptions(client, receiver)
         await submissions(client)
@@ -169,6 +172,16 @@ async def tasks(client: httpx.AsyncClient, receiver: Receiver) -> dict[str, Any]
         return answer if answer["status"] == "succeeded" else None
 
     return await eventually(done, within=15, what="the task to succeed")
+
+
+async def usage_and_routes(client: httpx.AsyncClient) -> None:
+    """A task through a route, and what the account's tasks cost."""
+    routed = await client.post("/v1/tasks", json={"provider": "any", "input": PROMPT})
+    assert routed.status_code == 201, routed.text
+    grouped = await client.get("/v1/usage", params={"group_by": "provider"})
+    assert grouped.status_code == 200, grouped.text
+    assert grouped.json()["totals"], grouped.text  # the succeeded sandbox task has a cost
+    assert (await client.get("/v1/usage", params={"since": "yesterday"})).status_code == 400
 
 
 async def outputs(client: httpx.AsyncClient, task: dict[str, Any]) -> None:

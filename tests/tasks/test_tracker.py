@@ -37,6 +37,7 @@ from relay.models import (
 )
 from relay.polling.schedule import PollPolicy
 from relay.provider_answers import FaultKind
+from relay.routing import StepOutcome, SubmissionStep
 from relay.store.values import TaskQuery
 from relay.tasks.registration import ProviderPlan, Registration
 from relay.tasks.tracker import Tracker
@@ -78,6 +79,7 @@ async def test_register_by_input_submits_and_queues(env: Env) -> None:
         sequence=1,
         version=0,
         reference="order-1234",
+        submissions=(SubmissionStep("sandbox", T0, StepOutcome.ACCEPTED),),
         metadata={"projectId": "proj_1001"},
         next_poll_at=at(5),
     )
@@ -268,6 +270,7 @@ async def test_polls_move_the_task_to_succeeded(env: Env) -> None:
         fps=24,
         seed=SEED,
         reference="order-1234",
+        submissions=(SubmissionStep("sandbox", T0, StepOutcome.ACCEPTED),),
         completed_at=at(10),
         next_poll_at=None,
         poll_count=2,

@@ -158,11 +158,12 @@ SELECT callback_secret FROM accounts WHERE id = %(account_id)s
 -- yields to it: exactly one gets in, and the other learns whose it is (task_by_provider_id).
 INSERT INTO tasks (
     id, account_id, provider, provider_task_id, status, reference, version, sequence, data,
-    created_at, updated_at, next_poll_at
+    created_at, updated_at, next_poll_at, completed_at, cost_amount, cost_currency
 )
 VALUES (
     %(id)s, %(account_id)s, %(provider)s, %(provider_task_id)s, %(status)s, %(reference)s,
-    %(version)s, %(sequence)s, %(data)s, %(created_at)s, %(updated_at)s, %(next_poll_at)s
+    %(version)s, %(sequence)s, %(data)s, %(created_at)s, %(updated_at)s, %(next_poll_at)s,
+    %(completed_at)s, %(cost_amount)s, %(cost_currency)s
 )
 ON CONFLICT (provider, provider_task_id) DO NOTHING
 RETURNING pk
@@ -193,6 +194,9 @@ SET provider_task_id = %(provider_task_id)s,
     data = %(data)s,
     updated_at = %(updated_at)s,
     next_poll_at = %(next_poll_at)s,
+    completed_at = %(completed_at)s,
+    cost_amount = %(cost_amount)s,
+    cost_currency = %(cost_currency)s,
     poll_lease_until = NULL,
     poll_lease_owner = NULL,
     poll_lease_holder = NULL
@@ -1294,3 +1298,15 @@ gone_attempts AS (
     DELETE FROM attempts WHERE delivery_pk IN (SELECT pk FROM gone_deliveries)
 )
 DELETE FROM events WHERE pk IN (SELECT pk FROM doomed)
+
+-- ---------------------------------------------------------------------------------------
+-- usage.py: what an account's tasks cost
+-- ---------------------------------------------------------------------------------------
+
+-- task_costs --
+-- The priced tasks an account finished in [since, until), oldest first (tasks_account_costs).
+SELECT completed_at, provider, data, cost_amount, cost_currency
+FROM tasks
+WHERE account_id = %(account_id)s AND cost_amount IS NOT NULL
+  AND completed_at >= %(since)s AND completed_at < %(until)s
+ORDER BY completed_at

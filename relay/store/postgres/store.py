@@ -41,6 +41,7 @@ from relay.store.postgres.retention import RetentionMixin
 from relay.store.postgres.runner import Conn, Listener, PgRunner
 from relay.store.postgres.submissions import SubmissionsMixin, accept_submission
 from relay.store.postgres.subscriptions import SubscriptionsMixin
+from relay.store.postgres.usage import UsageMixin
 from relay.store.values import Page, TaskQuery
 from relay.transitions import Change
 
@@ -63,6 +64,7 @@ class PostgresStore(
     CopiesMixin,
     RetentionMixin,
     MetricsMixin,
+    UsageMixin,
 ):
     def __init__(self, url: str, *, timeout: float = 5.0) -> None:
         """``url``: ``postgresql://user:password@host:port/database?param=value`` (libpq's

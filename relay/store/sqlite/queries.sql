@@ -149,10 +149,10 @@ SELECT id, account_id FROM tasks WHERE provider = :provider AND provider_task_id
 -- insert_task --
 INSERT INTO tasks (
     id, account_id, provider, provider_task_id, status, reference, version, sequence, data,
-    created_at, updated_at, next_poll_at
+    created_at, updated_at, next_poll_at, completed_at, cost_amount, cost_currency
 ) VALUES (
     :id, :account_id, :provider, :provider_task_id, :status, :reference, :version, :sequence, :data,
-    :created_at, :updated_at, :next_poll_at
+    :created_at, :updated_at, :next_poll_at, :completed_at, :cost_amount, :cost_currency
 )
 
 -- insert_callback_destination --
@@ -165,6 +165,7 @@ VALUES (:id, :account_id, :kind, :url, :key, :event_types, :task_id, :secret, :c
 UPDATE tasks
 SET provider_task_id = :provider_task_id, status = :status, version = :version,
     sequence = :sequence, data = :data, updated_at = :updated_at, next_poll_at = :next_poll_at,
+    completed_at = :completed_at, cost_amount = :cost_amount, cost_currency = :cost_currency,
     poll_lease_until = NULL, poll_lease_owner = NULL
 WHERE id = :id AND version = :expected
 
@@ -1149,3 +1150,15 @@ DELETE FROM deliveries WHERE event_pk IN (SELECT pk FROM doomed)
 
 -- delete_doomed_events --
 DELETE FROM events WHERE pk IN (SELECT pk FROM doomed)
+
+-- ---------------------------------------------------------------------------------------
+-- usage.py: what an account's tasks cost
+-- ---------------------------------------------------------------------------------------
+
+-- task_costs --
+-- The priced tasks an account finished in [since, until), oldest first (tasks_account_costs).
+SELECT completed_at, provider, data, cost_amount, cost_currency
+FROM tasks
+WHERE account_id = :account_id AND cost_amount IS NOT NULL
+  AND completed_at >= :since AND completed_at < :until
+ORDER BY completed_at

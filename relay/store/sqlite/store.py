@@ -39,6 +39,7 @@ from relay.store.sqlite.submissions import (
     release_submissions,
 )
 from relay.store.sqlite.subscriptions import SubscriptionsMixin
+from relay.store.sqlite.usage import UsageMixin
 from relay.store.values import DeliveryView, EventQuery, Page, TaskQuery
 from relay.transitions import Change
 
@@ -57,6 +58,7 @@ class SqliteStore(
     CopiesMixin,
     RetentionMixin,
     MetricsMixin,
+    UsageMixin,
 ):
     """The ``relay.store.interface.Store`` on one SQLite file: one writer thread, one reader
     thread (``SqliteRunner``), each operation one transaction."""

@@ -1,0 +1,24 @@
+"""The ``routes`` settings: names for several providers of one model, tried in turn
+(``relay.routing``)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from relay.config.sections import ConfigModel
+
+
+class RouteSettings(ConfigModel):
+    providers: tuple[str, ...] = Field(min_length=1, max_length=32)
+    """Configured provider names, in the order ``ordered`` asks them."""
+    strategy: Literal["ordered", "healthiest"] = "ordered"
+    """``ordered``: as listed; ``healthiest``: fewest faults in a row first."""
+
+    @field_validator("providers")
+    @classmethod
+    def _distinct(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(value)) != len(value):
+            raise ValueError("a provider is listed twice")
+        return value

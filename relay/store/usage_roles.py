@@ -1,0 +1,15 @@
+"""The store role behind ``GET /v1/usage`` and budgets: what an account's tasks cost
+(``relay.pricing``). Part of ``relay.store.interface.Store``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Protocol
+
+from relay.pricing import Spent
+
+
+class UsageStore(Protocol):
+    async def task_costs(self, account_id: str, since: datetime, until: datetime) -> list[Spent]:
+        """The account's priced tasks that finished in ``[since, until)``, oldest first."""
+        ...

@@ -1,0 +1,104 @@
+"""Submitting through a route (``relay.routing``): each provider in turn, never paying twice.
+
+A provider is skipped without being asked when the input does not translate to it
+(``unsupported_by_provider``) or when it is backed off. One that is asked gets a submission
+of its own (``relay.tasks.submitting``: written before the create, settled by the answer);
+the next provider is asked only if that one certainly took nothing. An answer that may hide
+a task (a timeout after the body was sent, a connection cut before the answer, a 5xx whose
+meaning is unknown) ends the route at once with ``submission_uncertain``: never a second
+create. The steps go on the task (``submissions``) and, when no provider took it, into the
+502 that says why for each.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import replace
+
+from relay.clock import Clock
+from relay.errors import (
+    ProviderRejected,
+    ProviderUnavailable,
+    RouteUnavailable,
+    SubmissionKeyReused,
+    UntranslatableInput,
+)
+from relay.models import Task
+from relay.routing import Route, StepOutcome, SubmissionStep, exhausted_message, order
+from relay.submissions import body_hash
+from relay.tasks.registration import ProviderPlan, Registration, native_input
+from relay.tasks.submitting import Submitter
+
+log = logging.getLogger("relay.submissions")
+
+
+async def submit_through(
+    submitter: Submitter,
+    route: Route,
+    providers: Mapping[str, ProviderPlan],
+    clock: Clock,
+    account_id: str,
+    reg: Registration,
+    task_id: str,
+) -> Task:
+    earlier = await _earlier(submitter, route, providers, account_id, reg)
+    if earlier is not None:
+        return earlier
+    health = {name: providers[name].client.health() for name in route.providers}
+    steps: list[SubmissionStep] = []
+    unsupported: list[UntranslatableInput] = []
+    for name in order(route, health):
+        plan = providers[name]
+        asked = replace(reg, provider=name, route=route.name, steps=tuple(steps))
+        try:
+            native_input(asked, plan)
+        except UntranslatableInput as exc:
+            unsupported.append(exc)
+            steps.append(SubmissionStep(name, clock.now(), StepOutcome.SKIPPED, str(exc)))
+            continue
+        backoff = plan.client.backoff_until()
+        if backoff is not None:
+            why = f"backed off until {backoff.isoformat(timespec='seconds')}"
+            steps.append(SubmissionStep(name, clock.now(), StepOutcome.SKIPPED, why))
+            continue
+        try:
+            return await submitter.submit(account_id, asked, task_id, plan)
+        except (ProviderRejected, ProviderUnavailable) as exc:
+            # Certainly not taken (relay.submissions.create_was_taken): the next may.
+            steps.append(SubmissionStep(name, clock.now(), StepOutcome.NOT_ACCEPTED, str(exc)))
+            log.info("route %s: %s did not take the task: %s", route.name, name, exc)
+    if steps and len(unsupported) == len(steps):  # the input's fault, not the providers'
+        said = "; ".join(f"{s.provider}: {s.error}" for s in steps)
+        raise UntranslatableInput(
+            unsupported[0].field, f"no provider of route {route.name!r} can do this: {said}"
+        )
+    raise RouteUnavailable(exhausted_message(route.name, steps), tuple(steps))
+
+
+async def _earlier(
+    submitter: Submitter,
+    route: Route,
+    providers: Mapping[str, ProviderPlan],
+    account_id: str,
+    reg: Registration,
+) -> Task | None:
+    """A repeat of an earlier request through this route (the same Idempotency-Key and
+    input): its answer, from the provider that decided it, never a new round."""
+    if reg.idempotency_key is None:
+        return None
+    last = await submitter.latest_for_key(account_id, reg.idempotency_key)
+    if last is None or last.provider not in route.providers:
+        return None
+    try:
+        body = native_input(replace(reg, provider=last.provider), providers[last.provider])
+    except UntranslatableInput:
+        body = None
+    if body is not None and body_hash(body) == last.body_hash:
+        return await submitter.repeat_if_decided(last)
+    if last.state.open:
+        raise SubmissionKeyReused(
+            "this Idempotency-Key was used with a different request, whose "
+            f"submission {last.id} is not settled"
+        )
+    return None

@@ -56,6 +56,7 @@ from relay.services import Services
 from relay.signing import Tokens, inbound_lifetime
 from relay.store import open_store
 from relay.store.interface import Store
+from relay.tasks.budgets import Budgets
 from relay.tasks.providers import ProviderClient
 from relay.tasks.registration import ProviderPlan
 from relay.tasks.tracker import Tracker
@@ -345,6 +346,7 @@ async def _running(
                 name: routing.Route(name, r.providers, routing.Strategy(r.strategy))
                 for name, r in settings.routes.items()
             },
+            budgets=Budgets(store=store, clock=clock),
         )
         if metrics is not None:
             metrics.attach(

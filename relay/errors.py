@@ -244,6 +244,11 @@ class ProviderUnavailable(DomainError):
     pass
 
 
+class BudgetExceeded(DomainError):
+    """A submission would pass the account's budget (``relay.tasks.budgets``): nothing was
+    sent."""
+
+
 class RouteUnavailable(ProviderUnavailable):
     """No provider of a route took the task, each certainly not (``relay.tasks.failover``):
     the message says why for each; nothing was created, so a retry may submit again."""

@@ -133,6 +133,11 @@ class Spent:
 GROUPINGS = ("day", "provider", "model", "route")
 
 
+def spent_in(spent: list[Spent], currency: str) -> Decimal:
+    """What ``spent`` adds up to in ``currency`` (other currencies do not count)."""
+    return total([s.cost for s in spent if s.cost.currency == currency])
+
+
 def usage_totals(spent: list[Spent], group_by: str | None) -> dict[str, Any]:
     """Totals per currency, and per group (``GROUPINGS``) when asked: exact decimal sums,
     as strings, with the number of tasks."""
@@ -163,3 +168,53 @@ def usage_totals(spent: list[Spent], group_by: str | None) -> dict[str, Any]:
         for name in sorted(keyed, key=lambda k: (k is None, k or "")):
             groups.extend({"key": name, **row} for row in sums(keyed[name]))
     return {"totals": sums(spent), "groups": groups}
+
+
+class Period(enum.StrEnum):
+    DAY = "day"
+    MONTH = "month"
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """At most ``amount`` of ``currency`` per calendar ``period`` (UTC), per account."""
+
+    period: Period
+    amount: Decimal
+    currency: str
+
+    def started(self, now: datetime) -> datetime:
+        """When the current period began."""
+        day = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        return day if self.period is Period.DAY else day.replace(day=1)
+
+    def to_json(self) -> dict[str, str]:
+        return {"period": self.period.value, "amount": str(self.amount), "currency": self.currency}
+
+
+PIXELS = {"480p": 864 * 480, "720p": 1280 * 720, "1080p": 1920 * 1080}
+"""Pixels per frame of Ark's 16:9 sizes (other ratios hold about as many)."""
+DEFAULT_SECONDS = 5
+DEFAULT_FPS = 24
+
+
+def estimate(
+    table: PriceTable | None, model: str | None, duration: int | None, resolution: str | None
+) -> Decimal | None:
+    """What a task not made yet will likely cost, in the table's currency: its price for the
+    asked duration and resolution (Ark's defaults, 5 s at 720p, when not asked), tokens as
+    Ark counts them ((seconds * 24 + 1) frames * pixels / 1024). None: no price, or one
+    whose usage cannot be told in advance (credits)."""
+    price = table.price(model) if table is not None else None
+    if price is None:
+        return None
+    seconds = duration or DEFAULT_SECONDS
+    if price.unit is Unit.TASK:
+        return price.amount
+    if price.unit is Unit.SECOND:
+        return price.amount * seconds
+    if price.unit is Unit.CREDIT:
+        return None
+    pixels = PIXELS.get(resolution or "720p", PIXELS["720p"])
+    tokens = Decimal((seconds * DEFAULT_FPS + 1) * pixels) / 1024
+    return (price.amount * tokens / MILLION).quantize(PLACES, rounding=ROUND_HALF_UP)

@@ -31,6 +31,7 @@ ERRORS = {
     400: "Invalid input: a body, query string or header the relay does not accept",
     401: "No API key, or not a valid one",
     404: "No such object in your account",
+    402: "The account's budget would be passed (budget_exceeded); nothing was sent",
     409: "A conflict with the object's state, or an Idempotency-Key already used otherwise",
     410: "Gone: the stored output was deleted (retention, or the account asked)",
     413: "The body is over the size limit",

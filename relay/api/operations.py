@@ -127,7 +127,7 @@ OPERATIONS: tuple[Operation, ...] = (
         {201: Answer("Registered", out.Task)},
         body=req.CreateTask,
         idempotent=True,
-        errors=(409, 502),
+        errors=(402, 409, 502),
         example={
             "provider": "sandbox",
             "provider_task_id": "cgt-20260606160057-6bbjd",

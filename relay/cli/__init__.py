@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import click
 
+from relay.cli import budgets as _budgets  # noqa: F401 - registers `accounts budget`
 from relay.cli.accounts import accounts
 from relay.cli.events import events
 from relay.cli.serve import check_config, migrate, serve

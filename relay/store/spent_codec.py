@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from relay.models import utc
-from relay.pricing import Cost, Spent
+from relay.pricing import Budget, Cost, Period, Spent
 
 
 def spent_from_row(row: Sequence[Any]) -> Spent:
@@ -23,3 +23,20 @@ def spent_from_row(row: Sequence[Any]) -> Spent:
         route=d.get("route"),
         cost=Cost(Decimal(amount), currency, basis),
     )
+
+
+def budget_params(account_id: str, budget: Budget, now: float) -> dict[str, Any]:
+    return {
+        "account_id": account_id,
+        "period": budget.period.value,
+        "amount": str(budget.amount),
+        "currency": budget.currency,
+        "now": now,
+    }
+
+
+def budget_from_row(row: Sequence[Any] | None) -> Budget | None:
+    if row is None:
+        return None
+    period, amount, currency = row
+    return Budget(Period(period), Decimal(amount), currency)

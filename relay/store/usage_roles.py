@@ -6,10 +6,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
-from relay.pricing import Spent
+from relay.pricing import Budget, Spent
 
 
 class UsageStore(Protocol):
     async def task_costs(self, account_id: str, since: datetime, until: datetime) -> list[Spent]:
         """The account's priced tasks that finished in ``[since, until)``, oldest first."""
         ...
+
+    async def set_budget(self, account_id: str, budget: Budget | None, now: datetime) -> None:
+        """Set (or, with None, remove) the account's budget."""
+        ...
+
+    async def get_budget(self, account_id: str) -> Budget | None: ...

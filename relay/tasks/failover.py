@@ -18,6 +18,7 @@ from dataclasses import replace
 
 from relay.clock import Clock
 from relay.errors import (
+    BudgetExceeded,
     ProviderRejected,
     ProviderUnavailable,
     RouteUnavailable,
@@ -48,6 +49,7 @@ async def submit_through(
     health = {name: providers[name].client.health() for name in route.providers}
     steps: list[SubmissionStep] = []
     unsupported: list[UntranslatableInput] = []
+    over_budget: BudgetExceeded | None = None
     for name in order(route, health):
         plan = providers[name]
         asked = replace(reg, provider=name, route=route.name, steps=tuple(steps))
@@ -64,6 +66,10 @@ async def submit_through(
             continue
         try:
             return await submitter.submit(account_id, asked, task_id, plan)
+        except BudgetExceeded as exc:  # here; a cheaper provider may still fit
+            over_budget = exc
+            steps.append(SubmissionStep(name, clock.now(), StepOutcome.SKIPPED, str(exc)))
+            continue
         except (ProviderRejected, ProviderUnavailable) as exc:
             # Certainly not taken (relay.submissions.create_was_taken): the next may.
             steps.append(SubmissionStep(name, clock.now(), StepOutcome.NOT_ACCEPTED, str(exc)))
@@ -73,6 +79,8 @@ async def submit_through(
         raise UntranslatableInput(
             unsupported[0].field, f"no provider of route {route.name!r} can do this: {said}"
         )
+    if over_budget is not None and all(s.outcome is StepOutcome.SKIPPED for s in steps):
+        raise over_budget
     raise RouteUnavailable(exhausted_message(route.name, steps), tuple(steps))
 
 

@@ -51,6 +51,7 @@ from relay.submissions import (
     create_was_taken,
     matched_params,
 )
+from relay.tasks.budgets import Budgets
 from relay.tasks.reconciling import Reconciler, Track, TrackingStore
 from relay.tasks.registration import ProviderPlan, Registration, native_input
 
@@ -70,6 +71,7 @@ class Submitter:
         clock: Clock,
         track: Track,
         webhook_url: Callable[[str, str, str], str | None],
+        budgets: Budgets | None = None,
     ) -> None:
         """``track(account_id, reg, task_id, created, submission)`` writes the task (and
         accepts ``submission`` with it); ``webhook_url(provider, account_id, task_id)`` is
@@ -78,6 +80,7 @@ class Submitter:
         self._clock = clock
         self._track = track
         self._webhook_url = webhook_url
+        self._budgets = budgets
         self.reconciler = Reconciler(store=store, providers=providers, clock=clock, track=track)
 
     async def submit(
@@ -96,6 +99,8 @@ class Submitter:
                     "this Idempotency-Key was used with a different request, whose "
                     f"submission {earlier.id} is not settled"
                 )
+        if self._budgets is not None:
+            await self._budgets.check(account_id, reg.provider, plan, body)
         now = self._clock.now()
         submission = Submission(
             id=new_id("smb"),

@@ -31,6 +31,7 @@ from relay.provider_answers import FaultKind, ProviderTask
 from relay.pump import Pump
 from relay.routing import Route
 from relay.tasks import verdicts
+from relay.tasks.budgets import Budgets
 from relay.tasks.cancelling import cancel_task
 from relay.tasks.failover import submit_through
 from relay.tasks.poll_results import Asked, apply_asked
@@ -67,6 +68,7 @@ class Tracker:
         hold: Callable[[Change], Change] | None = None,
         on_copies: Callable[[], None] = lambda: None,
         routes: Mapping[str, Route] | None = None,
+        budgets: Budgets | None = None,
     ) -> None:
         """``owner`` names this instance on the poll leases it takes;
         ``inbound_url(provider, account_id, task_id)`` is the webhook URL handed to a push
@@ -105,6 +107,7 @@ class Tracker:
             webhook_url=lambda provider, account_id, task_id: (
                 None if inbound_url is None else inbound_url(provider, account_id, task_id)
             ),
+            budgets=budgets,
         )
 
     # registration

@@ -1310,3 +1310,16 @@ FROM tasks
 WHERE account_id = %(account_id)s AND cost_amount IS NOT NULL
   AND completed_at >= %(since)s AND completed_at < %(until)s
 ORDER BY completed_at
+
+-- set_budget --
+INSERT INTO account_budgets (account_id, period, amount, currency, updated_at)
+VALUES (%(account_id)s, %(period)s, %(amount)s, %(currency)s, %(now)s)
+ON CONFLICT (account_id) DO UPDATE
+SET period = excluded.period, amount = excluded.amount, currency = excluded.currency,
+    updated_at = excluded.updated_at
+
+-- clear_budget --
+DELETE FROM account_budgets WHERE account_id = %(account_id)s
+
+-- get_budget --
+SELECT period, amount, currency FROM account_budgets WHERE account_id = %(account_id)s

@@ -1162,3 +1162,16 @@ FROM tasks
 WHERE account_id = :account_id AND cost_amount IS NOT NULL
   AND completed_at >= :since AND completed_at < :until
 ORDER BY completed_at
+
+-- set_budget --
+INSERT INTO account_budgets (account_id, period, amount, currency, updated_at)
+VALUES (:account_id, :period, :amount, :currency, :now)
+ON CONFLICT (account_id) DO UPDATE
+SET period = excluded.period, amount = excluded.amount, currency = excluded.currency,
+    updated_at = excluded.updated_at
+
+-- clear_budget --
+DELETE FROM account_budgets WHERE account_id = :account_id
+
+-- get_budget --
+SELECT period, amount, currency FROM account_budgets WHERE account_id = :account_id

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from relay.pricing import Spent
+from relay.pricing import Budget, Spent
 from relay.store.named_sql import load_queries
-from relay.store.spent_codec import spent_from_row
+from relay.store.spent_codec import budget_from_row, budget_params, spent_from_row
 from relay.store.sqlite.runner import SqliteRunner
 
 QUERIES = load_queries("relay.store.sqlite")
@@ -19,3 +19,16 @@ class UsageMixin:
         params = {"account_id": account_id, "since": since.timestamp(), "until": until.timestamp()}
         rows = await self._db.read(lambda c: c.execute(QUERIES["task_costs"], params).fetchall())
         return [spent_from_row(r) for r in rows]
+
+    async def set_budget(self, account_id: str, budget: Budget | None, now: datetime) -> None:
+        if budget is None:
+            params: dict[str, object] = {"account_id": account_id}
+            await self._db.write(lambda c: c.execute(QUERIES["clear_budget"], params))
+            return
+        values = budget_params(account_id, budget, now.timestamp())
+        await self._db.write(lambda c: c.execute(QUERIES["set_budget"], values))
+
+    async def get_budget(self, account_id: str) -> Budget | None:
+        params = {"account_id": account_id}
+        row = await self._db.read(lambda c: c.execute(QUERIES["get_budget"], params).fetchone())
+        return budget_from_row(row)

@@ -1,0 +1,78 @@
+"""Budgets: an account's spending limit per calendar day or month (``relay.pricing.Budget``),
+checked before anything is sent to a provider.
+
+A submission is refused (402 ``budget_exceeded``) when what the account's tasks cost in the
+current period, plus the likely cost of this one at this provider (``relay.pricing.estimate``),
+would pass the budget. Costs count once tasks succeed, so tasks still running are not in the
+sum yet: a burst of submissions can pass the budget by what they cost.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from relay.clock import Clock
+from relay.errors import BudgetExceeded
+from relay.pricing import Period, estimate, spent_in
+from relay.store.usage_roles import UsageStore
+from relay.tasks.registration import ProviderPlan
+
+log = logging.getLogger("relay.budgets")
+
+ADJECTIVE = {Period.DAY: "daily", Period.MONTH: "monthly"}
+
+
+class Budgets:
+    def __init__(self, *, store: UsageStore, clock: Clock) -> None:
+        self._store = store
+        self._clock = clock
+
+    async def check(
+        self, account_id: str, provider: str, plan: ProviderPlan, body: Mapping[str, Any]
+    ) -> None:
+        """Raise ``BudgetExceeded`` when submitting ``body`` to ``provider`` would pass the
+        account's budget."""
+        budget = await self._store.get_budget(account_id)
+        if budget is None:
+            return
+        now = self._clock.now()
+        costs = await self._store.task_costs(account_id, budget.started(now), now)
+        spent = spent_in(costs, budget.currency)
+        likely = None
+        if plan.prices is not None and plan.prices.currency == budget.currency:
+            model = body.get("model")
+            likely = estimate(
+                plan.prices,
+                model if isinstance(model, str) else None,
+                _number(body, "duration"),
+                _text(body, "resolution"),
+            )
+        if spent + (likely or 0) <= budget.amount:
+            return
+        said = (
+            f"the account's {ADJECTIVE[budget.period]} budget of {budget.amount} "
+            f"{budget.currency} has {budget.amount - spent} left"
+            + (f", and a task at {provider} likely costs {likely}" if likely is not None else "")
+        )
+        log.warning("submission refused for account %s: %s", account_id, said)
+        raise BudgetExceeded(said)
+
+
+def _field(body: Mapping[str, Any], name: str) -> object:
+    found = body.get(name)
+    metadata = body.get("metadata")
+    if found is None and isinstance(metadata, Mapping):
+        found = metadata.get(name)
+    return found
+
+
+def _number(body: Mapping[str, Any], name: str) -> int | None:
+    value = _field(body, name)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def _text(body: Mapping[str, Any], name: str) -> str | None:
+    value = _field(body, name)
+    return value if isinstance(value, str) else None

@@ -14,6 +14,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # models (floor 0 too) imports this module for SubmissionStep
@@ -25,6 +26,9 @@ class Strategy(enum.StrEnum):
     """The providers in the route's order."""
     HEALTHIEST = "healthiest"
     """Fewest faults in a row first (ties in the route's order)."""
+    CHEAPEST = "cheapest"
+    """The lowest likely cost of this task first, by the price table (``relay.pricing``);
+    providers with no estimate last, ties in the route's order."""
 
 
 class StepOutcome(enum.StrEnum):
@@ -75,11 +79,24 @@ class SubmissionStep:
         )
 
 
-def order(route: Route, health: Mapping[str, ProviderHealth]) -> list[str]:
-    """The route's providers in the order to ask them."""
+def order(
+    route: Route,
+    health: Mapping[str, ProviderHealth],
+    estimates: Mapping[str, Decimal | None] | None = None,
+) -> list[str]:
+    """The route's providers in the order to ask them; ``estimates``: each one's likely cost
+    of this task (``cheapest``)."""
     if route.strategy is Strategy.ORDERED:
         return list(route.providers)
     position = {name: n for n, name in enumerate(route.providers)}
+    if route.strategy is Strategy.CHEAPEST:
+        costs = estimates or {}
+
+        def price(name: str) -> tuple[bool, Decimal, int]:
+            found = costs.get(name)
+            return (found is None, found or Decimal(0), position[name])
+
+        return sorted(route.providers, key=price)
 
     def faults(name: str) -> tuple[int, int]:
         known = health.get(name)

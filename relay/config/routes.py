@@ -13,8 +13,9 @@ from relay.config.sections import ConfigModel
 class RouteSettings(ConfigModel):
     providers: tuple[str, ...] = Field(min_length=1, max_length=32)
     """Configured provider names, in the order ``ordered`` asks them."""
-    strategy: Literal["ordered", "healthiest"] = "ordered"
-    """``ordered``: as listed; ``healthiest``: fewest faults in a row first."""
+    strategy: Literal["ordered", "healthiest", "cheapest"] = "ordered"
+    """``ordered``: as listed; ``healthiest``: fewest faults in a row first; ``cheapest``: the
+    lowest likely cost of the task first, by ``prices`` (each provider needs one)."""
 
     @field_validator("providers")
     @classmethod

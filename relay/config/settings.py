@@ -29,6 +29,7 @@ from pydantic import (
     ValidationInfo,
     WrapSerializer,
     field_validator,
+    model_validator,
 )
 from pydantic_core import PydanticCustomError
 
@@ -321,6 +322,35 @@ class Settings(ConfigModel):
                     {"subpath": name, "message": "not a configured provider"},
                 )
         return MappingProxyType(dict(value))
+
+    @model_validator(mode="after")
+    def _cheapest_routes_have_prices(self) -> Settings:
+        for name, route in self.routes.items():
+            if route.strategy != "cheapest":
+                continue
+            unpriced = [p for p in route.providers if p not in self.prices]
+            currencies = {self.prices[p].currency for p in route.providers if p in self.prices}
+            if len(currencies) > 1 and not unpriced:
+                raise PydanticCustomError(
+                    "relay_subpath",
+                    "{message}",
+                    {
+                        "subpath": f"routes.{name}.strategy",
+                        "message": "cheapest compares prices in one currency; these are in "
+                        f"{', '.join(sorted(currencies))}",
+                    },
+                )
+            if unpriced:
+                raise PydanticCustomError(
+                    "relay_subpath",
+                    "{message}",
+                    {
+                        "subpath": f"routes.{name}.strategy",
+                        "message": "cheapest needs a price table (prices:) for "
+                        f"{', '.join(unpriced)}",
+                    },
+                )
+        return self
 
     @classmethod
     def from_mapping(

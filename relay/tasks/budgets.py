@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
 from relay.clock import Clock
@@ -42,13 +43,7 @@ class Budgets:
         spent = spent_in(costs, budget.currency)
         likely = None
         if plan.prices is not None and plan.prices.currency == budget.currency:
-            model = body.get("model")
-            likely = estimate(
-                plan.prices,
-                model if isinstance(model, str) else None,
-                _number(body, "duration"),
-                _text(body, "resolution"),
-            )
+            likely = likely_cost(plan, body)
         if spent + (likely or 0) <= budget.amount:
             return
         said = (
@@ -58,6 +53,17 @@ class Budgets:
         )
         log.warning("submission refused for account %s: %s", account_id, said)
         raise BudgetExceeded(said)
+
+
+def likely_cost(plan: ProviderPlan, body: Mapping[str, Any]) -> Decimal | None:
+    """What creating ``body`` at this provider likely costs, in its prices' currency."""
+    model = body.get("model")
+    return estimate(
+        plan.prices,
+        model if isinstance(model, str) else None,
+        _number(body, "duration"),
+        _text(body, "resolution"),
+    )
 
 
 def _field(body: Mapping[str, Any], name: str) -> object:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import replace
+from decimal import Decimal
 
 from relay.clock import Clock
 from relay.errors import (
@@ -26,8 +27,16 @@ from relay.errors import (
     UntranslatableInput,
 )
 from relay.models import Task
-from relay.routing import Route, StepOutcome, SubmissionStep, exhausted_message, order
+from relay.routing import (
+    Route,
+    StepOutcome,
+    Strategy,
+    SubmissionStep,
+    exhausted_message,
+    order,
+)
 from relay.submissions import body_hash
+from relay.tasks.budgets import likely_cost
 from relay.tasks.registration import ProviderPlan, Registration, native_input
 from relay.tasks.submitting import Submitter
 
@@ -47,10 +56,11 @@ async def submit_through(
     if earlier is not None:
         return earlier
     health = {name: providers[name].client.health() for name in route.providers}
+    estimates = _estimates(route, providers, reg) if route.strategy is Strategy.CHEAPEST else {}
     steps: list[SubmissionStep] = []
     unsupported: list[UntranslatableInput] = []
     over_budget: BudgetExceeded | None = None
-    for name in order(route, health):
+    for name in order(route, health, estimates):
         plan = providers[name]
         asked = replace(reg, provider=name, route=route.name, steps=tuple(steps))
         try:
@@ -82,6 +92,20 @@ async def submit_through(
     if over_budget is not None and all(s.outcome is StepOutcome.SKIPPED for s in steps):
         raise over_budget
     raise RouteUnavailable(exhausted_message(route.name, steps), tuple(steps))
+
+
+def _estimates(
+    route: Route, providers: Mapping[str, ProviderPlan], reg: Registration
+) -> dict[str, Decimal | None]:
+    """Each provider's likely cost of this task (None where the input does not translate)."""
+    found: dict[str, Decimal | None] = {}
+    for name in route.providers:
+        plan = providers[name]
+        try:
+            found[name] = likely_cost(plan, native_input(replace(reg, provider=name), plan))
+        except UntranslatableInput:
+            found[name] = None
+    return found
 
 
 async def _earlier(

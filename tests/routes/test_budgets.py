@@ -108,3 +108,22 @@ async def test_the_budget_command_refuses_what_it_cannot_mean(
         code, output = await asyncio.to_thread(run, *args)
         assert code != 0, (args, output)
         assert why in output, (args, output)
+
+
+async def test_a_cheapest_route_asks_the_cheaper_provider_first(
+    start_relay: InProcessFactory,
+) -> None:
+    relay = await start_relay(
+        providers=PROVIDERS,
+        prices=PRICES,
+        routes={"thrifty": {"providers": ["cubicspaces", "sandbox"], "strategy": "cheapest"}},
+        sandbox={"queued_seconds": 0.2, "running_seconds": 0.3},
+    )
+    account = await relay.account("bargain")
+    async with relay.client(account) as client:
+        created = await client.post("/v1/tasks", json={"provider": "thrifty", "input": NEUTRAL})
+    assert created.status_code == 201, created.text
+    assert [(s["provider"], s["outcome"]) for s in created.json()["submissions"]] == [
+        ("sandbox", "accepted")
+    ]
+    assert await creates_at(relay, "cubicspaces") == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 
 from relay.provider_answers import ProviderHealth
 from relay.routing import Route, StepOutcome, Strategy, SubmissionStep, exhausted_message, order
@@ -45,3 +46,9 @@ def test_the_exhausted_message_names_each_provider_and_why() -> None:
         "no provider of route 'r' took the task: a: skipped (backed off); "
         "b: not_accepted (HTTP 503)"
     )
+
+
+def test_cheapest_asks_the_lowest_likely_cost_first_unknown_last() -> None:
+    route = Route("r", ("a", "b", "c", "d"), Strategy.CHEAPEST)
+    estimates = {"a": Decimal("0.30"), "b": None, "c": Decimal("0.10"), "d": Decimal("0.10")}
+    assert order(route, {}, estimates) == ["c", "d", "a", "b"]

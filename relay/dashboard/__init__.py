@@ -3,6 +3,8 @@ same store queries and operations as the JSON API, signed in with an API key."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from starlette.middleware import Middleware
 from starlette.routing import Mount, Route
 
@@ -13,7 +15,9 @@ from relay.dashboard.session import DashboardSessions
 PREFIX = "/dashboard"
 
 
-def dashboard_routes() -> list[Route]:
+def dashboard_routes(prices: Mapping[str, str] | None = None) -> list[Route]:
+    """The pages and forms; ``prices``: the configured price tables' currencies by
+    provider (the Usage page says which providers have one)."""
     sub = "/subscriptions/{sub_id}"
     submission = "/submissions/{submission_id}"
     return [
@@ -37,6 +41,7 @@ def dashboard_routes() -> list[Route]:
         Route(submission + "/resolve", actions.resolve_submission, methods=["POST"]),
         Route(submission + "/abandon", actions.abandon_submission, methods=["POST"]),
         Route("/providers", pages.providers),
+        Route("/usage", pages.usage(prices or {})),
     ]
 
 
@@ -44,7 +49,7 @@ def dashboard_mount(settings: Settings) -> Mount:
     """``/dashboard`` with its session middleware (the API never sees a cookie)."""
     return Mount(
         PREFIX,
-        routes=dashboard_routes(),
+        routes=dashboard_routes({n: t.currency for n, t in settings.prices.items()}),
         middleware=[
             Middleware(
                 DashboardSessions, settings=settings.dashboard, secret_key=settings.secret_key

@@ -8,7 +8,7 @@ Every list is one indexed, cursor-paginated store query (the same as ``GET /v1/t
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlencode
 
@@ -17,8 +17,8 @@ from starlette.responses import Response
 
 from relay.api.http import cursor_position, next_cursor, services
 from relay.copies.values import CopyState, OutputCopy, OutputKind
-from relay.dashboard import views
-from relay.dashboard.render import guarded, page, redirect
+from relay.dashboard import usage_views, views
+from relay.dashboard.render import Handler, guarded, page, redirect
 from relay.dashboard.session import require_account
 from relay.errors import (
     BadRequest,
@@ -297,3 +297,30 @@ async def providers(request: Request) -> Response:
             ]
         },
     )
+
+
+def usage(prices: Mapping[str, str]) -> Handler:
+    """``GET /dashboard/usage?days=7|30|90``: what the account's tasks cost over the last
+    days (UTC, today included), read as ``GET /v1/usage`` reads it (one indexed query);
+    ``prices``: the configured price tables' currencies by provider."""
+
+    @guarded
+    async def show(request: Request) -> Response:
+        who = require_account(request)
+        svc = services(request)
+        raw = request.query_params.get("days") or str(usage_views.DEFAULT_DAYS)
+        if raw not in {str(d) for d in usage_views.WINDOWS}:
+            allowed = ", ".join(str(d) for d in usage_views.WINDOWS)
+            raise BadRequest(f"days: {raw[:40]!r} is not one of {allowed}")
+        window = usage_views.usage_window(svc.clock.now(), int(raw))
+        spent = await svc.store.task_costs(who.account_id, window.since, window.until)
+        return page(
+            request,
+            "usage.html",
+            {
+                "usage": usage_views.usage_page(spent, window, prices),
+                "windows": usage_views.WINDOWS,
+            },
+        )
+
+    return show

@@ -4,7 +4,7 @@ refuses the create at once (issue 13's figure).
     python benchmarks/failover.py [--requests 1000] [--warmup 50] [--rotation 128]
 
 Requirement: a submission through a route ``[broken, healthy]`` whose first provider answers
-503 at once takes, at the median, under 50 ms longer than a direct submission to the healthy
+429 at once takes, at the median, under 50 ms longer than a direct submission to the healthy
 provider, measured in one run. The exit status is 1 when that misses (in either case below).
 p99 is reported against the same 50 ms, for information.
 
@@ -28,22 +28,22 @@ time (keep-alive), timed from just before the client call to the whole answer re
 - B, failover: ``{"provider": "<route>", ...}``, the route ``[broken, healthy]``.
 
 A and B alternate (which goes first alternates too), so both see the same machine noise.
-A 503 backs the provider off (``ProviderClient``: 2 s ±20 % after the first fault, doubling
+A 429 backs the provider off (``ProviderClient``: 2 s ±20 % after the first fault, doubling
 with each more, reset by a success; not configurable), and a backed-off provider is skipped
 without being asked. So there are two cases, measured in turn:
 
-1. "refused at once": the broken provider is asked every time and answers 503. Each B
+1. "refused at once": the broken provider is asked every time and answers 429. Each B
    request uses the next of ``--rotation`` routes ``failover_NN = [broken_NN, healthy]``
    (``broken_NN`` all at the apiyi flavour); just before it, a one-shot fault plan
-   (``{"plan": ["503"], "flavors": ["apiyi"]}``) makes the next apiyi request a 503, and
+   (``{"plan": ["429"], "flavors": ["apiyi"]}``) makes the next apiyi request a 429, and
    before a broken provider comes round again (no sooner than 2.5 s after its fault, the
    back-off's longest), an unmeasured direct submission to it succeeds, which ends its
    back-off and resets its fault count. Every B answer is checked: ``submissions`` is
    ``[(broken_NN, not_accepted), (healthy, accepted)]``. For scale, the round trip of the
-   503 itself (this client straight to the provider's apiyi create) is timed too, each
+   429 itself (this client straight to the provider's apiyi create) is timed too, each
    iteration.
 2. "backed off": the route ``backed_off = [broken_bo, healthy]`` with the apiyi flavour
-   answering 503 to every request (a repeating plan). The first B is refused and backs
+   answering 429 to every request (a repeating plan). The first B is refused and backs
    ``broken_bo`` off; later ones skip it without asking until the back-off ends, when it is
    asked once more (and backs off twice as long). The B answers are split by the first
    step's outcome: ``skipped`` (the backed-off case, judged) or ``not_accepted`` (asked).
@@ -192,7 +192,7 @@ class Client:
             raise RuntimeError(f"fault plan {plan}: {text[:300]}")
 
     async def refusal(self) -> float:
-        """The round trip of one 503 from the broken flavour, this client straight to the
+        """The round trip of one 429 from the broken flavour, this client straight to the
         provider (the fault plan must be set): the hop a failover adds, for scale."""
         started = time.perf_counter()
         async with self.control.post(
@@ -202,8 +202,8 @@ class Client:
         ) as r:
             await r.read()
         elapsed = (time.perf_counter() - started) * 1000
-        if r.status != 503:
-            raise RuntimeError(f"the broken flavour answered {r.status}, not 503")
+        if r.status != 429:
+            raise RuntimeError(f"the broken flavour answered {r.status}, not 429")
         return elapsed
 
 
@@ -211,8 +211,8 @@ def steps(task: dict[str, Any]) -> list[tuple[str, str]]:
     return [(s["provider"], s["outcome"]) for s in task.get("submissions") or []]
 
 
-ONE_SHOT = {"plan": ["503"], "repeat": False, "flavors": [BROKEN_FLAVOR]}
-ALWAYS = {"plan": ["503"], "repeat": True, "flavors": [BROKEN_FLAVOR]}
+ONE_SHOT = {"plan": ["429"], "repeat": False, "flavors": [BROKEN_FLAVOR]}
+ALWAYS = {"plan": ["429"], "repeat": True, "flavors": [BROKEN_FLAVOR]}
 
 
 # --- the two cases ----------------------------------------------------------------------------
@@ -227,7 +227,7 @@ class Case:
     asked: list[float] = field(default_factory=list)
     """Backed-off case: the B requests whose broken provider was asked after all."""
     refusal: list[float] = field(default_factory=list)
-    """Refused-at-once case: the 503's own round trip."""
+    """Refused-at-once case: the 429's own round trip."""
 
 
 async def refused_at_once(client: Client, n: int, warmup: int, rotation: int) -> Case:
@@ -340,10 +340,10 @@ def report(refused: Case, skipped: Case, load: tuple[str, str], seconds: float) 
         f"relay serve processes (SQLite); {os.cpu_count()} CPUs; load average before "
         f"{load[0]}, after {load[1]}; run {seconds:.1f} s"
     )
-    print("1. refused at once: the broken provider is asked every time and answers 503")
+    print("1. refused at once: the broken provider is asked every time and answers 429")
     print(f"  A direct -> healthy                    {summary(refused.direct)}")
     print(f"  B route [broken_NN, healthy]           {summary(refused.failover)}")
-    print(f"  (the 503's own round trip, no relay)   {summary(refused.refusal)}")
+    print(f"  (the 429's own round trip, no relay)   {summary(refused.refusal)}")
     ok = judge("refused at once", refused)
     print("2. backed off: the broken provider is skipped without being asked")
     print(f"  A direct -> healthy                    {summary(skipped.direct)}")

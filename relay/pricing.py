@@ -20,6 +20,10 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 PLACES = Decimal("0.0001")
+MAX_AMOUNT = Decimal(10) ** 12
+"""A cost past this is no cost the relay believes (a provider's usage gone wild)."""
+MAX_USAGE = Decimal(10) ** 15
+"""Tokens, seconds or credits past this are not a usage the relay believes."""
 MILLION = Decimal(1_000_000)
 ANY_MODEL = "*"
 TIMES = "\u00d7"
@@ -105,8 +109,16 @@ def total(costs: list[Cost]) -> Decimal:
     return sum((c.amount for c in costs), Decimal(0))
 
 
-def _cost(amount: Decimal, currency: str, basis: str) -> Cost:
-    return Cost(amount.quantize(PLACES, rounding=ROUND_HALF_UP), currency, basis)
+def _cost(amount: Decimal, currency: str, basis: str) -> Cost | None:
+    rounded = _rounded(amount)
+    return None if rounded is None else Cost(rounded, currency, basis)
+
+
+def _rounded(amount: Decimal) -> Decimal | None:
+    """``amount`` to ``PLACES``; None when it is past any sane price (``MAX_AMOUNT``)."""
+    if not amount.is_finite() or abs(amount) > MAX_AMOUNT:
+        return None
+    return amount.quantize(PLACES, rounding=ROUND_HALF_UP)
 
 
 def _number(value: object) -> Decimal | None:
@@ -116,7 +128,7 @@ def _number(value: object) -> Decimal | None:
         number = Decimal(str(value))
     except ArithmeticError:
         return None
-    return number if number.is_finite() and number >= 0 else None
+    return number if number.is_finite() and 0 <= number <= MAX_USAGE else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +207,8 @@ class Budget:
 PIXELS = {"480p": 864 * 480, "720p": 1280 * 720, "1080p": 1920 * 1080}
 """Pixels per frame of Ark's 16:9 sizes (other ratios hold about as many)."""
 DEFAULT_SECONDS = 5
+MAX_SECONDS = 3600
+"""A longer duration asked for is priced as this (no provider makes longer clips)."""
 DEFAULT_FPS = 24
 
 
@@ -208,13 +222,13 @@ def estimate(
     price = table.price(model) if table is not None else None
     if price is None:
         return None
-    seconds = duration or DEFAULT_SECONDS
+    seconds = min(duration or DEFAULT_SECONDS, MAX_SECONDS)
     if price.unit is Unit.TASK:
-        return price.amount
+        return _rounded(price.amount)
     if price.unit is Unit.SECOND:
-        return price.amount * seconds
+        return _rounded(price.amount * seconds)
     if price.unit is Unit.CREDIT:
         return None
     pixels = PIXELS.get(resolution or "720p", PIXELS["720p"])
     tokens = Decimal((seconds * DEFAULT_FPS + 1) * pixels) / 1024
-    return (price.amount * tokens / MILLION).quantize(PLACES, rounding=ROUND_HALF_UP)
+    return _rounded(price.amount * tokens / MILLION)

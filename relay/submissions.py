@@ -106,8 +106,10 @@ _REFUSALS = frozenset(
 sent to no such endpoint, or never sent (the relay is backing the provider off)."""
 
 NOT_TAKEN_STATUSES = frozenset({503})
-"""HTTP statuses that mean "not processed" whoever sends them: a gateway with no free
-channel, a proxy with no upstream. A 500, 502 or 504 may come after the provider took it."""
+"""HTTP statuses that mean "not processed" when the provider itself says so (its own error
+code in the body): a gateway with no free channel (new-api ``model_not_found``). A 503 page
+from whatever proxy sits in front (an Envoy "reset before headers") may come after the
+provider took it, as may a 500, 502 or 504."""
 
 
 def create_was_taken(fault: ProviderFault) -> bool | None:
@@ -115,7 +117,11 @@ def create_was_taken(fault: ProviderFault) -> bool | None:
     certainly was not (safe to try again, here or elsewhere), None when nobody can tell."""
     if not fault.reached or fault.kind in _REFUSALS:
         return False
-    if fault.kind is FaultKind.UNAVAILABLE and fault.status_code in NOT_TAKEN_STATUSES:
+    if (
+        fault.kind is FaultKind.UNAVAILABLE
+        and fault.status_code in NOT_TAKEN_STATUSES
+        and fault.provider_code is not None
+    ):
         return False
     return None
 

@@ -39,7 +39,8 @@ def fault(kind: FaultKind, status: int | None = None, *, reached: bool = True) -
         (fault(FaultKind.UNAUTHORIZED, 401), False),
         (fault(FaultKind.RATE_LIMITED, 429), False),
         (fault(FaultKind.NOT_FOUND, 404), False),
-        (fault(FaultKind.UNAVAILABLE, 503), False),  # no channel, no upstream
+        # The gateway itself says so: new-api's "no available channel".
+        (replace(fault(FaultKind.UNAVAILABLE, 503), provider_code="model_not_found"), False),
         # Nobody can tell.
         (fault(FaultKind.TIMEOUT), None),  # the body was sent
         (fault(FaultKind.UNAVAILABLE), None),  # the connection was cut before the answer
@@ -47,6 +48,7 @@ def fault(kind: FaultKind, status: int | None = None, *, reached: bool = True) -
         (fault(FaultKind.UNAVAILABLE, 502), None),
         (fault(FaultKind.UNAVAILABLE, 504), None),
         (fault(FaultKind.BAD_RESPONSE, 200), None),  # a 2xx the relay could not read
+        (fault(FaultKind.UNAVAILABLE, 503), None),  # a proxy's page: maybe after forwarding
     ],
 )
 def test_whether_a_failed_create_may_have_been_taken(

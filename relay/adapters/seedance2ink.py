@@ -65,7 +65,7 @@ _CONTENT_POLICY_CODES = (
 )
 _TIMEOUT_CODES = ("timeout", "timed_out")
 _QUOTA_CODES = ("insufficient_credit", "credits", "quota")
-_INVALID_CODES = ("invalid", "validation", "bad_request")
+_INVALID_CODES = ("invalid", "validation", "bad_request", "not_cancellable", "cannot_cancel")
 
 
 def _mentions(code: str | None, markers: Iterable[str]) -> bool:
@@ -161,10 +161,11 @@ def _refusal(reply: HttpReply, obj: object, now: datetime) -> ProviderFault:
     """Classify a refusal, whatever its HTTP status.
 
     A known code decides (``unauthorized`` → UNAUTHORIZED even on a 200 or 400); otherwise
-    an HTTP error status does, as for every provider. A 2xx refusal with an unknown code is
-    taken as the provider refusing the request itself (INVALID_REQUEST, not retried): the
-    documented refusals are all about the caller's request, and retrying an unknown one
-    blindly would resubmit a paid create.
+    an HTTP error status does, as for every provider. A 2xx refusal names the caller's
+    request (INVALID_REQUEST) only when its code says so (invalid, validation, bad request,
+    no credits); any other is an answer the relay cannot read (BAD_RESPONSE, not retried): a
+    create that met one may have been taken, so it is neither sent again nor to another
+    provider (``relay.submissions.create_was_taken``).
     """
     code, message = provider_error_fields(obj)
     fault = http_fault(reply, now, code=code, message=message)
@@ -177,7 +178,9 @@ def _refusal(reply: HttpReply, obj: object, now: datetime) -> ProviderFault:
     if _mentions(code, _UNAVAILABLE_CODES):
         return replace(fault, kind=FaultKind.UNAVAILABLE, retryable=True)
     if 200 <= reply.status_code < 300:
-        return replace(fault, kind=FaultKind.INVALID_REQUEST, retryable=False)
+        if _mentions(code, _INVALID_CODES + _QUOTA_CODES):
+            return replace(fault, kind=FaultKind.INVALID_REQUEST, retryable=False)
+        return replace(fault, kind=FaultKind.BAD_RESPONSE, retryable=False)
     return fault
 
 

@@ -28,6 +28,7 @@ from starlette.responses import Response
 from relay.api.errors import answer_for
 from relay.api.http import services
 from relay.errors import (
+    BudgetExceeded,
     IdempotencyKeyInUse,
     IdempotencyKeyReused,
     InvalidIdempotencyKey,
@@ -41,9 +42,9 @@ from relay.models import Account
 HEADER = "idempotency-key"
 _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 
-_NOT_KEPT = (SubmissionUncertain, SubmissionInFlight)
-"""Answers about a state that will change (the provider's answer is not known yet): a retry
-must ask again, and get the task once the submission is settled."""
+_NOT_KEPT = (SubmissionUncertain, SubmissionInFlight, BudgetExceeded)
+"""Answers about a state that will change (the provider's answer is not known yet, the
+operator may raise the budget): a retry must ask again."""
 
 LEASE = 15.0
 """Seconds a reservation outlives its holder: renewed every third of it while it runs."""

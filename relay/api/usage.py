@@ -10,7 +10,7 @@ route. Amounts are decimal strings summed exactly, so they equal the sum of the 
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -24,14 +24,16 @@ from relay.pricing import usage_totals
 
 DEFAULT_WINDOW = timedelta(days=30)
 MAX_WINDOW = timedelta(days=400)
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 
 
 async def usage(request: Request) -> Response:
     account = await authenticate(request)
     q = parse(UsageQuery, dict(request.query_params))
     svc = services(request)
-    until = parse_time("until", q.until) or svc.clock.now()
-    since = parse_time("since", q.since) or until - DEFAULT_WINDOW
+    until = _bounded("until", q.until) or svc.clock.now()
+    since = _bounded("since", q.since) or until - DEFAULT_WINDOW
     if since >= until:
         raise InvalidTimeRange("since must be before until")
     if until - since > MAX_WINDOW:
@@ -45,6 +47,15 @@ async def usage(request: Request) -> Response:
             **usage_totals(spent, q.group_by),
         }
     )
+
+
+def _bounded(name: str, value: str | None) -> datetime | None:
+    """A time of the query, refused outside 2000 to 9000 (where window arithmetic and
+    timestamps stay well defined)."""
+    parsed = parse_time(name, value)
+    if parsed is not None and not EARLIEST <= parsed <= LATEST:
+        raise InvalidTimeRange(f"{name} must fall between the years 2000 and 9000")
+    return parsed
 
 
 def usage_routes() -> list[Route]:

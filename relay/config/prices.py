@@ -11,6 +11,7 @@ from relay.config.sections import ConfigModel
 from relay.pricing import ANY_MODEL, Price, PriceTable, Unit
 
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
+MAX_PRICE = Decimal(1_000_000)
 
 
 def _decimal(value: object) -> Decimal:
@@ -20,8 +21,10 @@ def _decimal(value: object) -> Decimal:
         number = Decimal(str(value))
     except InvalidOperation:
         raise ValueError(f"{value!r} is not a decimal number") from None
-    if not number.is_finite() or number < 0:
-        raise ValueError("must be a finite number, 0 or more")
+    if not number.is_finite() or number < 0 or number > MAX_PRICE:
+        raise ValueError(f"must be a number from 0 to {MAX_PRICE}")
+    if number != number.quantize(Decimal("1e-8")):
+        raise ValueError("at most 8 decimal places")
     return number
 
 

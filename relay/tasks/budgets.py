@@ -42,7 +42,14 @@ class Budgets:
         costs = await self._store.task_costs(account_id, budget.started(now), now)
         spent = spent_in(costs, budget.currency)
         likely = None
-        if plan.prices is not None and plan.prices.currency == budget.currency:
+        if plan.prices is not None and plan.prices.currency != budget.currency:
+            said = (
+                f"{provider} is priced in {plan.prices.currency} and the account's budget is in "
+                f"{budget.currency}: whether this task fits cannot be told"
+            )
+            log.warning("submission refused for account %s: %s", account_id, said)
+            raise BudgetExceeded(said)
+        if plan.prices is not None:
             likely = likely_cost(plan, body)
         if spent + (likely or 0) <= budget.amount:
             return

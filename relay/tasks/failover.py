@@ -17,9 +17,11 @@ from collections.abc import Mapping
 from dataclasses import replace
 from decimal import Decimal
 
+from relay.adapters.video_input import is_neutral
 from relay.clock import Clock
 from relay.errors import (
     BudgetExceeded,
+    InvalidInput,
     ProviderRejected,
     ProviderUnavailable,
     RouteUnavailable,
@@ -55,11 +57,21 @@ async def submit_through(
     earlier = await _earlier(submitter, route, providers, account_id, reg)
     if earlier is not None:
         return earlier
+    dialects = {providers[name].client.dialect.name for name in route.providers}
+    if len(dialects) > 1 and not is_neutral_input(reg):
+        raise InvalidInput(
+            "input",
+            f"route {route.name!r} spans providers of different dialects "
+            f"({', '.join(sorted(dialects))}): give the provider-neutral input "
+            "(model, prompt, ...), which the relay translates for each",
+        )
     health = {name: providers[name].client.health() for name in route.providers}
     estimates = _estimates(route, providers, reg) if route.strategy is Strategy.CHEAPEST else {}
     steps: list[SubmissionStep] = []
     unsupported: list[UntranslatableInput] = []
     over_budget: BudgetExceeded | None = None
+    rejected: ProviderRejected | None = None
+    rejections = 0
     for name in order(route, health, estimates):
         plan = providers[name]
         asked = replace(reg, provider=name, route=route.name, steps=tuple(steps))
@@ -80,7 +92,14 @@ async def submit_through(
             over_budget = exc
             steps.append(SubmissionStep(name, clock.now(), StepOutcome.SKIPPED, str(exc)))
             continue
-        except (ProviderRejected, ProviderUnavailable) as exc:
+        except ProviderRejected as exc:
+            # The request itself was refused: another provider may take it, unless it was
+            # refused for its content, which every provider would refuse as well.
+            rejected, rejections = exc, rejections + 1
+            steps.append(SubmissionStep(name, clock.now(), StepOutcome.NOT_ACCEPTED, str(exc)))
+            if _about_content(exc):
+                raise
+        except ProviderUnavailable as exc:
             # Certainly not taken (relay.submissions.create_was_taken): the next may.
             steps.append(SubmissionStep(name, clock.now(), StepOutcome.NOT_ACCEPTED, str(exc)))
             log.info("route %s: %s did not take the task: %s", route.name, name, exc)
@@ -91,6 +110,9 @@ async def submit_through(
         )
     if over_budget is not None and all(s.outcome is StepOutcome.SKIPPED for s in steps):
         raise over_budget
+    tried = sum(s.outcome is StepOutcome.NOT_ACCEPTED for s in steps)
+    if rejected is not None and rejections == tried:
+        raise rejected  # the caller's request, as every provider asked said: a 400
     raise RouteUnavailable(exhausted_message(route.name, steps), tuple(steps))
 
 
@@ -106,6 +128,20 @@ def _estimates(
         except UntranslatableInput:
             found[name] = None
     return found
+
+
+def _about_content(exc: ProviderRejected) -> bool:
+    """Whether the provider refused the input for what it shows (a moderation refusal)."""
+    said = f"{exc.fault.provider_code or ''} {exc.fault.message}".lower()
+    return any(word in said for word in CONTENT_REFUSALS)
+
+
+CONTENT_REFUSALS = ("sensitive", "policy", "moderation", "nsfw", "safety")
+
+
+def is_neutral_input(reg: Registration) -> bool:
+    assert reg.input is not None
+    return reg.input_format == "unified" or (reg.input_format is None and is_neutral(reg.input))
 
 
 async def _earlier(

@@ -330,7 +330,7 @@ QUERY_CASES = [
         "200 unknown refusal code",
         reply(200, {"success": False, "error": {"code": "mystery", "message": "no"}}),
         fault(
-            FaultKind.INVALID_REQUEST,
+            FaultKind.BAD_RESPONSE,
             False,
             "provider answered HTTP 200 [mystery]: no",
             200,
@@ -340,9 +340,7 @@ QUERY_CASES = [
     Case(
         "200 success false without an error",
         reply(200, {"success": False}),
-        fault(
-            FaultKind.INVALID_REQUEST, False, 'provider answered HTTP 200: {"success": false}', 200
-        ),
+        fault(FaultKind.BAD_RESPONSE, False, 'provider answered HTTP 200: {"success": false}', 200),
     ),
     Case(
         "500 server error",

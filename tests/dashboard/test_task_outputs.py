@@ -46,8 +46,8 @@ def kept(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
 
 
 async def finished_task(relay: InProcessRelay, account: Account, status: str) -> dict[str, Any]:
-    """A sandbox task (with a last frame) whose copy has come to ``status``, as the API
-    shows it."""
+    """A sandbox task (with a last frame) whose copy has come to ``status``, its last frame
+    stored too (copied alongside, waited for by nobody), as the API shows it."""
     body = {"provider": "sandbox", "input": {**ark_input(), "return_last_frame": True}}
     async with relay.client(account) as client:
         created = await client.post("/v1/tasks", json=body)
@@ -57,7 +57,9 @@ async def finished_task(relay: InProcessRelay, account: Account, status: str) ->
         async def settled() -> dict[str, Any] | None:
             task: dict[str, Any] = (await client.get(f"/v1/tasks/{task_id}")).json()
             output = task["output"]
-            return task if output is not None and output["status"] == status else None
+            if output is None or output["status"] != status or output["last_frame"] is None:
+                return None
+            return task
 
         return await eventually(settled, within=20, what=f"the copy to be {status}")
 

@@ -127,3 +127,28 @@ async def test_a_cheapest_route_asks_the_cheaper_provider_first(
         ("sandbox", "accepted")
     ]
     assert await creates_at(relay, "cubicspaces") == 0
+
+
+async def test_a_refusal_is_not_the_keys_answer_and_other_currencies_are_not_guessed(
+    start_relay: InProcessFactory,
+) -> None:
+    relay = await start_relay(
+        providers=PROVIDERS,
+        prices={**PRICES, "cubicspaces": {"currency": "EUR", "models": {"*": {"per_task": "1"}}}},
+        sandbox={"queued_seconds": 0.2, "running_seconds": 0.3},
+    )
+    account = await relay.account("careful")
+    await budget(relay, account.id, "--daily", "0.05")
+    key = {"Idempotency-Key": "k-budget"}
+    body = {"provider": "sandbox", "input": NEUTRAL}
+    async with relay.client(account, headers=key) as client:
+        refused = await client.post("/v1/tasks", json=body)  # 0.10 > 0.05
+        assert refused.status_code == 402, refused.text
+        await budget(relay, account.id, "--daily", "5")
+        again = await client.post("/v1/tasks", json=body)  # the key kept no 402
+        assert again.status_code == 201, again.text
+    async with relay.client(account) as client:
+        euros = await client.post("/v1/tasks", json={"provider": "cubicspaces", "input": NEUTRAL})
+    assert euros.status_code == 402, euros.text
+    assert "priced in EUR" in euros.json()["error"]["message"]
+    assert await creates_at(relay, "cubicspaces") == 0

@@ -68,5 +68,7 @@ async def test_three_tasks_cost_what_usage_totals_say(start_relay: InProcessFact
         since_later = await client.get("/v1/usage", params=backwards)
         assert since_later.status_code == 400
         assert (await client.get("/v1/usage", params={"group_by": "week"})).status_code == 400
+        for extreme in ({"until": "0001-01-01T00:00:00Z"}, {"since": "9999-12-31T23:59:59-01:00"}):
+            assert (await client.get("/v1/usage", params=extreme)).status_code == 400
     async with relay.client(other) as stranger:
         assert (await stranger.get("/v1/usage")).json()["totals"] == []

@@ -63,7 +63,7 @@ async def test_a_broken_first_provider_is_asked_once_and_the_second_takes_the_ta
     relay: InProcessRelay,
 ) -> None:
     account = await relay.account("router")
-    await break_flavor(relay, ["503"], "cubicspaces", repeat=True)
+    await break_flavor(relay, ["429"], "cubicspaces", repeat=True)
     created = await submit(relay, account)
     assert created.status_code == 201, created.text
     task = created.json()
@@ -73,7 +73,7 @@ async def test_a_broken_first_provider_is_asked_once_and_the_second_takes_the_ta
         ("cubicspaces", "not_accepted"),
         ("sandbox", "accepted"),
     ]
-    assert "503" in steps[0]["error"]
+    assert "429" in steps[0]["error"]
     assert await creates_at(relay, "cubicspaces") == 1
     assert await creates_at(relay, "ark") == 1
     async with relay.client(account) as client:
@@ -104,7 +104,7 @@ async def test_a_route_whose_every_provider_refuses_says_why_for_each(
 ) -> None:
     account = await relay.account("unlucky")
     async with httpx.AsyncClient(base_url=relay.url) as control:
-        body = {"plan": ["503"], "repeat": True}  # every flavour
+        body = {"plan": ["429"], "repeat": True}  # every flavour
         assert (await control.put("/sandbox/_control/faults", json=body)).status_code == 200
     refused = await submit(relay, account)
     assert refused.status_code == 502, refused.text
@@ -158,7 +158,7 @@ async def test_a_retry_with_the_same_key_after_failover_gets_the_same_task(
     relay: InProcessRelay,
 ) -> None:
     account = await relay.account("retrier")
-    await break_flavor(relay, ["503"], "cubicspaces", repeat=True)
+    await break_flavor(relay, ["429"], "cubicspaces", repeat=True)
     async with relay.client(account, headers={"Idempotency-Key": "k-1"}) as client:
         body = {"provider": "any", "input": NEUTRAL}
         first = await client.post("/v1/tasks", json=body)
@@ -172,9 +172,26 @@ async def test_the_dashboard_shows_the_route_and_each_provider_asked(
     relay: InProcessRelay,
 ) -> None:
     account = await relay.account("viewer")
-    await break_flavor(relay, ["503"], "cubicspaces", repeat=True)
+    await break_flavor(relay, ["429"], "cubicspaces", repeat=True)
     task = (await submit(relay, account)).json()
     page = (await task_page(relay, account, task["id"])).text
     assert 'id="task-route">any<' in page
     assert "cubicspaces</span> not accepted" in page
     assert "sandbox</span> accepted" in page
+
+
+async def test_a_native_body_through_a_route_of_several_dialects_is_refused(
+    relay: InProcessRelay,
+) -> None:
+    account = await relay.account("native")
+    ark_body = {
+        "model": "doubao-seedance-2-0-fast-260128",
+        "content": [{"type": "text", "text": "x"}],
+    }
+    async with relay.client(account) as client:
+        refused = await client.post(
+            "/v1/tasks", json={"provider": "seeded", "input": ark_body, "input_format": "native"}
+        )
+    assert refused.status_code == 400, refused.text
+    assert "provider-neutral" in refused.json()["error"]["message"]
+    assert await creates_at(relay, "seedance2ink") == 0

@@ -116,3 +116,10 @@ def test_usage_totals_are_exact_per_currency_and_per_group() -> None:
         ("b", "USD", "0.2000"),
     ]
     assert usage_totals([], None) == {"totals": [], "groups": []}
+
+
+def test_usage_past_belief_is_no_cost_rather_than_a_crash() -> None:
+    per_token = table(Unit.MILLION_TOKENS, "1.40")
+    assert cost_of(per_token, "m", {"completion_tokens": 10**30}, 5) is None
+    huge = PriceTable("USD", {"*": Price(Unit.SECOND, Decimal(10) ** 20)})
+    assert cost_of(huge, "m", None, 5) is None

@@ -53,6 +53,16 @@ from relay.errors import ConfigError
 from relay.net.addresses import NetworkSettings
 
 SANDBOX = "sandbox"
+
+
+def at_subpath(subpath: str, message: str) -> PydanticCustomError:
+    """A validation error of a key inside the field being validated (``subpath`` under it),
+    reported by ``relay.config.text.describe`` as ``field.subpath: message``."""
+    return PydanticCustomError(
+        "relay_subpath", "{message}", {"subpath": subpath, "message": message}
+    )
+
+
 """The built-in provider's name: the relay's own emulation of the provider APIs."""
 
 PROVIDER_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
@@ -258,24 +268,15 @@ class Settings(ConfigModel):
         for name, provider in providers.items():
             own = provider.sandbox or (name == SANDBOX and sandbox.enabled)
             if provider.sandbox and not sandbox.enabled:
-                raise PydanticCustomError(
-                    "relay_subpath",
-                    "{message}",
-                    {
-                        "subpath": f"{name}.sandbox",
-                        "message": "this provider talks to the "
-                        "sandbox, which is disabled (sandbox.enabled: false)",
-                    },
+                raise at_subpath(
+                    f"{name}.sandbox",
+                    "this provider talks to the "
+                    "sandbox, which is disabled (sandbox.enabled: false)",
                 )
             if provider.base_url is None and not own:
-                raise PydanticCustomError(
-                    "relay_subpath",
-                    "{message}",
-                    {
-                        "subpath": f"{name}.base_url",
-                        "message": "base_url is required (null "
-                        "means this relay's own sandbox: set sandbox: true)",
-                    },
+                raise at_subpath(
+                    f"{name}.base_url",
+                    "base_url is required (null means this relay's own sandbox: set sandbox: true)",
                 )
         return MappingProxyType(providers)
 
@@ -289,20 +290,11 @@ class Settings(ConfigModel):
             return value  # providers are invalid and already reported
         for name, route in value.items():
             if name in providers:
-                raise PydanticCustomError(
-                    "relay_subpath",
-                    "{message}",
-                    {"subpath": name, "message": "a provider has this name already"},
-                )
+                raise at_subpath(name, "a provider has this name already")
             unknown = [p for p in route.providers if p not in providers]
             if unknown:
-                raise PydanticCustomError(
-                    "relay_subpath",
-                    "{message}",
-                    {
-                        "subpath": f"{name}.providers",
-                        "message": f"not a configured provider: {', '.join(unknown)}",
-                    },
+                raise at_subpath(
+                    f"{name}.providers", f"not a configured provider: {', '.join(unknown)}"
                 )
         return MappingProxyType(dict(value))
 
@@ -316,11 +308,7 @@ class Settings(ConfigModel):
             return value
         for name in value:
             if name not in providers:
-                raise PydanticCustomError(
-                    "relay_subpath",
-                    "{message}",
-                    {"subpath": name, "message": "not a configured provider"},
-                )
+                raise at_subpath(name, "not a configured provider")
         return MappingProxyType(dict(value))
 
     @model_validator(mode="after")
@@ -331,24 +319,15 @@ class Settings(ConfigModel):
             unpriced = [p for p in route.providers if p not in self.prices]
             currencies = {self.prices[p].currency for p in route.providers if p in self.prices}
             if len(currencies) > 1 and not unpriced:
-                raise PydanticCustomError(
-                    "relay_subpath",
-                    "{message}",
-                    {
-                        "subpath": f"routes.{name}.strategy",
-                        "message": "cheapest compares prices in one currency; these are in "
-                        f"{', '.join(sorted(currencies))}",
-                    },
+                raise at_subpath(
+                    f"routes.{name}.strategy",
+                    "cheapest compares prices in one currency; these are in "
+                    f"{', '.join(sorted(currencies))}",
                 )
             if unpriced:
-                raise PydanticCustomError(
-                    "relay_subpath",
-                    "{message}",
-                    {
-                        "subpath": f"routes.{name}.strategy",
-                        "message": "cheapest needs a price table (prices:) for "
-                        f"{', '.join(unpriced)}",
-                    },
+                raise at_subpath(
+                    f"routes.{name}.strategy",
+                    f"cheapest needs a price table (prices:) for {', '.join(unpriced)}",
                 )
         return self
 

@@ -54,6 +54,10 @@ DISCARD_LIMIT = 64 * 1024 * 1024
 
 Origin = tuple[bytes, str, int]
 
+SURE_IDLE = 1.0
+"""Seconds a kept-alive connection may have been idle and still take a request that must
+not be sent twice."""
+
 
 class RelayTransport(httpx.AsyncBaseTransport):
     def __init__(
@@ -162,11 +166,21 @@ class RelayTransport(httpx.AsyncBaseTransport):
         if now - self._swept > self._keepalive:
             self._sweep(now)
         idle = None if fresh else self._idle.get(origin)
+        # A request that may not be sent twice (a create, a webhook) goes only on a connection
+        # idle so briefly that the server cannot have closed it meanwhile: servers close idle
+        # ones after a few seconds (uvicorn 5 s), and a request that crosses such a close
+        # cannot tell whether it was processed.
+        fresh_for = (
+            self._keepalive if self._may_resend(request) else min(self._keepalive, SURE_IDLE)
+        )
         while idle:
-            conn = idle.pop()
-            if conn.usable and now - conn.idle_since < self._keepalive:
-                return conn, True
-            conn.close()
+            conn = idle[-1]  # the most recently idle
+            if not conn.usable or now - conn.idle_since >= self._keepalive:
+                idle.pop().close()
+                continue
+            if now - conn.idle_since < fresh_for:
+                return idle.pop(), True
+            break  # too long idle for this request, and the others longer still
         scheme, host, port = origin
         try:
             async with asyncio.timeout(connect_timeout):

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from relay.net.transport import BODY_LIMIT, RESENDABLE, TOTAL_TIMEOUT, RelayTransport
+from relay.net.transport import BODY_LIMIT, RESENDABLE, SURE_IDLE, TOTAL_TIMEOUT, RelayTransport
 from tests.net.transport_server import Conn, RawServer, replies, response
 
 # --------------------------------------------------------------------------- helpers
@@ -121,6 +121,24 @@ async def check_keepalive_three_requests_one_connection() -> None:
     ]
     assert [r.conn for r in server.requests] == [0, 0, 0]
     assert len(server.conns) == 1
+
+
+async def check_a_create_never_goes_on_a_connection_the_server_may_be_closing() -> None:
+    # Idle past SURE_IDLE: a GET (sent again if the connection turns out closed) reuses it,
+    # a POST (which must not be sent twice) takes a new one; a POST right after reuses.
+    answers = [response(200, b"1"), response(200, b"2"), response(200, b"3"), response(200, b"4")]
+    async with RawServer(replies(*answers)) as server:
+        transport = RelayTransport()
+        try:
+            await send(transport, "GET", f"{server.url}/a")
+            await asyncio.sleep(SURE_IDLE + 0.2)
+            await send(transport, "GET", f"{server.url}/b")
+            await asyncio.sleep(SURE_IDLE + 0.2)
+            await send(transport, "POST", f"{server.url}/c", content=b"{}")
+            await send(transport, "POST", f"{server.url}/d", content=b"{}")
+        finally:
+            await transport.aclose()
+    assert [r.conn for r in server.requests] == [0, 0, 1, 1]
 
 
 async def check_connection_close_opens_new_connection() -> None:
@@ -283,6 +301,7 @@ CORE: list[Callable[[], Awaitable[None]]] = [
     check_post,
     check_keepalive_three_requests_one_connection,
     check_connection_close_opens_new_connection,
+    check_a_create_never_goes_on_a_connection_the_server_may_be_closing,
     check_server_closing_idle_connection,
     check_chunked_response,
     check_eof_delimited_response,

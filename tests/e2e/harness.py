@@ -518,7 +518,8 @@ class InProcessRelay(RelayServer):
 
 
 def api_client(base_url: str, **kwargs: Any) -> httpx.AsyncClient:
-    return httpx.AsyncClient(base_url=base_url, timeout=10, trust_env=False, **kwargs)
+    """A client of a relay's API: 10 s timeouts unless ``timeout`` says otherwise."""
+    return httpx.AsyncClient(base_url=base_url, **{"timeout": 10, "trust_env": False, **kwargs})
 
 
 class RelayProcess:

@@ -208,7 +208,9 @@ async def outputs(client: httpx.AsyncClient, task: dict[str, Any]) -> None:
 async def submissions(client: httpx.AsyncClient) -> None:
     """A create whose answer is lost (the provider answers 500) and one refused while the
     relay backs the provider off: listed, read, and the lost one settled by hand."""
-    faults = await client.put("/sandbox/_control/faults", json={"plan": ["500"]})
+    faults = await client.put(
+        "/sandbox/_control/faults", json={"plan": ["500"], "flavors": ["ark"]}
+    )
     assert faults.status_code == 200, faults.text
     key = {"Idempotency-Key": "lost-1"}
     body = {"provider": "sandbox", "input": ark_input("lost")}

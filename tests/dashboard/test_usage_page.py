@@ -42,8 +42,8 @@ from tests.api.conftest import InProcessFactory, start_relay
 from tests.clock import FakeClock
 from tests.dashboard.test_routes import API_KEY, CALLBACK_SECRET, settings_for
 from tests.e2e.harness import Account as Caller
-from tests.e2e.harness import InProcessRelay, eventually
-from tests.routes.test_failover import NEUTRAL, PROVIDERS
+from tests.e2e.harness import InProcessRelay
+from tests.routes.test_costs import priced_relay, three_priced_tasks
 from tests.store.factories import NOW, event_id, register
 
 __all__ = ["start_relay"]
@@ -269,35 +269,13 @@ def bars(text: str) -> list[tuple[str, str, float]]:
     return [(day, html.unescape(title), float(height)) for day, title, height in found]
 
 
-PRICES = {
-    "sandbox": {"currency": "USD", "models": {"*": {"per_million_tokens": "1.40"}}},
-    "cubicspaces": {"currency": "USD", "models": {"*": {"per_task": "0.3333"}}},
-}
-
-
 async def test_the_page_totals_the_tasks_costs_and_charts_them_for_the_account_only(
     start_relay: InProcessFactory,
 ) -> None:
-    relay = await start_relay(
-        providers=PROVIDERS,
-        prices=PRICES,
-        routes={"any": {"providers": ["cubicspaces", "sandbox"]}},
-        sandbox={"queued_seconds": 0.2, "running_seconds": 0.3},
-    )
+    relay = await priced_relay(start_relay)
     payer = await relay.account("payer")
     other = await relay.account("someone-else")
-    async with relay.client(payer) as client:
-        ids = []
-        for provider in ("sandbox", "sandbox", "any"):  # "any" lands at cubicspaces
-            created = await client.post("/v1/tasks", json={"provider": provider, "input": NEUTRAL})
-            assert created.status_code == 201, created.text
-            ids.append(created.json()["id"])
-
-        async def finished() -> list[dict[str, Any]] | None:
-            tasks = [(await client.get(f"/v1/tasks/{i}")).json() for i in ids]
-            return tasks if all(t["status"] == "succeeded" for t in tasks) else None
-
-        tasks = await eventually(finished, within=20, what="three tasks")
+    tasks = await three_priced_tasks(relay, payer)
     amounts = [Decimal(t["cost"]["amount"]) for t in tasks]
     total = sum(amounts, Decimal(0))
     by_day: dict[str, Decimal] = {}

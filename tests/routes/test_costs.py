@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from tests.api.conftest import InProcessFactory, start_relay
-from tests.e2e.harness import eventually
+from tests.e2e.harness import Account, InProcessRelay, eventually
 from tests.routes.test_failover import NEUTRAL, PROVIDERS
 
 __all__ = ["start_relay"]
@@ -19,18 +19,22 @@ PRICES = {
 }
 
 
-async def test_three_tasks_cost_what_usage_totals_say(start_relay: InProcessFactory) -> None:
-    relay = await start_relay(
+async def priced_relay(start_relay: InProcessFactory) -> InProcessRelay:
+    """A relay with ``PRICES`` for its two sandbox providers and a route ``any`` over them."""
+    return await start_relay(
         providers=PROVIDERS,
         prices=PRICES,
         routes={"any": {"providers": ["cubicspaces", "sandbox"]}},
         sandbox={"queued_seconds": 0.2, "running_seconds": 0.3},
     )
-    account = await relay.account("payer")
-    other = await relay.account("someone-else")
+
+
+async def three_priced_tasks(relay: InProcessRelay, account: Account) -> list[dict[str, Any]]:
+    """Two tasks at ``sandbox`` and one through ``any`` (it lands at cubicspaces), once all
+    three succeeded, as the API shows them."""
     async with relay.client(account) as client:
         ids = []
-        for provider in ("sandbox", "sandbox", "any"):  # "any" lands at cubicspaces
+        for provider in ("sandbox", "sandbox", "any"):
             created = await client.post("/v1/tasks", json={"provider": provider, "input": NEUTRAL})
             assert created.status_code == 201, created.text
             ids.append(created.json()["id"])
@@ -39,7 +43,16 @@ async def test_three_tasks_cost_what_usage_totals_say(start_relay: InProcessFact
             tasks = [(await client.get(f"/v1/tasks/{i}")).json() for i in ids]
             return tasks if all(t["status"] == "succeeded" for t in tasks) else None
 
-        tasks = await eventually(finished, within=20, what="three tasks")
+        found: list[dict[str, Any]] = await eventually(finished, within=20, what="three tasks")
+        return found
+
+
+async def test_three_tasks_cost_what_usage_totals_say(start_relay: InProcessFactory) -> None:
+    relay = await priced_relay(start_relay)
+    account = await relay.account("payer")
+    other = await relay.account("someone-else")
+    tasks = await three_priced_tasks(relay, account)
+    async with relay.client(account) as client:
         costs = [t["cost"] for t in tasks]
         assert all(c is not None and c["currency"] == "USD" for c in costs), costs
         assert costs[2] == {

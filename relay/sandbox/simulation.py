@@ -110,7 +110,7 @@ def new_task(
         created_at=from_ms(created_ms),
         queued_seconds=round(settings.queued_seconds * 1000) / 1000,
         running_seconds=round(running_seconds_for(prompt, settings) * 1000) / 1000,
-        outcome=outcome_for_prompt(prompt),
+        outcome=outcome_for_prompt(prompt, flavor),
         model=model,
         resolution=resolution,
         ratio=ratio,

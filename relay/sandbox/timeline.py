@@ -10,6 +10,8 @@ reject:
 
 - ``[fail]``: the task fails with Ark's output-moderation error (:data:`FAILURE_CODE`);
   each dialect words that failure its own way.
+- ``[fail@FLAVOR]`` (``[fail@seedance2ink]``, ...): the same, only at that flavor, so a
+  task submitted again elsewhere (a route's resubmission) can succeed there.
 - ``[expire]``: the task ends ``expired``, as Ark reports a task past
   ``execution_expires_after`` (each dialect shows that its own way, see its module).
 - ``[slow]``: the running phase lasts five times longer (:data:`SLOW_FACTOR`), to exercise
@@ -170,9 +172,9 @@ class TaskView:
         return self.urls_signed_at or self.updated_at
 
 
-def outcome_for_prompt(prompt: str) -> Outcome:
+def outcome_for_prompt(prompt: str, flavor: Flavor | None = None) -> Outcome:
     lowered = prompt.lower()
-    if "[fail]" in lowered:
+    if "[fail]" in lowered or (flavor is not None and f"[fail@{flavor.value}]" in lowered):
         return Outcome.FAILED
     if "[expire]" in lowered:
         return Outcome.EXPIRED

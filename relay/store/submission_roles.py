@@ -12,6 +12,7 @@ from typing import Protocol
 
 from relay.store.values import IdempotentReply, Page
 from relay.submissions import Submission, SubmissionState
+from relay.transitions import Change
 
 
 class IdempotencyStore(Protocol):
@@ -58,8 +59,17 @@ class SubmissionStore(Protocol):
     (``relay.submissions``). ``create_task(..., submission=id)`` accepts one, and raises
     ``SubmissionSettled`` (writing nothing) when it was accepted already or not accepted."""
 
-    async def begin_submission(self, submission: Submission) -> None:
-        """Write a ``pending`` submission, before the provider is asked."""
+    async def begin_submission(self, submission: Submission) -> bool:
+        """Write a ``pending`` submission, before the provider is asked. False, writing
+        nothing, when a submission with its id exists (a resubmission, whose id is the same
+        on every instance: ``relay.routing.resubmission_id``)."""
+        ...
+
+    async def move_task(self, change: Change, expected_version: int, submission: str) -> bool:
+        """A resubmission taken: write ``change`` (the task at its new provider, its events)
+        if the task is still at ``expected_version``, accepting ``submission`` in the same
+        transaction (``SubmissionSettled`` if it was settled otherwise). False: the task
+        moved on meanwhile. ``DuplicateTask`` when the new provider task is tracked already."""
         ...
 
     async def renew_submission(self, submission_id: str, lease_until: datetime) -> None:

@@ -179,6 +179,30 @@ class PostgresStore(
         alone = not change.events and not change.copies and not _polls_due(change.task)
         return await self._db.run(update, transaction=not alone, pipeline=not alone)
 
+    async def move_task(self, change: Change, expected_version: int, submission: str) -> bool:
+        t = change.task
+        params = codec.task_params(t)
+        params["expected"] = expected_version
+        params["version"] = expected_version + 1
+
+        async def move(c: Conn) -> bool:
+            row = await fetch_one(
+                c,
+                QUERIES["task_by_provider_id"],
+                {"provider": t.provider, "provider_task_id": t.provider_task_id},
+            )
+            if row is not None:
+                raise DuplicateTask(row[0] if row[1] == t.account_id else None)
+            if await fetch_one(c, QUERIES["move_task"], params) is None:
+                return False
+            await accept_submission(c, submission, t.provider_task_id, t.updated_at)
+            destinations = await read_destinations(c, change.events)
+            await write_events(c, change.events, destinations, polls=t.next_poll_at is not None)
+            await write_copies(c, change.copies)
+            return True
+
+        return await self._db.run(move)
+
     async def get_task(self, account_id: str, task_id: str) -> Task | None:
         async def get(c: Conn) -> Task | None:
             row = await fetch_one(

@@ -25,11 +25,13 @@ QUERIES = load_queries("relay.store.postgres")
 class SubmissionsMixin:
     _db: PgRunner
 
-    async def begin_submission(self, submission: Submission) -> None:
+    async def begin_submission(self, submission: Submission) -> bool:
         params = submission_codec.submission_params(submission)
-        await self._db.run(
-            lambda c: c.execute(QUERIES["insert_submission"], params), transaction=False
-        )
+
+        async def insert(c: Conn) -> bool:
+            return (await c.execute(QUERIES["insert_submission"], params)).rowcount == 1
+
+        return await self._db.run(insert, transaction=False)
 
     async def renew_submission(self, submission_id: str, lease_until: datetime) -> None:
         params = {"id": submission_id, "lease_until": ts(lease_until)}

@@ -169,6 +169,16 @@ SET provider_task_id = :provider_task_id, status = :status, version = :version,
     poll_lease_until = NULL, poll_lease_owner = NULL
 WHERE id = :id AND version = :expected
 
+-- move_task --
+-- A resubmission taken (relay.tasks.resubmitting): the task now lives at another provider.
+-- Fenced by version like save_task, and ends the poll lease the same way.
+UPDATE tasks
+SET provider = :provider, provider_task_id = :provider_task_id, status = :status,
+    version = :version, sequence = :sequence, data = :data, updated_at = :updated_at,
+    next_poll_at = :next_poll_at, completed_at = :completed_at, cost_amount = :cost_amount,
+    cost_currency = :cost_currency, poll_lease_until = NULL, poll_lease_owner = NULL
+WHERE id = :id AND version = :expected
+
 -- get_task --
 SELECT id, account_id, provider, provider_task_id, status, reference, version, sequence, data,
        created_at, updated_at, next_poll_at
@@ -905,6 +915,7 @@ INSERT INTO submissions (
     :registration, :idempotency_key, :provider_task_id, :detail,
     :created_at, :updated_at, :lease_until, :looks, :next_look_at
 )
+ON CONFLICT (id) DO NOTHING
 
 -- renew_submission --
 UPDATE submissions SET lease_until = :lease_until WHERE id = :id AND state = 'pending'

@@ -182,6 +182,27 @@ class SqliteStore(
 
         return await self._db.write(update)
 
+    async def move_task(self, change: Change, expected_version: int, submission: str) -> bool:
+        def move(c: sqlite3.Connection) -> bool:
+            t = change.task
+            existing = c.execute(
+                QUERIES["find_provider_task"],
+                {"provider": t.provider, "provider_task_id": t.provider_task_id},
+            ).fetchone()
+            if existing:
+                raise DuplicateTask(existing[0] if existing[1] == t.account_id else None)
+            params = task_params(t)
+            params["expected"] = expected_version
+            params["version"] = expected_version + 1
+            if c.execute(QUERIES["move_task"], params).rowcount != 1:
+                return False
+            accept_submission(c, submission, t.provider_task_id, t.updated_at)
+            write_events(c, change.events)
+            write_copies(c, change.copies)
+            return True
+
+        return await self._db.write(move)
+
     async def get_task(self, account_id: str, task_id: str) -> Task | None:
         def get(c: sqlite3.Connection) -> Task | None:
             row = c.execute(

@@ -25,9 +25,11 @@ DEAD_HOLDER = "the relay stopped before the provider's answer to the create was 
 class SubmissionsMixin:
     _db: SqliteRunner
 
-    async def begin_submission(self, submission: Submission) -> None:
+    async def begin_submission(self, submission: Submission) -> bool:
         params = submission_codec.submission_params(submission)
-        await self._db.write(lambda c: c.execute(QUERIES["insert_submission"], params))
+        return bool(
+            await self._db.write(lambda c: c.execute(QUERIES["insert_submission"], params).rowcount)
+        )
 
     async def renew_submission(self, submission_id: str, lease_until: datetime) -> None:
         params = {"id": submission_id, "lease_until": ts(lease_until)}

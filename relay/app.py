@@ -343,7 +343,13 @@ async def _running(
             hold=hold,
             on_copies=copier.wake if copier is not None else lambda: None,
             routes={
-                name: routing.Route(name, r.providers, routing.Strategy(r.strategy))
+                name: routing.Route(
+                    name,
+                    r.providers,
+                    routing.Strategy(r.strategy),
+                    resubmit_on=frozenset(r.resubmit_on),
+                    max_resubmits=r.max_resubmits,
+                )
                 for name, r in settings.routes.items()
             },
             budgets=Budgets(store=store, clock=clock),

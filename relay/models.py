@@ -51,6 +51,9 @@ class EventType(enum.StrEnum):
     TASK_CANCELLED = "task.cancelled"
     TASK_OUTPUT_STORED = "task.output_stored"
     """The task's files were stored after its ``task.succeeded`` went out without them."""
+    TASK_RESUBMITTED = "task.resubmitted"
+    """The provider that had the task failed it, and the relay submitted it again on the
+    next provider of its route (the same task id, ``relay.tasks.resubmitting``)."""
     RELAY_TEST = "relay.test"
 
     @classmethod
@@ -196,6 +199,9 @@ class Task:
     """The route the task was submitted through (``relay.routing``), if any."""
     submissions: tuple[SubmissionStep, ...] = ()
     """Each provider asked to create it (or skipped), in order: the last one took it."""
+    kept_input: JSON | None = None
+    """The caller's input and its format (``{"input": ..., "format": ...}``), kept only
+    through a route that resubmits (``relay.tasks.resubmitting``); never shown."""
     reference: str | None = None
     metadata: JSON = field(default_factory=dict)
     callback_url: str | None = None
@@ -283,6 +289,9 @@ class Destination:
     task_id: str | None = None
     secret: str | None = None
     """``None``: deliveries are signed with the account's callback secret."""
+    body_format: str = "standard"
+    """How a delivery's body is shaped: ``standard`` (the event envelope, DESIGN §3), or
+    a front door's own shape (``ark``: the Ark task object, as Ark sends its callbacks)."""
 
 
 CALLBACK = "callback"
@@ -383,6 +392,8 @@ class DueDelivery:
     headers: tuple[tuple[str, str], ...] = ()
     """The destination's static headers."""
     rate_limit: float | None = None
+    body_format: str = "standard"
+    """The destination's ``body_format``: how the stored envelope is shaped when sent."""
 
 
 def utc(ts: float) -> datetime:

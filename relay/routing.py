@@ -11,7 +11,8 @@ off is skipped without being asked. Every step is kept on the task (``submission
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+import hashlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -39,6 +40,9 @@ class StepOutcome(enum.StrEnum):
     UNCERTAIN = "uncertain"
     """Asked, and its answer was lost: the route stops there."""
     ACCEPTED = "accepted"
+    FAILED = "failed"
+    """It took the task, which then failed there: submitted again on the next provider
+    (the route's ``resubmit_on``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +50,10 @@ class Route:
     name: str
     providers: tuple[str, ...]
     strategy: Strategy = Strategy.ORDERED
+    resubmit_on: frozenset[str] = frozenset()
+    """Error codes (``relay.models.ErrorCode`` values) of a failure at the provider that
+    submit the task again on the next provider; empty: never."""
+    max_resubmits: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +65,9 @@ class SubmissionStep:
     at: datetime
     outcome: StepOutcome
     error: str | None = None
+    code: str | None = None
+    """A failed step's error code (``relay.models.ErrorCode``), to end the task with if no
+    other provider takes it."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -67,7 +78,10 @@ class SubmissionStep:
         }
 
     def to_data(self) -> dict[str, Any]:
-        return {**self.to_json(), "at": self.at.timestamp()}
+        data = {**self.to_json(), "at": self.at.timestamp()}
+        if self.code is not None:
+            data["code"] = self.code
+        return data
 
     @classmethod
     def from_data(cls, data: Mapping[str, Any]) -> SubmissionStep:
@@ -76,6 +90,7 @@ class SubmissionStep:
             at=datetime.fromtimestamp(float(data["at"]), UTC),
             outcome=StepOutcome(data["outcome"]),
             error=data.get("error"),
+            code=data.get("code"),
         )
 
 
@@ -109,3 +124,45 @@ def exhausted_message(route: str, steps: list[SubmissionStep]) -> str:
     """Why no provider of ``route`` took the task, one clause per provider."""
     said = "; ".join(f"{s.provider}: {s.outcome.value} ({s.error})" for s in steps)
     return f"no provider of route {route!r} took the task: {said}"
+
+
+# Resubmission: a task that failed at the provider that took it, submitted again on the next
+# provider of its route under the same relay task id (``relay.tasks.resubmitting``).
+
+RESUBMITTABLE = frozenset({"provider_error", "timeout", "quota_exceeded"})
+"""Failures that are the provider's, not the caller's: another provider may well succeed.
+Never ``content_policy`` or ``invalid_request``, which every provider would repeat."""
+
+
+def wants_resubmission(route: Route, steps: Sequence[SubmissionStep], code: str) -> bool:
+    """Whether a failure with ``code`` at the provider that took the task submits it again."""
+    done = sum(step.outcome is StepOutcome.FAILED for step in steps)
+    return code in route.resubmit_on and code in RESUBMITTABLE and done < route.max_resubmits
+
+
+def resubmitting(steps: Sequence[SubmissionStep]) -> SubmissionStep | None:
+    """The failure whose resubmission is under way (a failed step no later step accepted
+    the task after); None when the provider that has the task is the last one asked."""
+    for step in reversed(steps):
+        if step.outcome is StepOutcome.ACCEPTED:
+            return None
+        if step.outcome is StepOutcome.FAILED:
+            return step
+    return None
+
+
+def took_it(steps: Sequence[SubmissionStep]) -> frozenset[str]:
+    """The providers that took the task once: a resubmission never goes back to them."""
+    return frozenset(
+        step.provider
+        for step in steps
+        if step.outcome in (StepOutcome.ACCEPTED, StepOutcome.FAILED)
+    )
+
+
+def resubmission_id(task_id: str, round_: int, provider: str) -> str:
+    """The submission id of resubmitting ``task_id`` to ``provider`` after its ``round_``-th
+    failure: the same on every instance and after any restart, so two relays that both see
+    the failure write one submission, and only the one that wrote it asks the provider."""
+    digest = hashlib.sha256(f"{task_id}\x00{round_}\x00{provider}".encode()).hexdigest()
+    return f"smb_r{digest[:26]}"

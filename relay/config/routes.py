@@ -16,6 +16,12 @@ class RouteSettings(ConfigModel):
     strategy: Literal["ordered", "healthiest", "cheapest"] = "ordered"
     """``ordered``: as listed; ``healthiest``: fewest faults in a row first; ``cheapest``: the
     lowest likely cost of the task first, by ``prices`` (each provider needs one)."""
+    resubmit_on: tuple[Literal["provider_error", "timeout", "quota_exceeded"], ...] = ()
+    """Opt-in: a task that fails at its provider with one of these error codes (never the
+    caller's own: ``content_policy``, ``invalid_request``) is submitted again on the next
+    provider of the route, under the same relay task id (``relay.tasks.resubmitting``)."""
+    max_resubmits: int = Field(1, ge=0, le=10)
+    """At most this many resubmissions per task (with ``resubmit_on``)."""
 
     @field_validator("providers")
     @classmethod

@@ -66,15 +66,21 @@ async def submit_through(
             "(model, prompt, ...), which the relay translates for each",
         )
     health = {name: providers[name].client.health() for name in route.providers}
-    estimates = _estimates(route, providers, reg) if route.strategy is Strategy.CHEAPEST else {}
+    likely = estimates(route, providers, reg) if route.strategy is Strategy.CHEAPEST else {}
     steps: list[SubmissionStep] = []
     unsupported: list[UntranslatableInput] = []
     over_budget: BudgetExceeded | None = None
     rejected: ProviderRejected | None = None
     rejections = 0
-    for name in order(route, health, estimates):
+    for name in order(route, health, likely):
         plan = providers[name]
-        asked = replace(reg, provider=name, route=route.name, steps=tuple(steps))
+        asked = replace(
+            reg,
+            provider=name,
+            route=route.name,
+            steps=tuple(steps),
+            keep_input=bool(route.resubmit_on),
+        )
         try:
             native_input(asked, plan)
         except UntranslatableInput as exc:
@@ -97,7 +103,7 @@ async def submit_through(
             # refused for its content, which every provider would refuse as well.
             rejected, rejections = exc, rejections + 1
             steps.append(SubmissionStep(name, clock.now(), StepOutcome.NOT_ACCEPTED, str(exc)))
-            if _about_content(exc):
+            if about_content(exc):
                 raise
         except ProviderUnavailable as exc:
             # Certainly not taken (relay.submissions.create_was_taken): the next may.
@@ -116,7 +122,7 @@ async def submit_through(
     raise RouteUnavailable(exhausted_message(route.name, steps), tuple(steps))
 
 
-def _estimates(
+def estimates(
     route: Route, providers: Mapping[str, ProviderPlan], reg: Registration
 ) -> dict[str, Decimal | None]:
     """Each provider's likely cost of this task (None where the input does not translate)."""
@@ -130,7 +136,7 @@ def _estimates(
     return found
 
 
-def _about_content(exc: ProviderRejected) -> bool:
+def about_content(exc: ProviderRejected) -> bool:
     """Whether the provider refused the input for what it shows (a moderation refusal)."""
     said = f"{exc.fault.provider_code or ''} {exc.fault.message}".lower()
     return any(word in said for word in CONTENT_REFUSALS)

@@ -181,6 +181,7 @@ def _registration_from(sub: Submission, provider_task_id: str) -> Registration:
     r = sub.registration
     events = r.get("callback_events")
     steps = tuple(SubmissionStep.from_data(step) for step in r.get("steps", ()))
+    kept = r.get("kept_input")
     found = SubmissionStep(
         sub.provider,
         sub.created_at,
@@ -196,4 +197,9 @@ def _registration_from(sub: Submission, provider_task_id: str) -> Registration:
         metadata=r.get("metadata"),
         route=r.get("route"),
         steps=(*steps, found),
+        callback_format=r.get("callback_format") or "standard",
+        resubmission=bool(r.get("resubmission")),
+        input=kept["input"] if isinstance(kept, dict) else None,
+        input_format=kept.get("format") if isinstance(kept, dict) else None,
+        keep_input=isinstance(kept, dict),
     )

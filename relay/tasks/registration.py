@@ -26,6 +26,8 @@ class Registration:
     """``native``, ``unified`` or None: sniffed (``relay.adapters.video_input.is_neutral``)."""
     callback_url: str | None = None
     callback_events: frozenset[EventType] | None = None
+    callback_format: str = "standard"
+    """The callback's body shape (``Destination.body_format``): a front door's own."""
     reference: str | None = None
     metadata: Mapping[str, Any] | None = None
     idempotency_key: str | None = None
@@ -35,6 +37,11 @@ class Registration:
     """Submitted through this route (``provider`` is then the one being asked)."""
     steps: tuple[SubmissionStep, ...] = ()
     """The submission so far: the providers asked (or skipped) before ``provider``."""
+    keep_input: bool = False
+    """Keep ``input`` with the task (and its submission), for a route that resubmits it."""
+    resubmission: bool = False
+    """Submitting an existing task again after its provider failed it
+    (``relay.tasks.resubmitting``): a task taken moves the task, it creates none."""
 
 
 @dataclass(frozen=True, slots=True)

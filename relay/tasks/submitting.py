@@ -84,8 +84,15 @@ class Submitter:
         self.reconciler = Reconciler(store=store, providers=providers, clock=clock, track=track)
 
     async def submit(
-        self, account_id: str, reg: Registration, task_id: str, plan: ProviderPlan
+        self,
+        account_id: str,
+        reg: Registration,
+        task_id: str,
+        plan: ProviderPlan,
+        submission_id: str | None = None,
     ) -> Task:
+        """``submission_id``: the id to write the submission under (a resubmission's, the
+        same on every instance); ``SubmissionInFlight`` when it exists already."""
         body = native_input(reg, plan)
         digest = body_hash(body)
         if reg.idempotency_key is not None:
@@ -103,7 +110,7 @@ class Submitter:
             await self._budgets.check(account_id, reg.provider, plan, body)
         now = self._clock.now()
         submission = Submission(
-            id=new_id("smb"),
+            id=submission_id or new_id("smb"),
             account_id=account_id,
             task_id=task_id,
             provider=reg.provider,
@@ -115,7 +122,8 @@ class Submitter:
             lease_until=now + timedelta(seconds=LEASE),
             idempotency_key=reg.idempotency_key,
         )
-        await self._store.begin_submission(submission)
+        if not await self._store.begin_submission(submission):
+            raise SubmissionInFlight(f"submission {submission.id} was begun elsewhere")
         webhook = None
         if plan.client.dialect.pushes:
             webhook = self._webhook_url(reg.provider, account_id, task_id)
@@ -261,4 +269,10 @@ def _registration_json(reg: Registration, body: Mapping[str, Any]) -> dict[str, 
         "params": matched_params(body),
         "route": reg.route,
         "steps": [step.to_data() for step in reg.steps],
+        "callback_format": reg.callback_format,
+        "resubmission": reg.resubmission,
+        # The caller's input is not kept, unless a route may have to submit it again.
+        "kept_input": {"input": dict(reg.input), "format": reg.input_format}
+        if reg.keep_input and reg.input is not None
+        else None,
     }

@@ -29,7 +29,7 @@ from relay.models import Account, Destination, Task, TaskStatus
 from relay.polling.pacer import Pacer
 from relay.provider_answers import FaultKind, ProviderTask
 from relay.pump import Pump
-from relay.routing import Route
+from relay.routing import Route, resubmitting
 from relay.tasks import verdicts
 from relay.tasks.budgets import Budgets
 from relay.tasks.cancelling import cancel_task
@@ -38,6 +38,7 @@ from relay.tasks.poll_results import Asked, apply_asked
 from relay.tasks.pushes import Confirmations
 from relay.tasks.reconciling import TrackingStore
 from relay.tasks.registration import ProviderPlan, Registration
+from relay.tasks.resubmitting import Resubmitter
 from relay.tasks.submitting import Submitter
 from relay.transitions import Change, apply_answer, registered
 
@@ -109,6 +110,16 @@ class Tracker:
             ),
             budgets=budgets,
         )
+        self.resubmitter = Resubmitter(
+            store=store,
+            providers=providers,
+            routes=self._routes,
+            submitter=self.submitter,
+            clock=clock,
+            first_delay=lambda plan: self._pacer.first_delay(plan.poll),
+            hold=self._hold,
+            written=self._written,
+        )
 
     # registration
 
@@ -154,6 +165,8 @@ class Tracker:
     ) -> Task:
         """Write the task ``reg`` names (or the provider just ``created``), accepting
         ``submission`` in the same transaction, and schedule its first poll."""
+        if reg.resubmission:  # an existing task, taken by the next provider of its route
+            return await self.resubmitter.taken(account_id, reg, task_id, created, submission)
         plan = self._providers[reg.provider]
         now = self._clock.now()
         callback = None
@@ -166,6 +179,7 @@ class Tracker:
                 key=_origin(reg.callback_url),
                 event_types=reg.callback_events,
                 task_id=task_id,
+                body_format=reg.callback_format,
             )
         task = Task(
             id=task_id,
@@ -178,6 +192,11 @@ class Tracker:
             reference=reg.reference,
             route=reg.route,
             submissions=reg.steps,
+            kept_input=(
+                {"input": dict(reg.input), "format": reg.input_format}
+                if reg.keep_input and reg.input is not None
+                else None
+            ),
             metadata=dict(reg.metadata or {}),
             callback_url=reg.callback_url,
             callback_events=reg.callback_events,
@@ -324,6 +343,8 @@ class Tracker:
             now = self._clock.now()
             if task.status.terminal:
                 return task
+            if resubmitting(task.submissions) is not None:
+                return await self.resubmitter.resume(task)
             if plan is None:
                 change = verdicts.provider_gone(task, now)
             else:
@@ -340,6 +361,9 @@ class Tracker:
                 change = verdicts.expire_if_overdue(
                     change, task.created_at, answered, plan.max_age, now, self._clock.now()
                 )
+                resubmitted = await self.resubmitter.failed(task, change)
+                if resubmitted is not None:
+                    return resubmitted
             change = self._hold(change)
             if await self._store.save_task(change, task.version):
                 self._unconfirmed.looked(task.id, left, change.task.status.terminal)
@@ -378,6 +402,12 @@ class Tracker:
             ),
         )
         return Asked(answer, self._clock.now())
+
+    def _written(self, change: Change) -> None:
+        """A write outside the poll's own (a resubmission): its events, its next poll."""
+        self._after_write(change)
+        if change.task.next_poll_at is not None:
+            self.pump.due_in((change.task.next_poll_at - self._clock.now()).total_seconds())
 
     def _after_write(self, change: Change) -> None:
         t = change.task

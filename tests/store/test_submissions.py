@@ -3,15 +3,17 @@ is asked, accepted in the transaction that creates its task, settled at most onc
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 
 import pytest
 
-from relay.errors import SubmissionSettled
-from relay.models import Account
+from relay.errors import DuplicateTask, SubmissionSettled
+from relay.models import Account, EventType
 from relay.store.interface import Store
+from relay.store.values import EventQuery
 from relay.submissions import Submission, SubmissionState
-from relay.transitions import registered
+from relay.transitions import emit, registered
 from tests.store.factories import NOW, at, event_id, new_id, new_task, walk
 
 PENDING, UNCERTAIN = SubmissionState.PENDING, SubmissionState.UNCERTAIN
@@ -197,3 +199,46 @@ async def test_settled_submissions_are_pruned_with_the_keys_open_ones_stay(
     await store.prune_idempotency_keys(at(days=2))
     assert await store.get_submission(alice.id, settled.id) is None
     assert await store.get_submission(alice.id, open_.id) is not None
+
+
+async def test_a_submission_id_is_written_once(store: Store, alice: Account) -> None:
+    """A resubmission's id is the same on every instance: only the first writer gets it."""
+    sub = intent(alice, key=None)
+    assert await store.begin_submission(sub)
+    rival = replace(sub, provider="other", body_hash="h2")
+    assert not await store.begin_submission(rival)
+    assert await store.get_submission(alice.id, sub.id) == sub
+
+
+async def test_moving_a_task_accepts_its_resubmission_fenced_by_version(
+    store: Store, alice: Account, bob: Account
+) -> None:
+    task = new_task(alice, provider_task_id="cgt-first")
+    await store.create_task(registered(task, NOW, event_id), None)
+    sub = replace(intent(alice, key=None), task_id=task.id, provider="backup")
+    assert await store.begin_submission(sub)
+    moved = replace(task, provider="backup", provider_task_id="bk-1", updated_at=at(seconds=3))
+    change = emit(moved, EventType.TASK_RESUBMITTED, at(seconds=3), event_id)
+    assert not await store.move_task(change, task.version + 5, sub.id)  # a stale read
+    assert await store.move_task(change, task.version, sub.id)
+    stored = await store.get_task(alice.id, task.id)
+    assert stored is not None
+    assert (stored.provider, stored.provider_task_id, stored.version) == ("backup", "bk-1", 1)
+    accepted = await store.get_submission(alice.id, sub.id)
+    assert accepted is not None
+    assert (accepted.state, accepted.provider_task_id) == (SubmissionState.ACCEPTED, "bk-1")
+    events = await store.list_events(alice.id, EventQuery(task_id=task.id))
+    assert EventType.TASK_RESUBMITTED in [e.type for e in events.items]
+    # The new provider task is another's (here bob's): nothing moves, nothing is accepted.
+    theirs = new_task(bob, provider="backup", provider_task_id="bk-2")
+    await store.create_task(registered(theirs, NOW, event_id), None)
+    again = replace(intent(alice, key=None), task_id=task.id, provider="backup")
+    assert await store.begin_submission(again)
+    clash = emit(
+        replace(stored, provider_task_id="bk-2"), EventType.TASK_RESUBMITTED, NOW, event_id
+    )
+    with pytest.raises(DuplicateTask):
+        await store.move_task(clash, stored.version, again.id)
+    still = await store.get_submission(alice.id, again.id)
+    assert still is not None
+    assert still.state is PENDING

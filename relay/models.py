@@ -199,6 +199,9 @@ class Task:
     """The route the task was submitted through (``relay.routing``), if any."""
     submissions: tuple[SubmissionStep, ...] = ()
     """Each provider asked to create it (or skipped), in order: the last one took it."""
+    estimate: Cost | None = None
+    """What the task likely costs at its provider, as estimated when it was submitted
+    (``relay.tasks.budgets``): a budget counts it until the task finishes. Never shown."""
     kept_input: JSON | None = None
     """The caller's input and its format (``{"input": ..., "format": ...}``), kept only
     through a route that resubmits (``relay.tasks.resubmitting``); never shown."""

@@ -2,9 +2,11 @@
 checked before anything is sent to a provider.
 
 A submission is refused (402 ``budget_exceeded``) when what the account's tasks cost in the
-current period, plus the likely cost of this one at this provider (``relay.pricing.estimate``),
-would pass the budget. Costs count once tasks succeed, so tasks still running are not in the
-sum yet: a burst of submissions can pass the budget by what they cost.
+current period, plus what its unfinished tasks likely cost (each one's estimate, written with
+it when it was submitted), plus the likely cost of this one at this provider
+(``relay.pricing.estimate``), would pass the budget. A task that fails stops counting; one
+that succeeds counts at its real cost. Two submissions checked at the same instant can still
+both pass: the check is not a reservation.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 
 from relay.clock import Clock
 from relay.errors import BudgetExceeded
-from relay.pricing import Period, estimate, spent_in
+from relay.pricing import Cost, Period, estimate, spent_in
 from relay.store.usage_roles import UsageStore
 from relay.tasks.registration import ProviderPlan
 
@@ -40,7 +42,10 @@ class Budgets:
             return
         now = self._clock.now()
         costs = await self._store.task_costs(account_id, budget.started(now), now)
-        spent = spent_in(costs, budget.currency)
+        running = [
+            a for a, c in await self._store.open_estimates(account_id) if c == budget.currency
+        ]
+        spent = spent_in(costs, budget.currency) + sum(running, Decimal(0))
         likely = None
         if plan.prices is not None and plan.prices.currency != budget.currency:
             said = (
@@ -56,10 +61,19 @@ class Budgets:
         said = (
             f"the account's {ADJECTIVE[budget.period]} budget of {budget.amount} "
             f"{budget.currency} has {budget.amount - spent} left"
+            + (f" once its {len(running)} unfinished tasks are paid for" if running else "")
             + (f", and a task at {provider} likely costs {likely}" if likely is not None else "")
         )
         log.warning("submission refused for account %s: %s", account_id, said)
         raise BudgetExceeded(said)
+
+
+def estimate_of(plan: ProviderPlan, body: Mapping[str, Any]) -> Cost | None:
+    """The likely cost of ``body`` at this provider, to keep with its task."""
+    likely = likely_cost(plan, body)
+    if likely is None or plan.prices is None:
+        return None
+    return Cost(likely, plan.prices.currency, "estimated at submission")
 
 
 def likely_cost(plan: ProviderPlan, body: Mapping[str, Any]) -> Decimal | None:

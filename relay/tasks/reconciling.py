@@ -20,6 +20,7 @@ from relay.adapters.base import Created
 from relay.clock import Clock
 from relay.errors import DuplicateTask, StoreError, SubmissionSettled
 from relay.models import EventType, Task
+from relay.pricing import Cost
 from relay.provider_answers import FaultKind, ProviderFault
 from relay.routing import StepOutcome, SubmissionStep
 from relay.store.interface import TaskStore
@@ -198,6 +199,7 @@ def _registration_from(sub: Submission, provider_task_id: str) -> Registration:
         route=r.get("route"),
         steps=(*steps, found),
         callback_format=r.get("callback_format") or "standard",
+        estimate=Cost.from_json(r["estimate"]) if r.get("estimate") else None,
         resubmission=bool(r.get("resubmission")),
         input=kept["input"] if isinstance(kept, dict) else None,
         input_format=kept.get("format") if isinstance(kept, dict) else None,

@@ -12,7 +12,7 @@ from relay.adapters.video_input import Refused, is_neutral, parse_neutral, to_na
 from relay.errors import InvalidInput, UntranslatableInput
 from relay.models import EventType
 from relay.polling.schedule import PollPolicy
-from relay.pricing import PriceTable
+from relay.pricing import Cost, PriceTable
 from relay.routing import SubmissionStep
 from relay.tasks.providers import ProviderClient
 
@@ -37,6 +37,8 @@ class Registration:
     """Submitted through this route (``provider`` is then the one being asked)."""
     steps: tuple[SubmissionStep, ...] = ()
     """The submission so far: the providers asked (or skipped) before ``provider``."""
+    estimate: Cost | None = None
+    """What the task likely costs at ``provider`` (``relay.tasks.budgets``)."""
     keep_input: bool = False
     """Keep ``input`` with the task (and its submission), for a route that resubmits it."""
     resubmission: bool = False

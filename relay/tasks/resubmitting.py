@@ -212,7 +212,14 @@ class Resubmitter:
             now = self._clock.now()
             first = now if created is None else now + timedelta(seconds=self._first_delay(plan))
             steps = rules.merged_steps(task.submissions, reg.steps)
-            change = rules.moved(task, reg.provider, provider_task_id, steps, now, first)
+            change = rules.moved(
+                replace(task, estimate=reg.estimate),
+                reg.provider,
+                provider_task_id,
+                steps,
+                now,
+                first,
+            )
             if created is not None and created.task is not None:
                 answered = apply_answer(
                     change.task, created.task, now, verdicts.event_id, plan.prices

@@ -51,7 +51,7 @@ from relay.submissions import (
     create_was_taken,
     matched_params,
 )
-from relay.tasks.budgets import Budgets
+from relay.tasks.budgets import Budgets, estimate_of
 from relay.tasks.reconciling import Reconciler, Track, TrackingStore
 from relay.tasks.registration import ProviderPlan, Registration, native_input
 
@@ -108,6 +108,7 @@ class Submitter:
                 )
         if self._budgets is not None:
             await self._budgets.check(account_id, reg.provider, plan, body)
+        reg = replace(reg, estimate=estimate_of(plan, body))
         now = self._clock.now()
         submission = Submission(
             id=submission_id or new_id("smb"),
@@ -270,6 +271,7 @@ def _registration_json(reg: Registration, body: Mapping[str, Any]) -> dict[str, 
         "route": reg.route,
         "steps": [step.to_data() for step in reg.steps],
         "callback_format": reg.callback_format,
+        "estimate": reg.estimate.to_json() if reg.estimate else None,
         "resubmission": reg.resubmission,
         # The caller's input is not kept, unless a route may have to submit it again.
         "kept_input": {"input": dict(reg.input), "format": reg.input_format}

@@ -192,6 +192,7 @@ class Tracker:
             reference=reg.reference,
             route=reg.route,
             submissions=reg.steps,
+            estimate=reg.estimate,
             kept_input=(
                 {"input": dict(reg.input), "format": reg.input_format}
                 if reg.keep_input and reg.input is not None

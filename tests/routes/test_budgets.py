@@ -152,3 +152,35 @@ async def test_a_refusal_is_not_the_keys_answer_and_other_currencies_are_not_gue
     assert euros.status_code == 402, euros.text
     assert "priced in EUR" in euros.json()["error"]["message"]
     assert await creates_at(relay, "cubicspaces") == 0
+
+
+async def test_unfinished_tasks_count_against_the_budget_until_they_fail(
+    start_relay: InProcessFactory,
+) -> None:
+    """A burst cannot pass the budget: each unfinished task counts at its estimate, until it
+    fails (then it costs nothing) or succeeds (then at its real cost)."""
+    relay = await start_relay(
+        providers=PROVIDERS,
+        prices=PRICES,
+        sandbox={"queued_seconds": 0.2, "running_seconds": 2.0},
+    )
+    account = await relay.account("bursty")
+    await budget(relay, account.id, "--daily", "0.55")
+    failing = {"model": "seedance-2.0-fast", "prompt": "a fox [fail]"}
+    async with relay.client(account) as client:
+        first = await client.post("/v1/tasks", json={"provider": "cubicspaces", "input": failing})
+        assert first.status_code == 201, first.text
+        second = await client.post("/v1/tasks", json={"provider": "cubicspaces", "input": NEUTRAL})
+        assert second.status_code == 402, second.text
+        assert "once its 1 unfinished tasks are paid for" in second.json()["error"]["message"]
+        cheaper = await client.post("/v1/tasks", json={"provider": "sandbox", "input": NEUTRAL})
+        assert cheaper.status_code == 201, cheaper.text  # 0.30 + 0.10 fits in 0.55
+        task_id = first.json()["id"]
+
+        async def failed() -> bool:
+            return bool((await client.get(f"/v1/tasks/{task_id}")).json()["status"] == "failed")
+
+        await eventually(failed, within=15, what="the first task to fail")
+        # It costs nothing now: 0.10 (still counted, or spent) + 0.30 fits.
+        again = await client.post("/v1/tasks", json={"provider": "cubicspaces", "input": NEUTRAL})
+        assert again.status_code == 201, again.text

@@ -65,3 +65,35 @@ async def test_a_budget_is_set_replaced_and_cleared(store: Store, alice: Account
     assert await store.get_budget(alice.id) == monthly
     await store.set_budget(alice.id, None, at(seconds=2))
     assert await store.get_budget(alice.id) is None
+
+
+async def test_only_unfinished_tasks_estimates_are_read(store: Store, alice: Account) -> None:
+    bob = await make_account(store, "bob")
+    estimate = Cost(Decimal("0.3000"), "USD", "estimated at submission")
+    for account, amount in ((alice, "0.3000"), (alice, "0.1250"), (bob, "7")):
+        await register(
+            store,
+            account,
+            callback_url=None,
+            next_poll_at=None,
+            estimate=replace(estimate, amount=Decimal(amount)),
+        )
+    await register(store, alice, callback_url=None, next_poll_at=None)  # no estimate
+    # A task that failed with an estimate costs nothing: it is no longer read.
+    ended = (
+        await register(
+            store,
+            alice,
+            callback_url=None,
+            next_poll_at=None,
+            estimate=replace(estimate, amount=Decimal(5)),
+        )
+    ).task
+    now = await current(store, ended)
+    failed = replace(now, status=TaskStatus.FAILED, completed_at=at(seconds=9))
+    assert await store.save_task(Change(failed), now.version)
+    assert sorted(await store.open_estimates(alice.id)) == [
+        (Decimal("0.1250"), "USD"),
+        (Decimal("0.3000"), "USD"),
+    ]
+    assert await store.open_estimates(bob.id) == [(Decimal("7"), "USD")]

@@ -1333,6 +1333,14 @@ WHERE account_id = %(account_id)s AND cost_amount IS NOT NULL
   AND completed_at >= %(since)s AND completed_at < %(until)s
 ORDER BY completed_at
 
+-- open_estimates --
+-- What the account's unfinished tasks likely cost (their estimate when submitted): a budget
+-- counts them until they finish (tasks_account_status: only the open ones are read).
+SELECT data::jsonb -> 'estimate' ->> 'amount', data::jsonb -> 'estimate' ->> 'currency'
+FROM tasks
+WHERE account_id = %(account_id)s AND status IN ('queued', 'running')
+  AND data::jsonb -> 'estimate' ->> 'amount' IS NOT NULL
+
 -- set_budget --
 INSERT INTO account_budgets (account_id, period, amount, currency, updated_at)
 VALUES (%(account_id)s, %(period)s, %(amount)s, %(currency)s, %(now)s)

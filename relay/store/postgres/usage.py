@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 
 from relay.pricing import Budget, Spent
 from relay.store.named_sql import load_queries
@@ -21,6 +22,13 @@ class UsageMixin:
         async def read(c: Conn) -> list[Spent]:
             cur = await c.execute(QUERIES["task_costs"], params)
             return [spent_from_row(r) for r in await cur.fetchall()]
+
+        return await self._db.run(read)
+
+    async def open_estimates(self, account_id: str) -> list[tuple[Decimal, str]]:
+        async def read(c: Conn) -> list[tuple[Decimal, str]]:
+            cur = await c.execute(QUERIES["open_estimates"], {"account_id": account_id})
+            return [(Decimal(amount), currency) for amount, currency in await cur.fetchall()]
 
         return await self._db.run(read)
 

@@ -1174,6 +1174,14 @@ WHERE account_id = :account_id AND cost_amount IS NOT NULL
   AND completed_at >= :since AND completed_at < :until
 ORDER BY completed_at
 
+-- open_estimates --
+-- What the account's unfinished tasks likely cost (their estimate when submitted): a budget
+-- counts them until they finish (tasks_account_status: only the open ones are read).
+SELECT json_extract(data, '$.estimate.amount'), json_extract(data, '$.estimate.currency')
+FROM tasks
+WHERE account_id = :account_id AND status IN ('queued', 'running')
+  AND json_extract(data, '$.estimate.amount') IS NOT NULL
+
 -- set_budget --
 INSERT INTO account_budgets (account_id, period, amount, currency, updated_at)
 VALUES (:account_id, :period, :amount, :currency, :now)

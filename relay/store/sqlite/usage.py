@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 
 from relay.pricing import Budget, Spent
 from relay.store.named_sql import load_queries
@@ -19,6 +20,13 @@ class UsageMixin:
         params = {"account_id": account_id, "since": since.timestamp(), "until": until.timestamp()}
         rows = await self._db.read(lambda c: c.execute(QUERIES["task_costs"], params).fetchall())
         return [spent_from_row(r) for r in rows]
+
+    async def open_estimates(self, account_id: str) -> list[tuple[Decimal, str]]:
+        params = {"account_id": account_id}
+        rows = await self._db.read(
+            lambda c: c.execute(QUERIES["open_estimates"], params).fetchall()
+        )
+        return [(Decimal(amount), currency) for amount, currency in rows]
 
     async def set_budget(self, account_id: str, budget: Budget | None, now: datetime) -> None:
         if budget is None:

@@ -237,6 +237,12 @@ class ReplayRequest(_Strict):
     since: Annotated[str, Field(max_length=40)] | None = None
     until: Annotated[str, Field(max_length=40)] | None = None
     only_failed: StrictBool = False
+    everything: StrictBool = Field(
+        default=False,
+        alias="all",
+        description='Replay from the account\'s first event. A replay needs either "since" or '
+        '"all": true; an empty body is refused, so that no whole history goes by accident.',
+    )
 
 
 class SubscriptionList(_Strict):

@@ -230,6 +230,14 @@ async def test_subscription(request: Request) -> Response:
 async def replay_subscription(request: Request) -> Response:
     account = await authenticate(request)
     body = parse(ReplayRequest, await read_json(request) if await has_body(request) else {})
+    if body.everything and body.since is not None:
+        raise BadRequest('give either since or "all": true, not both')
+    if not body.everything and body.since is None:
+        raise BadRequest(
+            "a replay needs a range: give since (an ISO 8601 time, e.g. "
+            '{"since": "2026-11-21T10:00:00Z"}), or {"all": true} to re-send every event '
+            "the account has"
+        )
     sub = await _subscription(request, account)
     if sub.status is not SubscriptionStatus.ACTIVE:
         raise SubscriptionDisabled(

@@ -1,5 +1,6 @@
-"""The web dashboard at ``/dashboard``: server-rendered pages (Jinja2, no JavaScript) over the
-same store queries and operations as the JSON API, signed in with an API key."""
+"""The web dashboard at ``/dashboard``: server-rendered pages (Jinja2; one small script of the
+relay's own for local times, copy buttons and auto-refresh, which every page works without)
+over the same store queries and operations as the JSON API, signed in with an API key."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from starlette.middleware import Middleware
 from starlette.routing import Mount, Route
 
 from relay.config.settings import Settings
-from relay.dashboard import actions, pages
+from relay.dashboard import actions, assets, overview_page, pages, search
+from relay.dashboard import subscription_forms as forms
 from relay.dashboard.session import DashboardSessions
 
 PREFIX = "/dashboard"
@@ -21,7 +23,9 @@ def dashboard_routes(prices: Mapping[str, str] | None = None) -> list[Route]:
     sub = "/subscriptions/{sub_id}"
     submission = "/submissions/{submission_id}"
     return [
-        Route("/", pages.home),
+        Route("/", overview_page.overview(prices or {})),
+        Route("/search", search.search),
+        Route("/static/dashboard.js", assets.script),
         Route("/login", actions.login_form, methods=["GET"]),
         Route("/login", actions.login, methods=["POST"]),
         Route("/logout", actions.logout, methods=["POST"]),
@@ -30,11 +34,20 @@ def dashboard_routes(prices: Mapping[str, str] | None = None) -> list[Route]:
         Route("/events", pages.events),
         Route("/events/{event_id}", pages.event),
         Route("/events/{event_id}/redeliver", actions.redeliver_event, methods=["POST"]),
-        Route("/subscriptions", pages.subscriptions),
+        Route("/subscriptions", pages.subscriptions, methods=["GET"]),
+        Route("/subscriptions", forms.create, methods=["POST"]),
+        Route("/subscriptions/new", forms.new_form),
+        Route(sub + "/edit", forms.edit_form, methods=["GET"]),
+        Route(sub + "/edit", forms.edit, methods=["POST"]),
+        Route(sub + "/delete", forms.confirm_delete, methods=["GET"]),
+        Route(sub + "/delete", forms.delete, methods=["POST"]),
         Route(sub + "/test", actions.test_subscription, methods=["POST"]),
         Route(sub + "/enable", actions.enable_subscription, methods=["POST"]),
+        Route(sub + "/disable", forms.confirm_disable, methods=["GET"]),
         Route(sub + "/disable", actions.disable_subscription, methods=["POST"]),
+        Route(sub + "/replay", forms.replay_form, methods=["GET"]),
         Route(sub + "/replay", actions.replay_subscription, methods=["POST"]),
+        Route(sub + "/rotate-secret", forms.confirm_rotate, methods=["GET"]),
         Route(sub + "/rotate-secret", actions.rotate_secret, methods=["POST"]),
         Route("/submissions", pages.submissions),
         Route(submission, pages.submission),

@@ -29,6 +29,7 @@ from relay.dashboard.session import (
     sign_out,
     signed_in,
 )
+from relay.dashboard.subscription_forms import replay_query
 from relay.dashboard.views import back_target
 from relay.errors import (
     BadRequest,
@@ -46,16 +47,15 @@ from relay.models import (
     SubscriptionStatus,
     Task,
 )
-from relay.operator_actions import parse_time, redeliver
+from relay.operator_actions import redeliver
 from relay.signing import generate_webhook_secret
-from relay.store.values import ReplayQuery
 from relay.transitions import envelope
 
 
 @guarded
 async def login_form(request: Request) -> Response:
     if signed_in(request) is not None:
-        return redirect("/dashboard/tasks")
+        return redirect("/dashboard/")
     return page(request, "login.html", {"error": None})
 
 
@@ -75,7 +75,7 @@ async def login(request: Request) -> Response:
     except Unauthorized:
         return page(request, "login.html", {"error": "That API key is not valid."}, status_code=401)
     await sign_in(request, caller)
-    return redirect("/dashboard/tasks")
+    return redirect("/dashboard/")
 
 
 @guarded
@@ -186,11 +186,8 @@ async def replay_subscription(request: Request) -> Response:
     svc = services(request)
     sub_id = request.path_params["sub_id"]
     now = svc.clock.now()
-    try:
-        since = parse_time(form["since"]) if form.get("since") else None
-    except ValueError:
-        raise BadRequest("since: not an ISO 8601 time (e.g. 2026-11-21T10:00:00Z)") from None
-    query = ReplayQuery(since=since, only_failed=form.get("only_failed") == "on")
+    # An explicit range, or "everything" ticked: an empty form is a 400, never a history.
+    query = replay_query(form)
     total = await operations.replay(svc.store, account_id, sub_id, query, now, svc.delivery.wake)
     flash(request, f"Replay to {sub_id} queued: {total} event(s).")
     return redirect(back_target(form.get("back"), SUBSCRIPTIONS))

@@ -2,7 +2,10 @@
 
 Every list is one indexed, cursor-paginated store query (the same as ``GET /v1/tasks`` and
 ``GET /v1/events``, with the same signed cursors), so a page costs the same with 100 tasks or
-100,000. A task's page reads its events (one indexed query) and each event's deliveries.
+100,000; the task list's route and time filters, which no index serves, read at most
+``task_filter.SCAN_LIMIT`` tasks a page. A task's page reads its events (one indexed query)
+and each event's deliveries. The first page of a list, and a running task's page, reload
+themselves now and then (``render.page``'s ``refresh``).
 """
 
 from __future__ import annotations
@@ -17,8 +20,8 @@ from starlette.responses import Response
 
 from relay.api.http import cursor_position, next_cursor, services
 from relay.copies.values import CopyState, OutputCopy, OutputKind
-from relay.dashboard import usage_views, views
-from relay.dashboard.render import Handler, guarded, page, redirect
+from relay.dashboard import task_filter, usage_views, views
+from relay.dashboard.render import Handler, guarded, page
 from relay.dashboard.session import require_account
 from relay.errors import (
     BadRequest,
@@ -37,6 +40,10 @@ log = logging.getLogger("relay.dashboard")
 PAGE_SIZE = 50
 TASK_EVENTS = 200
 """Events shown on a task's page (a task has a handful; progress steps can add more)."""
+LIST_REFRESH = 30
+"""Seconds between reloads of a list's first page (a later page stays put)."""
+RUNNING_REFRESH = 10
+"""Seconds between reloads of a task's page while it runs."""
 UNCERTAIN_COUNTED = 50
 """Uncertain submissions counted for the navigation; more show as ``50+``."""
 
@@ -58,16 +65,11 @@ def _query(**filters: str | None) -> str:
     return urlencode({k: v for k, v in filters.items() if v})
 
 
-@guarded
-async def home(request: Request) -> Response:
-    require_account(request)
-    return redirect("/dashboard/tasks")
-
-
-async def _uncertain(request: Request, account_id: str) -> str | None:
+async def uncertain_count(request: Request, account_id: str) -> str | None:
     """How many of the account's submissions are uncertain (each may be a paid task the relay
-    does not track), for the navigation; None when none is. Read on the landing page (the
-    task list) and the submissions page, not on every page: it is one more query."""
+    does not track), for the navigation; None when none is. Read on the landing pages (the
+    overview and the task list) and the submissions page, not on every page: it is one more
+    query."""
     found = await services(request).store.list_submissions(
         account_id, SubmissionState.UNCERTAIN, None, UNCERTAIN_COUNTED
     )
@@ -78,32 +80,62 @@ async def _uncertain(request: Request, account_id: str) -> str | None:
 
 @guarded
 async def tasks(request: Request) -> Response:
+    """The account's tasks, newest first: by status, provider and reference (an index each),
+    and by route and creation time (``task_filter``: a bounded scan)."""
     who = require_account(request)
     svc = services(request)
+    params = request.query_params
     status = _choice(request, "status", TaskStatus)
-    provider = request.query_params.get("provider") or None
-    page_ = await svc.store.list_tasks(
-        who.account_id,
-        TaskQuery(
-            status=status,
-            provider=provider,
-            after=cursor_position(request, request.query_params.get("cursor"), "desc"),
-            limit=PAGE_SIZE,
-        ),
+    provider = params.get("provider") or None
+    reference = params.get("reference") or None
+    route = params.get("route") or None
+    within = params.get("within") or None
+    since, until = params.get("from") or None, params.get("to") or None
+    window = task_filter.time_range(svc.clock.now(), within, since, until)
+    query = TaskQuery(
+        status=status,
+        provider=provider,
+        reference=reference,
+        after=cursor_position(request, params.get("cursor"), "desc"),
+        limit=PAGE_SIZE,
     )
+    if route is None and not window.given:
+        found = await svc.store.list_tasks(who.account_id, query)
+        listed = task_filter.Filtered(found.items, found.next_after, len(found.items), False)
+    else:
+        listed = await task_filter.filtered_tasks(
+            svc.store, who.account_id, query, route, window, PAGE_SIZE
+        )
     return page(
         request,
         "tasks.html",
         {
-            "tasks": page_.items,
+            "tasks": listed.items,
+            "cut": listed.cut,
+            "scanned": listed.scanned,
             "statuses": [s.value for s in TaskStatus],
             "providers": sorted(svc.providers),
+            "withins": list(task_filter.WITHIN),
             "status": status.value if status else "",
             "provider": provider or "",
-            "query": _query(status=status.value if status else None, provider=provider),
-            "next_cursor": next_cursor(request, page_.next_after, "desc"),
-            "uncertain": await _uncertain(request, who.account_id),
+            "reference": reference or "",
+            "route": route or "",
+            "within": within or "",
+            "since": since or "",
+            "until": until or "",
+            "filtered": bool(status or provider or reference or route or window.given),
+            "query": _query(
+                status=status.value if status else None,
+                provider=provider,
+                reference=reference,
+                route=route,
+                within=within,
+                **{"from": since, "to": until},
+            ),
+            "next_cursor": next_cursor(request, listed.next_after, "desc"),
+            "uncertain": await uncertain_count(request, who.account_id),
         },
+        refresh=None if params.get("cursor") else LIST_REFRESH,
     )
 
 
@@ -137,6 +169,7 @@ async def task(request: Request) -> Response:
             "output_state": views.output_state_line(found.output) if found.output else "",
         },
         media=await _media(svc, found, copies),
+        refresh=None if found.status.terminal else RUNNING_REFRESH,
     )
 
 
@@ -169,11 +202,15 @@ async def events(request: Request) -> Response:
     type_ = _choice(request, "type", EventType)
     delivery_status = _choice(request, "delivery_status", DeliveryStatus)
     task_id = request.query_params.get("task_id") or None
+    since, until = request.query_params.get("from") or None, request.query_params.get("to") or None
+    window = task_filter.time_range(svc.clock.now(), None, since, until)
     page_ = await svc.store.list_events(
         who.account_id,
         EventQuery(
             type=type_,
             task_id=task_id,
+            since=window.since,
+            until=window.until,
             delivery_status=delivery_status,
             after=cursor_position(request, request.query_params.get("cursor"), "desc"),
             limit=PAGE_SIZE,
@@ -189,14 +226,18 @@ async def events(request: Request) -> Response:
             "type": type_.value if type_ else "",
             "delivery_status": delivery_status.value if delivery_status else "",
             "task_id": task_id or "",
+            "since": since or "",
+            "until": until or "",
             "event_line": views.event_line,
             "query": _query(
                 type=type_.value if type_ else None,
                 task_id=task_id,
                 delivery_status=delivery_status.value if delivery_status else None,
+                **{"from": since, "to": until},
             ),
             "next_cursor": next_cursor(request, page_.next_after, "desc"),
         },
+        refresh=None if request.query_params.get("cursor") else LIST_REFRESH,
     )
 
 
@@ -258,7 +299,7 @@ async def submissions(request: Request) -> Response:
             "state": state.value if state else "",
             "query": _query(state=state.value if state else None),
             "next_cursor": next_cursor(request, page_.next_after, "desc"),
-            "uncertain": await _uncertain(request, who.account_id),
+            "uncertain": await uncertain_count(request, who.account_id),
         },
     )
 

@@ -6,9 +6,11 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from markupsafe import Markup, escape
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.templating import Jinja2Templates
@@ -22,18 +24,37 @@ from relay.errors import RelayError, StoreError, Unauthorized
 log = logging.getLogger("relay.dashboard")
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
-TEMPLATES.env.filters.update(when=views.when, snippet=views.snippet, bytes_label=views.bytes_label)
+
+
+def local_time(value: datetime | None) -> Markup:
+    """A time as a ``<time>`` element: UTC as the API writes it, which the dashboard's script
+    (``static/dashboard.js``) shows in the browser's time zone, UTC on hover; ``-`` for
+    none. Without the script the page shows the UTC time."""
+    text = views.when(value)
+    if value is None:
+        return Markup(escape(text))
+    return Markup('<time datetime="{0}" title="{0}">{0}</time>').format(text)
+
+
+TEMPLATES.env.filters.update(
+    when=views.when,
+    local=local_time,
+    snippet=views.snippet,
+    bytes_label=views.bytes_label,
+    pretty_json=views.pretty_json,
+)
 
 
 def content_policy(media: Sequence[str] = ()) -> str:
-    """The pages' Content-Security-Policy: no scripts, nothing framed, forms only to the
+    """The pages' Content-Security-Policy: scripts only from the relay itself (its one small
+    file, ``static/dashboard.js``; no inline script), nothing framed, forms only to the
     dashboard; images and media (a task's stored video and last frame) from this origin, and
     from the ``media`` origins a page names (``views.media_origins``: the origin of the
     relay's own output links when ``server.public_url`` is another one, and a bucket's when
     its links redirect to presigned URLs)."""
     sources = " ".join(["'self'", *media])
     return (
-        "default-src 'none'; style-src 'unsafe-inline'; "
+        "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; "
         f"img-src {sources}; media-src {sources}; form-action 'self'; "
         "frame-ancestors 'none'"
     )
@@ -46,7 +67,8 @@ NO_STORE = {
     "X-Content-Type-Options": "nosniff",
     "Content-Security-Policy": content_policy(),
 }
-"""Every dashboard page: never cached (it shows account data), never framed, no scripts."""
+"""Every dashboard page: never cached (it shows account data), never framed, no script but
+the relay's own."""
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -58,9 +80,11 @@ def page(
     status_code: int = 200,
     *,
     media: Sequence[str] = (),
+    refresh: int | None = None,
 ) -> Response:
     """``template`` rendered; ``media``: the other origins its images and media load from
-    (``content_policy``)."""
+    (``content_policy``); ``refresh``: seconds after which the script reloads the page (a
+    list, a running task), unless the person is typing, selecting or has paused it."""
     now = services(request).clock.now()
     shared = {
         "who": signed_in(request),
@@ -69,6 +93,7 @@ def page(
         "now": now,
         "age": functools.partial(views.age, now),
         "path": _here(request),
+        "refresh": refresh,
     }
     return TEMPLATES.TemplateResponse(
         request,

@@ -58,6 +58,15 @@ def when(value: datetime | None) -> str:
     return iso(value) or "-"
 
 
+def pretty_json(text: str) -> str:
+    """JSON indented for reading (keys in their order, non-ASCII as written); anything that
+    is not JSON unchanged."""
+    try:
+        return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+    except ValueError:
+        return text
+
+
 def snippet(text: str | None) -> str:
     if not text:
         return ""

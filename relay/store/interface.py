@@ -68,6 +68,7 @@ from relay.models import (
     Task,
 )
 from relay.store.copy_roles import CopyStore
+from relay.store.overview_roles import OverviewStore
 from relay.store.submission_roles import IdempotencyStore, SubmissionStore
 from relay.store.usage_roles import UsageStore
 from relay.store.values import (
@@ -394,6 +395,7 @@ class Store(
     SubmissionStore,
     CopyStore,
     UsageStore,
+    OverviewStore,
     StoreUpkeep,
     Protocol,
 ):

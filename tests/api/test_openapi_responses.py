@@ -276,7 +276,7 @@ async def subscriptions(client: httpx.AsyncClient, receiver: Receiver) -> None:
     assert (await client.get(f"/v1/events/{test_event}/deliveries")).status_code == 200
     assert (await client.post(sub + "/disable")).status_code == 200
     assert (await client.post(sub + "/test")).status_code == 409
-    assert (await client.post(sub + "/replay", json={})).status_code == 409
+    assert (await client.post(sub + "/replay", json={"all": True})).status_code == 409
     assert (await client.post(sub + "/enable", json={"replay": True})).status_code == 200
     assert (
         await client.post(

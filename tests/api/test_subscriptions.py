@@ -452,8 +452,8 @@ async def test_another_accounts_subscription_is_404_on_every_route(
         ("POST", base + "/rotate-secret", None),
         ("POST", base + "/rotate-secret", {"grace_seconds": 0}),
         ("POST", base + "/test", None),
-        ("POST", base + "/replay", {}),
-        ("POST", base + "/replay", None),
+        ("POST", base + "/replay", {"all": True}),
+        ("POST", base + "/replay", {"since": "2020-01-01T00:00:00Z"}),
     ]
     for method, path, body in attempts:
         response = await bob.request(method, path, json=body)
@@ -483,7 +483,7 @@ async def test_delete_twice_is_200_then_404_and_the_subscription_is_gone(
         ("POST", base + "/disable", None),
         ("POST", base + "/rotate-secret", None),
         ("POST", base + "/test", None),
-        ("POST", base + "/replay", {}),
+        ("POST", base + "/replay", {"all": True}),
     ):
         assert_error(await alice.request(method, path, json=body), 404, "not_found")
     listed = (await alice.get("/v1/subscriptions", params={"limit": 200})).json()["data"]

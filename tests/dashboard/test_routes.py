@@ -107,7 +107,7 @@ async def test_sign_in_keeps_the_account_not_the_key(dash: Dash) -> None:
 
     signed = await dash.sign_in()
     assert signed.status_code == 303
-    assert signed.headers["location"] == "/dashboard/tasks"
+    assert signed.headers["location"] == "/dashboard/"  # the overview
     cookie = signed.headers["set-cookie"]
     attributes = {part.strip().split("=")[0].lower() for part in cookie.split(";")}
     assert {"httponly", "max-age", "path", "samesite"} <= attributes
@@ -370,7 +370,10 @@ async def test_events_providers_and_subscriptions_render(dash: Dash) -> None:
 
     # No page ever shows a secret, a static header's value or the API key.
     for path in (
+        "/dashboard/",
         "/dashboard/subscriptions",
+        f"/dashboard/subscriptions/{sub_id}/edit",
+        f"/dashboard/subscriptions/{sub_id}/replay?since=2020-01-01T00:00:00Z",
         "/dashboard/tasks",
         "/dashboard/events",
         "/dashboard/providers",

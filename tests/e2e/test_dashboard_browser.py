@@ -1,10 +1,14 @@
 """The dashboard in a real browser: Debian's headless Chromium, driven by Selenium through
 Debian's chromedriver, against a real relay (uvicorn), a real receiver and the sandbox provider.
 
-A user signs in with an API key, opens a finished task, presses "Redeliver" on its
-``task.succeeded`` event, and sees the new attempt (HTTP 200, the receiver's answer) appear on
-the page; the receiver gets the same webhook id again. A screenshot of that page is written to
-the test's directory (its path is printed; ``pytest -s`` shows it).
+A user signs in with an API key and lands on the overview (its counts and charts); finds a
+finished task by typing its reference into the search box; presses "Redeliver" on its
+``task.succeeded`` event and sees the new attempt (HTTP 200, the receiver's answer) appear on
+the page; creates a subscription with the form (its secret shown once); and replays the
+task's events to it through the replay form, whose confirmation says how many events will
+go before anything is sent. The receiver gets the same webhook id each time. A screenshot of
+each of those pages is written to the test's directory (their paths are printed; ``pytest
+-s`` shows them).
 
 The relay copies finished videos into a local directory (``outputs.store``), so the task page
 has the stored video's ``<video>`` and the last frame's ``<img>``: the browser loads both from
@@ -32,6 +36,7 @@ from typing import Any, NoReturn
 
 import pytest
 
+from tests.api.test_subscriptions import verified
 from tests.e2e.conftest import ReceiverFactory, RelayFactory
 from tests.e2e.harness import Reply, ark_input, eventually
 
@@ -70,6 +75,22 @@ def _browser_paths() -> None:
 
 
 @dataclass(frozen=True)
+class Walk:
+    """What the browser did besides the redelivery: the overview, the search, the new
+    subscription and the replay."""
+
+    overview_succeeded: str
+    overview_chart_bars: int
+    local_time_title: str
+    secret: str
+    subscription_id: str
+    replay_count: str
+    replay_flash: str
+    pages: list[str]
+    """Every page's source, to look for secrets in."""
+
+
+@dataclass(frozen=True)
 class Seen:
     attempts_before: int
     attempts_after: int
@@ -80,6 +101,7 @@ class Seen:
     media: dict[str, Any]
     """What the browser made of the stored video and last frame (``MEDIA_STATE``)."""
     console: list[str]
+    walk: Walk
 
 
 MEDIA_STATE = """
@@ -99,7 +121,14 @@ return {
 
 
 def browse(
-    base_url: str, api_key: str, task_id: str, event_id: str, profile: Path, screenshot: Path
+    base_url: str,
+    api_key: str,
+    task_id: str,
+    event_id: str,
+    profile: Path,
+    shots: Path,
+    receiver_url: str,
+    since: str,
 ) -> Seen:
     """The user's clicks, in a blocking Selenium session (run in a thread: the relay serves
     from the test's event loop meanwhile)."""
@@ -131,15 +160,29 @@ def browse(
                     )
                 time.sleep(0.2)
 
+        def shot(name: str) -> None:
+            assert driver.save_screenshot(str(shots / name)), f"no screenshot {name}"
+
+        pages: list[str] = []
         # Signed out, the dashboard sends the browser to its sign-in form.
         driver.get(f"{base_url}/dashboard/tasks")
         assert driver.current_url == f"{base_url}/dashboard/login", driver.current_url
         driver.find_element(By.ID, "api_key").send_keys(api_key)
         driver.find_element(By.ID, "sign-in").click()
-        until("the task list", lambda d: d.current_url.endswith("/dashboard/tasks"))
+        # Signed in, the overview: its counts, its charts, its times in the browser's zone.
+        until("the overview", lambda d: d.current_url == f"{base_url}/dashboard/")
+        succeeded = driver.find_element(By.ID, "count-succeeded").text
+        bars = len(driver.find_elements(By.CSS_SELECTOR, "#chart-24h rect.bar"))
+        shot("dashboard-overview.png")
+        pages.append(driver.page_source)
 
-        driver.find_element(By.LINK_TEXT, task_id).click()
+        # The search box: the task's reference leads straight to its page.
+        box = driver.find_element(By.ID, "search-box")
+        box.send_keys("browser-test")
+        box.submit()
         until("the task page", lambda d: d.current_url.endswith(f"/dashboard/tasks/{task_id}"))
+        local = until("a local time", lambda d: d.find_elements(By.CSS_SELECTOR, "time.local"))
+        local_title = str(local[0].get_attribute("title"))
         assert driver.find_element(By.ID, "task-status").text == "succeeded"
 
         def media_settled(d: WebDriver) -> dict[str, Any] | None:
@@ -172,8 +215,39 @@ def browse(
         code = last.find_element(By.CSS_SELECTOR, "td.status-code").text
         snippet = last.find_elements(By.TAG_NAME, "td")[-1].text
         # The whole page (notice, timeline, both attempts) fits the window.
-        assert driver.save_screenshot(str(screenshot)), "no screenshot was written"
-        return Seen(before, len(rows), code, snippet, flash, driver.page_source, media, console)
+        shot("dashboard-redelivered.png")
+        task_page = driver.page_source
+
+        # A subscription, created with the form; its secret is shown once.
+        driver.get(f"{base_url}/dashboard/subscriptions")
+        driver.find_element(By.ID, "new-subscription").click()
+        until("the form", lambda d: d.find_elements(By.ID, "subscription-form"))
+        driver.find_element(By.ID, "sub-url").send_keys(receiver_url)
+        driver.find_element(By.ID, "sub-description").send_keys("made in the browser")
+        shot("dashboard-subscription-form.png")
+        driver.find_element(By.ID, "save-subscription").click()
+        secret = until("the secret", lambda d: d.find_elements(By.ID, "new-secret"))[0].text
+        sub_id = driver.find_element(By.ID, "new-subscription-id").text
+        shot("dashboard-subscription-created.png")
+        pages.append(driver.page_source)
+
+        # Its replay: a range, then the confirmation that counts, then the replay.
+        driver.get(f"{base_url}/dashboard/subscriptions")
+        driver.find_element(By.CSS_SELECTOR, f"#sub-{sub_id} a.replay").click()
+        until("the replay form", lambda d: d.find_elements(By.ID, "replay-form"))
+        driver.find_element(By.ID, "replay-since").send_keys(since)
+        driver.find_element(By.ID, "count-replay").click()
+        count = until("the count", lambda d: d.find_elements(By.ID, "replay-count"))[0].text
+        shot("dashboard-replay-confirm.png")
+        pages.append(driver.page_source)
+        driver.find_element(By.ID, "confirm-replay").click()
+        replayed = until("the replay notice", lambda d: d.find_elements(By.ID, "flash"))[0].text
+        shot("dashboard-replayed.png")
+        pages.append(driver.page_source)
+        logged = driver.execute("getLog", {"type": "browser"})["value"]
+        console += [str(entry["message"]) for entry in logged]
+        walk = Walk(succeeded, bars, local_title, secret, sub_id, count, replayed, pages)
+        return Seen(before, len(rows), code, snippet, flash, task_page, media, console, walk)
     finally:
         driver.quit()
 
@@ -223,7 +297,11 @@ async def test_sign_in_open_a_task_redeliver_and_see_the_new_attempt(
     video_url = first.json()["data"]["video_url"]
     assert video_url.startswith(f"{relay.url}/v1/outputs/")  # the stored copy's link
 
-    screenshot = tmp_path / "dashboard-redelivered.png"
+    async with relay.client(account) as api:
+        task = (await api.get(f"/v1/tasks/{task_id}")).json()
+    since = task["created_at"]  # the replay's range starts with the task
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
     seen = await asyncio.to_thread(
         browse,
         relay.url,
@@ -231,9 +309,13 @@ async def test_sign_in_open_a_task_redeliver_and_see_the_new_attempt(
         task_id,
         event_id,
         tmp_path / "chromium-profile",
-        screenshot,
+        shots,
+        receiver.url,
+        since,
     )
-    print(f"\ndashboard screenshot: {screenshot}")
+    for taken in sorted(shots.iterdir()):
+        print(f"\ndashboard screenshot: {taken}")
+    screenshot = shots / "dashboard-redelivered.png"
 
     assert seen.attempts_before == 1
     assert seen.attempts_after == 2
@@ -248,9 +330,24 @@ async def test_sign_in_open_a_task_redeliver_and_see_the_new_attempt(
     assert not [line for line in seen.console if "Content Security Policy" in line]
     assert screenshot.stat().st_size > 10_000
     assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    # The receiver got the same event again: same webhook id, a fresh signature.
-    await receiver.wait_for(2)
-    assert len(receiver.with_id(event_id)) == 2
+    # The overview counted the task and charted it; times show in the browser's zone.
+    walk = seen.walk
+    assert walk.overview_succeeded == "1"
+    assert walk.overview_chart_bars == 1
+    assert walk.local_time_title.startswith("UTC 20"), walk.local_time_title
+    # The replay said how many events would go before sending them: the task's succeeded
+    # event (the new subscription wants terminal events).
+    assert "1 event will be sent again" in walk.replay_count, walk.replay_count
+    assert f"Replay to {walk.subscription_id} queued: 1 event(s)." in walk.replay_flash
+    assert walk.secret.startswith("whsec_")
+    for shot in shots.iterdir():
+        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", shot
+    # The receiver got the same event again: same webhook id, a fresh signature; then once
+    # more, replayed to the new subscription, signed with its secret.
+    await receiver.wait_for(3)
+    assert len(receiver.with_id(event_id)) == 3
+    replayed = receiver.with_id(event_id)[-1]
+    assert verified(walk.secret, replayed)["type"] == "task.succeeded"
     # Neither the page nor anything the relay (or its server) logged holds the key or the
     # signing secret.
     logged = [r.getMessage() for r in caplog.records if r.name.split(".")[0] not in CLIENT_LOGGERS]
@@ -258,3 +355,6 @@ async def test_sign_in_open_a_task_redeliver_and_see_the_new_attempt(
     for secret in (account.api_key, account.secret):
         assert secret not in seen.page_source
         assert not [line for line in logged if secret in line]
+    # The subscription's secret was on its one page, on no other, and in no log.
+    assert [walk.secret in page for page in walk.pages] == [False, True, False, False]
+    assert not [line for line in logged if walk.secret in line]

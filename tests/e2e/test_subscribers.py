@@ -175,7 +175,7 @@ async def test_an_outage_then_a_replay_delivers_everything_once_per_success_in_o
         # when the first one sent fails once and is retried: the task's later events wait.
         before = len(receiver.requests)
         receiver.script(503)
-        replay = await client.post(f"/v1/subscriptions/{sub['id']}/replay", json={})
+        replay = await client.post(f"/v1/subscriptions/{sub['id']}/replay", json={"all": True})
         assert (replay.status_code, replay.json()["replayed"]) == (202, 9)
         await receiver.wait_for(before + 10, within=15)
         await receiver.quiet_for(0.5)

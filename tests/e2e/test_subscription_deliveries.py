@@ -320,7 +320,7 @@ async def test_a_replay_does_not_send_another_subscriptions_test_event(
         other = await subscribe(client, theirs.url)
         tested = await client.post(f"/v1/subscriptions/{other['id']}/test")
         assert tested.json()["delivered"] is True
-        replay = await client.post(f"/v1/subscriptions/{sub['id']}/replay", json={})
+        replay = await client.post(f"/v1/subscriptions/{sub['id']}/replay", json={"all": True})
         assert replay.status_code == 202, replay.text
         await asyncio.sleep(0.5)  # proving an absence: what would arrive has arrived
         assert [verified(sub["secret"], r)["data"] for r in mine.requests] == []
@@ -361,7 +361,7 @@ async def test_disable_then_enable_replays_what_was_missed_in_order(
         again = await client.post(base + "/disable")  # disabling twice changes nothing
         assert (again.status_code, again.json()) == (200, disabled)
         assert (await client.get(base)).json() == disabled
-        assert_error(await client.post(base + "/replay", json={}), 409, "disabled")
+        assert_error(await client.post(base + "/replay", json={"all": True}), 409, "disabled")
 
         missed = [await submit(client, f"missed {i}") for i in range(2)]
         missed_events = [e for t in missed for e in await task_events(client, t)]
@@ -440,7 +440,7 @@ async def test_replay_windows_since_and_until(relay: RelayServer, receiver: Rece
 
         await replay({"since": utc_iso(marks[1]), "until": utc_iso(marks[2])}, [ids[1]])
         await replay({"since": marks[1].isoformat()}, ids[1:])  # +00:00 works like Z
-        await replay({"until": utc_iso(marks[1])}, [ids[0]])
+        await replay({"all": True, "until": utc_iso(marks[1])}, [ids[0]])
         # A naive time is UTC.
         await replay({"since": marks[2].replace(tzinfo=None).isoformat()}, [ids[2]])
         await replay({"since": utc_iso(marks[3])}, [])
@@ -498,7 +498,7 @@ async def test_only_failed_replays_and_the_feed_of_failed_deliveries(
                 "invalid_request",
             )
 
-        replay = await client.post(base + "/replay", json={"only_failed": True})
+        replay = await client.post(base + "/replay", json={"all": True, "only_failed": True})
         assert (replay.status_code, replay.json()) == (
             202,
             {"subscription_id": sub["id"], "replayed": 1},
@@ -513,9 +513,9 @@ async def test_only_failed_replays_and_the_feed_of_failed_deliveries(
         await eventually(replay_succeeded, within=5, what="the replay's delivery to succeed")
         # Its failed delivery stays on record; delivered since, it is not replayed again.
         assert await feed(client, delivery_status="failed") == [lost_event]
-        again = await client.post(base + "/replay", json={"only_failed": True})
+        again = await client.post(base + "/replay", json={"all": True, "only_failed": True})
         assert (again.status_code, again.json()["replayed"]) == (202, 0)
-        everything = await client.post(base + "/replay", json={"only_failed": False})
+        everything = await client.post(base + "/replay", json={"all": True, "only_failed": False})
         assert (everything.status_code, everything.json()["replayed"]) == (202, 2)
         await receiver.wait_for(7, within=10)
         await receiver.quiet_for(0.3)
@@ -541,7 +541,7 @@ async def test_rate_limit_spaces_deliveries_and_without_it_they_burst(
         await free.wait_for(6, within=15)
         # Replays: six deliveries due at once to each (six tasks, so no ordering between them).
         for sub in (slow, fast):
-            replay = await client.post(f"/v1/subscriptions/{sub['id']}/replay", json={})
+            replay = await client.post(f"/v1/subscriptions/{sub['id']}/replay", json={"all": True})
             assert (replay.status_code, replay.json()["replayed"]) == (202, 6)
         await free.wait_for(12, within=10)
         await limited.wait_for(12, within=10)

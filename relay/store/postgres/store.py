@@ -37,6 +37,7 @@ from relay.store.postgres.outbox import (
     write_copies,
     write_events,
 )
+from relay.store.postgres.overview import OverviewMixin
 from relay.store.postgres.retention import RetentionMixin
 from relay.store.postgres.runner import Conn, Listener, PgRunner
 from relay.store.postgres.submissions import SubmissionsMixin, accept_submission
@@ -64,6 +65,7 @@ class PostgresStore(
     CopiesMixin,
     RetentionMixin,
     MetricsMixin,
+    OverviewMixin,
     UsageMixin,
 ):
     def __init__(self, url: str, *, timeout: float = 5.0) -> None:

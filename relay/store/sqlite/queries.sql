@@ -1194,3 +1194,50 @@ DELETE FROM account_budgets WHERE account_id = :account_id
 
 -- get_budget --
 SELECT period, amount, currency FROM account_budgets WHERE account_id = :account_id
+
+-- ---------------------------------------------------------------------------------------
+-- overview.py: the dashboard's overview and search, bounded however long the history
+-- ---------------------------------------------------------------------------------------
+
+-- overview_count_status --
+-- One status's tasks of an account, counted up to :cap: a range of the covering index
+-- (account_id, status, pk) that stops at the cap.
+SELECT count(*) FROM (
+    SELECT 1 FROM tasks WHERE account_id = :account_id AND status = :status LIMIT :cap
+)
+
+-- overview_recent_tasks --
+-- The account's latest tasks: tasks_account backwards, stopping at :limit.
+SELECT status, provider, created_at, completed_at
+FROM tasks
+WHERE account_id = :account_id
+ORDER BY pk DESC
+LIMIT :limit
+
+-- overview_recent_deliveries --
+-- The deliveries of the account's latest :events events with their attempts (NULLs: none
+-- yet): events_account backwards, then deliveries_event and attempts_delivery.
+SELECT d.pk, d.status, e.created_at, a.latency_ms, a.outcome
+FROM (
+    SELECT pk, created_at FROM events WHERE account_id = :account_id
+    ORDER BY pk DESC LIMIT :events
+) AS e
+JOIN deliveries AS d ON d.event_pk = e.pk
+LEFT JOIN attempts AS a ON a.delivery_pk = d.pk
+
+-- overview_backlog --
+-- The account's deliveries due now and not leased, up to :cap: the partial due index read
+-- in order (the first row is the oldest), other accounts' rows skipped.
+SELECT count(*), min(next_attempt_at) FROM (
+    SELECT next_attempt_at FROM deliveries
+    WHERE next_attempt_at <= :now AND account_id = :account_id
+      AND (lease_until IS NULL OR lease_until < :now)
+    ORDER BY next_attempt_at
+    LIMIT :cap
+)
+
+-- account_provider_task --
+-- The search box's provider task id: one probe of UNIQUE (provider, provider_task_id).
+SELECT id FROM tasks
+WHERE provider = :provider AND provider_task_id = :provider_task_id
+  AND account_id = :account_id

@@ -31,6 +31,7 @@ from relay.store.sqlite.deliveries import DeliveriesMixin
 from relay.store.sqlite.idempotency import IdempotencyMixin
 from relay.store.sqlite.metrics import MetricsMixin
 from relay.store.sqlite.outbox import insert_delivery, write_copies, write_events
+from relay.store.sqlite.overview import OverviewMixin
 from relay.store.sqlite.retention import RetentionMixin
 from relay.store.sqlite.runner import InstanceLock, SqliteRunner, migrate
 from relay.store.sqlite.submissions import (
@@ -58,6 +59,7 @@ class SqliteStore(
     CopiesMixin,
     RetentionMixin,
     MetricsMixin,
+    OverviewMixin,
     UsageMixin,
 ):
     """The ``relay.store.interface.Store`` on one SQLite file: one writer thread, one reader

@@ -1,0 +1,72 @@
+"""The PostgreSQL store's overview and search reads (mixed into ``PostgresStore``): each
+bounded by a LIMIT on an index."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+
+from relay.models import TaskStatus
+from relay.store.named_sql import load_queries
+from relay.store.overview_codec import backlog_from_row, delivery_sample, task_sample
+from relay.store.overview_roles import Backlog, DeliverySample, TaskSample
+from relay.store.postgres.outbox import fetch_all, fetch_one
+from relay.store.postgres.runner import Conn, PgRunner
+
+QUERIES = load_queries("relay.store.postgres")
+
+
+class OverviewMixin:
+    _db: PgRunner
+
+    async def count_tasks_capped(self, account_id: str, cap: int) -> Mapping[TaskStatus, int]:
+        async def read(c: Conn) -> dict[TaskStatus, int]:
+            counts = {}
+            for status in TaskStatus:
+                params = {"account_id": account_id, "status": status.value, "cap": cap}
+                row = await fetch_one(c, QUERIES["overview_count_status"], params)
+                if row is not None and row[0]:
+                    counts[status] = int(row[0])
+            return counts
+
+        return await self._db.run(read)
+
+    async def recent_tasks(self, account_id: str, limit: int) -> Sequence[TaskSample]:
+        params = {"account_id": account_id, "limit": limit}
+        rows = await self._db.run(
+            lambda c: fetch_all(c, QUERIES["overview_recent_tasks"], params), transaction=False
+        )
+        return [task_sample(r) for r in rows]
+
+    async def recent_deliveries(self, account_id: str, events: int) -> Sequence[DeliverySample]:
+        params = {"account_id": account_id, "events": events}
+        rows = await self._db.run(
+            lambda c: fetch_all(c, QUERIES["overview_recent_deliveries"], params),
+            transaction=False,
+        )
+        return [delivery_sample(r) for r in rows]
+
+    async def account_backlog(self, account_id: str, now: datetime, cap: int) -> Backlog:
+        params = {"account_id": account_id, "now": now.timestamp(), "cap": cap}
+        row = await self._db.run(
+            lambda c: fetch_one(c, QUERIES["overview_backlog"], params), transaction=False
+        )
+        return backlog_from_row(row)
+
+    async def tasks_with_provider_task_id(
+        self, account_id: str, provider_task_id: str, providers: Sequence[str]
+    ) -> list[str]:
+        async def read(c: Conn) -> list[str]:
+            found: list[str] = []
+            for provider in providers:
+                params = {
+                    "account_id": account_id,
+                    "provider": provider,
+                    "provider_task_id": provider_task_id,
+                }
+                found += [
+                    r[0] for r in await fetch_all(c, QUERIES["account_provider_task"], params)
+                ]
+            return found
+
+        return await self._db.run(read, transaction=False)

@@ -19,17 +19,18 @@ from apscheduler.schedulers.base import STATE_STOPPED
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Mount, Route
 
 from relay import routing
-from relay.adapters.registry import build_dialect, dialect_entry
+from relay.adapters.registry import dialect_entry
 from relay.api.errors import exception_handlers
 from relay.api.http import RefuseUnstorable
 from relay.api.routes import routes
 from relay.clock import Clock, SystemClock
 from relay.config.outputs import OutputsSettings
 from relay.config.settings import ProviderSettings, Settings
+from relay.config.startup_warnings import startup_warnings
 from relay.copier.engine import Copier, CopierSettings
 from relay.copier.fetch import FetchLimits
 from relay.copier.removal import KeptOutputs, Remover
@@ -204,6 +205,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None, role: Role = "
         mounts.append(Mount("/sandbox", app=sandbox.app))
     if role != "worker" and settings.dashboard.enabled:
         mounts.append(dashboard_mount(settings))
+        # A person who opens the relay's address in a browser lands on the dashboard.
+        mounts.append(Route("/", _to_dashboard, methods=["GET", "HEAD"]))
     # Every role serves /metrics (no API key: aggregate counts only, no ids, URLs or
     # secrets; keep it on an internal network, as /healthz).
     metrics = RelayMetrics()
@@ -363,8 +366,8 @@ async def _running(
                 ),
                 clock.now,
             )
-        _warn_unreachable_pushes(settings)
-        _warn_about_outputs(settings)
+        for warning in startup_warnings(settings, own_address(settings)):
+            log.warning("%s", warning)
         app.state.services = Services(
             store=store,
             tracker=tracker,
@@ -407,9 +410,8 @@ async def _running(
             engine.wake()
             if copier is not None:
                 copier.wake()
-        log.info(
-            "relay ready on %s as %s (providers: %s)", own_address(settings), role, ", ".join(plans)
-        )
+        # Not "ready" yet: `relay serve` says so once its port accepts connections.
+        log.info("relay started as %s (providers: %s)", role, ", ".join(plans))
         yield
     finally:
         # AsyncIOScheduler.shutdown() only queues the stop, so `running` stays true
@@ -462,38 +464,8 @@ async def _kept_outputs(
     return KeptOutputs(outputs, links, remover, settings.outputs.link_lifetime)
 
 
-def _warn_about_outputs(settings: Settings) -> None:
-    store = settings.outputs.store
-    if (
-        store is not None
-        and store.startswith("file:")
-        and settings.database_url.startswith("postgres")
-    ):
-        log.warning(
-            "outputs.store is a local directory and the database is shared: every "
-            "instance must see the same directory (a shared volume), or a link served by "
-            "an instance without the file answers 404; use an s3:// bucket otherwise"
-        )
-
-
-def _warn_unreachable_pushes(settings: Settings) -> None:
-    if settings.server.public_url is not None:
-        return
-    if settings.outputs.store is not None:
-        log.warning(
-            "outputs.store is set, but server.public_url is not: the stable video links "
-            "handed to receivers name %s, which receivers elsewhere likely cannot reach",
-            own_address(settings),
-        )
-    for name, p in settings.providers.items():
-        if not p.sandbox and build_dialect(p.dialect, key=_dialect_key(name)).pushes:
-            log.warning(
-                "provider %s pushes results to this relay, but server.public_url is "
-                "not set: it is told %s, which it likely cannot reach; results "
-                "then arrive only by the slow safety poll",
-                name,
-                own_address(settings),
-            )
+async def _to_dashboard(request: Request) -> Response:
+    return RedirectResponse("/dashboard/", status_code=307)
 
 
 def _metrics_endpoint(metrics: RelayMetrics) -> Callable[[Request], Any]:

@@ -10,6 +10,7 @@ from relay.cli.accounts import accounts
 from relay.cli.events import events
 from relay.cli.serve import check_config, migrate, serve
 from relay.cli.subscriptions import subscriptions
+from relay.cli.tasks import tasks
 
 
 @click.group()
@@ -24,3 +25,4 @@ main.add_command(check_config)
 main.add_command(accounts)
 main.add_command(events)
 main.add_command(subscriptions)
+main.add_command(tasks)

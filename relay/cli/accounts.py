@@ -1,4 +1,5 @@
-"""Account commands: ``accounts create``, ``keys``, ``rotate-key`` and ``revoke-key``."""
+"""Account commands: ``accounts create``, ``list``, ``keys``, ``rotate-key`` and
+``revoke-key``."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from relay.ids import new_id
 from relay.keys import ApiKey, issue_key, key_id, shown_prefix
 from relay.models import Account, iso
 from relay.signing import API_KEY_PREFIX, generate_webhook_secret, hash_api_key
+from relay.store.values import AccountSummary
 
 
 @click.group()
@@ -60,6 +62,25 @@ def accounts_create(config: str | None, name: str) -> None:
     click.echo(f"key id:          {issued.key.id}")
     click.echo(f"callback secret: {secret}")
     click.echo("Keep both now: the relay stores only a hash of the key.", err=True)
+
+
+@accounts.command("list", short_help="List every account.")
+@config_option
+def accounts_list(config: str | None) -> None:
+    """List every account, oldest first: id, name, created at (UTC), and how many API keys
+    work now (0: the account has no access until `relay accounts rotate-key` gives it one)."""
+    settings = database_settings(config)
+
+    async def run() -> list[AccountSummary]:
+        async with migrated_store(settings) as store:
+            return await store.list_accounts(datetime.now(UTC))
+
+    found = run_command(run())
+    if not found:
+        click.echo("no accounts (`relay accounts create NAME` makes one)", err=True)
+    for s in found:
+        keys = "1 active key" if s.active_keys == 1 else f"{s.active_keys} active keys"
+        click.echo(f"{s.account.id}  {s.account.name}  {iso(s.account.created_at)}  {keys}")
 
 
 @accounts.command("keys", short_help="List an account's API keys (never the keys themselves).")

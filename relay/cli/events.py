@@ -14,6 +14,7 @@ from relay.cli.shared import (
     database_settings,
     opened_store,
     parse_time_option,
+    require_account,
     run_command,
     since_option,
 )
@@ -80,6 +81,7 @@ def events_list(
     async def run() -> int:
         printed = 0
         async with opened_store(settings) as store:
+            await require_account(store, account_id)
             async for event in operations.iter_events(store, account_id, query, limit):
                 click.echo(_event_line(event))
                 printed += 1
@@ -109,6 +111,7 @@ def events_redeliver(
 
     async def run() -> list[Delivery]:
         async with opened_store(settings) as store:
+            await require_account(store, account_id)
             return await operations.redeliver(
                 store, account_id, event_id, destination_id, datetime.now(UTC)
             )

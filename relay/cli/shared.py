@@ -15,7 +15,7 @@ import click
 
 from relay import operator_actions as operations
 from relay.config.settings import Settings, load_settings
-from relay.errors import RelayError
+from relay.errors import RelayError, UnknownAccount
 from relay.store import open_store
 from relay.store.interface import Store
 
@@ -102,6 +102,12 @@ async def migrated_store(settings: Settings) -> AsyncIterator[Store]:
     async with opened_store(settings) as store:
         await store.migrate()
         yield store
+
+
+async def require_account(store: Store, account_id: str) -> None:
+    """Refuse an account id that names no account: a typo must not read as "nothing found"."""
+    if await store.callback_secret(account_id) is None:
+        raise UnknownAccount(f"no account {account_id} (`relay accounts list` shows them)")
 
 
 def run_command(coro: Coroutine[Any, Any, T]) -> T:

@@ -415,7 +415,9 @@ def _read_yaml(path: str, origin: str) -> Any:
     except OSError as exc:
         raise ConfigError("", f"cannot read config file {path}{origin}: {exc.strerror}") from exc
     except yaml.YAMLError as exc:
-        raise ConfigError("", f"config file {path} is not valid YAML: {exc}") from exc
+        # One line: PyYAML's message spreads over three (what, where, the mark).
+        problem = " ".join(str(exc).split())
+        raise ConfigError("", f"config file {path} is not valid YAML: {problem}") from exc
 
 
 def load_settings(path: str | None = None, env: Mapping[str, str] | None = None) -> Settings:

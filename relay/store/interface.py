@@ -72,6 +72,7 @@ from relay.store.overview_roles import OverviewStore
 from relay.store.submission_roles import IdempotencyStore, SubmissionStore
 from relay.store.usage_roles import UsageStore
 from relay.store.values import (
+    AccountSummary,
     AttemptRecord,
     DeliveryView,
     EventQuery,
@@ -274,6 +275,10 @@ class AccountStore(Protocol):
     ) -> None:
         """Insert an account with its first API key (its hash, and the key's shown prefix
         when the caller has one) and its callback signing secret."""
+        ...
+
+    async def list_accounts(self, now: datetime) -> list[AccountSummary]:
+        """Every account, oldest first, with how many of its keys are active at ``now``."""
         ...
 
     async def account_by_key_hash(self, key_hash: str, now: datetime) -> Account | None:

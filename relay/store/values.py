@@ -10,6 +10,7 @@ from typing import Generic, Literal, TypeVar
 
 from relay.copies.values import CopyState
 from relay.models import (
+    Account,
     Attempt,
     Delivery,
     DeliveryStatus,
@@ -106,3 +107,12 @@ class MetricsSnapshot:
 class DeliveryView:
     delivery: Delivery
     attempts: list[Attempt]
+
+
+@dataclass(frozen=True, slots=True)
+class AccountSummary:
+    """An account as ``relay accounts list`` shows it."""
+
+    account: Account
+    active_keys: int
+    """Its API keys that work at the time asked about (a rotation's grace counts)."""

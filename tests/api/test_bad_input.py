@@ -527,7 +527,6 @@ NOT_FOUND = [
     ("GET", "/v2/tasks"),
     ("GET", "/v1/nope"),
     ("POST", "/v1/nope"),
-    ("GET", "/"),
     ("GET", "/v1/tasks/task_nope/nope"),
 ]
 

@@ -14,6 +14,7 @@ from relay.store.codec import account_from_row, api_key_from_row, ts
 from relay.store.named_sql import load_queries
 from relay.store.postgres.outbox import fetch_all, fetch_one
 from relay.store.postgres.runner import Conn, PgRunner
+from relay.store.values import AccountSummary
 
 QUERIES = load_queries("relay.store.postgres")
 
@@ -82,6 +83,13 @@ class AccountsMixin:
                 )
 
         await self._db.run(add)
+
+    async def list_accounts(self, now: datetime) -> list[AccountSummary]:
+        async def get(c: Conn) -> list[AccountSummary]:
+            rows = await fetch_all(c, QUERIES["list_accounts"], {"now": ts(now)})
+            return [AccountSummary(account_from_row(row), row[3]) for row in rows]
+
+        return await self._db.run(get, transaction=False)
 
     async def list_api_keys(self, account_id: str) -> list[ApiKey]:
         async def get(c: Conn) -> list[ApiKey]:

@@ -99,6 +99,14 @@ SELECT 1 FROM accounts WHERE id = %(account_id)s FOR UPDATE
 SELECT count(*) FROM api_keys
 WHERE account_id = %(account_id)s AND (revoked_at IS NULL OR revoked_at > %(now)s)
 
+-- list_accounts --
+-- For operators (relay accounts list): a handful of accounts, each key counted once.
+SELECT a.id, a.name, a.created_at,
+       (SELECT count(*) FROM api_keys k
+        WHERE k.account_id = a.id AND (k.revoked_at IS NULL OR k.revoked_at > %(now)s))
+FROM accounts a
+ORDER BY a.created_at, a.id
+
 -- retire_other_keys --
 -- A rotation: the account's other keys stop at %(until)s, unless they stop sooner already.
 UPDATE api_keys SET revoked_at = %(until)s

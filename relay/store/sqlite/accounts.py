@@ -13,6 +13,7 @@ from relay.models import Account
 from relay.store.codec import account_from_row, api_key_from_row, ts
 from relay.store.named_sql import load_queries
 from relay.store.sqlite.runner import SqliteRunner
+from relay.store.values import AccountSummary
 
 QUERIES = load_queries("relay.store.sqlite")
 
@@ -41,6 +42,13 @@ class AccountsMixin:
             _insert_key(c, key, key_hash)
 
         await self._db.write(insert)
+
+    async def list_accounts(self, now: datetime) -> list[AccountSummary]:
+        def get(c: sqlite3.Connection) -> list[AccountSummary]:
+            rows = c.execute(QUERIES["list_accounts"], {"now": ts(now)})
+            return [AccountSummary(account_from_row(row), row[3]) for row in rows]
+
+        return await self._db.read(get)
 
     async def account_by_key_hash(self, key_hash: str, now: datetime) -> Account | None:
         def get(c: sqlite3.Connection) -> Account | None:

@@ -91,6 +91,14 @@ WHERE id = (
 -- account_exists --
 SELECT 1 FROM accounts WHERE id = :account_id
 
+-- list_accounts --
+-- For operators (relay accounts list): a handful of accounts, each key counted once.
+SELECT a.id, a.name, a.created_at,
+       (SELECT count(*) FROM api_keys k
+        WHERE k.account_id = a.id AND (k.revoked_at IS NULL OR k.revoked_at > :now))
+FROM accounts a
+ORDER BY a.created_at, a.id
+
 -- count_active_keys --
 SELECT count(*) FROM api_keys
 WHERE account_id = :account_id AND (revoked_at IS NULL OR revoked_at > :now)

@@ -202,6 +202,9 @@ class Task:
     estimate: Cost | None = None
     """What the task likely costs at its provider, as estimated when it was submitted
     (``relay.tasks.budgets``): a budget counts it until the task finishes. Never shown."""
+    resubmit_lease: datetime | None = None
+    """While one look asks a provider to take the task again (``relay.tasks.resubmitting``):
+    until when that look holds the resubmission; no other look asks anyone before then."""
     kept_input: JSON | None = None
     """The caller's input and its format (``{"input": ..., "format": ...}``), kept only
     through a route that resubmits (``relay.tasks.resubmitting``); never shown."""

@@ -78,7 +78,9 @@ def task_params(task: Task) -> dict[str, Any]:
         "cost": task.cost.to_json() if task.cost else None,
         "route": task.route,
         "submissions": [step.to_data() for step in task.submissions],
-        "kept_input": task.kept_input,
+        # The input is kept only while a resubmission may still need it.
+        "kept_input": None if task.status.terminal else task.kept_input,
+        "resubmit_lease": ts(task.resubmit_lease),
         "estimate": task.estimate.to_json() if task.estimate else None,
         "error": task.error.to_json() if task.error else None,
         "usage": task.usage,
@@ -162,6 +164,7 @@ def task_from_row(row: Sequence[Any]) -> Task:
         route=d.get("route"),
         submissions=tuple(SubmissionStep.from_data(x) for x in d.get("submissions", ())),
         kept_input=d.get("kept_input"),
+        resubmit_lease=dt(d.get("resubmit_lease")),
         estimate=Cost.from_json(d["estimate"]) if d.get("estimate") else None,
         error=TaskError.from_json(d["error"]) if d["error"] else None,
         usage=d["usage"],

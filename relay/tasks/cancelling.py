@@ -1,7 +1,10 @@
 """Cancelling a task at its provider, where the dialect can, and emitting ``task.cancelled``.
 
 The task is looked at first: Ark's DELETE on a task that has finished meanwhile deletes it
-(and its video) instead of cancelling it, so only a task still cancellable is sent one.
+(and its video) instead of cancelling it, so only a task still cancellable is sent one. A task
+its provider failed, which the relay is submitting elsewhere (``relay.tasks.resubmitting``),
+has nothing to cancel at a provider: it is cancelled at once (a resubmission that a provider
+takes meanwhile is settled as untracked and logged).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from relay.errors import (
 from relay.models import ErrorCode, Task, TaskError, TaskStatus
 from relay.pricing import PriceTable
 from relay.provider_answers import FaultKind, ProviderFault, ProviderTask
+from relay.routing import resubmitting
 from relay.store.interface import TaskStore
 from relay.tasks import verdicts
 from relay.tasks.registration import ProviderPlan
@@ -43,12 +47,17 @@ async def cancel_task(
     task = await store.get_task(account_id, task_id)
     if task is None:
         raise UnknownTask(task_id)
+    if resubmitting(task.submissions) is not None:
+        return await _save_cancelled(store, clock, task, None, saved, hold, None)
     plan = providers.get(task.provider)
     if plan is None or not plan.client.dialect.cancellable:
         raise NotCancellable(f"provider {task.provider!r} offers no way to cancel a task")
     task = await look(task)
     if task.status.terminal:
         raise TaskFinished(task.status.value)
+    if resubmitting(task.submissions) is not None:
+        return await _save_cancelled(store, clock, task, None, saved, hold, None)
+    plan = providers.get(task.provider) or plan  # the look may have found it moved
     client = plan.client
     if task.status not in client.dialect.cancellable:
         raise NotCancellable(f"provider {task.provider!r} cannot cancel a {task.status.value} task")

@@ -37,6 +37,22 @@ def held(task: Task, failure: TaskError, now: datetime, next_look: datetime) -> 
             submissions=(*task.submissions, step),
             updated_at=now,
             next_poll_at=next_look,
+            resubmit_lease=next_look,
+        )
+    )
+
+
+def claimed(task: Task, steps: Sequence[SubmissionStep], now: datetime, until: datetime) -> Change:
+    """One look holds ``task``'s resubmission until ``until``: written (fenced by version)
+    before it asks a provider, so that no other look asks anyone meanwhile, and with the
+    steps so far, so that a provider skipped or refused stays so after a crash."""
+    return Change(
+        replace(
+            task,
+            submissions=tuple(steps),
+            updated_at=now,
+            next_poll_at=until,
+            resubmit_lease=until,
         )
     )
 
@@ -63,6 +79,7 @@ def moved(
         not_found_count=0,
         updated_at=now,
         next_poll_at=next_poll_at,
+        resubmit_lease=None,
     )
     return emit(task, EventType.TASK_RESUBMITTED, now, event_id)
 
@@ -84,7 +101,15 @@ def waiting(
 ) -> Change:
     """A resubmission whose answer is not known yet (another instance is asking, or the
     answer was lost and the reconciler looks for it): look again at ``next_look``."""
-    return Change(replace(task, submissions=tuple(steps), updated_at=now, next_poll_at=next_look))
+    return Change(
+        replace(
+            task,
+            submissions=tuple(steps),
+            updated_at=now,
+            next_poll_at=next_look,
+            resubmit_lease=None,
+        )
+    )
 
 
 def given_up(task: Task, steps: Sequence[SubmissionStep], why: str, now: datetime) -> Change:
@@ -96,6 +121,5 @@ def given_up(task: Task, steps: Sequence[SubmissionStep], why: str, now: datetim
     if failure is not None and failure.error:
         said = failure.error.removeprefix(f"{failure.code}: ")
     error = TaskError(code, f"{said}; not resubmitted: {why}")
-    return terminate(
-        replace(task, submissions=tuple(steps)), TaskStatus.FAILED, error, now, event_id
-    )
+    ended = replace(task, submissions=tuple(steps), resubmit_lease=None)
+    return terminate(ended, TaskStatus.FAILED, error, now, event_id)

@@ -21,7 +21,7 @@ paying twice (``relay.tasks.resubmission`` has what it does to the task).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -119,10 +119,19 @@ class Resubmitter:
             error.code.value,
             route.name,
         )
-        return await self.resume(replace(hold.task, version=task.version + 1))
+        return await self.resume(replace(hold.task, version=task.version + 1), holding=True)
 
-    async def resume(self, task: Task) -> Task:
-        """Carry on ``task``'s resubmission (its last failure not yet taken elsewhere)."""
+    async def resume(self, task: Task, *, holding: bool = False) -> Task:
+        """Carry on ``task``'s resubmission (its last failure not yet taken elsewhere), unless
+        another look holds it now; ``holding``: this look holds it already."""
+        now = self._clock.now()
+        if not holding:
+            if task.resubmit_lease is not None and task.resubmit_lease > now:
+                return task  # another look is asking a provider right now
+            claim = await self._claim(task, task.submissions)
+            if claim is None:
+                return await self._store.get_task(task.account_id, task.id) or task
+            task = claim
         failure = resubmitting(task.submissions)
         assert failure is not None
         route = self._routes.get(task.route) if task.route else None
@@ -131,6 +140,19 @@ class Resubmitter:
         round_ = sum(s.outcome is StepOutcome.FAILED for s in task.submissions)
         since = task.submissions.index(failure)
         steps = list(task.submissions)
+        # Every submission of this round first: one still open (asked by a look that died,
+        # or whose answer was lost) is waited for, whatever the order now says.
+        earlier = {
+            name: await self._store.get_submission(
+                task.account_id, resubmission_id(task.id, round_, name)
+            )
+            for name in route.providers
+        }
+        for name, sub in earlier.items():
+            if sub is not None and sub.state is SubmissionState.ACCEPTED:  # moved meanwhile
+                return await self._store.get_task(task.account_id, task.id) or task
+            if sub is not None and sub.state.open:
+                return await self._wait(task, steps, since, sub.created_at, name, sub.id)
         health = {name: self._providers[name].client.health() for name in route.providers}
         again = Registration(
             provider=route.providers[0],
@@ -138,22 +160,12 @@ class Resubmitter:
             input_format=task.kept_input.get("format"),
         )
         for name in order(route, health, estimates(route, self._providers, again)):
-            if name in took_it(steps):
-                continue
-            this_round = [s for s in steps[since + 1 :] if s.provider == name]
-            if any(s.outcome is not StepOutcome.UNCERTAIN for s in this_round):
-                continue  # asked (or skipped) already in this round
-            sid = resubmission_id(task.id, round_, name)
-            earlier = await self._store.get_submission(task.account_id, sid)
-            if earlier is not None:
-                if earlier.state is SubmissionState.ACCEPTED:  # moved meanwhile
-                    return await self._store.get_task(task.account_id, task.id) or task
-                if earlier.state.open:
-                    return await self._wait(task, steps, since, failure.at, name, sid)
-                said = earlier.detail or earlier.state.value
-                steps.append(
-                    SubmissionStep(name, earlier.updated_at, StepOutcome.NOT_ACCEPTED, said)
-                )
+            if name in took_it(steps) or any(s.provider == name for s in steps[since + 1 :]):
+                continue  # took it once, or asked (or skipped) already in this round
+            sub = earlier[name]
+            if sub is not None:  # certainly not taken (or abandoned by a person)
+                said = sub.detail or sub.state.value
+                steps.append(SubmissionStep(name, sub.updated_at, StepOutcome.NOT_ACCEPTED, said))
                 continue
             plan = self._providers[name]
             reg = Registration(
@@ -174,6 +186,12 @@ class Resubmitter:
                 why = f"backed off until {backoff.isoformat(timespec='seconds')}"
                 steps.append(self._step(name, StepOutcome.SKIPPED, why))
                 continue
+            # Hold it again, with the steps so far, before this provider is asked.
+            claim = await self._claim(task, steps)
+            if claim is None:
+                return await self._store.get_task(task.account_id, task.id) or task
+            task = claim
+            sid = resubmission_id(task.id, round_, name)
             try:
                 return await self._submitter.submit(task.account_id, reg, task.id, plan, sid)
             except BudgetExceeded as exc:
@@ -185,10 +203,18 @@ class Resubmitter:
             except ProviderUnavailable as exc:
                 steps.append(self._step(name, StepOutcome.NOT_ACCEPTED, str(exc)))
             except (SubmissionUncertain, SubmissionInFlight):
-                return await self._wait(task, steps, since, failure.at, name, sid)
+                return await self._wait(task, steps, since, self._clock.now(), name, sid)
         asked = steps[since + 1 :]
         why = exhausted_message(route.name, asked) if asked else "no other provider in its route"
         return await self._give_up(task, steps, why)
+
+    async def _claim(self, task: Task, steps: Sequence[SubmissionStep]) -> Task | None:
+        """Hold ``task``'s resubmission for this look (None: another look wrote it first)."""
+        now = self._clock.now()
+        change = rules.claimed(task, steps, now, now + timedelta(seconds=HOLD))
+        if await self._store.save_task(change, task.version):
+            return replace(change.task, version=task.version + 1)
+        return None
 
     async def taken(
         self,
@@ -207,7 +233,14 @@ class Resubmitter:
             task = await self._store.get_task(account_id, task_id)
             if task is None:
                 raise UnknownTask(task_id)
-            if task.status.terminal:
+            current = resubmitting(task.submissions) is not None and submission == resubmission_id(
+                task.id,
+                sum(s.outcome is StepOutcome.FAILED for s in task.submissions),
+                reg.provider,
+            )
+            if task.status.terminal or not current:
+                # Ended (cancelled) meanwhile, or this is no longer the resubmission the task
+                # waits for (a person abandoned it, and another provider took the task).
                 return await self._orphaned(task, reg.provider, provider_task_id, submission)
             now = self._clock.now()
             first = now if created is None else now + timedelta(seconds=self._first_delay(plan))
@@ -240,23 +273,25 @@ class Resubmitter:
     async def _orphaned(
         self, task: Task, provider: str, provider_task_id: str | None, submission: str
     ) -> Task:
-        """The task ended (cancelled, most likely) while its resubmission was being taken:
-        the provider's new task is paid and tracked by nothing, so a person must know."""
+        """A resubmission taken when the task no longer waits for it (it ended, or another
+        provider took it): the provider's task is paid and tracked by nothing. Settled as
+        taken, saying so, and logged as an error, so that a person knows."""
         log.error(
-            "task %s ended before its resubmission %s was taken: %s task %s is not tracked",
-            task.id,
+            "resubmission %s of task %s was taken by %s as %s, but the task no longer waits "
+            "for it (%s): that provider task is not tracked",
             submission,
+            task.id,
             provider,
             provider_task_id,
+            task.status.value,
         )
         await self._store.settle_submission(
             submission,
-            SubmissionState.UNCERTAIN,
+            SubmissionState.ACCEPTED,
             self._clock.now(),
-            f"the task ended ({task.status.value}) before {provider} took it: its task "
-            f"{provider_task_id} is not tracked",
+            f"taken by {provider} as {provider_task_id} after the task no longer waited for "
+            f"it ({task.status.value} at {task.provider}): not tracked",
             provider_task_id,
-            next_look_at=None,
         )
         return task
 
@@ -265,14 +300,14 @@ class Resubmitter:
         task: Task,
         steps: list[SubmissionStep],
         since: int,
-        failed_at: datetime,
+        asked_at: datetime,
         provider: str,
         submission: str,
     ) -> Task:
-        """``provider``'s answer to ``submission`` is not known yet: look again later, or
-        give up once the reconciler would no longer look for it."""
+        """``provider``'s answer to ``submission`` (asked at ``asked_at``) is not known yet:
+        look again later, or give up once the reconciler no longer looks for it."""
         now = self._clock.now()
-        if now - failed_at > RECONCILE_FOR:
+        if now - asked_at > RECONCILE_FOR:
             why = f"the answer of {provider} (submission {submission}) was never known"
             return await self._give_up(task, steps, why)
         if not any(

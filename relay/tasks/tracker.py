@@ -338,14 +338,16 @@ class Tracker:
         left = self._unconfirmed.take(task.id)
         if left:
             recheck = PUSH_RECHECK if recheck is None else min(recheck, PUSH_RECHECK)
-            via = "push"
+            via = via if via == "cancel" else "push"
         asked: Asked | None = None
         for _ in range(3):
             now = self._clock.now()
             if task.status.terminal:
                 return task
             if resubmitting(task.submissions) is not None:
-                return await self.resubmitter.resume(task)
+                # Its provider failed it: carry the resubmission on (a cancel's look leaves
+                # it to the cancel, which ends it without asking anyone).
+                return task if via == "cancel" else await self.resubmitter.resume(task)
             if plan is None:
                 change = verdicts.provider_gone(task, now)
             else:
@@ -362,9 +364,10 @@ class Tracker:
                 change = verdicts.expire_if_overdue(
                     change, task.created_at, answered, plan.max_age, now, self._clock.now()
                 )
-                resubmitted = await self.resubmitter.failed(task, change)
-                if resubmitted is not None:
-                    return resubmitted
+                if via != "cancel":  # a cancel's look lets a failure stand
+                    resubmitted = await self.resubmitter.failed(task, change)
+                    if resubmitted is not None:
+                        return resubmitted
             change = self._hold(change)
             if await self._store.save_task(change, task.version):
                 self._unconfirmed.looked(task.id, left, change.task.status.terminal)
@@ -378,6 +381,8 @@ class Tracker:
             again = await self._store.get_task(task.account_id, task.id)
             if again is None:
                 return task
+            if again.provider != task.provider:  # resubmitted meanwhile: that answer is stale
+                plan, asked = self._providers.get(again.provider), None
             task = again
         return task
 

@@ -16,16 +16,27 @@ from tests.routes.test_failover import PROVIDERS, break_flavor, creates_at
 __all__ = ["start_relay"]
 
 ROUTE = {"providers": ["seedance2ink", "sandbox"], "resubmit_on": ["provider_error"]}
+TWO_ROUNDS = {
+    "providers": ["seedance2ink", "seedance2ink_b", "sandbox"],
+    "resubmit_on": ["provider_error"],
+}
 
 
 @pytest.fixture
 async def relay(start_relay: InProcessFactory) -> InProcessRelay:
     return await start_relay(
         # A short timeout at Ark, so a lost answer to the resubmission is quickly known lost.
-        providers={**PROVIDERS, "sandbox": {**PROVIDERS["sandbox"], "timeout": 2}},
+        providers={
+            **PROVIDERS,
+            "sandbox": {**PROVIDERS["sandbox"], "timeout": 2},
+            # A second reseller of the seedance2.ink kind: it fails what the first fails.
+            "seedance2ink_b": PROVIDERS["seedance2ink"],
+        },
         routes={
             "resubmitting": ROUTE,
             "once": {"providers": ["seedance2ink", "sandbox"]},
+            "one_round": {**TWO_ROUNDS, "max_resubmits": 1},
+            "two_rounds": {**TWO_ROUNDS, "max_resubmits": 2},
             "ark_first": {
                 "providers": ["sandbox", "seedance2ink"],
                 "resubmit_on": ["provider_error"],
@@ -120,8 +131,34 @@ async def test_a_failure_that_is_the_callers_is_never_resubmitted(relay: InProce
 
 
 async def test_max_resubmits_bounds_the_rounds(relay: InProcessRelay) -> None:
-    # Fails at both: seedance2ink's provider_error is resubmitted once, then Ark's
-    # moderation failure is final (and would not be resubmitted anyway: one round only).
+    account = await relay.account("rounds")
+    prompt = "a fox [fail@seedance2ink]"  # fails at both seedance2.ink resellers
+    once = await finished(relay, account, await submit(relay, account, "one_round", prompt))
+    assert (once["status"], once["provider"]) == ("failed", "seedance2ink_b")
+    assert once["error"]["code"] == "provider_error"
+    assert outcomes(once) == [
+        ("seedance2ink", "accepted"),
+        ("seedance2ink", "failed"),
+        ("seedance2ink_b", "accepted"),
+    ]
+    assert await creates_at(relay, "ark") == 0  # a second round was not allowed
+    twice = await finished(relay, account, await submit(relay, account, "two_rounds", prompt))
+    assert (twice["status"], twice["provider"]) == ("succeeded", "sandbox")
+    assert [o for _, o in outcomes(twice)] == [
+        "accepted",
+        "failed",
+        "accepted",
+        "failed",
+        "accepted",
+    ]
+    assert await creates_at(relay, "ark") == 1
+
+
+async def test_a_resubmission_that_fails_again_with_the_callers_reason_ends(
+    relay: InProcessRelay,
+) -> None:
+    # Fails at both: seedance2ink's provider_error is resubmitted, then Ark's moderation
+    # failure is final (the caller's: never resubmitted).
     account = await relay.account("twice")
     task = await finished(relay, account, await submit(relay, account, "resubmitting", "[fail]"))
     assert (task["status"], task["provider"], task["error"]["code"]) == (
@@ -205,3 +242,61 @@ def test_resubmit_on_refuses_the_callers_own_failures() -> None:
     with pytest.raises(ValidationError):
         RouteSettings.model_validate({"providers": ["a"], "resubmit_on": ["invalid_request"]})
     assert RouteSettings.model_validate(ROUTE).max_resubmits == 1
+
+
+async def test_a_task_waiting_on_its_resubmission_is_cancelled_without_asking_anyone(
+    relay: InProcessRelay,
+) -> None:
+    account = await relay.account("changed_mind")
+    await break_flavor(relay, ["slow"], "ark", timeout_seconds=4)  # its answer gets lost
+    task_id = await submit(relay, account, "resubmitting", "[fail@seedance2ink]")
+    async with relay.client(account) as client:
+
+        async def waiting() -> bool:
+            task = (await client.get(f"/v1/tasks/{task_id}")).json()
+            return bool(task["submissions"][-1]["outcome"] == "uncertain")
+
+        await eventually(waiting, within=30, what="an uncertain resubmission")
+        cancelled = await client.post(f"/v1/tasks/{task_id}/cancel")
+        assert cancelled.status_code == 200, cancelled.text
+        assert cancelled.json()["status"] == "cancelled"
+    assert (await finished_or_cancelled(relay, account, task_id))["status"] == "cancelled"
+    types = await event_types(relay, account, task_id)
+    assert "task.cancelled" in types
+    assert "task.failed" not in types
+
+
+async def test_a_look_while_a_provider_is_asked_to_take_the_task_asks_nobody(
+    relay: InProcessRelay,
+) -> None:
+    account = await relay.account("hasty")
+    await break_flavor(relay, ["slow"], "ark", timeout_seconds=1)  # answers within 2 s
+    task_id = await submit(relay, account, "resubmitting", "[fail@seedance2ink]")
+    async with relay.client(account) as client:
+
+        async def held() -> bool:
+            task = (await client.get(f"/v1/tasks/{task_id}")).json()
+            return bool(task["submissions"][-1]["outcome"] == "failed")
+
+        await eventually(held, within=30, what="the failure, while Ark is asked")
+        for _ in range(5):  # the look that holds the resubmission is asking Ark
+            looked = await client.post(f"/v1/tasks/{task_id}/refresh")
+            assert looked.status_code == 200, looked.text
+            assert looked.json()["status"] in ("queued", "running")
+    task = await finished(relay, account, task_id)
+    assert (task["status"], task["provider"]) == ("succeeded", "sandbox")
+    # The looks neither asked anyone nor wrote a step: the holder's ask went through.
+    assert outcomes(task) == [
+        ("seedance2ink", "accepted"),
+        ("seedance2ink", "failed"),
+        ("sandbox", "accepted"),
+    ]
+    assert await creates_at(relay, "ark") == 1
+
+
+async def finished_or_cancelled(
+    relay: InProcessRelay, account: Account, task_id: str
+) -> dict[str, Any]:
+    async with relay.client(account) as client:
+        task: dict[str, Any] = (await client.get(f"/v1/tasks/{task_id}")).json()
+        return task

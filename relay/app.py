@@ -39,6 +39,7 @@ from relay.dashboard import dashboard_mount
 from relay.delivery.engine import DeliveryEngine, EngineSettings
 from relay.delivery.fresh_urls import OutputRefresher
 from relay.delivery.outcomes import RetryPolicy
+from relay.doors.mount import door_routes
 from relay.errors import ConfigError
 from relay.ids import new_id
 from relay.jobs import schedule, waker
@@ -176,6 +177,9 @@ def create_app(settings: Settings, *, clock: Clock | None = None, role: Role = "
     mounts: list[Any] = [
         r for r in routes() if role != "worker" or getattr(r, "path", "") in _WORKER_ROUTES
     ]
+    if role != "worker":
+        # The Ark- and OpenAI-compatible APIs (relay.doors), beside the relay's own.
+        mounts += door_routes(settings.front_doors, [*settings.providers, *settings.routes])
     sandbox: Sandbox | None = None
     if settings.sandbox.enabled:
         net = settings.network

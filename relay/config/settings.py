@@ -33,6 +33,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from relay.config.doors import FrontDoorSettings
 from relay.config.outputs import OutputsSettings
 from relay.config.presets import apply_preset
 from relay.config.prices import PriceTableSettings
@@ -225,6 +226,8 @@ class Settings(ConfigModel):
     network: NetworkSettings = Field(default_factory=NetworkSettings)
     dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
     outputs: OutputsSettings = Field(default_factory=OutputsSettings)
+    front_doors: FrontDoorSettings = Field(default_factory=FrontDoorSettings)
+    """The Ark- and OpenAI-compatible APIs the relay also answers in (``relay.doors``)."""
     # Declared before providers: the providers validator reads it.
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     providers: FrozenMap[ProviderName, ProviderSettings] = Field(

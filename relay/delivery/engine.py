@@ -29,6 +29,7 @@ import httpx
 from relay.backoff import parse_retry_after
 from relay.clock import Clock
 from relay.delivery.fairness import Ledger, RateGate, account_limit, filled
+from relay.delivery.formats import render
 from relay.delivery.outcomes import (
     SLOW_DOWN_STATUSES,
     AttemptResult,
@@ -332,6 +333,8 @@ class DeliveryEngine:
             body = d.body
             if self._refresh is not None and self._refresh.needs_refresh(d, started):
                 body = await self._refresh.body_for(d)
+            # A front door's destination gets its own shape of the event, signed as sent.
+            body = render(d.body_format, body)
             if lease_end is not None:
                 self._check_lease(d, lease_end)
             response = await self._transport.handle_async_request(

@@ -94,7 +94,7 @@ class Sandbox:
     def routes(self) -> list[BaseRoute]:
         guarded: list[tuple[Flavor, Family, Endpoint]] = []
         for variant in ARK_VARIANTS:
-            for endpoint in ArkEmulation(self._context, variant).endpoints():
+            for endpoint in ArkEmulation(self._context, variant, self.pushes).endpoints():
                 guarded.append((variant.flavor, Family.ARK, endpoint))
         for flavor in UNIFIED_FLAVORS:
             for endpoint in UnifiedEmulation(self._context, flavor).endpoints():

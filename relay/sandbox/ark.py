@@ -20,15 +20,24 @@ cubicspaces' mirror, whose page documents no DELETE and whose tasks read
 ``running`` from the start. Errors use Ark's envelope with a ``Request id`` in the message and an
 ``x-request-id`` header.
 
-Deliberately not emulated: the list's ``filter.task_ids``, ``callback_url`` pushes, input
-moderation, ``frames``/``execution_expires_after`` as inputs, and real model-name checking
-(any string is accepted so gateway aliases work).
+A task created with ``callback_url`` (ark and apiyi) is POSTed there on each status change,
+``queued``, ``running`` and its end, the body exactly the ``GET`` answer at that moment and
+unsigned, as Ark documents no signature (DIALECTS §4); the end is retried (``PushScheduler``)
+when the receiver does not answer 2xx, and a cancelled task is pushed at once. Every task
+object of Ark itself carries ``service_tier`` and ``execution_expires_after``, which the
+SDK's model declares (Ark's defaults: the sandbox keeps no per-task value); apiyi's sample
+has neither.
+
+Deliberately not emulated: input moderation, ``frames`` as an input, tasks expiring at
+their ``execution_expires_after``, and real model-name checking (any string is accepted so
+gateway aliases work).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any, Final
 
 from starlette.requests import Request
@@ -46,8 +55,9 @@ from relay.sandbox.ark_shapes import (
 )
 from relay.sandbox.gateway_shapes import invalid_token
 from relay.sandbox.ids import IdStyle
+from relay.sandbox.push import PushScheduler
 from relay.sandbox.simulation import new_task
-from relay.sandbox.timeline import Flavor, SandboxTask
+from relay.sandbox.timeline import Flavor, SandboxTask, TaskView
 from relay.sandbox.web import (
     Endpoint,
     NotJson,
@@ -64,6 +74,7 @@ from relay.sandbox.web import (
 ARK_PREFIX: Final = "/ark/api/v3"
 """Where the sandbox serves Ark itself: the Ark base URL is ``{sandbox}/ark/api/v3``."""
 TASKS_PATH: Final = "/contents/generations/tasks"
+CALLBACK_USER_AGENT: Final = "ark-callback/1.0"
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,13 +104,24 @@ ARK_VARIANTS: Final = (
 class ArkEmulation:
     """The Ark endpoints of one flavor, sharing the sandbox's task book."""
 
-    def __init__(self, ctx: SandboxContext, variant: ArkVariant) -> None:
+    def __init__(
+        self, ctx: SandboxContext, variant: ArkVariant, pushes: PushScheduler | None = None
+    ) -> None:
+        """``pushes`` sends the ``callback_url`` pushes (None: none are sent)."""
         self._ctx = ctx
         self.variant = variant
+        self._pushes = pushes
 
     @property
     def flavor(self) -> Flavor:
         return self.variant.flavor
+
+    @property
+    def _service_fields(self) -> bool:
+        """Ark itself and cubicspaces' mirror report ``service_tier`` and
+        ``execution_expires_after`` (as vastnum's upstream result shows); apiyi's sample
+        has neither."""
+        return self.flavor is not Flavor.APIYI
 
     def endpoints(self) -> list[Endpoint]:
         tasks = self.variant.prefix + TASKS_PATH
@@ -125,14 +147,19 @@ class ArkEmulation:
             refused = Invalid("InvalidParameter", "page_size", "page numbers are integers")
             return _json(invalid_error_body(refused, request_id), 400, request_id)
         model, status = query.get("filter.model"), query.get("filter.status")
+        task_ids = set(query.getlist("filter.task_ids"))
         views = [
             view
             for view in self._ctx.book.listed(self._ctx.clock.now(), self.flavor)
             if (model is None or view.task.model == model)
             and (status is None or view.status.value == status)
+            and (not task_ids or view.task.id in task_ids)
         ]
         base = files_base(request)
-        items = [ark_task_body(view, base) for view in views[(page - 1) * size : page * size]]
+        items = [
+            ark_task_body(view, base, service_fields=self._service_fields)
+            for view in views[(page - 1) * size : page * size]
+        ]
         return _json({"total": len(views), "items": items}, 200, request_id)
 
     async def create(self, request: Request) -> JSONResponse:
@@ -150,6 +177,8 @@ class ArkEmulation:
         now = self._ctx.clock.now()
         task = _task(spec, self._ctx, now, self.variant)
         self._ctx.book.add(task, spec.prompt)
+        if spec.callback_url is not None and self._pushes is not None and not self.variant.mirror:
+            self._schedule_callbacks(task, spec.callback_url, files_base(request))
         if self.variant.mirror:
             view = self._ctx.book.lookup(task.id, now)
             assert view is not None  # just added
@@ -170,7 +199,8 @@ class ArkEmulation:
         if view is None:
             return _not_found(request_id)
         mirror = self.variant.mirror
-        body = ark_task_body(view, files_base(request), mirror=mirror, service_fields=mirror)
+        files = files_base(request)
+        body = ark_task_body(view, files, mirror=mirror, service_fields=self._service_fields)
         return _json(body, 200, request_id)
 
     async def delete(self, request: Request) -> JSONResponse:
@@ -194,7 +224,53 @@ class ArkEmulation:
                 "task cannot be cancelled while running.",
             )
             return _json(invalid_error_body(refused, request_id), 400, request_id)
+        if before is TaskStatus.QUEUED and self._pushes is not None:
+            self._pushes.push_now(request.path_params["task_id"], self._ctx.clock.now())
         return _json({}, 200, request_id)
+
+    def _schedule_callbacks(self, task: SandboxTask, url: str, files: str) -> None:
+        """A push per status change: queued now, running when it starts, its end."""
+        assert self._pushes is not None
+        steps = ((TaskStatus.QUEUED, task.created_at), (TaskStatus.RUNNING, task.started_at))
+        for status, at in steps:
+            self._pushes.schedule(
+                task.id,
+                url,
+                at,
+                partial(self._status_body, task.id, status, at, files),
+                key=f"{task.id}:{status.value}",
+                user_agent=CALLBACK_USER_AGENT,
+            )
+        self._pushes.schedule(
+            task.id,
+            url,
+            task.finished_at,
+            partial(self._final_body, task.id, task.finished_at, files),
+            user_agent=CALLBACK_USER_AGENT,
+        )
+
+    def _status_body(
+        self, task_id: str, status: TaskStatus, at: datetime, files: str
+    ) -> JSON | None:
+        """The task as of ``at``, if it was then in ``status`` (a task cancelled while
+        queued never reports running)."""
+        view = self._lookup(task_id, at)
+        if view is None or view.status is not status:
+            return None
+        return ark_task_body(view, files, service_fields=self._service_fields)
+
+    def _final_body(self, task_id: str, finished_at: datetime, files: str) -> JSON | None:
+        """The task once it has ended: now, or at its planned end should the clock lag the
+        event loop's timer; nothing for a task forgotten (deleted) meanwhile."""
+        view = self._lookup(task_id, self._ctx.clock.now())
+        if view is not None and not view.status.terminal:
+            view = self._lookup(task_id, finished_at)
+        if view is None or not view.status.terminal:
+            return None
+        return ark_task_body(view, files, service_fields=self._service_fields)
+
+    def _lookup(self, task_id: str, at: datetime) -> TaskView | None:
+        return self._ctx.book.lookup(task_id, at, flavor=self.flavor, style=self.variant.style)
 
     def _request_id(self) -> str:
         return ark_request_id(self._ctx.clock.now())

@@ -26,6 +26,10 @@ from relay.sandbox.simulation import (
 from relay.sandbox.timeline import EXECUTION_EXPIRES_AFTER, unix
 
 MAX_SEED = 2**32 - 1
+MAX_CALLBACK_URL = 2048
+SERVICE_TIER = "default"
+"""The one tier Seedance 2.0 runs in (``flex`` is not offered for it)."""
+MIN_EXPIRES_AFTER, MAX_EXPIRES_AFTER = 3_600, 259_200
 MIRROR_FAILURE_CODE = "task_failed"
 """cubicspaces' Ark mirror words every task failure with this code (its page)."""
 
@@ -51,6 +55,8 @@ class CreateSpec:
     return_last_frame: bool = False
     watermark: bool = False
     has_images: bool = False
+    callback_url: str | None = None
+    """Where Ark POSTs the task on each status change (``relay.sandbox.ark``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +99,21 @@ def parse_create(body: object) -> CreateSpec | Invalid:
     seed = options.get("seed", -1)
     if not _is_int(seed) or not -1 <= seed <= MAX_SEED:
         return _invalid("seed", f"must be an integer in [-1, {MAX_SEED}]")
+    callback_url = options.get("callback_url")
+    if callback_url is not None and not (
+        isinstance(callback_url, str)
+        and callback_url.startswith(("http://", "https://"))
+        and len(callback_url) <= MAX_CALLBACK_URL
+    ):
+        return _invalid("callback_url", "must be an http(s) URL")
+    if options.get("service_tier", SERVICE_TIER) != SERVICE_TIER:
+        return _invalid("service_tier", f"only {SERVICE_TIER} is supported by model {model}")
+    expires = options.get("execution_expires_after", EXECUTION_EXPIRES_AFTER)
+    if not _is_int(expires) or not MIN_EXPIRES_AFTER <= expires <= MAX_EXPIRES_AFTER:
+        return _invalid(
+            "execution_expires_after",
+            f"must be an integer in [{MIN_EXPIRES_AFTER}, {MAX_EXPIRES_AFTER}]",
+        )
     flags = {"generate_audio": True, "return_last_frame": False, "watermark": False}
     for name, default in flags.items():
         flags[name] = options.get(name, default)
@@ -110,6 +131,7 @@ def parse_create(body: object) -> CreateSpec | Invalid:
         return_last_frame=flags["return_last_frame"],
         watermark=flags["watermark"],
         has_images=has_images,
+        callback_url=callback_url,
     )
 
 
@@ -217,7 +239,7 @@ def ark_task_body(
         }
     )
     if service_fields:
-        body["service_tier"] = "default"
+        body["service_tier"] = SERVICE_TIER
         body["execution_expires_after"] = EXECUTION_EXPIRES_AFTER
     return body
 

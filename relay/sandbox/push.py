@@ -67,8 +67,18 @@ class PushRecord:
 
 
 class _Push:
-    def __init__(self, task_id: str, url: str, due_at: datetime, body: BodySource) -> None:
+    def __init__(
+        self,
+        task_id: str,
+        url: str,
+        due_at: datetime,
+        body: BodySource,
+        key: str,
+        user_agent: str,
+    ) -> None:
         self.task_id = task_id
+        self.key = key
+        self.user_agent = user_agent
         self.url = url
         self.due_at = due_at
         self.body = body
@@ -123,10 +133,21 @@ class PushScheduler:
         self._running: set[asyncio.Task[None]] = set()
         self.log: deque[PushRecord] = deque(maxlen=MAX_LOG)
 
-    def schedule(self, task_id: str, url: str, due_at: datetime, body: BodySource) -> None:
-        """Push to ``url`` at ``due_at``; must be called with the event loop running."""
-        push = _Push(task_id, url, due_at, body)
-        self._pending[task_id] = push
+    def schedule(
+        self,
+        task_id: str,
+        url: str,
+        due_at: datetime,
+        body: BodySource,
+        *,
+        key: str | None = None,
+        user_agent: str = USER_AGENT,
+    ) -> None:
+        """Push to ``url`` at ``due_at``; must be called with the event loop running.
+        ``key`` tells apart several pushes of one task (Ark's, one per status; the task id
+        by default, the push ``push_now`` moves)."""
+        push = _Push(task_id, url, due_at, body, key or task_id, user_agent)
+        self._pending[push.key] = push
         push.runner = asyncio.get_running_loop().create_task(self._run(push))
         self._running.add(push.runner)
         push.runner.add_done_callback(self._running.discard)
@@ -138,7 +159,7 @@ class PushScheduler:
         if push is None or push.sending or push.runner is None:
             return False
         push.runner.cancel()
-        self.schedule(task_id, push.url, due_at, push.body)
+        self.schedule(task_id, push.url, due_at, push.body, user_agent=push.user_agent)
         return True
 
     @property
@@ -177,8 +198,8 @@ class PushScheduler:
                 if await self._attempt(push, attempt, content):
                     return
         finally:
-            if self._pending.get(push.task_id) is push:
-                del self._pending[push.task_id]
+            if self._pending.get(push.key) is push:
+                del self._pending[push.key]
 
     async def _attempt(self, push: _Push, attempt: int, content: bytes) -> bool:
         status: int | None = None
@@ -187,7 +208,7 @@ class PushScheduler:
             response = await self._http().post(
                 push.url,
                 content=content,
-                headers={"content-type": "application/json", "user-agent": USER_AGENT},
+                headers={"content-type": "application/json", "user-agent": push.user_agent},
             )
             status = response.status_code
         # The receiver is foreign: whatever goes wrong there is recorded, never raised.

@@ -22,10 +22,11 @@ new-api's HTTP 400 ``task_not_exist``; a missing or refused key its 401 ``new_ap
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Final
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from relay.models import JSON, TaskStatus
 from relay.sandbox.ark_shapes import ark_task_body
@@ -44,6 +45,7 @@ from relay.sandbox.gateway_shapes import (
     video_url,
 )
 from relay.sandbox.ids import IdStyle, encode_task_id
+from relay.sandbox.media import video_chunks
 from relay.sandbox.simulation import new_task
 from relay.sandbox.timeline import Flavor, TaskView, unix
 from relay.sandbox.unified_create import Refusal, parse_unified_create
@@ -58,6 +60,7 @@ from relay.sandbox.web import (
     iso_seconds,
     json_response,
     new_nonce,
+    read_form,
     read_json,
 )
 
@@ -192,10 +195,14 @@ class UnifiedEmulation:
             Endpoint(tasks, self.create, ("POST",)),
             Endpoint(tasks + "/{task_id}", self.get, ("GET",)),
         ]
-        if self.flavor is Flavor.NEWAPI:
-            found.append(
-                Endpoint(f"/{self.flavor.value}/v1/videos/{{task_id}}", self.video, ("GET",))
-            )
+        # new-api's OpenAI-compatible video routes (router/video-router.go), which the
+        # OpenAI SDK's ``client.videos`` calls: every new-api deployment serves them.
+        videos = f"/{self.flavor.value}/v1/videos"
+        found += [
+            Endpoint(videos, self.create_video, ("POST",)),
+            Endpoint(videos + "/{task_id}", self.video, ("GET",)),
+            Endpoint(videos + "/{task_id}/content", self.content, ("GET",)),
+        ]
         return found
 
     async def create(self, request: Request) -> JSONResponse:
@@ -206,6 +213,29 @@ class UnifiedEmulation:
         body = await read_json(request)
         if isinstance(body, NotJson):
             return _answer(task_error("invalid_request", body.reason), 400, request_id)
+        return self._created(body, now, request_id, openai=False)
+
+    async def create_video(self, request: Request) -> JSONResponse:
+        """``POST /v1/videos``: the same task, from JSON or from the multipart form the
+        OpenAI SDK sends (text fields, ``input_reference`` as a file); always answered
+        with the OpenAI video object."""
+        now = self._ctx.clock.now()
+        request_id = gateway_request_id(now)
+        if api_key(request) is None:
+            return _answer(invalid_token(request_id), 401, request_id)
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        body: object
+        if kind == "multipart/form-data":
+            body = await read_form(request)
+        else:
+            body = await read_json(request)
+        if isinstance(body, NotJson):
+            return _answer(task_error("invalid_request", body.reason), 400, request_id)
+        return self._created(body, now, request_id, openai=True)
+
+    def _created(
+        self, body: object, now: datetime, request_id: str, *, openai: bool
+    ) -> JSONResponse:
         spec = parse_unified_create(body, self.flavor, request_id, now)
         if isinstance(spec, Refusal):
             return _answer(spec.body, spec.status, request_id)
@@ -227,7 +257,7 @@ class UnifiedEmulation:
             style=self._style,
         )
         self._ctx.book.add(task, spec.prompt)
-        if self.flavor is Flavor.VASTNUM:
+        if self.flavor is Flavor.VASTNUM and not openai:
             return _answer({"task_id": task.id}, 200, request_id)
         return _answer(created_video(task, task.id), 200, request_id)
 
@@ -273,6 +303,33 @@ class UnifiedEmulation:
         return _answer(
             newapi_video(view, gateway_state(view, now), files_base(request)), 200, request_id
         )
+
+    async def content(self, request: Request) -> Response:
+        """new-api's video proxy (controller/video_proxy.go): the finished video's bytes,
+        fetched from upstream and passed on (the client never sees the signed link)."""
+        now = self._ctx.clock.now()
+        request_id = gateway_request_id(now)
+        if api_key(request) is None:
+            return _answer(invalid_token(request_id), 401, request_id)
+        view = self._ctx.book.lookup(
+            request.path_params["task_id"], now, flavor=self.flavor, style=self._style
+        )
+        if view is None:
+            return _answer(proxy_error("Task not found"), 404, request_id)
+        if view.status is not TaskStatus.SUCCEEDED:
+            return _answer(proxy_error("Task is not completed yet"), 400, request_id)
+        upstream_id = encode_task_id(view.task, IdStyle.CGT)
+        size = self._ctx.settings.video_bytes
+        return StreamingResponse(
+            video_chunks(upstream_id, size),
+            200,
+            headers={"content-length": str(size), "x-oneapi-request-id": request_id},
+            media_type="video/mp4",
+        )
+
+
+def proxy_error(message: str) -> JSON:
+    return {"error": {"message": message, "type": "invalid_request_error"}}
 
 
 def _answer(body: JSON, status: int, request_id: str) -> JSONResponse:

@@ -8,6 +8,7 @@ links, seedance2.ink's bucket) point back at wherever the sandbox is really serv
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets
 from collections.abc import Awaitable, Callable
@@ -15,6 +16,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -70,6 +74,29 @@ async def read_json(request: Request) -> Any:
         return json.loads(raw)
     except ValueError as exc:
         return NotJson(str(exc))
+
+
+async def read_form(request: Request) -> dict[str, Any] | NotJson:
+    """A multipart body's fields (the OpenAI SDK's video create): text as is, a file as a
+    ``data:`` URL; a :class:`NotJson` when it is not one (or over ``BODY_LIMIT``)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isascii() and declared.isdigit() and int(declared) > BODY_LIMIT:
+        return NotJson(f"the body is over {BODY_LIMIT} bytes")
+    fields: dict[str, Any] = {}
+    try:
+        async with request.form(max_files=4, max_fields=32, max_part_size=BODY_LIMIT) as form:
+            for name, value in form.multi_items():
+                if isinstance(value, UploadFile):
+                    data = await value.read(BODY_LIMIT + 1)
+                    if len(data) > BODY_LIMIT:
+                        return NotJson(f"the file is over {BODY_LIMIT} bytes")
+                    kind = value.content_type or "application/octet-stream"
+                    fields[name] = f"data:{kind};base64,{base64.b64encode(data).decode()}"
+                else:
+                    fields[name] = value
+    except (MultiPartException, HTTPException) as exc:
+        return NotJson(f"the multipart body is malformed: {exc}")
+    return fields
 
 
 def base_url(request: Request) -> str:

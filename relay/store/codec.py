@@ -265,7 +265,7 @@ def attempt_from_row(delivery_id: str, row: Sequence[Any]) -> Attempt:
     )
 
 
-DESTINATION_COLUMNS = "id, account_id, kind, url, key, event_types, task_id, secret"
+DESTINATION_COLUMNS = "id, account_id, kind, url, key, event_types, task_id, secret, body_format"
 
 
 def destination_from_row(row: Sequence[Any]) -> Destination:
@@ -278,6 +278,9 @@ def destination_from_row(row: Sequence[Any]) -> Destination:
         event_types=event_types_from(row[5]),
         task_id=row[6],
         secret=row[7],
+        # Read by the queries that fan events out; a row without it is a subscription's
+        # (always the standard envelope).
+        body_format=row[8] if len(row) > 8 and row[8] else "standard",
     )
 
 

@@ -593,6 +593,7 @@ def test_example_file_documents_every_key() -> None:
         "retention",
         "sandbox",
         "outputs",
+        "front_doors",
     ):
         expected |= set(Settings.model_fields[section].annotation.model_fields)  # type: ignore[union-attr]
     expected |= set(PollSettings.model_fields)

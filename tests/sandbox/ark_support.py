@@ -63,6 +63,9 @@ def common(task_id: str, **overrides: Any) -> dict[str, Any]:
         "framespersecond": 24,
         "generate_audio": True,
         "draft": False,
+        # Declared by the Ark SDK's task model; Ark's defaults.
+        "service_tier": "default",
+        "execution_expires_after": 172800,
     }
     return {**fields, **overrides}
 

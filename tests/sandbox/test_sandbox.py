@@ -321,7 +321,12 @@ ROUTES = [
     ("GET", "/vastnum/v1/video/generations/x"),
     ("POST", "/newapi/v1/video/generations"),
     ("GET", "/newapi/v1/video/generations/x"),
-    ("GET", "/newapi/v1/videos/x"),
+    # new-api's OpenAI-compatible video routes, on every new-api flavour (issue 14)
+    *[
+        (method, f"/{flavor}/v1/videos{tail}")
+        for flavor in ("naci", "vastnum", "cubicspaces", "newapi")
+        for method, tail in (("POST", ""), ("GET", "/x"), ("GET", "/x/content"))
+    ],
     ("POST", "/seedance2ink/api/open/v1/video/generations"),
     ("GET", "/seedance2ink/api/open/v1/video/generations/x"),
     ("POST", "/seedance2ink/api/open/v1/video/generations/x/cancel"),
@@ -336,7 +341,7 @@ async def test_every_provider_path_is_served_and_logged(clock: FakeClock) -> Non
         for method, path in ROUTES:
             response = await http.request(method, path)  # no key: each provider's 401
             assert response.status_code == 401, (method, path)
-        assert (await http.get("/naci/v1/videos/x")).status_code == 404
+        assert (await http.get("/seedance2ink/v1/videos/x")).status_code == 404
         log = (await http.get("/_control/requests")).json()["data"]
     assert [(r["method"], r["path"]) for r in log] == ROUTES
     await sandbox.aclose()

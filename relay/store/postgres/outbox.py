@@ -185,6 +185,7 @@ def claimed_delivery(r: Row, now: datetime) -> DueDelivery:
         url_expires_at=codec.dt(r[10]),
         headers=headers_from_json(r[13]),
         rate_limit=r[14],
+        body_format=r[15],
     )
 
 

@@ -179,11 +179,11 @@ RETURNING pk
 -- insert_callback --
 -- A task's callback_url: a destination of kind 'callback', written with its task.
 INSERT INTO destinations (
-    id, account_id, kind, url, key, event_types, task_id, secret, created_at
+    id, account_id, kind, url, key, event_types, task_id, secret, created_at, body_format
 )
 VALUES (
     %(id)s, %(account_id)s, %(kind)s, %(url)s, %(key)s, %(event_types)s, %(task_id)s,
-    %(secret)s, %(created_at)s
+    %(secret)s, %(created_at)s, %(body_format)s
 )
 
 -- task_by_provider_id --
@@ -414,7 +414,7 @@ SELECT pk, task_id FROM events WHERE id = %(event_id)s AND account_id = %(accoun
 -- Where the event went before, or only the one destination asked for. Disabled and deleted
 -- subscriptions are not sent to (enable one to resume). FOR KEY SHARE, as a fan-out: a stop
 -- of one of them waits for this transaction, then finds its new deliveries and stops them.
-SELECT id, account_id, kind, url, key, event_types, task_id, secret
+SELECT id, account_id, kind, url, key, event_types, task_id, secret, body_format
 FROM destinations
 WHERE id IN (SELECT destination_id FROM deliveries WHERE event_pk = %(event_pk)s)
   AND status = 'active'
@@ -544,7 +544,7 @@ SELECT d.pk, d.id, e.id, d.destination_key, d.url, e.body,
             ELSE dst.previous_secret END,
        CASE WHEN dst.secret IS NULL THEN a.previous_callback_secret_until
             ELSE dst.previous_secret_until END,
-       dst.headers, dst.rate_limit
+       dst.headers, dst.rate_limit, dst.body_format
 FROM claimed AS d
 JOIN events AS e ON e.pk = d.event_pk
 JOIN destinations AS dst ON dst.id = d.destination_id
@@ -665,7 +665,7 @@ SELECT pg_notify('relay_work', 'polls')
 -- FOR KEY SHARE: stopping a subscription (disable, delete, a URL change) first takes it FOR
 -- UPDATE, so a fan-out either sees it stopped, or finishes first and the stop then finds its
 -- new deliveries pending and stops them.
-SELECT id, account_id, kind, url, key, event_types, task_id, secret
+SELECT id, account_id, kind, url, key, event_types, task_id, secret, body_format
 FROM destinations
 WHERE task_id = ANY(%(task_ids)b::text[])
    OR (account_id = ANY(%(account_ids)b::text[]) AND kind = 'subscription' AND status = 'active')

@@ -140,6 +140,7 @@ class PostgresStore(
                         "event_types": codec.event_types_json(callback.event_types),
                         "task_id": callback.task_id,
                         "secret": callback.secret,
+                        "body_format": callback.body_format,
                         "created_at": ts(t.created_at),
                     },
                 )

@@ -78,6 +78,7 @@ class DeliveriesMixin:
                     url_expires_at=dt(r[10]),
                     headers=headers_from_json(r[13]),
                     rate_limit=r[14],
+                    body_format=r[15],
                 )
                 for r in rows
             ]

@@ -164,8 +164,12 @@ INSERT INTO tasks (
 )
 
 -- insert_callback_destination --
-INSERT INTO destinations (id, account_id, kind, url, key, event_types, task_id, secret, created_at)
-VALUES (:id, :account_id, :kind, :url, :key, :event_types, :task_id, :secret, :created_at)
+INSERT INTO destinations (
+    id, account_id, kind, url, key, event_types, task_id, secret, created_at, body_format
+)
+VALUES (
+    :id, :account_id, :kind, :url, :key, :event_types, :task_id, :secret, :created_at, :body_format
+)
 
 -- save_task --
 -- Fenced by version: only a writer that read the current version writes; and the write ends
@@ -378,7 +382,7 @@ SELECT pk, task_id FROM events WHERE id = :event_id AND account_id = :account_id
 -- redeliver_destinations --
 -- The destinations the event was delivered to, or the one asked for. Disabled and deleted
 -- subscriptions are not sent to (enable one to resume).
-SELECT id, account_id, kind, url, key, event_types, task_id, secret
+SELECT id, account_id, kind, url, key, event_types, task_id, secret, body_format
 FROM destinations
 WHERE id IN (SELECT destination_id FROM deliveries WHERE event_pk = :event_pk)
   AND status = 'active'
@@ -402,12 +406,12 @@ WHERE state = 'pending' AND lease_until IS NOT NULL
 -- ---------------------------------------------------------------------------------------
 
 -- task_destinations --
-SELECT id, account_id, kind, url, key, event_types, task_id, secret
+SELECT id, account_id, kind, url, key, event_types, task_id, secret, body_format
 FROM destinations
 WHERE task_id = :task_id
 
 -- account_subscriptions --
-SELECT id, account_id, kind, url, key, event_types, task_id, secret
+SELECT id, account_id, kind, url, key, event_types, task_id, secret, body_format
 FROM destinations
 WHERE account_id = :account_id AND kind = 'subscription' AND status = 'active'
 ORDER BY rowid
@@ -565,7 +569,7 @@ SELECT d.pk, d.id, e.id, d.destination_key, d.url, e.body,
             ELSE dst.previous_secret END,
        CASE WHEN dst.secret IS NULL THEN a.previous_callback_secret_until
             ELSE dst.previous_secret_until END,
-       dst.headers, dst.rate_limit
+       dst.headers, dst.rate_limit, dst.body_format
 FROM deliveries d
 JOIN events e ON e.pk = d.event_pk
 JOIN destinations dst ON dst.id = d.destination_id

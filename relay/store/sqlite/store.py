@@ -161,6 +161,7 @@ class SqliteStore(
                         "event_types": event_types_json(callback.event_types),
                         "task_id": callback.task_id,
                         "secret": callback.secret,
+                        "body_format": callback.body_format,
                         "created_at": ts(t.created_at),
                     },
                 )

@@ -58,6 +58,7 @@ from relay.services import Services
 from relay.signing import Tokens, inbound_lifetime
 from relay.store import open_store
 from relay.store.interface import Store
+from relay.streams.hub import EventHub
 from relay.tasks.budgets import Budgets
 from relay.tasks.providers import ProviderClient
 from relay.tasks.registration import ProviderPlan
@@ -277,6 +278,7 @@ async def _running(
     engine: DeliveryEngine | None = None
     tracker: Tracker | None = None
     copier: Copier | None = None
+    hub: EventHub | None = None
     try:
         applied = await store.migrate()
         if applied:
@@ -310,9 +312,19 @@ async def _running(
             refresh=refresher,
             metrics=metrics,
         )
+        if role != "worker":  # the live event stream (relay.streams), beside the API
+            s = settings.streams
+            hub = EventHub(
+                store,
+                interval=s.poll_interval,
+                capacity=s.queue_events,
+                per_account=s.max_per_account,
+            )
+            await hub.start()
+        wake_events = _waking(engine, hub)
         public = public_address(settings)
         links = OutputLinks(secret_key, public)
-        kept = await _kept_outputs(settings, store, clock, links, engine.wake)
+        kept = await _kept_outputs(settings, store, clock, links, wake_events)
         hold = None
         if kept is not None:
             copier = Copier(
@@ -324,7 +336,7 @@ async def _running(
                 clock=clock,
                 owner=owner,
                 settings=copier_settings(settings.outputs),
-                on_events=engine.wake,
+                on_events=wake_events,
                 metrics=metrics,
             )
             policy = copier_settings(settings.outputs).policy
@@ -342,7 +354,7 @@ async def _running(
             providers=plans,
             clock=clock,
             rng=rng,
-            on_events=engine.wake,
+            on_events=wake_events,
             batch_size=settings.polling.batch_size,
             lease_seconds=settings.polling.lease_seconds,
             inbound_url=inbound_url,
@@ -386,6 +398,8 @@ async def _running(
                 settings.limits.auth_failures_per_minute, settings.limits.auth_failure_burst
             ),
             outputs=kept,
+            hub=hub,
+            stream_heartbeat=settings.streams.heartbeat_seconds,
         )
         if role == "api":
             # No dispatch here: what the API writes wakes the workers through the database.
@@ -405,9 +419,9 @@ async def _running(
                 copier,
                 kept.remover if kept is not None else None,
                 # Without a store, successes held by an earlier run still go out.
-                None if kept is not None else (links, engine.wake),
+                None if kept is not None else (links, wake_events),
             )
-            await store.listen(waker(tracker, engine))
+            await store.listen(waker(tracker, wake_events))
             scheduler.start()
             # Deliveries left pending go out at once. Polls start at the first tick: the
             # sandbox provider is this very server, which is not listening yet.
@@ -431,10 +445,25 @@ async def _running(
             await tracker.drain()
         if copier is not None:
             await copier.stop(grace=COPY_GRACE)
+        if hub is not None:
+            await hub.stop()
         if metrics is not None:
             metrics.detach()
         await http.aclose()
         await webhooks.aclose()
+
+
+def _waking(engine: DeliveryEngine, hub: EventHub | None) -> Callable[[], None]:
+    """What a write of events wakes: the deliveries, and the live stream's tail."""
+    if hub is None:
+        return engine.wake
+    stream = hub
+
+    def wake() -> None:
+        engine.wake()
+        stream.wake()
+
+    return wake
 
 
 COPY_GRACE = 5.0

@@ -51,6 +51,7 @@ caller as it is: it names only what the caller sent or owns.
     │   ├── SubmissionKeyReused  that key's unsettled submission was for another request
     │   ├── SubmissionInFlight   the provider's answer to that submission is still awaited
     │   ├── SubmissionSettled    an uncertain submission was settled already
+    │   ├── TooManyStreams       the account holds as many live event streams as it may
     │   ├── OutputRejected       (relay.outputs) a body the output store refuses: empty
     │   │   └── OutputTooLarge   ... or over outputs.max_bytes; nothing is left stored
     │   ├── OutputStorageUnavailable  the output storage (a directory, a bucket) failed
@@ -297,6 +298,10 @@ class UnknownOutput(UnknownObject):
     def __init__(self, key: str) -> None:
         super().__init__(f"no stored output {key}")
         self.key = key
+
+
+class TooManyStreams(DomainError):
+    """The account holds as many open event streams (``relay.streams``) as it may."""
 
 
 class OutputDeleted(DomainError):

@@ -87,14 +87,15 @@ def interruptible(
     return run
 
 
-def waker(tracker: Tracker, engine: DeliveryEngine) -> Callable[[str], None]:
-    """What another instance's NOTIFY wakes here."""
+def waker(tracker: Tracker, events: Callable[[], None]) -> Callable[[str], None]:
+    """What another instance's NOTIFY wakes here: the pollers, or (``events``) the
+    deliveries and the live stream."""
 
     def wake(kind: str) -> None:
         if kind == "polls":
             tracker.wake()
         else:
-            engine.wake()
+            events()
 
     return wake
 

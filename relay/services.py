@@ -12,6 +12,7 @@ from relay.limits import FailureLimiter
 from relay.net.guard import DestinationGuard
 from relay.signing import Tokens
 from relay.store.interface import Store
+from relay.streams.hub import EventHub
 from relay.tasks.providers import ProviderClient
 from relay.tasks.tracker import Tracker
 
@@ -31,3 +32,6 @@ class Services:
     auth_failures: FailureLimiter = field(default_factory=FailureLimiter)
     outputs: KeptOutputs | None = None
     """Stored outputs (``relay.copier``); None: outputs are not copied."""
+    hub: EventHub | None = None
+    """The live event stream's source (``relay.streams``)."""
+    stream_heartbeat: float = 15.0

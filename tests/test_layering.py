@@ -35,6 +35,8 @@ FLOORS: dict[str, int] = {
     "relay.tasks": 2,
     "relay.tasks.verdicts": 0,
     "relay.copier": 2,
+    "relay.streams": 2,  # the live event stream's tail: reads the store
+    "relay.streams.tail": 0,
     "relay.copies": 0,
     "relay.delivery.engine": 2,
     "relay.delivery.recorder": 2,

@@ -237,6 +237,25 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation(
         "GET", "/v1/events", "The event feed", "events", ok(out.EventPage), query=req.EventList
     ),
+    Operation(
+        "GET",
+        "/v1/events/stream",
+        "The account's events live (Server-Sent Events)",
+        "events",
+        {
+            200: Answer(
+                "A stream of events: each `data` is an event envelope, `id` its id, `event` its "
+                "type; comment lines are heartbeats",
+                None,
+                "text/event-stream",
+            )
+        },
+        query=req.StreamQuery,
+        errors=(429,),
+        description="Reconnect with the Last-Event-ID header (or last_event_id) to get what "
+        "was missed first, in order, none twice. A reader that falls too far behind gets a "
+        "last `error` event (stream_overflow) and should reconnect the same way.",
+    ),
     Operation("GET", "/v1/events/{event_id}", "Read an event", "events", ok(out.Event)),
     Operation(
         "GET",

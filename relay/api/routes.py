@@ -28,6 +28,7 @@ from relay.api.keys import key_routes
 from relay.api.openapi import openapi_routes
 from relay.api.outputs import output_routes
 from relay.api.schemas import CreateTask, EventList, Redeliver, TaskList, parse
+from relay.api.stream import stream_routes
 from relay.api.submissions import submission_routes
 from relay.api.subscriptions import subscription_routes
 from relay.api.usage import usage_routes
@@ -326,6 +327,7 @@ def routes() -> list[Route]:
         Route("/v1/providers/{provider}/moderations", moderate, methods=["POST"]),
         Route("/v1/inbound/{provider}/{token}", inbound, methods=["POST"]),
         Route("/v1/events", list_events),
+        *stream_routes(),  # before /v1/events/{event_id}, which would take "stream"
         Route("/v1/events/{event_id}", get_event),
         Route("/v1/events/{event_id}/deliveries", event_deliveries),
         Route("/v1/events/{event_id}/redeliver", redeliver_event, methods=["POST"]),

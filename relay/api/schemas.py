@@ -136,6 +136,14 @@ class EventList(_Strict):
     order: Literal["asc", "desc"] = "desc"
 
 
+class StreamQuery(_Strict):
+    type: Annotated[str, Field(max_length=1000)] | None = None
+    """Comma-separated event types (default: every type)."""
+    task_id: Id | None = None
+    last_event_id: Id | None = None
+    """As the ``Last-Event-ID`` header, for clients that cannot set it."""
+
+
 RESERVED_HEADERS = frozenset(
     {
         "content-type",

@@ -8,6 +8,7 @@ import click
 from relay.cli import budgets as _budgets  # noqa: F401 - registers `accounts budget`
 from relay.cli.accounts import accounts
 from relay.cli.events import events
+from relay.cli.listen import listen
 from relay.cli.serve import check_config, migrate, serve
 from relay.cli.subscriptions import subscriptions
 from relay.cli.tasks import tasks
@@ -26,3 +27,4 @@ main.add_command(accounts)
 main.add_command(events)
 main.add_command(subscriptions)
 main.add_command(tasks)
+main.add_command(listen)

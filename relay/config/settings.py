@@ -49,6 +49,7 @@ from relay.config.sections import (
     SandboxSettings,
     SubscriptionSettings,
 )
+from relay.config.streams import StreamSettings
 from relay.config.text import config_error, describe, interpolate
 from relay.errors import ConfigError
 from relay.net.addresses import NetworkSettings
@@ -226,6 +227,7 @@ class Settings(ConfigModel):
     network: NetworkSettings = Field(default_factory=NetworkSettings)
     dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
     outputs: OutputsSettings = Field(default_factory=OutputsSettings)
+    streams: StreamSettings = Field(default_factory=StreamSettings)
     front_doors: FrontDoorSettings = Field(default_factory=FrontDoorSettings)
     """The Ark- and OpenAI-compatible APIs the relay also answers in (``relay.doors``)."""
     # Declared before providers: the providers validator reads it.

@@ -69,6 +69,7 @@ from relay.models import (
 )
 from relay.store.copy_roles import CopyStore
 from relay.store.overview_roles import OverviewStore
+from relay.store.stream_roles import StreamStore
 from relay.store.submission_roles import IdempotencyStore, SubmissionStore
 from relay.store.usage_roles import UsageStore
 from relay.store.values import (
@@ -401,6 +402,7 @@ class Store(
     CopyStore,
     UsageStore,
     OverviewStore,
+    StreamStore,
     StoreUpkeep,
     Protocol,
 ):

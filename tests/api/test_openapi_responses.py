@@ -11,12 +11,13 @@ from typing import Any
 
 import httpx
 import pytest
+from httpx_sse import aconnect_sse
 from pydantic import ValidationError
 
 from relay.api.openapi import documented_answer, find_operation
 from relay.api.operations import OPERATIONS
 from tests.api.conftest import InProcessFactory
-from tests.e2e.harness import InProcessRelay, Receiver, ark_input, eventually
+from tests.e2e.harness import Account, InProcessRelay, Receiver, ark_input, eventually
 
 SLOW = {"min_interval": 0.1, "max_interval": 0.5, "expected_duration": 2, "learn": False}
 PROVIDERS: dict[str, dict[str, Any]] = {
@@ -99,6 +100,7 @@ async def test_every_answer_of_a_full_flow_is_what_the_document_says(
         await subscriptions(client, receiver)
         await submissions(client)
         await moderation_and_push(client, relay, receiver, checker)
+    await live_stream(relay, account, checker)
 
     assert not checker.problems, "\n\n".join(checker.problems)
     answered = {(m, p) for m, p, status in checker.seen if 200 <= status < 300}
@@ -252,6 +254,21 @@ async def events(client: httpx.AsyncClient, task: dict[str, Any]) -> None:
         await client.post(f"/v1/events/{event_id}/redeliver", json={"destination_id": "dst_nope"})
     ).status_code == 404
     assert (await client.get("/v1/events", params={"since": "yesterday"})).status_code == 400
+
+
+async def live_stream(relay: InProcessRelay, account: Account, checker: Checker) -> None:
+    """The stream never ends, so it is read over real HTTP, not through the checker."""
+    headers = {"Authorization": f"Bearer {account.api_key}"}
+    async with (
+        httpx.AsyncClient(base_url=relay.url, headers=headers, timeout=10) as client,
+        aconnect_sse(client, "GET", "/v1/events/stream") as source,
+    ):
+        op = find_operation("GET", "/v1/events/stream")
+        assert op is not None
+        answer = documented_answer(op, source.response.status_code)
+        assert answer is not None, source.response.status_code
+        assert source.response.headers["content-type"].split(";")[0] == answer.media_type
+        checker.seen.add((op.method, op.path, source.response.status_code))
 
 
 async def subscriptions(client: httpx.AsyncClient, receiver: Receiver) -> None:

@@ -1409,3 +1409,23 @@ SELECT count(*), min(next_attempt_at) FROM (
 SELECT id FROM tasks
 WHERE provider = %(provider)s AND provider_task_id = %(provider_task_id)s
   AND account_id = %(account_id)s
+
+-- last_event_position --
+-- Where the live event stream (relay.streams) starts tailing: the latest event's pk.
+SELECT coalesce(max(pk), 0) FROM events
+
+-- events_after --
+-- The stream's tail: every account's events after a position, in order (the primary key).
+-- Concurrent writers commit out of pk order: relay.streams.tail looks again for the gaps.
+SELECT pk, id, account_id, task_id, type, sequence, created_at, body, url_expires_at
+FROM events
+WHERE pk > %(after)s
+ORDER BY pk
+LIMIT %(limit)s
+
+-- events_at --
+-- Events at positions the tail skipped while their writers had not committed.
+SELECT pk, id, account_id, task_id, type, sequence, created_at, body, url_expires_at
+FROM events
+WHERE pk = ANY(%(positions)s)
+ORDER BY pk

@@ -40,6 +40,7 @@ from relay.store.postgres.outbox import (
 from relay.store.postgres.overview import OverviewMixin
 from relay.store.postgres.retention import RetentionMixin
 from relay.store.postgres.runner import Conn, Listener, PgRunner
+from relay.store.postgres.streams import StreamsMixin
 from relay.store.postgres.submissions import SubmissionsMixin, accept_submission
 from relay.store.postgres.subscriptions import SubscriptionsMixin
 from relay.store.postgres.usage import UsageMixin
@@ -66,6 +67,7 @@ class PostgresStore(
     RetentionMixin,
     MetricsMixin,
     OverviewMixin,
+    StreamsMixin,
     UsageMixin,
 ):
     def __init__(self, url: str, *, timeout: float = 5.0) -> None:

@@ -1253,3 +1253,22 @@ SELECT count(*), min(next_attempt_at) FROM (
 SELECT id FROM tasks
 WHERE provider = :provider AND provider_task_id = :provider_task_id
   AND account_id = :account_id
+
+-- last_event_position --
+-- Where the live event stream (relay.streams) starts tailing: the latest event's pk.
+SELECT coalesce(max(pk), 0) FROM events
+
+-- events_after --
+-- The stream's tail: every account's events after a position, in order (the primary key).
+SELECT pk, id, account_id, task_id, type, sequence, created_at, body, url_expires_at
+FROM events
+WHERE pk > :after
+ORDER BY pk
+LIMIT :limit
+
+-- events_at --
+-- Events at positions the tail skipped while their writers had not committed (a JSON array).
+SELECT pk, id, account_id, task_id, type, sequence, created_at, body, url_expires_at
+FROM events
+WHERE pk IN (SELECT value FROM json_each(:positions))
+ORDER BY pk

@@ -34,6 +34,7 @@ from relay.store.sqlite.outbox import insert_delivery, write_copies, write_event
 from relay.store.sqlite.overview import OverviewMixin
 from relay.store.sqlite.retention import RetentionMixin
 from relay.store.sqlite.runner import InstanceLock, SqliteRunner, migrate
+from relay.store.sqlite.streams import StreamsMixin
 from relay.store.sqlite.submissions import (
     SubmissionsMixin,
     accept_submission,
@@ -60,6 +61,7 @@ class SqliteStore(
     RetentionMixin,
     MetricsMixin,
     OverviewMixin,
+    StreamsMixin,
     UsageMixin,
 ):
     """The ``relay.store.interface.Store`` on one SQLite file: one writer thread, one reader

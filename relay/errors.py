@@ -52,6 +52,7 @@ caller as it is: it names only what the caller sent or owns.
     │   ├── SubmissionInFlight   the provider's answer to that submission is still awaited
     │   ├── SubmissionSettled    an uncertain submission was settled already
     │   ├── TooManyStreams       the account holds as many live event streams as it may
+    │   ├── EndpointNotVerified  a subscription's URL did not answer its verification challenge
     │   ├── OutputRejected       (relay.outputs) a body the output store refuses: empty
     │   │   └── OutputTooLarge   ... or over outputs.max_bytes; nothing is left stored
     │   ├── OutputStorageUnavailable  the output storage (a directory, a bucket) failed
@@ -298,6 +299,10 @@ class UnknownOutput(UnknownObject):
     def __init__(self, key: str) -> None:
         super().__init__(f"no stored output {key}")
         self.key = key
+
+
+class EndpointNotVerified(DomainError):
+    """A subscription asked to be verified whose URL did not prove it holds the secret."""
 
 
 class TooManyStreams(DomainError):

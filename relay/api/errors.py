@@ -56,6 +56,7 @@ ANSWERS: Final[Mapping[type[e.RelayError], Answer]] = MappingProxyType(
         e.ReplayTargetDisabled: Answer(409, "conflict"),
         e.BudgetExceeded: Answer(402, "budget_exceeded"),
         e.TooManyStreams: Answer(429, "too_many_streams"),
+        e.EndpointNotVerified: Answer(400, "endpoint_not_verified"),
         e.ProviderUnavailable: Answer(502, "provider_unavailable"),
         # DESIGN §11: 502 to the request that met it, 409 to a retry with its key.
         e.SubmissionUncertain: Answer(502, "submission_uncertain"),

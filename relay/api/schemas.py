@@ -3,6 +3,8 @@ input with (and, later, documents in OpenAPI)."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
 from typing import Annotated, Any, Literal, TypeVar
@@ -199,7 +201,27 @@ EventTypes = Annotated[
 ]
 
 
+WEBHOOK_SECRET = r"^whsec_[A-Za-z0-9+/]{32,86}={0,2}$"
+"""``whsec_`` and the base64 of 24 to 64 bytes (Standard Webhooks' secret format)."""
+
+
+def _secret_bytes(value: str) -> str:
+    try:
+        key = base64.b64decode(value.removeprefix("whsec_"), validate=True)
+    except binascii.Error:
+        raise ValueError("not base64 after whsec_") from None
+    if not 24 <= len(key) <= 64:
+        raise ValueError(f"{len(key)} bytes after whsec_: give 24 to 64 random bytes")
+    return value
+
+
 class CreateSubscription(_Strict):
+    # Either name will do (Zapier's REST hooks send target_url): the schema says so too, so a
+    # generated client or a form builder knows one of the two is needed.
+    model_config = ConfigDict(
+        json_schema_extra={"anyOf": [{"required": ["url"]}, {"required": ["target_url"]}]}
+    )
+
     url: HttpUrl | None = None
     target_url: HttpUrl | None = None
     """Zapier's name for ``url``."""
@@ -207,9 +229,22 @@ class CreateSubscription(_Strict):
     description: Annotated[str, Field(max_length=500)] | None = None
     headers: Annotated[dict[str, str] | None, AfterValidator(_static_headers)] = None
     rate_limit: Annotated[float, Field(ge=MIN_RATE_LIMIT, le=10_000, strict=True)] | None = None
+    secret: Annotated[str, Field(pattern=WEBHOOK_SECRET), AfterValidator(_secret_bytes)] | None = (
+        None
+    )
+    """Your own signing secret (``whsec_`` and the base64 of 24 to 64 random bytes); without
+    it the relay makes one."""
+    verify: StrictBool = False
+    """Create it only once the URL answers a Standard Webhooks endpoint-verification challenge
+    (``relay.delivery.verification``); needs ``secret``, which the receiver must hold."""
 
     @model_validator(mode="after")
     def _one_url(self) -> CreateSubscription:
+        if self.verify and self.secret is None:
+            raise ValueError(
+                "verify needs secret: the receiver proves it holds the secret, so give one "
+                "(whsec_ and the base64 of 24 to 64 random bytes)"
+            )
         if self.url is None and self.target_url is None:
             raise ValueError("give url (or target_url, as Zapier calls it)")
         if self.url is not None and self.target_url is not None and self.url != self.target_url:

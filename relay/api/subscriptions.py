@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import httpx
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -32,7 +33,13 @@ from relay.api.schemas import (
     UpdateSubscription,
     parse,
 )
-from relay.errors import BadRequest, SubscriptionDisabled, UnknownSubscription
+from relay.delivery.verification import verify_endpoint
+from relay.errors import (
+    BadRequest,
+    EndpointNotVerified,
+    SubscriptionDisabled,
+    UnknownSubscription,
+)
 from relay.ids import new_id
 from relay.models import (
     Account,
@@ -43,6 +50,8 @@ from relay.models import (
     SubscriptionStatus,
     iso,
 )
+from relay.net.transport import RelayTransport
+from relay.services import Services
 from relay.signing import generate_webhook_secret
 from relay.store.values import ReplayQuery
 from relay.transitions import envelope
@@ -69,12 +78,28 @@ async def create_subscription(request: Request) -> Response:
             headers=tuple(sorted((body.headers or {}).items())),
             rate_limit=body.rate_limit,
         )
-        secret = generate_webhook_secret()
+        secret = body.secret or generate_webhook_secret()
+        if body.verify:
+            reason = await _challenge(svc, body.destination, secret, dict(sub.headers))
+            if reason is not None:
+                raise EndpointNotVerified(f"{body.destination} was not verified: {reason}")
         await svc.store.create_subscription(sub, secret)
         # The secret is shown here and on rotation only.
         return json_response({**sub.to_json(), "secret": secret}, status_code=201)
 
     return await idempotent(request, account, raw, answer)
+
+
+async def _challenge(svc: Services, url: str, secret: str, headers: dict[str, str]) -> str | None:
+    """Standard Webhooks endpoint verification, through the network policy's guard."""
+    transport = RelayTransport(max_connections=1, guard=svc.destinations)
+    async with httpx.AsyncClient(
+        transport=transport, timeout=VERIFY_TIMEOUT, follow_redirects=False, trust_env=False
+    ) as client:
+        return await verify_endpoint(client, url, secret, svc.clock.now(), headers)
+
+
+VERIFY_TIMEOUT = 10.0
 
 
 async def list_subscriptions(request: Request) -> Response:

@@ -280,8 +280,8 @@ BAD_CREATES = [
     pytest.param({"url": HOOK, "description": "d" * 501}, id="description-too-long"),
     pytest.param({"url": HOOK, "colour": "red"}, id="unknown-field"),
     pytest.param(
-        {"url": HOOK, "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"},
-        id="secret-is-not-an-input",
+        {"url": HOOK, "secret": "whsec_tooshort"},
+        id="secret-not-24-bytes-of-base64",
     ),
     pytest.param({"url": HOOK, "status": "disabled"}, id="status-is-not-an-input"),
 ]

@@ -125,7 +125,7 @@ def _provider(
         base = (p.base_url or own_address(settings)).rstrip("/")
     client = ProviderClient(
         name=name,
-        dialect=dialect.build(p.query_params),
+        dialect=dialect.build(p.query_params, p.pushes),
         base_url=base,
         path_prefix=p.path_prefix,
         moderation_path=p.moderation_path,

@@ -1,5 +1,6 @@
 """The Ark dialect: the Volcengine/BytePlus content-generation task API, as mirrored by
-apiyi, cubicspaces and others (DIALECTS §1, §2, §4, §5).
+apiyi, cubicspaces and others (DIALECTS §1, §2, §4, §5). Where the provider keeps Ark's
+``callback_url`` (``providers.NAME.pushes``), the relay passes its own inbound URL in it.
 
 ``normalize_ark_task`` is public because gateways nest a raw Ark task inside their own
 answers, and the unified dialect normalizes that nested object with it.
@@ -192,14 +193,32 @@ class ArkDialect:
     """``POST``/``GET …/contents/generations/tasks``, relative to the provider's Ark prefix."""
 
     name: str = "ark"
-    # Ark's own callback_url pushes are unsigned hints; polling is what the relay relies on.
-    pushes: bool = False
+    pushes: bool
     # DELETE cancels a queued task; on a finished one it deletes the record (and its
     # video), so the relay never sends it for anything but a queued task.
     cancellable: frozenset[TaskStatus] = frozenset({TaskStatus.QUEUED})
 
+    def __init__(self, pushes: bool = False) -> None:
+        """``pushes``: hand the provider the relay's inbound URL as ``callback_url``. Ark
+        POSTs the task there on each status change, unsigned (DIALECTS §4), so a push is
+        only a hint that a query confirms; it makes a finished task seen at once instead
+        of at the next poll. Off unless the provider is known to keep the field: a mirror
+        may drop it (then nothing is lost but the push) or refuse it."""
+        self.pushes = pushes
+
     def build_create(self, body: Mapping[str, Any], webhook_url: str | None = None) -> HttpCall:
-        return HttpCall(method="POST", path=TASKS_PATH, json=body)
+        if webhook_url is None or not self.pushes:
+            return HttpCall(method="POST", path=TASKS_PATH, json=body)
+        # The relay's own inbound URL replaces any caller value, as for seedance2.ink: the
+        # relay must own the push target to learn of the result, and a caller who wants
+        # callbacks gets the relay's signed webhooks instead of Ark's unsigned ones.
+        return HttpCall(method="POST", path=TASKS_PATH, json={**body, "callback_url": webhook_url})
+
+    def push_worth_a_look(self, body: bytes) -> bool:
+        # Ark's callback body is the task as GET answers it, sent on every status change
+        # (DIALECTS §4): only an end is news the relay cannot wait for.
+        status = normalize_status((as_mapping(decode_json(body)) or {}).get("status"), ARK_STATUSES)
+        return status is None or status.terminal
 
     def parse_create(self, reply: HttpReply, now: datetime) -> Created | ProviderFault:
         if not is_success(reply):

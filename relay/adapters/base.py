@@ -64,6 +64,13 @@ class Dialect(Protocol):
         provider to push the result to ``webhook_url`` when the dialect can."""
         ...
 
+    def push_worth_a_look(self, body: bytes) -> bool:
+        """Whether a push with this body may announce the task's end, and so is worth a
+        confirming query. A push is an unsigned hint: its body never changes a task, it
+        only spares the provider a query for news that is not an end (Ark pushes every
+        status change). Anything unclear is worth a look."""
+        ...
+
     def parse_create(self, reply: HttpReply, now: datetime) -> Created | ProviderFault: ...
 
     def build_query(self, provider_task_id: str) -> HttpCall: ...

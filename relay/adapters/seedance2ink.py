@@ -212,12 +212,17 @@ class Seedance2InkDialect:
     """``/api/open/v1/video/generations``: create, query and cancel by ``requestId``."""
 
     name: str = "seedance2ink"
-    pushes: bool = True
+    pushes: bool
     # Cancel takes queued and processing tasks (S2I docs).
     cancellable: frozenset[TaskStatus] = frozenset({TaskStatus.QUEUED, TaskStatus.RUNNING})
 
+    def __init__(self, pushes: bool = True) -> None:
+        """``pushes``: hand the provider the relay's inbound URL as ``webhookUrl`` (off: the
+        relay learns of results only by polling, for a relay the provider cannot reach)."""
+        self.pushes = pushes
+
     def build_create(self, body: Mapping[str, Any], webhook_url: str | None = None) -> HttpCall:
-        if webhook_url is None:
+        if webhook_url is None or not self.pushes:
             return HttpCall(method="POST", path=GENERATIONS_PATH, json=body)
         # The relay's own inbound URL replaces any caller value: the relay must own the push
         # target to learn of the result, and a caller who wants pushes gets the relay's
@@ -225,6 +230,9 @@ class Seedance2InkDialect:
         return HttpCall(
             method="POST", path=GENERATIONS_PATH, json={**body, "webhookUrl": webhook_url}
         )
+
+    def push_worth_a_look(self, body: bytes) -> bool:
+        return True  # it pushes the final result only
 
     def parse_create(self, reply: HttpReply, now: datetime) -> Created | ProviderFault:
         obj = _read(reply, now)

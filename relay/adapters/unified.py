@@ -255,6 +255,9 @@ class UnifiedDialect:
         # gateways may strip it (DIALECTS §3), so the relay polls instead.
         return HttpCall(method="POST", path=GENERATIONS_PATH, json=body)
 
+    def push_worth_a_look(self, body: bytes) -> bool:
+        return True  # it is never handed a push URL: whatever comes is unexpected
+
     def parse_create(self, reply: HttpReply, now: datetime) -> Created | ProviderFault:
         if not is_success(reply):
             return gateway_fault(reply, now)

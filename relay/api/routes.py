@@ -147,11 +147,16 @@ async def inbound(request: Request) -> Response:
     declared = request.headers.get("content-length", "")
     if declared.isascii() and declared.isdigit() and int(declared) > INBOUND_BODY_LIMIT:
         raise PayloadTooLarge(f"the body is over {INBOUND_BODY_LIMIT} bytes")
-    size = 0
+    body = bytearray()
     async for chunk in request.stream():
-        size += len(chunk)
-        if size > INBOUND_BODY_LIMIT:
+        body += chunk
+        if len(body) > INBOUND_BODY_LIMIT:
             raise PayloadTooLarge(f"the body is over {INBOUND_BODY_LIMIT} bytes")
+    client = svc.providers.get(provider)
+    if client is not None and not client.dialect.push_worth_a_look(bytes(body)):
+        # A push that cannot be an end (Ark pushes every status change): no query, and no
+        # confirmation window that would make the end's own push wait for the next poll.
+        return json_response({"received": True}, status_code=202)
     if not await svc.tracker.pushed(
         named.account_id, named.task_id, created_after=named.created_after
     ):

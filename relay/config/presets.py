@@ -1,6 +1,6 @@
-"""Presets for the five providers in ``shared/providers``: what a provider entry in the
-config gets by default when it names a preset (``preset: apiyi``), or is itself named after
-one and gives no ``dialect``.
+"""Presets for the five providers in ``shared/providers`` and for Ark itself: what a provider
+entry in the config gets by default when it names a preset (``preset: apiyi``), or is itself
+named after one and gives no ``dialect``.
 
 A preset is plain config data, merged under what the operator wrote: every key can still be
 overridden (``base_url`` for a staging gateway, ``poll`` for another budget). The API key
@@ -10,6 +10,12 @@ Poll budgets follow what each provider is: a new-api gateway refreshes its own c
 task from upstream only every 15 s (DIALECTS §4), so polling it faster reads the same row;
 seedance2.ink pushes the result, so its poll is only a slow safety net; Ark mirrors answer
 from the source and may be polled as densely as the adaptive policy wants.
+
+``pushes`` says whether the provider keeps the push URL the relay passes at creation (Ark's
+``callback_url``). Ark itself POSTs the task on each status change (DIALECTS §4); apiyi
+passes its Ark path through to Ark, ``cgt-`` ids and all, so Ark's callback comes back with
+the id the relay tracks; cubicspaces' mirror is its own task service (``task_…`` ids) and
+documents no callback, so it is polled.
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ PRESETS: Final[Mapping[str, Mapping[str, Mapping[str, Any]]]] = MappingProxyType
                 headers={"Accept-Encoding": "identity"},
                 models=_ARK_MODELS,
                 poll=_ARK_POLL,
+                pushes=True,
             ),
         },
         "vastnum": {
@@ -73,6 +80,7 @@ PRESETS: Final[Mapping[str, Mapping[str, Mapping[str, Any]]]] = MappingProxyType
                 models={"seedance-2.0": "doubao-seedance-2.0"},
                 moderation_path="/v1/images/moderations",
                 poll=_ARK_POLL,
+                pushes=False,
             ),
             "unified": _preset(
                 base_url="https://cubicspaces.cloud",
@@ -87,6 +95,20 @@ PRESETS: Final[Mapping[str, Mapping[str, Mapping[str, Any]]]] = MappingProxyType
                 base_url="https://www.seedance2.ink",
                 api_key_env="SEEDANCE2INK_API_KEY",
                 poll=_PUSH_POLL,
+                pushes=True,
+            ),
+        },
+        # Ark itself (Volcengine, Beijing; BytePlus: base_url
+        # https://ark.ap-southeast.bytepluses.com and its dreamina-… model ids). The key is
+        # the one Ark's own SDK reads.
+        "ark": {
+            "ark": _preset(
+                base_url="https://ark.cn-beijing.volces.com",
+                path_prefix="/api/v3",
+                api_key_env="ARK_API_KEY",
+                models=_ARK_MODELS,
+                poll=_ARK_POLL,
+                pushes=True,
             ),
         },
     }

@@ -33,7 +33,9 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from relay.adapters.registry import check_pushes
 from relay.config.doors import FrontDoorSettings
+from relay.config.operational import OperationalEventSettings
 from relay.config.outputs import OutputsSettings
 from relay.config.presets import apply_preset
 from relay.config.prices import PriceTableSettings
@@ -182,6 +184,17 @@ class ProviderSettings(ConfigModel):
     retention: float = Field(default=604_800.0, gt=0)
     """How long the provider answers for a task (Ark: 7 days). A task it no longer knows
     after this is ``expired``, not ``failed``."""
+    pushes: bool | None = None
+    """Pass the relay's signed inbound URL at creation (Ark's ``callback_url``,
+    seedance2.ink's ``webhookUrl``), so a finished task is seen at once, not at the next
+    poll. None: the preset's value, else the dialect's (seedance2.ink yes, Ark no)."""
+
+    @model_validator(mode="after")
+    def _pushes(self) -> ProviderSettings:
+        problem = check_pushes(self.dialect, self.pushes)
+        if problem is not None:
+            raise at_subpath("pushes", problem)
+        return self
 
     @field_validator("base_url")
     @classmethod

@@ -40,10 +40,14 @@ def _unreachable_pushes(settings: Settings, own_address: str) -> list[str]:
             "cannot reach"
         )
     for name, p in settings.providers.items():
-        if not p.sandbox and build_dialect(p.dialect, key=f"providers.{name}.dialect").pushes:
+        # Any dialect that is handed the relay's URL (seedance2.ink's webhookUrl, Ark's
+        # callback_url where pushes is on); a sandbox provider is this relay itself.
+        dialect = build_dialect(p.dialect, key=f"providers.{name}.dialect", pushes=p.pushes)
+        if not p.sandbox and dialect.pushes:
             found.append(
                 f"provider {name} pushes results to this relay, but server.public_url is "
                 f"not set: it is told {own_address}, which it likely cannot reach; results "
-                "then arrive only by the slow safety poll"
+                "then arrive only by the slower poll (or set providers."
+                f"{name}.pushes: false)"
             )
     return found

@@ -319,7 +319,7 @@ def test_malformed_references(value: str, message: str) -> None:
         (
             {"providers": {"mine": {"preset": "nope"}}},
             "providers.mine.preset",
-            "unknown preset 'nope' (known: naci, apiyi, vastnum, cubicspaces, seedance2ink)",
+            "unknown preset 'nope' (known: naci, apiyi, vastnum, cubicspaces, seedance2ink, ark)",
         ),
         (
             {"providers": {"naci": {"preset": "naci", "dialect": "ark", "api_key": "k"}}},

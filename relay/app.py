@@ -60,6 +60,7 @@ from relay.store import open_store
 from relay.store.interface import Store
 from relay.streams.hub import EventHub
 from relay.tasks.budgets import Budgets
+from relay.tasks.provider_watch import ProviderWatch
 from relay.tasks.providers import ProviderClient
 from relay.tasks.registration import ProviderPlan
 from relay.tasks.tracker import Tracker
@@ -173,6 +174,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, role: Role = "
         retry=RetryPolicy(
             schedule=tuple(d.retry_schedule), jitter=d.jitter, retry_after_max=d.retry_after_max
         ),
+        failing_after=settings.operational_events.failing_after,
     )
 
     mounts: list[Any] = [
@@ -311,6 +313,7 @@ async def _running(
             owner=owner,
             refresh=refresher,
             metrics=metrics,
+            events=store,
         )
         if role != "worker":  # the live event stream (relay.streams), beside the API
             s = settings.streams
@@ -322,6 +325,7 @@ async def _running(
             )
             await hub.start()
         wake_events = _waking(engine, hub)
+        engine.on_events = wake_events
         public = public_address(settings)
         links = OutputLinks(secret_key, public)
         kept = await _kept_outputs(settings, store, clock, links, wake_events)
@@ -371,7 +375,7 @@ async def _running(
                 )
                 for name, r in settings.routes.items()
             },
-            budgets=Budgets(store=store, clock=clock),
+            budgets=Budgets(store=store, clock=clock, events=store, on_events=wake_events),
         )
         if metrics is not None:
             metrics.attach(
@@ -420,6 +424,13 @@ async def _running(
                 kept.remover if kept is not None else None,
                 # Without a store, successes held by an earlier run still go out.
                 None if kept is not None else (links, wake_events),
+                ProviderWatch(
+                    store=store,
+                    clock=clock,
+                    health={n: p.client.health for n, p in plans.items()},
+                    unhealthy_after=settings.operational_events.provider_unhealthy_after,
+                    on_events=wake_events,
+                ),
             )
             await store.listen(waker(tracker, wake_events))
             scheduler.start()

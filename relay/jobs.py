@@ -22,6 +22,7 @@ from relay.delivery.engine import DeliveryEngine
 from relay.errors import StoreError
 from relay.outputs.links import OutputLinks
 from relay.store.interface import Store
+from relay.tasks.provider_watch import ProviderWatch
 from relay.tasks.tracker import Tracker
 
 log = logging.getLogger("relay")
@@ -37,6 +38,7 @@ def schedule(
     copier: Copier | None = None,
     remover: Remover | None = None,
     orphans: tuple[OutputLinks, Callable[[], None]] | None = None,
+    watch: ProviderWatch | None = None,
 ) -> None:
     jobs: tuple[tuple[str, float, Callable[..., Awaitable[None]], tuple[Any, ...]], ...] = (
         ("poll-due", settings.polling.tick_seconds, tracker.poll_due, ()),
@@ -55,6 +57,9 @@ def schedule(
         links, wake = orphans
         every = settings.delivery.tick_seconds
         jobs += (("announce-held", every, _announce_orphaned, (store, clock, links, wake)),)
+    if watch is not None:
+        every = settings.operational_events.provider_check_seconds
+        jobs += (("provider-health", every, watch.check, ()),)
     days = settings.outputs.retention_days
     if remover is not None and days is not None:
         every = settings.subscriptions.housekeeping_seconds

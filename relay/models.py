@@ -55,6 +55,14 @@ class EventType(enum.StrEnum):
     """The provider that had the task failed it, and the relay submitted it again on the
     next provider of its route (the same task id, ``relay.tasks.resubmitting``)."""
     RELAY_TEST = "relay.test"
+    # Operational events (``relay.operational``): about the account's relay, not one task,
+    # so ``task_id`` is null; only a subscription that names them in its filter gets them.
+    SUBSCRIPTION_DISABLED = "subscription.disabled"
+    SUBSCRIPTION_FAILING = "subscription.failing"
+    DELIVERY_EXHAUSTED = "delivery.exhausted"
+    PROVIDER_UNHEALTHY = "provider.unhealthy"
+    PROVIDER_RECOVERED = "provider.recovered"
+    BUDGET_EXCEEDED = "budget.exceeded"
 
     @classmethod
     def for_status(cls, status: TaskStatus) -> EventType:
@@ -72,6 +80,18 @@ TERMINAL_EVENT_TYPES: frozenset[EventType] = frozenset(
 DEFAULT_EVENT_TYPES: frozenset[EventType] = TERMINAL_EVENT_TYPES | {EventType.TASK_OUTPUT_STORED}
 """What a destination with no explicit filter receives (DESIGN §3): the outcome, and the
 durable link of a video stored after the outcome went out (``relay.copies.rules``)."""
+OPERATIONAL_EVENT_TYPES: frozenset[EventType] = frozenset(
+    {
+        EventType.SUBSCRIPTION_DISABLED,
+        EventType.SUBSCRIPTION_FAILING,
+        EventType.DELIVERY_EXHAUSTED,
+        EventType.PROVIDER_UNHEALTHY,
+        EventType.PROVIDER_RECOVERED,
+        EventType.BUDGET_EXCEEDED,
+    }
+)
+"""The relay's own trouble, told to an account: never in the defaults, never to a task's
+callback; a subscription receives them only when its ``event_types`` names them."""
 
 
 class ErrorCode(enum.StrEnum):

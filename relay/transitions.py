@@ -75,15 +75,20 @@ def fan_out(
     """Which destination receives which event: one delivery each.
 
     A task's callback receives that task's events; a subscription receives the events of its
-    own account. Either only of the types it asked for. Backends may pass a superset of
-    candidates (every callback and subscription that could match); the choice is made here.
+    own account. Either only of the types it asked for. An account's operational event (no
+    task) goes to subscriptions alone, and only to those whose filter names its type (the
+    defaults never hold one). Backends may pass a superset of candidates (every callback and
+    subscription that could match); the choice is made here.
     """
     return [
         (e, d)
         for e in events
         for d in destinations
         if wants(d.event_types, e.type)
-        and (d.task_id == e.task_id or (d.kind == SUBSCRIPTION and d.account_id == e.account_id))
+        and (
+            (e.task_id is not None and d.task_id == e.task_id)
+            or (d.kind == SUBSCRIPTION and d.account_id == e.account_id)
+        )
     ]
 
 

@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Final
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Match, Mount, Route
+from starlette.types import Scope
 
 from relay import errors as e
 
@@ -171,9 +173,31 @@ async def _no_route(request: Request, exc: Exception) -> Response:
 
 
 async def _not_allowed(request: Request, exc: Exception) -> Response:
-    return error_response(
+    response = error_response(
         405, "method_not_allowed", f"{request.method} is not allowed on {request.url.path}"
     )
+    # RFC 9110 requires Allow on a 405. Starlette names only the methods of the first route
+    # whose path matched, and a path here is served by one route per method: ask them all.
+    # Matched from the top again: a mount that was entered has moved root_path on.
+    top = request.scope.get("app_root_path", request.scope.get("root_path", ""))
+    scope = {**request.scope, "root_path": top}
+    allowed = _methods(request.app.router.routes, scope)
+    response.headers["Allow"] = ", ".join(sorted(allowed))
+    return response
+
+
+def _methods(routes: Sequence[BaseRoute], scope: Scope) -> set[str]:
+    """The methods some route of ``routes`` (or of a mount among them) serves the path with."""
+    found: set[str] = set()
+    for route in routes:
+        match, child = route.matches(scope)
+        if match is Match.NONE:
+            continue
+        if isinstance(route, Mount):
+            found |= _methods(route.routes, {**scope, **child})
+        elif isinstance(route, Route):
+            found |= route.methods or set()
+    return found
 
 
 Handler = Callable[[Request, Exception], Any]

@@ -23,7 +23,9 @@ from relay.api import idempotency
 from relay.api import responses as out
 from relay.api.docs_page import render
 from relay.api.http import json_response
+from relay.api.openapi_webhooks import webhooks
 from relay.api.operations import JSON, OPERATIONS, PATH_PARAMS, Answer, Operation
+from relay.api.schema_style import ClientFriendlySchema, RequestBodySchema
 
 REF = "#/components/schemas/{model}"
 
@@ -67,15 +69,22 @@ class _Components:
         self.schemas: JSON = {}
         self.ref(out.Error)
 
-    def model_schema(self, model: type[BaseModel]) -> JSON:
-        schema = model.model_json_schema(ref_template=REF)
+    def model_schema(self, model: type[BaseModel], *, body: bool = False) -> JSON:
+        style = RequestBodySchema if body else ClientFriendlySchema
+        schema = model.model_json_schema(ref_template=REF, schema_generator=style)
         for name, definition in schema.pop("$defs", {}).items():
             self._add(name, definition)
         return schema
 
-    def ref(self, model: type[BaseModel]) -> JSON:
-        self._add(model.__name__, self.model_schema(model))
+    def ref(self, model: type[BaseModel], *, body: bool = False) -> JSON:
+        """``body``: a request body's model (see ``RequestBodySchema``)."""
+        self._add(model.__name__, self.model_schema(model, body=body))
         return {"$ref": REF.format(model=model.__name__)}
+
+    def add(self, name: str, schema: JSON) -> JSON:
+        """A schema of the document's own (not a model's), and the reference to it."""
+        self._add(name, schema)
+        return {"$ref": REF.format(model=name)}
 
     def _add(self, name: str, schema: JSON) -> None:
         if self.schemas.setdefault(name, schema) != schema:
@@ -126,14 +135,14 @@ def _parameters(op: Operation, components: _Components) -> list[JSON]:
 
 
 def _operation(op: Operation, components: _Components) -> JSON:
-    doc: JSON = {"operationId": _operation_id(op), "summary": op.summary, "tags": [op.tag]}
+    doc: JSON = {"operationId": operation_id(op), "summary": op.summary, "tags": [op.tag]}
     if op.description:
         doc["description"] = op.description
     params = _parameters(op, components)
     if params:
         doc["parameters"] = params
     if op.body is not None:
-        media: JSON = {"schema": components.ref(op.body)}
+        media: JSON = {"schema": components.ref(op.body, body=True)}
         if op.example is not None:
             media["example"] = op.example
         doc["requestBody"] = {"required": op.body_required, "content": {"application/json": media}}
@@ -167,10 +176,24 @@ def _operation(op: Operation, components: _Components) -> JSON:
     return doc
 
 
-def _operation_id(op: Operation) -> str:
-    words = re.sub(r"[{}]", "", op.path).replace("/v1/", "/").replace(".json", "")
-    parts = [p for p in re.split(r"[/\-]", words) if p]
-    return "_".join([op.method.lower(), *parts])
+_COLLECTION_VERBS = {"GET": "list", "POST": "create"}
+_ITEM_VERBS = {"GET": "get", "PATCH": "update", "DELETE": "delete"}
+
+
+def operation_id(op: Operation) -> str:
+    """What generators name the client's method: ``<resource>_<verb>`` such as
+    ``tasks_create``, ``tasks_get``, ``subscriptions_rotate_secret``. The verb is the action
+    a path ends with (``/cancel``), else the method's on a collection (list, create) or an
+    item (get, update, delete); ``op.name`` where that reads badly."""
+    if op.name:
+        return op.name
+    segments = [s.replace("-", "_") for s in op.path.split("/") if s and s != "v1"]
+    resource, rest = segments[0], segments[1:]
+    action = [s for s in rest if not s.startswith("{")]
+    if action:
+        return "_".join([resource, *action])
+    verbs = _ITEM_VERBS if rest else _COLLECTION_VERBS
+    return f"{resource}_{verbs[op.method]}"
 
 
 def find_operation(method: str, path: str) -> Operation | None:
@@ -212,6 +235,7 @@ def build_document() -> JSON:
     paths: JSON = {}
     for op in OPERATIONS:
         paths.setdefault(op.path, {})[op.method.lower()] = _operation(op, components)
+    hooks = webhooks(components.ref, components.add, components.model_schema(out.Event))
     return {
         "openapi": "3.1.0",
         "info": {
@@ -222,6 +246,7 @@ def build_document() -> JSON:
             '{"error": {"code", "message"}}; lists are cursor-paginated.',
         },
         "paths": paths,
+        "webhooks": hooks,
         "components": {
             "schemas": dict(sorted(components.schemas.items())),
             "securitySchemes": {
@@ -233,7 +258,10 @@ def build_document() -> JSON:
                 "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
             },
         },
-        "tags": [{"name": t} for t in dict.fromkeys(op.tag for op in OPERATIONS)],
+        "tags": [
+            *({"name": t} for t in dict.fromkeys(op.tag for op in OPERATIONS)),
+            {"name": "webhooks", "description": "What the relay POSTs to your URLs"},
+        ],
     }
 
 

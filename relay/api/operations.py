@@ -50,6 +50,8 @@ class Operation:
     """Reads the database, so may answer 503 while it is unavailable."""
     example: JSON | None = None
     """A request body that works against the default configuration (its sandbox provider)."""
+    name: str = ""
+    """The operationId where the rule of ``relay.api.openapi.operation_id`` reads badly."""
 
     @property
     def key(self) -> tuple[str, str]:
@@ -72,6 +74,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "The caller's account (a no-code tool's connection test)",
         "account",
         ok(out.Me),
+        name="me_get",
     ),
     Operation(
         "GET",
@@ -79,6 +82,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "The secret that signs task callbacks",
         "account",
         ok(out.CallbackSecret),
+        name="callback_secret_get",
     ),
     Operation(
         "POST",
@@ -114,6 +118,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "Revoke an API key",
         "account",
         ok(api_keys.ApiKey),
+        name="keys_revoke",
         errors=(409,),
         description="At once: its requests are refused (401) and the dashboard sessions it "
         "opened end, on every instance. The account's last active key cannot be revoked "
@@ -158,6 +163,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "Delete the task's stored video",
         "tasks",
         ok(out.Task),
+        name="tasks_delete_outputs",
         description="Removes the stored files (outputs.store); the task records when and why, "
         "and its video_url is the provider's link again. 404 when nothing was copied.",
     ),
@@ -187,6 +193,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "What your tasks cost",
         "tasks",
         ok(out.Usage),
+        name="usage_get",
         query=req.UsageQuery,
         description="Totals per currency over the tasks that succeeded in [since, until) "
         "(default: the last 30 days), from the configured prices; group_by day, provider, "
@@ -221,6 +228,7 @@ OPERATIONS: tuple[Operation, ...] = (
         },
         raw_body=True,
         errors=(400, 404, 409, 413, 502),
+        name="providers_moderate",
     ),
     Operation(
         "POST",
@@ -231,6 +239,7 @@ OPERATIONS: tuple[Operation, ...] = (
         raw_body=True,
         auth=False,
         errors=(413,),
+        name="inbound_push",
         description="No API key: the signed token in the path is the credential. "
         "Anything wrong with it is a 404 that changes nothing.",
     ),
@@ -263,6 +272,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "An event's deliveries, with every attempt",
         "events",
         ok(out.EventDeliveries),
+        name="events_list_deliveries",
     ),
     Operation(
         "POST",
@@ -376,7 +386,14 @@ OPERATIONS: tuple[Operation, ...] = (
         "retry with the same Idempotency-Key submits again.",
     ),
     Operation(
-        "GET", "/healthz", "Liveness", "operations", ok(out.Healthy), auth=False, store=False
+        "GET",
+        "/healthz",
+        "Liveness",
+        "operations",
+        ok(out.Healthy),
+        auth=False,
+        store=False,
+        name="healthz",
     ),
     Operation(
         "GET",
@@ -389,6 +406,7 @@ OPERATIONS: tuple[Operation, ...] = (
         },
         auth=False,
         store=False,
+        name="readyz",
     ),
     Operation(
         "GET",
@@ -398,6 +416,7 @@ OPERATIONS: tuple[Operation, ...] = (
         {200: Answer("Prometheus text format", None, "text/plain")},
         auth=False,
         description="Aggregate counts only: no ids, URLs or secrets.",
+        name="metrics",
     ),
     Operation(
         "GET",
@@ -407,6 +426,7 @@ OPERATIONS: tuple[Operation, ...] = (
         {200: Answer("OpenAPI 3.1", None)},
         auth=False,
         store=False,
+        name="openapi",
     ),
     Operation(
         "GET",
@@ -416,6 +436,7 @@ OPERATIONS: tuple[Operation, ...] = (
         {200: Answer("HTML", None, "text/html")},
         auth=False,
         store=False,
+        name="docs",
     ),
 )
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.config import JsonDict
 
 from relay.models import DeliveryStatus, ErrorCode, EventType, SubscriptionStatus, TaskStatus
@@ -151,6 +151,11 @@ class RelayTestData(Out):
     message: str
 
 
+class RelayNotice(Out):
+    code: str = Field(description="e.g. video_url_refreshed, video_url_expired.")
+    message: str
+
+
 class Event(Out):
     """The event envelope: the delivered body, the feed's item and the Zapier sample."""
 
@@ -158,9 +163,30 @@ class Event(Out):
     type: EventType
     timestamp: Time = time_field()
     sequence: int = Field(description="Increases per task; drop an event older than one you have.")
-    data: Task | RelayTestData = Field(
-        description="The task as it was at the event; for relay.test, the subscription tested."
+    data: Task | RelayTestData | dict[str, Any] = Field(
+        union_mode="left_to_right",  # else a task would be taken as the plain object
+        description="The task as it was at the event; for relay.test, the subscription "
+        "tested; for an operational event (no task), what it is about.",
     )
+    relay_notice: RelayNotice | None = Field(
+        default=None,
+        description="Only when the relay changed or held back part of the data, and why "
+        "(left out otherwise).",
+    )
+
+    @model_validator(mode="after")
+    def _data_fits_type(self) -> Event:
+        # The union alone would take a task that drifted from ``Task`` as the generic
+        # object: the type says which branch the data must be.
+        if self.type.value.startswith("task."):
+            wanted: type[Any] = Task
+        elif self.type is EventType.RELAY_TEST:
+            wanted = RelayTestData
+        else:
+            wanted = dict
+        if not isinstance(self.data, wanted):
+            raise ValueError(f"the data of a {self.type.value} event is not a {wanted.__name__}")
+        return self
 
 
 class EventPage(Out):
@@ -261,7 +287,7 @@ class SubmissionPage(Out):
 
 class Deleted(Out):
     id: str
-    deleted: Literal[True]
+    deleted: Literal[True] = Field(description="Always true.")
 
 
 class SentTest(Out):
@@ -301,7 +327,7 @@ class ProviderList(Out):
 
 
 class Received(Out):
-    received: Literal[True]
+    received: Literal[True] = Field(description="Always true.")
 
 
 class Healthy(Out):

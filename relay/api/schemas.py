@@ -7,6 +7,7 @@ import base64
 import binascii
 import json
 import re
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypeVar
 
 import httpx
@@ -15,21 +16,28 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    GetJsonSchemaHandler,
     StrictBool,
     ValidationError,
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
+from relay.adapters.video_input import NeutralForm
 from relay.delivery.fairness import MIN_RATE_LIMIT
 from relay.errors import BadRequest
-from relay.models import DeliveryStatus, EventType, TaskStatus
+from relay.models import OPERATIONAL_EVENT_TYPES, DeliveryStatus, EventType, TaskStatus
 from relay.net.addresses import host_name_problem
 from relay.submissions import SubmissionState
 
 M = TypeVar("M", bound=BaseModel)
 METADATA_MAX_BYTES = 16 * 1024
 TASK_EVENT_TYPES = frozenset(t for t in EventType if t.value.startswith("task."))
+SUBSCRIBABLE_EVENT_TYPES = TASK_EVENT_TYPES | OPERATIONAL_EVENT_TYPES
+"""What a subscription may ask for: its account's task events and the relay's operational
+events about the account (``relay.operational``); a task's callback, task events only."""
 
 
 def _http_url(value: str) -> str:
@@ -63,10 +71,39 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
 
+@dataclass(frozen=True)
+class _NeutralOrNative:
+    """Documents ``input`` as what it is, the neutral form or a provider's own body, while
+    validation keeps it a plain object: which reading applies is decided later
+    (``input_format``, else ``is_neutral``), and a neutral body's problems are refused there
+    with the field named."""
+
+    def __get_pydantic_json_schema__(
+        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        neutral = handler(NeutralForm.__pydantic_core_schema__)
+        native = {
+            "type": "object",
+            "title": "NativeInput",
+            "additionalProperties": True,
+            "description": "The provider's own create body, sent as it is "
+            '(input_format "native").',
+        }
+        return {
+            "anyOf": [neutral, native],
+            "description": "What the relay submits: the provider-neutral form, which it "
+            'translates for each provider (input_format "unified"), or the provider\'s own '
+            "body. Without input_format, a body whose every key is a neutral one is neutral.",
+        }
+
+
+TaskInput = Annotated[dict[str, Any], _NeutralOrNative()]
+
+
 class CreateTask(_Strict):
     provider: Annotated[str, Field(min_length=1, max_length=64)]
     provider_task_id: Annotated[str, Field(min_length=1, max_length=256)] | None = None
-    input: dict[str, Any] | None = None
+    input: TaskInput | None = None
     input_format: Literal["native", "unified"] | None = None
     """How to read ``input``: the provider's own body, or the provider-neutral form the relay
     translates. Omitted: neutral when every key is a neutral key (see the README)."""
@@ -186,18 +223,18 @@ def _static_headers(value: dict[str, str] | None) -> dict[str, str] | None:
     return value
 
 
-def _task_event_types(value: list[EventType]) -> list[EventType]:
-    wrong = [t.value for t in value if t not in TASK_EVENT_TYPES]
+def _subscribable_event_types(value: list[EventType]) -> list[EventType]:
+    wrong = [t.value for t in value if t not in SUBSCRIBABLE_EVENT_TYPES]
     if wrong:
         # relay.test goes to the subscription tested, whatever its filter.
-        raise ValueError(f"not task event types: {', '.join(wrong)}")
+        raise ValueError(f"not task or operational event types: {', '.join(wrong)}")
     return value
 
 
 EventTypes = Annotated[
     list[EventType],
     Field(min_length=1, max_length=len(EventType)),
-    AfterValidator(_task_event_types),
+    AfterValidator(_subscribable_event_types),
 ]
 
 
@@ -216,10 +253,16 @@ def _secret_bytes(value: str) -> str:
 
 
 class CreateSubscription(_Strict):
-    # Either name will do (Zapier's REST hooks send target_url): the schema says so too, so a
-    # generated client or a form builder knows one of the two is needed.
+    # Either name will do (Zapier's REST hooks send target_url), and the schema says so: no
+    # url, then target_url. As if/then rather than a top-level anyOf, which generators
+    # (openapi-python-client) take for a union of unknown shapes and type the body as Any.
     model_config = ConfigDict(
-        json_schema_extra={"anyOf": [{"required": ["url"]}, {"required": ["target_url"]}]}
+        json_schema_extra={
+            "if": {"not": {"required": ["url"]}},
+            "then": {"required": ["target_url"]},
+            "description": "Give url, or target_url (Zapier's name for it); both only if "
+            "they are the same.",
+        }
     )
 
     url: HttpUrl | None = None
@@ -309,7 +352,9 @@ class ResolveSubmission(_Strict):
     """Settle an uncertain submission: the task found at the provider, or nothing was made."""
 
     provider_task_id: Annotated[str, Field(min_length=1, max_length=256)] | None = None
-    abandon: Literal[True] | None = None
+    abandon: Literal[True] | None = Field(
+        default=None, description="true: nothing was created at the provider (only true)."
+    )
 
     @model_validator(mode="after")
     def _one(self) -> ResolveSubmission:

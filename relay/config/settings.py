@@ -241,6 +241,7 @@ class Settings(ConfigModel):
     dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
     outputs: OutputsSettings = Field(default_factory=OutputsSettings)
     streams: StreamSettings = Field(default_factory=StreamSettings)
+    operational_events: OperationalEventSettings = Field(default_factory=OperationalEventSettings)
     front_doors: FrontDoorSettings = Field(default_factory=FrontDoorSettings)
     """The Ark- and OpenAI-compatible APIs the relay also answers in (``relay.doors``)."""
     # Declared before providers: the providers validator reads it.

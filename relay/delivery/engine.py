@@ -19,7 +19,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -28,6 +28,7 @@ import httpx
 
 from relay.backoff import parse_retry_after
 from relay.clock import Clock
+from relay.delivery.announcements import Announcements
 from relay.delivery.fairness import Ledger, RateGate, account_limit, filled
 from relay.delivery.formats import render
 from relay.delivery.outcomes import (
@@ -43,10 +44,10 @@ from relay.delivery.recorder import AttemptRecorder, log_crash
 from relay.delivery.requests import WebhookRequests
 from relay.logs import ids, url_origin
 from relay.metrics import RelayMetrics
-from relay.models import Attempt, DeliveryStatus, DueDelivery
+from relay.models import Attempt, DeliveryStatus, DueDelivery, Event
 from relay.net.transport import BODY_LIMIT, TOTAL_TIMEOUT
 from relay.pump import Pump
-from relay.store.interface import DeliveryStore
+from relay.store.interface import DeliveryStore, OperationalEventStore
 from relay.store.values import AttemptRecord
 
 log = logging.getLogger("relay.delivery")
@@ -74,6 +75,8 @@ class EngineSettings:
     lease_seconds: float = 300.0
     snippet_bytes: int = 1024
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    failing_after: int = 5
+    """Failed attempts in a row to a subscription before ``subscription.failing``."""
 
     def __post_init__(self) -> None:
         if self.lease_seconds < 2 * self.timeout:
@@ -102,10 +105,13 @@ class DeliveryEngine:
         owner: str,
         refresh: Refresh | None = None,
         metrics: RelayMetrics | None = None,
+        events: OperationalEventStore | None = None,
     ) -> None:
         """``refresh`` gives the body to send for a delivery whose event's video URL has
         expired (``relay.delivery.fresh_urls``); without it the stored body is sent.
-        ``metrics`` counts the attempts (by default into a registry of the engine's own)."""
+        ``metrics`` counts the attempts (by default into a registry of the engine's own).
+        ``events`` writes the operational events attempts call for (none without it)."""
+        self._events = events
         self._store = store
         self._metrics = metrics or RelayMetrics()
         self._refresh = refresh
@@ -133,6 +139,10 @@ class DeliveryEngine:
         self._stopping = False
         self._gate = RateGate()
         self._claimed_at = clock.now()
+        self._announcements = Announcements(settings.failing_after)
+        self._announcing: set[asyncio.Task[None]] = set()
+        self.on_events: Callable[[], None] = self.wake
+        """What a write of operational events wakes (the app adds the live stream)."""
         self.pump = Pump("delivery", self._claim_and_send, self._seconds_to_next)
 
     @property
@@ -169,6 +179,8 @@ class DeliveryEngine:
                 await asyncio.wait(pending)
         self._recorder.final = True
         await self._recorder.flush()
+        if self._announcing:
+            await asyncio.wait(set(self._announcing), timeout=max(1.0, grace))
 
     async def _claim_and_send(self) -> bool:
         free = self._settings.max_in_flight - len(self._sends)
@@ -218,6 +230,23 @@ class DeliveryEngine:
         retries = [r.next_attempt_at for r in records if r.next_attempt_at is not None]
         if retries:
             self.pump.due_in((min(retries) - self._clock.now()).total_seconds())
+        events = self._announcements.recorded(r.delivery_pk for r in records)
+        if events and self._events is not None:
+            task = asyncio.ensure_future(self._announce(events))
+            self._announcing.add(task)
+            task.add_done_callback(self._announcing.discard)
+
+    async def _announce(self, events: list[Event]) -> None:
+        """Write operational events the attempts just recorded call for: after their
+        record, in a transaction of their own (the record is a batch written in one
+        statement), so a crash between the two can lose them, never invent them."""
+        try:
+            assert self._events is not None
+            await self._events.write_account_events(events)
+        except Exception:
+            log.exception("could not write %d operational events", len(events))
+            return
+        self.on_events()
 
     def _start(self, delivery: DueDelivery, lease_end: datetime) -> None:
         key = delivery.destination_key
@@ -262,6 +291,10 @@ class DeliveryEngine:
             if wait > 0:
                 await asyncio.sleep(wait)
             record = await self._attempt(delivery, lease_end)
+            a = record.attempt
+            self._announcements.attempted(
+                delivery, record.status, a.number, a.status_code, a.error, self._clock.now()
+            )
             self._recorder.add(record)
             self._finished(delivery, record)
             if record.attempt.status_code is not None:

@@ -64,6 +64,7 @@ from relay.models import (
     Destination,
     DueDelivery,
     Event,
+    EventType,
     Subscription,
     Task,
 )
@@ -149,11 +150,27 @@ class DeliveryStore(Protocol):
         """Apply finished attempts in one transaction: each record adds its attempt, sets its
         delivery's status and next attempt and releases the lease, only where ``owner``
         still holds it and the attempt number is the next one (see the module docstring);
-        and updates the health (last success, failing since) of the subscriptions sent to."""
+        and updates the health (last success, failing since) of the subscriptions sent to.
+        A subscription that answered 410 is disabled, and its ``subscription.disabled``
+        written, in that transaction."""
         ...
 
     async def next_delivery_at(self, after: datetime) -> datetime | None:
         """The earliest attempt scheduled later than ``after`` (due ones are for the claim)."""
+        ...
+
+
+class OperationalEventStore(Protocol):
+    """Operational events (``relay.operational``) written on their own; those a store
+    change causes (a subscription disabled) are written in that change's transaction."""
+
+    async def write_account_events(self, events: Sequence[Event]) -> None:
+        """Write operational events (``relay.operational``) and their deliveries to the
+        subscriptions that asked for them, in one transaction."""
+        ...
+
+    async def accounts_wanting(self, type_: EventType) -> list[str]:
+        """The accounts with an active subscription whose filter names ``type_``."""
         ...
 
 
@@ -229,7 +246,7 @@ class SubscriptionStore(Protocol):
 
     async def disable_failing_subscriptions(self, now: datetime, failing_for: float) -> list[str]:
         """Disable subscriptions whose deliveries have failed for ``failing_for`` seconds
-        without a success; their ids."""
+        without a success, each with its ``subscription.disabled`` event; their ids."""
         ...
 
     async def replay(
@@ -394,6 +411,7 @@ class StoreUpkeep(Protocol):
 class Store(
     TaskStore,
     DeliveryStore,
+    OperationalEventStore,
     EventStore,
     SubscriptionStore,
     AccountStore,

@@ -594,6 +594,7 @@ def test_example_file_documents_every_key() -> None:
         "sandbox",
         "outputs",
         "front_doors",
+        "operational_events",
     ):
         expected |= set(Settings.model_fields[section].annotation.model_fields)  # type: ignore[union-attr]
     expected |= set(PollSettings.model_fields)

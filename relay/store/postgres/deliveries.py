@@ -11,7 +11,8 @@ from relay.store import codec
 from relay.store.codec import ts
 from relay.store.interface import ClaimLimits
 from relay.store.named_sql import load_queries
-from relay.store.postgres.outbox import claimed_delivery, disable_in, fetch_all, fetch_one
+from relay.store.postgres.announce import disable_and_announce
+from relay.store.postgres.outbox import claimed_delivery, fetch_all, fetch_one
 from relay.store.postgres.runner import Conn, PgRunner
 from relay.store.values import AttemptRecord
 
@@ -107,7 +108,9 @@ class DeliveriesMixin:
             await c.execute(QUERIES["no_sync_commit"])
             await c.execute(QUERIES["lock_attempt_subscriptions"], params)
             for sub_id, account_id, at in await fetch_all(c, QUERIES["record_attempts"], params):
-                await disable_in(c, sub_id, "the receiver answered 410 Gone", utc(at), account_id)
+                await disable_and_announce(
+                    c, sub_id, "the receiver answered 410 Gone", "gone", utc(at), account_id
+                )
 
         # Pipelined: the statements go out together, one round trip until the commit.
         await self._db.run(write, pipeline=True)

@@ -1423,9 +1423,22 @@ WHERE pk > %(after)s
 ORDER BY pk
 LIMIT %(limit)s
 
+-- event_position --
+-- Where a stream resumed with Last-Event-ID starts (the account's own events only).
+SELECT pk FROM events WHERE id = %(event_id)s AND account_id = %(account_id)s
+
 -- events_at --
 -- Events at positions the tail skipped while their writers had not committed.
 SELECT pk, id, account_id, task_id, type, sequence, created_at, body, url_expires_at
 FROM events
 WHERE pk = ANY(%(positions)s)
 ORDER BY pk
+
+-- accounts_wanting --
+-- The accounts with an active subscription whose filter names %(type)s (an operational event
+-- announced to every account that asked for it: relay.operational).
+SELECT DISTINCT account_id
+FROM destinations
+WHERE kind = 'subscription' AND status = 'active' AND event_types IS NOT NULL
+  AND event_types::jsonb ? %(type)s
+ORDER BY account_id

@@ -24,6 +24,7 @@ from relay.store import codec
 from relay.store.codec import ts
 from relay.store.named_sql import load_queries
 from relay.store.postgres.accounts import AccountsMixin
+from relay.store.postgres.announce import AnnounceMixin
 from relay.store.postgres.copies import CopiesMixin
 from relay.store.postgres.deliveries import DeliveriesMixin
 from relay.store.postgres.events import EventsMixin
@@ -57,6 +58,7 @@ def _polls_due(task: Task) -> bool:
 
 
 class PostgresStore(
+    AnnounceMixin,
     AccountsMixin,
     SubscriptionsMixin,
     EventsMixin,

@@ -40,7 +40,7 @@ class StreamsMixin:
     async def event_position(self, account_id: str, event_id: str) -> int | None:
         async def read(c: Conn) -> int | None:
             params = {"event_id": event_id, "account_id": account_id}
-            row = await fetch_one(c, QUERIES["find_event"], params)
+            row = await fetch_one(c, QUERIES["event_position"], params)
             return None if row is None else int(row[0])
 
         return await self._db.run(read, transaction=False)

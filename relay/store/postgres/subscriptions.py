@@ -17,7 +17,6 @@ from relay.models import (
     EventType,
     Subscription,
     SubscriptionStatus,
-    iso,
 )
 from relay.store import codec
 from relay.store.codec import (
@@ -181,23 +180,6 @@ class SubscriptionsMixin:
             ),
             transaction=False,
         )
-
-    async def disable_failing_subscriptions(self, now: datetime, failing_for: float) -> list[str]:
-        async def disable(c: Conn) -> list[str]:
-            rows = await fetch_all(
-                c, QUERIES["failing_subscriptions"], {"since": now.timestamp() - failing_for}
-            )
-            disabled = []
-            for sub_id, account_id, since in rows:
-                reason = (
-                    f"every delivery has failed since {iso(codec.dt(since))} "
-                    f"({failing_for / 86400:g} days without a success)"
-                )
-                if await disable_in(c, sub_id, reason, now, account_id):
-                    disabled.append(sub_id)
-            return disabled
-
-        return await self._db.run(disable)
 
     async def replay(
         self,

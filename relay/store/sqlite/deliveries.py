@@ -13,8 +13,8 @@ from relay.models import DueDelivery, utc
 from relay.store.codec import dt, headers_from_json, signing_secrets, ts
 from relay.store.interface import ClaimLimits
 from relay.store.named_sql import load_queries
+from relay.store.sqlite.announce import disable_and_announce
 from relay.store.sqlite.runner import SqliteRunner
-from relay.store.sqlite.subscriptions import disable_in
 from relay.store.values import AttemptRecord
 
 QUERIES = load_queries("relay.store.sqlite")
@@ -132,4 +132,6 @@ def note_destination_health(c: sqlite3.Connection, batch: str) -> None:
     c.execute(QUERIES["note_failures"], {"batch": batch})
     gone = c.execute(QUERIES["gone_subscriptions"], {"batch": batch}).fetchall()
     for sub_id, account_id, at in gone:
-        disable_in(c, sub_id, "the receiver answered 410 Gone", utc(at), account_id)
+        disable_and_announce(
+            c, sub_id, "the receiver answered 410 Gone", "gone", utc(at), account_id
+        )

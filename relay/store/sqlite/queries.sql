@@ -1266,9 +1266,22 @@ WHERE pk > :after
 ORDER BY pk
 LIMIT :limit
 
+-- event_position --
+-- Where a stream resumed with Last-Event-ID starts (the account's own events only).
+SELECT pk FROM events WHERE id = :event_id AND account_id = :account_id
+
 -- events_at --
 -- Events at positions the tail skipped while their writers had not committed (a JSON array).
 SELECT pk, id, account_id, task_id, type, sequence, created_at, body, url_expires_at
 FROM events
 WHERE pk IN (SELECT value FROM json_each(:positions))
 ORDER BY pk
+
+-- accounts_wanting --
+-- The accounts with an active subscription whose filter names :type (an operational event
+-- announced to every account that asked for it: relay.operational).
+SELECT DISTINCT d.account_id
+FROM destinations d, json_each(d.event_types) t
+WHERE d.kind = 'subscription' AND d.status = 'active' AND d.event_types IS NOT NULL
+  AND t.value = :type
+ORDER BY d.account_id

@@ -26,6 +26,7 @@ from relay.store.codec import (
 )
 from relay.store.named_sql import load_queries
 from relay.store.sqlite.accounts import AccountsMixin
+from relay.store.sqlite.announce import AnnounceMixin
 from relay.store.sqlite.copies import CopiesMixin
 from relay.store.sqlite.deliveries import DeliveriesMixin
 from relay.store.sqlite.idempotency import IdempotencyMixin
@@ -52,6 +53,7 @@ MIN_SQLITE = (3, 35, 0)
 
 
 class SqliteStore(
+    AnnounceMixin,
     AccountsMixin,
     DeliveriesMixin,
     SubscriptionsMixin,

@@ -32,5 +32,5 @@ class StreamsMixin:
 
     async def event_position(self, account_id: str, event_id: str) -> int | None:
         params = {"event_id": event_id, "account_id": account_id}
-        row = await self._db.read(lambda c: c.execute(QUERIES["find_event"], params).fetchone())
+        row = await self._db.read(lambda c: c.execute(QUERIES["event_position"], params).fetchone())
         return None if row is None else int(row[0])

@@ -17,7 +17,6 @@ from relay.models import (
     EventType,
     Subscription,
     SubscriptionStatus,
-    iso,
 )
 from relay.store import codec
 from relay.store.codec import (
@@ -173,21 +172,6 @@ class SubscriptionsMixin:
                 {"secret": secret, "grace_until": ts(grace_until), "account_id": account_id},
             )
         )
-
-    async def disable_failing_subscriptions(self, now: datetime, failing_for: float) -> list[str]:
-        def disable(c: sqlite3.Connection) -> list[str]:
-            rows = c.execute(
-                QUERIES["failing_subscriptions"], {"since": now.timestamp() - failing_for}
-            ).fetchall()
-            for sub_id, account_id, since in rows:
-                reason = (
-                    f"every delivery has failed since {iso(dt(since))} "
-                    f"({failing_for / 86400:g} days without a success)"
-                )
-                disable_in(c, sub_id, reason, now, account_id)
-            return [r[0] for r in rows]
-
-        return await self._db.write(disable)
 
     async def replay(
         self,

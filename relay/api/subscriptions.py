@@ -237,6 +237,8 @@ async def test_subscription(request: Request) -> Response:
     )
     if due is None:  # deleted meanwhile
         raise UnknownSubscription(f"no subscription {sub.id}")
+    if svc.hub is not None:  # the test event is in the feed: streams see it at once
+        svc.hub.wake()
     record = await svc.delivery.send_now(due)
     a = record.attempt
     return json_response(

@@ -64,6 +64,8 @@ class Listener:
         """The next event, or None once the reader fell too far behind."""
         if self.overflowed:
             return None
+        if not self._queue.empty():  # the common case under load: no tasks, no wait
+            return self._queue.get_nowait()
         getting = asyncio.ensure_future(self._queue.get())
         falling = asyncio.ensure_future(self._overflow.wait())
         try:

@@ -46,6 +46,8 @@ async def stream_events(request: Request) -> Response:
         if resume is None:
             raise BadRequest(f"Last-Event-ID {last!r} names no event of this account")
     wants = StreamFilter(account.id, types, q.task_id)
+    if request.method == "HEAD":  # no body will be read: no stream to hold a place for
+        return Response(headers={"content-type": "text/event-stream", "cache-control": "no-store"})
     listener = svc.hub.open(wants)  # TooManyStreams past the account's limit
     hub = svc.hub
 
@@ -74,8 +76,8 @@ async def stream_events(request: Request) -> Response:
                                 sent.popitem(last=False)
                     after = page.next_after
             while True:
-                live = await listener.next()
-                if live is None:
+                queued = await listener.next()
+                if queued is None:
                     yield ServerSentEvent(
                         event="error",
                         data=json.dumps(
@@ -87,7 +89,11 @@ async def stream_events(request: Request) -> Response:
                         ),
                     )
                     return
-                if live.id not in sent:
+                position, live = queued
+                # At or before the resume point the client has it; a copy of what the
+                # catch-up sent is dropped by id (an event committed late, past the
+                # catch-up's read, is neither, and goes out).
+                if (resume is None or position > resume) and live.id not in sent:
                     yield _frame(live)
         finally:
             hub.close(listener)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import click
 import httpx
-from httpx_sse import ServerSentEvent, aconnect_sse
+from httpx_sse import ServerSentEvent, SSEError, aconnect_sse
 
 from relay.cli.shared import config_option, read_settings
 from relay.models import EventType
@@ -98,8 +98,14 @@ async def _listen(plan: Plan) -> None:
                     last = event.id
                     wait = RECONNECT_FIRST
                     await _handle(event, plan, local, key)
-            except (httpx.TransportError, httpx.RemoteProtocolError) as exc:
+            except (httpx.TransportError, SSEError) as exc:
                 click.echo(f"connection lost ({exc.__class__.__name__}): resuming", err=True)
+            except Unavailable as exc:
+                click.echo(f"the relay answered {exc}: trying again", err=True)
+            except Forgotten:
+                # The event to resume after is gone (retention): carry on from now.
+                click.echo(f"the relay no longer has event {last}: resuming live", err=True)
+                last = None
             await asyncio.sleep(wait)
             wait = min(wait * 2, RECONNECT_MAX)
 
@@ -112,8 +118,13 @@ async def _events(
     async with aconnect_sse(
         relay, "GET", "/v1/events/stream", params=params, headers=headers
     ) as source:
-        if source.response.status_code != 200:
+        status = source.response.status_code
+        if status != 200:
             await source.response.aread()
+            if status == 429 or status >= 500:  # a place not freed yet, a restart, a proxy
+                raise Unavailable(status)
+            if status == 400 and last is not None and "Last-Event-ID" in source.response.text:
+                raise Forgotten(last)
             _check(source.response)
         async for event in source.aiter_sse():
             if not event.data:  # a heartbeat
@@ -150,6 +161,14 @@ async def _handle(
     took = (time.monotonic() - started) * 1000
     colour = "green" if answer.is_success else "red"
     click.echo(f"{label}  → {click.style(str(answer.status_code), fg=colour)} in {took:.0f} ms")
+
+
+class Unavailable(Exception):
+    """The stream cannot be had now (429, 5xx): worth another try."""
+
+
+class Forgotten(Exception):
+    """The event to resume after is no longer kept."""
 
 
 def _check(response: httpx.Response) -> None:

@@ -46,12 +46,12 @@ class Listener:
 
     def __init__(self, wants: StreamFilter, capacity: int) -> None:
         self.filter = wants
-        self._queue: asyncio.Queue[Event] = asyncio.Queue(maxsize=capacity)
+        self._queue: asyncio.Queue[Positioned] = asyncio.Queue(maxsize=capacity)
         self.overflowed = False
         """It fell ``capacity`` events behind: the stream ends, the reader resumes later."""
         self._overflow = asyncio.Event()
 
-    def offer(self, event: Event) -> None:
+    def offer(self, event: Positioned) -> None:
         if self.overflowed:
             return
         try:
@@ -60,8 +60,8 @@ class Listener:
             self.overflowed = True
             self._overflow.set()
 
-    async def next(self) -> Event | None:
-        """The next event, or None once the reader fell too far behind."""
+    async def next(self) -> Positioned | None:
+        """The next event and its position, or None once the reader fell too far behind."""
         if self.overflowed:
             return None
         if not self._queue.empty():  # the common case under load: no tasks, no wait
@@ -149,10 +149,6 @@ class EventHub:
     async def _read(self) -> None:
         tail = self._tail
         assert tail is not None
-        if not self._listeners:  # nobody listens: keep up with one cheap read, no bodies
-            tail.position = await self._store.last_event_position()
-            tail.gaps.clear()
-            return
         gaps = tail.open_gaps(self._monotonic())
         if gaps:
             late = await self._store.events_at(gaps[: self._batch])
@@ -166,7 +162,7 @@ class EventHub:
                 return
 
     def _publish(self, rows: Iterable[Positioned]) -> None:
-        for _, event in rows:
+        for row in rows:
             for listener in self._listeners:
-                if listener.filter.wants(event):
-                    listener.offer(event)
+                if listener.filter.wants(row[1]):
+                    listener.offer(row)

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,8 @@ import httpx
 import pytest
 from httpx_sse import ServerSentEvent, aconnect_sse
 
+from relay.models import Account as ModelAccount
+from relay.store import open_store
 from tests.api.conftest import InProcessFactory, start_relay
 from tests.e2e.harness import (
     Account,
@@ -24,6 +27,7 @@ from tests.e2e.harness import (
     relay_config,
     write_config,
 )
+from tests.store.factories import register
 
 __all__ = ["start_relay"]
 
@@ -205,3 +209,38 @@ async def test_an_event_committed_by_one_instance_reaches_a_stream_on_another(
         finally:
             for relay in reversed(relays):
                 await relay.stop()
+
+
+async def test_a_head_request_holds_no_stream(start_relay: InProcessFactory) -> None:
+    relay = await start_relay(streams={"max_per_account": 1})
+    account = await relay.account("header")
+    async with http(relay, account) as client:
+        for _ in range(3):
+            head = await client.head("/v1/events/stream")
+            assert head.status_code == 200
+            assert head.headers["content-type"].startswith("text/event-stream")
+    async with stream(relay, account):  # the one place is still free
+        pass
+
+
+async def test_a_resume_repeats_nothing_a_lagging_tail_reads_late(
+    start_relay: InProcessFactory,
+) -> None:
+    """Events another instance wrote reach this instance's tail only at its next read; a
+    client resuming after them (it had them from the other instance) gets none again."""
+    relay = await start_relay(streams={"poll_interval": 10})
+    account = await relay.account("lagging")
+    other = open_store(relay.settings.database_url)  # another instance's writes
+    try:
+        owner = ModelAccount(id=account.id, name=account.name, created_at=datetime.now(UTC))
+        await asyncio.sleep(0.3)  # the hub's first read has passed
+        written = [
+            await register(other, owner, callback_url=None, next_poll_at=None) for _ in range(3)
+        ]
+        async with stream(relay, account, last_event_id=written[-1].event.id) as events:
+            relay.app.state.services.hub.wake()  # the tail reads the three now
+            fresh = await create(relay, account, "after")
+            got = await take(events, 3)  # the new task's, never the three again
+        assert {json.loads(s.data)["data"]["id"] for s in got} == {fresh}
+    finally:
+        await other.close()

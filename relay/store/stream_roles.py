@@ -22,6 +22,11 @@ class StreamStore(Protocol):
         """Every account's events stored after ``position``, in position order."""
         ...
 
+    async def event_positions_after(self, position: int, limit: int) -> list[int]:
+        """The positions of the events stored after ``position`` (no bodies: what the tail
+        reads while no stream is open, to keep its place and its gaps)."""
+        ...
+
     async def events_at(self, positions: Sequence[int]) -> list[Positioned]:
         """The events at these positions that exist now (a writer that took a position may
         commit after later ones did, or never)."""

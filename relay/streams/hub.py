@@ -149,6 +149,14 @@ class EventHub:
     async def _read(self) -> None:
         tail = self._tail
         assert tail is not None
+        if not self._listeners:
+            # Nobody listens: keep the place and the gaps (an event committing late is
+            # still read for the first stream to open), but read no bodies.
+            while True:
+                seen = await self._store.event_positions_after(tail.position, self._batch)
+                tail.advance(seen, self._monotonic())
+                if len(seen) < self._batch:
+                    return
         gaps = tail.open_gaps(self._monotonic())
         if gaps:
             late = await self._store.events_at(gaps[: self._batch])

@@ -20,7 +20,9 @@ import pytest
 
 from relay.api.openapi import document
 
-pytestmark = pytest.mark.slow
+# Alone (after the parallel phase): building the generator's environment (pip, npm) takes
+# both cores for a while, which starves the timing proofs of the tests beside it.
+pytestmark = [pytest.mark.slow, pytest.mark.alone]
 
 PACKAGES = ("openapi-typescript@7.13.0", "typescript@5.9.3")
 

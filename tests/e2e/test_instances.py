@@ -84,8 +84,10 @@ so a kill or an outage finds some."""
 
 pytestmark = [
     pytest.mark.slow,
-    # One worker runs these one after the other: each keeps both cores busy with its relay
-    # processes, and its proofs (leases of a few seconds) assume the relays keep up.
+    # Run after the parallel phase, one after the other (scripts/test): each keeps both cores
+    # busy with its relay processes, and its proofs (leases of a few seconds) assume the relays
+    # keep up, which they cannot while four other workers load the machine.
+    pytest.mark.alone,
     pytest.mark.xdist_group("instances"),
 ]
 

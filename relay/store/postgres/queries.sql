@@ -1427,6 +1427,10 @@ LIMIT %(limit)s
 -- Where a stream resumed with Last-Event-ID starts (the account's own events only).
 SELECT pk FROM events WHERE id = %(event_id)s AND account_id = %(account_id)s
 
+-- event_positions_after --
+-- The tail's place while no stream is open: positions only, no bodies.
+SELECT pk FROM events WHERE pk > %(after)s ORDER BY pk LIMIT %(limit)s
+
 -- events_at --
 -- Events at positions the tail skipped while their writers had not committed.
 SELECT pk, id, account_id, task_id, type, sequence, created_at, body, url_expires_at

@@ -30,6 +30,13 @@ class StreamsMixin:
 
         return await self._db.run(read, transaction=False)
 
+    async def event_positions_after(self, position: int, limit: int) -> list[int]:
+        async def read(c: Conn) -> list[int]:
+            params = {"after": position, "limit": limit}
+            return [int(r[0]) for r in await fetch_all(c, QUERIES["event_positions_after"], params)]
+
+        return await self._db.run(read, transaction=False)
+
     async def events_at(self, positions: Sequence[int]) -> list[Positioned]:
         async def read(c: Conn) -> list[Positioned]:
             rows = await fetch_all(c, QUERIES["events_at"], {"positions": list(positions)})

@@ -1270,6 +1270,10 @@ LIMIT :limit
 -- Where a stream resumed with Last-Event-ID starts (the account's own events only).
 SELECT pk FROM events WHERE id = :event_id AND account_id = :account_id
 
+-- event_positions_after --
+-- The tail's place while no stream is open: positions only, no bodies.
+SELECT pk FROM events WHERE pk > :after ORDER BY pk LIMIT :limit
+
 -- events_at --
 -- Events at positions the tail skipped while their writers had not committed (a JSON array).
 SELECT pk, id, account_id, task_id, type, sequence, created_at, body, url_expires_at

@@ -25,6 +25,13 @@ class StreamsMixin:
         rows = await self._db.read(lambda c: c.execute(QUERIES["events_after"], params).fetchall())
         return [(int(r[0]), event_from_row(r[1:])) for r in rows]
 
+    async def event_positions_after(self, position: int, limit: int) -> list[int]:
+        params = {"after": position, "limit": limit}
+        rows = await self._db.read(
+            lambda c: c.execute(QUERIES["event_positions_after"], params).fetchall()
+        )
+        return [int(r[0]) for r in rows]
+
     async def events_at(self, positions: Sequence[int]) -> list[Positioned]:
         params = {"positions": json.dumps(list(positions))}
         rows = await self._db.read(lambda c: c.execute(QUERIES["events_at"], params).fetchall())

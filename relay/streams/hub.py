@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -96,7 +97,9 @@ class EventHub:
         self._capacity = capacity
         self._per_account = per_account
         self._monotonic = monotonic
-        self._listeners: set[Listener] = set()
+        self._listeners: weakref.WeakSet[Listener] = weakref.WeakSet()
+        """Weak: a stream whose response never ran (a client gone before it started) holds no
+        place once it is dropped, even though its ``finally`` never ran."""
         self._wake = asyncio.Event()
         self._tail: Tail | None = None
         self._runner: asyncio.Task[None] | None = None
@@ -170,7 +173,8 @@ class EventHub:
                 return
 
     def _publish(self, rows: Iterable[Positioned]) -> None:
+        listeners = list(self._listeners)
         for row in rows:
-            for listener in self._listeners:
+            for listener in listeners:
                 if listener.filter.wants(row[1]):
                     listener.offer(row)

@@ -19,6 +19,8 @@ import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from sse_starlette import ServerSentEvent
+
 from relay.errors import StoreError, TooManyStreams
 from relay.models import Event, EventType
 from relay.store.stream_roles import Positioned, StreamStore
@@ -42,17 +44,26 @@ class StreamFilter:
         )
 
 
+Queued = tuple[int, Event, bytes]
+"""An event for a stream: its position, the event, and its frame (encoded once for all)."""
+
+
+def frame(event: Event) -> bytes:
+    """The event as one Server-Sent Events frame: its id, its type, the envelope as data."""
+    return ServerSentEvent(data=event.body, id=event.id, event=event.type.value).encode()
+
+
 class Listener:
     """One open stream's share of the hub: the events it wants, in a bounded queue."""
 
     def __init__(self, wants: StreamFilter, capacity: int) -> None:
         self.filter = wants
-        self._queue: asyncio.Queue[Positioned] = asyncio.Queue(maxsize=capacity)
+        self._queue: asyncio.Queue[Queued] = asyncio.Queue(maxsize=capacity)
         self.overflowed = False
         """It fell ``capacity`` events behind: the stream ends, the reader resumes later."""
         self._overflow = asyncio.Event()
 
-    def offer(self, event: Positioned) -> None:
+    def offer(self, event: Queued) -> None:
         if self.overflowed:
             return
         try:
@@ -61,7 +72,14 @@ class Listener:
             self.overflowed = True
             self._overflow.set()
 
-    async def next(self) -> Positioned | None:
+    def drain(self, most: int) -> list[Queued]:
+        """What is queued already, up to ``most``, without waiting: sent as one chunk."""
+        taken: list[Queued] = []
+        while len(taken) < most and not self._queue.empty():
+            taken.append(self._queue.get_nowait())
+        return taken
+
+    async def next(self) -> Queued | None:
         """The next event and its position, or None once the reader fell too far behind."""
         if self.overflowed:
             return None
@@ -174,7 +192,9 @@ class EventHub:
 
     def _publish(self, rows: Iterable[Positioned]) -> None:
         listeners = list(self._listeners)
-        for row in rows:
+        for position, event in rows:
+            encoded: bytes | None = None
             for listener in listeners:
-                if listener.filter.wants(row[1]):
-                    listener.offer(row)
+                if listener.filter.wants(event):
+                    encoded = encoded or frame(event)
+                    listener.offer((position, event, encoded))

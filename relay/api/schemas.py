@@ -8,6 +8,7 @@ import binascii
 import json
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar
 
 import httpx
@@ -28,7 +29,14 @@ from pydantic_core import CoreSchema
 from relay.adapters.video_input import NeutralForm
 from relay.delivery.fairness import MIN_RATE_LIMIT
 from relay.errors import BadRequest
-from relay.models import OPERATIONAL_EVENT_TYPES, DeliveryStatus, EventType, TaskStatus
+from relay.models import (
+    OPERATIONAL_EVENT_TYPES,
+    DeliveryStatus,
+    EventType,
+    Subscription,
+    SubscriptionStatus,
+    TaskStatus,
+)
 from relay.net.addresses import host_name_problem
 from relay.submissions import SubmissionState
 
@@ -299,6 +307,21 @@ class CreateSubscription(_Strict):
         found = self.url or self.target_url
         assert found is not None
         return found
+
+    def subscription(self, account_id: str, subscription_id: str, now: datetime) -> Subscription:
+        """The active subscription this body asks for (the API's and the dashboard's)."""
+        return Subscription(
+            id=subscription_id,
+            account_id=account_id,
+            url=self.destination,
+            event_types=frozenset(self.event_types) if self.event_types else None,
+            status=SubscriptionStatus.ACTIVE,
+            created_at=now,
+            updated_at=now,
+            description=self.description,
+            headers=tuple(sorted((self.headers or {}).items())),
+            rate_limit=self.rate_limit,
+        )
 
 
 class UpdateSubscription(_Strict):

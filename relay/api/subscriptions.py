@@ -66,18 +66,7 @@ async def create_subscription(request: Request) -> Response:
         await check_destination(request, "url" if body.url else "target_url", body.destination)
         svc = services(request)
         now = svc.clock.now()
-        sub = Subscription(
-            id=new_id("sub"),
-            account_id=account.id,
-            url=body.destination,
-            event_types=frozenset(body.event_types) if body.event_types else None,
-            status=SubscriptionStatus.ACTIVE,
-            created_at=now,
-            updated_at=now,
-            description=body.description,
-            headers=tuple(sorted((body.headers or {}).items())),
-            rate_limit=body.rate_limit,
-        )
+        sub = body.subscription(account.id, new_id("sub"), now)
         secret = body.secret or generate_webhook_secret()
         if body.verify:
             reason = await _challenge(svc, body.destination, secret, dict(sub.headers))

@@ -25,7 +25,7 @@ from relay.dashboard.render import NO_STORE, guarded, page, redirect
 from relay.dashboard.session import check_csrf, flash, read_form, require_account
 from relay.errors import BadRequest, RelayError, UnknownSubscription
 from relay.ids import new_id
-from relay.models import EventType, Subscription, SubscriptionStatus, iso
+from relay.models import EventType, Subscription, iso
 from relay.operator_actions import parse_time
 from relay.signing import generate_webhook_secret
 from relay.store.values import ReplayQuery
@@ -96,16 +96,7 @@ async def create(request: Request) -> Response:
         return _refused(request, values, None, exc)
     svc = services(request)
     now = svc.clock.now()
-    sub = Subscription(
-        id=new_id("sub"),
-        account_id=who.account_id,
-        url=body.destination,
-        event_types=frozenset(body.event_types) if body.event_types else None,
-        status=SubscriptionStatus.ACTIVE,
-        created_at=now,
-        updated_at=now,
-        description=body.description,
-    )
+    sub = body.subscription(who.account_id, new_id("sub"), now)
     secret = generate_webhook_secret()
     await svc.store.create_subscription(sub, secret)
     # Shown in this answer only (never cached, stored in the clear, or logged), as the API's

@@ -45,6 +45,12 @@ class Registration:
     """Submitting an existing task again after its provider failed it
     (``relay.tasks.resubmitting``): a task taken moves the task, it creates none."""
 
+    def kept_input(self) -> dict[str, Any] | None:
+        """The input as kept for a resubmission (``keep_input``), else None."""
+        if not self.keep_input or self.input is None:
+            return None
+        return {"input": dict(self.input), "format": self.input_format}
+
 
 @dataclass(frozen=True, slots=True)
 class ProviderPlan:

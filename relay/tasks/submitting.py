@@ -274,7 +274,5 @@ def _registration_json(reg: Registration, body: Mapping[str, Any]) -> dict[str, 
         "estimate": reg.estimate.to_json() if reg.estimate else None,
         "resubmission": reg.resubmission,
         # The caller's input is not kept, unless a route may have to submit it again.
-        "kept_input": {"input": dict(reg.input), "format": reg.input_format}
-        if reg.keep_input and reg.input is not None
-        else None,
+        "kept_input": reg.kept_input(),
     }

@@ -193,11 +193,7 @@ class Tracker:
             route=reg.route,
             submissions=reg.steps,
             estimate=reg.estimate,
-            kept_input=(
-                {"input": dict(reg.input), "format": reg.input_format}
-                if reg.keep_input and reg.input is not None
-                else None
-            ),
+            kept_input=reg.kept_input(),
             metadata=dict(reg.metadata or {}),
             callback_url=reg.callback_url,
             callback_events=reg.callback_events,

@@ -191,32 +191,13 @@ SELECT id, account_id
 FROM tasks
 WHERE provider = %(provider)s AND provider_task_id = %(provider_task_id)s
 
--- move_task --
--- A resubmission taken (relay.tasks.resubmitting): the task now lives at another provider.
--- Fenced by version like save_task, and ends the poll lease the same way.
-UPDATE tasks
-SET provider = %(provider)s,
-    provider_task_id = %(provider_task_id)s,
-    status = %(status)s,
-    version = %(version)s,
-    sequence = %(sequence)s,
-    data = %(data)s,
-    updated_at = %(updated_at)s,
-    next_poll_at = %(next_poll_at)s,
-    completed_at = %(completed_at)s,
-    cost_amount = %(cost_amount)s,
-    cost_currency = %(cost_currency)s,
-    poll_lease_until = NULL,
-    poll_lease_owner = NULL,
-    poll_lease_holder = NULL
-WHERE id = %(id)s AND version = %(expected)s
-RETURNING pk
-
 -- save_task --
 -- Fenced by version: a save based on a stale read changes nothing, and the caller learns it.
 -- Saving ends the poll lease: its expiry, its owner (the instance) and holder (the store).
+-- The provider changes only when a resubmission moves the task (move_task in store.py).
 UPDATE tasks
-SET provider_task_id = %(provider_task_id)s,
+SET provider = %(provider)s,
+    provider_task_id = %(provider_task_id)s,
     status = %(status)s,
     version = %(version)s,
     sequence = %(sequence)s,

@@ -200,7 +200,7 @@ class PostgresStore(
             )
             if row is not None:
                 raise DuplicateTask(row[0] if row[1] == t.account_id else None)
-            if await fetch_one(c, QUERIES["move_task"], params) is None:
+            if await fetch_one(c, QUERIES["save_task"], params) is None:
                 return False
             await accept_submission(c, submission, t.provider_task_id, t.updated_at)
             destinations = await read_destinations(c, change.events)

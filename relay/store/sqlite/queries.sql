@@ -173,22 +173,13 @@ VALUES (
 
 -- save_task --
 -- Fenced by version: only a writer that read the current version writes; and the write ends
--- the poll lease, whoever held it.
-UPDATE tasks
-SET provider_task_id = :provider_task_id, status = :status, version = :version,
-    sequence = :sequence, data = :data, updated_at = :updated_at, next_poll_at = :next_poll_at,
-    completed_at = :completed_at, cost_amount = :cost_amount, cost_currency = :cost_currency,
-    poll_lease_until = NULL, poll_lease_owner = NULL
-WHERE id = :id AND version = :expected
-
--- move_task --
--- A resubmission taken (relay.tasks.resubmitting): the task now lives at another provider.
--- Fenced by version like save_task, and ends the poll lease the same way.
+-- the poll lease, whoever held it. The provider changes only when a resubmission moves the
+-- task (move_task in store.py: the same statement, after its duplicate check).
 UPDATE tasks
 SET provider = :provider, provider_task_id = :provider_task_id, status = :status,
-    version = :version, sequence = :sequence, data = :data, updated_at = :updated_at,
-    next_poll_at = :next_poll_at, completed_at = :completed_at, cost_amount = :cost_amount,
-    cost_currency = :cost_currency, poll_lease_until = NULL, poll_lease_owner = NULL
+    version = :version, sequence = :sequence, data = :data, updated_at = :updated_at, next_poll_at = :next_poll_at,
+    completed_at = :completed_at, cost_amount = :cost_amount, cost_currency = :cost_currency,
+    poll_lease_until = NULL, poll_lease_owner = NULL
 WHERE id = :id AND version = :expected
 
 -- get_task --

@@ -146,12 +146,7 @@ class SqliteStore(
     ) -> None:
         def insert(c: sqlite3.Connection) -> None:
             t = change.task
-            existing = c.execute(
-                QUERIES["find_provider_task"],
-                {"provider": t.provider, "provider_task_id": t.provider_task_id},
-            ).fetchone()
-            if existing:
-                raise DuplicateTask(existing[0] if existing[1] == t.account_id else None)
+            _refuse_duplicate(c, t)
             c.execute(QUERIES["insert_task"], task_params(t))
             if callback is not None:
                 c.execute(
@@ -192,16 +187,11 @@ class SqliteStore(
     async def move_task(self, change: Change, expected_version: int, submission: str) -> bool:
         def move(c: sqlite3.Connection) -> bool:
             t = change.task
-            existing = c.execute(
-                QUERIES["find_provider_task"],
-                {"provider": t.provider, "provider_task_id": t.provider_task_id},
-            ).fetchone()
-            if existing:
-                raise DuplicateTask(existing[0] if existing[1] == t.account_id else None)
+            _refuse_duplicate(c, t)
             params = task_params(t)
             params["expected"] = expected_version
             params["version"] = expected_version + 1
-            if c.execute(QUERIES["move_task"], params).rowcount != 1:
+            if c.execute(QUERIES["save_task"], params).rowcount != 1:
                 return False
             accept_submission(c, submission, t.provider_task_id, t.updated_at)
             write_events(c, change.events)
@@ -318,3 +308,13 @@ class SqliteStore(
             ]
 
         return await self._db.write(insert)
+
+
+def _refuse_duplicate(c: sqlite3.Connection, task: Task) -> None:
+    """``DuplicateTask`` when the provider task is tracked already (by whose account)."""
+    existing = c.execute(
+        QUERIES["find_provider_task"],
+        {"provider": task.provider, "provider_task_id": task.provider_task_id},
+    ).fetchone()
+    if existing:
+        raise DuplicateTask(existing[0] if existing[1] == task.account_id else None)

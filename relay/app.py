@@ -50,6 +50,7 @@ from relay.net.guard import DestinationGuard
 from relay.net.transport import RelayTransport
 from relay.outputs import open_output_store
 from relay.outputs.links import OutputLinks
+from relay.polling.claims import polls_ahead
 from relay.polling.schedule import PollPolicy
 from relay.sandbox.app import Sandbox
 from relay.sandbox.push import PushRoutes
@@ -153,6 +154,7 @@ def _provider(
         models=p.models,
         learn=p.poll.learn,
         prices=prices.table() if (prices := settings.prices.get(name)) is not None else None,
+        polls_ahead=polls_ahead(p.max_concurrency, p.requests_per_second),
     )
 
 

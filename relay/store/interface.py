@@ -26,7 +26,9 @@ Leases and fencing (at-least-once, never a duplicate attempt record):
   leases them to ``owner`` until ``now + lease_seconds``. Concurrent claims (other
   coroutines, other instances on PostgreSQL) never receive the same row while its lease
   holds. A lease that runs out makes the row claimable again: that is how a crashed
-  instance's work comes back.
+  instance's work comes back. A poll claim moves the task's ``next_poll_at`` to the lease's
+  end, so leased tasks are not in the due order a claim scans (a claim never steps over
+  them, however many are under way).
 - Polls are fenced by the task's ``version``: ``save_task`` writes only over the version the
   caller read, and releases the poll lease. A poller that lost that race re-reads the task
   and applies its answer again (the transition rules make that harmless).
@@ -113,10 +115,17 @@ class TaskStore(Protocol):
         ...
 
     async def claim_due_polls(
-        self, now: datetime, limit: int, lease_seconds: float, owner: str
+        self, now: datetime, limits: Mapping[str, int], lease_seconds: float, owner: str
     ) -> list[Task]:
-        """Lease up to ``limit`` tasks whose poll is due at ``now`` to ``owner``, the most
-        overdue first (the lease rules are in this module's docstring)."""
+        """Lease to ``owner``, for each provider named in ``limits``, up to that many of its
+        tasks whose poll is due at ``now``, the most overdue first (the lease rules are in
+        this module's docstring). A claimed task leaves the due order: its next poll moves
+        to the lease's end (where a poll that never saves is due again); the tasks come back
+        as they were before the claim."""
+        ...
+
+    async def polled_providers(self) -> set[str]:
+        """The providers of every task that has a poll scheduled."""
         ...
 
     async def next_poll_at(self, after: datetime) -> datetime | None:

@@ -67,6 +67,9 @@ class ProviderPlan:
     """Poll by what was learned of this provider's task durations (``relay.polling.durations``)."""
     prices: PriceTable | None = None
     """What this provider charges (``relay.pricing``); None: its tasks have no cost."""
+    polls_ahead: int = 64
+    """How many of its polls the tracker may hold claimed at once
+    (``relay.polling.claims.polls_ahead``: what it can begin within half a second)."""
 
 
 def native_input(reg: Registration, plan: ProviderPlan) -> Mapping[str, Any]:

@@ -26,6 +26,7 @@ from relay.ids import new_id
 from relay.logs import ids
 from relay.metrics import RelayMetrics
 from relay.models import Account, Destination, Task, TaskStatus
+from relay.polling.claims import ClaimBook
 from relay.polling.pacer import Pacer
 from relay.provider_answers import FaultKind, ProviderTask
 from relay.pump import Pump
@@ -50,6 +51,9 @@ PUSH_RECHECK = 2.0
 a provider fault: the provider's API may lag its own webhook, or be briefly down."""
 PUSH_RECHECKS = 5
 """How many looks a push earns before the task is back on its ordinary (slow) schedule."""
+PROVIDERS_CHECK = 60.0
+"""Seconds between two looks for tasks of providers no longer configured (claimed apart,
+and failed without asking anyone)."""
 
 
 class Tracker:
@@ -99,6 +103,11 @@ class Tracker:
         self._claimed: dict[str, int] = {}
         """Tasks whose claimed poll is under way here, by the version it started from."""
         self._claimed_at = clock.now()
+        self._book = ClaimBook(
+            {name: plan.polls_ahead for name, plan in providers.items()}, batch_size
+        )
+        """How many polls each provider may hold claimed (``relay.polling.claims``)."""
+        self._providers_checked: datetime | None = None
         self.pump = Pump("polls", self._claim_polls, self._seconds_to_next)
         self.submitter = Submitter(
             store=store,
@@ -286,19 +295,28 @@ class Tracker:
         self.pump.stop()
 
     async def _claim_polls(self) -> bool:
-        self._claimed_at = self._clock.now()
-        tasks = await self._store.claim_due_polls(
-            self._claimed_at, self._batch, self._lease, self._owner
-        )
+        self._claimed_at = now = self._clock.now()
+        if (
+            self._providers_checked is None
+            or (now - self._providers_checked).total_seconds() >= PROVIDERS_CHECK
+        ):
+            self._providers_checked = now
+            self._book.add(await self._store.polled_providers(), self._batch)
+        asked = self._book.limits()
+        if not asked:
+            return False  # every provider holds all it can begin soon: a finished poll wakes us
+        tasks = await self._store.claim_due_polls(now, asked, self._lease, self._owner)
+        got: dict[str, int] = {}
         for task in tasks:
-            # A poll still waiting here for the provider (its concurrency cap, its request
-            # budget) past its lease is due again, and claimed again: by us, that claim only
-            # renewed the lease of the poll under way. Once that poll has saved, the task
-            # has a new version and a claim of it is new work.
+            # A poll still under way here when its lease ran out (a provider that hangs) is
+            # due again and claimed again: by us, that claim only renewed the lease of the
+            # poll under way. Once that poll has saved, the task has a new version and a
+            # claim of it is new work.
             if self._claimed.get(task.id) != task.version:
                 self._claimed[task.id] = task.version
+                got[task.provider] = got.get(task.provider, 0) + 1
                 self._spawn(self._poll_claimed(task))
-        return len(tasks) == self._batch
+        return self._book.claimed(asked, got)
 
     async def _poll_claimed(self, task: Task) -> None:
         try:
@@ -306,6 +324,8 @@ class Tracker:
         finally:
             if self._claimed.get(task.id) == task.version:
                 del self._claimed[task.id]
+            if self._book.finished(task.provider):
+                self.wake()
 
     async def _seconds_to_next(self) -> float | None:
         # Work due by the last claim was that claim's; anything later wants a timer.

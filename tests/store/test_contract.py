@@ -344,34 +344,86 @@ async def test_claim_due_polls_takes_due_tasks_most_overdue_first(
     store: Store, alice: Account
 ) -> None:
     t = [(await register(store, alice, next_poll_at=at(seconds=s))).task for s in (-10, -20, 0, 1)]
-    first = await store.claim_due_polls(NOW, 2, 30, OWNER)
+    first = await store.claim_due_polls(NOW, {"sandbox": 2}, 30, OWNER)
     assert {task.id: task for task in first} == {t[0].id: t[0], t[1].id: t[1]}
-    assert [task.id for task in await store.claim_due_polls(NOW, 10, 30, OWNER)] == [t[2].id]
-    assert await store.claim_due_polls(NOW, 10, 30, OWNER) == []
+    assert [task.id for task in await store.claim_due_polls(NOW, {"sandbox": 10}, 30, OWNER)] == [
+        t[2].id
+    ]
+    assert await store.claim_due_polls(NOW, {"sandbox": 10}, 30, OWNER) == []
 
 
 async def test_concurrent_poll_claims_never_share_a_task(store: Store, alice: Account) -> None:
     tasks = {(await register(store, alice)).task.id for _ in range(5)}
-    claims = await asyncio.gather(*(store.claim_due_polls(NOW, 2, 30, OWNER) for _ in range(3)))
+    claims = await asyncio.gather(
+        *(store.claim_due_polls(NOW, {"sandbox": 2}, 30, OWNER) for _ in range(3))
+    )
     claimed = [task.id for claim in claims for task in claim]
     assert sorted(claimed) == sorted(tasks)
 
 
 async def test_a_claimed_poll_waits_for_its_lease(store: Store, alice: Account) -> None:
     task = (await register(store, alice)).task
-    assert await store.claim_due_polls(NOW, 10, 30, OWNER) == [task]
-    assert await store.claim_due_polls(at(seconds=1), 10, 30, OWNER) == []
-    assert await store.claim_due_polls(at(seconds=29), 10, 30, OWNER) == []
-    assert await store.claim_due_polls(at(seconds=31), 10, 30, OWNER) == [task]
+    assert await store.claim_due_polls(NOW, {"sandbox": 10}, 30, OWNER) == [task]
+    assert await store.claim_due_polls(at(seconds=1), {"sandbox": 10}, 30, OWNER) == []
+    assert await store.claim_due_polls(at(seconds=29), {"sandbox": 10}, 30, OWNER) == []
+    [again] = await store.claim_due_polls(at(seconds=31), {"sandbox": 10}, 30, OWNER)
+    # Due again at the lease's end, where the claim had moved its next poll.
+    assert (again.id, again.version, again.next_poll_at) == (task.id, 0, at(seconds=30))
+
+
+async def test_poll_claims_take_each_provider_s_due_tasks_up_to_its_limit(
+    store: Store, alice: Account
+) -> None:
+    a = [
+        (await register(store, alice, provider="a", next_poll_at=at(seconds=-s))).task
+        for s in (1, 2, 3)
+    ]
+    b = [
+        (await register(store, alice, provider="b", next_poll_at=at(seconds=-s))).task
+        for s in (1, 2)
+    ]
+    await register(store, alice, provider="c")
+    claimed = await store.claim_due_polls(NOW, {"a": 2, "b": 5}, 30, OWNER)
+    assert sorted(t.id for t in claimed) == sorted([a[2].id, a[1].id, b[0].id, b[1].id])
+    assert [t.id for t in claimed if t.provider == "a"] == [a[2].id, a[1].id]  # most overdue first
+    assert claimed[0] == a[2]  # as it was before the claim
+    assert [t.id for t in await store.claim_due_polls(NOW, {"a": 5}, 30, OWNER)] == [a[0].id]
+    assert await store.polled_providers() == {"a", "b", "c"}
+
+
+async def test_leased_polls_leave_the_due_order_until_released(
+    store: Store, alice: Account
+) -> None:
+    leased = (await register(store, alice, next_poll_at=at(seconds=-5))).task
+    [claimed] = await store.claim_due_polls(NOW, {"sandbox": 1}, 30, OWNER)
+    assert claimed.id == leased.id
+    later = (await register(store, alice, next_poll_at=at(seconds=-1))).task
+    # The leased task is not due: a claim of one takes the next, it steps over nothing.
+    assert await store.claim_due_polls(NOW, {"sandbox": 1}, 30, OWNER) == [later]
+    assert await store.next_poll_at(NOW) == at(seconds=30)
+    await store.release_leases(at(seconds=2))  # at start-up: released polls are due at once
+    again = await store.claim_due_polls(at(seconds=2), {"sandbox": 5}, 30, OWNER)
+    assert {(t.id, t.next_poll_at) for t in again} == {
+        (leased.id, at(seconds=2)),
+        (later.id, at(seconds=2)),
+    }
+
+
+async def test_polled_providers_leave_out_finished_tasks(store: Store, alice: Account) -> None:
+    assert await store.polled_providers() == set()
+    reg = await register(store, alice, provider="gone")
+    await register(store, alice, provider="here")
+    await advance(store, reg.task, TaskStatus.SUCCEEDED, at(minutes=1))
+    assert await store.polled_providers() == {"here"}
 
 
 async def test_save_task_releases_the_poll_lease(store: Store, alice: Account) -> None:
     task = (await register(store, alice)).task
-    [claimed] = await store.claim_due_polls(NOW, 10, 30, OWNER)
+    [claimed] = await store.claim_due_polls(NOW, {"sandbox": 10}, 30, OWNER)
     polled = replace(claimed, next_poll_at=at(seconds=2), poll_count=1, updated_at=at(seconds=1))
     assert await store.save_task(answer_change(polled, TaskStatus.QUEUED, at(seconds=1)), 0)
-    assert await store.claim_due_polls(at(seconds=1), 10, 30, OWNER) == []
-    [again] = await store.claim_due_polls(at(seconds=2), 10, 30, OWNER)
+    assert await store.claim_due_polls(at(seconds=1), {"sandbox": 10}, 30, OWNER) == []
+    [again] = await store.claim_due_polls(at(seconds=2), {"sandbox": 10}, 30, OWNER)
     assert (again.id, again.poll_count, again.version) == (task.id, 1, 1)
 
 
@@ -389,7 +441,7 @@ async def test_terminal_tasks_are_never_polled(store: Store, alice: Account) -> 
     await advance(store, reg.task, TaskStatus.SUCCEEDED, at(minutes=1))
     await register(store, alice, status=TaskStatus.FAILED, next_poll_at=None)
     assert await store.next_poll_at(NOW) is None
-    assert await store.claim_due_polls(at(days=30), 10, 30, OWNER) == []
+    assert await store.claim_due_polls(at(days=30), {"sandbox": 10}, 30, OWNER) == []
 
 
 # --- events ----------------------------------------------------------------------------------
@@ -633,10 +685,10 @@ async def test_a_late_record_of_an_expired_lease_counts_once(store: Store, alice
 async def test_release_leases_frees_deliveries_and_polls(store: Store, alice: Account) -> None:
     reg = await register(store, alice, events={Q})
     [due] = await store.claim_due_deliveries(NOW, 10, 30, "w1")
-    assert await store.claim_due_polls(NOW, 10, 30, OWNER) == [reg.task]
+    assert await store.claim_due_polls(NOW, {"sandbox": 10}, 30, OWNER) == [reg.task]
     await store.release_leases(NOW)
     assert await store.claim_due_deliveries(NOW, 10, 30, "w2") == [due]
-    assert await store.claim_due_polls(NOW, 10, 30, OWNER) == [reg.task]
+    assert await store.claim_due_polls(NOW, {"sandbox": 10}, 30, OWNER) == [reg.task]
 
 
 async def test_next_delivery_at_is_the_earliest_pending(store: Store, alice: Account) -> None:

@@ -47,11 +47,11 @@ async def test_two_instances_never_claim_the_same_poll(
 ) -> None:
     tasks = {(await register(store, alice, next_poll_at=at(seconds=-i))).task.id for i in range(12)}
     claims = await asyncio.gather(
-        *(s.claim_due_polls(NOW, 3, 30, OWNER) for s in [store, other] * 3)
+        *(s.claim_due_polls(NOW, {"sandbox": 3}, 30, OWNER) for s in [store, other] * 3)
     )
     claimed = [t.id for claim in claims for t in claim]
     assert len(claimed) == len(set(claimed))
-    rest = await store.claim_due_polls(NOW, 100, 30, OWNER)
+    rest = await store.claim_due_polls(NOW, {"sandbox": 100}, 30, OWNER)
     assert sorted(claimed + [t.id for t in rest]) == sorted(tasks)
 
 
@@ -62,18 +62,18 @@ async def test_a_dead_instance_s_work_is_taken_once_its_leases_expire(
     polled = await register(store, alice, callback_url=None, created_at=at(seconds=1))
     dead = open_store(database_url)
     [due] = await dead.claim_due_deliveries(NOW, 10, 30, "dead")
-    assert [t.id for t in await dead.claim_due_polls(at(seconds=1), 10, 30, OWNER)] == [
-        polled.task.id
-    ]
+    assert [
+        t.id for t in await dead.claim_due_polls(at(seconds=1), {"sandbox": 10}, 30, OWNER)
+    ] == [polled.task.id]
     await dead.close()  # killed: nothing recorded, nothing released
 
     assert await store.claim_due_deliveries(at(seconds=29), 10, 30, "alive") == []
-    assert await store.claim_due_polls(at(seconds=30), 10, 30, OWNER) == []
+    assert await store.claim_due_polls(at(seconds=30), {"sandbox": 10}, 30, OWNER) == []
     [again] = await store.claim_due_deliveries(at(seconds=31), 10, 30, "alive")
     assert again == due
-    assert [t.id for t in await store.claim_due_polls(at(seconds=32), 10, 30, OWNER)] == [
-        polled.task.id
-    ]
+    assert [
+        t.id for t in await store.claim_due_polls(at(seconds=32), {"sandbox": 10}, 30, OWNER)
+    ] == [polled.task.id]
     await store.record_attempts(
         [attempt(again, at(seconds=31), 200, status=DeliveryStatus.SUCCEEDED)], "alive"
     )

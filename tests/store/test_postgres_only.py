@@ -166,10 +166,12 @@ async def test_a_starting_instance_leaves_a_live_instance_s_leases(
 ) -> None:
     reg = await register(pg, alice, events={EventType.TASK_QUEUED})
     [due] = await pg.claim_due_deliveries(NOW, 10, 30, "w1")
-    assert [t.id for t in await pg.claim_due_polls(NOW, 10, 30, OWNER)] == [reg.task.id]
+    assert [t.id for t in await pg.claim_due_polls(NOW, {"sandbox": 10}, 30, OWNER)] == [
+        reg.task.id
+    ]
     await peer.release_leases(NOW)  # what the app does at startup
     assert await peer.claim_due_deliveries(NOW, 10, 30, "w2") == []
-    assert await peer.claim_due_polls(NOW, 10, 30, OWNER) == []
+    assert await peer.claim_due_polls(NOW, {"sandbox": 10}, 30, OWNER) == []
     await pg.release_leases(NOW)  # its own, it may
     assert await peer.claim_due_deliveries(NOW, 10, 30, "w2") == [due]
 
@@ -190,7 +192,7 @@ async def test_a_poll_lease_names_its_owner_until_saved_or_released(
             }
 
     assert await owners() == {first.id: None, second.id: None}
-    claimed = await pg.claim_due_polls(NOW, 10, 30, "instance-a")
+    claimed = await pg.claim_due_polls(NOW, {"sandbox": 10}, 30, "instance-a")
     assert {t.id for t in claimed} == {first.id, second.id}
     assert await owners() == {first.id: "instance-a", second.id: "instance-a"}
     await advance(pg, first, TaskStatus.RUNNING, at(seconds=1))

@@ -247,36 +247,53 @@ ORDER BY pk DESC
 LIMIT %(limit)s
 
 -- claim_due_polls --
--- Due tasks are locked as they are read, skipping rows another claim holds, so two instances
--- never take the same poll while a lease holds; a crashed instance's leases simply expire.
--- The lease names the instance (owner) and this store object (holder: what release_leases
--- frees).
+-- One provider's due tasks (tasks_poll_due_by_provider), locked as they are read, skipping
+-- rows another claim holds, so two instances never take the same poll. The claim moves
+-- next_poll_at to the lease's end: leased tasks leave the due order (no claim steps over
+-- them), and a crashed instance's polls are due again when its leases end. The lease names
+-- the instance (owner) and this store object (holder: what release_leases frees). The tasks
+-- come back as they were before the claim.
 -- no_sync: a lease is bookkeeping, its commit need not wait for the WAL flush (see
 -- claim_due_deliveries).
 -- An array, not a join: the planner then fetches the claimed rows by primary key.
 WITH no_sync AS (SELECT set_config('synchronous_commit', 'off', true) AS off),
 due AS MATERIALIZED (
-    SELECT pk
+    SELECT pk, next_poll_at
     FROM tasks, no_sync
-    WHERE next_poll_at <= %(now)s
-      AND (poll_lease_until IS NULL OR poll_lease_until < %(now)s)
+    WHERE provider = %(provider)s AND next_poll_at <= %(now)s
     ORDER BY next_poll_at, pk
     LIMIT %(limit)s
     FOR UPDATE OF tasks SKIP LOCKED
 ),
 claimed AS (
     UPDATE tasks
-    SET poll_lease_until = %(until)s,
+    SET next_poll_at = %(until)s,
+        poll_lease_until = %(until)s,
         poll_lease_owner = %(owner)s,
         poll_lease_holder = %(holder)s
     WHERE pk = ANY(ARRAY(SELECT pk FROM due))
     RETURNING pk, id, account_id, provider, provider_task_id, status, reference, version,
-              sequence, data, created_at, updated_at, next_poll_at
+              sequence, data, created_at, updated_at
 )
-SELECT id, account_id, provider, provider_task_id, status, reference, version, sequence, data,
-       created_at, updated_at, next_poll_at
-FROM claimed
-ORDER BY next_poll_at, pk
+SELECT claimed.id, account_id, provider, provider_task_id, status, reference, version,
+       sequence, data, created_at, updated_at, due.next_poll_at
+FROM claimed JOIN due ON due.pk = claimed.pk
+ORDER BY due.next_poll_at, claimed.pk
+
+-- polled_providers --
+-- The distinct providers of scheduled tasks: one index seek per provider (a loose scan of
+-- tasks_poll_due_by_provider), however many tasks each has.
+WITH RECURSIVE seen(provider) AS (
+    SELECT min(provider) FROM tasks WHERE next_poll_at IS NOT NULL
+    UNION ALL
+    SELECT (
+        SELECT min(provider) FROM tasks
+        WHERE next_poll_at IS NOT NULL AND provider > seen.provider
+    )
+    FROM seen
+    WHERE seen.provider IS NOT NULL
+)
+SELECT provider FROM seen WHERE provider IS NOT NULL
 
 -- next_poll_at --
 SELECT min(next_poll_at) FROM tasks WHERE next_poll_at > %(after)s
@@ -285,8 +302,10 @@ SELECT min(next_poll_at) FROM tasks WHERE next_poll_at > %(after)s
 
 -- release_poll_leases --
 -- Only this store object's leases: another live instance's must not be taken from it.
+-- A leased task's next poll is its lease's end: a released one is due at once.
 UPDATE tasks
-SET poll_lease_until = NULL, poll_lease_owner = NULL, poll_lease_holder = NULL
+SET next_poll_at = LEAST(next_poll_at, %(now)s),
+    poll_lease_until = NULL, poll_lease_owner = NULL, poll_lease_holder = NULL
 WHERE poll_lease_holder = %(holder)s
 
 -- release_delivery_leases --

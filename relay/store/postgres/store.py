@@ -14,7 +14,7 @@ writer (``relay.store.postgres.outbox`` says which and why).
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 
 from relay.errors import DuplicateTask
@@ -236,25 +236,36 @@ class PostgresStore(
         return codec.paged(rows, query.limit, codec.task_from_row)
 
     async def claim_due_polls(
-        self, now: datetime, limit: int, lease_seconds: float, owner: str
+        self, now: datetime, limits: Mapping[str, int], lease_seconds: float, owner: str
     ) -> list[Task]:
         t = now.timestamp()
         self._leased = True
+
+        async def claim(c: Conn) -> list[Task]:
+            tasks = []
+            for provider, limit in limits.items():
+                rows = await fetch_all(
+                    c,
+                    QUERIES["claim_due_polls"],
+                    {
+                        "provider": provider,
+                        "now": t,
+                        "limit": limit,
+                        "until": t + lease_seconds,
+                        "owner": owner,
+                        "holder": self._holder,
+                    },
+                )
+                tasks += [codec.task_from_row(r) for r in rows]
+            return tasks
+
+        return await self._db.run(claim, transaction=False)
+
+    async def polled_providers(self) -> set[str]:
         rows = await self._db.run(
-            lambda c: fetch_all(
-                c,
-                QUERIES["claim_due_polls"],
-                {
-                    "now": t,
-                    "limit": limit,
-                    "until": t + lease_seconds,
-                    "owner": owner,
-                    "holder": self._holder,
-                },
-            ),
-            transaction=False,
+            lambda c: fetch_all(c, QUERIES["polled_providers"], {}), transaction=False
         )
-        return [codec.task_from_row(r) for r in rows]
+        return {str(r[0]) for r in rows}
 
     async def next_poll_at(self, after: datetime) -> datetime | None:
         row = await self._db.run(
@@ -277,7 +288,9 @@ class PostgresStore(
 
         async def release(c: Conn) -> None:
             await c.execute(QUERIES["release_delivery_leases"], {"holder": self._holder})
-            await c.execute(QUERIES["release_poll_leases"], {"holder": self._holder})
+            await c.execute(
+                QUERIES["release_poll_leases"], {"holder": self._holder, "now": now.timestamp()}
+            )
             await c.execute(QUERIES["release_copy_leases"], {"holder": self._holder})
 
         await self._db.run(release)

@@ -252,18 +252,36 @@ ORDER BY pk DESC
 LIMIT :limit
 
 -- claim_due_polls --
--- Due and not leased (or the lease ran out), the most overdue first; the lease goes to :owner
--- until :lease_until. One statement, so two claims never take the same task.
+-- One provider's due tasks, the most overdue first (tasks_poll_due_by_provider). Leased ones
+-- are not due: the claim (lease_polls, same transaction) moves next_poll_at to the lease's end.
+SELECT pk, id, account_id, provider, provider_task_id, status, reference, version, sequence, data,
+       created_at, updated_at, next_poll_at
+FROM tasks
+WHERE provider = :provider AND next_poll_at <= :now
+ORDER BY next_poll_at
+LIMIT :limit
+
+-- lease_polls --
+-- The claimed tasks (a JSON array of pks) leave the due order until the lease's end, when a
+-- poll that never saved (a crash) is due again; owner and expiry say who holds them.
 UPDATE tasks
-SET poll_lease_until = :lease_until, poll_lease_owner = :owner
-WHERE pk IN (
-    SELECT pk FROM tasks
-    WHERE next_poll_at <= :now AND (poll_lease_until IS NULL OR poll_lease_until < :now)
-    ORDER BY next_poll_at
-    LIMIT :limit
+SET next_poll_at = :lease_until, poll_lease_until = :lease_until, poll_lease_owner = :owner
+WHERE pk IN (SELECT value FROM json_each(:pks))
+
+-- polled_providers --
+-- The distinct providers of scheduled tasks: one index seek per provider (a loose scan of
+-- tasks_poll_due_by_provider), however many tasks each has.
+WITH RECURSIVE seen(provider) AS (
+    SELECT min(provider) FROM tasks WHERE next_poll_at IS NOT NULL
+    UNION ALL
+    SELECT (
+        SELECT min(provider) FROM tasks
+        WHERE next_poll_at IS NOT NULL AND provider > seen.provider
+    )
+    FROM seen
+    WHERE seen.provider IS NOT NULL
 )
-RETURNING id, account_id, provider, provider_task_id, status, reference, version, sequence, data,
-          created_at, updated_at, next_poll_at
+SELECT provider FROM seen WHERE provider IS NOT NULL
 
 -- next_poll_at --
 -- An index seek, not a scan: this runs after every dispatch pass.
@@ -385,7 +403,10 @@ ORDER BY id
 UPDATE deliveries SET lease_owner = NULL, lease_until = NULL WHERE lease_until IS NOT NULL
 
 -- release_poll_leases --
-UPDATE tasks SET poll_lease_until = NULL, poll_lease_owner = NULL WHERE poll_lease_until IS NOT NULL
+-- A leased task's next poll is its lease's end: a released one is due at once.
+UPDATE tasks
+SET next_poll_at = min(next_poll_at, :now), poll_lease_until = NULL, poll_lease_owner = NULL
+WHERE poll_lease_until IS NOT NULL
 
 -- release_copy_leases --
 -- Only pending copies are ever leased (writing a copy ends its lease): the due index bounds it.

@@ -5,9 +5,10 @@ output copies, metrics, retention)."""
 
 from __future__ import annotations
 
+import json
 import secrets
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 
 from relay.errors import DuplicateTask, StoreError
@@ -124,7 +125,7 @@ class SqliteStore(
     async def release_leases(self, now: datetime) -> None:
         def release(c: sqlite3.Connection) -> None:
             c.execute(QUERIES["release_delivery_leases"])
-            c.execute(QUERIES["release_poll_leases"])
+            c.execute(QUERIES["release_poll_leases"], {"now": now.timestamp()})
             c.execute(QUERIES["release_copy_leases"])
             release_submissions(c, now)
 
@@ -223,18 +224,32 @@ class SqliteStore(
         return paged(rows, query.limit, task_from_row)
 
     async def claim_due_polls(
-        self, now: datetime, limit: int, lease_seconds: float, owner: str
+        self, now: datetime, limits: Mapping[str, int], lease_seconds: float, owner: str
     ) -> list[Task]:
         t = now.timestamp()
 
         def claim(c: sqlite3.Connection) -> list[Task]:
-            rows = c.execute(
-                QUERIES["claim_due_polls"],
-                {"now": t, "lease_until": t + lease_seconds, "owner": owner, "limit": limit},
-            ).fetchall()
-            return [task_from_row(r) for r in rows]
+            rows = []
+            for provider, limit in limits.items():
+                rows += c.execute(
+                    QUERIES["claim_due_polls"], {"provider": provider, "now": t, "limit": limit}
+                ).fetchall()
+            if rows:
+                c.execute(
+                    QUERIES["lease_polls"],
+                    {
+                        "pks": json.dumps([r[0] for r in rows]),
+                        "lease_until": t + lease_seconds,
+                        "owner": owner,
+                    },
+                )
+            return [task_from_row(r[1:]) for r in rows]
 
         return await self._db.write(claim)
+
+    async def polled_providers(self) -> set[str]:
+        rows = await self._db.read(lambda c: c.execute(QUERIES["polled_providers"]).fetchall())
+        return {str(r[0]) for r in rows}
 
     async def next_poll_at(self, after: datetime) -> datetime | None:
         def get(c: sqlite3.Connection) -> float | None:

@@ -105,6 +105,11 @@ class TaskStore(Protocol):
         task is still at ``expected_version``; False if not. Also releases the poll lease."""
         ...
 
+    async def save_tasks(self, saves: Sequence[tuple[Change, int]]) -> list[bool]:
+        """``save_task`` for each of ``saves`` (a change and its expected version), in one
+        transaction: whether each was written. An error writes none of them."""
+        ...
+
     async def get_task(self, account_id: str, task_id: str) -> Task | None:
         """The account's task, or None (another account's task does not exist)."""
         ...

@@ -40,6 +40,7 @@ from relay.tasks.pushes import Confirmations
 from relay.tasks.reconciling import TrackingStore
 from relay.tasks.registration import ProviderPlan, Registration
 from relay.tasks.resubmitting import Resubmitter
+from relay.tasks.saving import GroupSaver
 from relay.tasks.submitting import Submitter
 from relay.transitions import Change, apply_answer, registered
 
@@ -100,6 +101,8 @@ class Tracker:
         self._pacer = Pacer(rng)
         """When to poll each task next, from how long tasks like it took."""
         self._running: set[asyncio.Task[None]] = set()
+        self._saves = GroupSaver(store)
+        """What polls found, written for many polls in one transaction under load."""
         self._claimed: dict[str, int] = {}
         """Tasks whose claimed poll is under way here, by the version it started from."""
         self._claimed_at = clock.now()
@@ -385,7 +388,7 @@ class Tracker:
                     if resubmitted is not None:
                         return resubmitted
             change = self._hold(change)
-            if await self._store.save_task(change, task.version):
+            if await self._saves.save(change, task.version):
                 self._unconfirmed.looked(task.id, left, change.task.status.terminal)
                 if plan is not None:
                     self._pacer.observe(task, change.task, now)

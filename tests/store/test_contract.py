@@ -417,6 +417,22 @@ async def test_polled_providers_leave_out_finished_tasks(store: Store, alice: Ac
     assert await store.polled_providers() == {"here"}
 
 
+async def test_save_tasks_writes_each_change_fenced_by_its_version(
+    store: Store, alice: Account
+) -> None:
+    first = await register(store, alice, events={EventType.TASK_RUNNING})
+    second = (await register(store, alice)).task
+    running = answer_change(first.task, TaskStatus.RUNNING, at(seconds=1))
+    stale = answer_change(second, TaskStatus.RUNNING, at(seconds=1))
+    assert await store.save_tasks([(running, 0), (stale, 1)]) == [True, False]
+    assert (await current(store, first.task)).status is TaskStatus.RUNNING
+    assert (await current(store, second)).status is TaskStatus.QUEUED
+    # The saved change's event and its delivery were written with it.
+    [event] = running.events
+    [view] = await store.event_deliveries(alice.id, event.id)
+    assert view.delivery.event_id == event.id
+
+
 async def test_save_task_releases_the_poll_lease(store: Store, alice: Account) -> None:
     task = (await register(store, alice)).task
     [claimed] = await store.claim_due_polls(NOW, {"sandbox": 10}, 30, OWNER)

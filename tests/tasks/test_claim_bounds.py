@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -44,6 +44,11 @@ class Counting:
     async def save_task(self, change: Change, expected_version: int) -> bool:
         saved = await self._store.save_task(change, expected_version)
         self.held -= 1
+        return saved
+
+    async def save_tasks(self, saves: Sequence[tuple[Change, int]]) -> list[bool]:
+        saved = await self._store.save_tasks(saves)
+        self.held -= len(saves)
         return saved
 
 

@@ -14,7 +14,7 @@ writer (``relay.store.postgres.outbox`` says which and why).
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 
 from relay.errors import DuplicateTask
@@ -49,6 +49,22 @@ from relay.store.values import Page, TaskQuery
 from relay.transitions import Change
 
 QUERIES = load_queries("relay.store.postgres")
+
+
+async def _save(c: Conn, change: Change, expected_version: int) -> bool:
+    params = codec.task_params(change.task)
+    params["expected"] = expected_version
+    params["version"] = expected_version + 1
+    updated = await c.execute(QUERIES["save_task"], params)
+    destinations = await read_destinations(c, change.events) if change.events else None
+    if await updated.fetchone() is None:
+        return False
+    if destinations is not None:
+        await write_events(c, change.events, destinations, polls=_polls_due(change.task))
+    elif _polls_due(change.task):
+        await wake_pollers(c)
+    await write_copies(c, change.copies)
+    return True
 
 
 def _polls_due(task: Task) -> bool:
@@ -166,25 +182,26 @@ class PostgresStore(
         await self._db.run(insert, pipeline=True)
 
     async def save_task(self, change: Change, expected_version: int) -> bool:
-        params = codec.task_params(change.task)
-        params["expected"] = expected_version
-        params["version"] = expected_version + 1
-
-        async def update(c: Conn) -> bool:
-            updated = await c.execute(QUERIES["save_task"], params)
-            destinations = await read_destinations(c, change.events) if change.events else None
-            if await updated.fetchone() is None:
-                return False
-            if destinations is not None:
-                await write_events(c, change.events, destinations, polls=_polls_due(change.task))
-            elif _polls_due(change.task):
-                await wake_pollers(c)
-            await write_copies(c, change.copies)
-            return True
-
         # A poll that changed nothing writes one row: one statement, no transaction.
         alone = not change.events and not change.copies and not _polls_due(change.task)
-        return await self._db.run(update, transaction=not alone, pipeline=not alone)
+        return await self._db.run(
+            lambda c: _save(c, change, expected_version),
+            transaction=not alone,
+            pipeline=not alone,
+        )
+
+    async def save_tasks(self, saves: Sequence[tuple[Change, int]]) -> list[bool]:
+        # In one order (task ids) in every transaction: two batches that share tasks (a
+        # refresh's save beside a poll's) wait for each other instead of deadlocking.
+        order = sorted(range(len(saves)), key=lambda i: saves[i][0].task.id)
+
+        async def update(c: Conn) -> list[bool]:
+            saved = [False] * len(saves)
+            for i in order:
+                saved[i] = await _save(c, *saves[i])
+            return saved
+
+        return await self._db.run(update, pipeline=True)
 
     async def move_task(self, change: Change, expected_version: int, submission: str) -> bool:
         t = change.task

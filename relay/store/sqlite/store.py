@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import secrets
 import sqlite3
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 
 from relay.errors import DuplicateTask, StoreError
@@ -173,17 +173,10 @@ class SqliteStore(
         await self._db.write(insert)
 
     async def save_task(self, change: Change, expected_version: int) -> bool:
-        def update(c: sqlite3.Connection) -> bool:
-            params = task_params(change.task)
-            params["expected"] = expected_version
-            params["version"] = expected_version + 1
-            if c.execute(QUERIES["save_task"], params).rowcount != 1:
-                return False
-            write_events(c, change.events)
-            write_copies(c, change.copies)
-            return True
+        return await self._db.write(lambda c: _save(c, change, expected_version))
 
-        return await self._db.write(update)
+    async def save_tasks(self, saves: Sequence[tuple[Change, int]]) -> list[bool]:
+        return await self._db.write(lambda c: [_save(c, change, v) for change, v in saves])
 
     async def move_task(self, change: Change, expected_version: int, submission: str) -> bool:
         def move(c: sqlite3.Connection) -> bool:
@@ -323,6 +316,17 @@ class SqliteStore(
             ]
 
         return await self._db.write(insert)
+
+
+def _save(c: sqlite3.Connection, change: Change, expected_version: int) -> bool:
+    params = task_params(change.task)
+    params["expected"] = expected_version
+    params["version"] = expected_version + 1
+    if c.execute(QUERIES["save_task"], params).rowcount != 1:
+        return False
+    write_events(c, change.events)
+    write_copies(c, change.copies)
+    return True
 
 
 def _refuse_duplicate(c: sqlite3.Connection, task: Task) -> None:

@@ -4,11 +4,17 @@ request budget (``requests_per_second``) and concurrency cap (``max_concurrency`
 
     python benchmarks/scale_tasks.py [--tasks 100000] [--window 120] [--rps 1000]
 
-Requirement: with 100,000 tasks in flight and a budget that can serve the load, the first
-poll of every task arrives within 2 s of its schedule (p99), the provider never sees more
-than ``--rps`` requests in any 1 s (beyond what its own stamps can be off by, below) nor
-more than ``--concurrency`` at once, and the relay's peak RSS stays under 300 MB (the report
-shows how much of it grows with the tasks). The exit status is 1 when any of that misses.
+Requirement (issue 17): with 100,000 tasks in flight and a budget that can serve the load,
+the first poll of every task arrives within 1 s of its schedule (p99), no task is polled twice
+for one schedule, the provider never sees more than ``--rps`` requests in any 1 s (beyond
+what its own stamps can be off by, below) nor more than ``--concurrency`` at once, the
+relay's peak RSS stays under 120 MB and it stops within 5 s of SIGTERM. Offered more than
+the budget (``--rps`` under the offered rate, e.g. ``--rps 396`` for 2x), it must instead
+serve at least 98 % of the budget over the window, with the same memory, double-poll and
+stop targets (lateness then grows for the excess, by design). The exit status is 1 when any
+of that misses. ``--pg URL`` runs the relay on PostgreSQL (a fresh schema, dropped after;
+the tasks bulk-inserted by SQL from one written through the store, so ``--tasks 1000000``
+seeds in seconds).
 
 Two processes, loopback only:
 
@@ -88,8 +94,10 @@ import json
 import math
 import os
 import random
+import re
 import signal
 import sqlite3
+import string
 import subprocess
 import sys
 import tempfile
@@ -99,6 +107,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import uvloop  # what relay serve runs on too (uvicorn[standard])
@@ -125,8 +135,15 @@ TASK_AGE = 3600.0
 polls them at its slowest, ``max_interval``."""
 HERD_GAP = 2.0
 """Seconds after the window when the herd's polls are all due."""
-TARGET_LATE_P99 = 2.0
-TARGET_RSS_MB = 300.0
+TARGET_LATE_P99 = 1.0
+TARGET_RSS_MB = 120.0
+TARGET_STOP_SECONDS = 5.0
+TARGET_SERVED = 0.98
+"""Offered more than the budget (``--rps`` below the offered rate): the share of the budget
+the relay must sustain over the window."""
+GOLDEN = 0.6180339887498949
+"""Offsets of the PostgreSQL seeding: task i's first poll at frac(i x GOLDEN) x window, a
+low-discrepancy spread that SQL and Python compute alike."""
 
 
 # --- the fake Ark (in this process) ------------------------------------------------------
@@ -240,10 +257,12 @@ async def run_load(url: str, seconds: float, connections: int) -> dict[str, floa
 # --- the relay process ----------------------------------------------------------------------
 
 
-def relay_config(tmp: Path, port: int, provider_port: int, args: argparse.Namespace) -> Path:
+def relay_config(
+    tmp: Path, db: Database, port: int, provider_port: int, args: argparse.Namespace
+) -> Path:
     config = {
         "server": {"host": HOST, "port": port},
-        "database_url": f"sqlite:///{tmp / 'relay.db'}",
+        "database_url": db.url,
         "log_level": args.log_level,
         "sandbox": {"enabled": False},
         "polling": {"batch_size": args.batch_size, "tick_seconds": 1.0},
@@ -341,25 +360,139 @@ async def seed(
     return offsets, time.monotonic() - started
 
 
-def shift(db: Path, by: float) -> None:
-    """Move every first poll from its offset to ``by`` + offset (epoch seconds)."""
-    with contextlib.closing(sqlite3.connect(db)) as conn, conn:
-        conn.execute("UPDATE tasks SET next_poll_at = next_poll_at + ?", (by,))
+def pg_offset(i: int, herd: int, window: float) -> float:
+    """Task i's first poll in the PostgreSQL seeding (as ``SEED_PG`` computes it)."""
+    return herd_offset(window) if i < herd else (i * GOLDEN - math.floor(i * GOLDEN)) * window
 
 
-def after_stop(db: Path, stopped_at: float) -> tuple[int, float, int]:
-    """From the relay's database once it has stopped: the polls that were due a second or
-    more before the stop and not made (how many, the oldest's lateness), and the polls the
-    relay recorded (``poll_count``) across all tasks."""
-    with contextlib.closing(sqlite3.connect(db)) as conn:
-        overdue, oldest = conn.execute(
-            "SELECT count(*), min(next_poll_at) FROM tasks WHERE next_poll_at < ?",
-            (stopped_at - 1.0,),
-        ).fetchone()
-        polls = conn.execute(
-            "SELECT coalesce(sum(json_extract(data, '$.poll_count')), 0) FROM tasks"
-        ).fetchone()[0]
-    return int(overdue), (stopped_at - oldest) if oldest is not None else 0.0, int(polls)
+SEED_PG = """
+INSERT INTO tasks (id, account_id, provider, provider_task_id, status, reference, version,
+                   sequence, data, created_at, updated_at, next_poll_at)
+SELECT 'task_bench_' || i, t.account_id, t.provider, 'cgt-bench-' || lpad(i::text, 7, '0'),
+       t.status, 'bench-' || i, t.version, t.sequence, t.data, t.created_at, t.updated_at,
+       CASE WHEN i < %(herd)s THEN %(herd_at)s
+            ELSE (i * %(golden)s - floor(i * %(golden)s)) * %(window)s END
+FROM tasks t, generate_series(0, %(n)s - 1) AS i
+WHERE t.id = %(template)s
+"""
+
+
+async def seed_pg(
+    db: Database, account_id: str, n: int, herd: int, window: float
+) -> tuple[dict[bytes, float], float]:
+    """``n`` running tasks on PostgreSQL: one written through the store API as the
+    template, then the rest as copies of its row by one INSERT (with their own ids,
+    provider task ids and first polls, ``pg_offset``)."""
+    from relay.models import Task, TaskStatus
+    from relay.store import open_store
+    from relay.transitions import registered
+
+    started = time.monotonic()
+    store = open_store(db.url)
+    created = datetime.now(UTC) - timedelta(seconds=TASK_AGE)
+    template = Task(
+        id="task_template",
+        account_id=account_id,
+        provider=PROVIDER,
+        provider_task_id="cgt-template",
+        status=TaskStatus.RUNNING,
+        created_at=created,
+        updated_at=created,
+        model=MODEL,
+        next_poll_at=None,
+    )
+    try:
+        await store.create_task(registered(template, created, lambda: "evt_template"), None)
+    finally:
+        await store.close()
+    db.execute(
+        SEED_PG,
+        {
+            "n": n,
+            "herd": herd,
+            "herd_at": herd_offset(window),
+            "golden": GOLDEN,
+            "window": window,
+            "template": template.id,
+        },
+    )
+    db.execute("DELETE FROM events WHERE task_id = 'task_template'")
+    db.execute("DELETE FROM tasks WHERE id = 'task_template'")
+    db.execute("VACUUM ANALYZE tasks")
+    offsets = {provider_task_id(i).encode(): pg_offset(i, herd, window) for i in range(n)}
+    return offsets, time.monotonic() - started
+
+
+class Database:
+    """Where the relay keeps its tasks: a SQLite file, or a fresh PostgreSQL schema."""
+
+    url: str
+
+    def execute(self, sql: str, params: dict[str, object] | None = None) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    def remove(self) -> None:
+        pass
+
+    def shift(self, by: float) -> None:
+        """Move every first poll from its offset to ``by`` + offset (epoch seconds)."""
+        self.execute(
+            "UPDATE tasks SET next_poll_at = next_poll_at + %(by)s WHERE next_poll_at IS NOT NULL",
+            {"by": by},
+        )
+
+    def after_stop(self, stopped_at: float) -> tuple[int, float, int]:
+        """Once the relay has stopped: the polls that were due a second or more before the
+        stop and not made (how many, the oldest's lateness), and the polls the relay
+        recorded (``poll_count``) across all tasks."""
+        [(overdue, oldest)] = self.execute(
+            "SELECT count(*), min(next_poll_at) FROM tasks WHERE next_poll_at < %(at)s",
+            {"at": stopped_at - 1.0},
+        )
+        [(polls,)] = self.execute(self.POLLS)
+        return int(overdue), (stopped_at - oldest) if oldest is not None else 0.0, int(polls)
+
+    POLLS = ""
+
+
+class SqliteDatabase(Database):
+    POLLS = "SELECT coalesce(sum(json_extract(data, '$.poll_count')), 0) FROM tasks"
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.url = f"sqlite:///{path}"
+
+    def execute(self, sql: str, params: dict[str, object] | None = None) -> list[tuple[Any, ...]]:
+        sql = re.sub(r"%\((\w+)\)s", r":\1", sql)
+        with contextlib.closing(sqlite3.connect(self.path, timeout=30)) as conn, conn:
+            return conn.execute(sql, params or {}).fetchall()
+
+
+class PostgresDatabase(Database):
+    POLLS = "SELECT coalesce(sum((data::json->>'poll_count')::int), 0) FROM tasks"
+
+    def __init__(self, base_url: str) -> None:
+        import psycopg
+
+        self.base_url = base_url
+        self.schema = "bench_" + "".join(random.choices(string.ascii_lowercase, k=10))
+        with psycopg.connect(base_url, autocommit=True) as conn:
+            conn.execute(f"CREATE SCHEMA {self.schema}")
+        joiner = "&" if "?" in base_url else "?"
+        self.url = f"{base_url}{joiner}options={quote(f'-csearch_path={self.schema}')}"
+
+    def execute(self, sql: str, params: dict[str, object] | None = None) -> list[tuple[Any, ...]]:
+        import psycopg
+
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            cur = conn.execute(sql, params)
+            return cur.fetchall() if cur.description else []
+
+    def remove(self) -> None:
+        import psycopg
+
+        with psycopg.connect(self.base_url, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {self.schema} CASCADE")
 
 
 # --- figures ----------------------------------------------------------------------------------
@@ -441,6 +574,8 @@ class Run:
     """This process's event loop lag during the polling phase (``watch_lag``)."""
     niced: bool = False
     """Whether the fake provider ran at nice -10 during the polling phase."""
+    load_baseline: float = math.nan
+    """The machine's 1-minute load average at the end of the baselines."""
     load: tuple[float, float] = (math.nan, math.nan)
     """The machine's 1-minute load average at the window's start and at the stop."""
     total: float = 0.0
@@ -461,10 +596,11 @@ def report(
         f"{n} in-flight tasks: {n - len(herd)} with first polls over {args.window:g} s "
         f"({offered:.0f} polls/s offered, {offered / args.rps:.0%} of the budget), a herd of "
         f"{len(herd)} due at once {HERD_GAP:g} s later; relay: python -m relay serve, "
-        f"SQLite, batch_size {args.batch_size}; provider: requests_per_second {args.rps:g}, "
+        f"{'PostgreSQL' if args.pg else 'SQLite'}, batch_size {args.batch_size}; "
+        f"provider: requests_per_second {args.rps:g}, "
         f"max_concurrency {args.concurrency}, answers after {args.latency * 1000:g} ms; "
-        f"{os.cpu_count()} CPUs, load average {run.load[0]:.1f} at the start, "
-        f"{run.load[1]:.1f} at the stop"
+        f"{os.cpu_count()} CPUs, load average {run.load_baseline:.1f} during the baselines, "
+        f"{run.load[0]:.1f} at the window's start, {run.load[1]:.1f} at the stop"
     )
     raw_rate = run.raw["requests"] / run.raw["seconds"]
     capped_rate = run.capped["requests"] / run.capped["seconds"]
@@ -625,16 +761,33 @@ def report(
         print(f"relay log: {len(run.errors)} warnings/errors, e.g. {run.errors[0][:3000]}")
 
     p99 = percentile(late, 99) if late else math.inf
-    late_ok = p99 <= TARGET_LATE_P99 and not missing
+    overloaded = offered > args.rps * 1.02
+    served = sustained / args.rps
+    if overloaded:  # lateness grows for the excess by design: the budget must be served
+        late_ok = served >= TARGET_SERVED
+        late_says = (
+            f"offered {offered / args.rps:.1f}x the budget: served {served:.1%} of it, target "
+            f">= {TARGET_SERVED:.0%} {'met' if late_ok else 'MISSED'} (first-poll lateness "
+            f"p99 {p99:.1f} s, for the excess)"
+        )
+    else:
+        late_ok = p99 <= TARGET_LATE_P99 and not missing
+        late_says = (
+            f"first-poll lateness p99 {p99:.3f} s: target <= {TARGET_LATE_P99:g} s "
+            f"{'met' if late_ok else 'MISSED'}"
+        )
     rss_ok = run.peak_rss < TARGET_RSS_MB
+    twice_ok = too_soon == 0
+    stop_ok = run.stop_seconds < TARGET_STOP_SECONDS
     print(
-        f"first-poll lateness p99 {p99:.3f} s: target <= {TARGET_LATE_P99:g} s "
-        f"{'met' if late_ok else 'MISSED'}; peak RSS {run.peak_rss:.0f} MB: target < "
-        f"{TARGET_RSS_MB:g} MB {'met' if rss_ok else 'MISSED'}; budget "
+        f"{late_says}; peak RSS {run.peak_rss:.0f} MB: target < {TARGET_RSS_MB:g} MB "
+        f"{'met' if rss_ok else 'MISSED'}; polls made twice {too_soon}: target 0 "
+        f"{'met' if twice_ok else 'MISSED'}; shutdown {run.stop_seconds:.1f} s: target < "
+        f"{TARGET_STOP_SECONDS:g} s {'met' if stop_ok else 'MISSED'}; budget "
         f"{'met' if budget_ok else 'MISSED'}; concurrency "
         f"{'met' if concurrency_ok else 'MISSED'}"
     )
-    return late_ok and rss_ok and budget_ok and concurrency_ok
+    return late_ok and rss_ok and twice_ok and stop_ok and budget_ok and concurrency_ok
 
 
 # --- the run ------------------------------------------------------------------------------------
@@ -663,8 +816,8 @@ async def measure(args: argparse.Namespace, tmp: Path) -> bool:
     loop = asyncio.get_running_loop()
     provider_port, relay_port = free_port(), free_port()
     server = await loop.create_server(lambda: FakeArk(state), HOST, provider_port, backlog=1024)
-    config = relay_config(tmp, relay_port, provider_port, args)
-    db = tmp / "relay.db"
+    db: Database = PostgresDatabase(args.pg) if args.pg else SqliteDatabase(tmp / "relay.db")
+    config = relay_config(tmp, db, relay_port, provider_port, args)
     log = tmp / "relay.log"
     relay_url = f"http://{HOST}:{relay_port}"
     run = Run()
@@ -691,13 +844,19 @@ async def measure(args: argparse.Namespace, tmp: Path) -> bool:
         run.raw = await run_load(url, 3.0, 64)
         state.latency = args.latency
         run.capped = await run_load(url, 3.0, args.concurrency)
+        run.load_baseline = os.getloadavg()[0]
         state.reset()
 
-        offsets, run.seed_seconds = await seed(
-            f"sqlite:///{db}", account_id, args.tasks, args.herd, args.window, rng
-        )
+        if args.pg:
+            offsets, run.seed_seconds = await seed_pg(
+                db, account_id, args.tasks, args.herd, args.window
+            )
+        else:
+            offsets, run.seed_seconds = await seed(
+                db.url, account_id, args.tasks, args.herd, args.window, rng
+            )
         run.origin = time.time() + args.lead
-        await asyncio.to_thread(shift, db, run.origin)
+        await asyncio.to_thread(db.shift, run.origin)
 
         started = time.monotonic()
         relay = start_relay(config, log)
@@ -757,9 +916,12 @@ async def measure(args: argparse.Namespace, tmp: Path) -> bool:
             if errors:  # with its traceback
                 run.errors.insert(0, "\n".join(lines[errors[0] : errors[0] + 40]))
     # Requests after the stop (polls drained on SIGTERM) stay in: they were made.
-    run.overdue, run.oldest_overdue, run.recorded_polls = await asyncio.to_thread(
-        after_stop, db, run.stopped_at
-    )
+    try:
+        run.overdue, run.oldest_overdue, run.recorded_polls = await asyncio.to_thread(
+            db.after_stop, run.stopped_at
+        )
+    finally:
+        db.remove()
     run.total = time.monotonic() - begun
     return report(args, run, offsets, state.arrivals, state)
 
@@ -805,6 +967,12 @@ def main() -> None:
     )
     parser.add_argument("--log-level", default="info", help="the relay's log_level")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--pg",
+        metavar="URL",
+        help="run the relay on PostgreSQL at URL (a fresh schema), e.g. "
+        "postgresql://postgres@127.0.0.1:5432/test",
+    )
     parser.add_argument(
         "--profile",
         metavar="FILE",

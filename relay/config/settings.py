@@ -138,7 +138,7 @@ class ServerSettings(ConfigModel):
 
 
 class PollSettings(ConfigModel):
-    min_interval: float = Field(default=5.0, gt=0)
+    min_interval: float = Field(default=2.0, gt=0)
     max_interval: float = Field(default=60.0, gt=0, validate_default=True)
     expected_duration: float = Field(default=120.0, gt=0)
     jitter: float = Field(default=0.1, ge=0, le=0.5)

@@ -475,7 +475,7 @@ def test_sandbox_is_added_next_to_configured_providers() -> None:
     assert apiyi.timeout == 30.0
     assert apiyi.max_concurrency == 8
     assert apiyi.poll == PollSettings(
-        min_interval=5.0, max_interval=60.0, expected_duration=120.0, jitter=0.1
+        min_interval=2.0, max_interval=60.0, expected_duration=120.0, jitter=0.1
     )
     assert settings.provider("missing") is None
 

@@ -1,6 +1,6 @@
 -- Polls are claimed per provider, each no more than it can begin soon
--- (relay.polling.claims): its due tasks in due order.
+-- (relay.polling.claims): its due tasks in due order. A claim now moves next_poll_at to the
+-- lease's end (so no claim steps over leased rows), which makes it an update of an indexed
+-- column: no longer a HOT update, the price of a due index that holds only what is due.
 CREATE INDEX tasks_poll_due_by_provider ON tasks (provider, next_poll_at, pk)
 WHERE next_poll_at IS NOT NULL;
--- The tasks this store object leased, which release_poll_leases frees (a handful, not a scan).
-CREATE INDEX tasks_poll_leased ON tasks (poll_lease_holder) WHERE poll_lease_holder IS NOT NULL;

@@ -454,15 +454,14 @@ async def _running(
         if engine is not None:
             await engine.stop(grace=d.timeout + 1)
         if tracker is not None:
-            tracker.stop()
-            await tracker.drain()
+            await tracker.shut_down(grace=POLL_GRACE)
         if copier is not None:
             await copier.stop(grace=COPY_GRACE)
         if hub is not None:
             await hub.stop()
         if metrics is not None:
             metrics.detach()
-        await http.aclose()
+        await transport.aclose()
         await webhooks.aclose()
 
 
@@ -479,6 +478,8 @@ def _waking(engine: DeliveryEngine, hub: EventHub | None) -> Callable[[], None]:
     return wake
 
 
+POLL_GRACE = 2.0
+"""Seconds polls under way get to finish at shutdown; the rest are due again at once."""
 COPY_GRACE = 5.0
 """Seconds copies under way get to finish at shutdown; the rest are due again at once."""
 

@@ -129,6 +129,11 @@ class TaskStore(Protocol):
         as they were before the claim."""
         ...
 
+    async def release_polls(self, task_ids: Sequence[str], owner: str, now: datetime) -> None:
+        """Claimed polls ``owner`` will not make (it is stopping): those of ``task_ids`` still
+        leased to it are due again at ``now``."""
+        ...
+
     async def polled_providers(self) -> set[str]:
         """The providers of every task that has a poll scheduled."""
         ...

@@ -41,6 +41,11 @@ class GroupSaver:
             self._writing = asyncio.ensure_future(self._write())
         return await done
 
+    async def settle(self) -> None:
+        """Wait until nothing is being written."""
+        while self._writing is not None:
+            await asyncio.wait([self._writing])
+
     async def _write(self) -> None:
         try:
             while self._waiting:

@@ -297,6 +297,28 @@ class Tracker:
     def stop(self) -> None:
         self.pump.stop()
 
+    async def shut_down(self, grace: float) -> None:
+        """Stop claiming, give the polls under way ``grace`` seconds, then cancel the rest
+        and hand their claims back: due again at once (at another instance now, or here
+        after a restart), not when their leases would have ended."""
+        self.stop()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while self._running and (left := deadline - loop.time()) > 0:
+            await asyncio.wait(set(self._running), timeout=left)
+        self.pump.cancel_timer()
+        await self.pump.settle()
+        unmade = list(self._claimed)
+        for running in self._running:
+            running.cancel()
+        await asyncio.gather(*self._running, return_exceptions=True)
+        await self._saves.settle()
+        if unmade:
+            try:
+                await self._store.release_polls(unmade, self._owner, self._clock.now())
+            except StoreError as exc:  # their leases run out instead
+                log.warning("claimed polls not handed back: %s", exc)
+
     async def _claim_polls(self) -> bool:
         self._claimed_at = now = self._clock.now()
         if (

@@ -409,6 +409,23 @@ async def test_leased_polls_leave_the_due_order_until_released(
     }
 
 
+async def test_release_polls_makes_the_owner_s_unsaved_claims_due_at_once(
+    store: Store, alice: Account
+) -> None:
+    mine, saved, theirs = [(await register(store, alice)).task for _ in range(3)]
+    await store.claim_due_polls(NOW, {"sandbox": 2}, 30, OWNER)
+    [their_claim] = await store.claim_due_polls(NOW, {"sandbox": 1}, 30, "relay_other")
+    assert their_claim.id == theirs.id
+    polled = replace(saved, next_poll_at=at(seconds=20), poll_count=1, updated_at=at(seconds=1))
+    assert await store.save_task(answer_change(polled, TaskStatus.QUEUED, at(seconds=1)), 0)
+
+    await store.release_polls([mine.id, saved.id, theirs.id], OWNER, at(seconds=2))
+
+    again = await store.claim_due_polls(at(seconds=2), {"sandbox": 10}, 30, OWNER)
+    assert [t.id for t in again] == [mine.id]  # the saved poll and the other's claim stand
+    assert again[0].next_poll_at == at(seconds=2)
+
+
 async def test_polled_providers_leave_out_finished_tasks(store: Store, alice: Account) -> None:
     assert await store.polled_providers() == set()
     reg = await register(store, alice, provider="gone")

@@ -3,12 +3,15 @@ and still polls every due task once; tasks of a provider no longer configured ar
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
+
+import httpx
 
 from relay.ids import new_id
 from relay.models import Task, TaskStatus
@@ -97,6 +100,38 @@ async def test_tasks_of_a_provider_no_longer_configured_are_claimed_and_failed(e
     assert gone.status is TaskStatus.FAILED
     assert gone.error is not None
     assert "no longer configured" in gone.error.message
+
+
+class Hanging(httpx.AsyncBaseTransport):
+    """A provider that takes every request and never answers."""
+
+    def __init__(self) -> None:
+        self.entered = asyncio.Event()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.entered.set()
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+
+async def test_shut_down_cancels_polls_past_the_grace_and_hands_their_claims_back(
+    env: Env,
+) -> None:
+    ptid = await env.sandbox_task()
+    await env.store.create_task(*_tracked(env, ptid))
+    hanging = Hanging()
+    env.recorder.inner = hanging
+    await env.tracker.poll_due()
+    await asyncio.wait_for(hanging.entered.wait(), 5)
+
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await env.tracker.shut_down(grace=0.2)
+
+    assert loop.time() - started < 2
+    # Due again at once, for anyone: not at the end of the lease the claim took.
+    [again] = await env.store.claim_due_polls(env.clock.now(), {"sandbox": 5}, 30, "other")
+    assert again.provider_task_id == ptid
 
 
 def _tracked(env: Env, ptid: str) -> tuple[Change, None]:

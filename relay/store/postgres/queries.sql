@@ -280,6 +280,14 @@ SELECT claimed.id, account_id, provider, provider_task_id, status, reference, ve
 FROM claimed JOIN due ON due.pk = claimed.pk
 ORDER BY due.next_poll_at, claimed.pk
 
+-- release_polls --
+-- Claimed polls an instance stopping never made: due again at once, for any instance. Only
+-- while still leased to that instance: a poll that saved, or another's claim, is left be.
+UPDATE tasks
+SET next_poll_at = LEAST(next_poll_at, %(now)s),
+    poll_lease_until = NULL, poll_lease_owner = NULL, poll_lease_holder = NULL
+WHERE id = ANY(%(ids)s) AND poll_lease_owner = %(owner)s
+
 -- polled_providers --
 -- The distinct providers of scheduled tasks: one index seek per provider (a loose scan of
 -- tasks_poll_due_by_provider), however many tasks each has.

@@ -278,6 +278,10 @@ class PostgresStore(
 
         return await self._db.run(claim, transaction=False)
 
+    async def release_polls(self, task_ids: Sequence[str], owner: str, now: datetime) -> None:
+        params = {"ids": list(task_ids), "owner": owner, "now": now.timestamp()}
+        await self._db.run(lambda c: c.execute(QUERIES["release_polls"], params), transaction=False)
+
     async def polled_providers(self) -> set[str]:
         rows = await self._db.run(
             lambda c: fetch_all(c, QUERIES["polled_providers"], {}), transaction=False

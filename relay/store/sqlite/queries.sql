@@ -268,6 +268,13 @@ UPDATE tasks
 SET next_poll_at = :lease_until, poll_lease_until = :lease_until, poll_lease_owner = :owner
 WHERE pk IN (SELECT value FROM json_each(:pks))
 
+-- release_polls --
+-- Claimed polls an instance stopping never made (a JSON array of task ids): due again at once.
+-- Only while still leased to that instance: a poll that saved, or another's claim, is left be.
+UPDATE tasks
+SET next_poll_at = min(next_poll_at, :now), poll_lease_until = NULL, poll_lease_owner = NULL
+WHERE id IN (SELECT value FROM json_each(:ids)) AND poll_lease_owner = :owner
+
 -- polled_providers --
 -- The distinct providers of scheduled tasks: one index seek per provider (a loose scan of
 -- tasks_poll_due_by_provider), however many tasks each has.

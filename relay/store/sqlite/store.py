@@ -240,6 +240,10 @@ class SqliteStore(
 
         return await self._db.write(claim)
 
+    async def release_polls(self, task_ids: Sequence[str], owner: str, now: datetime) -> None:
+        params = {"ids": json.dumps(list(task_ids)), "owner": owner, "now": now.timestamp()}
+        await self._db.write(lambda c: c.execute(QUERIES["release_polls"], params))
+
     async def polled_providers(self) -> set[str]:
         rows = await self._db.read(lambda c: c.execute(QUERIES["polled_providers"]).fetchall())
         return {str(r[0]) for r in rows}

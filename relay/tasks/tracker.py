@@ -9,13 +9,11 @@ again, which the monotonic rules make harmless.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any
 
 import httpx
 
@@ -26,14 +24,13 @@ from relay.ids import new_id
 from relay.logs import ids
 from relay.metrics import RelayMetrics
 from relay.models import Account, Destination, Task, TaskStatus
-from relay.polling.claims import ClaimBook
 from relay.polling.pacer import Pacer
 from relay.provider_answers import FaultKind, ProviderTask
-from relay.pump import Pump
 from relay.routing import Route, resubmitting
 from relay.tasks import verdicts
 from relay.tasks.budgets import Budgets
 from relay.tasks.cancelling import cancel_task
+from relay.tasks.dispatch import PollDispatch
 from relay.tasks.failover import submit_through
 from relay.tasks.poll_results import Asked, apply_asked
 from relay.tasks.pushes import Confirmations
@@ -52,9 +49,6 @@ PUSH_RECHECK = 2.0
 a provider fault: the provider's API may lag its own webhook, or be briefly down."""
 PUSH_RECHECKS = 5
 """How many looks a push earns before the task is back on its ordinary (slow) schedule."""
-PROVIDERS_CHECK = 60.0
-"""Seconds between two looks for tasks of providers no longer configured (claimed apart,
-and failed without asking anyone)."""
 
 
 class Tracker:
@@ -100,18 +94,18 @@ class Tracker:
         cost nothing."""
         self._pacer = Pacer(rng)
         """When to poll each task next, from how long tasks like it took."""
-        self._running: set[asyncio.Task[None]] = set()
         self._saves = GroupSaver(store)
         """What polls found, written for many polls in one transaction under load."""
-        self._claimed: dict[str, int] = {}
-        """Tasks whose claimed poll is under way here, by the version it started from."""
-        self._claimed_at = clock.now()
-        self._book = ClaimBook(
-            {name: plan.polls_ahead for name, plan in providers.items()}, batch_size
+        self._dispatch = PollDispatch(
+            store=store,
+            ahead={name: plan.polls_ahead for name, plan in providers.items()},
+            batch_size=batch_size,
+            lease_seconds=lease_seconds,
+            owner=owner,
+            clock=clock,
+            poll=self._poll_quietly,
         )
-        """How many polls each provider may hold claimed (``relay.polling.claims``)."""
-        self._providers_checked: datetime | None = None
-        self.pump = Pump("polls", self._claim_polls, self._seconds_to_next)
+        self.pump = self._dispatch.pump
         self.submitter = Submitter(
             store=store,
             providers=providers,
@@ -258,7 +252,7 @@ class Tracker:
         elif self._unconfirmed.begin(account_id, task.id, now):
             # Until a look confirms it, the next looks come soon, also when the first one
             # meets a provider fault: the result is there, only the provider's API is not.
-            self._spawn(self._poll_quietly(task))
+            self._dispatch.spawn(self._poll_quietly(task))
         return True
 
     async def cancel(self, account_id: str, task_id: str) -> Task:
@@ -286,76 +280,15 @@ class Tracker:
         await self.pump.run()
 
     async def drain(self) -> None:
-        """Wait for polls in flight; a poll finishing meanwhile may re-arm the timer, so it
-        is cancelled until nothing runs."""
-        while self._running or self.pump.timer_armed or self.pump.busy:
-            self.pump.cancel_timer()
-            await self.pump.settle()
-            if self._running:
-                await asyncio.gather(*self._running, return_exceptions=True)
+        """Wait for every poll under way (tests, and a tick's end)."""
+        await self._dispatch.drain()
 
     def stop(self) -> None:
         self.pump.stop()
 
     async def shut_down(self, grace: float) -> None:
-        """Stop claiming, give the polls under way ``grace`` seconds, then cancel the rest
-        and hand their claims back: due again at once (at another instance now, or here
-        after a restart), not when their leases would have ended."""
-        self.stop()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + grace
-        while self._running and (left := deadline - loop.time()) > 0:
-            await asyncio.wait(set(self._running), timeout=left)
-        self.pump.cancel_timer()
-        await self.pump.settle()
-        unmade = list(self._claimed)
-        for running in self._running:
-            running.cancel()
-        await asyncio.gather(*self._running, return_exceptions=True)
-        await self._saves.settle()
-        if unmade:
-            try:
-                await self._store.release_polls(unmade, self._owner, self._clock.now())
-            except StoreError as exc:  # their leases run out instead
-                log.warning("claimed polls not handed back: %s", exc)
-
-    async def _claim_polls(self) -> bool:
-        self._claimed_at = now = self._clock.now()
-        if (
-            self._providers_checked is None
-            or (now - self._providers_checked).total_seconds() >= PROVIDERS_CHECK
-        ):
-            self._providers_checked = now
-            self._book.add(await self._store.polled_providers(), self._batch)
-        asked = self._book.limits()
-        if not asked:
-            return False  # every provider holds all it can begin soon: a finished poll wakes us
-        tasks = await self._store.claim_due_polls(now, asked, self._lease, self._owner)
-        got: dict[str, int] = {}
-        for task in tasks:
-            # A poll still under way here when its lease ran out (a provider that hangs) is
-            # due again and claimed again: by us, that claim only renewed the lease of the
-            # poll under way. Once that poll has saved, the task has a new version and a
-            # claim of it is new work.
-            if self._claimed.get(task.id) != task.version:
-                self._claimed[task.id] = task.version
-                got[task.provider] = got.get(task.provider, 0) + 1
-                self._spawn(self._poll_claimed(task))
-        return self._book.claimed(asked, got)
-
-    async def _poll_claimed(self, task: Task) -> None:
-        try:
-            await self._poll_quietly(task)
-        finally:
-            if self._claimed.get(task.id) == task.version:
-                del self._claimed[task.id]
-            if self._book.finished(task.provider):
-                self.wake()
-
-    async def _seconds_to_next(self) -> float | None:
-        # Work due by the last claim was that claim's; anything later wants a timer.
-        due = await self._store.next_poll_at(self._claimed_at)
-        return None if due is None else (due - self._clock.now()).total_seconds()
+        """Stop polling: ``PollDispatch.shut_down``."""
+        await self._dispatch.shut_down(grace, self._saves.settle)
 
     async def _poll_quietly(self, task: Task, recheck: float | None = None) -> None:
         try:
@@ -437,17 +370,18 @@ class Tracker:
         answer = await plan.client.query(task.provider_task_id)
         outcome = "answered" if isinstance(answer, ProviderTask) else answer.kind.value
         self._metrics.poll_finished(task.provider, outcome)
-        log.debug(
-            "poll of %s: %s",
-            task.id,
-            outcome if isinstance(answer, ProviderTask) else answer.message,
-            extra=ids(
-                task_id=task.id,
-                provider=task.provider,
-                provider_task_id=task.provider_task_id,
-                outcome=outcome,
-            ),
-        )
+        if log.isEnabledFor(logging.DEBUG):  # (its fields cost as much as a poll's parse)
+            log.debug(
+                "poll of %s: %s",
+                task.id,
+                outcome if isinstance(answer, ProviderTask) else answer.message,
+                extra=ids(
+                    task_id=task.id,
+                    provider=task.provider,
+                    provider_task_id=task.provider_task_id,
+                    outcome=outcome,
+                ),
+            )
         return Asked(answer, self._clock.now())
 
     def _written(self, change: Change) -> None:
@@ -471,11 +405,6 @@ class Tracker:
             self._on_events()
         if change.copies:
             self._on_copies()
-
-    def _spawn(self, coro: Any) -> None:
-        task: asyncio.Task[None] = asyncio.ensure_future(coro)
-        self._running.add(task)
-        task.add_done_callback(self._running.discard)
 
 
 def _origin(url: str) -> str:

@@ -17,8 +17,9 @@ from relay.ids import new_id
 from relay.models import Task, TaskStatus
 from relay.store.interface import Store
 from relay.store.values import TaskQuery
+from relay.tasks.dispatch import PROVIDERS_CHECK
 from relay.tasks.registration import ProviderPlan
-from relay.tasks.tracker import PROVIDERS_CHECK, Tracker
+from relay.tasks.tracker import Tracker
 from relay.transitions import Change, registered
 from tests.tasks.tracker_env import POLL, T0, Env
 

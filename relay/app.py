@@ -43,6 +43,7 @@ from relay.doors.mount import door_routes
 from relay.errors import ConfigError
 from relay.ids import new_id
 from relay.jobs import schedule, waker
+from relay.keys import KeyCache
 from relay.limits import FailureLimiter
 from relay.metrics import CONTENT_TYPE, RelayMetrics, live_state
 from relay.net.downloads import download_pool
@@ -403,6 +404,7 @@ async def _running(
             auth_failures=FailureLimiter(
                 settings.limits.auth_failures_per_minute, settings.limits.auth_failure_burst
             ),
+            api_keys=KeyCache(settings.limits.api_key_cache_seconds),
             outputs=kept,
             hub=hub,
             stream_heartbeat=settings.streams.heartbeat_seconds,

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from relay.clock import Clock
 from relay.copier.removal import KeptOutputs
 from relay.delivery.engine import DeliveryEngine
+from relay.keys import KeyCache
 from relay.limits import FailureLimiter
 from relay.net.guard import DestinationGuard
 from relay.signing import Tokens
@@ -30,6 +31,8 @@ class Services:
     destinations: DestinationGuard = field(default_factory=DestinationGuard)
     """Checks callback and subscription URLs when they are registered (SSRF)."""
     auth_failures: FailureLimiter = field(default_factory=FailureLimiter)
+    api_keys: KeyCache = field(default_factory=KeyCache)
+    """API keys looked up lately (``relay.keys.KeyCache``)."""
     outputs: KeptOutputs | None = None
     """Stored outputs (``relay.copier``); None: outputs are not copied."""
     hub: EventHub | None = None

@@ -35,7 +35,6 @@ from relay.errors import (
     Unauthorized,
     UnstorableInput,
 )
-from relay.keys import key_id
 from relay.models import Account, Attempt, Delivery, iso
 from relay.services import Services
 from relay.signing import hash_api_key
@@ -200,16 +199,22 @@ async def authenticate_caller(request: Request) -> Caller:
     key = key or request.headers.get("x-api-key", "").strip() or None
     if not key:
         raise Unauthorized("send your API key as 'Authorization: Bearer <key>'")
-    return await caller_for_key(request, key)
+    return await caller_for_key(request, key, cached=True)
 
 
-async def caller_for_key(request: Request, key: str) -> Caller:
+async def caller_for_key(request: Request, key: str, *, cached: bool = False) -> Caller:
     """The caller holding ``key`` (from a header or the dashboard's sign-in form). A valid
     key always passes. A wrong one counts against the client's address, and once the address
     has sent too many it is answered ``TooManyRequests`` instead of ``Unauthorized``
-    (``relay.limits``). A revoked key is a wrong one from the moment it is revoked: the key is
-    looked up in the database on every request, never cached, so on PostgreSQL every instance
-    refuses it from its next request on.
+    (``relay.limits``).
+
+    ``cached`` (the API's requests): a key found active is kept a few seconds
+    (``relay.keys.KeyCache``), so most requests cost no trip to the database: a key revoked
+    on this instance is refused from its next request on (the revocation drops it), one
+    revoked elsewhere (another instance, the CLI) within ``limits.api_key_cache_seconds``,
+    and none outlives the moment it stops working. Otherwise (a sign-in) the key is looked
+    up, and the cache learns the answer. Wrong keys are never kept: each is looked up and
+    counted.
 
     Valid keys are never held back: they are 256 random bits, so a correct guess is not the
     risk, and many tenants share an address (Zapier's, Make's egress), where one tenant's
@@ -218,9 +223,15 @@ async def caller_for_key(request: Request, key: str) -> Caller:
     now = svc.clock.now()
     if len(key) <= MAX_API_KEY_CHARS and key.isascii() and key.isprintable():
         digest = hash_api_key(key)
-        account = await svc.store.account_by_key_hash(digest, now)
-        if account is not None:
-            return Caller(account, key_id(digest))
+        holder = svc.api_keys.get(digest, now) if cached else None
+        if holder is None:
+            holder = await svc.store.key_holder_by_hash(digest, now)
+            if holder is not None:
+                svc.api_keys.put(digest, holder, now)
+            else:
+                svc.api_keys.drop(digest)
+        if holder is not None:
+            return Caller(holder.account, holder.key.id)
     client = client_address(request)
     if client is not None:
         wait = svc.auth_failures.retry_after(client, now.timestamp())

@@ -89,6 +89,7 @@ async def revoke_key(request: Request) -> Response:
     now = svc.clock.now()
     key_id = request.path_params["key_id"]
     key = await svc.store.revoke_api_key(caller.account.id, key_id, now, keep_last=True)
+    svc.api_keys.forget_key(key_id)  # refused here from the next request on
     if key is None:
         raise UnknownKey(f"no API key {key_id}")
     return json_response(key_json(key, now, caller.key_id))

@@ -36,6 +36,10 @@ class LimitsSettings(ConfigModel):
     """Failed API keys one client address may send per minute, once its burst is spent;
     0 turns the limit off (``relay.limits``)."""
     auth_failure_burst: int = Field(default=20, ge=1)
+    api_key_cache_seconds: float = Field(default=5.0, ge=0, le=300)
+    """How long an instance keeps an API key it found active (``relay.keys.KeyCache``): a key
+    revoked through another instance or the CLI still opens this one for at most this long
+    (on the instance that revokes it, not at all); 0 looks every key up on every request."""
 
 
 class PollingSettings(ConfigModel):

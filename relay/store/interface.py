@@ -59,7 +59,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from relay.delivery.fairness import ClaimLimits as ClaimLimits
-from relay.keys import ApiKey
+from relay.keys import ApiKey, KeyHolder
 from relay.models import (
     Account,
     Delivery,
@@ -321,6 +321,11 @@ class AccountStore(Protocol):
     async def account_by_key_hash(self, key_hash: str, now: datetime) -> Account | None:
         """The account whose API key hashes to ``key_hash`` if that key is active at
         ``now``, else None. Never cached: a revocation holds from the next call on."""
+        ...
+
+    async def key_holder_by_hash(self, key_hash: str, now: datetime) -> KeyHolder | None:
+        """``account_by_key_hash`` with the key itself (when it stops working), for
+        ``relay.keys.KeyCache``. Never cached here either."""
         ...
 
     async def add_api_key(

@@ -47,7 +47,9 @@ def assert_refused(response: httpx.Response) -> None:
 async def test_a_revoked_key_is_refused_from_the_next_request(
     start_relay: InProcessFactory,
 ) -> None:
-    relay = await start_relay(listen=False)
+    # Revoked by another process (the CLI): at once only with no key cache on this instance
+    # (tests/api/test_key_cache.py has the cache's bounds).
+    relay = await start_relay(listen=False, limits={"api_key_cache_seconds": 0})
     alice, bob = await relay.account("alice"), await relay.account("bob")
     async with relay.client(alice) as client, relay.client(bob) as other:
         assert (await client.get("/v1/me")).status_code == 200

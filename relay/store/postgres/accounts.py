@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from relay.errors import LastActiveKey, TooManyKeys, UnknownAccount
-from relay.keys import ApiKey, key_id
+from relay.keys import ApiKey, KeyHolder, key_id
 from relay.models import Account
 from relay.store.codec import account_from_row, api_key_from_row, ts
 from relay.store.named_sql import load_queries
@@ -50,6 +50,15 @@ class AccountsMixin:
                 c, QUERIES["account_by_key_hash"], {"key_hash": key_hash, "now": ts(now)}
             )
             return account_from_row(row) if row else None
+
+        return await self._db.run(get, transaction=False)
+
+    async def key_holder_by_hash(self, key_hash: str, now: datetime) -> KeyHolder | None:
+        async def get(c: Conn) -> KeyHolder | None:
+            row = await fetch_one(
+                c, QUERIES["key_holder_by_hash"], {"key_hash": key_hash, "now": ts(now)}
+            )
+            return KeyHolder(account_from_row(row), api_key_from_row(row[3:])) if row else None
 
         return await self._db.run(get, transaction=False)
 

@@ -81,14 +81,20 @@ INSERT INTO api_keys (key_hash, id, account_id, prefix, created_at, revoked_at)
 VALUES (%(key_hash)s, %(id)s, %(account_id)s, %(prefix)s, %(created_at)s, NULL)
 
 -- account_by_key_hash --
--- Only while the key is active: revoked_at NULL, or still ahead (a rotation's grace). Read on
--- every request, never cached, so a revocation holds on every instance at once.
+-- Only while the key is active: revoked_at NULL, or still ahead (a rotation's grace).
 SELECT id, name, created_at
 FROM accounts
 WHERE id = (
     SELECT account_id FROM api_keys
     WHERE key_hash = %(key_hash)s AND (revoked_at IS NULL OR revoked_at > %(now)s)
 )
+
+-- key_holder_by_hash --
+-- The account and the key, while the key is active (the key's revoked_at bounds how long an
+-- instance may keep it: relay.keys.KeyCache).
+SELECT a.id, a.name, a.created_at, k.id, k.account_id, k.prefix, k.created_at, k.revoked_at
+FROM api_keys k JOIN accounts a ON a.id = k.account_id
+WHERE k.key_hash = %(key_hash)s AND (k.revoked_at IS NULL OR k.revoked_at > %(now)s)
 
 -- lock_account --
 -- Taken before a key is added or revoked: the count of active keys that decides it cannot

@@ -8,7 +8,7 @@ import sqlite3
 from datetime import datetime
 
 from relay.errors import LastActiveKey, TooManyKeys, UnknownAccount
-from relay.keys import ApiKey, key_id
+from relay.keys import ApiKey, KeyHolder, key_id
 from relay.models import Account
 from relay.store.codec import account_from_row, api_key_from_row, ts
 from relay.store.named_sql import load_queries
@@ -56,6 +56,15 @@ class AccountsMixin:
                 QUERIES["account_by_key_hash"], {"key_hash": key_hash, "now": ts(now)}
             ).fetchone()
             return account_from_row(row) if row else None
+
+        return await self._db.read(get)
+
+    async def key_holder_by_hash(self, key_hash: str, now: datetime) -> KeyHolder | None:
+        def get(c: sqlite3.Connection) -> KeyHolder | None:
+            row = c.execute(
+                QUERIES["key_holder_by_hash"], {"key_hash": key_hash, "now": ts(now)}
+            ).fetchone()
+            return KeyHolder(account_from_row(row), api_key_from_row(row[3:])) if row else None
 
         return await self._db.read(get)
 

@@ -88,6 +88,13 @@ WHERE id = (
     WHERE key_hash = :key_hash AND (revoked_at IS NULL OR revoked_at > :now)
 )
 
+-- key_holder_by_hash --
+-- The account and the key, while the key is active (the key's revoked_at bounds how long an
+-- instance may keep it: relay.keys.KeyCache).
+SELECT a.id, a.name, a.created_at, k.id, k.account_id, k.prefix, k.created_at, k.revoked_at
+FROM api_keys k JOIN accounts a ON a.id = k.account_id
+WHERE k.key_hash = :key_hash AND (k.revoked_at IS NULL OR k.revoked_at > :now)
+
 -- account_exists --
 SELECT 1 FROM accounts WHERE id = :account_id
 

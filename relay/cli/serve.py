@@ -43,6 +43,12 @@ DEV_NETWORKS = ("127.0.0.0/8", "::1")
     "$RELAY_LOG_FORMAT, else text on a terminal and JSON otherwise.",
 )
 @click.option(
+    "--access-log/--no-access-log",
+    default=None,
+    help="Log one line per HTTP request (uvicorn's access log, at info); default: "
+    "server.access_log, which is off.",
+)
+@click.option(
     "--dev",
     is_flag=True,
     help="For trying the relay on one machine: webhooks may also go to this machine "
@@ -55,6 +61,7 @@ def serve(
     port: int | None,
     role: str,
     log_format: str | None,
+    access_log: bool | None,
     dev: bool,
 ) -> None:
     """Run the relay (API, polling and delivery); migrates the database first."""
@@ -68,7 +75,11 @@ def serve(
         check_runtime(settings, chosen)
     except RelayError as exc:
         raise click.ClickException(f"configuration: {exc}") from None
-    overrides = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
+    overrides = {
+        k: v
+        for k, v in (("host", host), ("port", port), ("access_log", access_log))
+        if v is not None
+    }
     if overrides:
         settings = settings.model_copy(
             update={"server": settings.server.model_copy(update=overrides)}
@@ -105,6 +116,7 @@ def serve(
             lifespan="off",
             log_config=None,
             log_level=settings.log_level,
+            access_log=settings.server.access_log,
             timeout_graceful_shutdown=int(settings.delivery.timeout) + 5,
         ),
         lifespan=lambda: app.router.lifespan_context(app),

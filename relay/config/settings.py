@@ -130,6 +130,10 @@ class ServerSettings(ConfigModel):
     port: int = Field(default=8000, ge=1, le=65535)
     public_url: str | None = None
     """The externally reachable base URL (inbound webhook URLs are built on it)."""
+    access_log: bool = False
+    """One log line per HTTP request (uvicorn's access log, at info). Off by default: it
+    costs CPU on every request, and the relay logs what happens to tasks and deliveries
+    anyway; ``relay serve --access-log`` turns it on for one run."""
 
     @field_validator("public_url")
     @classmethod

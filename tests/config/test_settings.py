@@ -568,7 +568,12 @@ def test_redacted_hides_credentials() -> None:
         "Authorization": "***",
     }
     assert data["providers"][SANDBOX]["api_key"] == "***"
-    assert data["server"] == {"host": "127.0.0.1", "port": 8000, "public_url": None}
+    assert data["server"] == {
+        "host": "127.0.0.1",
+        "port": 8000,
+        "public_url": None,
+        "access_log": False,
+    }
     assert data["delivery"]["retry_schedule"][0] == 5.0
     assert "sk-live" not in repr(data)
     assert "hunter2" not in repr(data)

@@ -22,17 +22,27 @@ async def renewing(
 
     async def beat() -> None:
         while True:
-            await asyncio.sleep(every)
             try:
                 if await renew() is False:
                     return
             except Exception as exc:
                 log.warning("could not renew the lease of %s: %s", what, exc)
+            await asyncio.sleep(every)
 
-    beating = asyncio.create_task(beat())
+    # Most work ends long before its first beat: a timer, and a task only once it fires.
+    loop = asyncio.get_running_loop()
+    beating: asyncio.Task[None] | None = None
+
+    def start() -> None:
+        nonlocal beating
+        beating = loop.create_task(beat())
+
+    timer = loop.call_later(every, start)
     try:
         yield
     finally:
-        beating.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await beating
+        timer.cancel()
+        if beating is not None:
+            beating.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beating

@@ -58,9 +58,19 @@ def idempotency_key(request: Request) -> str | None:
     return key
 
 
+def _path(request: Request) -> str:
+    """``request.url.path`` without building the URL: the same text for a plain path (the
+    create routes' are), which is hashed into every stored key."""
+    path: str = request.scope["path"]
+    plain = path.isascii() and path.isprintable() and not any(c in path for c in " ?#\\")
+    if plain and path.startswith("/") and not path.startswith("//"):
+        return path
+    return request.url.path
+
+
 def request_hash(request: Request, body: Any) -> str:
     canonical = json.dumps(
-        [request.method, request.url.path, body],
+        [request.method, _path(request), body],
         sort_keys=True,
         separators=(",", ":"),
         ensure_ascii=False,

@@ -443,10 +443,14 @@ class Database:
 
     def after_stop(self, stopped_at: float) -> tuple[int, float, int]:
         """Once the relay has stopped: the polls that were due a second or more before the
-        stop and not made (how many, the oldest's lateness), and the polls the relay
-        recorded (``poll_count``) across all tasks."""
+        stop and not made, or claimed and neither made nor handed back (how many, the
+        oldest's lateness), and the polls the relay recorded (``poll_count``) across all
+        tasks."""
+        # A claim the relay neither made nor handed back has its next poll at its lease's
+        # end, after the stop: it counts too.
         [(overdue, oldest)] = self.execute(
-            "SELECT count(*), min(next_poll_at) FROM tasks WHERE next_poll_at < %(at)s",
+            "SELECT count(*), min(next_poll_at) FROM tasks "
+            "WHERE next_poll_at < %(at)s OR poll_lease_until IS NOT NULL",
             {"at": stopped_at - 1.0},
         )
         [(polls,)] = self.execute(self.POLLS)

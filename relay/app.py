@@ -7,6 +7,7 @@ work in flight, and new work is dispatched at once through the engines' ``wake``
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import random
@@ -453,10 +454,13 @@ async def _running(
             scheduler.shutdown(wait=False)
         if copier is not None:
             copier.pump.stop()  # no new copies nor announcements while the rest winds down
-        if engine is not None:
-            await engine.stop(grace=d.timeout + 1)
         if tracker is not None:
-            await tracker.shut_down(grace=POLL_GRACE)
+            tracker.stop()  # no new polls while the deliveries wind down
+        # Deliveries and polls wind down side by side: the two graces do not add up.
+        await asyncio.gather(
+            *([] if engine is None else [engine.stop(grace=d.timeout + 1)]),
+            *([] if tracker is None else [tracker.shut_down(grace=POLL_GRACE)]),
+        )
         if copier is not None:
             await copier.stop(grace=COPY_GRACE)
         if hub is not None:

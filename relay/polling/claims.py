@@ -26,11 +26,19 @@ UNCAPPED_FACTOR = 2
 """Without a request budget, a provider may hold this many times its concurrency."""
 
 
+MAX_WAIT = 10.0
+"""Seconds of its budget a provider's claimed polls may need before the last begins: on a
+slow budget (a few requests a minute) its concurrency alone would hold polls claimed for
+minutes, past their leases."""
+
+
 def polls_ahead(max_concurrency: int, requests_per_second: float | None) -> int:
-    """How many claimed polls a provider may hold at once."""
+    """How many claimed polls a provider may hold at once: what its concurrency and budget
+    can begin within ``HORIZON``, and never more than its budget begins in ``MAX_WAIT``."""
     if requests_per_second is None:
         return UNCAPPED_FACTOR * max_concurrency
-    return max_concurrency + max(1, math.ceil(requests_per_second * HORIZON))
+    soon = max_concurrency + max(1, math.ceil(requests_per_second * HORIZON))
+    return max(1, min(soon, math.ceil(requests_per_second * MAX_WAIT)))
 
 
 class ClaimBook:
@@ -62,15 +70,23 @@ class ClaimBook:
                 wanted[name] = room
         return wanted
 
-    def claimed(self, asked: Mapping[str, int], got: Mapping[str, int]) -> bool:
-        """A claim asked ``asked`` and took ``got``; True when some provider took all it
-        asked and still has room (claim again at once)."""
+    def claimed(
+        self,
+        asked: Mapping[str, int],
+        got: Mapping[str, int],
+        found: Mapping[str, int] | None = None,
+    ) -> bool:
+        """A claim asked ``asked``, found ``found`` due and took ``got`` of them as new polls
+        (the rest renewed the lease of a poll under way here); True when some provider found
+        all it asked and still has room (claim again at once)."""
+        found = got if found is None else found
         again = False
         for name, n in asked.items():
             taken = got.get(name, 0)
             self._held[name] += taken
-            self._more_due[name] = taken == n
-            if taken == n and self._held[name] < self._ahead[name]:
+            full = found.get(name, 0) == n
+            self._more_due[name] = full
+            if full and self._held[name] < self._ahead[name]:
                 again = True
         return again
 

@@ -119,7 +119,9 @@ class PollDispatch:
             return False  # every provider holds all it can begin soon: a finished poll wakes us
         tasks = await self._store.claim_due_polls(now, asked, self._lease, self._owner)
         got: dict[str, int] = {}
+        found: dict[str, int] = {}
         for task in tasks:
+            found[task.provider] = found.get(task.provider, 0) + 1
             # A poll still under way here when its lease ran out (a provider that hangs) is
             # due again and claimed again: by us, that claim only renewed the lease of the
             # poll under way. Once that poll has saved, the task has a new version and a
@@ -128,7 +130,7 @@ class PollDispatch:
                 self._claimed[task.id] = task.version
                 got[task.provider] = got.get(task.provider, 0) + 1
                 self.spawn(self._claimed_poll(task))
-        return self._book.claimed(asked, got)
+        return self._book.claimed(asked, got, found)
 
     async def _claimed_poll(self, task: Task) -> None:
         try:

@@ -72,7 +72,8 @@ class GroupSaver:
                 for (_, _, done), ok in zip(batch, saved, strict=True):
                     _resolve(done, ok)
                 return
-        for change, version, done in batch:
+
+        async def alone(change: Change, version: int, done: asyncio.Future[bool]) -> None:
             try:
                 ok = await self._store.save_task(change, version)
             except Exception as exc:
@@ -80,6 +81,10 @@ class GroupSaver:
                     done.set_exception(exc)
             else:
                 _resolve(done, ok)
+
+        # Side by side: an outage fails them all within one wait for a connection, not one
+        # wait each, one after the other.
+        await asyncio.gather(*(alone(c, v, d) for c, v, d in batch))
 
 
 def _resolve(done: asyncio.Future[bool], ok: bool) -> None:

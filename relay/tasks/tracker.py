@@ -9,6 +9,7 @@ again, which the monotonic rules make harmless.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 from collections.abc import Callable, Mapping
@@ -277,7 +278,9 @@ class Tracker:
 
     async def poll_due(self) -> None:
         """Claim due tasks and poll each under its provider's concurrency cap (the tick)."""
-        await self.pump.run()
+        # Shielded: the scheduler cancels a job still running at shutdown, and a pass it
+        # cancelled mid-claim would leave claims shut_down never hands back.
+        await asyncio.shield(self.pump.run())
 
     async def drain(self) -> None:
         """Wait for every poll under way (tests, and a tick's end)."""

@@ -2,13 +2,30 @@
 
 from __future__ import annotations
 
-from relay.polling.claims import ClaimBook, polls_ahead
+import pytest
+
+from relay.polling.claims import MAX_WAIT, ClaimBook, polls_ahead
 
 
 def test_polls_ahead_is_what_a_provider_can_begin_within_half_a_second() -> None:
     assert polls_ahead(32, 1000.0) == 32 + 500
-    assert polls_ahead(8, 0.5) == 8 + 1  # a slow budget still lets one more wait its turn
+    assert polls_ahead(8, 10.0) == 8 + 5
     assert polls_ahead(8, None) == 16
+
+
+@pytest.mark.parametrize(
+    ("concurrency", "rps"),
+    [(8, 1000.0), (32, 1000.0), (8, 1.0), (32, 0.5), (32, 0.2), (8, 0.05), (64, 0.5)],
+)
+def test_what_a_provider_holds_claimed_begins_well_within_the_lease(
+    concurrency: int, rps: float
+) -> None:
+    ahead = polls_ahead(concurrency, rps)
+    # The budget begins one poll every 1 / rps s: the last of those claimed together begins
+    # (ahead - 1) / rps s after the claim; past the lease (120 s), another instance would
+    # claim it too.
+    assert ahead >= 1
+    assert (ahead - 1) / rps <= MAX_WAIT
 
 
 def test_a_claim_asks_for_the_room_each_provider_has_up_to_a_batch() -> None:
@@ -41,3 +58,10 @@ def test_providers_found_in_the_database_are_claimed_for_too() -> None:
     book.add({"ark", "gone"}, 50)
     assert book.limits() == {"ark": 8, "gone": 50}
     assert not book.finished("unknown")  # a poll no claim made (a refresh) changes nothing
+
+
+def test_a_claim_that_found_all_it_asked_means_more_may_be_due_even_if_some_only_renewed() -> None:
+    book = ClaimBook({"ark": 4}, batch=200)
+    # Four due, one of them a poll still under way here (its lease renewed, not a new poll).
+    assert book.claimed({"ark": 4}, got={"ark": 3}, found={"ark": 4})
+    assert book.limits() == {"ark": 1}

@@ -276,11 +276,18 @@ class PostgresStore(
                 tasks += [codec.task_from_row(r) for r in rows]
             return tasks
 
-        return await self._db.run(claim, transaction=False)
+        # One transaction: a claim that fails part way (or is run again after a deadlock)
+        # leaves no provider's rows leased and never polled.
+        return await self._db.run(claim)
 
     async def release_polls(self, task_ids: Sequence[str], owner: str, now: datetime) -> None:
         params = {"ids": list(task_ids), "owner": owner, "now": now.timestamp()}
-        await self._db.run(lambda c: c.execute(QUERIES["release_polls"], params), transaction=False)
+
+        async def release(c: Conn) -> None:
+            await c.execute(QUERIES["release_polls"], params)
+            await wake_pollers(c)  # the other instances take them now, not at their tick
+
+        await self._db.run(release)
 
     async def polled_providers(self) -> set[str]:
         rows = await self._db.run(

@@ -279,7 +279,8 @@ WHERE pk IN (SELECT value FROM json_each(:pks))
 -- Claimed polls an instance stopping never made (a JSON array of task ids): due again at once.
 -- Only while still leased to that instance: a poll that saved, or another's claim, is left be.
 UPDATE tasks
-SET next_poll_at = min(next_poll_at, :now), poll_lease_until = NULL, poll_lease_owner = NULL
+SET next_poll_at = min(coalesce(next_poll_at, :now), :now),
+    poll_lease_until = NULL, poll_lease_owner = NULL
 WHERE id IN (SELECT value FROM json_each(:ids)) AND poll_lease_owner = :owner
 
 -- polled_providers --
@@ -419,7 +420,8 @@ UPDATE deliveries SET lease_owner = NULL, lease_until = NULL WHERE lease_until I
 -- release_poll_leases --
 -- A leased task's next poll is its lease's end: a released one is due at once.
 UPDATE tasks
-SET next_poll_at = min(next_poll_at, :now), poll_lease_until = NULL, poll_lease_owner = NULL
+SET next_poll_at = min(coalesce(next_poll_at, :now), :now),
+    poll_lease_until = NULL, poll_lease_owner = NULL
 WHERE poll_lease_until IS NOT NULL
 
 -- release_copy_leases --

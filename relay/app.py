@@ -14,7 +14,6 @@ import random
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Literal
 
-import httpx
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.schedulers.base import STATE_STOPPED
 from starlette.applications import Starlette
@@ -117,7 +116,7 @@ def _provider(
     name: str,
     p: ProviderSettings,
     settings: Settings,
-    http: httpx.AsyncClient,
+    transport: RelayTransport,
     clock: Clock,
     rng: random.Random,
 ) -> ProviderPlan:
@@ -138,7 +137,7 @@ def _provider(
         timeout=p.timeout,
         max_concurrency=p.max_concurrency,
         requests_per_second=p.requests_per_second,
-        http=http,
+        transport=transport,
         clock=clock,
         rng=rng,
     )
@@ -275,8 +274,8 @@ async def _running(
     d = settings.delivery
     # Provider calls go to the operator's own base URLs; webhooks go where callers say, so
     # their transport checks every address against the network policy (relay.net.guard).
+    # (Provider clients send through it directly, without httpx.AsyncClient's middleware.)
     transport = RelayTransport(max_connections=d.max_in_flight + 64)
-    http = httpx.AsyncClient(transport=transport, follow_redirects=False, trust_env=False)
     net = settings.network
     guard = DestinationGuard(net.policy(), resolve_timeout=net.resolve_timeout)
     webhooks = RelayTransport(max_connections=d.max_in_flight + 64, guard=guard)
@@ -299,7 +298,7 @@ async def _running(
             {n: inbound_lifetime(settings.provider_max_age(n)) for n in settings.providers},
         )
         plans = {
-            name: _provider(name, p, settings, http, clock, rng)
+            name: _provider(name, p, settings, transport, clock, rng)
             for name, p in settings.providers.items()
         }
         refresher = OutputRefresher(

@@ -22,6 +22,7 @@ from relay.clock import Clock
 from relay.models import iso
 from relay.provider_answers import FaultKind, ProviderFault, ProviderHealth, ProviderTask
 from relay.submissions import Candidate
+from relay.tasks.request_budget import RequestBudget
 
 log = logging.getLogger("relay.providers")
 
@@ -65,6 +66,14 @@ def _redact_json(value: Any, redact: Callable[[str], str]) -> Any:
     return value
 
 
+_DEFAULT_HEADERS = {
+    "accept": "*/*",
+    "accept-encoding": "gzip, deflate",
+    "user-agent": "seedance-relay/0.1",
+}
+"""Sent with every provider request unless configured otherwise (``gzip`` and ``deflate``:
+the encodings httpx decodes without extra packages)."""
+
 _NOT_PROVIDER_FAULTS = frozenset(
     {FaultKind.NOT_FOUND, FaultKind.INVALID_REQUEST, FaultKind.BACKED_OFF}
 )
@@ -84,7 +93,7 @@ class ProviderClient:
         headers: Mapping[str, str],
         timeout: float,
         max_concurrency: int,
-        http: httpx.AsyncClient,
+        transport: httpx.AsyncBaseTransport,
         clock: Clock,
         rng: random.Random,
         path_prefix: str = "",
@@ -96,7 +105,10 @@ class ProviderClient:
         self.moderation_path = moderation_path
         self._root = base_url.rstrip("/")
         self._base = self._root + path_prefix
-        self._headers = dict(headers)
+        # What httpx.AsyncClient sent by default, under the configured headers (which win,
+        # whatever their case: a gateway may ask for "Accept-Encoding: identity").
+        self._headers = httpx.Headers(_DEFAULT_HEADERS)
+        self._headers.update(headers)
         if api_key:
             self._headers["authorization"] = f"Bearer {api_key}"
         # A header value and, for "Bearer <token>" / "Basic <credentials>", its credential
@@ -114,9 +126,13 @@ class ProviderClient:
         refused, an error naming a URL) must never carry them into logs or task errors."""
         self._timeout = timeout
         self._slots = asyncio.Semaphore(max_concurrency)
-        self._spacing = 1.0 / requests_per_second if requests_per_second else 0.0
-        self._next_slot = 0.0
-        self._http = http
+        self._budget = RequestBudget(requests_per_second) if requests_per_second else None
+        self._transport = transport
+        self._extensions: dict[str, Any] = {
+            "timeout": {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}
+        }
+        """What the transport reads from each request: every phase within ``timeout``, and
+        (``TOTAL_TIMEOUT`` unset) the whole reply within it too, as the delivery engine's."""
         self._clock = clock
         self._rng = rng
         self._faults = 0
@@ -210,9 +226,13 @@ class ProviderClient:
         return text
 
     async def _send(self, call: HttpCall, base: str | None = None) -> HttpReply | ProviderFault:
+        """Send ``call`` through the relay's transport directly: an ``httpx.AsyncClient``'s
+        per-request middleware (cookies, auth, redirects, event hooks) is work a provider
+        call never needs. The budget applies to requests actually sent: each takes its slot
+        after it got one of the provider's concurrency slots."""
         async with self._slots:
-            if self._spacing:
-                await self._budget()
+            if self._budget is not None:
+                await self._budget.wait()
             # A call that waited for a slot may find the provider backed off meanwhile.
             backoff = self.backoff_until()
             if backoff is not None:
@@ -224,14 +244,16 @@ class ProviderClient:
                 )
             self._in_flight += 1
             try:
-                response = await self._http.request(
+                request = httpx.Request(
                     call.method,
                     (base or self._base) + call.path,
                     json=call.json,
                     params=dict(call.params) or None,
                     headers=self._headers,
-                    timeout=self._timeout,
+                    extensions=self._extensions,
                 )
+                response = await self._transport.handle_async_request(request)
+                body = await response.aread()
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
                 # No connection, so nothing was sent: a create can safely go again.
                 return ProviderFault(
@@ -245,17 +267,7 @@ class ProviderClient:
                 return ProviderFault(FaultKind.UNAVAILABLE, True, f"{type(exc).__name__}: {exc}")
             finally:
                 self._in_flight -= 1
-        return HttpReply(response.status_code, response.headers, response.content)
-
-    async def _budget(self) -> None:
-        """Wait for this request's turn under the provider's request budget: requests are
-        spaced ``1 / requests_per_second`` apart (on the event loop's clock)."""
-        # A slot is taken when it has come, not reserved ahead: after an event-loop stall,
-        # waiters whose reserved slots had all passed would otherwise go out together.
-        loop = asyncio.get_running_loop()
-        while (wait := self._next_slot - loop.time()) > 0:  # noqa: ASYNC110 - a clock, not an event
-            await asyncio.sleep(wait)
-        self._next_slot = loop.time() + self._spacing
+        return HttpReply(response.status_code, response.headers, body)
 
     def _note(self, result: R, started: datetime) -> R:
         """Count provider faults (not task answers) for health and back-off. Calls that were

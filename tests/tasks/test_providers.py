@@ -15,6 +15,7 @@ from relay.clock import SystemClock
 from relay.net.transport import RelayTransport
 from relay.provider_answers import FaultKind, ProviderFault
 from relay.tasks.providers import ProviderClient
+from relay.tasks.request_budget import CATCH_UP, EARLY
 from tests.clock import FakeClock
 
 
@@ -27,7 +28,7 @@ def refused_port() -> int:
 async def test_concurrent_calls_refused_at_once_are_one_fault_not_many() -> None:
     # Eight polls in flight when the provider goes away are one outage: counting them as
     # eight faults in a row would back the provider off for minutes after a blip.
-    async with httpx.AsyncClient(transport=RelayTransport()) as http:
+    async with RelayTransport() as transport:
         client = ProviderClient(
             name="blip",
             dialect=ArkDialect(),
@@ -36,7 +37,7 @@ async def test_concurrent_calls_refused_at_once_are_one_fault_not_many() -> None
             headers={},
             timeout=2,
             max_concurrency=8,
-            http=http,
+            transport=transport,
             clock=SystemClock(),
             rng=random.Random(1),
         )
@@ -71,7 +72,7 @@ async def test_a_retry_after_in_the_same_outage_still_holds() -> None:
             },
         )
 
-    async with httpx.AsyncClient(transport=httpx.MockTransport(provider)) as http:
+    async with httpx.MockTransport(provider) as transport:
         client = ProviderClient(
             name="busy",
             dialect=ArkDialect(),
@@ -80,7 +81,7 @@ async def test_a_retry_after_in_the_same_outage_still_holds() -> None:
             headers={},
             timeout=2,
             max_concurrency=8,
-            http=http,
+            transport=transport,
             clock=clock,
             rng=random.Random(1),
         )
@@ -113,7 +114,7 @@ async def test_a_shorter_retry_after_in_the_same_outage_does_not_cut_the_back_of
         await first_noted.wait()
         return httpx.Response(429, headers={"retry-after": "1"}, json={})
 
-    async with httpx.AsyncClient(transport=httpx.MockTransport(provider)) as http:
+    async with httpx.MockTransport(provider) as transport:
         client = ProviderClient(
             name="busy",
             dialect=ArkDialect(),
@@ -122,7 +123,7 @@ async def test_a_shorter_retry_after_in_the_same_outage_does_not_cut_the_back_of
             headers={},
             timeout=2,
             max_concurrency=8,
-            http=http,
+            transport=transport,
             clock=clock,
             rng=random.Random(1),
         )
@@ -146,7 +147,7 @@ async def test_the_request_budget_spaces_requests_to_a_provider() -> None:
             200, json={"id": request.url.path.rsplit("/", 1)[1], "status": "running"}
         )
 
-    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as http:
+    async with httpx.MockTransport(answer) as transport:
         client = ProviderClient(
             name="budget",
             dialect=ArkDialect(),
@@ -155,7 +156,7 @@ async def test_the_request_budget_spaces_requests_to_a_provider() -> None:
             headers={},
             timeout=2,
             max_concurrency=8,
-            http=http,
+            transport=transport,
             clock=SystemClock(),
             rng=random.Random(1),
             requests_per_second=20,
@@ -163,7 +164,9 @@ async def test_the_request_budget_spaces_requests_to_a_provider() -> None:
         await asyncio.gather(*(client.query(f"cgt-{i}") for i in range(6)))
     gaps = [b - a for a, b in itertools.pairwise(seen)]
     assert len(seen) == 6
-    assert all(gap >= 0.045 for gap in gaps), gaps  # 20/s: 50 ms apart, not a burst of 6
+    # 20/s: 50 ms apart (less at most the timer lateness the budget makes up for), not a
+    # burst of 6.
+    assert all(gap >= 0.05 - CATCH_UP - EARLY for gap in gaps), gaps
     assert seen[-1] - seen[0] < 0.5
 
 
@@ -184,7 +187,7 @@ async def test_a_token_set_as_a_bearer_header_is_scrubbed_from_fault_messages() 
             },
         )
 
-    async with httpx.AsyncClient(transport=httpx.MockTransport(echo)) as http:
+    async with httpx.MockTransport(echo) as transport:
         client = ProviderClient(
             name="echo",
             dialect=ArkDialect(),
@@ -193,7 +196,7 @@ async def test_a_token_set_as_a_bearer_header_is_scrubbed_from_fault_messages() 
             headers={"Authorization": f"Bearer {token}"},
             timeout=2,
             max_concurrency=1,
-            http=http,
+            transport=transport,
             clock=SystemClock(),
             rng=random.Random(1),
         )

@@ -179,7 +179,7 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
         headers={},
         timeout=5.0,
         max_concurrency=4,
-        http=http,
+        transport=recorder,
         clock=clock,
         rng=random.Random(1),
     )

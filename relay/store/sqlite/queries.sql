@@ -10,13 +10,15 @@
 -- Run once per connection, outside any transaction.
 -- synchronous=NORMAL in WAL mode survives a killed process (what at-least-once delivery
 -- needs); only an OS crash or power loss can drop the last transactions.
--- The write-ahead log stays small: a checkpoint every 1,000 pages (4 MiB, SQLite's default),
--- and once restarted the log file is cut back to 4 MiB (without journal_size_limit it keeps
--- the largest size it ever had). The runner also truncates it now and then (runner.py).
+-- No connection checkpoints the write-ahead log by itself (SQLite's automatic checkpoint runs
+-- inside the commit that passes its threshold, holding up the writer): the runner's
+-- checkpointer does, in the background, on a connection of its own (checkpointer.py). Once
+-- restarted the log file is cut back to 4 MiB (without journal_size_limit it keeps the
+-- largest size it ever had).
 PRAGMA journal_mode=WAL;
 PRAGMA synchronous=NORMAL;
 PRAGMA busy_timeout=10000;
-PRAGMA wal_autocheckpoint=1000;
+PRAGMA wal_autocheckpoint=0;
 PRAGMA journal_size_limit=4194304;
 PRAGMA foreign_keys=ON;
 
@@ -38,6 +40,30 @@ ROLLBACK
 -- Copies the whole log into the database, waiting (busy_timeout) for readers still on it,
 -- and truncates the log file to nothing. Answers (busy, log frames, frames checkpointed).
 PRAGMA wal_checkpoint(TRUNCATE)
+
+-- checkpoint_passive --
+-- Copies as much of the log into the database as it can without waiting for anyone, while
+-- writers go on committing. Answers (busy, log frames, frames checkpointed).
+PRAGMA wal_checkpoint(PASSIVE)
+
+-- configure_checkpointer --
+-- The checkpointer's connection (after configure_connection): a TRUNCATE checkpoint holds up
+-- new writes while it waits for readers, so it gives up after 50 ms (and is tried again a
+-- second later) rather than keep writers waiting for a stuck reader.
+PRAGMA busy_timeout=50;
+
+-- restore_busy_timeout --
+-- The writer's busy timeout again (as configure_connection sets it), after it truncated a log
+-- that passed its limit with the checkpointer's short one (runner.py, LOG_LIMIT).
+PRAGMA busy_timeout=10000;
+
+-- configure_inline_checkpoints --
+-- The writer's connection when the runner checkpoints in line (the old way, kept as the
+-- baseline of benchmarks/commit_stalls.py): SQLite's automatic checkpoint every 1,000 pages.
+PRAGMA wal_autocheckpoint=1000;
+
+-- page_size --
+PRAGMA page_size
 
 -- create_schema_migrations --
 CREATE TABLE IF NOT EXISTS schema_migrations (

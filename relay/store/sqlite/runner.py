@@ -10,12 +10,21 @@ A full disk is an outage that heals by itself. Every SQLite error comes out as
 ``StoreError`` (the API answers 503); a failed transaction is rolled back, or, when even that
 fails, its connection is closed (which discards it) and opened afresh, so nothing half-done
 is committed and the next write commits as soon as there is room again. The write-ahead log
-is kept small (``configure_connection`` in ``queries.sql``, and a ``TRUNCATE`` checkpoint
-every ``CHECKPOINT_EVERY`` writes or once it passes ``CHECKPOINT_ABOVE``), so the relay's
-own log does not fill the disk; after a
-write fails for want of space, a checkpoint is tried again (at most every
-``FULL_CHECKPOINT_PAUSE`` seconds), which folds the log into the database and frees its
-space once the disk has room for the database to grow.
+is kept small, so the relay's own log does not fill the disk: a checkpointer on a connection
+and thread of its own (``checkpointer.py``) folds it into the database in the background every
+``CHECKPOINT_EVERY`` writes or once its file grew past ``PASSIVE_ABOVE``, and empties it
+(``TRUNCATE``, briefly holding up writes) only when it holds more than ``CHECKPOINT_ABOVE``
+that could not be folded in otherwise; no commit runs a checkpoint. After a write fails for
+want of space, a ``TRUNCATE`` checkpoint is run at once on the writer thread (at most every
+``FULL_CHECKPOINT_PAUSE`` seconds: it is an outage), which folds the log into the database
+and frees its space once the disk has room for the database to grow. Should the log still pass
+``LOG_LIMIT`` times ``CHECKPOINT_ABOVE`` (the checkpointer stalled while a fast writer went on),
+the writer truncates it itself.
+
+``checkpoints="inline"`` is the old way, kept as the baseline of
+``benchmarks/commit_stalls.py``: SQLite's automatic checkpoint on the writer's connection,
+and a ``TRUNCATE`` on the writer thread every ``checkpoint_every`` writes or above
+``CHECKPOINT_ABOVE``.
 """
 
 from __future__ import annotations
@@ -30,11 +39,12 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from relay.errors import MigrationError, StoreError
 from relay.store.named_sql import load_queries
 from relay.store.schema import packaged_migrations, pending_migrations
+from relay.store.sqlite.checkpointer import Checkpointer
 
 QUERIES = load_queries("relay.store.sqlite")
 
@@ -43,15 +53,28 @@ log = logging.getLogger("relay.store.sqlite")
 R = TypeVar("R")
 
 CHECKPOINT_EVERY = 1000
-"""Write transactions between two ``TRUNCATE`` checkpoints. The automatic checkpoint is
-passive: while the reader thread keeps reading it may never get to restart the log, which
-then grows without end. A ``TRUNCATE`` checkpoint waits for the readers (one short read
-transaction at most), restarts the log and shrinks its file to nothing."""
+"""Write transactions between two background checkpoints (a ``PASSIVE`` one: it copies the
+log into the database without holding up writers; the next write then restarts the log)."""
+
+PASSIVE_ABOVE = 4 * 2**20
+"""A log file larger than this after a write asks for a background checkpoint at once
+(where SQLite's automatic checkpoint would have run: 1,000 pages)."""
 
 CHECKPOINT_ABOVE = 8 * 2**20
-"""A log file larger than this after a write is checkpointed (``TRUNCATE``) at once: twice
-what the automatic checkpoint lets it reach, so only a large transaction or readers that
-kept the log from restarting get it there."""
+"""A log longer than this that the background round's ``PASSIVE`` passes left not copied
+whole (or copied whole, yet not restarted since the round before: a reader was on it at the
+next write) is emptied (``TRUNCATE``): a passive checkpoint running beside a steady stream
+of writes ends a few commits short each time, so the log might never restart and grow
+without end. The ``TRUNCATE`` waits for the readers (a short read transaction at most; 50 ms
+at the most, or it gives up for a second), copies what the passes left and shrinks the file
+to nothing. (Inline: the log file size past which the writer truncates it at once.)"""
+
+LOG_LIMIT = 4
+"""Times ``CHECKPOINT_ABOVE``: a log file larger than this after a write is truncated by the
+writer itself, at once (as inline), whatever the checkpointer is doing. The checkpointer
+keeps the log near ``CHECKPOINT_ABOVE``, but a pass that stalls (a slow disk's sync, a
+thread kept off the CPU) lets a fast writer grow it meanwhile: this is the bound that holds
+regardless, so the log cannot fill the disk."""
 
 FULL_CHECKPOINT_PAUSE = 1.0
 """Seconds between two checkpoints tried after writes failed for want of space: each copies
@@ -68,12 +91,14 @@ _OUT_OF_SPACE = frozenset({sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR})
 SQLite meets it outside a plain write (growing the shared-memory index, a sync)."""
 
 
-def _connect(path: str) -> sqlite3.Connection:
+def _connect(path: str, *, inline_checkpoints: bool = False) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     try:
         # WAL, durability, waiting for locks and the log's size: the pragmas and their
         # reasons are in queries.sql.
         conn.executescript(QUERIES["configure_connection"])
+        if inline_checkpoints:
+            conn.executescript(QUERIES["configure_inline_checkpoints"])
     except BaseException:
         conn.close()
         raise
@@ -86,19 +111,24 @@ class _Connection:
     closed, which discards the transaction, and opened afresh on next use: one failed write
     must never keep the next one from committing."""
 
-    def __init__(self, path: str, name: str) -> None:
+    def __init__(self, path: str, name: str, *, inline_checkpoints: bool = False) -> None:
         self._path = path
-        self._conn: sqlite3.Connection | None = _connect(path)
+        self._inline = inline_checkpoints
+        self._conn: sqlite3.Connection | None = _connect(path, inline_checkpoints=self._inline)
         self._thread = ThreadPoolExecutor(1, thread_name_prefix=name)
 
     async def run(self, fn: Callable[[], R]) -> R:
         return await asyncio.get_running_loop().run_in_executor(self._thread, fn)
 
+    @property
+    def thread(self) -> ThreadPoolExecutor:
+        return self._thread
+
     def conn(self) -> sqlite3.Connection:
         """The open connection (on this connection's thread), opened again if it was closed."""
         if self._conn is None:
             try:
-                self._conn = _connect(self._path)
+                self._conn = _connect(self._path, inline_checkpoints=self._inline)
             except sqlite3.Error as exc:
                 raise StoreError(f"sqlite: cannot open the database again: {exc}") from exc
         return self._conn
@@ -154,23 +184,48 @@ class SqliteRunner:
         path: str,
         *,
         checkpoint_every: int = CHECKPOINT_EVERY,
+        passive_above: int = PASSIVE_ABOVE,
+        checkpoint_above: int = CHECKPOINT_ABOVE,
         full_reported_for: float = FULL_REPORTED_FOR,
+        checkpoints: Literal["background", "inline"] = "background",
     ) -> None:
         self.path = path
         self._wal = path + "-wal"
         self._checkpoint_every = checkpoint_every
+        self._passive_above = passive_above
+        self._checkpoint_above = checkpoint_above
+        self._log_limit = LOG_LIMIT * checkpoint_above
+        self._limited_at = float("-inf")
         self._full_reported_for = full_reported_for
         self._writes = 0
         self._full_at = float("-inf")
         """When a write last failed for want of space (``time.monotonic``)."""
         self._full_checkpoint_at = float("-inf")
-        self._writer = _Connection(path, "sqlite-writer")
+        self._nudge_above = passive_above
+        """Log file size past which a write asks for a background round: ``passive_above``,
+        and each time a round was asked for, a quarter of that more than the size then (the
+        file keeps its size when the log restarts, so its size alone would ask after every
+        write); back to ``passive_above`` when the file shrank (truncated, or cut back)."""
+        self._last_size = 0
+        inline = checkpoints == "inline"
+        self._writer = _Connection(path, "sqlite-writer", inline_checkpoints=inline)
         try:
             self._reader = _Connection(path, "sqlite-reader")
         except BaseException:
             self._writer.discard()
             self._writer.shutdown()
             raise
+        self.checkpointer = (
+            None
+            if inline
+            else Checkpointer(
+                partial(_connect, path),
+                self._writer.thread,
+                self._wal,
+                truncate_above=checkpoint_above,
+            )
+        )
+        """The background checkpointer (None when checkpoints run in line)."""
 
     async def write(self, fn: Callable[[sqlite3.Connection], R]) -> R:
         return await self._writer.run(partial(self._write, fn))
@@ -190,7 +245,15 @@ class SqliteRunner:
         """For work that manages its own transactions (migrations)."""
         return await self._writer.run(lambda: fn(self._writer.conn()))
 
+    async def checkpointed(self) -> None:
+        """Wait for the background checkpoint asked for so far, if one is (for tests)."""
+        pending = self.checkpointer.pending() if self.checkpointer is not None else None
+        if pending is not None:
+            await asyncio.wrap_future(pending)
+
     async def close(self) -> None:
+        if self.checkpointer is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.checkpointer.close)
         await self._writer.close()
         await self._reader.close()
 
@@ -205,9 +268,40 @@ class SqliteRunner:
                     self._checkpoint()
             raise
         self._writes += 1
-        if self._writes >= self._checkpoint_every or self._log_size() > CHECKPOINT_ABOVE:
+        if self.checkpointer is not None:
+            size = self._log_size()
+            if size < self._last_size:
+                self._nudge_above = self._passive_above
+            self._last_size = size
+            if size > self._log_limit:
+                self._limit_log()
+            if self._writes >= self._checkpoint_every or size > self._nudge_above:
+                self._writes = 0
+                self._nudge_above = max(size, self._passive_above) + self._passive_above // 4
+                self.checkpointer.nudge()
+        elif self._writes >= self._checkpoint_every or self._log_size() > self._checkpoint_above:
             self._checkpoint()
         return result
+
+    def _limit_log(self) -> None:
+        """The log passed ``LOG_LIMIT``: truncate it on the writer thread, waiting for readers
+        (and a checkpoint under way) no more than the checkpointer does; after that gave up,
+        not again for ``FULL_CHECKPOINT_PAUSE``: a reader that holds on costs writes 50 ms a
+        second, not 10 s each."""
+        now = time.monotonic()
+        if now - self._limited_at < FULL_CHECKPOINT_PAUSE:
+            return
+        try:
+            conn = self._writer.conn()
+            conn.executescript(QUERIES["configure_checkpointer"])
+            try:
+                if not self._checkpoint():
+                    self._limited_at = now
+            finally:
+                conn.executescript(QUERIES["restore_busy_timeout"])
+        except (sqlite3.Error, StoreError) as exc:
+            log.warning("sqlite: the write-ahead log could not be truncated: %s", exc)
+            self._writer.discard()  # opened afresh, with its own busy timeout
 
     def _log_size(self) -> int:
         try:
@@ -215,8 +309,9 @@ class SqliteRunner:
         except OSError:  # no log file (yet)
             return 0
 
-    def _checkpoint(self) -> None:
-        """Copy the log into the database and truncate it (on the writer thread). A failure
+    def _checkpoint(self) -> bool:
+        """Copy the log into the database and truncate it (on the writer thread: inline, or
+        after a write failed for want of space); whether that was done whole. A failure
         loses nothing: the log keeps what the database did not take."""
         self._writes = 0
         try:
@@ -224,11 +319,12 @@ class SqliteRunner:
             [(busy, _, _)] = self._writer.conn().execute(QUERIES["checkpoint"]).fetchall()
         except (sqlite3.Error, StoreError) as exc:
             log.warning("sqlite: the write-ahead log could not be checkpointed: %s", exc)
-            return
+            return False
         if busy:
             # A reader held on past the busy timeout: the log was copied as far as it could
             # be; it is truncated at the next round.
             log.info("sqlite: checkpoint incomplete, a reader was busy")
+        return not busy
 
 
 def _out_of_space(exc: BaseException | None) -> bool:

@@ -13,6 +13,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Protocol
 
+from relay.models import Task
 from relay.transitions import Change
 
 MAX_BATCH = 256
@@ -21,6 +22,8 @@ MAX_BATCH = 256
 
 class SavesTasks(Protocol):
     async def save_task(self, change: Change, expected_version: int) -> bool: ...
+
+    async def get_task(self, account_id: str, task_id: str) -> Task | None: ...
 
     async def save_tasks(self, saves: Sequence[tuple[Change, int]]) -> list[bool]: ...
 
@@ -61,13 +64,14 @@ class GroupSaver:
             self._writing = None
 
     async def _write_batch(self, batch: list[tuple[Change, int, asyncio.Future[bool]]]) -> None:
+        failed = False
         if len(batch) > 1:
             try:
                 saved = await self._store.save_tasks([(c, v) for c, v, _ in batch])
             except Exception:
                 # One bad change (or the database going away) must fail only its own poll:
                 # the saves are written again one by one, each with its own outcome.
-                pass
+                failed = True
             else:
                 for (_, _, done), ok in zip(batch, saved, strict=True):
                     _resolve(done, ok)
@@ -76,6 +80,8 @@ class GroupSaver:
         async def alone(change: Change, version: int, done: asyncio.Future[bool]) -> None:
             try:
                 ok = await self._store.save_task(change, version)
+                if not ok and failed:
+                    ok = await self._written(change, version)
             except Exception as exc:
                 if not done.done():
                     done.set_exception(exc)
@@ -85,6 +91,20 @@ class GroupSaver:
         # Side by side: an outage fails them all within one wait for a connection, not one
         # wait each, one after the other.
         await asyncio.gather(*(alone(c, v, d) for c, v, d in batch))
+
+    async def _written(self, change: Change, version: int) -> bool:
+        """Whether a batch that failed wrote ``change`` all the same: a connection lost
+        while the commit went through tells the writer nothing. Then the task is at the next
+        version with this change's time and poll count; a poll told "stale" instead would
+        apply its answer again and count itself twice."""
+        t = change.task
+        stored = await self._store.get_task(t.account_id, t.id)
+        return (
+            stored is not None
+            and stored.version == version + 1
+            and stored.updated_at == t.updated_at
+            and stored.poll_count == t.poll_count
+        )
 
 
 def _resolve(done: asyncio.Future[bool], ok: bool) -> None:

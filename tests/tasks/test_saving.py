@@ -26,6 +26,11 @@ class Watched:
         self.writes: list[int] = []
         self.refuse: set[str] = set()
         """Task ids whose save raises, as a write the database refuses."""
+        self.lose_answer = False
+        """A batch commits, and then its answer is lost (the connection drops at COMMIT)."""
+
+    async def get_task(self, account_id: str, task_id: str) -> Task | None:
+        return await self.store.get_task(account_id, task_id)
 
     async def save_task(self, change: Change, expected_version: int) -> bool:
         self.writes.append(1)
@@ -37,7 +42,10 @@ class Watched:
         self.writes.append(len(saves))
         if any(change.task.id in self.refuse for change, _ in saves):
             raise StoreError("refused")
-        return await self.store.save_tasks(saves)
+        saved = await self.store.save_tasks(saves)
+        if self.lose_answer:
+            raise StoreError("the connection was lost")
+        return saved
 
 
 @pytest_asyncio.fixture
@@ -104,3 +112,20 @@ async def test_one_refused_save_fails_only_its_own_poll(store: Store) -> None:
     assert isinstance(results[1], StoreError)
     assert results[2] is True
     assert watched.writes == [3, 1, 1, 1]  # the batch, then each save alone
+
+
+async def test_a_batch_that_committed_but_lost_its_answer_counts_as_saved(store: Store) -> None:
+    account = Account(id="acc_a", name="a", created_at=NOW)
+    tasks = [(await register(store, account)).task for _ in range(3)]
+    watched = Watched(store)
+    watched.lose_answer = True
+    saver = GroupSaver(watched)
+
+    results = await asyncio.gather(
+        saver.save(polled(tasks[0]), 0),
+        saver.save(polled(tasks[1]), 0),
+        saver.save(polled(tasks[2]), 5),  # stale: not written by the batch either
+    )
+
+    # Written by the batch: not "stale", or the poll would apply its answer a second time.
+    assert list(results) == [True, True, False]

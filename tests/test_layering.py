@@ -39,6 +39,7 @@ FLOORS: dict[str, int] = {
     "relay.streams.tail": 0,
     "relay.copies": 0,
     "relay.delivery.engine": 2,
+    "relay.delivery.attempts": 2,
     "relay.delivery.recorder": 2,
     "relay.delivery.fresh_urls": 2,
     "relay.pump": 2,

@@ -1,12 +1,14 @@
 """The delivery engine: claims due deliveries, signs them, POSTs them, records every attempt.
 
-Flow: each pass of the pump claims as many due deliveries as there are free slots, never
-more for one destination than its concurrency cap leaves room for, nor for one account than its
-share or its total, nor for a rate-limited destination than its gate lets start now
-(``relay.delivery.fairness``), and starts one send each.
-A finished send is classified by the pure ``relay.delivery.outcomes.classify_attempt`` into a record
-that ``relay.delivery.recorder`` writes in batches, one transaction per batch, which is what
-lets a durable relay keep up with a bare HTTP loop.
+Flow: each pass of the pump is one cycle, one transaction (``DeliveryStore.record_and_claim``):
+it records the attempts finished since the last cycle and claims due deliveries for the free
+slots, never more for one destination than its concurrency cap leaves room for, nor for one
+account than its share or its total, nor for a rate-limited destination than its gate lets
+start now (``relay.delivery.fairness``), and starts one send each (``relay.delivery.attempts``).
+A finished send's record (classified by the pure ``relay.delivery.outcomes``) waits in
+``relay.delivery.recorder`` and wakes the next cycle, so the batch follows the load, the
+database sees one trip a cycle instead of a claim and a record taking turns, and a slot freed
+is refilled by the transaction that records why it is free.
 Until its record is written a delivery stays leased, so a crash at any moment leaves it due
 again once the lease is released (at-least-once). Without a crash a delivery is never sent
 twice: a send starts at most ``RATE_HORIZON`` after its claim, and never on a lease that could
@@ -17,35 +19,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Protocol
 
 import httpx
 
-from relay.backoff import parse_retry_after
 from relay.clock import Clock
 from relay.delivery.announcements import Announcements
+from relay.delivery.attempts import Attempts, LeaseTooShort, Refresh
 from relay.delivery.fairness import Ledger, RateGate, account_limit, filled
-from relay.delivery.formats import render
-from relay.delivery.outcomes import (
-    SLOW_DOWN_STATUSES,
-    AttemptResult,
-    Delivered,
-    RetryPolicy,
-    classify_attempt,
-    describe_attempt,
-    outcome_fields,
-)
+from relay.delivery.outcomes import RetryPolicy
 from relay.delivery.recorder import AttemptRecorder, log_crash
-from relay.delivery.requests import WebhookRequests
+from relay.errors import StoreError
 from relay.logs import ids, url_origin
 from relay.metrics import RelayMetrics
-from relay.models import Attempt, DeliveryStatus, DueDelivery, Event
-from relay.net.transport import BODY_LIMIT, TOTAL_TIMEOUT
+from relay.models import DeliveryStatus, DueDelivery, Event
 from relay.pump import Pump
 from relay.store.interface import DeliveryStore, OperationalEventStore
 from relay.store.values import AttemptRecord
@@ -54,12 +46,6 @@ log = logging.getLogger("relay.delivery")
 
 FILLED_RECHECK = 0.05
 """Seconds before another claim when a destination reached its cap in the last one."""
-
-
-class Refresh(Protocol):
-    def needs_refresh(self, d: DueDelivery, now: datetime) -> bool: ...
-
-    async def body_for(self, d: DueDelivery) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,32 +99,34 @@ class DeliveryEngine:
         ``events`` writes the operational events attempts call for (none without it)."""
         self._events = events
         self._store = store
-        self._metrics = metrics or RelayMetrics()
-        self._refresh = refresh
-        # The shared client's transport, used directly: webhook POSTs need none of
-        # AsyncClient's per-request middleware (cookies, auth, redirects, event hooks).
-        self._transport = transport
         self._clock = clock
-        self._rng = rng
         self._settings = settings
         self._owner = owner
-        t = settings.timeout
-        self._requests = WebhookRequests(
-            {
-                "timeout": {"connect": t, "read": t, "write": t, "pool": t},
-                TOTAL_TIMEOUT: t,
-                BODY_LIMIT: settings.snippet_bytes,
-            }
+        self._attempts = Attempts(
+            transport=transport,
+            clock=clock,
+            rng=rng,
+            timeout=settings.timeout,
+            snippet_bytes=settings.snippet_bytes,
+            retry=settings.retry,
+            refresh=refresh,
+            metrics=metrics or RelayMetrics(),
         )
         self._recorder = AttemptRecorder(
-            store, owner, self._recorded, clock, settings.lease_seconds
+            self._recorded, self._records_waiting, clock, settings.lease_seconds
         )
         self._sends: set[asyncio.Task[None]] = set()
+        self._active = 0
+        """Sends started and not finished (a finished one's task may not be done yet)."""
         self._ledger = Ledger()
         self._backlog = False
         self._stopping = False
         self._gate = RateGate()
         self._claimed_at = clock.now()
+        self._full_claim = True
+        """The next cycle claims for every free slot (new work, a timer): ``_claim_and_send``."""
+        self._timer_at = math.inf
+        """When the earliest timer the engine asked of the pump fires (time.monotonic())."""
         self._announcements = Announcements(settings.failing_after)
         self._announcing: set[asyncio.Task[None]] = set()
         self.on_events: Callable[[], None] = self.wake
@@ -160,7 +148,18 @@ class DeliveryEngine:
 
     def wake(self) -> None:
         """New work was written: send it now, not at the next tick."""
+        self._full_claim = True
         self.pump.wake()
+
+    def _records_waiting(self) -> None:
+        """Finished attempts wait for the next cycle: it records them and claims for the
+        slots they freed."""
+        self.pump.wake()
+
+    def _due_in(self, seconds: float) -> None:
+        """Work falls due in ``seconds``: the cycle then claims for every free slot."""
+        self._timer_at = min(self._timer_at, time.monotonic() + max(0.0, seconds))
+        self.pump.due_in(seconds)
 
     async def stop(self, grace: float) -> None:
         """Stop claiming, let attempts in flight finish (up to ``grace`` s), record them.
@@ -177,59 +176,114 @@ class DeliveryEngine:
                 for task in pending:
                     task.cancel()
                 await asyncio.wait(pending)
-        self._recorder.final = True
-        await self._recorder.flush()
+        await self._recorder.flush(self._store, self._owner)
         if self._announcing:
             await asyncio.wait(set(self._announcing), timeout=max(1.0, grace))
 
     async def _claim_and_send(self) -> bool:
-        free = self._settings.max_in_flight - len(self._sends)
+        """One cycle: write the attempts finished since the last one and claim as many due
+        deliveries as there are free slots, in one transaction: one trip to the database a
+        cycle, and a slot freed is refilled by the write that records why it is free."""
+        records = self._recorder.take()
+        free = self._settings.max_in_flight - self._active
         if free <= 0:
             self._backlog = True
+            if not records:
+                return False
+            free = 0
+        # A cycle woken only by finished attempts claims for the slots they freed and a few
+        # more: the claim ranks a window of four times its limit, so claiming for every free
+        # slot each cycle (192 while one destination holds its 64) cost milliseconds on the
+        # writer for a handful of rows. New work, a timer, a tick, or a claim that filled its
+        # limit claim for all of them.
+        now = time.monotonic()
+        if free and (self._full_claim or not records or now >= self._timer_at):
+            self._full_claim = False
+            self._timer_at = math.inf
+        elif free:
+            free = min(free, len(records) + max(1, self._settings.max_in_flight // 16))
+        claimed_at = self._clock.now()
+        limits = (
+            self._ledger.limits(
+                now,
+                per_destination=self._settings.max_in_flight_per_destination,
+                per_account=self._settings.account_share,
+                per_account_total=account_limit(
+                    self._settings.max_in_flight, self._settings.reserved_for_others
+                ),
+                gate=self._gate,
+            )
+            if free
+            else None
+        )
+        try:
+            due = await self._store.record_and_claim(
+                records,
+                self._owner,
+                claimed_at,
+                free,
+                self._settings.lease_seconds,
+                limits=limits,
+            )
+        except StoreError as exc:
+            pause = self._recorder.refused(records, exc)
+            if pause is not None:
+                self._due_in(pause)
+            raise  # the pump says the database is away, once for the outage
+        except Exception:
+            if not records:
+                raise
+            # Not the database's trouble: a bug, in the claim or in the record. The records
+            # alone, so that a claim that cannot run never costs a delivery a second send.
+            log.exception("a delivery cycle failed; recording its %d attempts alone", len(records))
+            try:
+                await self._store.record_attempts(records, self._owner)
+            except Exception as exc:
+                pause = self._recorder.refused(records, exc)
+                if pause is not None:
+                    self._due_in(pause)
+                raise
+            self._recorder.written(records)
             return False
-        claimed_at = self._claimed_at = self._clock.now()
-        limits = self._ledger.limits(
-            time.monotonic(),
-            per_destination=self._settings.max_in_flight_per_destination,
-            per_account=self._settings.account_share,
-            per_account_total=account_limit(
-                self._settings.max_in_flight, self._settings.reserved_for_others
-            ),
-            gate=self._gate,
-        )
-        due = await self._store.claim_due_deliveries(
-            claimed_at, free, self._settings.lease_seconds, self._owner, limits=limits
-        )
-        if self._stopping:
+        self._recorder.written(records)
+        if limits is None or self._stopping:
             return False  # claimed as the engine stopped: leased, sent after a restart
+        self._claimed_at = claimed_at
         lease_end = claimed_at + timedelta(seconds=self._settings.lease_seconds)
         for delivery in due:
             self._start(delivery, lease_end)
         self._backlog = len(due) == free
+        self._full_claim = self._full_claim or self._backlog
         # A destination or account the claim filled up may have hidden others' due work
         # behind its backlog in the candidate window; a pass shortly after leaves it out and
         # reaches them. Shortly, not at once: skipping a long backlog costs the claim a scan.
         if not self._backlog and filled(limits, due):
-            self.pump.due_in(FILLED_RECHECK)
+            self._due_in(FILLED_RECHECK)
         return self._backlog
 
     async def _seconds_to_next(self) -> float | None:
+        retry = self._recorder.retry_in()
         if self._backlog:
-            return None  # sends finishing will wake the pump
+            return retry  # sends finishing will wake the pump
         # Work due by the last claim was that claim's; anything later wants a timer, and so
         # does a rate-limited destination's due work once its gate opens.
         due = await self._store.next_delivery_at(self._claimed_at)
         waits = [] if due is None else [(due - self._clock.now()).total_seconds()]
+        if retry is not None:
+            waits.append(retry)
         opens = self._gate.opens_in(time.monotonic())
         if opens is not None:
             waits.append(opens)
-        return min(waits, default=None)
+        wait = min(waits, default=None)
+        if wait is not None:  # the pump arms its timer for it
+            self._timer_at = min(self._timer_at, time.monotonic() + max(0.0, wait))
+        return wait
 
     def _recorded(self, records: Sequence[AttemptRecord]) -> None:
         """Retries just written come due later: make sure the pump wakes for the first."""
         retries = [r.next_attempt_at for r in records if r.next_attempt_at is not None]
         if retries:
-            self.pump.due_in((min(retries) - self._clock.now()).total_seconds())
+            self._due_in((min(retries) - self._clock.now()).total_seconds())
         events = self._announcements.recorded(r.delivery_pk for r in records)
         if events and self._events is not None:
             task = asyncio.ensure_future(self._announce(events))
@@ -255,6 +309,7 @@ class DeliveryEngine:
         self._gate.learn(key, delivery.rate_limit, now)
         wait = self._gate.reserve(key, now)
         ticket = self._ledger.start(key, delivery.account_id, now, wait)
+        self._active += 1
         task = asyncio.ensure_future(self._send(delivery, ticket, wait, lease_end))
         self._sends.add(task)
         task.add_done_callback(self._sent)
@@ -262,16 +317,11 @@ class DeliveryEngine:
     def _sent(self, task: asyncio.Task[None]) -> None:
         self._sends.discard(task)
         log_crash(task)
-        # Claim again once a quarter of the slots is free: one claim per send would cost a
-        # database round trip per delivery.
-        free = self._settings.max_in_flight - len(self._sends)
-        if self._backlog and free >= max(1, self._settings.max_in_flight // 4):
-            self.wake()
 
     async def send_now(self, delivery: DueDelivery) -> AttemptRecord:
         """One attempt, now, recorded before returning, with no retry whatever it gets: a
         test event shows the receiver's answer, it is not work to finish."""
-        record = await self._attempt(delivery)
+        record = await self._attempts.make(delivery)
         if record.status is DeliveryStatus.PENDING:
             record = replace(
                 record,
@@ -279,7 +329,7 @@ class DeliveryEngine:
                 next_attempt_at=None,
                 attempt=replace(record.attempt, outcome="failed"),
             )
-        self._finished(delivery, record)
+        self._attempts.finished(delivery, record)
         await self._store.record_attempts([record], self._owner)
         return record
 
@@ -290,16 +340,16 @@ class DeliveryEngine:
         try:
             if wait > 0:
                 await asyncio.sleep(wait)
-            record = await self._attempt(delivery, lease_end)
+            record = await self._attempts.make(delivery, lease_end)
             a = record.attempt
             self._announcements.attempted(
                 delivery, record.status, a.number, a.status_code, a.error, self._clock.now()
             )
             self._recorder.add(record)
-            self._finished(delivery, record)
+            self._attempts.finished(delivery, record)
             if record.attempt.status_code is not None:
                 answered_in = record.attempt.latency_ms / 1000
-        except _LeaseTooShort as exc:
+        except LeaseTooShort as exc:
             # Rare (a slow provider while refreshing a video URL): it stays leased and goes
             # out when the lease has run out and it is claimed again.
             log.warning(
@@ -310,132 +360,9 @@ class DeliveryEngine:
                 exc.left,
                 extra=ids(delivery_id=delivery.id, event_id=delivery.event_id),
             )
-            self.pump.due_in(exc.left + FILLED_RECHECK)
+            self._due_in(exc.left + FILLED_RECHECK)
         finally:
-            left = self._ledger.finish(ticket, time.monotonic(), answered_in)
-            cap = self._settings.max_in_flight_per_destination
-            if left <= cap - max(1, cap // 4):
-                # Claims may have left this destination's (or this account's) due work
-                # behind at its cap; claim again once a quarter of its room is free. Wakes
-                # while a pass runs fold into one more pass, so this is not a database round
-                # trip per delivery.
-                self.wake()
-
-    def _finished(self, d: DueDelivery, record: AttemptRecord) -> None:
-        a = record.attempt
-        self._metrics.attempt_finished(a.outcome, a.latency_ms / 1000)
-        delivered = record.status is DeliveryStatus.SUCCEEDED
-        if delivered and not log.isEnabledFor(logging.DEBUG):
-            return  # the hot path: nothing to build
-        extra = ids(delivery_id=d.id, event_id=d.event_id, task_id=d.task_id, outcome=a.outcome)
-        if delivered:
-            log.debug(
-                "delivery %s of %s to %s: attempt %d delivered (%s) in %.0f ms",
-                d.id,
-                d.event_id,
-                url_origin(d.url),
-                a.number,
-                a.status_code,
-                a.latency_ms,
-                extra=extra,
-            )
-        else:
-            # The origin only: a destination's path or query may hold the receiver's token.
-            log.info(
-                "delivery %s of %s to %s: attempt %d %s (%s)%s",
-                d.id,
-                d.event_id,
-                url_origin(d.url),
-                a.number,
-                a.outcome,
-                a.error or a.status_code,
-                f", next at {record.next_attempt_at.isoformat()}"
-                if record.next_attempt_at is not None
-                else "",
-                extra=extra,
-            )
-
-    async def _attempt(self, d: DueDelivery, lease_end: datetime | None = None) -> AttemptRecord:
-        """The attempt's record. Raises ``_LeaseTooShort``, sending nothing, when the lease
-        (ending at ``lease_end``) could run out before the attempt's timeout: another claim
-        would then send it a second time."""
-        started = self._clock.now()
-        t0 = time.perf_counter()
-        snippet: str | None = None
-        try:
-            body = d.body
-            if self._refresh is not None and self._refresh.needs_refresh(d, started):
-                body = await self._refresh.body_for(d)
-            # A front door's destination gets its own shape of the event, signed as sent.
-            body = render(d.body_format, body)
-            if lease_end is not None:
-                self._check_lease(d, lease_end)
-            response = await self._transport.handle_async_request(
-                self._requests.build(d, body, started)
-            )
-            await response.aread()
-            snippet = response.content[: self._settings.snippet_bytes].decode(
-                "utf-8", errors="replace"
-            )
-            code = response.status_code
-            result = AttemptResult(
-                code,
-                retry_after=parse_retry_after(response.headers, self._clock.now())
-                if code in SLOW_DOWN_STATUSES
-                else None,
-            )
-        except httpx.TimeoutException as exc:
-            result = AttemptResult(
-                None, error=f"timeout after {self._settings.timeout:g} s (" + _describe(exc) + ")"
-            )
-        except httpx.HTTPError as exc:
-            result = AttemptResult(None, error=_describe(exc))
-        except (asyncio.CancelledError, _LeaseTooShort):
-            raise
-        except Exception as exc:
-            # Whatever went wrong, it is recorded as this attempt's outcome: a delivery must
-            # never crash without a record and be re-sent forever at each lease expiry.
-            log.exception(
-                "delivery %s to %s failed unexpectedly",
-                d.id,
-                url_origin(d.url),
-                extra=ids(delivery_id=d.id, event_id=d.event_id),
-            )
-            result = AttemptResult(None, error=_describe(exc))
-        latency_ms = (time.perf_counter() - t0) * 1000
-        number = d.attempt_count + 1
-        outcome = classify_attempt(
-            result, number, self._settings.retry, self._clock.now(), self._rng
-        )
-        label, status, next_at = outcome_fields(outcome)
-        error = None if isinstance(outcome, Delivered) else describe_attempt(result)
-        return AttemptRecord(
-            delivery_pk=d.pk,
-            attempt=Attempt(
-                delivery_id=d.id,
-                number=number,
-                started_at=started,
-                latency_ms=round(latency_ms, 3),
-                outcome=label,
-                status_code=result.status_code,
-                error=error,
-                response_snippet=snippet,
-            ),
-            status=status,
-            next_attempt_at=next_at,
-        )
-
-    def _check_lease(self, d: DueDelivery, lease_end: datetime) -> None:
-        left = (lease_end - self._clock.now()).total_seconds()
-        if left < self._settings.timeout:
-            raise _LeaseTooShort(left)
-
-
-class _LeaseTooShort(Exception):
-    def __init__(self, left: float) -> None:
-        super().__init__(f"{left:.1f} s of the lease left")
-        self.left = left
-
-
-def _describe(exc: Exception) -> str:
-    return f"{type(exc).__name__}: {exc}"[:300]
+            # Its record (added above) wakes the next cycle, which claims for the slot, and
+            # for the destination's and the account's room, freed here.
+            self._active -= 1
+            self._ledger.finish(ticket, time.monotonic(), answered_in)

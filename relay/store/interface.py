@@ -174,6 +174,22 @@ class DeliveryStore(Protocol):
         written, in that transaction."""
         ...
 
+    async def record_and_claim(
+        self,
+        records: Sequence[AttemptRecord],
+        owner: str,
+        now: datetime,
+        limit: int,
+        lease_seconds: float,
+        *,
+        limits: ClaimLimits | None = None,
+    ) -> list[DueDelivery]:
+        """The delivery loop's cycle in one transaction: ``record_attempts(records, owner)``,
+        then ``claim_due_deliveries(now, limit, lease_seconds, owner, limits=limits)``, which
+        sees what the records changed (leases released, retries scheduled). Either both
+        happen or neither does. No records or a ``limit`` of 0: that half is left out."""
+        ...
+
     async def next_delivery_at(self, after: datetime) -> datetime | None:
         """The earliest attempt scheduled later than ``after`` (due ones are for the claim)."""
         ...

@@ -143,7 +143,8 @@ async def test_stop_lets_attempts_in_flight_finish_and_starts_no_more(store: Sto
 
 class Outage:
     """The delivery engine's store role (``DeliveryStore``), except that its first
-    ``failures`` attempt records fail as a database that is down does."""
+    ``failures`` writes of attempt records (with their claims) fail as a database that is
+    down does."""
 
     def __init__(self, store: Store, failures: int) -> None:
         self._store = store
@@ -172,6 +173,24 @@ class Outage:
             self.refused.append(len(records))
             raise StoreError("PostgreSQL: no connection within 5 s")
         await self._store.record_attempts(records, owner)
+
+    async def record_and_claim(
+        self,
+        records: Sequence[AttemptRecord],
+        owner: str,
+        now: datetime,
+        limit: int,
+        lease_seconds: float,
+        *,
+        limits: ClaimLimits | None = None,
+    ) -> list[DueDelivery]:
+        if records and self.failures > 0:
+            self.failures -= 1
+            self.refused.append(len(records))
+            raise StoreError("PostgreSQL: no connection within 5 s")
+        return await self._store.record_and_claim(
+            records, owner, now, limit, lease_seconds, limits=limits
+        )
 
 
 async def test_attempts_the_database_refused_are_recorded_once_it_is_back(store: Store) -> None:

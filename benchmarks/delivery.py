@@ -1,18 +1,28 @@
 """Delivery throughput and latency of the relay, next to bare HTTP loops, in one run.
 
-    python benchmarks/delivery.py [--events 20000] [--concurrency 64]
+    python benchmarks/delivery.py [--events 20000] [--concurrency 64] [--no-httpx]
 
 Measures, against the same local receiver (benchmarks/receiver.py, another process):
 
 1. a bare loop with plain httpx (default transport) sending the same signed requests with no
-   bookkeeping;
-2. the same bare loop with aiohttp, the fastest Python client at hand;
-3. the relay: durable deliveries (events already written to SQLite, each delivery claimed,
-   signed, POSTed, its attempt recorded), events/s from the first claim to the last 2xx;
-4. the relay's latency from an event being written (committed) to the receiver's 2xx, at a
-   steady 100 events/s: p50, p99.
+   bookkeeping (left out with ``--no-httpx``);
+2. the same bare loop with aiohttp, the fastest Python client at hand: the baseline, run
+   right before AND right after the relay; the relay's figure is divided by each;
+3. the relay (P1): durable deliveries (events already written to SQLite, each delivery
+   claimed, signed, POSTed, its attempt recorded), events/s from the wake to the receiver's
+   last POST;
+4. the relay's latency (P2) from an event being written (committed) to the relay having the
+   receiver's 2xx, at a steady 100 events/s for 10 s: p50, p99 and max.
 
-Absolute numbers depend on the machine and its load; the ratios are what to compare.
+Completion is asked of the receiver (it counts what it got; one ``GET /wait/N`` is left
+open), never counted in the relay's database on the event loop under test; the latencies are
+read from the database once the relay has stopped.
+
+Beside each figure, the load of the machine over that phase: the 1-minute load average at
+its end, and "others": the cores that processes other than this benchmark and its receiver
+used meanwhile (/proc). A phase where others used more than 0.2 cores is flagged: not a
+quiet run. Absolute numbers depend on the machine and its load; the ratios are what to
+compare.
 """
 
 from __future__ import annotations
@@ -27,7 +37,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -47,6 +58,9 @@ from relay.store.interface import Store
 from relay.transitions import registered
 
 HERE = Path(__file__).parent
+
+QUIET = 0.2
+"""Cores other processes may use during a phase of a quiet run."""
 
 
 def sample_body() -> bytes:
@@ -119,28 +133,98 @@ async def write_events(store: Store, account: Account, url: str, n: int) -> list
     return written
 
 
-async def wait_delivered(db: str, n: int, limit: float = 600.0) -> None:
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        if finished(db)[0] >= n:
-            return
-        await asyncio.sleep(0.2)
-    raise TimeoutError(f"{n} deliveries did not succeed within {limit:g} s")
+class Receiver:
+    """The receiver process, asked (never the relay's store) whether the work is done."""
+
+    def __init__(self, base: str, pid: int) -> None:
+        self.base = base
+        self.pid = pid
+        self.hook = base + "/hook"
+
+    async def stats(self, at_least: int = 0, limit: float = 600.0) -> tuple[int, float]:
+        """(POSTs so far, ``time.time()`` of the last), once there are ``at_least``: one
+        request, answered by the receiver when it has them."""
+        path = f"/wait/{at_least}" if at_least else "/stats"
+        timeout = aiohttp.ClientTimeout(total=limit)
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as session,
+            session.get(self.base + path) as r,
+        ):
+            got = await r.json()
+        return int(got["posts"]), float(got["last"])
+
+    async def wait_for(self, posts: int, limit: float = 600.0) -> float:
+        """Wait until the receiver has had ``posts`` POSTs in all; the time of the last."""
+        try:
+            return (await self.stats(posts, limit))[1]
+        except TimeoutError:
+            got = (await self.stats())[0]
+            raise TimeoutError(f"the receiver got {got} of {posts} within {limit:g} s") from None
 
 
-def finished(db: str) -> tuple[int, float | None, float | None]:
-    """(succeeded deliveries, first attempt start, last 2xx) read straight from the file."""
-    with sqlite3.connect(db) as conn:
-        done = conn.execute("SELECT count(*) FROM deliveries WHERE status = 'succeeded'")
-        count = done.fetchone()[0]
-        first, last = conn.execute(
-            "SELECT min(started_at), max(started_at + latency_ms / 1000.0) FROM attempts "
-            "WHERE outcome = 'delivered'"
-        ).fetchone()
-    return count, first, last
+@dataclass(frozen=True)
+class Load:
+    """The machine's load over one phase."""
+
+    average: float
+    """The 1-minute load average at the end of the phase."""
+    others: float
+    """Cores used by processes other than this benchmark and its receiver over the phase."""
+
+    def __str__(self) -> str:
+        return f"load {self.average:4.2f}, others {self.others:4.2f} cores"
 
 
-async def relay_run(url: str, n: int, concurrency: int, rate_events: int) -> dict[str, float]:
+def _ticks(pids: Sequence[int]) -> tuple[int, int]:
+    """(jiffies spent in processes on the whole machine, those of ``pids``); (0, 0) where
+    /proc is not there."""
+    try:
+        cpu = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        ours = 0
+        for pid in pids:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            ours += int(fields[11]) + int(fields[12])
+    except OSError:
+        return 0, 0
+    return cpu[0] + cpu[1] + cpu[2], ours
+
+
+class LoadMeter:
+    """The load of each phase: ``stop = meter.start()`` as it begins, ``stop()`` as it ends."""
+
+    def __init__(self, ours: Sequence[int]) -> None:
+        self.ours = list(ours)
+        self.loads: list[Load] = []
+
+    def start(self) -> Callable[[], Load]:
+        machine, ours = _ticks(self.ours)
+        at = time.monotonic()
+
+        def stop() -> Load:
+            machine_now, ours_now = _ticks(self.ours)
+            jiffies = max(1e-9, time.monotonic() - at) * os.sysconf("SC_CLK_TCK")
+            others = (machine_now - machine - (ours_now - ours)) / jiffies
+            load = Load(os.getloadavg()[0], max(0.0, others))
+            self.loads.append(load)
+            return load
+
+        return stop
+
+
+@dataclass(frozen=True)
+class RelayFigures:
+    throughput: float
+    throughput_load: Load
+    cpu_us: float
+    """This process's CPU per event while it drained the backlog (the relay alone runs)."""
+    latencies: list[float]
+    latency_load: Load
+
+
+async def relay_run(
+    receiver: Receiver, n: int, concurrency: int, rate_events: int, meter: LoadMeter
+) -> RelayFigures:
+    url = receiver.hook
     with tempfile.TemporaryDirectory() as tmp:
         db = os.path.join(tmp, "bench.db")
         store = open_store(f"sqlite:///{db}")
@@ -161,29 +245,32 @@ async def relay_run(url: str, n: int, concurrency: int, rate_events: int) -> dic
         try:
             # 1. Throughput: drain a backlog of n written events.
             await write_events(store, account, url, n)
+            posts, _ = await receiver.stats()
+            stop = meter.start()
+            cpu = time.process_time()
             start = time.time()
             engine.wake()
-            await wait_delivered(db, n)
-            _, _, last = finished(db)
-            assert last is not None
+            last = await receiver.wait_for(posts + n)
             throughput = n / (last - start)
+            cpu_us = (time.process_time() - cpu) / n * 1e6
+            throughput_load = stop()
 
             # 2. Latency at a steady rate: write one event every 1/rate s.
             before = time.time()
-            written: list[float] = []
+            stop = meter.start()
             for _ in range(rate_events):
                 tick = time.perf_counter()
-                written += await write_events(store, account, url, 1)
+                await write_events(store, account, url, 1)
                 engine.wake()
                 await asyncio.sleep(max(0.0, 0.01 - (time.perf_counter() - tick)))
-            await wait_delivered(db, n + rate_events)
-            latencies = sorted(latency_ms(db, before))
+            await receiver.wait_for(posts + n + rate_events)
+            latency_load = stop()
         finally:
             await engine.stop(grace=5)
             await transport.aclose()
             await store.close()
-    qs = statistics.quantiles(latencies, n=100)
-    return {"throughput": throughput, "p50": qs[49], "p99": qs[98], "samples": len(latencies)}
+        latencies = sorted(latency_ms(db, before))
+    return RelayFigures(throughput, throughput_load, cpu_us, latencies, latency_load)
 
 
 def latency_ms(db: str, since: float) -> list[float]:
@@ -200,36 +287,66 @@ def latency_ms(db: str, since: float) -> list[float]:
     return [r[0] for r in rows]
 
 
-async def measure(url: str, args: argparse.Namespace) -> None:
+async def measure(receiver: Receiver, args: argparse.Namespace) -> None:
     key = webhook_key(generate_webhook_secret())
-    n, c = args.events, args.concurrency
-    # httpx's default pool degrades with many concurrent requests; give it its best
-    # concurrency too, so the comparison is fair to it.
-    plain = await httpx_loop(url, max(1000, n // 8), c, key)
-    plain_best = await httpx_loop(url, max(1000, n // 8), 4, key)
-    fast = await aiohttp_loop(url, n, c, key)
-    relay = await relay_run(url, n, c, args.rate_events)
+    n, c, url = args.events, args.concurrency, receiver.hook
+    meter = LoadMeter([os.getpid(), receiver.pid])
+    rows: list[tuple[str, str, Load]] = []
+
+    async def bare(label: str, run: Awaitable[float], items: int) -> float:
+        stop = meter.start()
+        cpu = time.process_time()
+        rate = await run
+        cpu_us = (time.process_time() - cpu) / items * 1e6
+        rows.append((label, f"{rate:8.0f} req/s {cpu_us:5.0f} us", stop()))
+        return rate
+
+    if args.httpx:
+        # httpx's default pool degrades with many concurrent requests; give it its best
+        # concurrency too, so the comparison is fair to it.
+        m = max(1000, n // 8)
+        await bare(f"bare loop, plain httpx ({c} concurrent)", httpx_loop(url, m, c, key), m)
+        await bare("bare loop, plain httpx (4 concurrent)", httpx_loop(url, m, 4, key), m)
+    before = await bare(
+        f"bare loop, aiohttp ({c} concurrent), before", aiohttp_loop(url, n, c, key), n
+    )
+    relay = await relay_run(receiver, n, c, args.rate_events, meter)
+    rows.append(
+        (
+            "relay, durable signed deliveries (P1)",
+            f"{relay.throughput:8.0f} ev/s  {relay.cpu_us:5.0f} us",
+            relay.throughput_load,
+        )
+    )
+    after = await bare(
+        f"bare loop, aiohttp ({c} concurrent), after", aiohttp_loop(url, n, c, key), n
+    )
     loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
     print(
-        f"events: {n}, concurrency: {c}, event loop: {loop}, "
+        f"events: {n}, concurrency: {c}, event loop: {loop}, {os.cpu_count()} CPUs, "
         "receiver: benchmarks/receiver.py (another process)"
     )
-    print(f"bare loop, plain httpx ({c} concurrent) {plain:8.0f} req/s")
-    print(f"bare loop, plain httpx (4 concurrent)  {plain_best:8.0f} req/s")
-    print(f"bare loop, aiohttp ({c} concurrent)     {fast:8.0f} req/s")
-    print(f"relay, durable signed deliveries       {relay['throughput']:8.0f} events/s")
+    print(f"{'phase':<44}{'figure':>14} {'CPU/item':>8}   machine load over the phase")
+    for label, figure, load in rows:
+        print(f"{label:<44}{figure}   {load}")
+    print(f"  relay / aiohttp loop before            {relay.throughput / before:8.2f}")
     print(
-        f"  relay / aiohttp loop                 {relay['throughput'] / fast:8.2f}"
-        "   (target >= 0.50)"
+        f"  relay / aiohttp loop after             {relay.throughput / after:8.2f}"
+        "   (target >= 0.6 of each)"
     )
+    lat = relay.latencies
+    qs = statistics.quantiles(lat, n=100)
     print(
-        f"  relay / best plain httpx loop        "
-        f"{relay['throughput'] / max(plain, plain_best):8.2f}"
+        f"latency at 100 events/s, write -> relay has the 2xx, {len(lat)} events (P2): "
+        f"p50 {qs[49]:.1f} ms, p99 {qs[98]:.1f} ms, max {lat[-1]:.1f} ms   "
+        f"{relay.latency_load}   (target max < 20 ms)"
     )
-    print(
-        f"latency at 100 events/s, write -> receiver 2xx ({relay['samples']:.0f} events): "
-        f"p50 {relay['p50']:.1f} ms, p99 {relay['p99']:.1f} ms   (target p99 < 20 ms)"
-    )
+    noisy = [load for load in meter.loads if load.others > QUIET]
+    if noisy:
+        print(
+            f"not a quiet run: other processes used more than {QUIET} cores in "
+            f"{len(noisy)} of {len(meter.loads)} phases"
+        )
 
 
 def main() -> None:
@@ -238,6 +355,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument(
         "--rate-events", type=int, default=1000, help="events sent at 100/s for the latency figure"
+    )
+    parser.add_argument(
+        "--no-httpx", dest="httpx", action="store_false", help="leave out the plain httpx loops"
     )
     parser.add_argument(
         "--loop",
@@ -253,12 +373,13 @@ def main() -> None:
     try:
         assert receiver.stdout is not None
         assert receiver.stdout.readline().strip() == "ready"
+        target = Receiver(f"http://127.0.0.1:{port}", receiver.pid)
         if args.loop == "uvloop":
             import uvloop
 
-            uvloop.run(measure(f"http://127.0.0.1:{port}/hook", args))
+            uvloop.run(measure(target, args))
         else:
-            asyncio.run(measure(f"http://127.0.0.1:{port}/hook", args))
+            asyncio.run(measure(target, args))
     finally:
         receiver.kill()
         receiver.wait()

@@ -9,7 +9,8 @@ distinct ``webhook-id`` headers), loopback only:
 
 1. baseline: the bare aiohttp loop of ``benchmarks/delivery.py`` (64 concurrent, the same
    signed ~1 KB requests, no bookkeeping), in this process, on uvloop. It runs right before
-   each relay configuration, and each relay figure is divided by the baseline next to it.
+   AND right after each relay configuration, and each relay figure is divided by both; the
+   1-minute load average at the end of each of the three phases is printed beside them.
 2. SQLite, one ``python -m relay serve`` process (``--role all``, the only role SQLite has);
 3. PostgreSQL, one ``relay serve --role worker`` process;
 4. PostgreSQL, two ``relay serve --role worker`` processes sharing the same database.
@@ -457,6 +458,10 @@ class Result:
     seconds: float
     baseline: float
     """The aiohttp loop's req/s, measured right before this configuration."""
+    baseline_after: float
+    """The same, measured right after it."""
+    loads: tuple[float, float, float]
+    """The 1-minute load average at the end of each phase: baseline before, relay, after."""
     lag_ms: float
     """From T0 (everything due) to the first attempt's start: the first claim's query, and
     50 ms more when the timer fired a hair early (see the module's docstring)."""
@@ -505,6 +510,7 @@ async def run_config(
     # The baseline, right before: the machine's state drifts between configurations.
     await receiver_stats(session, receiver_url, reset=True)
     baseline = await aiohttp_loop(hook, n, args.concurrency, webhook_key(generate_webhook_secret()))
+    load_before = os.getloadavg()[0]
     await receiver_stats(session, receiver_url, reset=True)
 
     server_started = db.started()
@@ -536,6 +542,7 @@ async def run_config(
                 break
             await asyncio.sleep(0.05)
         after = cpu_sample(ours)
+        load_relay = os.getloadavg()[0]
         wal_after = db.wal()
         for spy in spies:
             spy.send_signal(signal.SIGINT)
@@ -563,6 +570,13 @@ async def run_config(
                         f"relay {i + 1} logged {found[0]} warnings/errors {when}; "
                         f"the first:\n    {found[1]}"
                     )
+
+    # The baseline again, right after: the machine's state drifts during a configuration too.
+    await receiver_stats(session, receiver_url, reset=True)
+    baseline_after = await aiohttp_loop(
+        hook, n, args.concurrency, webhook_key(generate_webhook_secret())
+    )
+    loads = (load_before, load_relay, os.getloadavg()[0])
 
     # The database's account, after a clean stop (every attempt recorded).
     ((succeeded, attempts, resent, first, last),) = db.execute(
@@ -595,6 +609,8 @@ async def run_config(
         events=n,
         seconds=last - first,
         baseline=baseline,
+        baseline_after=baseline_after,
+        loads=loads,
         lag_ms=(first - t0) * 1000,
         relay_cpu=cpu_seconds(before, after, pids),
         receiver_cpu=cpu_seconds(before, after, [receiver_pid]),
@@ -694,11 +710,12 @@ def report(args: argparse.Namespace, results: dict[str, Result]) -> bool:
     )
     print(
         f"baseline: bare aiohttp loop of benchmarks/delivery.py, {args.concurrency} "
-        "concurrent, run right before each configuration"
+        "concurrent, run right before and right after each configuration"
     )
     print()
     head = (
-        f"{'configuration':<38}{'events/s':>9}{'/ base':>8}{'base req/s':>11}"
+        f"{'configuration':<38}{'events/s':>9}{'/ before':>9}{'/ after':>8}{'before':>8}"
+        f"{'after':>7}{'loads b/r/a':>16}"
         f"{'lag ms':>8}{'relay CPU':>10}{'pg CPU':>8}{'rcv CPU':>8}{'machine':>8}"
         f"{'others':>8}{'WAL':>8}  per relay"
     )
@@ -707,15 +724,18 @@ def report(args: argparse.Namespace, results: dict[str, Result]) -> bool:
     for name, r in results.items():
         wal = "-" if r.wal_bytes is None else f"{r.wal_bytes / r.events / 1024:.1f}KB"
         print(
-            f"{LABELS[name]:<38}{r.rate:>9.0f}{r.rate / r.baseline:>8.2f}"
-            f"{r.baseline:>11.0f}{r.lag_ms:>8.1f}"
+            f"{LABELS[name]:<38}{r.rate:>9.0f}{r.rate / r.baseline:>9.2f}"
+            f"{r.rate / r.baseline_after:>8.2f}{r.baseline:>8.0f}{r.baseline_after:>7.0f}"
+            f"{'/'.join(f'{x:.1f}' for x in r.loads):>16}{r.lag_ms:>8.1f}"
             f"{r.relay_cpu * 1e6 / r.events:>8.0f}us{r.postgres_cpu * 1e6 / r.events:>6.0f}us"
             f"{r.receiver_cpu * 1e6 / r.events:>6.0f}us{r.machine:>8.0%}"
             f"{r.others:>8.2f}{wal:>8}"
             f"  {'/'.join(map(str, r.per_instance))}"
         )
     print(
-        "(/ base: relay events/s over the baseline run just before it; lag: from T0 to "
+        "(/ before, / after: relay events/s over the baseline run just before it and just "
+        "after it, in req/s under before and after; loads b/r/a: the 1-minute load average "
+        "at the end of the baseline before, the relay, the baseline after; lag: from T0 to "
         "the first attempt; CPU per event: all relays, all postgres processes, the "
         "receiver; machine: busy share of all CPUs; others: cores used by other processes "
         "meanwhile (not this benchmark's, not postgres); WAL: PostgreSQL's WAL per event; "

@@ -411,6 +411,8 @@ class Phase:
     cpu_ms: float
     """The relay process's CPU time (all threads) per task during the phase."""
     cpu_what: str
+    load: float = math.nan
+    """The machine's 1-minute load average at the end of the phase."""
 
 
 STAGES = (
@@ -484,6 +486,7 @@ def report(
         print(
             f"relay, {p.name:<35}{summary(p.latencies)}"
             + (f"   MISSING {p.missing}" if p.missing else "")
+            + f"   load {p.load:.2f}"
         )
         if not p.latencies:
             met = False
@@ -559,6 +562,7 @@ async def measure(args: argparse.Namespace, tmp: Path, receiver_url: str) -> boo
     steady: list[InkTask] = []
     burst: list[InkTask] = []
     cpu: dict[str, float] = {}
+    loads: dict[str, float] = {}
     try:
         await wait_healthy(relay_url, relay, log)
         # Warm up every connection pool and code path once, unmeasured.
@@ -576,6 +580,7 @@ async def measure(args: argparse.Namespace, tmp: Path, receiver_url: str) -> boo
         expected = len(warm) + len(steady) + len(bench.probes)
         arrived = await bench.arrivals(expected, within=30)
         cpu["steady"] = cpu_seconds(relay.pid) - used
+        loads["steady"] = os.getloadavg()[0]
         if args.burst:
             burst = await bench.create_many(args.burst, args.tasks)
             await asyncio.sleep(1.0)  # let the creates' own work settle
@@ -585,6 +590,7 @@ async def measure(args: argparse.Namespace, tmp: Path, receiver_url: str) -> boo
             await asyncio.gather(*(bench.push(task) for task in burst))
             arrived = await bench.arrivals(expected + len(burst), within=60)
             cpu["burst"] = cpu_seconds(relay.pid) - used
+            loads["burst"] = os.getloadavg()[0]
         if spy is not None:
             spy.send_signal(signal.SIGINT)
             await asyncio.to_thread(spy.wait, 60)
@@ -613,6 +619,7 @@ async def measure(args: argparse.Namespace, tmp: Path, receiver_url: str) -> boo
                 "create, push and callback",
             )
         )
+        phases[-1].load = loads["steady"]
     if burst:
         phases.append(
             phase(
@@ -624,6 +631,7 @@ async def measure(args: argparse.Namespace, tmp: Path, receiver_url: str) -> boo
                 "push and callback",
             )
         )
+        phases[-1].load = loads["burst"]
     base = [(arrived[k] - v) * 1000 for k, v in bench.probes.items() if k in arrived]
     return report(args, relay.pid, base, bench.query_rtts, phases)
 

@@ -19,6 +19,7 @@ import json
 import math
 import re
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -37,7 +38,9 @@ from relay.errors import (
 )
 from relay.heartbeat import renewing
 from relay.ids import new_id
-from relay.models import Account
+from relay.models import Account, Task
+from relay.store.values import KeyAnswer, KeyReserved
+from relay.tasks.registration import Registration
 
 HEADER = "idempotency-key"
 _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
@@ -83,8 +86,14 @@ async def idempotent(
     account: Account,
     body: Any,
     answer: Callable[[], Awaitable[Response]],
+    *,
+    submits: bool = False,
 ) -> Response:
-    """``answer()``, or what it gave the first time this key was used with this body."""
+    """``answer()``, or what it gave the first time this key was used with this body.
+
+    ``submits``: the request submits a task (``registering`` and ``created`` in its
+    ``answer``): the key's latest submission is read with the reservation, and the answer is
+    kept by the transaction that writes the task, not by a write of its own after."""
     key = idempotency_key(request)
     if key is None:
         return await answer()
@@ -93,9 +102,22 @@ async def idempotent(
     digest = request_hash(request, body)
     owner = new_id("req")
     now = svc.clock.now()
-    earlier = await store.reserve_idempotency_key(
-        account.id, key, digest, owner, now, now + timedelta(seconds=LEASE)
-    )
+    lease_until = now + timedelta(seconds=LEASE)
+    hold: _Hold | None = None
+    if submits:
+        reserved = await store.reserve_idempotency_key_to_submit(
+            account.id, key, digest, owner, now, lease_until
+        )
+        if isinstance(reserved, KeyReserved):
+            hold = _Hold(account.id, key, owner, reserved)
+            request.scope[_HOLD] = hold
+            earlier = None
+        else:
+            earlier = reserved
+    else:
+        earlier = await store.reserve_idempotency_key(
+            account.id, key, digest, owner, now, lease_until
+        )
     if earlier is not None:
         if earlier.request_hash != digest:
             raise IdempotencyKeyReused("this Idempotency-Key was used with a different request")
@@ -122,11 +144,14 @@ async def idempotent(
         except BaseException as exc:
             refused = answer_for(exc)
             if refused is None or refused.status >= 500 or isinstance(exc, _NOT_KEPT):
+                # Forgets only an unanswered key: one kept with its task stays (the task is).
                 await store.forget_idempotency_key(account.id, key, owner)
                 raise
             body_text = json.dumps({"error": {"code": refused.code, "message": str(exc)}})
             await store.finish_idempotency_key(account.id, key, owner, refused.status, body_text)
             raise
+    if hold is not None and hold.sent_as_kept(response):
+        return response  # kept with the task it answers, in the transaction that wrote it
     if response.status_code >= 500:
         await store.forget_idempotency_key(account.id, key, owner)
     else:
@@ -134,3 +159,64 @@ async def idempotent(
             account.id, key, owner, response.status_code, bytes(response.body).decode()
         )
     return response
+
+
+_HOLD = "relay.idempotency_hold"
+"""Where ``idempotent(..., submits=True)`` leaves the request's ``_Hold`` (its scope)."""
+
+
+class _Hold:
+    """A request's hold on its Idempotency-Key while it submits a task: what the
+    reservation read, and the answer kept with the task it creates (``AnswerWithTask``)."""
+
+    __slots__ = ("account_id", "kept_body", "key", "owner", "render", "reserved", "status_code")
+
+    def __init__(self, account_id: str, key: str, owner: str, reserved: KeyReserved) -> None:
+        self.account_id = account_id
+        self.key = key
+        self.owner = owner
+        self.reserved = reserved
+        self.status_code = 201
+        self.render: Callable[[Task], str] | None = None
+        self.kept_body: str | None = None
+        """The body written with the task, once its transaction committed."""
+
+    def answer(self, task: Task) -> KeyAnswer:
+        assert self.render is not None
+        body = self.render(task)
+        return KeyAnswer(self.account_id, self.key, self.owner, self.status_code, body)
+
+    def kept(self, answer: KeyAnswer) -> None:
+        self.kept_body = answer.body
+
+    def sent_as_kept(self, response: Response) -> bool:
+        """Whether ``response`` is byte for byte the answer kept with the task (else the
+        key gets ``response``, as without a task)."""
+        return (
+            self.kept_body is not None
+            and response.status_code == self.status_code
+            and bytes(response.body) == self.kept_body.encode()
+        )
+
+
+def registering(
+    request: Request, reg: Registration, status_code: int, render: Callable[[Task], str]
+) -> Registration:
+    """``reg`` with what the request's Idempotency-Key knows (``idempotent(...,
+    submits=True)``): the key's latest submission, read with the reservation, and the
+    answer to keep with the task it creates: ``status_code`` with ``render(task)``."""
+    hold: _Hold | None = request.scope.get(_HOLD)
+    if hold is None:
+        return reg
+    hold.status_code, hold.render = status_code, render
+    return replace(reg, key_latest=hold.reserved, key_answer=hold)
+
+
+def created(
+    request: Request, task: Task, status_code: int, render: Callable[[Task], str]
+) -> Response:
+    """The answer with ``task``: the very body kept with it when its creation kept one."""
+    hold: _Hold | None = request.scope.get(_HOLD)
+    kept = None if hold is None else hold.kept_body
+    body = render(task) if kept is None else kept
+    return Response(body, status_code=status_code, media_type="application/json")

@@ -23,7 +23,7 @@ from relay.api.http import (
     read_json,
     services,
 )
-from relay.api.idempotency import idempotency_key, idempotent
+from relay.api.idempotency import created, idempotency_key, idempotent, registering
 from relay.api.keys import key_routes
 from relay.api.openapi import openapi_routes
 from relay.api.outputs import output_routes
@@ -42,7 +42,7 @@ from relay.errors import (
     UnknownEvent,
     UnknownTask,
 )
-from relay.models import Account, Event, iso
+from relay.models import Account, Event, Task, iso
 from relay.provider_answers import ProviderFault
 from relay.store.values import EventQuery, TaskQuery
 from relay.tasks.providers import ProviderClient
@@ -65,7 +65,9 @@ async def callback_secret(request: Request) -> Response:
 async def create_task(request: Request) -> Response:
     account = await authenticate(request)
     raw = await read_json(request)
-    return await idempotent(request, account, raw, lambda: _create_task(request, account, raw))
+    return await idempotent(
+        request, account, raw, lambda: _create_task(request, account, raw), submits=True
+    )
 
 
 async def _create_task(request: Request, account: Account, raw: dict[str, Any]) -> Response:
@@ -83,8 +85,13 @@ async def _create_task(request: Request, account: Account, raw: dict[str, Any]) 
         input_format=body.input_format,
         idempotency_key=idempotency_key(request),
     )
+    reg = registering(request, reg, 201, _task_body)
     task = await services(request).tracker.register(account, reg)
-    return json_response(task.to_json(), status_code=201)
+    return created(request, task, 201, _task_body)
+
+
+def _task_body(task: Task) -> str:
+    return json.dumps(task.to_json(), separators=(",", ":"), ensure_ascii=False)
 
 
 async def list_tasks(request: Request) -> Response:

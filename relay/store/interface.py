@@ -80,6 +80,7 @@ from relay.store.values import (
     AttemptRecord,
     DeliveryView,
     EventQuery,
+    KeyAnswer,
     MetricsSnapshot,
     Page,
     ReplayQuery,
@@ -92,12 +93,18 @@ class TaskStore(Protocol):
     """What the tracker needs: tasks, their first events, and the poll queue."""
 
     async def create_task(
-        self, change: Change, callback: Destination | None, submission: str | None = None
+        self,
+        change: Change,
+        callback: Destination | None,
+        submission: str | None = None,
+        answer: KeyAnswer | None = None,
     ) -> None:
         """Insert a task with its first events and, with ``callback``, the task's callback
         destination and its deliveries; with ``submission``, mark that submission accepted
-        in the same transaction. Raise ``DuplicateTask`` when the account (or another)
-        already tracks this provider task."""
+        in the same transaction; with ``answer``, keep it for its Idempotency-Key in the
+        same transaction too (as ``finish_idempotency_key``: only while its owner holds the
+        key). Raise ``DuplicateTask`` when the account (or another) already tracks this
+        provider task."""
         ...
 
     async def save_task(self, change: Change, expected_version: int) -> bool:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
-from relay.store.values import IdempotentReply, Page
+from relay.store.values import IdempotentReply, KeyReserved, Page
 from relay.submissions import Submission, SubmissionState
 from relay.transitions import Change
 
@@ -30,6 +30,20 @@ class IdempotencyStore(Protocol):
         lease_until: datetime,
     ) -> IdempotentReply | None:
         """None: the key is now ``owner``'s; else what the request holding it got."""
+        ...
+
+    async def reserve_idempotency_key_to_submit(
+        self,
+        account_id: str,
+        key: str,
+        request_hash: str,
+        owner: str,
+        now: datetime,
+        lease_until: datetime,
+    ) -> IdempotentReply | KeyReserved:
+        """``reserve_idempotency_key`` for a request that submits a task: when the key is
+        now ``owner``'s, the latest submission under it (``submission_for_key``), read in
+        the same write instead of a round trip of its own."""
         ...
 
     async def renew_idempotency_key(

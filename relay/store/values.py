@@ -17,6 +17,7 @@ from relay.models import (
     EventType,
     TaskStatus,
 )
+from relay.submissions import Submission
 
 T = TypeVar("T")
 Order = Literal["asc", "desc"]
@@ -69,6 +70,27 @@ class IdempotentReply:
     body: str | None
     lease_until: datetime
     """While unanswered, its holder's lease: after it the reservation may be taken over."""
+
+
+@dataclass(frozen=True, slots=True)
+class KeyReserved:
+    """An Idempotency-Key now held by the request that reserved it, with the latest
+    submission made under the key (None: none), read in the reservation's own write."""
+
+    latest: Submission | None
+
+
+@dataclass(frozen=True, slots=True)
+class KeyAnswer:
+    """The answer to an Idempotency-Key's request, kept by the transaction that does what it
+    answers (``create_task``), so no crash falls between the two. Kept only while ``owner``
+    still holds the key, as ``finish_idempotency_key`` keeps one."""
+
+    account_id: str
+    key: str
+    owner: str
+    status_code: int
+    body: str
 
 
 SUBSCRIPTION_FIELDS = frozenset({"url", "event_types", "description", "headers", "rate_limit"})

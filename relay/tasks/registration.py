@@ -6,15 +6,26 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from relay.adapters.video_input import Refused, is_neutral, parse_neutral, to_native
 from relay.errors import InvalidInput, UntranslatableInput
-from relay.models import EventType
+from relay.models import EventType, Task
 from relay.polling.schedule import PollPolicy
 from relay.pricing import Cost, PriceTable
 from relay.routing import SubmissionStep
+from relay.store.values import KeyAnswer, KeyReserved
 from relay.tasks.providers import ProviderClient
+
+
+class AnswerWithTask(Protocol):
+    """How a request that holds an Idempotency-Key answers the task it creates
+    (``relay.api.idempotency``): the tracker writes ``answer(task)`` with the task and says
+    ``kept`` once that transaction committed, so the request sends exactly what was kept."""
+
+    def answer(self, task: Task) -> KeyAnswer: ...
+
+    def kept(self, answer: KeyAnswer) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +55,12 @@ class Registration:
     resubmission: bool = False
     """Submitting an existing task again after its provider failed it
     (``relay.tasks.resubmitting``): a task taken moves the task, it creates none."""
+    key_latest: KeyReserved | None = None
+    """The Idempotency-Key's latest submission, read when the request reserved the key
+    (``relay.api.idempotency``), so the submitter need not read it again. None: not read."""
+    key_answer: AnswerWithTask | None = None
+    """The request's answer, kept for its Idempotency-Key by the transaction that writes
+    the task it creates (``create_task``) instead of by a write of its own after."""
 
     def kept_input(self) -> dict[str, Any] | None:
         """The input as kept for a resubmission (``keep_input``), else None."""

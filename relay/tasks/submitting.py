@@ -96,7 +96,10 @@ class Submitter:
         body = native_input(reg, plan)
         digest = body_hash(body)
         if reg.idempotency_key is not None:
-            earlier = await self._store.submission_for_key(account_id, reg.idempotency_key)
+            if reg.key_latest is not None:  # read when the request reserved the key
+                earlier = reg.key_latest.latest
+            else:
+                earlier = await self._store.submission_for_key(account_id, reg.idempotency_key)
             if earlier is not None and earlier.body_hash == digest:
                 if earlier.state is SubmissionState.ACCEPTED or earlier.state.open:
                     return await self._repeat(earlier)

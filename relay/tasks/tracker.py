@@ -145,13 +145,15 @@ class Tracker:
                     f"{reg.provider!r} is a route, which submits tasks: to track an existing "
                     "task, name the provider that has it",
                 )
+            # Each provider of the route reads the key's latest submission afresh: the one
+            # read with the reservation is the latest only until the first is asked.
             return await submit_through(
                 self.submitter,
                 route,
                 self._providers,
                 self._clock,
                 account.id,
-                reg,
+                replace(reg, key_latest=None),
                 new_id("task"),
             )
         plan = self._providers.get(reg.provider)
@@ -215,7 +217,11 @@ class Tracker:
                 apply_answer(change.task, created.task, now, verdicts.event_id, plan.prices),
             )
         change = self._hold(change)
-        await self._store.create_task(change, callback, submission)  # may raise DuplicateTask
+        # The request's answer for its Idempotency-Key goes in the same transaction.
+        answer = None if reg.key_answer is None else reg.key_answer.answer(change.task)
+        await self._store.create_task(change, callback, submission, answer)  # DuplicateTask
+        if answer is not None and reg.key_answer is not None:
+            reg.key_answer.kept(answer)
         self._after_write(change)
         due = change.task.next_poll_at
         if due is not None and due <= self._clock.now():

@@ -11,7 +11,8 @@ from relay.store.codec import ts
 from relay.store.named_sql import load_queries
 from relay.store.postgres.outbox import fetch_one
 from relay.store.postgres.runner import Conn, PgRunner
-from relay.store.values import IdempotentReply
+from relay.store.submission_codec import submission_from_row
+from relay.store.values import IdempotentReply, KeyAnswer, KeyReserved
 
 QUERIES = load_queries("relay.store.postgres")
 
@@ -28,27 +29,35 @@ class IdempotencyMixin:
         now: datetime,
         lease_until: datetime,
     ) -> IdempotentReply | None:
-        key_params = {"account_id": account_id, "key": key}
+        params = _reserve_params(account_id, key, request_hash, owner, now, lease_until)
 
         async def reserve(c: Conn) -> IdempotentReply | None:
-            taken = await fetch_one(
-                c,
-                QUERIES["reserve_idempotency_key"],
-                {
-                    **key_params,
-                    "request_hash": request_hash,
-                    "owner": owner,
-                    "now": ts(now),
-                    "lease_until": ts(lease_until),
-                },
-            )
-            if taken is not None:
+            if await fetch_one(c, QUERIES["reserve_idempotency_key"], params) is not None:
                 return None
-            row = await fetch_one(c, QUERIES["idempotent_reply"], key_params)
-            assert row is not None
-            return IdempotentReply(row[0], row[1], row[2], utc(row[3]))
+            return await _reply(c, account_id, key)
 
-        return await self._db.run(reserve)
+        # Statements of their own (the reply must see a row a concurrent first request
+        # committed while the insert waited for it): no BEGIN and COMMIT round trips.
+        return await self._db.run(reserve, transaction=False)
+
+    async def reserve_idempotency_key_to_submit(
+        self,
+        account_id: str,
+        key: str,
+        request_hash: str,
+        owner: str,
+        now: datetime,
+        lease_until: datetime,
+    ) -> IdempotentReply | KeyReserved:
+        params = _reserve_params(account_id, key, request_hash, owner, now, lease_until)
+
+        async def reserve(c: Conn) -> IdempotentReply | KeyReserved:
+            row = await fetch_one(c, QUERIES["reserve_idempotency_key_to_submit"], params)
+            if row is not None:
+                return KeyReserved(None if row[0] is None else submission_from_row(row))
+            return await _reply(c, account_id, key)
+
+        return await self._db.run(reserve, transaction=False)
 
     async def renew_idempotency_key(
         self, account_id: str, key: str, owner: str, lease_until: datetime
@@ -93,3 +102,41 @@ class IdempotencyMixin:
             return cur.rowcount
 
         return await self._db.run(prune)
+
+
+def _reserve_params(
+    account_id: str,
+    key: str,
+    request_hash: str,
+    owner: str,
+    now: datetime,
+    lease_until: datetime,
+) -> dict[str, object]:
+    return {
+        "account_id": account_id,
+        "key": key,
+        "request_hash": request_hash,
+        "owner": owner,
+        "now": ts(now),
+        "lease_until": ts(lease_until),
+    }
+
+
+async def _reply(c: Conn, account_id: str, key: str) -> IdempotentReply:
+    row = await fetch_one(c, QUERIES["idempotent_reply"], {"account_id": account_id, "key": key})
+    assert row is not None
+    return IdempotentReply(row[0], row[1], row[2], utc(row[3]))
+
+
+async def keep_answer(c: Conn, answer: KeyAnswer) -> None:
+    """``finish_idempotency_key`` in the caller's transaction (``create_task``)."""
+    await c.execute(
+        QUERIES["finish_idempotency_key"],
+        {
+            "status_code": answer.status_code,
+            "body": answer.body,
+            "account_id": answer.account_id,
+            "key": answer.key,
+            "owner": answer.owner,
+        },
+    )

@@ -1061,6 +1061,35 @@ WHERE idempotency_keys.status_code IS NULL
   AND idempotency_keys.request_hash = excluded.request_hash
 RETURNING 1
 
+-- reserve_idempotency_key_to_submit --
+-- reserve_idempotency_key for a request that submits a task: when a row comes back (this
+-- request now holds the key), it carries the latest submission under the key as well
+-- (submission_for_key's columns, all NULL when there is none), so one round trip does both.
+-- The submission is read in this statement's snapshot, as a statement of its own right after
+-- would read it: only the request holding the key begins a submission under it.
+WITH reserved AS (
+    INSERT INTO idempotency_keys (account_id, key, request_hash, created_at, owner, lease_until)
+    VALUES (%(account_id)s, %(key)s, %(request_hash)s, %(now)s, %(owner)s, %(lease_until)s)
+    ON CONFLICT (account_id, key) DO UPDATE
+    SET owner = excluded.owner, lease_until = excluded.lease_until
+    WHERE idempotency_keys.status_code IS NULL
+      AND idempotency_keys.lease_until < %(now)s
+      AND idempotency_keys.request_hash = excluded.request_hash
+    RETURNING 1
+)
+SELECT s.id, s.account_id, s.task_id, s.provider, s.state, s.body_hash, s.registration,
+       s.idempotency_key, s.provider_task_id, s.detail, s.created_at, s.updated_at,
+       s.lease_until, s.looks, s.next_look_at
+FROM reserved
+LEFT JOIN LATERAL (
+    SELECT id, account_id, task_id, provider, state, body_hash, registration, idempotency_key,
+           provider_task_id, detail, created_at, updated_at, lease_until, looks, next_look_at
+    FROM submissions
+    WHERE account_id = %(account_id)s AND idempotency_key = %(key)s
+    ORDER BY pk DESC
+    LIMIT 1
+) s ON true
+
 -- idempotent_reply --
 SELECT request_hash, status_code, body, lease_until
 FROM idempotency_keys

@@ -28,7 +28,7 @@ from relay.store.postgres.announce import AnnounceMixin
 from relay.store.postgres.copies import CopiesMixin
 from relay.store.postgres.deliveries import DeliveriesMixin
 from relay.store.postgres.events import EventsMixin
-from relay.store.postgres.idempotency import IdempotencyMixin
+from relay.store.postgres.idempotency import IdempotencyMixin, keep_answer
 from relay.store.postgres.metrics import MetricsMixin
 from relay.store.postgres.outbox import (
     fetch_all,
@@ -45,7 +45,7 @@ from relay.store.postgres.streams import StreamsMixin
 from relay.store.postgres.submissions import SubmissionsMixin, accept_submission
 from relay.store.postgres.subscriptions import SubscriptionsMixin
 from relay.store.postgres.usage import UsageMixin
-from relay.store.values import Page, TaskQuery
+from relay.store.values import KeyAnswer, Page, TaskQuery
 from relay.transitions import Change
 
 QUERIES = load_queries("relay.store.postgres")
@@ -141,7 +141,11 @@ class PostgresStore(
     # tasks
 
     async def create_task(
-        self, change: Change, callback: Destination | None, submission: str | None = None
+        self,
+        change: Change,
+        callback: Destination | None,
+        submission: str | None = None,
+        answer: KeyAnswer | None = None,
     ) -> None:
         t = change.task
 
@@ -174,6 +178,8 @@ class PostgresStore(
                 raise DuplicateTask(row[0] if row and row[1] == t.account_id else None)
             if submission is not None:
                 await accept_submission(c, submission, t.provider_task_id, t.updated_at)
+            if answer is not None:
+                await keep_answer(c, answer)
             # A registration wakes the pollers even for a poll due later: one of them arms
             # its timer for it (an instance serving only the API polls nothing itself).
             await write_events(c, change.events, destinations, polls=t.next_poll_at is not None)

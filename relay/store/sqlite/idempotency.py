@@ -10,7 +10,8 @@ from relay.models import utc
 from relay.store.codec import ts
 from relay.store.named_sql import load_queries
 from relay.store.sqlite.runner import SqliteRunner
-from relay.store.values import IdempotentReply
+from relay.store.submission_codec import submission_from_row
+from relay.store.values import IdempotentReply, KeyAnswer, KeyReserved
 
 QUERIES = load_queries("relay.store.sqlite")
 
@@ -28,21 +29,26 @@ class IdempotencyMixin:
         lease_until: datetime,
     ) -> IdempotentReply | None:
         def reserve(c: sqlite3.Connection) -> IdempotentReply | None:
-            key_params = {"account_id": account_id, "key": key}
-            taken = c.execute(
-                QUERIES["reserve_idempotency_key"],
-                {
-                    **key_params,
-                    "request_hash": request_hash,
-                    "owner": owner,
-                    "now": ts(now),
-                    "lease_until": ts(lease_until),
-                },
-            ).rowcount
-            if taken:
-                return None
-            row = c.execute(QUERIES["idempotent_reply"], key_params).fetchone()
-            return IdempotentReply(row[0], row[1], row[2], utc(row[3]))
+            return _reserve(c, account_id, key, request_hash, owner, now, lease_until)
+
+        return await self._db.write(reserve)
+
+    async def reserve_idempotency_key_to_submit(
+        self,
+        account_id: str,
+        key: str,
+        request_hash: str,
+        owner: str,
+        now: datetime,
+        lease_until: datetime,
+    ) -> IdempotentReply | KeyReserved:
+        def reserve(c: sqlite3.Connection) -> IdempotentReply | KeyReserved:
+            earlier = _reserve(c, account_id, key, request_hash, owner, now, lease_until)
+            if earlier is not None:
+                return earlier
+            params = {"account_id": account_id, "key": key}
+            row = c.execute(QUERIES["submission_for_key"], params).fetchone()
+            return KeyReserved(None if row is None else submission_from_row(row))
 
         return await self._db.write(reserve)
 
@@ -83,3 +89,43 @@ class IdempotencyMixin:
             )
 
         return await self._db.write(prune)
+
+
+def _reserve(
+    c: sqlite3.Connection,
+    account_id: str,
+    key: str,
+    request_hash: str,
+    owner: str,
+    now: datetime,
+    lease_until: datetime,
+) -> IdempotentReply | None:
+    key_params = {"account_id": account_id, "key": key}
+    taken = c.execute(
+        QUERIES["reserve_idempotency_key"],
+        {
+            **key_params,
+            "request_hash": request_hash,
+            "owner": owner,
+            "now": ts(now),
+            "lease_until": ts(lease_until),
+        },
+    ).rowcount
+    if taken:
+        return None
+    row = c.execute(QUERIES["idempotent_reply"], key_params).fetchone()
+    return IdempotentReply(row[0], row[1], row[2], utc(row[3]))
+
+
+def keep_answer(c: sqlite3.Connection, answer: KeyAnswer) -> None:
+    """``finish_idempotency_key`` in the caller's transaction (``create_task``)."""
+    c.execute(
+        QUERIES["finish_idempotency_key"],
+        {
+            "status_code": answer.status_code,
+            "body": answer.body,
+            "account_id": answer.account_id,
+            "key": answer.key,
+            "owner": answer.owner,
+        },
+    )

@@ -30,7 +30,7 @@ from relay.store.sqlite.accounts import AccountsMixin
 from relay.store.sqlite.announce import AnnounceMixin
 from relay.store.sqlite.copies import CopiesMixin
 from relay.store.sqlite.deliveries import DeliveriesMixin
-from relay.store.sqlite.idempotency import IdempotencyMixin
+from relay.store.sqlite.idempotency import IdempotencyMixin, keep_answer
 from relay.store.sqlite.metrics import MetricsMixin
 from relay.store.sqlite.outbox import insert_delivery, write_copies, write_events
 from relay.store.sqlite.overview import OverviewMixin
@@ -44,7 +44,7 @@ from relay.store.sqlite.submissions import (
 )
 from relay.store.sqlite.subscriptions import SubscriptionsMixin
 from relay.store.sqlite.usage import UsageMixin
-from relay.store.values import DeliveryView, EventQuery, Page, TaskQuery
+from relay.store.values import DeliveryView, EventQuery, KeyAnswer, Page, TaskQuery
 from relay.transitions import Change
 
 QUERIES = load_queries("relay.store.sqlite")
@@ -143,7 +143,11 @@ class SqliteStore(
     # tasks
 
     async def create_task(
-        self, change: Change, callback: Destination | None, submission: str | None = None
+        self,
+        change: Change,
+        callback: Destination | None,
+        submission: str | None = None,
+        answer: KeyAnswer | None = None,
     ) -> None:
         def insert(c: sqlite3.Connection) -> None:
             t = change.task
@@ -167,6 +171,8 @@ class SqliteStore(
                 )
             if submission is not None:
                 accept_submission(c, submission, t.provider_task_id, t.updated_at)
+            if answer is not None:
+                keep_answer(c, answer)
             write_events(c, change.events)
             write_copies(c, change.copies)
 

@@ -163,12 +163,21 @@ async def _housekeeping(store: Store, clock: Clock, settings: Settings) -> None:
         if days is not None:
             before = now - timedelta(days=days)
             pruned = 0
-            # One short transaction per batch, with the event loop free in between.
+            # One short transaction per batch, then a pause as long as the batch took: a
+            # long backlog (a first pass over a long history) takes the writer half the time
+            # at most, and every other request gets in between two batches.
+            loop = asyncio.get_running_loop()
+            began = loop.time()
             while n := await store.prune_history(before, settings.retention.batch_size):
                 pruned += n
-                await asyncio.sleep(0)
+                await asyncio.sleep(loop.time() - began)
+                began = loop.time()
             if pruned:
-                log.info("retention: deleted %d events older than %g days", pruned, days)
+                log.info(
+                    "retention: deleted %d events and finished tasks older than %g days",
+                    pruned,
+                    days,
+                )
     except StoreError as exc:  # the database is away or full: nothing was half-done
         log.warning("housekeeping skipped, the database is unavailable: %s", exc)
     except Exception:  # the next round tries again

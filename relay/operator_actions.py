@@ -3,9 +3,11 @@
 subscriptions, and replay a time range of events to one subscription.
 
 A replay is counted first (so a progress bar knows its length), then written by the store in
-batches of ordered deliveries, continuing from the last event of the previous batch: only one
-batch of ids is ever held, whatever the range. The running relay sends what was written at its
-next delivery tick; nothing here talks to it.
+batches of ordered deliveries, oldest first, continuing past the last event the previous batch
+read: only one batch of ids is ever held, whatever the range. The store counts and writes in
+bounded steps of the window (``relay.store.replay_steps``), each its own short transaction,
+so a replay over a long history never holds a database thread for long. The running relay
+sends what was written at its next delivery tick; nothing here talks to it.
 """
 
 from __future__ import annotations

@@ -72,6 +72,7 @@ from relay.models import (
 )
 from relay.store.copy_roles import CopyStore
 from relay.store.overview_roles import OverviewStore
+from relay.store.replay_steps import ReplayCursor
 from relay.store.stream_roles import StreamStore
 from relay.store.submission_roles import IdempotencyStore, SubmissionStore
 from relay.store.usage_roles import UsageStore
@@ -298,15 +299,18 @@ class SubscriptionStore(Protocol):
         query: ReplayQuery,
         now: datetime,
         *,
-        after: int | None,
+        after: ReplayCursor | None,
         limit: int,
-    ) -> tuple[int, int | None]:
+    ) -> tuple[int, ReplayCursor | None]:
         """New ordered deliveries to one destination for up to ``limit`` matching events
-        after position ``after``, oldest first: (how many, where to continue or None)."""
+        after position ``after``, oldest first (by creation time): (how many, where to
+        continue or None). Written in short transactions over bounded steps of the window
+        (``relay.store.replay_steps``), never one statement over the whole history."""
         ...
 
     async def count_replay(self, account_id: str, destination_id: str, query: ReplayQuery) -> int:
-        """How many events ``replay`` would send in all (for a progress bar)."""
+        """How many events ``replay`` would send in all (for a progress bar), counted in
+        bounded steps, each its own short read."""
         ...
 
     async def insert_test_delivery(
@@ -450,8 +454,10 @@ class StoreUpkeep(Protocol):
 
     async def prune_history(self, before: datetime, limit: int) -> int:
         """Delete up to ``limit`` events created before ``before`` with their deliveries and
-        attempts, in one short transaction; never an event with a pending delivery. How many
-        events went (0: nothing left to prune)."""
+        attempts, in one short transaction; never an event with a pending delivery. Once no
+        such event is left, the rest of the batch deletes finished tasks not updated since
+        ``before`` that have no event left, with their callback destinations (never an open
+        task, nor a subscription). How many events and tasks went (0: nothing left)."""
         ...
 
 

@@ -958,66 +958,63 @@ WHERE id = %(id)s
   AND status = 'active'
 FOR KEY SHARE
 
--- replay_events --
--- Task events only: a test event was one subscription's, never anyone's to replay.
--- The events a replay sends, one batch past the cursor: the types the subscription wants,
--- created in [since, until).
-SELECT pk, id, task_id
-FROM events
-WHERE account_id = %(account_id)s AND task_id IS NOT NULL
-  AND type = ANY(%(types)b::text[])
-  AND created_at >= %(since)s
-  AND created_at < %(until)s
-  AND pk > %(after)s
-ORDER BY pk
-LIMIT %(limit)s
+-- replay_window --
+-- One bounded step of a replay or its count: the next %(scan)s events of the account created
+-- in [since, until), past the cursor (after_at, after_pk), in (created_at, pk) order: a range
+-- of events_account_time, however long the history (an empty window reads nothing). Each
+-- says whether the replay sends it: task events only (a test event was one subscription's,
+-- never anyone's to replay) of the types the subscription takes, and with only_failed only
+-- those whose deliveries to it failed or were stopped and never succeeded (deliveries_event,
+-- per event read: a column, not a filter, so the step stays bounded however rare they are).
+SELECT pk, id, task_id, created_at,
+       task_id IS NOT NULL
+       AND type = ANY(%(types)b::text[])
+       AND (NOT %(only_failed)s OR (
+           EXISTS (
+               SELECT 1 FROM deliveries AS d
+               WHERE d.event_pk = e.pk AND d.destination_id = %(destination_id)s
+                 AND d.status IN ('failed', 'stopped')
+           )
+           AND NOT EXISTS (
+               SELECT 1 FROM deliveries AS d
+               WHERE d.event_pk = e.pk AND d.destination_id = %(destination_id)s
+                 AND d.status = 'succeeded'
+           )
+       ))
+FROM events AS e
+WHERE account_id = %(account_id)s
+  AND created_at >= %(since)s AND created_at < %(until)s
+  AND (created_at, pk) > (%(after_at)s::float8, %(after_pk)s::bigint)
+ORDER BY created_at, pk
+LIMIT %(scan)s
 
--- replay_failed_events --
--- As replay_events, only those whose delivery to it failed or stopped and never succeeded. A
--- query of its own, not "NOT only_failed OR ...": behind the OR the subquery cannot become a
--- join, and each batch then scanned the account's events for the few that failed (EXPLAIN:
--- the count 346 ms instead of 130 ms with 1 failure in 50; worse the rarer failures are).
-SELECT pk, id, task_id
-FROM events
-WHERE account_id = %(account_id)s AND task_id IS NOT NULL
-  AND type = ANY(%(types)b::text[])
-  AND created_at >= %(since)s
-  AND created_at < %(until)s
-  AND pk IN (
-    SELECT event_pk FROM deliveries
-    WHERE destination_id = %(destination_id)s AND status IN ('failed', 'stopped')
-    EXCEPT
-    SELECT event_pk FROM deliveries
-    WHERE destination_id = %(destination_id)s AND status = 'succeeded'
-  )
-  AND pk > %(after)s
-ORDER BY pk
-LIMIT %(limit)s
+-- failed_event_pks --
+-- The events whose deliveries to the subscription failed or were stopped, up to %(cap)s
+-- (deliveries_destination): when they are few, an only_failed replay reads them alone
+-- (replay_failed_window) instead of walking its window.
+SELECT DISTINCT event_pk FROM deliveries
+WHERE destination_id = %(destination_id)s AND status IN ('failed', 'stopped')
+LIMIT %(cap)s
 
--- count_replay_events --
--- What replay_events would send, all batches together.
-SELECT count(*)
-FROM events
-WHERE account_id = %(account_id)s AND task_id IS NOT NULL
-  AND type = ANY(%(types)b::text[])
-  AND created_at >= %(since)s
-  AND created_at < %(until)s
-
--- count_replay_failed_events --
--- What replay_failed_events would send, all batches together.
-SELECT count(*)
-FROM events
-WHERE account_id = %(account_id)s AND task_id IS NOT NULL
-  AND type = ANY(%(types)b::text[])
-  AND created_at >= %(since)s
-  AND created_at < %(until)s
-  AND pk IN (
-    SELECT event_pk FROM deliveries
-    WHERE destination_id = %(destination_id)s AND status IN ('failed', 'stopped')
-    EXCEPT
-    SELECT event_pk FROM deliveries
-    WHERE destination_id = %(destination_id)s AND status = 'succeeded'
-  )
+-- replay_failed_window --
+-- As replay_window with only_failed, over the events of failed_event_pks alone (at most a
+-- step's worth): the same rows, in the same order, past the same cursor, without reading
+-- the events that never failed.
+SELECT pk, id, task_id, created_at,
+       task_id IS NOT NULL
+       AND type = ANY(%(types)b::text[])
+       AND NOT EXISTS (
+           SELECT 1 FROM deliveries AS d
+           WHERE d.event_pk = e.pk AND d.destination_id = %(destination_id)s
+             AND d.status = 'succeeded'
+       )
+FROM events AS e
+WHERE pk = ANY(%(failed)b::bigint[])
+  AND account_id = %(account_id)s
+  AND created_at >= %(since)s AND created_at < %(until)s
+  AND (created_at, pk) > (%(after_at)s::float8, %(after_pk)s::bigint)
+ORDER BY created_at, pk
+LIMIT %(scan)s
 
 -- test_delivery_target --
 SELECT key, url, secret, previous_secret, previous_secret_until, headers, rate_limit
@@ -1360,7 +1357,7 @@ WITH doomed AS (
       AND NOT EXISTS (
         SELECT 1 FROM deliveries AS d WHERE d.event_pk = e.pk AND d.status = 'pending'
       )
-    ORDER BY pk
+    ORDER BY created_at, pk  -- the oldest first, a range of events_time
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 ),
@@ -1371,6 +1368,35 @@ gone_attempts AS (
     DELETE FROM attempts WHERE delivery_pk IN (SELECT pk FROM gone_deliveries)
 )
 DELETE FROM events WHERE pk IN (SELECT pk FROM doomed)
+
+-- prune_finished_tasks --
+-- Finished tasks not updated since %(before)s whose events are all gone (prune_history took
+-- them; an event kept for a pending delivery keeps its task), the oldest first: a range of
+-- tasks_finished (an open task is never in it). With them go their callback destinations
+-- (nothing left delivered to them) and the records of their copies that are no more; a
+-- stored copy's record stays, its stable link serving it until outputs.retention_days.
+WITH doomed AS (
+    SELECT id
+    FROM tasks AS t
+    WHERE status IN ('succeeded', 'failed', 'expired', 'cancelled')
+      AND updated_at < %(before)s
+      AND NOT EXISTS (
+        SELECT 1 FROM events AS e WHERE e.account_id = t.account_id AND e.task_id = t.id
+      )
+    ORDER BY updated_at, pk
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+),
+gone_copies AS (
+    DELETE FROM output_copies
+    WHERE task_id IN (SELECT id FROM doomed) AND state IN ('deleted', 'failed')
+),
+gone_callbacks AS (
+    DELETE FROM destinations AS dst
+    WHERE kind = 'callback' AND task_id IN (SELECT id FROM doomed)
+      AND NOT EXISTS (SELECT 1 FROM deliveries AS d WHERE d.destination_id = dst.id)
+)
+DELETE FROM tasks WHERE id IN (SELECT id FROM doomed)
 
 -- ---------------------------------------------------------------------------------------
 -- usage.py: what an account's tasks cost

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from relay.ids import new_id
 from relay.models import (
-    DEFAULT_EVENT_TYPES,
     DueDelivery,
     Event,
-    EventType,
     Subscription,
     SubscriptionStatus,
 )
@@ -28,25 +27,18 @@ from relay.store.codec import (
 )
 from relay.store.named_sql import load_queries
 from relay.store.postgres.outbox import (
-    NewDelivery,
     disable_in,
     fetch_all,
     fetch_one,
-    insert_deliveries,
     lock_subscription,
     stop_pending,
 )
+from relay.store.postgres.replays import count_step, replay_step
 from relay.store.postgres.runner import Conn, PgRunner
+from relay.store.replay_steps import REPLAY_SCAN, ReplayCursor
 from relay.store.values import Page, ReplayQuery
 
 QUERIES = load_queries("relay.store.postgres")
-
-_FAR_FUTURE = 1e15
-
-
-def _wanted_types(event_types: frozenset[EventType] | None) -> list[str]:
-    """The filter's types; no filter means the terminal types."""
-    return sorted(t.value for t in (event_types or DEFAULT_EVENT_TYPES))
 
 
 class SubscriptionsMixin:
@@ -181,6 +173,9 @@ class SubscriptionsMixin:
             transaction=False,
         )
 
+    replay_scan: int = REPLAY_SCAN
+    """Events a replay or its count reads per transaction (tests make it small)."""
+
     async def replay(
         self,
         account_id: str,
@@ -188,53 +183,54 @@ class SubscriptionsMixin:
         query: ReplayQuery,
         now: datetime,
         *,
-        after: int | None,
+        after: ReplayCursor | None,
         limit: int,
-    ) -> tuple[int, int | None]:
-        async def insert(c: Conn) -> tuple[int, int | None]:
-            found = await _replay_target(c, account_id, destination_id, lock=True)
-            if found is None:
-                return 0, None
-            key, url, types = found
-            rows = await fetch_all(
-                c,
-                QUERIES["replay_failed_events"] if query.only_failed else QUERIES["replay_events"],
-                {
-                    **_replay_params(account_id, destination_id, query, types),
-                    "after": after or 0,
-                    "limit": limit,
-                },
+    ) -> tuple[int, ReplayCursor | None]:
+        # Up to ``limit`` events, each step a short transaction over at most ``replay_scan``
+        # events of the window (relay.store.replay_steps).
+        total, cursor = 0, after
+        while True:
+            step = await self._db.run(
+                partial(
+                    replay_step,
+                    account_id=account_id,
+                    destination_id=destination_id,
+                    query=query,
+                    now=now,
+                    cursor=cursor,
+                    want=limit - total,
+                    scan=self.replay_scan,
+                )
             )
-            await insert_deliveries(
-                c,
-                [
-                    NewDelivery(pk, event_id, account_id, destination_id, key, url, task_id)
-                    for pk, event_id, task_id in rows
-                ],
-                now,
-                ordered=True,
-            )
-            return len(rows), (rows[-1][0] if len(rows) == limit else None)
-
-        return await self._db.run(insert)
+            if step is None:  # no such active subscription (any more)
+                return total, None
+            written, cursor, done = step
+            total += written
+            if total >= limit:
+                return total, cursor
+            if done:
+                return total, None
 
     async def count_replay(self, account_id: str, destination_id: str, query: ReplayQuery) -> int:
-        async def count(c: Conn) -> int:
-            found = await _replay_target(c, account_id, destination_id, lock=False)
-            if found is None:
-                return 0
-            row = await fetch_one(
-                c,
-                (
-                    QUERIES["count_replay_failed_events"]
-                    if query.only_failed
-                    else QUERIES["count_replay_events"]
-                ),
-                _replay_params(account_id, destination_id, query, found[2]),
+        # In steps of ``replay_scan`` events, each its own short read.
+        total, cursor = 0, None
+        while True:
+            step = await self._db.run(
+                partial(
+                    count_step,
+                    account_id=account_id,
+                    destination_id=destination_id,
+                    query=query,
+                    cursor=cursor,
+                    scan=self.replay_scan,
+                )
             )
-            return int(row[0]) if row else 0
-
-        return await self._db.run(count)
+            if step is None:
+                return 0
+            counted, cursor = step
+            total += counted
+            if cursor is None:
+                return total
 
     async def insert_test_delivery(
         self,
@@ -295,31 +291,3 @@ class SubscriptionsMixin:
 async def _get(c: Conn, account_id: str, sub_id: str) -> Subscription | None:
     row = await fetch_one(c, QUERIES["get_subscription"], {"id": sub_id, "account_id": account_id})
     return subscription_from_row(row) if row else None
-
-
-async def _replay_target(
-    c: Conn, account_id: str, destination_id: str, *, lock: bool
-) -> tuple[str, str, list[str]] | None:
-    """The key, URL and wanted types of an active subscription; ``lock``: taken as a fan-out
-    takes its destinations (see lock_replay_target)."""
-    params = {"id": destination_id, "account_id": account_id}
-    if lock:
-        row = await fetch_one(c, QUERIES["lock_replay_target"], params)
-    else:
-        row = await fetch_one(c, QUERIES["replay_target"], params)
-    if row is None:
-        return None
-    return row[0], row[1], _wanted_types(codec.event_types_from(row[2]))
-
-
-def _replay_params(
-    account_id: str, destination_id: str, query: ReplayQuery, types: list[str]
-) -> dict[str, Any]:
-    """The filter of the replay queries (only_failed picks the query)."""
-    return {
-        "account_id": account_id,
-        "destination_id": destination_id,
-        "types": types,
-        "since": ts(query.since) or 0.0,
-        "until": ts(query.until) or _FAR_FUTURE,
-    }

@@ -335,9 +335,12 @@ WHERE id = :event_id AND account_id = :account_id
 
 -- list_events_asc --
 -- One arm per shape of filter, as in list_tasks_asc: a task's events seek
--- events_account_task; with a delivery status, the events of the matching deliveries are
--- looked up by pk and sorted (a walk of events_account would read every event of the
--- account when few match); otherwise events_account. The guards test parameters only.
+-- events_account_task (a delivery status checked per event, deliveries_event); with a
+-- delivery status, the account's deliveries in it are walked in event order
+-- (deliveries_account_status), one row per event, stopping at the page: a rare status reads
+-- only its own deliveries, a common one only the page's (a walk of events_account would read
+-- every event of the account when few match); otherwise events_account. The guards test
+-- parameters only.
 SELECT pk, id, account_id, task_id, type, sequence, created_at, body, url_expires_at
 FROM events
 WHERE :task_id IS NOT NULL
@@ -345,23 +348,28 @@ WHERE :task_id IS NOT NULL
   AND (:type IS NULL OR type = :type)
   AND (:since IS NULL OR created_at >= :since)
   AND (:until IS NULL OR created_at < :until)
-  AND (:delivery_status IS NULL OR pk IN (
-      SELECT event_pk FROM deliveries WHERE account_id = :account_id AND status = :delivery_status
+  AND (:delivery_status IS NULL OR EXISTS (
+      SELECT 1 FROM deliveries d WHERE d.event_pk = events.pk AND d.status = :delivery_status
   ))
   AND pk > coalesce(:after, 0)
 UNION ALL
-SELECT pk, id, account_id, task_id, type, sequence, created_at, body, url_expires_at
-FROM events
-WHERE :task_id IS NULL AND :delivery_status IS NOT NULL
-  AND account_id = :account_id
-  AND (:type IS NULL OR type = :type)
-  AND (:since IS NULL OR created_at >= :since)
-  AND (:until IS NULL OR created_at < :until)
-  AND pk IN (
-      SELECT event_pk FROM deliveries WHERE account_id = :account_id AND status = :delivery_status
-  )
-  -- The unary + keeps the cursor off the index, so the matching deliveries drive this arm.
-  AND +pk > coalesce(:after, 0)
+-- Its own ORDER BY and LIMIT: the compound then sorts one page of it, not all of it.
+SELECT * FROM (
+    SELECT d.event_pk, e.id, e.account_id, e.task_id, e.type, e.sequence, e.created_at, e.body,
+           e.url_expires_at
+    FROM deliveries d
+    JOIN events e ON e.pk = d.event_pk
+    WHERE :task_id IS NULL AND :delivery_status IS NOT NULL
+      AND d.account_id = :account_id AND d.status = :delivery_status
+      AND d.event_pk > coalesce(:after, 0)
+      AND e.account_id = :account_id
+      AND (:type IS NULL OR e.type = :type)
+      AND (:since IS NULL OR e.created_at >= :since)
+      AND (:until IS NULL OR e.created_at < :until)
+    GROUP BY d.event_pk
+    ORDER BY d.event_pk ASC
+    LIMIT :limit
+)
 UNION ALL
 SELECT pk, id, account_id, task_id, type, sequence, created_at, body, url_expires_at
 FROM events
@@ -383,23 +391,28 @@ WHERE :task_id IS NOT NULL
   AND (:type IS NULL OR type = :type)
   AND (:since IS NULL OR created_at >= :since)
   AND (:until IS NULL OR created_at < :until)
-  AND (:delivery_status IS NULL OR pk IN (
-      SELECT event_pk FROM deliveries WHERE account_id = :account_id AND status = :delivery_status
+  AND (:delivery_status IS NULL OR EXISTS (
+      SELECT 1 FROM deliveries d WHERE d.event_pk = events.pk AND d.status = :delivery_status
   ))
   AND pk < coalesce(:after, 9223372036854775807)
 UNION ALL
-SELECT pk, id, account_id, task_id, type, sequence, created_at, body, url_expires_at
-FROM events
-WHERE :task_id IS NULL AND :delivery_status IS NOT NULL
-  AND account_id = :account_id
-  AND (:type IS NULL OR type = :type)
-  AND (:since IS NULL OR created_at >= :since)
-  AND (:until IS NULL OR created_at < :until)
-  AND pk IN (
-      SELECT event_pk FROM deliveries WHERE account_id = :account_id AND status = :delivery_status
-  )
-  -- The unary + keeps the cursor off the index, so the matching deliveries drive this arm.
-  AND +pk < coalesce(:after, 9223372036854775807)
+-- Its own ORDER BY and LIMIT: the compound then sorts one page of it, not all of it.
+SELECT * FROM (
+    SELECT d.event_pk, e.id, e.account_id, e.task_id, e.type, e.sequence, e.created_at, e.body,
+           e.url_expires_at
+    FROM deliveries d
+    JOIN events e ON e.pk = d.event_pk
+    WHERE :task_id IS NULL AND :delivery_status IS NOT NULL
+      AND d.account_id = :account_id AND d.status = :delivery_status
+      AND d.event_pk < coalesce(:after, 9223372036854775807)
+      AND e.account_id = :account_id
+      AND (:type IS NULL OR e.type = :type)
+      AND (:since IS NULL OR e.created_at >= :since)
+      AND (:until IS NULL OR e.created_at < :until)
+    GROUP BY d.event_pk
+    ORDER BY d.event_pk DESC
+    LIMIT :limit
+)
 UNION ALL
 SELECT pk, id, account_id, task_id, type, sequence, created_at, body, url_expires_at
 FROM events
@@ -859,40 +872,66 @@ FROM destinations
 WHERE id = :destination_id AND account_id = :account_id
   AND kind = 'subscription' AND status = 'active'
 
--- replay_events --
--- Task events only: a test event was one subscription's, never anyone's to replay. :types is
--- a JSON list of the event types the subscription takes. With :only_failed, only events whose
--- deliveries to it failed or were stopped and never succeeded.
-SELECT pk, id, task_id
+-- replay_window --
+-- One bounded step of a replay or its count: the next :scan events of the account created in
+-- [since, until), past the cursor (:after_at, :after_pk), in (created_at, pk) order: a range
+-- of events_account_time, however long the history (an empty window reads nothing). Each
+-- says whether the replay sends it: task events only (a test event was one subscription's,
+-- never anyone's to replay) of the types the subscription takes (:types, a JSON list), and
+-- with :only_failed only those whose deliveries to it failed or were stopped and never
+-- succeeded (deliveries_event, per event).
+SELECT pk, id, task_id, created_at,
+       task_id IS NOT NULL
+       AND type IN (SELECT value FROM json_each(:types))
+       AND (:only_failed = 0 OR (
+           EXISTS (
+               SELECT 1 FROM deliveries d
+               WHERE d.event_pk = events.pk AND d.destination_id = :destination_id
+                 AND d.status IN ('failed', 'stopped')
+           )
+           AND NOT EXISTS (
+               SELECT 1 FROM deliveries d
+               WHERE d.event_pk = events.pk AND d.destination_id = :destination_id
+                 AND d.status = 'succeeded'
+           )
+       ))
 FROM events
-WHERE account_id = :account_id AND task_id IS NOT NULL
-  AND type IN (SELECT value FROM json_each(:types))
-  AND created_at >= :since AND created_at < :until
-  AND (:only_failed = 0 OR pk IN (
-      SELECT event_pk FROM deliveries
-      WHERE destination_id = :destination_id AND status IN ('failed', 'stopped')
-      EXCEPT
-      SELECT event_pk FROM deliveries
-      WHERE destination_id = :destination_id AND status = 'succeeded'
-  ))
-  AND pk > :after
-ORDER BY pk
-LIMIT :limit
+WHERE account_id = :account_id
+  -- The cursor bounds the index range itself: a row value "(created_at, pk) > (...)" would
+  -- only filter, and each step would read the window again from its start.
+  AND created_at >= max(:since, :after_at) AND created_at < :until
+  AND (created_at > :after_at OR pk > :after_pk)
+ORDER BY created_at, pk
+LIMIT :scan
 
--- count_replay --
--- What replay_events selects, over every page.
-SELECT count(*)
+-- failed_event_pks --
+-- The events whose deliveries to the subscription failed or were stopped, up to :cap
+-- (deliveries_destination): when they are few, an only_failed replay reads them alone
+-- (replay_failed_window) instead of walking its window.
+SELECT DISTINCT event_pk FROM deliveries
+WHERE destination_id = :destination_id AND status IN ('failed', 'stopped')
+LIMIT :cap
+
+-- replay_failed_window --
+-- As replay_window with only_failed, over the events of :failed alone (a JSON list of
+-- failed_event_pks, at most a step's worth): the same rows, in the same order, past the
+-- same cursor, without reading the events that never failed.
+SELECT pk, id, task_id, created_at,
+       task_id IS NOT NULL
+       AND type IN (SELECT value FROM json_each(:types))
+       AND NOT EXISTS (
+           SELECT 1 FROM deliveries d
+           WHERE d.event_pk = events.pk AND d.destination_id = :destination_id
+             AND d.status = 'succeeded'
+       )
 FROM events
-WHERE account_id = :account_id AND task_id IS NOT NULL
-  AND type IN (SELECT value FROM json_each(:types))
-  AND created_at >= :since AND created_at < :until
-  AND (:only_failed = 0 OR pk IN (
-      SELECT event_pk FROM deliveries
-      WHERE destination_id = :destination_id AND status IN ('failed', 'stopped')
-      EXCEPT
-      SELECT event_pk FROM deliveries
-      WHERE destination_id = :destination_id AND status = 'succeeded'
-  ))
+WHERE pk IN (SELECT value FROM json_each(:failed))
+  -- The unary + keeps these off events_account_time: the few pks drive, then are sorted.
+  AND +account_id = :account_id
+  AND +created_at >= max(:since, :after_at) AND +created_at < :until
+  AND (created_at > :after_at OR pk > :after_pk)
+ORDER BY created_at, pk
+LIMIT :scan
 
 -- insert_replay_delivery --
 -- Ordered: it waits for the task's earlier replayed events to the destination
@@ -1196,7 +1235,8 @@ WHERE next_attempt_at <= :now AND (lease_until IS NULL OR lease_until < :now)
 SELECT state, count(*), coalesce(sum(size), 0) FROM output_copies GROUP BY kind, state
 
 -- ---------------------------------------------------------------------------------------
--- retention.py: old events go, with their deliveries and attempts, in short batches
+-- retention.py: old events go, with their deliveries and attempts, in short batches, then the
+-- finished tasks they leave with nothing, with their callback destinations
 -- ---------------------------------------------------------------------------------------
 
 -- create_doomed --
@@ -1209,13 +1249,14 @@ DELETE FROM doomed
 -- pick_doomed --
 -- Events with nothing left to send: a pending delivery keeps its event, however old, so
 -- pruning never loses work.
+-- The oldest first, a range of events_time: nothing to prune reads one index entry.
 INSERT INTO doomed
 SELECT pk FROM events
 WHERE created_at < :before
   AND NOT EXISTS (
       SELECT 1 FROM deliveries d WHERE d.event_pk = events.pk AND d.status = 'pending'
   )
-ORDER BY pk
+ORDER BY created_at, pk
 LIMIT :limit
 
 -- delete_doomed_attempts --
@@ -1227,6 +1268,41 @@ DELETE FROM deliveries WHERE event_pk IN (SELECT pk FROM doomed)
 
 -- delete_doomed_events --
 DELETE FROM events WHERE pk IN (SELECT pk FROM doomed)
+
+-- create_doomed_tasks --
+-- The batch's finished tasks, kept for the deletes that follow in the same transaction.
+CREATE TEMP TABLE IF NOT EXISTS doomed_tasks (id TEXT PRIMARY KEY)
+
+-- clear_doomed_tasks --
+DELETE FROM doomed_tasks
+
+-- pick_doomed_tasks --
+-- Finished tasks not updated since :before whose events are all gone (retention took them;
+-- an event kept for a pending delivery keeps its task), the oldest first: a range of
+-- tasks_finished (an open task is never in it).
+INSERT INTO doomed_tasks
+SELECT id FROM tasks
+WHERE status IN ('succeeded', 'failed', 'expired', 'cancelled') AND updated_at < :before
+  AND NOT EXISTS (
+      SELECT 1 FROM events e WHERE e.account_id = tasks.account_id AND e.task_id = tasks.id
+  )
+ORDER BY updated_at
+LIMIT :limit
+
+-- delete_doomed_task_copies --
+-- The records of copies that are no more (deleted, or never stored). A stored copy's record
+-- stays: its stable link still serves it until outputs.retention_days deletes it.
+DELETE FROM output_copies
+WHERE task_id IN (SELECT id FROM doomed_tasks) AND state IN ('deleted', 'failed')
+
+-- delete_doomed_callbacks --
+-- The task's callback destinations, with nothing left delivered to them.
+DELETE FROM destinations
+WHERE kind = 'callback' AND task_id IN (SELECT id FROM doomed_tasks)
+  AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.destination_id = destinations.id)
+
+-- delete_doomed_tasks --
+DELETE FROM tasks WHERE id IN (SELECT id FROM doomed_tasks)
 
 -- ---------------------------------------------------------------------------------------
 -- usage.py: what an account's tasks cost

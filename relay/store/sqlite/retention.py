@@ -1,5 +1,6 @@
-"""The SQLite store's retention: old events go, with their deliveries and attempts, in short
-batches (mixed into ``relay.store.sqlite.store.SqliteStore``)."""
+"""The SQLite store's retention: old events go, with their deliveries and attempts, then the
+finished tasks they leave with nothing, with their callback destinations, in short batches
+(mixed into ``relay.store.sqlite.store.SqliteStore``)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,16 @@ class RetentionMixin:
             c.execute(QUERIES["pick_doomed"], {"before": ts(before), "limit": limit})
             c.execute(QUERIES["delete_doomed_attempts"])
             c.execute(QUERIES["delete_doomed_deliveries"])
-            return c.execute(QUERIES["delete_doomed_events"]).rowcount
+            events = c.execute(QUERIES["delete_doomed_events"]).rowcount
+            if events >= limit:
+                return events
+            # The events are done: the rest of the batch goes to the finished tasks left
+            # without any.
+            c.execute(QUERIES["create_doomed_tasks"])
+            c.execute(QUERIES["clear_doomed_tasks"])
+            c.execute(QUERIES["pick_doomed_tasks"], {"before": ts(before), "limit": limit - events})
+            c.execute(QUERIES["delete_doomed_task_copies"])
+            c.execute(QUERIES["delete_doomed_callbacks"])
+            return events + c.execute(QUERIES["delete_doomed_tasks"]).rowcount
 
         return await self._db.write(prune)

@@ -3,25 +3,23 @@ test events (mixed into ``relay.store.sqlite.store.SqliteStore``)."""
 
 from __future__ import annotations
 
-import json
+import asyncio
 import sqlite3
 from collections.abc import Mapping
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from relay.ids import new_id
 from relay.models import (
-    DEFAULT_EVENT_TYPES,
     DueDelivery,
     Event,
-    EventType,
     Subscription,
     SubscriptionStatus,
 )
 from relay.store import codec
 from relay.store.codec import (
     dt,
-    event_types_from,
     event_types_json,
     headers_from_json,
     headers_json,
@@ -30,17 +28,12 @@ from relay.store.codec import (
     ts,
 )
 from relay.store.named_sql import load_queries
+from relay.store.replay_steps import REPLAY_SCAN, ReplayCursor
+from relay.store.sqlite.replays import count_step, replay_step
 from relay.store.sqlite.runner import SqliteRunner
 from relay.store.values import Page, ReplayQuery
 
 QUERIES = load_queries("relay.store.sqlite")
-
-_FAR_FUTURE = 1e15
-
-
-def wanted_types(event_types: frozenset[EventType] | None) -> str:
-    """The filter as a JSON list for ``json_each``; no filter means the terminal types."""
-    return json.dumps(sorted(t.value for t in (event_types or DEFAULT_EVENT_TYPES)))
 
 
 class SubscriptionsMixin:
@@ -173,6 +166,9 @@ class SubscriptionsMixin:
             )
         )
 
+    replay_scan: int = REPLAY_SCAN
+    """Events a replay or its count reads per transaction (tests make it small)."""
+
     async def replay(
         self,
         account_id: str,
@@ -180,51 +176,56 @@ class SubscriptionsMixin:
         query: ReplayQuery,
         now: datetime,
         *,
-        after: int | None,
+        after: ReplayCursor | None,
         limit: int,
-    ) -> tuple[int, int | None]:
-        def insert(c: sqlite3.Connection) -> tuple[int, int | None]:
-            found = _replay_target(c, account_id, destination_id)
-            if found is None:
-                return 0, None
-            key, url, types = found
-            rows = c.execute(
-                QUERIES["replay_events"],
-                {
-                    **_replay_params(account_id, destination_id, query, types),
-                    "after": after or 0,
-                    "limit": limit,
-                },
-            ).fetchall()
-            c.executemany(
-                QUERIES["insert_replay_delivery"],
-                [
-                    {
-                        "id": new_id("dlv"),
-                        "account_id": account_id,
-                        "event_pk": pk,
-                        "destination_id": destination_id,
-                        "destination_key": key,
-                        "url": url,
-                        "now": ts(now),
-                        "task_id": task_id,
-                    }
-                    for pk, _, task_id in rows
-                ],
+    ) -> tuple[int, ReplayCursor | None]:
+        # Up to ``limit`` events, each step a short transaction over at most ``replay_scan``
+        # events of the window: other requests take the writer in between.
+        total, cursor = 0, after
+        while True:
+            step = await self._db.write(
+                partial(
+                    replay_step,
+                    account_id=account_id,
+                    destination_id=destination_id,
+                    query=query,
+                    now=now,
+                    cursor=cursor,
+                    want=limit - total,
+                    scan=self.replay_scan,
+                )
             )
-            return len(rows), (rows[-1][0] if len(rows) == limit else None)
-
-        return await self._db.write(insert)
+            if step is None:  # no such active subscription (any more)
+                return total, None
+            written, cursor, done = step
+            total += written
+            if total >= limit:
+                return total, cursor
+            if done:
+                return total, None
+            await asyncio.sleep(0)
 
     async def count_replay(self, account_id: str, destination_id: str, query: ReplayQuery) -> int:
-        def count(c: sqlite3.Connection) -> int:
-            found = _replay_target(c, account_id, destination_id)
-            if found is None:
+        # In steps of ``replay_scan`` events, each its own short read.
+        total, cursor = 0, None
+        while True:
+            step = await self._db.read(
+                partial(
+                    count_step,
+                    account_id=account_id,
+                    destination_id=destination_id,
+                    query=query,
+                    cursor=cursor,
+                    scan=self.replay_scan,
+                )
+            )
+            if step is None:
                 return 0
-            params = _replay_params(account_id, destination_id, query, found[2])
-            return int(c.execute(QUERIES["count_replay"], params).fetchone()[0])
-
-        return await self._db.read(count)
+            counted, cursor = step
+            total += counted
+            if cursor is None:
+                return total
+            await asyncio.sleep(0)
 
     async def insert_test_delivery(
         self,
@@ -318,29 +319,3 @@ def stop_pending(c: sqlite3.Connection, destination_id: str, now: datetime, why:
         QUERIES["stop_pending_deliveries"],
         {"why": why, "now": ts(now), "destination_id": destination_id},
     )
-
-
-def _replay_target(
-    c: sqlite3.Connection, account_id: str, destination_id: str
-) -> tuple[str, str, str] | None:
-    row = c.execute(
-        QUERIES["replay_target"], {"destination_id": destination_id, "account_id": account_id}
-    ).fetchone()
-    if row is None:
-        return None
-    return row[0], row[1], wanted_types(event_types_from(row[2]))
-
-
-def _replay_params(
-    account_id: str, destination_id: str, query: ReplayQuery, types: str
-) -> dict[str, Any]:
-    """The filter ``replay_events`` and ``count_replay`` share; an open end of the period is
-    a bound nothing passes."""
-    return {
-        "account_id": account_id,
-        "destination_id": destination_id,
-        "types": types,
-        "since": ts(query.since) or 0.0,
-        "until": ts(query.until) or _FAR_FUTURE,
-        "only_failed": query.only_failed,
-    }

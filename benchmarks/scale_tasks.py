@@ -370,19 +370,21 @@ INSERT INTO tasks (id, account_id, provider, provider_task_id, status, reference
                    sequence, data, created_at, updated_at, next_poll_at)
 SELECT 'task_bench_' || i, t.account_id, t.provider, 'cgt-bench-' || lpad(i::text, 7, '0'),
        t.status, 'bench-' || i, t.version, t.sequence, t.data, t.created_at, t.updated_at,
-       CASE WHEN i < %(herd)s THEN %(herd_at)s
+       CASE WHEN i >= %(n)s THEN %(idle_at)s
+            WHEN i < %(herd)s THEN %(herd_at)s
             ELSE (i * %(golden)s - floor(i * %(golden)s)) * %(window)s END
-FROM tasks t, generate_series(0, %(n)s - 1) AS i
+FROM tasks t, generate_series(0, %(n)s + %(idle)s - 1) AS i
 WHERE t.id = %(template)s
 """
 
 
 async def seed_pg(
-    db: Database, account_id: str, n: int, herd: int, window: float
+    db: Database, account_id: str, n: int, herd: int, window: float, idle: int
 ) -> tuple[dict[bytes, float], float]:
     """``n`` running tasks on PostgreSQL: one written through the store API as the
     template, then the rest as copies of its row by one INSERT (with their own ids,
-    provider task ids and first polls, ``pg_offset``)."""
+    provider task ids and first polls, ``pg_offset``); and ``idle`` more whose first poll
+    falls a day after the run (a large table, not more load)."""
     from relay.models import Task, TaskStatus
     from relay.store import open_store
     from relay.transitions import registered
@@ -411,6 +413,8 @@ async def seed_pg(
             "n": n,
             "herd": herd,
             "herd_at": herd_offset(window),
+            "idle": idle,
+            "idle_at": herd_offset(window) + 86_400.0,
             "golden": GOLDEN,
             "window": window,
             "template": template.id,
@@ -595,6 +599,8 @@ def report(
 ) -> bool:
     n = len(offsets)
     herd = {provider_task_id(i).encode() for i in range(min(args.herd, n))}
+    if args.idle:
+        print(f"(and {args.idle} more tasks in the database, not due during the run)")
     offered = (n - len(herd)) / args.window
     print(
         f"{n} in-flight tasks: {n - len(herd)} with first polls over {args.window:g} s "
@@ -853,14 +859,19 @@ async def measure(args: argparse.Namespace, tmp: Path) -> bool:
 
         if args.pg:
             offsets, run.seed_seconds = await seed_pg(
-                db, account_id, args.tasks, args.herd, args.window
+                db, account_id, args.tasks, args.herd, args.window, args.idle
             )
         else:
             offsets, run.seed_seconds = await seed(
                 db.url, account_id, args.tasks, args.herd, args.window, rng
             )
-        run.origin = time.time() + args.lead
+        # On PostgreSQL moving a million first polls (and vacuuming the rows it left behind,
+        # as autovacuum would in a long-running relay) takes a while of its own.
+        moving = (args.tasks + args.idle) / 15_000 if args.pg else 0.0
+        run.origin = time.time() + args.lead + moving
         await asyncio.to_thread(db.shift, run.origin)
+        if args.pg:
+            await asyncio.to_thread(db.execute, "VACUUM ANALYZE tasks")
 
         started = time.monotonic()
         relay = start_relay(config, log)
@@ -971,6 +982,13 @@ def main() -> None:
     )
     parser.add_argument("--log-level", default="info", help="the relay's log_level")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--idle",
+        type=int,
+        default=0,
+        help="with --pg: this many more tasks in the database, not due during the run "
+        "(900000 makes a table of a million at the same offered load)",
+    )
     parser.add_argument(
         "--pg",
         metavar="URL",

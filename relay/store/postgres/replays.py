@@ -9,7 +9,6 @@ from typing import Any
 
 from relay.models import DEFAULT_EVENT_TYPES, EventType
 from relay.store import codec, replay_steps
-from relay.store.codec import ts
 from relay.store.named_sql import load_queries
 from relay.store.postgres.outbox import NewDelivery, fetch_all, fetch_one, insert_deliveries
 from relay.store.postgres.runner import Conn
@@ -17,8 +16,6 @@ from relay.store.replay_steps import ReplayCursor
 from relay.store.values import ReplayQuery
 
 QUERIES = load_queries("relay.store.postgres")
-
-_FAR_FUTURE = 1e15
 
 
 def _wanted_types(event_types: frozenset[EventType] | None) -> list[str]:
@@ -52,20 +49,7 @@ async def _window(
 ) -> list[Any]:
     """The next ``scan`` events of the replay's window past ``cursor`` (``replay_window``;
     ``replay_failed_window`` when only the few failed ones can be sent)."""
-    since = ts(query.since) or 0.0
-    after_at, after_pk = cursor if cursor is not None else (since, 0)
-    params: dict[str, Any] = {
-        "account_id": account_id,
-        "destination_id": destination_id,
-        "types": types,
-        "since": since,
-        # An open end of the period is a bound nothing passes.
-        "until": ts(query.until) or _FAR_FUTURE,
-        "only_failed": query.only_failed,
-        "after_at": after_at,
-        "after_pk": after_pk,
-        "scan": scan,
-    }
+    params = replay_steps.window_params(account_id, destination_id, types, query, cursor, scan)
     if query.only_failed:
         failed = await fetch_all(
             c, QUERIES["failed_event_pks"], {"destination_id": destination_id, "cap": scan + 1}

@@ -35,7 +35,7 @@ from relay.store.postgres.outbox import (
 )
 from relay.store.postgres.replays import count_step, replay_step
 from relay.store.postgres.runner import Conn, PgRunner
-from relay.store.replay_steps import REPLAY_SCAN, ReplayCursor
+from relay.store.replay_steps import REPLAY_SCAN, ReplayCursor, count_in_steps, replay_in_steps
 from relay.store.values import Page, ReplayQuery
 
 QUERIES = load_queries("relay.store.postgres")
@@ -186,11 +186,10 @@ class SubscriptionsMixin:
         after: ReplayCursor | None,
         limit: int,
     ) -> tuple[int, ReplayCursor | None]:
-        # Up to ``limit`` events, each step a short transaction over at most ``replay_scan``
-        # events of the window (relay.store.replay_steps).
-        total, cursor = 0, after
-        while True:
-            step = await self._db.run(
+        # Each step a short transaction over at most ``replay_scan`` events of the window
+        # (relay.store.replay_steps): other requests get the database in between.
+        return await replay_in_steps(
+            lambda cursor, want: self._db.run(
                 partial(
                     replay_step,
                     account_id=account_id,
@@ -198,24 +197,18 @@ class SubscriptionsMixin:
                     query=query,
                     now=now,
                     cursor=cursor,
-                    want=limit - total,
+                    want=want,
                     scan=self.replay_scan,
                 )
-            )
-            if step is None:  # no such active subscription (any more)
-                return total, None
-            written, cursor, done = step
-            total += written
-            if total >= limit:
-                return total, cursor
-            if done:
-                return total, None
+            ),
+            after,
+            limit,
+        )
 
     async def count_replay(self, account_id: str, destination_id: str, query: ReplayQuery) -> int:
         # In steps of ``replay_scan`` events, each its own short read.
-        total, cursor = 0, None
-        while True:
-            step = await self._db.run(
+        return await count_in_steps(
+            lambda cursor: self._db.run(
                 partial(
                     count_step,
                     account_id=account_id,
@@ -225,12 +218,7 @@ class SubscriptionsMixin:
                     scan=self.replay_scan,
                 )
             )
-            if step is None:
-                return 0
-            counted, cursor = step
-            total += counted
-            if cursor is None:
-                return total
+        )
 
     async def insert_test_delivery(
         self,

@@ -19,8 +19,6 @@ from relay.store.values import ReplayQuery
 
 QUERIES = load_queries("relay.store.sqlite")
 
-_FAR_FUTURE = 1e15
-
 
 def wanted_types(event_types: frozenset[EventType] | None) -> str:
     """The filter as a JSON list for ``json_each``; no filter means the terminal types."""
@@ -49,20 +47,7 @@ def _window(
 ) -> list[Any]:
     """The next ``scan`` events of the replay's window past ``cursor`` (``replay_window``;
     ``replay_failed_window`` when only the few failed ones can be sent)."""
-    since = ts(query.since) or 0.0
-    after_at, after_pk = cursor if cursor is not None else (since, 0)
-    params = {
-        "account_id": account_id,
-        "destination_id": destination_id,
-        "types": types,
-        "since": since,
-        # An open end of the period is a bound nothing passes.
-        "until": ts(query.until) or _FAR_FUTURE,
-        "only_failed": query.only_failed,
-        "after_at": after_at,
-        "after_pk": after_pk,
-        "scan": scan,
-    }
+    params = replay_steps.window_params(account_id, destination_id, types, query, cursor, scan)
     if query.only_failed:
         failed = c.execute(
             QUERIES["failed_event_pks"], {"destination_id": destination_id, "cap": scan + 1}

@@ -3,7 +3,6 @@ test events (mixed into ``relay.store.sqlite.store.SqliteStore``)."""
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from collections.abc import Mapping
 from datetime import datetime
@@ -28,7 +27,7 @@ from relay.store.codec import (
     ts,
 )
 from relay.store.named_sql import load_queries
-from relay.store.replay_steps import REPLAY_SCAN, ReplayCursor
+from relay.store.replay_steps import REPLAY_SCAN, ReplayCursor, count_in_steps, replay_in_steps
 from relay.store.sqlite.replays import count_step, replay_step
 from relay.store.sqlite.runner import SqliteRunner
 from relay.store.values import Page, ReplayQuery
@@ -179,11 +178,10 @@ class SubscriptionsMixin:
         after: ReplayCursor | None,
         limit: int,
     ) -> tuple[int, ReplayCursor | None]:
-        # Up to ``limit`` events, each step a short transaction over at most ``replay_scan``
-        # events of the window: other requests take the writer in between.
-        total, cursor = 0, after
-        while True:
-            step = await self._db.write(
+        # Each step a short transaction over at most ``replay_scan`` events of the window
+        # (relay.store.replay_steps): other requests get the database in between.
+        return await replay_in_steps(
+            lambda cursor, want: self._db.write(
                 partial(
                     replay_step,
                     account_id=account_id,
@@ -191,25 +189,18 @@ class SubscriptionsMixin:
                     query=query,
                     now=now,
                     cursor=cursor,
-                    want=limit - total,
+                    want=want,
                     scan=self.replay_scan,
                 )
-            )
-            if step is None:  # no such active subscription (any more)
-                return total, None
-            written, cursor, done = step
-            total += written
-            if total >= limit:
-                return total, cursor
-            if done:
-                return total, None
-            await asyncio.sleep(0)
+            ),
+            after,
+            limit,
+        )
 
     async def count_replay(self, account_id: str, destination_id: str, query: ReplayQuery) -> int:
         # In steps of ``replay_scan`` events, each its own short read.
-        total, cursor = 0, None
-        while True:
-            step = await self._db.read(
+        return await count_in_steps(
+            lambda cursor: self._db.read(
                 partial(
                     count_step,
                     account_id=account_id,
@@ -219,13 +210,7 @@ class SubscriptionsMixin:
                     scan=self.replay_scan,
                 )
             )
-            if step is None:
-                return 0
-            counted, cursor = step
-            total += counted
-            if cursor is None:
-                return total
-            await asyncio.sleep(0)
+        )
 
     async def insert_test_delivery(
         self,

@@ -93,11 +93,14 @@ class FakeArk(asyncio.Protocol):
             else:
                 path = head.split(b" ", 2)[1].split(b"?", 1)[0]
                 task_id = path.rsplit(b"/", 1)[1]
+                # Timestamps of now: Ark's links live 24 h from the task's end, and a link
+                # already dead when polled would send every delivery to fetch a fresh one.
+                now = int(time.time())
                 body = (
                     b'{"id":"%s","model":"%s","status":"succeeded","content":{"video_url":'
                     b'"https://cdn.example.com/v/%s.mp4"},"usage":{"completion_tokens":108900},'
-                    b'"created_at":1780000000,"updated_at":1780000010}'
-                    % (task_id, MODEL.encode(), task_id)
+                    b'"created_at":%d,"updated_at":%d}'
+                    % (task_id, MODEL.encode(), task_id, now - 10, now)
                 )
             self.transport.write(
                 b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"

@@ -36,6 +36,16 @@ COMMIT
 -- rollback --
 ROLLBACK
 
+-- savepoint_write --
+-- One write of a group committed together (group_commit.py): undone alone if it fails.
+SAVEPOINT write
+
+-- release_write --
+RELEASE write
+
+-- rollback_to_write --
+ROLLBACK TO write
+
 -- checkpoint --
 -- Copies the whole log into the database, waiting (busy_timeout) for readers still on it,
 -- and truncates the log file to nothing. Answers (busy, log frames, frames checkpointed).

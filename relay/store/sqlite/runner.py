@@ -4,7 +4,9 @@ keeps a database file to one serving relay.
 Each store operation is one plain function run whole on a database thread, inside one
 transaction. That is why this is not ``aiosqlite``: it hops threads per statement and keeps a
 transaction open across ``await`` points, where another coroutine's statements would land
-inside it. Here one hop runs one transaction, and the writer thread serializes writers.
+inside it. Here one hop runs one transaction, and the writer thread serializes writers; the
+writes that queue up meanwhile are committed together, each in a savepoint of its own
+(``group_commit.py``).
 
 A full disk is an outage that heals by itself. Every SQLite error comes out as
 ``StoreError`` (the API answers 503); a failed transaction is rolled back, or, when even that
@@ -45,6 +47,7 @@ from relay.errors import MigrationError, StoreError
 from relay.store.named_sql import load_queries
 from relay.store.schema import packaged_migrations, pending_migrations
 from relay.store.sqlite.checkpointer import Checkpointer
+from relay.store.sqlite.group_commit import GroupCommit
 
 QUERIES = load_queries("relay.store.sqlite")
 
@@ -141,14 +144,18 @@ class _Connection:
             result = fn(conn)
             conn.execute(QUERIES["commit"])
         except sqlite3.Error as exc:
-            self._undo(conn)
+            self.undo(conn)
             raise StoreError(f"sqlite: {exc}") from exc
         except BaseException:
-            self._undo(conn)
+            self.undo(conn)
             raise
         return result
 
-    def _undo(self, conn: sqlite3.Connection) -> None:
+    def submit(self, fn: Callable[[], object]) -> object:
+        """Queue ``fn`` on this connection's thread (without waiting for it)."""
+        return self._thread.submit(fn)
+
+    def undo(self, conn: sqlite3.Connection) -> None:
         # SQLite may have rolled the transaction back itself (it does when the disk is full,
         # and a ROLLBACK then fails with "no transaction is active"), or the failure may be
         # BEGIN's, finding a transaction left open: either way the connection must end up
@@ -226,9 +233,10 @@ class SqliteRunner:
             )
         )
         """The background checkpointer (None when checkpoints run in line)."""
+        self._group = GroupCommit(self._writer, self._after_group)
 
     async def write(self, fn: Callable[[sqlite3.Connection], R]) -> R:
-        return await self._writer.run(partial(self._write, fn))
+        return await self._group.write(fn)
 
     async def probe(self, fn: Callable[[sqlite3.Connection], object]) -> None:
         """Commit ``fn`` as a write probe: ``StoreError`` if it fails, or if any write
@@ -257,17 +265,17 @@ class SqliteRunner:
         await self._writer.close()
         await self._reader.close()
 
-    def _write(self, fn: Callable[[sqlite3.Connection], R]) -> R:
-        try:
-            result = self._writer.transaction(fn, QUERIES["begin_write"])
-        except StoreError as exc:
-            if _out_of_space(exc.__cause__):
-                now = self._full_at = time.monotonic()
-                if now - self._full_checkpoint_at >= FULL_CHECKPOINT_PAUSE:
-                    self._full_checkpoint_at = now
-                    self._checkpoint()
-            raise
-        self._writes += 1
+    def _after_group(self, committed: int, failure: sqlite3.Error | None) -> None:
+        """After a group of writes (on the writer thread): a full disk noted, and the log
+        kept in check."""
+        if failure is not None and _out_of_space(failure):
+            now = self._full_at = time.monotonic()
+            if now - self._full_checkpoint_at >= FULL_CHECKPOINT_PAUSE:
+                self._full_checkpoint_at = now
+                self._checkpoint()
+        if not committed:
+            return
+        self._writes += committed
         if self.checkpointer is not None:
             size = self._log_size()
             if size < self._last_size:
@@ -281,7 +289,6 @@ class SqliteRunner:
                 self.checkpointer.nudge()
         elif self._writes >= self._checkpoint_every or self._log_size() > self._checkpoint_above:
             self._checkpoint()
-        return result
 
     def _limit_log(self) -> None:
         """The log passed ``LOG_LIMIT``: truncate it on the writer thread, waiting for readers

@@ -1,0 +1,236 @@
+"""Group commit: the writes that come while the writer thread is busy are committed together.
+
+Every store write is one function run whole in a transaction on the writer thread. Run one
+transaction each, a relay under load spends as much on the transactions (BEGIN, COMMIT, the
+thread hop there and back, the event loop woken once per write) as on the writes. Here the
+writes queued meanwhile are run in one transaction, each inside a savepoint of its own, and
+answered together once it commits:
+
+- each write still succeeds or fails whole: one that raises is rolled back to its savepoint,
+  and only its caller sees the error; the others commit;
+- no write is answered before the transaction that holds it committed: should the COMMIT
+  fail (a full disk), every write of the group fails, as its own COMMIT would have;
+- should SQLite roll the whole transaction back under a write (it does when the disk is
+  full), the writes before it in the group fail with it, and the ones after it run in a new
+  transaction;
+- a group holds at most ``MAX_GROUP`` writes, taken in the order they came: a write waits
+  behind at most one group, as it waited behind one write before.
+
+Later writes of a group see the earlier ones, as they would have after their commits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
+
+from relay.errors import StoreError
+from relay.store.named_sql import load_queries
+
+QUERIES = load_queries("relay.store.sqlite")
+
+log = logging.getLogger("relay.store.sqlite")
+
+R = TypeVar("R")
+
+MAX_GROUP = 32
+"""Writes committed in one transaction at the most."""
+
+
+class WriterConnection(Protocol):
+    def conn(self) -> sqlite3.Connection: ...
+
+    def undo(self, conn: sqlite3.Connection) -> None: ...
+
+    def submit(self, fn: Callable[[], object]) -> object: ...
+
+
+@dataclass(slots=True)
+class _Write(Generic[R]):
+    fn: Callable[[sqlite3.Connection], R]
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[R]
+    result: Any = None
+    error: BaseException | None = None
+
+
+class GroupCommit:
+    """Queues writes for the writer thread and commits them in groups (module docstring).
+    ``after(committed, failure)`` runs on the writer thread after each group: how many
+    writes it committed, and the SQLite error that failed any of them (for the runner's
+    checkpoints and its full-disk bookkeeping)."""
+
+    def __init__(
+        self,
+        writer: WriterConnection,
+        after: Callable[[int, sqlite3.Error | None], None],
+        *,
+        max_group: int = MAX_GROUP,
+    ) -> None:
+        self._writer = writer
+        self._after = after
+        self._max = max_group
+        self._queue: deque[_Write[Any]] = deque()
+        self._lock = threading.Lock()
+        self._scheduled = False
+
+    async def write(self, fn: Callable[[sqlite3.Connection], R]) -> R:
+        loop = asyncio.get_running_loop()
+        write: _Write[R] = _Write(fn, loop, loop.create_future())
+        with self._lock:
+            self._queue.append(write)
+            schedule = not self._scheduled
+            self._scheduled = True
+        if schedule:
+            self._schedule()
+        return await write.future
+
+    def _schedule(self) -> None:
+        """A group run queued on the writer thread; if the thread is gone (the store
+        closed), every queued write fails instead of waiting for ever."""
+        try:
+            self._writer.submit(self._run_group)
+        except RuntimeError:  # cannot schedule new futures after shutdown
+            with self._lock:
+                left = list(self._queue)
+                self._queue.clear()
+                self._scheduled = False
+            for w in left:
+                w.error = StoreError("sqlite: the store is closed")
+            _answer(left)
+
+    def _run_group(self) -> None:
+        """One group, on the writer thread; then the next one is queued behind whatever
+        else the thread has to do (a checkpoint), or the queue is left empty."""
+        with self._lock:
+            group = [self._queue.popleft() for _ in range(min(self._max, len(self._queue)))]
+        try:
+            try:
+                failure = self._commit(group)
+            except BaseException as exc:  # a bug: nothing half done, no write left hanging
+                log.exception("sqlite: a group of writes failed")
+                with contextlib.suppress(StoreError):
+                    self._writer.undo(self._writer.conn())
+                for w in group:
+                    if w.error is None:
+                        w.error = _rolled_back(exc)
+            else:
+                self._after(sum(1 for w in group if w.error is None), failure)
+        finally:
+            _answer(group)
+            with self._lock:
+                more = bool(self._queue)
+                self._scheduled = more
+            if more:
+                self._schedule()
+
+    def _commit(self, group: list[_Write[Any]]) -> sqlite3.Error | None:
+        """Run ``group`` in as few transactions as it takes (module docstring); the SQLite
+        error that failed any of its writes, if one did."""
+        failure: sqlite3.Error | None = None
+        open_: list[_Write[Any]] = []  # run in the open transaction, not failed
+        conn: sqlite3.Connection | None = None
+        for w in group:
+            if conn is None:
+                try:
+                    conn = self._writer.conn()
+                    conn.execute(QUERIES["begin_write"])
+                except (sqlite3.Error, StoreError) as exc:
+                    failure = _sqlite_error(exc) or failure
+                    if conn is not None:
+                        self._writer.undo(conn)
+                    conn = None
+                    w.error = exc if isinstance(exc, StoreError) else _as_store_error(exc)
+                    continue
+            try:
+                conn.execute(QUERIES["savepoint_write"])
+                w.result = w.fn(conn)
+                conn.execute(QUERIES["release_write"])
+            except BaseException as exc:  # the caller's to see: raised there
+                if isinstance(exc, sqlite3.Error):
+                    failure = exc
+                if _roll_back_to_savepoint(conn):
+                    _fail([w], exc)
+                    continue
+                # The whole transaction is gone: the writes before this one with it.
+                self._writer.undo(conn)
+                _fail([*open_, w], exc)
+                open_, conn = [], None
+                continue
+            open_.append(w)
+        if conn is not None:
+            try:
+                conn.execute(QUERIES["commit"])
+            except sqlite3.Error as exc:
+                failure = exc
+                self._writer.undo(conn)
+                for w in open_:
+                    w.error = _as_store_error(exc)
+        return failure
+
+
+def _roll_back_to_savepoint(conn: sqlite3.Connection) -> bool:
+    """Undo the failed write's part; False when the transaction itself is gone."""
+    try:
+        if not conn.in_transaction:
+            return False
+        conn.execute(QUERIES["rollback_to_write"])
+        conn.execute(QUERIES["release_write"])
+    except sqlite3.Error:
+        return False
+    return True
+
+
+def _fail(writes: list[_Write[Any]], exc: BaseException) -> None:
+    """The last of ``writes`` raised ``exc``; the ones before it (if any) succeeded in a
+    transaction that is now gone."""
+    *innocent, culprit = writes
+    culprit.error = _as_store_error(exc) if isinstance(exc, sqlite3.Error) else exc
+    for w in innocent:
+        w.error = _rolled_back(exc)
+
+
+def _rolled_back(exc: BaseException) -> StoreError:
+    error = StoreError(f"sqlite: the transaction was rolled back: {exc}")
+    error.__cause__ = exc
+    return error
+
+
+def _as_store_error(exc: sqlite3.Error) -> StoreError:
+    error = StoreError(f"sqlite: {exc}")
+    error.__cause__ = exc
+    return error
+
+
+def _sqlite_error(exc: BaseException) -> sqlite3.Error | None:
+    if isinstance(exc, sqlite3.Error):
+        return exc
+    cause = exc.__cause__
+    return cause if isinstance(cause, sqlite3.Error) else None
+
+
+def _answer(group: list[_Write[Any]]) -> None:
+    """Hand each write's outcome to its caller: one wake-up per event loop for the group."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[_Write[Any]]] = {}
+    for w in group:
+        by_loop.setdefault(w.loop, []).append(w)
+    for loop, writes in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits
+            loop.call_soon_threadsafe(_settle, writes)
+
+
+def _settle(writes: list[_Write[Any]]) -> None:
+    for w in writes:
+        if w.future.done():  # the caller gave up waiting (cancelled)
+            continue
+        if w.error is not None:
+            w.future.set_exception(w.error)
+        else:
+            w.future.set_result(w.result)

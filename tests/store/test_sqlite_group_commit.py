@@ -1,0 +1,165 @@
+"""Group commit on SQLite (relay.store.sqlite.group_commit): the writes queued while the
+writer is busy share one transaction, yet each succeeds or fails whole and alone."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from relay.errors import StoreError
+from relay.store.sqlite.runner import SqliteRunner
+
+
+@pytest.fixture
+async def runner(tmp_path: Path) -> AsyncIterator[SqliteRunner]:
+    r = SqliteRunner(str(tmp_path / "relay.db"))
+    await r.write_untransacted(
+        lambda c: c.execute("CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER NOT NULL)")
+    )
+    yield r
+    await r.close()
+
+
+def insert(k: str, v: int = 0) -> Callable[[sqlite3.Connection], str]:
+    def fn(c: sqlite3.Connection) -> str:
+        c.execute("INSERT INTO t (k, v) VALUES (?, ?)", (k, v))
+        return k
+
+    return fn
+
+
+async def rows(r: SqliteRunner) -> dict[str, int]:
+    return dict(await r.read(lambda c: c.execute("SELECT k, v FROM t").fetchall()))
+
+
+class HeldWriter:
+    """Keeps the writer thread busy until released, so the writes queued meanwhile make one
+    group; counts the COMMITs the writer's connection runs."""
+
+    def __init__(self, r: SqliteRunner) -> None:
+        self.r = r
+        self.release = threading.Event()
+        self.commits = 0
+
+    async def __aenter__(self) -> HeldWriter:
+        def trace(statement: str) -> None:
+            if statement.strip().upper() == "COMMIT":
+                self.commits += 1
+
+        await self.r.write_untransacted(lambda c: c.set_trace_callback(trace))
+        self.held = asyncio.ensure_future(
+            self.r.write_untransacted(lambda c: self.release.wait(10))
+        )
+        await asyncio.sleep(0.05)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.release.set()
+        await self.held
+
+
+async def settle(
+    r: SqliteRunner, writes: list[Callable[[sqlite3.Connection], object]]
+) -> tuple[list[object], int]:
+    """Run ``writes`` queued together: their outcomes (result or exception) and how many
+    transactions committed them."""
+    async with HeldWriter(r) as held:
+        pending = [asyncio.ensure_future(r.write(fn)) for fn in writes]
+        await asyncio.sleep(0.05)
+        assert not any(p.done() for p in pending), "a write ran while the writer was held"
+    outcomes = await asyncio.gather(*pending, return_exceptions=True)
+    return outcomes, held.commits
+
+
+async def test_writes_queued_together_commit_in_one_transaction(runner: SqliteRunner) -> None:
+    outcomes, commits = await settle(runner, [insert(f"k{i}", i) for i in range(20)])
+    assert outcomes == [f"k{i}" for i in range(20)]
+    assert commits == 1
+    assert await rows(runner) == {f"k{i}": i for i in range(20)}
+
+
+async def test_a_group_holds_at_most_max_group_writes(runner: SqliteRunner) -> None:
+    from relay.store.sqlite.group_commit import MAX_GROUP
+
+    outcomes, commits = await settle(runner, [insert(f"k{i}") for i in range(MAX_GROUP + 1)])
+    assert len(outcomes) == MAX_GROUP + 1
+    assert commits == 2
+
+
+async def test_a_failing_write_is_undone_alone_and_only_its_caller_sees_the_error(
+    runner: SqliteRunner,
+) -> None:
+    def half_then_raise(c: sqlite3.Connection) -> None:
+        c.execute("INSERT INTO t (k, v) VALUES ('half', 1)")
+        raise ValueError("refused halfway")
+
+    outcomes, commits = await settle(
+        runner,
+        [insert("a"), half_then_raise, insert("a"), insert("b")],  # 'a' twice: a conflict
+    )
+    assert outcomes[0] == "a"
+    assert isinstance(outcomes[1], ValueError)
+    assert isinstance(outcomes[2], StoreError)
+    assert "UNIQUE" in str(outcomes[2])
+    assert outcomes[3] == "b"
+    assert commits == 1
+    assert await rows(runner) == {"a": 0, "b": 0}
+
+
+async def test_a_write_that_loses_the_transaction_fails_the_writes_before_it(
+    runner: SqliteRunner,
+) -> None:
+    def breaks(c: sqlite3.Connection) -> None:
+        c.execute("INSERT INTO t (k, v) VALUES ('broken', 1)")
+        c.close()  # the whole transaction is gone, and the connection with it
+        raise RuntimeError("lost the connection")
+
+    outcomes, _ = await settle(runner, [insert("before"), breaks, insert("after")])
+    assert isinstance(outcomes[0], StoreError)
+    assert "rolled back" in str(outcomes[0])
+    assert isinstance(outcomes[1], RuntimeError)
+    assert outcomes[2] == "after"
+    assert await rows(runner) == {"after": 0}
+
+
+async def test_a_failed_commit_fails_every_write_of_the_group(runner: SqliteRunner) -> None:
+    # A deferred foreign key is checked at COMMIT: the group's COMMIT fails.
+    await runner.write_untransacted(
+        lambda c: c.executescript(
+            "CREATE TABLE parent (id TEXT PRIMARY KEY);"
+            "CREATE TABLE child (id TEXT PRIMARY KEY, parent TEXT"
+            " REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED);"
+        )
+    )
+
+    def orphan(c: sqlite3.Connection) -> None:
+        c.execute("INSERT INTO child (id, parent) VALUES ('c', 'nobody')")
+
+    outcomes, _ = await settle(runner, [insert("a"), orphan, insert("b")])
+    assert all(isinstance(o, StoreError) for o in outcomes), outcomes
+    assert await rows(runner) == {}
+    assert await runner.write(insert("later")) == "later"  # the writer goes on
+
+
+async def test_a_cancelled_caller_does_not_undo_its_write_or_stop_the_others(
+    runner: SqliteRunner,
+) -> None:
+    async with HeldWriter(runner):
+        first = asyncio.ensure_future(runner.write(insert("first")))
+        second = asyncio.ensure_future(runner.write(insert("second")))
+        await asyncio.sleep(0.05)
+        first.cancel()
+    assert await second == "second"
+    assert await rows(runner) == {"first": 0, "second": 0}
+
+
+async def test_a_write_after_close_fails_rather_than_waits(tmp_path: Path) -> None:
+    r = SqliteRunner(str(tmp_path / "relay.db"))
+    await r.close()
+    with pytest.raises(StoreError, match="closed"):
+        await asyncio.wait_for(r.write(lambda c: c.execute("SELECT 1")), 5)

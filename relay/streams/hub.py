@@ -5,8 +5,10 @@ One reader per instance, not one per stream: a thousand idle streams cost one qu
 ``interval``, and an event is read once however many streams want it. The tail is woken at
 once by this instance's own writes (``wake``) and by other instances' (PostgreSQL's NOTIFY),
 and looks anyway every ``interval``, so events written elsewhere without a notification
-arrive too. Each stream has a bounded queue: a reader too slow to keep up is dropped with a
-last message saying how to resume, never allowed to grow memory.
+arrive too. While no stream is open the tail only keeps its place, looking at most every
+``IDLE_GAP`` however busy the writers are. Each stream has a bounded queue: a reader too
+slow to keep up is dropped with a last message saying how to resume, never allowed to grow
+memory.
 """
 
 from __future__ import annotations
@@ -43,6 +45,11 @@ class StreamFilter:
             and (self.task_id is None or event.task_id == self.task_id)
         )
 
+
+IDLE_GAP = 0.05
+"""Seconds between two looks at the store while no stream is open, however often writes
+wake the tail: it only keeps its place then (a stream that opens meanwhile waits this long
+for its first events at most)."""
 
 Queued = tuple[int, Event, bytes]
 """An event for a stream: its position, the event, and its frame (encoded once for all)."""
@@ -166,6 +173,10 @@ class EventHub:
                 log.warning("event stream could not read events: %s", exc)
             except Exception:  # a bug here must not end every stream
                 log.exception("event stream tail failed")
+            if not self._listeners:
+                # Nobody listens: the wakes of a busy relay are gathered into one look
+                # every IDLE_GAP, not one read each.
+                await asyncio.sleep(min(IDLE_GAP, self._interval))
 
     async def _read(self) -> None:
         tail = self._tail

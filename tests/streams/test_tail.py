@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from relay.errors import TooManyStreams
 from relay.models import EventType
 from relay.store import open_store
-from relay.streams.hub import EventHub, StreamFilter
+from relay.streams.hub import IDLE_GAP, EventHub, StreamFilter
 from relay.streams.tail import GAP_PATIENCE, Tail
 from tests.store.factories import make_account, register
 
@@ -54,6 +55,51 @@ async def test_a_reader_that_falls_behind_is_dropped_and_streams_are_bounded(
         assert not picky.overflowed  # wanted none of them
         hub.close(slow)
         hub.open(StreamFilter(alice.id))  # its place is free again
+    finally:
+        await hub.stop()
+        await store.close()
+
+
+class CountingStore:
+    """The real store, counting the tail's looks at it."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+        self.looks = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def event_positions_after(self, position: int, limit: int) -> list[int]:
+        self.looks += 1
+        positions: list[int] = await self._store.event_positions_after(position, limit)
+        return positions
+
+    async def events_after(self, position: int, limit: int) -> Any:
+        self.looks += 1
+        return await self._store.events_after(position, limit)
+
+
+async def test_with_no_stream_open_a_busy_relays_wakes_are_gathered(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'relay.db'}")
+    await store.migrate()
+    alice = await make_account(store, "alice")
+    counting = CountingStore(store)
+    hub = EventHub(counting, interval=10.0)
+    await hub.start()
+    try:
+        for _ in range(40):  # 40 wakes over 0.2 s: at most one look per IDLE_GAP
+            hub.wake()
+            await asyncio.sleep(0.005)
+        assert counting.looks <= 0.2 / IDLE_GAP + 2
+        # An open stream is served at once on a wake, and gets what was written after.
+        listener = hub.open(StreamFilter(alice.id))
+        await asyncio.sleep(IDLE_GAP * 2)
+        await register(store, alice, callback_url=None)  # task.queued
+        hub.wake()
+        got = await asyncio.wait_for(listener.next(), 1)
+        assert got is not None
+        assert got[1].type is EventType.TASK_QUEUED
     finally:
         await hub.stop()
         await store.close()

@@ -163,3 +163,54 @@ async def test_a_write_after_close_fails_rather_than_waits(tmp_path: Path) -> No
     await r.close()
     with pytest.raises(StoreError, match="closed"):
         await asyncio.wait_for(r.write(lambda c: c.execute("SELECT 1")), 5)
+
+
+async def test_reads_queued_together_share_one_read_transaction_and_fail_alone(
+    runner: SqliteRunner,
+) -> None:
+    await runner.write(insert("a", 1))
+    reader = runner._reader  # its thread is held while the reads queue up
+    begins: list[str] = []
+    await reader.run(lambda: reader.conn().set_trace_callback(begins.append))
+    release = threading.Event()
+    held = asyncio.get_running_loop().run_in_executor(reader.thread, release.wait, 10)
+
+    def bad(c: sqlite3.Connection) -> None:
+        c.execute("SELECT k FROM nowhere")
+
+    def value(c: sqlite3.Connection) -> int:
+        return int(c.execute("SELECT v FROM t WHERE k = 'a'").fetchone()[0])
+
+    pending = [asyncio.ensure_future(runner.read(fn)) for fn in (value, bad, value)]
+    await asyncio.sleep(0.05)
+    release.set()
+    await held
+    outcomes = await asyncio.gather(*pending, return_exceptions=True)
+    assert outcomes[0] == 1
+    assert isinstance(outcomes[1], StoreError)
+    assert "no such table" in str(outcomes[1])
+    assert outcomes[2] == 1
+    assert [s for s in begins if s.strip().upper().startswith("BEGIN")] == ["BEGIN"]
+
+
+async def test_a_long_write_runs_alone_and_the_quick_ones_before_it_are_answered_first(
+    runner: SqliteRunner,
+) -> None:
+    go_on = threading.Event()
+
+    def long(c: sqlite3.Connection) -> str:
+        c.execute("INSERT INTO t (k, v) VALUES ('long', 1)")
+        go_on.wait(5)  # until the test saw the quick write before it answered
+        return "long"
+
+    async with HeldWriter(runner) as held:
+        quick = asyncio.ensure_future(runner.write(insert("quick")))
+        slow = asyncio.ensure_future(runner.write(long, alone=True))
+        after = asyncio.ensure_future(runner.write(insert("after")))
+        await asyncio.sleep(0.05)
+    assert await asyncio.wait_for(quick, 2) == "quick"  # while the long one still runs
+    assert not slow.done()
+    go_on.set()
+    assert await slow == "long"
+    assert await after == "after"
+    assert held.commits == 3

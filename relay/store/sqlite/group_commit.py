@@ -14,9 +14,15 @@ answered together once it commits:
   full), the writes before it in the group fail with it, and the ones after it run in a new
   transaction;
 - a group holds at most ``MAX_GROUP`` writes, taken in the order they came: a write waits
-  behind at most one group, as it waited behind one write before.
+  behind at most one group, as it waited behind one write before;
+- a write that may take long (``alone``: a replay's step, a retention batch) runs in a
+  transaction of its own, so the quick ones queued before it are not held up until it ends.
 
 Later writes of a group see the earlier ones, as they would have after their commits.
+
+Reads are grouped the same way on the reader thread (``GroupRead``): the reads queued
+meanwhile share one read transaction, which begins after all of them were asked for, so each
+still sees every write committed before it was; a read that fails, fails alone.
 """
 
 from __future__ import annotations
@@ -44,7 +50,7 @@ MAX_GROUP = 32
 """Writes committed in one transaction at the most."""
 
 
-class WriterConnection(Protocol):
+class GroupConnection(Protocol):
     def conn(self) -> sqlite3.Connection: ...
 
     def undo(self, conn: sqlite3.Connection) -> None: ...
@@ -53,50 +59,53 @@ class WriterConnection(Protocol):
 
 
 @dataclass(slots=True)
-class _Write(Generic[R]):
+class _Work(Generic[R]):
     fn: Callable[[sqlite3.Connection], R]
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[R]
+    alone: bool = False
     result: Any = None
     error: BaseException | None = None
 
 
-class GroupCommit:
-    """Queues writes for the writer thread and commits them in groups (module docstring).
-    ``after(committed, failure)`` runs on the writer thread after each group: how many
-    writes it committed, and the SQLite error that failed any of them (for the runner's
-    checkpoints and its full-disk bookkeeping)."""
+class _Groups:
+    """Queues work for a connection's thread and runs it in groups, answering each group's
+    callers with one call into their loop; what a group's transaction is, is the
+    subclass's ``_run``."""
 
     def __init__(
         self,
-        writer: WriterConnection,
-        after: Callable[[int, sqlite3.Error | None], None],
+        connection: GroupConnection,
+        after: Callable[[int, sqlite3.Error | None], None] | None = None,
         *,
         max_group: int = MAX_GROUP,
     ) -> None:
-        self._writer = writer
+        self._connection = connection
         self._after = after
         self._max = max_group
-        self._queue: deque[_Write[Any]] = deque()
+        self._queue: deque[_Work[Any]] = deque()
         self._lock = threading.Lock()
         self._scheduled = False
 
-    async def write(self, fn: Callable[[sqlite3.Connection], R]) -> R:
+    async def run(self, fn: Callable[[sqlite3.Connection], R], *, alone: bool = False) -> R:
+        """``fn``'s result once its group's transaction ended (its exception, if it raised).
+        ``alone``: ``fn`` may take long (a replay's step, a retention batch), so it runs in
+        a transaction of its own, and the quick work queued before it is answered first."""
         loop = asyncio.get_running_loop()
-        write: _Write[R] = _Write(fn, loop, loop.create_future())
+        work: _Work[R] = _Work(fn, loop, loop.create_future(), alone)
         with self._lock:
-            self._queue.append(write)
+            self._queue.append(work)
             schedule = not self._scheduled
             self._scheduled = True
         if schedule:
             self._schedule()
-        return await write.future
+        return await work.future
 
     def _schedule(self) -> None:
-        """A group run queued on the writer thread; if the thread is gone (the store
-        closed), every queued write fails instead of waiting for ever."""
+        """A group run queued on the connection's thread; if the thread is gone (the store
+        closed), everything queued fails instead of waiting for ever."""
         try:
-            self._writer.submit(self._run_group)
+            self._connection.submit(self._run_group)
         except RuntimeError:  # cannot schedule new futures after shutdown
             with self._lock:
                 left = list(self._queue)
@@ -107,22 +116,26 @@ class GroupCommit:
             _answer(left)
 
     def _run_group(self) -> None:
-        """One group, on the writer thread; then the next one is queued behind whatever
-        else the thread has to do (a checkpoint), or the queue is left empty."""
+        """One group, on the connection's thread; then the next one is queued behind
+        whatever else the thread has to do (a checkpoint), or the queue is left empty."""
         with self._lock:
-            group = [self._queue.popleft() for _ in range(min(self._max, len(self._queue)))]
+            group = [self._queue.popleft()]
+            if not group[0].alone:
+                while self._queue and len(group) < self._max and not self._queue[0].alone:
+                    group.append(self._queue.popleft())
         try:
             try:
-                failure = self._commit(group)
-            except BaseException as exc:  # a bug: nothing half done, no write left hanging
-                log.exception("sqlite: a group of writes failed")
+                failure = self._run(group)
+            except BaseException as exc:  # a bug: nothing half done, no caller left hanging
+                log.exception("sqlite: a group of store operations failed")
                 with contextlib.suppress(StoreError):
-                    self._writer.undo(self._writer.conn())
+                    self._connection.undo(self._connection.conn())
                 for w in group:
                     if w.error is None:
                         w.error = _rolled_back(exc)
             else:
-                self._after(sum(1 for w in group if w.error is None), failure)
+                if self._after is not None:
+                    self._after(sum(1 for w in group if w.error is None), failure)
         finally:
             _answer(group)
             with self._lock:
@@ -131,21 +144,31 @@ class GroupCommit:
             if more:
                 self._schedule()
 
-    def _commit(self, group: list[_Write[Any]]) -> sqlite3.Error | None:
+    def _run(self, group: list[_Work[Any]]) -> sqlite3.Error | None:
+        raise NotImplementedError
+
+
+class GroupCommit(_Groups):
+    """Writes, committed in groups (module docstring). ``after(committed, failure)`` runs
+    on the writer thread after each group: how many writes it committed, and the SQLite
+    error that failed any of them (for the runner's checkpoints and its full-disk
+    bookkeeping)."""
+
+    def _run(self, group: list[_Work[Any]]) -> sqlite3.Error | None:
         """Run ``group`` in as few transactions as it takes (module docstring); the SQLite
         error that failed any of its writes, if one did."""
         failure: sqlite3.Error | None = None
-        open_: list[_Write[Any]] = []  # run in the open transaction, not failed
+        open_: list[_Work[Any]] = []  # run in the open transaction, not failed
         conn: sqlite3.Connection | None = None
         for w in group:
             if conn is None:
                 try:
-                    conn = self._writer.conn()
+                    conn = self._connection.conn()
                     conn.execute(QUERIES["begin_write"])
                 except (sqlite3.Error, StoreError) as exc:
                     failure = _sqlite_error(exc) or failure
                     if conn is not None:
-                        self._writer.undo(conn)
+                        self._connection.undo(conn)
                     conn = None
                     w.error = exc if isinstance(exc, StoreError) else _as_store_error(exc)
                     continue
@@ -160,7 +183,7 @@ class GroupCommit:
                     _fail([w], exc)
                     continue
                 # The whole transaction is gone: the writes before this one with it.
-                self._writer.undo(conn)
+                self._connection.undo(conn)
                 _fail([*open_, w], exc)
                 open_, conn = [], None
                 continue
@@ -170,10 +193,48 @@ class GroupCommit:
                 conn.execute(QUERIES["commit"])
             except sqlite3.Error as exc:
                 failure = exc
-                self._writer.undo(conn)
+                self._connection.undo(conn)
                 for w in open_:
                     w.error = _as_store_error(exc)
         return failure
+
+
+class GroupRead(_Groups):
+    """Reads, run in groups in one read transaction: each sees everything committed before
+    it was asked for (the transaction begins after), and fails alone."""
+
+    def _run(self, group: list[_Work[Any]]) -> sqlite3.Error | None:
+        failure: sqlite3.Error | None = None
+        conn: sqlite3.Connection | None = None
+        for w in group:
+            try:
+                if conn is None:
+                    conn = self._connection.conn()
+                    conn.execute(QUERIES["begin_read"])
+                w.result = w.fn(conn)
+            except BaseException as exc:  # the caller's to see: raised there
+                if isinstance(exc, sqlite3.Error):
+                    failure = exc
+                    w.error = _as_store_error(exc)
+                else:
+                    w.error = exc
+                if conn is not None and not _in_transaction(conn):
+                    self._connection.undo(conn)
+                    conn = None  # the next read begins anew
+        if conn is not None:
+            try:
+                conn.execute(QUERIES["commit"])
+            except sqlite3.Error as exc:  # what was read was read: only the end failed
+                failure = exc
+                self._connection.undo(conn)
+        return failure
+
+
+def _in_transaction(conn: sqlite3.Connection) -> bool:
+    try:
+        return conn.in_transaction
+    except sqlite3.Error:  # closed
+        return False
 
 
 def _roll_back_to_savepoint(conn: sqlite3.Connection) -> bool:
@@ -188,7 +249,7 @@ def _roll_back_to_savepoint(conn: sqlite3.Connection) -> bool:
     return True
 
 
-def _fail(writes: list[_Write[Any]], exc: BaseException) -> None:
+def _fail(writes: list[_Work[Any]], exc: BaseException) -> None:
     """The last of ``writes`` raised ``exc``; the ones before it (if any) succeeded in a
     transaction that is now gone."""
     *innocent, culprit = writes
@@ -216,9 +277,9 @@ def _sqlite_error(exc: BaseException) -> sqlite3.Error | None:
     return cause if isinstance(cause, sqlite3.Error) else None
 
 
-def _answer(group: list[_Write[Any]]) -> None:
-    """Hand each write's outcome to its caller: one wake-up per event loop for the group."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[_Write[Any]]] = {}
+def _answer(group: list[_Work[Any]]) -> None:
+    """Hand each outcome to its caller: one wake-up per event loop for the group."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[_Work[Any]]] = {}
     for w in group:
         by_loop.setdefault(w.loop, []).append(w)
     for loop, writes in by_loop.items():
@@ -226,7 +287,7 @@ def _answer(group: list[_Write[Any]]) -> None:
             loop.call_soon_threadsafe(_settle, writes)
 
 
-def _settle(writes: list[_Write[Any]]) -> None:
+def _settle(writes: list[_Work[Any]]) -> None:
     for w in writes:
         if w.future.done():  # the caller gave up waiting (cancelled)
             continue

@@ -38,4 +38,4 @@ class RetentionMixin:
             c.execute(QUERIES["delete_doomed_callbacks"])
             return events + c.execute(QUERIES["delete_doomed_tasks"]).rowcount
 
-        return await self._db.write(prune)
+        return await self._db.write(prune, alone=True)

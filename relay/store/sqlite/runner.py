@@ -47,7 +47,7 @@ from relay.errors import MigrationError, StoreError
 from relay.store.named_sql import load_queries
 from relay.store.schema import packaged_migrations, pending_migrations
 from relay.store.sqlite.checkpointer import Checkpointer
-from relay.store.sqlite.group_commit import GroupCommit
+from relay.store.sqlite.group_commit import GroupCommit, GroupRead
 
 QUERIES = load_queries("relay.store.sqlite")
 
@@ -136,21 +136,6 @@ class _Connection:
                 raise StoreError(f"sqlite: cannot open the database again: {exc}") from exc
         return self._conn
 
-    def transaction(self, fn: Callable[[sqlite3.Connection], R], begin: str) -> R:
-        """``fn`` in one transaction, committed whole or not at all (on this thread)."""
-        conn = self.conn()
-        try:
-            conn.execute(begin)
-            result = fn(conn)
-            conn.execute(QUERIES["commit"])
-        except sqlite3.Error as exc:
-            self.undo(conn)
-            raise StoreError(f"sqlite: {exc}") from exc
-        except BaseException:
-            self.undo(conn)
-            raise
-        return result
-
     def submit(self, fn: Callable[[], object]) -> object:
         """Queue ``fn`` on this connection's thread (without waiting for it)."""
         return self._thread.submit(fn)
@@ -233,10 +218,13 @@ class SqliteRunner:
             )
         )
         """The background checkpointer (None when checkpoints run in line)."""
-        self._group = GroupCommit(self._writer, self._after_group)
+        self._write_groups = GroupCommit(self._writer, self._after_group)
+        self._read_groups = GroupRead(self._reader)
 
-    async def write(self, fn: Callable[[sqlite3.Connection], R]) -> R:
-        return await self._group.write(fn)
+    async def write(self, fn: Callable[[sqlite3.Connection], R], *, alone: bool = False) -> R:
+        """``fn`` committed whole or not at all (``group_commit.py``: ``alone`` for work
+        that may take long)."""
+        return await self._write_groups.run(fn, alone=alone)
 
     async def probe(self, fn: Callable[[sqlite3.Connection], object]) -> None:
         """Commit ``fn`` as a write probe: ``StoreError`` if it fails, or if any write
@@ -246,8 +234,8 @@ class SqliteRunner:
         if ago < self._full_reported_for:
             raise StoreError(f"sqlite: a write failed {ago:.1f} s ago: the disk is full")
 
-    async def read(self, fn: Callable[[sqlite3.Connection], R]) -> R:
-        return await self._reader.run(partial(self._reader.transaction, fn, QUERIES["begin_read"]))
+    async def read(self, fn: Callable[[sqlite3.Connection], R], *, alone: bool = False) -> R:
+        return await self._read_groups.run(fn, alone=alone)
 
     async def write_untransacted(self, fn: Callable[[sqlite3.Connection], R]) -> R:
         """For work that manages its own transactions (migrations)."""

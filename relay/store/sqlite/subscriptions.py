@@ -191,7 +191,8 @@ class SubscriptionsMixin:
                     cursor=cursor,
                     want=want,
                     scan=self.replay_scan,
-                )
+                ),
+                alone=True,
             ),
             after,
             limit,
@@ -208,7 +209,8 @@ class SubscriptionsMixin:
                     query=query,
                     cursor=cursor,
                     scan=self.replay_scan,
-                )
+                ),
+                alone=True,
             )
         )
 

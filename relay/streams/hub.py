@@ -186,6 +186,10 @@ class EventHub:
             # still read for the first stream to open), but read no bodies.
             while True:
                 seen = await self._store.event_positions_after(tail.position, self._batch)
+                if self._listeners:
+                    # A stream opened during the look: what it saw may have committed
+                    # after, and is read whole for it below.
+                    break
                 tail.advance(seen, self._monotonic())
                 if len(seen) < self._batch:
                     return

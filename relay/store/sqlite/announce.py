@@ -55,7 +55,7 @@ class AnnounceMixin:
                     disabled.append(sub_id)
             return disabled
 
-        return await self._db.write(disable)
+        return await self._db.write(disable, alone=True)  # housekeeping: may take long
 
     async def write_account_events(self, events: Sequence[Event]) -> None:
         await self._db.write(lambda c: write_events(c, events))

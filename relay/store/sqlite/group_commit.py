@@ -57,6 +57,8 @@ class GroupConnection(Protocol):
 
     def submit(self, fn: Callable[[], object]) -> object: ...
 
+    async def run(self, fn: Callable[[], R]) -> R: ...
+
 
 @dataclass(slots=True)
 class _Work(Generic[R]):
@@ -76,7 +78,7 @@ class _Groups:
     def __init__(
         self,
         connection: GroupConnection,
-        after: Callable[[int, sqlite3.Error | None], None] | None = None,
+        after: Callable[[int, list[sqlite3.Error]], None] | None = None,
         *,
         max_group: int = MAX_GROUP,
     ) -> None:
@@ -86,6 +88,19 @@ class _Groups:
         self._queue: deque[_Work[Any]] = deque()
         self._lock = threading.Lock()
         self._scheduled = False
+        self._closed = False
+
+    async def close(self) -> None:
+        """Take no more work, and return once the work queued so far was answered (each
+        no-op below runs after the group queued on the thread, which queues the next one
+        behind it)."""
+        with self._lock:
+            self._closed = True
+        while True:
+            with self._lock:
+                if not self._scheduled:
+                    return
+            await self._connection.run(lambda: None)
 
     async def run(self, fn: Callable[[sqlite3.Connection], R], *, alone: bool = False) -> R:
         """``fn``'s result once its group's transaction ended (its exception, if it raised).
@@ -94,6 +109,8 @@ class _Groups:
         loop = asyncio.get_running_loop()
         work: _Work[R] = _Work(fn, loop, loop.create_future(), alone)
         with self._lock:
+            if self._closed:
+                raise StoreError("sqlite: the store is closed")
             self._queue.append(work)
             schedule = not self._scheduled
             self._scheduled = True
@@ -125,7 +142,7 @@ class _Groups:
                     group.append(self._queue.popleft())
         try:
             try:
-                failure = self._run(group)
+                failures = self._run(group)
             except BaseException as exc:  # a bug: nothing half done, no caller left hanging
                 log.exception("sqlite: a group of store operations failed")
                 with contextlib.suppress(StoreError):
@@ -135,7 +152,10 @@ class _Groups:
                         w.error = _rolled_back(exc)
             else:
                 if self._after is not None:
-                    self._after(sum(1 for w in group if w.error is None), failure)
+                    try:
+                        self._after(sum(1 for w in group if w.error is None), failures)
+                    except Exception:  # the group's own outcomes stand
+                        log.exception("sqlite: the bookkeeping after a group failed")
         finally:
             _answer(group)
             with self._lock:
@@ -144,7 +164,7 @@ class _Groups:
             if more:
                 self._schedule()
 
-    def _run(self, group: list[_Work[Any]]) -> sqlite3.Error | None:
+    def _run(self, group: list[_Work[Any]]) -> list[sqlite3.Error]:
         raise NotImplementedError
 
 
@@ -154,10 +174,10 @@ class GroupCommit(_Groups):
     error that failed any of them (for the runner's checkpoints and its full-disk
     bookkeeping)."""
 
-    def _run(self, group: list[_Work[Any]]) -> sqlite3.Error | None:
+    def _run(self, group: list[_Work[Any]]) -> list[sqlite3.Error]:
         """Run ``group`` in as few transactions as it takes (module docstring); the SQLite
-        error that failed any of its writes, if one did."""
-        failure: sqlite3.Error | None = None
+        errors that failed any of its writes."""
+        failures: list[sqlite3.Error] = []
         open_: list[_Work[Any]] = []  # run in the open transaction, not failed
         conn: sqlite3.Connection | None = None
         for w in group:
@@ -166,7 +186,8 @@ class GroupCommit(_Groups):
                     conn = self._connection.conn()
                     conn.execute(QUERIES["begin_write"])
                 except (sqlite3.Error, StoreError) as exc:
-                    failure = _sqlite_error(exc) or failure
+                    if (found := _sqlite_error(exc)) is not None:
+                        failures.append(found)
                     if conn is not None:
                         self._connection.undo(conn)
                     conn = None
@@ -178,7 +199,7 @@ class GroupCommit(_Groups):
                 conn.execute(QUERIES["release_write"])
             except BaseException as exc:  # the caller's to see: raised there
                 if isinstance(exc, sqlite3.Error):
-                    failure = exc
+                    failures.append(exc)
                 if _roll_back_to_savepoint(conn):
                     _fail([w], exc)
                     continue
@@ -192,19 +213,19 @@ class GroupCommit(_Groups):
             try:
                 conn.execute(QUERIES["commit"])
             except sqlite3.Error as exc:
-                failure = exc
+                failures.append(exc)
                 self._connection.undo(conn)
                 for w in open_:
                     w.error = _as_store_error(exc)
-        return failure
+        return failures
 
 
 class GroupRead(_Groups):
     """Reads, run in groups in one read transaction: each sees everything committed before
     it was asked for (the transaction begins after), and fails alone."""
 
-    def _run(self, group: list[_Work[Any]]) -> sqlite3.Error | None:
-        failure: sqlite3.Error | None = None
+    def _run(self, group: list[_Work[Any]]) -> list[sqlite3.Error]:
+        failures: list[sqlite3.Error] = []
         conn: sqlite3.Connection | None = None
         for w in group:
             try:
@@ -214,7 +235,7 @@ class GroupRead(_Groups):
                 w.result = w.fn(conn)
             except BaseException as exc:  # the caller's to see: raised there
                 if isinstance(exc, sqlite3.Error):
-                    failure = exc
+                    failures.append(exc)
                     w.error = _as_store_error(exc)
                 else:
                     w.error = exc
@@ -225,9 +246,9 @@ class GroupRead(_Groups):
             try:
                 conn.execute(QUERIES["commit"])
             except sqlite3.Error as exc:  # what was read was read: only the end failed
-                failure = exc
+                failures.append(exc)
                 self._connection.undo(conn)
-        return failure
+        return failures
 
 
 def _in_transaction(conn: sqlite3.Connection) -> bool:
@@ -291,7 +312,11 @@ def _settle(writes: list[_Work[Any]]) -> None:
     for w in writes:
         if w.future.done():  # the caller gave up waiting (cancelled)
             continue
-        if w.error is not None:
+        if isinstance(w.error, StopIteration):  # a Future refuses it (TypeError)
+            error = RuntimeError(f"a store function raised StopIteration: {w.error}")
+            error.__cause__ = w.error
+            w.future.set_exception(error)
+        elif w.error is not None:
             w.future.set_exception(w.error)
         else:
             w.future.set_result(w.result)

@@ -88,7 +88,7 @@ class IdempotencyMixin:
                 c.execute(QUERIES["prune_idempotency_keys"], {"before": ts(before)}).rowcount
             )
 
-        return await self._db.write(prune)
+        return await self._db.write(prune, alone=True)  # housekeeping: may delete many
 
 
 def _reserve(

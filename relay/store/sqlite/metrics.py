@@ -32,4 +32,4 @@ class MetricsMixin:
             copies, stored_bytes = copy_counts(c.execute(QUERIES["copies_by_state"]))
             return MetricsSnapshot(tasks, due, dt(oldest), uncertain, copies, stored_bytes)
 
-        return await self._db.read(read)
+        return await self._db.read(read, alone=True)  # counts over every task

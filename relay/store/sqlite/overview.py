@@ -29,7 +29,7 @@ class OverviewMixin:
                     counts[status] = int(n)
             return counts
 
-        return await self._db.read(read)
+        return await self._db.read(read, alone=True)  # up to ``cap`` rows a status
 
     async def recent_tasks(self, account_id: str, limit: int) -> Sequence[TaskSample]:
         params = {"account_id": account_id, "limit": limit}
@@ -48,7 +48,7 @@ class OverviewMixin:
     async def account_backlog(self, account_id: str, now: datetime, cap: int) -> Backlog:
         params = {"account_id": account_id, "now": now.timestamp(), "cap": cap}
         row = await self._db.read(
-            lambda c: c.execute(QUERIES["overview_backlog"], params).fetchone()
+            lambda c: c.execute(QUERIES["overview_backlog"], params).fetchone(), alone=True
         )
         return backlog_from_row(row)
 

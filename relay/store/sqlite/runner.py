@@ -188,6 +188,8 @@ class SqliteRunner:
         self._checkpoint_above = checkpoint_above
         self._log_limit = LOG_LIMIT * checkpoint_above
         self._limited_at = float("-inf")
+        self._limited_size = 0
+        """When, and at what log size, the writer last gave up truncating the log."""
         self._full_reported_for = full_reported_for
         self._writes = 0
         self._full_at = float("-inf")
@@ -248,15 +250,17 @@ class SqliteRunner:
             await asyncio.wrap_future(pending)
 
     async def close(self) -> None:
+        await self._write_groups.close()
+        await self._read_groups.close()
         if self.checkpointer is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.checkpointer.close)
         await self._writer.close()
         await self._reader.close()
 
-    def _after_group(self, committed: int, failure: sqlite3.Error | None) -> None:
+    def _after_group(self, committed: int, failures: list[sqlite3.Error]) -> None:
         """After a group of writes (on the writer thread): a full disk noted, and the log
         kept in check."""
-        if failure is not None and _out_of_space(failure):
+        if any(_out_of_space(f) for f in failures):
             now = self._full_at = time.monotonic()
             if now - self._full_checkpoint_at >= FULL_CHECKPOINT_PAUSE:
                 self._full_checkpoint_at = now
@@ -270,7 +274,7 @@ class SqliteRunner:
                 self._nudge_above = self._passive_above
             self._last_size = size
             if size > self._log_limit:
-                self._limit_log()
+                self._limit_log(size)
             if self._writes >= self._checkpoint_every or size > self._nudge_above:
                 self._writes = 0
                 self._nudge_above = max(size, self._passive_above) + self._passive_above // 4
@@ -278,20 +282,23 @@ class SqliteRunner:
         elif self._writes >= self._checkpoint_every or self._log_size() > self._checkpoint_above:
             self._checkpoint()
 
-    def _limit_log(self) -> None:
-        """The log passed ``LOG_LIMIT``: truncate it on the writer thread, waiting for readers
-        (and a checkpoint under way) no more than the checkpointer does; after that gave up,
-        not again for ``FULL_CHECKPOINT_PAUSE``: a reader that holds on costs writes 50 ms a
-        second, not 10 s each."""
+    def _limit_log(self, size: int) -> None:
+        """The log (``size`` bytes) passed ``LOG_LIMIT``: truncate it on the writer thread,
+        waiting for readers (and a checkpoint under way) no more than the checkpointer does;
+        after that gave up, not again for ``FULL_CHECKPOINT_PAUSE`` unless the log doubled
+        meanwhile: a reader that holds on costs writes 50 ms a second (and one try each time
+        the log doubles), not 10 s each, while a reader that was only slow (a busy machine
+        keeps threads off the CPU) does not leave a fast writer a whole second to grow the
+        log."""
         now = time.monotonic()
-        if now - self._limited_at < FULL_CHECKPOINT_PAUSE:
+        if now - self._limited_at < FULL_CHECKPOINT_PAUSE and size < 2 * self._limited_size:
             return
         try:
             conn = self._writer.conn()
             conn.executescript(QUERIES["configure_checkpointer"])
             try:
                 if not self._checkpoint():
-                    self._limited_at = now
+                    self._limited_at, self._limited_size = now, size
             finally:
                 conn.executescript(QUERIES["restore_busy_timeout"])
         except (sqlite3.Error, StoreError) as exc:

@@ -118,7 +118,7 @@ class SubmissionsMixin:
     async def expire_submissions(self, now: datetime, detail: str) -> int:
         params = {"now": ts(now), "detail": detail}
         return await self._db.write(
-            lambda c: c.execute(QUERIES["expire_submissions"], params).rowcount
+            lambda c: c.execute(QUERIES["expire_submissions"], params).rowcount, alone=True
         )
 
     async def known_provider_task_ids(self, provider: str, ids: Sequence[str]) -> frozenset[str]:

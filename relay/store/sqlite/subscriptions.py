@@ -109,7 +109,7 @@ class SubscriptionsMixin:
                 stop_pending(c, sub_id, now, "the subscription was deleted")
             return bool(found)
 
-        return await self._db.write(delete)
+        return await self._db.write(delete, alone=True)  # its pending deliveries: any number
 
     async def disable_subscription(
         self, account_id: str, sub_id: str, reason: str, now: datetime

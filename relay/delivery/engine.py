@@ -2,17 +2,19 @@
 
 Flow: each pass of the pump is one cycle, one transaction (``DeliveryStore.record_and_claim``):
 it records the attempts finished since the last cycle and claims due deliveries for the free
-slots, never more for one destination than its concurrency cap leaves room for, nor for one
-account than its share or its total, nor for a rate-limited destination than its gate lets
-start now (``relay.delivery.fairness``), and starts one send each (``relay.delivery.attempts``).
+slots, never more for one destination than its concurrency cap leaves room for (a quick one:
+and a little more, sent as its own sends finish), nor for one account than its share or its
+total, nor for a rate-limited destination than its gate lets start now
+(``relay.delivery.fairness``), and starts one send each (``relay.delivery.attempts``).
 A finished send's record (classified by the pure ``relay.delivery.outcomes``) waits in
 ``relay.delivery.recorder`` and wakes the next cycle, so the batch follows the load, the
 database sees one trip a cycle instead of a claim and a record taking turns, and a slot freed
 is refilled by the transaction that records why it is free.
 Until its record is written a delivery stays leased, so a crash at any moment leaves it due
 again once the lease is released (at-least-once). Without a crash a delivery is never sent
-twice: a send starts at most ``RATE_HORIZON`` after its claim, and never on a lease that could
-run out before its attempt's timeout.
+twice: a send starts at most ``RATE_HORIZON`` after its claim (one claimed ahead for a quick
+destination: within ``AHEAD`` attempt timeouts), and never on a lease that could run out
+before its attempt's timeout.
 """
 
 from __future__ import annotations
@@ -31,9 +33,10 @@ import httpx
 from relay.clock import Clock
 from relay.delivery.announcements import Announcements
 from relay.delivery.attempts import Attempts, LeaseTooShort, Refresh
-from relay.delivery.fairness import Ledger, RateGate, account_limit, filled
+from relay.delivery.fairness import Ledger, RateGate, account_limit, ahead, filled
 from relay.delivery.outcomes import RetryPolicy
 from relay.delivery.recorder import AttemptRecorder, log_crash
+from relay.delivery.turns import Turns
 from relay.errors import StoreError
 from relay.logs import ids, url_origin
 from relay.metrics import RelayMetrics
@@ -119,6 +122,13 @@ class DeliveryEngine:
         self._active = 0
         """Sends started and not finished (a finished one's task may not be done yet)."""
         self._ledger = Ledger()
+        self._ahead = ahead(
+            settings.max_in_flight_per_destination, settings.lease_seconds, settings.timeout
+        )
+        self._turns: Turns[_Send] = Turns(settings.max_in_flight_per_destination)
+        """Sends claimed ahead for a quick destination, waiting for one of its own to end."""
+        self._unsent: list[int] = []
+        """Deliveries whose turn came while stopping: handed back, not sent."""
         self._backlog = False
         self._stopping = False
         self._gate = RateGate()
@@ -163,7 +173,9 @@ class DeliveryEngine:
 
     async def stop(self, grace: float) -> None:
         """Stop claiming, let attempts in flight finish (up to ``grace`` s), record them.
-        Deliveries claimed but not started stay leased and are sent after a restart."""
+        Deliveries claimed but not started (claimed ahead, waiting for their turn) are handed
+        back: due again at once, for another instance or this one's restart (should that
+        fail, they stay leased until their lease ends)."""
         self._stopping = True
         self.pump.stop()
         await self.pump.settle()
@@ -177,6 +189,16 @@ class DeliveryEngine:
                     task.cancel()
                 await asyncio.wait(pending)
         await self._recorder.flush(self._store, self._owner)
+        waiting = [*self._unsent, *(send.delivery.pk for send in self._turns.drain())]
+        if waiting:
+            try:
+                await self._store.release_deliveries(waiting, self._owner)
+            except StoreError as exc:
+                log.warning(
+                    "%d claimed deliveries stay leased until their lease ends: %s",
+                    len(waiting),
+                    exc,
+                )
         if self._announcing:
             await asyncio.wait(set(self._announcing), timeout=max(1.0, grace))
 
@@ -212,6 +234,7 @@ class DeliveryEngine:
                     self._settings.max_in_flight, self._settings.reserved_for_others
                 ),
                 gate=self._gate,
+                ahead=self._ahead,
             )
             if free
             else None
@@ -310,7 +333,14 @@ class DeliveryEngine:
         wait = self._gate.reserve(key, now)
         ticket = self._ledger.start(key, delivery.account_id, now, wait)
         self._active += 1
-        task = asyncio.ensure_future(self._send(delivery, ticket, wait, lease_end))
+        send = _Send(delivery, ticket, wait, lease_end)
+        if self._turns.take(key, send):
+            self._launch(send)
+
+    def _launch(self, send: _Send) -> None:
+        task = asyncio.ensure_future(
+            self._send(send.delivery, send.ticket, send.wait, send.lease_end)
+        )
         self._sends.add(task)
         task.add_done_callback(self._sent)
 
@@ -366,3 +396,21 @@ class DeliveryEngine:
             # for the destination's and the account's room, freed here.
             self._active -= 1
             self._ledger.finish(ticket, time.monotonic(), answered_in)
+            # A send claimed ahead for this destination takes the turn (stopping, it is
+            # handed back with the others still waiting).
+            turn = self._turns.done(delivery.destination_key)
+            if turn is not None:
+                if self._stopping:
+                    self._unsent.append(turn.delivery.pk)
+                else:
+                    self._launch(turn)
+
+
+@dataclass(frozen=True, slots=True)
+class _Send:
+    """A claimed delivery's send, started or waiting for its turn (``Turns``)."""
+
+    delivery: DueDelivery
+    ticket: int
+    wait: float
+    lease_end: datetime

@@ -32,7 +32,17 @@ Why (issue 11): one tenant's receivers must not stall another tenant's deliverie
    database write; an unclaimed delivery costs nothing while it waits, and a send starts at
    most ``RATE_HORIZON`` after its claim, so its lease (at least two attempt timeouts) cannot
    run out under it: no second claim, no duplicate POST without a crash.
-6. A gate is planned at the rate the destination's last claimed delivery had, and the claim
+6. A quick destination without a rate limit (rule 2's quick) may be claimed for more than
+   its cap (``ahead``: up to ``AHEAD`` caps more, as the lease allows): those sends wait in
+   the engine for one of its own to finish (``relay.delivery.turns``, first claimed first
+   sent) and start then, with no trip to the database between, so its requests do not pause
+   while the next claim is written. They hold engine slots and count against the account's
+   total like any send; never more than the cap go to the destination at once. A wait
+   longer than ``QUICK_ANSWER`` makes the destination not quick (rule 2), so a receiver that
+   starts hanging gets no more sends ahead, and the ones waiting start within ``AHEAD``
+   attempt timeouts, with a lease that still covers their attempt (else they are not sent:
+   the engine's lease check; they go out when claimed again).
+7. A gate is planned at the rate the destination's last claimed delivery had, and the claim
    applies its room only while the destination still has that rate. A subscription whose
    ``rate_limit`` was raised, lowered or removed is claimed at the next claim like one whose
    rate is not known yet (one send; all it may take if it has no limit any more), and the
@@ -73,6 +83,19 @@ _FORGET_AFTER = 10_000
 """Keys remembered at most, per table, before idle ones are forgotten."""
 
 
+AHEAD = 2
+"""Caps' worth of sends a quick destination may be claimed for past its cap (rule 6)."""
+
+
+def ahead(per_destination: int, lease_seconds: float, timeout: float) -> int:
+    """Sends a quick destination may be claimed for past its cap, to wait for its turns.
+    The last of them waits for at most ``k`` rounds of its destination's sends, each done
+    within an attempt timeout: ``k`` is kept low enough that it still starts with a whole
+    timeout of its lease left, and another to spare (none when the lease is that short)."""
+    rounds = min(AHEAD, math.floor(lease_seconds / timeout) - 2)
+    return per_destination * max(0, rounds)
+
+
 def account_limit(max_in_flight: int, reserved_for_others: int | None) -> int:
     """Slots one account's sends may hold, quick ones included: all but the reserve (None:
     an eighth of the slots, at least one when there are two or more)."""
@@ -108,7 +131,7 @@ class ClaimLimits:
     learns its rate from that one); None: no cap."""
     destination_room: Mapping[str, int] = field(default_factory=dict)
     """Destination key → how many more it may take, for its sends in flight (0 or less:
-    none)."""
+    none); past ``per_destination`` for a quick one (rule 6)."""
     gates: Mapping[str, GateRoom] = field(default_factory=dict)
     """Rate-limited destination key → its gate: while the destination's rate is the gate's,
     it takes no more than the gate's room (as well as its ``destination_room``)."""
@@ -124,6 +147,9 @@ class ClaimLimits:
     may take; None: no cap."""
     account_total_room: Mapping[str, int] = field(default_factory=dict)
     """Account → how many more deliveries of any key it may take (0 or less: none)."""
+    ahead: int = 0
+    """Deliveries a key in ``uncounted`` without a rate limit and not in ``destination_room``
+    may take past ``per_destination`` (rule 6: a quick destination with nothing in flight)."""
 
     @property
     def window(self) -> int:
@@ -148,7 +174,7 @@ class ClaimLimits:
         cap: float = math.inf if self.per_destination is None else self.per_destination
         in_flight = cap if room is None else room
         if rate_limit is None:
-            return in_flight
+            return cap + self.ahead if room is None and key in self.uncounted else in_flight
         gate = self.gates.get(key)
         if gate is not None and same_rate(gate.rate, rate_limit):
             return min(in_flight, gate.room)
@@ -248,21 +274,29 @@ class Ledger:
         per_account: int,
         per_account_total: int,
         gate: RateGate,
+        ahead: int = 0,
     ) -> ClaimLimits:
         """``per_account``: an account's share for sends to keys that are not quick;
-        ``per_account_total``: all its sends may hold (``max_in_flight`` less the reserve)."""
+        ``per_account_total``: all its sends may hold (``max_in_flight`` less the reserve);
+        ``ahead``: sends a quick destination without a rate gate may take past its cap
+        (they wait for its turns: ``relay.delivery.turns``)."""
         quick = self.quick(now)
+        gates = gate.gates(now)
         counted = Counter(s.account for s in self._sends.values() if s.key not in quick)
         totals = Counter(s.account for s in self._sends.values())
         return ClaimLimits(
             per_destination=per_destination,
-            destination_room={k: per_destination - n for k, n in self._per_key.items()},
-            gates=gate.gates(now),
+            destination_room={
+                k: per_destination - n + (ahead if k in quick and k not in gates else 0)
+                for k, n in self._per_key.items()
+            },
+            gates=gates,
             per_account=per_account,
             account_room={a: per_account - n for a, n in counted.items()},
             uncounted=quick,
             per_account_total=per_account_total,
             account_total_room={a: per_account_total - n for a, n in totals.items()},
+            ahead=ahead,
         )
 
 

@@ -202,6 +202,11 @@ class DeliveryStore(Protocol):
         """The earliest attempt scheduled later than ``after`` (due ones are for the claim)."""
         ...
 
+    async def release_deliveries(self, pks: Sequence[int], owner: str) -> None:
+        """Claimed deliveries ``owner`` will not send (it is stopping): those of ``pks``
+        still leased to it are due again at once (at their next attempt, which is past)."""
+        ...
+
 
 class OperationalEventStore(Protocol):
     """Operational events (``relay.operational``) written on their own; those a store

@@ -174,6 +174,9 @@ class Outage:
             raise StoreError("PostgreSQL: no connection within 5 s")
         await self._store.record_attempts(records, owner)
 
+    async def release_deliveries(self, pks: Sequence[int], owner: str) -> None:
+        await self._store.release_deliveries(pks, owner)
+
     async def record_and_claim(
         self,
         records: Sequence[AttemptRecord],

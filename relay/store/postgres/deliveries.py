@@ -114,6 +114,10 @@ class DeliveriesMixin:
             "keys": list(rooms),
             "rooms": list(rooms.values()),
             "cap": limit if limits.per_destination is None else limits.per_destination,
+            # A quick destination with nothing in flight may take sends ahead too.
+            "quick_cap": (
+                limit if limits.per_destination is None else limits.per_destination + limits.ahead
+            ),
             "rated_cap": limit if limits.per_destination is None else 1,
             "accounts": list(accounts),
             "account_rooms": list(accounts.values()),
@@ -136,6 +140,10 @@ class DeliveriesMixin:
             transaction=False,
         )
         return codec.dt(row[0] if row else None)
+
+    async def release_deliveries(self, pks: Sequence[int], owner: str) -> None:
+        params = {"pks": list(pks), "owner": owner}
+        await self._db.run(lambda c: c.execute(QUERIES["release_deliveries"], params))
 
 
 def _record_params(records: Sequence[AttemptRecord], owner: str) -> dict[str, Any]:

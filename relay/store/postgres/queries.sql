@@ -322,6 +322,17 @@ SET next_poll_at = LEAST(next_poll_at, %(now)s),
     poll_lease_until = NULL, poll_lease_owner = NULL, poll_lease_holder = NULL
 WHERE poll_lease_holder = %(holder)s
 
+-- release_deliveries --
+-- Claimed deliveries an instance stopping never sent: their next attempt is past, so they
+-- are due again at once, for any instance (woken at commit). Only while still leased to
+-- that instance: an attempt recorded, or another claim, is left be.
+WITH released AS (
+    UPDATE deliveries SET lease_owner = NULL, lease_until = NULL, lease_holder = NULL
+    WHERE pk = ANY(%(pks)s) AND lease_owner = %(owner)s
+    RETURNING 1
+)
+SELECT pg_notify('relay_work', 'deliveries') WHERE EXISTS (SELECT 1 FROM released)
+
 -- release_delivery_leases --
 -- Only this store object's leases: another live instance's must not be taken from it.
 UPDATE deliveries
@@ -455,9 +466,10 @@ FOR KEY SHARE
 -- are unlocked when the statement ends). full/full_accounts/spent_accounts: the destinations
 -- and accounts with no room at all (spent: none even for uncounted keys); keys/rooms,
 -- accounts/account_rooms and totals/total_rooms: the rooms the claim names, cap, account_cap
--- and total_cap for the others; gate_keys/gate_rates/gate_rooms: the rate gates, each
--- applying while its destination's rate_limit is still its rate (a rate-limited destination
--- without one takes rated_cap); uncounted: keys the account rooms do not count.
+-- and total_cap for the others (quick_cap for an unnamed key in uncounted without a rate
+-- limit); gate_keys/gate_rates/gate_rooms: the rate gates, each applying while its
+-- destination's rate_limit is still its rate (a rate-limited destination without one takes
+-- rated_cap); uncounted: keys the account rooms do not count.
 WITH no_sync AS (SELECT set_config('synchronous_commit', 'off', true) AS off),
 candidate AS MATERIALIZED (
     SELECT pk, next_attempt_at, destination_key, destination_id, account_id
@@ -501,12 +513,18 @@ by_key AS (
            row_number() OVER (
                PARTITION BY c.destination_key ORDER BY c.next_attempt_at, c.pk
            ) AS rank,
-           LEAST(
-               coalesce(r.room, %(cap)s),
-               CASE WHEN dst.rate_limit IS NULL THEN %(cap)s
-                    WHEN abs(dst.rate_limit - g.rate) <= 1e-9 * dst.rate_limit THEN g.room
-                    ELSE %(rated_cap)s END
-           ) AS room
+           -- A quick destination's room may pass cap (relay.delivery.fairness, rule 6); one
+           -- not named takes quick_cap.
+           CASE WHEN dst.rate_limit IS NULL THEN coalesce(
+                    r.room,
+                    CASE WHEN c.destination_key = ANY(%(uncounted)b::text[]) THEN %(quick_cap)s
+                         ELSE %(cap)s END
+                )
+                ELSE LEAST(
+                    coalesce(r.room, %(cap)s),
+                    CASE WHEN abs(dst.rate_limit - g.rate) <= 1e-9 * dst.rate_limit THEN g.room
+                         ELSE %(rated_cap)s END
+                ) END AS room
     FROM candidate AS c
     LEFT JOIN destinations AS dst ON dst.id = c.destination_id
     LEFT JOIN unnest(%(keys)b::text[], %(rooms)b::int[]) AS r (key, room)

@@ -9,7 +9,7 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from relay.models import DueDelivery, utc
+from relay.models import DeliveryStatus, DueDelivery, utc
 from relay.store.codec import dt, headers_from_json, signing_secrets, ts
 from relay.store.interface import ClaimLimits
 from relay.store.named_sql import load_queries
@@ -69,6 +69,10 @@ class DeliveriesMixin:
 
         return dt(await self._db.read(get))
 
+    async def release_deliveries(self, pks: Sequence[int], owner: str) -> None:
+        params = {"pks": json.dumps(list(pks)), "owner": owner}
+        await self._db.write(lambda c: c.execute(QUERIES["release_deliveries"], params))
+
 
 def _claimer(
     now: datetime, limit: int, lease_seconds: float, owner: str, limits: ClaimLimits | None
@@ -76,11 +80,14 @@ def _claimer(
     """The claim of ``claim_due_deliveries``, to run on the writer's connection."""
     t = now.timestamp()
     limits = limits or ClaimLimits()
+    cap = limit if limits.per_destination is None else limits.per_destination
     params = {
         "now": t,
         "room": json.dumps(dict(limits.destination_room)),
         "gates": json.dumps({k: [g.rate, g.room] for k, g in limits.gates.items()}),
-        "cap": limit if limits.per_destination is None else limits.per_destination,
+        "cap": cap,
+        # A quick destination with nothing in flight may take sends ahead too.
+        "quick_cap": limit if limits.per_destination is None else cap + limits.ahead,
         "rated_cap": limit if limits.per_destination is None else 1,
         "accounts": json.dumps(dict(limits.account_room)),
         "account_cap": limit if limits.per_account is None else limits.per_account,
@@ -95,14 +102,15 @@ def _claimer(
     }
 
     def claim(c: sqlite3.Connection) -> list[DueDelivery]:
-        picked = [row[0] for row in c.execute(QUERIES["pick_due_deliveries"], params)]
-        if not picked:
+        # The pks come as one JSON array, which the next two statements take as it is.
+        [(picked,)] = c.execute(QUERIES["pick_due_deliveries"], params).fetchall()
+        if picked == "[]":
             return []
         c.execute(
             QUERIES["lease_deliveries"],
-            {"owner": owner, "lease_until": t + lease_seconds, "picked": json.dumps(picked)},
+            {"owner": owner, "lease_until": t + lease_seconds, "picked": picked},
         )
-        rows = c.execute(QUERIES["leased_deliveries"], {"picked": json.dumps(picked)}).fetchall()
+        rows = c.execute(QUERIES["leased_deliveries"], {"picked": picked}).fetchall()
         return [
             DueDelivery(
                 pk=r[0],
@@ -150,23 +158,35 @@ def _recorder(records: Sequence[AttemptRecord], owner: str) -> Callable[[sqlite3
         ]
     )
 
+    # Each statement reads the whole batch: the ones that would find nothing in it are left
+    # out (a batch of successes, the usual one, needs neither failures nor a 410).
+    failed = any(r.status is not DeliveryStatus.SUCCEEDED for r in records)
+    gone = any(r.status is DeliveryStatus.STOPPED and r.attempt.status_code == 410 for r in records)
+
     def write(c: sqlite3.Connection) -> None:
         # Fenced by owner and attempt number (see the queries): a late record from an
         # expired lease changes nothing.
         c.execute(QUERIES["insert_attempts"], {"batch": batch, "owner": owner})
         c.execute(QUERIES["apply_attempts"], {"batch": batch, "owner": owner})
-        note_destination_health(c, batch)
+        note_destination_health(c, batch, failed=failed, gone=gone)
 
     return write
 
 
-def note_destination_health(c: sqlite3.Connection, batch: str) -> None:
+def note_destination_health(
+    c: sqlite3.Connection, batch: str, *, failed: bool = True, gone: bool = True
+) -> None:
     """A subscription's health from its attempts: the last success, since when it fails,
-    and a 410 Gone (Zapier's "this Zap is off") disables it at once."""
+    and a 410 Gone (Zapier's "this Zap is off") disables it at once. ``failed``: whether
+    the batch holds an attempt that did not succeed; ``gone``: one stopped by a 410."""
     c.execute(QUERIES["note_successes"], {"batch": batch})
-    c.execute(QUERIES["note_failures"], {"batch": batch})
-    gone = c.execute(QUERIES["gone_subscriptions"], {"batch": batch}).fetchall()
-    for sub_id, account_id, at in gone:
+    if failed:
+        c.execute(QUERIES["note_failures"], {"batch": batch})
+    if not gone:
+        return
+    for sub_id, account_id, at in c.execute(
+        QUERIES["gone_subscriptions"], {"batch": batch}
+    ).fetchall():
         disable_and_announce(
             c, sub_id, "the receiver answered 410 Gone", "gone", utc(at), account_id
         )

@@ -462,6 +462,13 @@ WHERE id IN (SELECT destination_id FROM deliveries WHERE event_pk = :event_pk)
   AND (:destination_id IS NULL OR id = :destination_id)
 ORDER BY id
 
+-- release_deliveries --
+-- Claimed deliveries an instance stopping never sent (a JSON array of pks): their next
+-- attempt is past, so they are due again at once. Only while still leased to that instance:
+-- an attempt recorded, or another claim, is left be.
+UPDATE deliveries SET lease_owner = NULL, lease_until = NULL
+WHERE pk IN (SELECT value FROM json_each(:pks)) AND lease_owner = :owner
+
 -- release_delivery_leases --
 -- SQLite serves one instance: at its start, every lease is a dead process's.
 UPDATE deliveries SET lease_owner = NULL, lease_until = NULL WHERE lease_until IS NOT NULL
@@ -547,10 +554,11 @@ SET state = excluded.state,
 -- Due and not leased (or the lease ran out); the accounts take turns (turn: each account's
 -- longest due first, then each one's second, ...), the longest due first within a turn.
 -- Rooms (relay.delivery.fairness.ClaimLimits): :room is a JSON object of destination key ->
--- how many more this claim may take for it (:cap for a key it does not name); :gates a JSON
--- object of rate-limited key -> [the rate its gate is planned at, the gate's room], which
--- applies while the destination's rate_limit is still that rate (within a relative 1e-9: the
--- rate came back through JSON); a rate-limited destination without one takes :rated_cap.
+-- how many more this claim may take for it (:cap for a key it does not name, :quick_cap for
+-- such a key in :uncounted without a rate limit); :gates a JSON object of rate-limited key
+-- -> [the rate its gate is planned at, the gate's room], which applies while the
+-- destination's rate_limit is still that rate (within a relative 1e-9: the rate came back
+-- through JSON); a rate-limited destination without one takes :rated_cap.
 -- :accounts the same as :room per account (:account_cap for the others), counting only
 -- deliveries to keys not in :uncounted (a JSON array); :totals per account again
 -- (:total_cap for the others), counting every delivery the account keeps, so quick ones too.
@@ -559,6 +567,9 @@ SET state = excluded.state,
 -- the queue does not hide the others' due work; the rankings then keep what rooms allow.
 -- Kept so far, at a row of an account: its uncounted rows so far (turn - counted) and the
 -- counted ones its room kept (the first account_room of them).
+-- One row, the pks as a JSON array: each row fetched would hand the GIL back and forth with
+-- the event loop (see record_attempts), costing the writer far more than the row.
+SELECT json_group_array(pk) FROM (
 SELECT pk FROM (
     SELECT pk, next_attempt_at, uncounted,
            row_number() OVER (
@@ -581,19 +592,25 @@ SELECT pk FROM (
                row_number() OVER (
                    PARTITION BY c.destination_key ORDER BY c.next_attempt_at, c.pk
                ) AS rank,
-               min(
+               -- A quick destination's room may pass :cap (relay.delivery.fairness, rule 6);
+               -- one not named takes :quick_cap.
+               CASE WHEN dst.rate_limit IS NULL THEN coalesce(
+                   (SELECT value FROM json_each(:room) WHERE key = c.destination_key),
+                   CASE WHEN c.destination_key IN (SELECT value FROM json_each(:uncounted))
+                        THEN :quick_cap ELSE :cap END
+               ) ELSE min(
                    coalesce(
                        (SELECT value FROM json_each(:room) WHERE key = c.destination_key),
                        :cap
                    ),
-                   CASE WHEN dst.rate_limit IS NULL THEN :cap ELSE coalesce(
+                   coalesce(
                        (SELECT json_extract(g.value, '$[1]') FROM json_each(:gates) AS g
                         WHERE g.key = c.destination_key
                           AND abs(dst.rate_limit - json_extract(g.value, '$[0]'))
                               <= 1e-9 * dst.rate_limit),
                        :rated_cap
-                   ) END
-               ) AS room
+                   )
+               ) END AS room
         FROM (
             SELECT pk, next_attempt_at, destination_key, destination_id, account_id
             FROM deliveries AS d
@@ -629,6 +646,7 @@ WHERE (uncounted OR counted <= account_room)
   AND turn - counted + min(counted, max(account_room, 0)) <= total_room
 ORDER BY turn, next_attempt_at, pk
 LIMIT :limit
+)
 
 -- lease_deliveries --
 -- :picked is a JSON array of the pks pick_due_deliveries chose, in the same transaction.

@@ -123,6 +123,8 @@ from relay_process import (
     wait_healthy,
 )
 
+from relay.tasks.request_budget import CATCH_UP
+
 HOST = "127.0.0.1"
 PROVIDER = "fake"
 PREFIX = "/api/v3"
@@ -707,10 +709,18 @@ def report(
     peak_100ms = max_in_window(times, 0.1)
     lag = max(run.lag, default=0.0)
     slack = math.ceil(args.rps * lag)
+    # The budget gives slots up to CATCH_UP late rather than lose them: a sliding second
+    # after a stall may hold that many more (the average stays at the budget).
+    catch_up = math.ceil(args.rps * CATCH_UP)
     if peak_1s <= args.rps + 1:
         verdict = "respected"
     elif peak_1s <= args.rps + 1 + slack:
         verdict = f"over by {peak_1s - args.rps:.0f}, within the stamps' error"
+    elif peak_1s <= args.rps + 1 + slack + catch_up:
+        verdict = (
+            f"over by {peak_1s - args.rps:.0f}: the budget's catch-up after a stall "
+            f"({CATCH_UP * 1000:g} ms of slots, {catch_up}) and the stamps' error ({slack})"
+        )
     else:
         verdict = "EXCEEDED"
     budget_ok = not verdict.startswith("EXCEEDED")

@@ -30,8 +30,10 @@ CATCH_UP = 0.02
 """Seconds a slot may lie in the past when it is given: how much timer lateness is absorbed
 without losing rate, and (divided by the spacing) the most slots that go out at once after a
 stall: 21 at 1,000/s, 3 at 100/s, 1 (no burst) below 50/s. A busy relay's loop, or a process
-that waits for a core on a loaded machine, easily wakes a few milliseconds late; a burst of
-20 ms worth of requests is nothing a per-second (or per-minute) provider limit can see."""
+that waits for a core on a loaded machine, easily wakes a few milliseconds late. The average
+stays at the budget, but a sliding second that holds such a burst may hold 2 % more than the
+budget (1,020 at 1,000/s): set ``requests_per_second`` 2 % under a provider's hard per-second
+limit."""
 
 EARLY = 0.0005
 """Seconds before its time a slot may be given: half the millisecond of the timers both event

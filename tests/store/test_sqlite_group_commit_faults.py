@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -14,17 +13,9 @@ import pytest
 from relay.errors import StoreError
 from relay.store.sqlite.runner import SqliteRunner, migrate
 from tests.store.test_sqlite_full_disk import cap_pages, put, upsert
-from tests.store.test_sqlite_group_commit import HeldWriter, insert, rows
+from tests.store.test_sqlite_group_commit import HeldWriter, insert, rows, runner
 
-
-@pytest.fixture
-async def runner(tmp_path: Path) -> AsyncIterator[SqliteRunner]:
-    r = SqliteRunner(str(tmp_path / "relay.db"))
-    await r.write_untransacted(
-        lambda c: c.execute("CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER NOT NULL)")
-    )
-    yield r
-    await r.close()
+__all__ = ["runner"]  # the fixture, shared with test_sqlite_group_commit
 
 
 async def test_a_full_disk_is_reported_though_a_later_write_of_its_group_failed_otherwise(

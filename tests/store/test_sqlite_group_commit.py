@@ -111,7 +111,7 @@ async def test_a_failing_write_is_undone_alone_and_only_its_caller_sees_the_erro
     assert await rows(runner) == {"a": 0, "b": 0}
 
 
-async def test_a_write_that_loses_the_transaction_fails_the_writes_before_it(
+async def test_a_write_that_loses_the_transaction_fails_alone_and_the_ones_before_it_retry(
     runner: SqliteRunner,
 ) -> None:
     def breaks(c: sqlite3.Connection) -> None:
@@ -120,15 +120,17 @@ async def test_a_write_that_loses_the_transaction_fails_the_writes_before_it(
         raise RuntimeError("lost the connection")
 
     outcomes, _ = await settle(runner, [insert("before"), breaks, insert("after")])
-    assert isinstance(outcomes[0], StoreError)
-    assert "rolled back" in str(outcomes[0])
+    assert outcomes[0] == "before"  # run again, alone: it lost nothing of its own
     assert isinstance(outcomes[1], RuntimeError)
     assert outcomes[2] == "after"
-    assert await rows(runner) == {"after": 0}
+    assert await rows(runner) == {"before": 0, "after": 0}
 
 
-async def test_a_failed_commit_fails_every_write_of_the_group(runner: SqliteRunner) -> None:
-    # A deferred foreign key is checked at COMMIT: the group's COMMIT fails.
+async def test_a_failed_commit_runs_each_write_of_the_group_again_alone(
+    runner: SqliteRunner,
+) -> None:
+    # A deferred foreign key is checked at COMMIT: the group's COMMIT fails, and then only
+    # the write that broke it, on its own.
     await runner.write_untransacted(
         lambda c: c.executescript(
             "CREATE TABLE parent (id TEXT PRIMARY KEY);"
@@ -141,8 +143,11 @@ async def test_a_failed_commit_fails_every_write_of_the_group(runner: SqliteRunn
         c.execute("INSERT INTO child (id, parent) VALUES ('c', 'nobody')")
 
     outcomes, _ = await settle(runner, [insert("a"), orphan, insert("b")])
-    assert all(isinstance(o, StoreError) for o in outcomes), outcomes
-    assert await rows(runner) == {}
+    assert outcomes[0] == "a"
+    assert isinstance(outcomes[1], StoreError)
+    assert "FOREIGN KEY" in str(outcomes[1])
+    assert outcomes[2] == "b"
+    assert await rows(runner) == {"a": 0, "b": 0}
     assert await runner.write(insert("later")) == "later"  # the writer goes on
 
 

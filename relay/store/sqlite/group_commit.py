@@ -8,11 +8,12 @@ answered together once it commits:
 
 - each write still succeeds or fails whole: one that raises is rolled back to its savepoint,
   and only its caller sees the error; the others commit;
-- no write is answered before the transaction that holds it committed: should the COMMIT
-  fail (a full disk), every write of the group fails, as its own COMMIT would have;
+- no write is answered before the transaction that holds it committed;
 - should SQLite roll the whole transaction back under a write (it does when the disk is
-  full), the writes before it in the group fail with it, and the ones after it run in a new
-  transaction;
+  full), that write fails, and the ones before it in the transaction, which lost nothing of
+  their own, run again, each in a transaction of its own, as they did before group commit
+  (a claim that writes nothing still succeeds on a full disk); should the COMMIT fail, each
+  write of the transaction runs again alone, so only the ones that fail alone fail;
 - a group holds at most ``MAX_GROUP`` writes, taken in the order they came: a write waits
   behind at most one group, as it waited behind one write before;
 - a write that may take long (``alone``: a replay's step, a retention batch) runs in a
@@ -178,21 +179,32 @@ class GroupCommit(_Groups):
         """Run ``group`` in as few transactions as it takes (module docstring); the SQLite
         errors that failed any of its writes."""
         failures: list[sqlite3.Error] = []
-        open_: list[_Work[Any]] = []  # run in the open transaction, not failed
-        conn: sqlite3.Connection | None = None
-        for w in group:
-            if conn is None:
-                try:
-                    conn = self._connection.conn()
-                    conn.execute(QUERIES["begin_write"])
-                except (sqlite3.Error, StoreError) as exc:
-                    if (found := _sqlite_error(exc)) is not None:
-                        failures.append(found)
-                    if conn is not None:
-                        self._connection.undo(conn)
-                    conn = None
-                    w.error = exc if isinstance(exc, StoreError) else _as_store_error(exc)
-                    continue
+        queue: deque[tuple[_Work[Any], bool]] = deque((w, False) for w in group)
+        while queue:
+            failures.extend(self._transaction(queue))
+        return failures
+
+    def _transaction(self, queue: deque[tuple[_Work[Any], bool]]) -> list[sqlite3.Error]:
+        """One transaction over the writes at the head of ``queue`` (each with whether it
+        is a retry: a retry runs alone). A write that loses the transaction fails alone: the
+        ones before it in it lost nothing of their own, and go back to the head of the
+        queue to be retried, each in a transaction of its own, as they would have run
+        before group commit; so does every write of a group whose COMMIT failed."""
+        failures: list[sqlite3.Error] = []
+        try:
+            conn = self._connection.conn()
+            conn.execute(QUERIES["begin_write"])
+        except (sqlite3.Error, StoreError) as exc:
+            if (found := _sqlite_error(exc)) is not None:
+                failures.append(found)
+            w, _ = queue.popleft()
+            w.error = exc if isinstance(exc, StoreError) else _as_store_error(exc)
+            with contextlib.suppress(StoreError):
+                self._connection.undo(self._connection.conn())
+            return failures
+        done: list[tuple[_Work[Any], bool]] = []  # run in this transaction, not failed
+        while queue and not (done and (done[-1][1] or queue[0][1])):
+            w, retry = queue.popleft()
             try:
                 conn.execute(QUERIES["savepoint_write"])
                 w.result = w.fn(conn)
@@ -200,24 +212,38 @@ class GroupCommit(_Groups):
             except BaseException as exc:  # the caller's to see: raised there
                 if isinstance(exc, sqlite3.Error):
                     failures.append(exc)
+                _fail([w], exc)
                 if _roll_back_to_savepoint(conn):
-                    _fail([w], exc)
                     continue
-                # The whole transaction is gone: the writes before this one with it.
                 self._connection.undo(conn)
-                _fail([*open_, w], exc)
-                open_, conn = [], None
-                continue
-            open_.append(w)
-        if conn is not None:
-            try:
-                conn.execute(QUERIES["commit"])
-            except sqlite3.Error as exc:
-                failures.append(exc)
-                self._connection.undo(conn)
-                for w in open_:
-                    w.error = _as_store_error(exc)
+                _retry(queue, done, exc)
+                return failures
+            done.append((w, retry))
+        try:
+            conn.execute(QUERIES["commit"])
+        except sqlite3.Error as exc:
+            failures.append(exc)
+            self._connection.undo(conn)
+            if len(done) == 1:
+                _fail([done[0][0]], exc)
+            else:
+                _retry(queue, done, exc)
         return failures
+
+
+def _retry(
+    queue: deque[tuple[_Work[Any], bool]],
+    done: list[tuple[_Work[Any], bool]],
+    exc: BaseException,
+) -> None:
+    """The transaction holding ``done`` is gone (``exc``): each of them back to the head of
+    the queue, to run again alone; one that ran alone already fails."""
+    for w, retry in reversed(done):
+        if retry:
+            _fail([w], exc)
+        else:
+            w.result = None
+            queue.appendleft((w, True))
 
 
 class GroupRead(_Groups):
@@ -271,12 +297,9 @@ def _roll_back_to_savepoint(conn: sqlite3.Connection) -> bool:
 
 
 def _fail(writes: list[_Work[Any]], exc: BaseException) -> None:
-    """The last of ``writes`` raised ``exc``; the ones before it (if any) succeeded in a
-    transaction that is now gone."""
-    *innocent, culprit = writes
-    culprit.error = _as_store_error(exc) if isinstance(exc, sqlite3.Error) else exc
-    for w in innocent:
-        w.error = _rolled_back(exc)
+    """``writes`` failed with ``exc`` (an SQLite error as the ``StoreError`` callers see)."""
+    for w in writes:
+        w.error = _as_store_error(exc) if isinstance(exc, sqlite3.Error) else exc
 
 
 def _rolled_back(exc: BaseException) -> StoreError:

@@ -5,7 +5,8 @@ implement, and that one contract test suite (``tests/store``) checks for both.
 tracker, ``DeliveryStore`` for the delivery engine, ``EventStore``, ``SubscriptionStore``,
 ``AccountStore``, ``StoreUpkeep`` for the app; in ``relay.store.submission_roles``,
 ``IdempotencyStore`` for the API and ``SubmissionStore`` for the tracker's creates; in
-``relay.store.copy_roles``, ``CopyStore`` for the copier of finished videos), so a component
+``relay.store.copy_roles``, ``CopyStore`` for the copier of finished videos; in
+``relay.store.delivery_roles``, ``DeliveryStore`` and ``OperationalEventStore``), so a component
 asks only for what it uses and a test double needs a handful of methods.
 
 The values these roles take and give (queries, pages, replies) are in
@@ -66,11 +67,12 @@ from relay.models import (
     Destination,
     DueDelivery,
     Event,
-    EventType,
     Subscription,
     Task,
 )
 from relay.store.copy_roles import CopyStore
+from relay.store.delivery_roles import DeliveryStore as DeliveryStore
+from relay.store.delivery_roles import OperationalEventStore as OperationalEventStore
 from relay.store.overview_roles import OverviewStore
 from relay.store.replay_steps import ReplayCursor
 from relay.store.stream_roles import StreamStore
@@ -78,7 +80,6 @@ from relay.store.submission_roles import IdempotencyStore, SubmissionStore
 from relay.store.usage_roles import UsageStore
 from relay.store.values import (
     AccountSummary,
-    AttemptRecord,
     DeliveryView,
     EventQuery,
     KeyAnswer,
@@ -148,77 +149,6 @@ class TaskStore(Protocol):
 
     async def next_poll_at(self, after: datetime) -> datetime | None:
         """The earliest poll scheduled later than ``after`` (due ones are for the claim)."""
-        ...
-
-
-class DeliveryStore(Protocol):
-    """What the delivery engine needs: claim due deliveries, record their attempts."""
-
-    async def claim_due_deliveries(
-        self,
-        now: datetime,
-        limit: int,
-        lease_seconds: float,
-        owner: str,
-        *,
-        limits: ClaimLimits | None = None,
-    ) -> list[DueDelivery]:
-        """Lease up to ``limit`` due deliveries to ``owner``, no more for a destination key
-        or an account than ``limits`` leaves room for (``ClaimLimits``: a rate-limited
-        destination without a gate at its current rate takes one; deliveries to its
-        ``uncounted`` keys do not count against their account's share, only against its
-        total). The accounts take turns: each one's longest-due
-        delivery first, then each one's second, and so on; within a turn, the longest due
-        first. A replayed (ordered) delivery waits for the task's earlier ordered deliveries
-        to the same destination."""
-        ...
-
-    async def record_attempts(self, records: Sequence[AttemptRecord], owner: str) -> None:
-        """Apply finished attempts in one transaction: each record adds its attempt, sets its
-        delivery's status and next attempt and releases the lease, only where ``owner``
-        still holds it and the attempt number is the next one (see the module docstring);
-        and updates the health (last success, failing since) of the subscriptions sent to.
-        A subscription that answered 410 is disabled, and its ``subscription.disabled``
-        written, in that transaction."""
-        ...
-
-    async def record_and_claim(
-        self,
-        records: Sequence[AttemptRecord],
-        owner: str,
-        now: datetime,
-        limit: int,
-        lease_seconds: float,
-        *,
-        limits: ClaimLimits | None = None,
-    ) -> list[DueDelivery]:
-        """The delivery loop's cycle in one transaction: ``record_attempts(records, owner)``,
-        then ``claim_due_deliveries(now, limit, lease_seconds, owner, limits=limits)``, which
-        sees what the records changed (leases released, retries scheduled). Either both
-        happen or neither does. No records or a ``limit`` of 0: that half is left out."""
-        ...
-
-    async def next_delivery_at(self, after: datetime) -> datetime | None:
-        """The earliest attempt scheduled later than ``after`` (due ones are for the claim)."""
-        ...
-
-    async def release_deliveries(self, pks: Sequence[int], owner: str) -> None:
-        """Claimed deliveries ``owner`` will not send (it is stopping): those of ``pks``
-        still leased to it are due again at once (at their next attempt, which is past)."""
-        ...
-
-
-class OperationalEventStore(Protocol):
-    """Operational events (``relay.operational``) written on their own; those a store
-    change causes (a subscription disabled) are written in that change's transaction."""
-
-    async def write_account_events(self, events: Sequence[Event]) -> None:
-        """Write operational events (``relay.operational``) and their deliveries to the
-        subscriptions that asked for them, in one transaction."""
-        ...
-
-    async def accounts_wanting(self, type_: EventType) -> list[str]:
-        """The accounts with an active subscription whose filter names ``type_``."""
         ...
 
 

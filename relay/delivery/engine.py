@@ -269,8 +269,11 @@ class DeliveryEngine:
             self._recorder.written(records)
             return False
         self._recorder.written(records)
-        if limits is None or self._stopping:
-            return False  # claimed as the engine stopped: leased, sent after a restart
+        if limits is None:
+            return False
+        if self._stopping:  # claimed as the engine stopped: handed back by stop()
+            self._unsent.extend(d.pk for d in due)
+            return False
         self._claimed_at = claimed_at
         lease_end = claimed_at + timedelta(seconds=self._settings.lease_seconds)
         for delivery in due:

@@ -6,7 +6,7 @@ backend branches."""
 
 from __future__ import annotations
 
-from relay.delivery.fairness import GateRoom
+from relay.delivery.fairness import GateRoom, Ledger, RateGate
 from relay.models import Account
 from relay.store.interface import ClaimLimits, Store
 from tests.store.factories import HOOK_KEY, at, pending, register
@@ -49,3 +49,31 @@ async def test_a_quick_destination_not_named_takes_its_cap_and_the_sends_ahead(
     quick = ClaimLimits(per_destination=2, uncounted=frozenset({HOOK_KEY}), ahead=3)
     due = await store.claim_due_deliveries(at(seconds=10), 10, 30, "w1", limits=quick)
     assert [d.event_id for d in due] == events[:5]
+
+
+async def test_a_rate_limited_destination_at_its_cap_is_not_claimed_past_it(
+    store: Store, alice: Account
+) -> None:
+    # A subscription that answered quickly without a rate limit holds its cap of sends; its
+    # rate_limit is then set (the engine has no gate for it yet). Rule 6's sends ahead are
+    # for destinations without a rate limit: at its cap, the claim must take nothing more for
+    # it (before claiming ahead it took nothing: its room was 0).
+    sub = await subscribed(store, alice, rate_limit=2.0)
+    for s in range(6):
+        await register(store, alice, callback_url=None, next_poll_at=None, created_at=at(seconds=s))
+    ledger = Ledger()
+    t0 = 1000.0
+    ledger.finish(ledger.start(sub.id, alice.id, t0), t0 + 0.05, answered_in=0.05)  # quick
+    cap = 2
+    for _ in range(cap):
+        ledger.start(sub.id, alice.id, t0 + 0.1)  # its cap in flight
+    limits = ledger.limits(
+        t0 + 0.2,
+        per_destination=cap,
+        per_account=100,
+        per_account_total=100,
+        gate=RateGate(),
+        ahead=2 * cap,
+    )
+    due = await store.claim_due_deliveries(at(seconds=10), 10, 300, "w1", limits=limits)
+    assert due == [], f"claimed {len(due)} past the cap of a rate-limited destination"

@@ -118,6 +118,7 @@ class DeliveriesMixin:
             "quick_cap": (
                 limit if limits.per_destination is None else limits.per_destination + limits.ahead
             ),
+            "ahead": limits.ahead,
             "rated_cap": limit if limits.per_destination is None else 1,
             "accounts": list(accounts),
             "account_rooms": list(accounts.values()),

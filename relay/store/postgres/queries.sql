@@ -521,7 +521,14 @@ by_key AS (
                          ELSE %(cap)s END
                 )
                 ELSE LEAST(
-                    coalesce(r.room, %(cap)s),
+                    -- Less the sends ahead the engine named a quick key with (it knew of no
+                    -- rate limit: one set since): those are for destinations without one.
+                    coalesce(
+                        r.room - CASE WHEN c.destination_key = ANY(%(uncounted)b::text[])
+                                           AND g.key IS NULL
+                                      THEN %(ahead)s ELSE 0 END,
+                        %(cap)s
+                    ),
                     CASE WHEN abs(dst.rate_limit - g.rate) <= 1e-9 * dst.rate_limit THEN g.room
                          ELSE %(rated_cap)s END
                 ) END AS room

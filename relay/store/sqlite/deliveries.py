@@ -88,6 +88,7 @@ def _claimer(
         "cap": cap,
         # A quick destination with nothing in flight may take sends ahead too.
         "quick_cap": limit if limits.per_destination is None else cap + limits.ahead,
+        "ahead": limits.ahead,
         "rated_cap": limit if limits.per_destination is None else 1,
         "accounts": json.dumps(dict(limits.account_room)),
         "account_cap": limit if limits.per_account is None else limits.per_account,

@@ -599,8 +599,13 @@ SELECT pk FROM (
                    CASE WHEN c.destination_key IN (SELECT value FROM json_each(:uncounted))
                         THEN :quick_cap ELSE :cap END
                ) ELSE min(
+                   -- Less the sends ahead the engine named a quick key with (it knew of no
+                   -- rate limit: one set since): those are for destinations without one.
                    coalesce(
-                       (SELECT value FROM json_each(:room) WHERE key = c.destination_key),
+                       (SELECT value FROM json_each(:room) WHERE key = c.destination_key)
+                       - CASE WHEN c.destination_key IN (SELECT value FROM json_each(:uncounted))
+                                   AND c.destination_key NOT IN (SELECT key FROM json_each(:gates))
+                              THEN :ahead ELSE 0 END,
                        :cap
                    ),
                    coalesce(

@@ -60,7 +60,16 @@ from pathlib import Path
 import aiohttp
 import uvloop
 from receiver import take_request
-from relay_process import cpu_seconds, free_port, start_profiler, stop, tail, wait_healthy
+from relay_process import (
+    cpu_seconds,
+    create_account,
+    free_port,
+    start_profiler,
+    start_relay,
+    stop,
+    tail,
+    wait_healthy,
+)
 
 HOST = "127.0.0.1"
 PROVIDER = "ark"
@@ -188,38 +197,6 @@ def relay_config(tmp: Path, port: int, provider_port: int, log_level: str) -> Pa
     return path
 
 
-def tree_env(tree: Path) -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(tree), "PYTHONUNBUFFERED": "1"}
-
-
-def create_account(tree: Path, config: Path) -> str:
-    """``relay accounts create`` from ``tree``: the API key."""
-    done = subprocess.run(
-        [sys.executable, "-m", "relay", "accounts", "create", "bench", "--config", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=tree,  # ``-m`` puts the working directory first on sys.path
-        env=tree_env(tree),
-    )
-    for line in done.stdout.splitlines():
-        if line.startswith("api key:"):
-            return line.split(":", 1)[1].strip()
-    raise RuntimeError(f"relay accounts create failed:\n{done.stdout}\n{done.stderr}")
-
-
-def start_relay(tree: Path, config: Path, log: Path) -> subprocess.Popen[bytes]:
-    with open(log, "ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "relay", "serve", "--config", str(config)],
-            stdout=out,
-            stderr=out,
-            cwd=tree,
-            env=tree_env(tree),
-        )
-
-
 # --- driving the load -----------------------------------------------------------------------
 
 
@@ -316,9 +293,9 @@ async def run_one(
         tmp = Path(tmp_name)
         port = free_port()
         config = relay_config(tmp, port, provider_port, args.log_level)
-        api_key = await asyncio.to_thread(create_account, tree, config)
+        _, api_key = await asyncio.to_thread(create_account, config, tree)
         log = tmp / "relay.log"
-        relay = start_relay(tree, config, log)
+        relay = start_relay(config, log, tree)
         relay_url = f"http://{HOST}:{port}"
         driver = Driver(relay_url, api_key, receiver_url, not args.no_idempotency_key)
         spy: subprocess.Popen[bytes] | None = None

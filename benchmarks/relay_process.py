@@ -29,14 +29,23 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def create_account(config: Path) -> tuple[str, str]:
-    """``relay accounts create``: (account id, API key)."""
+def _env(tree: Path | None) -> dict[str, str]:
+    """The environment of ``python -m relay`` run from the checkout ``tree`` (as its working
+    directory too: ``-m`` puts that first on sys.path); None: this one."""
+    pythonpath = {} if tree is None else {"PYTHONPATH": str(tree)}
+    return {**os.environ, **pythonpath, "PYTHONUNBUFFERED": "1"}
+
+
+def create_account(config: Path, tree: Path | None = None) -> tuple[str, str]:
+    """``relay accounts create`` (from the checkout ``tree``): (account id, API key)."""
     done = subprocess.run(
         [sys.executable, "-m", "relay", "accounts", "create", "bench", "--config", str(config)],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
+        env=_env(tree),
+        cwd=tree,
     )
     account, key = _ACCOUNT_LINE.search(done.stdout), _API_KEY_LINE.search(done.stdout)
     if done.returncode or not account or not key:
@@ -44,14 +53,15 @@ def create_account(config: Path) -> tuple[str, str]:
     return account.group(1), key.group(1)
 
 
-def start_relay(config: Path, log: Path) -> subprocess.Popen[bytes]:
-    """``relay serve`` with its output appended to ``log``."""
+def start_relay(config: Path, log: Path, tree: Path | None = None) -> subprocess.Popen[bytes]:
+    """``relay serve`` (from the checkout ``tree``) with its output appended to ``log``."""
     with open(log, "ab") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "relay", "serve", "--config", str(config)],
             stdout=out,
             stderr=out,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env=_env(tree),
+            cwd=tree,
         )
 
 

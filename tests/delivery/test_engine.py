@@ -7,11 +7,9 @@ import asyncio
 import json
 import random
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-import pytest
 from standardwebhooks import Webhook
 
 from relay.clock import SystemClock
@@ -22,19 +20,11 @@ from relay.ids import new_id
 from relay.models import Account, Destination, DueDelivery, Task, TaskStatus
 from relay.net.transport import RelayTransport
 from relay.signing import generate_webhook_secret
-from relay.store import open_store
 from relay.store.interface import ClaimLimits, Store
 from relay.store.values import AttemptRecord
 from relay.transitions import registered
+from tests.delivery.doubles import DeliveryStoreOver
 from tests.e2e.harness import Receiver, Reply, eventually
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    store = open_store(f"sqlite:///{tmp_path / 'relay.db'}")
-    await store.migrate()
-    yield store
-    await store.close()
 
 
 async def write_succeeded_tasks(store: Store, url: str, n: int) -> tuple[str, list[str]]:
@@ -141,41 +131,25 @@ async def test_stop_lets_attempts_in_flight_finish_and_starts_no_more(store: Sto
         assert statuses == ["pending"] * 4 + ["succeeded"] * 2
 
 
-class Outage:
+class Outage(DeliveryStoreOver):
     """The delivery engine's store role (``DeliveryStore``), except that its first
     ``failures`` writes of attempt records (with their claims) fail as a database that is
     down does."""
 
     def __init__(self, store: Store, failures: int) -> None:
-        self._store = store
+        super().__init__(store)
         self.failures = failures
         self.refused: list[int] = []
 
-    async def claim_due_deliveries(
-        self,
-        now: datetime,
-        limit: int,
-        lease_seconds: float,
-        owner: str,
-        *,
-        limits: ClaimLimits | None = None,
-    ) -> list[DueDelivery]:
-        return await self._store.claim_due_deliveries(
-            now, limit, lease_seconds, owner, limits=limits
-        )
-
-    async def next_delivery_at(self, after: datetime) -> datetime | None:
-        return await self._store.next_delivery_at(after)
-
-    async def record_attempts(self, records: Sequence[AttemptRecord], owner: str) -> None:
+    def _refuse(self, records: Sequence[AttemptRecord]) -> None:
         if self.failures > 0:
             self.failures -= 1
             self.refused.append(len(records))
             raise StoreError("PostgreSQL: no connection within 5 s")
-        await self._store.record_attempts(records, owner)
 
-    async def release_deliveries(self, pks: Sequence[int], owner: str) -> None:
-        await self._store.release_deliveries(pks, owner)
+    async def record_attempts(self, records: Sequence[AttemptRecord], owner: str) -> None:
+        self._refuse(records)
+        await super().record_attempts(records, owner)
 
     async def record_and_claim(
         self,
@@ -187,11 +161,9 @@ class Outage:
         *,
         limits: ClaimLimits | None = None,
     ) -> list[DueDelivery]:
-        if records and self.failures > 0:
-            self.failures -= 1
-            self.refused.append(len(records))
-            raise StoreError("PostgreSQL: no connection within 5 s")
-        return await self._store.record_and_claim(
+        if records:
+            self._refuse(records)
+        return await super().record_and_claim(
             records, owner, now, limit, lease_seconds, limits=limits
         )
 

@@ -7,19 +7,16 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime
-from pathlib import Path
-
-import pytest
 
 from relay.clock import SystemClock
 from relay.delivery.engine import DeliveryEngine, EngineSettings
 from relay.models import DueDelivery
 from relay.net.transport import RelayTransport
-from relay.store import open_store
 from relay.store.interface import ClaimLimits, Store
 from relay.store.values import AttemptRecord
+from tests.delivery.doubles import DeliveryStoreOver
 from tests.delivery.test_engine import write_succeeded_tasks
 from tests.e2e.harness import Receiver, Reply, eventually
 
@@ -27,20 +24,12 @@ KEY = "one-key"
 """The destination key of every delivery ``write_succeeded_tasks`` writes."""
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    store = open_store(f"sqlite:///{tmp_path / 'relay.db'}")
-    await store.migrate()
-    yield store
-    await store.close()
-
-
-class Claims:
+class Claims(DeliveryStoreOver):
     """The engine's store role (``DeliveryStore``), noting how many deliveries of ``KEY``
     each of its claims could take."""
 
     def __init__(self, store: Store) -> None:
-        self._store = store
+        super().__init__(store)
         self.caps: list[float] = []
 
     async def claim_due_deliveries(
@@ -53,15 +42,7 @@ class Claims:
         limits: ClaimLimits | None = None,
     ) -> list[DueDelivery]:
         self._note(limits)
-        return await self._store.claim_due_deliveries(
-            now, limit, lease_seconds, owner, limits=limits
-        )
-
-    async def next_delivery_at(self, after: datetime) -> datetime | None:
-        return await self._store.next_delivery_at(after)
-
-    async def record_attempts(self, records: Sequence[AttemptRecord], owner: str) -> None:
-        await self._store.record_attempts(records, owner)
+        return await super().claim_due_deliveries(now, limit, lease_seconds, owner, limits=limits)
 
     async def record_and_claim(
         self,
@@ -74,12 +55,9 @@ class Claims:
         limits: ClaimLimits | None = None,
     ) -> list[DueDelivery]:
         self._note(limits)
-        return await self._store.record_and_claim(
+        return await super().record_and_claim(
             records, owner, now, limit, lease_seconds, limits=limits
         )
-
-    async def release_deliveries(self, pks: Sequence[int], owner: str) -> None:
-        await self._store.release_deliveries(pks, owner)
 
     def _note(self, limits: ClaimLimits | None) -> None:
         if limits is not None:

@@ -7,38 +7,27 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime
-from pathlib import Path
-
-import pytest
 
 from relay.clock import SystemClock
 from relay.delivery.engine import DeliveryEngine, EngineSettings
 from relay.models import DueDelivery
 from relay.net.transport import RelayTransport
-from relay.store import open_store
 from relay.store.interface import ClaimLimits, Store
 from relay.store.values import AttemptRecord
+from tests.delivery.doubles import DeliveryStoreOver
 from tests.delivery.test_engine import write_succeeded_tasks
 from tests.e2e.harness import Receiver, Reply
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    store = open_store(f"sqlite:///{tmp_path / 'relay.db'}")
-    await store.migrate()
-    yield store
-    await store.close()
-
-
-class HeldClaim:
+class HeldClaim(DeliveryStoreOver):
     """The engine's store role (``DeliveryStore``) over a real store, whose first claim that
     takes something is held, leased already, until ``go`` is set: the cycle is under way
     when the engine is told to stop."""
 
     def __init__(self, store: Store) -> None:
-        self._store = store
+        super().__init__(store)
         self.claimed = asyncio.Event()
         self.go = asyncio.Event()
 
@@ -52,14 +41,8 @@ class HeldClaim:
         limits: ClaimLimits | None = None,
     ) -> list[DueDelivery]:
         return await self._hold(
-            await self._store.claim_due_deliveries(now, limit, lease_seconds, owner, limits=limits)
+            await super().claim_due_deliveries(now, limit, lease_seconds, owner, limits=limits)
         )
-
-    async def next_delivery_at(self, after: datetime) -> datetime | None:
-        return await self._store.next_delivery_at(after)
-
-    async def record_attempts(self, records: Sequence[AttemptRecord], owner: str) -> None:
-        await self._store.record_attempts(records, owner)
 
     async def record_and_claim(
         self,
@@ -72,13 +55,8 @@ class HeldClaim:
         limits: ClaimLimits | None = None,
     ) -> list[DueDelivery]:
         return await self._hold(
-            await self._store.record_and_claim(
-                records, owner, now, limit, lease_seconds, limits=limits
-            )
+            await super().record_and_claim(records, owner, now, limit, lease_seconds, limits=limits)
         )
-
-    async def release_deliveries(self, pks: Sequence[int], owner: str) -> None:
-        await self._store.release_deliveries(pks, owner)
 
     async def _hold(self, due: list[DueDelivery]) -> list[DueDelivery]:
         if due and not self.claimed.is_set():
